@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything ecsnet needs to build, serve and test on Debian 12.
+#
+# Idempotent: a package already present is not touched, so a second run finishes in seconds.
+# The Dockerfile, `make run`, `make test` and CI all call this one script, so what CI tests is
+# what the image builds. Python packages Debian lacks go into a project-local virtual
+# environment (.venv) built from /usr/bin/python3 with the system site packages, because
+# Debian's python3-torch (the numerical reference in the tests) lives there.
+#
+# Usage: deploy/install-deps.sh [--runtime-only] [--no-python]
+#   --runtime-only  only what the built binaries need (the Docker runtime stage)
+#   --no-python     skip the test virtual environment (the Docker build stage)
+set -euo pipefail
+
+runtime_only=0
+python=1
+for arg in "$@"; do
+  case "$arg" in
+    --runtime-only) runtime_only=1; python=0 ;;
+    --no-python) python=0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+root_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-deps.sh: not root and sudo is missing; run as root" >&2; exit 1
+  fi
+fi
+
+runtime_pkgs=(libmicrohttpd12 libjansson4 libturbojpeg0 libpng16-16 libdnnl2 libsqlite3-0
+  libgomp1 ca-certificates)
+build_pkgs=(build-essential cmake pkg-config git libmicrohttpd-dev libjansson-dev
+  libturbojpeg0-dev libpng-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev libcmocka-dev
+  clang libclang-rt-14-dev clang-format)
+test_pkgs=(python3 python3-venv python3-pip python3-numpy python3-pil python3-torch
+  python3-pytest python3-requests wrk curl)
+
+want=("${runtime_pkgs[@]}")
+if [ "$runtime_only" -eq 0 ]; then want+=("${build_pkgs[@]}"); fi
+if [ "$python" -eq 1 ]; then want+=("${test_pkgs[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "$python" -eq 1 ]; then
+  venv="$root_dir/.venv"
+  stamp="$venv/.deps-installed"
+  reqs="$root_dir/tests/requirements.txt"
+  if [ ! -x "$venv/bin/python" ]; then
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+  fi
+  if [ ! -f "$stamp" ] || [ "$reqs" -nt "$stamp" ]; then
+    echo "install-deps: installing Python test packages into .venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
+    touch "$stamp"
+  fi
+fi

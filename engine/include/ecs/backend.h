@@ -1,0 +1,82 @@
+/* ecs/backend.h - devices, backends (streams), buffer types and buffers.
+ *
+ * After ggml-backend: a device (the CPU, one GPU) makes backends; a backend is a stream with
+ * its own library handles, workspace and thread count, used by one thread at a time; a buffer
+ * type says where memory lives and a buffer is one allocation of it. Several backends on one
+ * device run concurrently (one per worker) and may read the same parameter buffers.
+ *
+ * Devices known to every build: "cpu-ref" (the plain-C reference kernels, the test oracle) and
+ * "cpu" (oneDNN where the build has it, falling back to the reference kernel op by op). A build
+ * with the CUDA backend adds "cuda:0", "cuda:1", ... for each GPU that answers at run time. */
+#ifndef ECS_BACKEND_H
+#define ECS_BACKEND_H
+
+#include "ecs/op.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ecs_device ecs_device;
+typedef struct ecs_backend ecs_backend;
+typedef struct ecs_buffer_type ecs_buffer_type;
+typedef struct ecs_buffer ecs_buffer;
+
+typedef struct ecs_backend_params {
+  int n_threads; /* compute threads for this backend; <= 0: all cores */
+} ecs_backend_params;
+
+/* Counters a backend keeps about the ops it ran, for tests and metrics. */
+typedef struct ecs_backend_stats {
+  uint64_t ops;        /* ops computed */
+  uint64_t ref_ops;    /* of which ran on a reference kernel (CPU) */
+  uint64_t reorders;   /* layout conversions executed */
+  uint64_t primitives; /* library primitives or plans created (cache misses) */
+} ecs_backend_stats;
+
+/* registry */
+size_t ecs_device_count(void);
+ecs_device *ecs_device_get(size_t i);
+/* "cpu", "cpu-ref", "cuda" (= cuda:0), "cuda:N", or "auto" (the first GPU, else "cpu"). */
+ecs_device *ecs_device_find(const char *name, ecs_err *err);
+const char *ecs_device_name(ecs_device *dev);
+const char *ecs_device_description(ecs_device *dev);
+int ecs_device_is_host(ecs_device *dev); /* memory addressable by the CPU */
+void ecs_device_memory(ecs_device *dev, size_t *free_bytes, size_t *total_bytes);
+int ecs_device_supports_op(ecs_device *dev, const ecs_op *op);
+ecs_buffer_type *ecs_device_buffer_type(ecs_device *dev);
+
+/* backends */
+ecs_backend *ecs_backend_init(ecs_device *dev, const ecs_backend_params *params, ecs_err *err);
+void ecs_backend_free(ecs_backend *be); /* accepts NULL */
+const char *ecs_backend_name(ecs_backend *be);
+ecs_device *ecs_backend_device(ecs_backend *be);
+/* Fills layout, layout_desc and nbytes of op->dst[] whose type, nd and ne the caller set.
+ * Backends without private layouts make them plain. */
+ecs_status ecs_backend_prepare(ecs_backend *be, ecs_op *op, ecs_err *err);
+/* Runs op; dst tensors must be allocated (data set) as prepare laid them out. Asynchronous on
+ * devices with streams; ecs_backend_synchronize waits. */
+ecs_status ecs_backend_compute(ecs_backend *be, ecs_op *op, ecs_err *err);
+ecs_status ecs_backend_synchronize(ecs_backend *be, ecs_err *err);
+void ecs_backend_get_stats(ecs_backend *be, ecs_backend_stats *out);
+void ecs_backend_reset_stats(ecs_backend *be);
+
+/* buffers */
+const char *ecs_buffer_type_name(ecs_buffer_type *buft);
+size_t ecs_buffer_type_alignment(ecs_buffer_type *buft);
+ecs_buffer *ecs_buffer_alloc(ecs_buffer_type *buft, size_t size, ecs_err *err);
+void ecs_buffer_free(ecs_buffer *buf); /* accepts NULL */
+void *ecs_buffer_base(ecs_buffer *buf);
+size_t ecs_buffer_size(ecs_buffer *buf);
+ecs_buffer_type *ecs_buffer_get_type(ecs_buffer *buf);
+
+/* Host <-> tensor copies of raw bytes at byte offset off (no layout conversion: use them on
+ * plain tensors, or for whole-tensor save/restore within one backend). */
+ecs_status ecs_tensor_set_bytes(ecs_tensor *t, const void *src, size_t off, size_t n, ecs_err *err);
+ecs_status ecs_tensor_get_bytes(const ecs_tensor *t, void *dst, size_t off, size_t n, ecs_err *err);
+ecs_status ecs_tensor_memset(ecs_tensor *t, int value, ecs_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -33,7 +33,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 runtime_pkgs=(libmicrohttpd12 libjansson4 libturbojpeg0 libpng16-16 libdnnl2 libsqlite3-0
-  libgomp1 ca-certificates)
+  libgomp1 ca-certificates curl)
 build_pkgs=(build-essential cmake pkg-config git libmicrohttpd-dev libjansson-dev
   libturbojpeg0-dev libpng-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev libcmocka-dev
   clang libclang-rt-14-dev clang-format)

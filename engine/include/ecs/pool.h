@@ -86,10 +86,11 @@ typedef struct ecs_pool_opts {
   ecs_worker_init_fn worker_init; /* optional: state is then NULL */
   ecs_worker_free_fn worker_free; /* optional */
   void *user;          /* passed to worker_init, worker_free and run_batch */
-  /* Batching: with run_batch set and max_batch > 1, a worker that takes a job with a non-zero
-   * batch_key also takes up to max_batch-1 more queued jobs of the same key and priority; if it
-   * has fewer than max_batch it waits for more until max_delay_ms after the first job was
-   * queued (never past a drain), then calls run_batch once, even for a single job. */
+  /* Batching: with run_batch set, a job with a non-zero batch_key is always run through
+   * run_batch. The worker that takes it also takes up to max_batch-1 more queued jobs of the
+   * same key and priority; while it has fewer than max_batch it waits for more until
+   * max_delay_ms after the first job was queued (never once a drain or free has begun), then
+   * calls run_batch once, even for a single job. */
   ecs_batch_run_fn run_batch;
   int max_batch;       /* 1..ECS_POOL_MAX_BATCH; 0 is taken as 1 */
   int max_delay_ms;    /* >= 0 */

@@ -1,0 +1,991 @@
+/* safetensors.c - reading and writing safetensors files.
+ *
+ * The engine must build where only CUDA is installed, so the header is read by the small strict
+ * parser below rather than a JSON library. It does not parse JSON in general: it parses exactly
+ * the schema a safetensors header can have (an object of tensor entries with "dtype", "shape"
+ * and "data_offsets", plus an optional "__metadata__" object of strings) and rejects anything
+ * else. That keeps a hostile file from reaching any code path that was not written for it.
+ *
+ * Every check happens at open time, before a tensor is exposed: header length within the file,
+ * well-formed header, supported dtypes, shape x dtype size equal to the data_offsets span, spans
+ * inside the data area and not overlapping, unique names. Tensor data pointers point into the
+ * mapping and carry no alignment promise (a header length that is not a multiple of 8 is
+ * legal), so readers copy the bytes out (ecs_tensor_set_bytes does).
+ *
+ * Writing builds the whole file image in memory order (header padded with spaces to 8 bytes so
+ * data starts aligned), writes it to a temporary file beside the target, fsyncs it, renames it
+ * over the target and fsyncs the folder, so a crash leaves either the old file or the new one. */
+#include "ecs/safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The reference implementation refuses headers above 100 MB; a real header is kilobytes. */
+#define ST_MAX_HEADER ((uint64_t)100 * 1024 * 1024)
+
+struct ecs_st_file {
+  void *map; /* owned mapping, or NULL for ecs_st_open_memory */
+  size_t map_len;
+  ecs_st_tensor *t;
+  size_t n, cap;
+  size_t *by_name; /* indices of t sorted by name, for lookup and the duplicate check */
+  char **meta_k, **meta_v;
+  size_t n_meta, cap_meta;
+};
+
+/* ---- the header parser ------------------------------------------------------------------- */
+
+typedef struct jp {
+  const unsigned char *s;
+  size_t n, i;
+  ecs_err *err;
+} jp;
+
+static ecs_status jp_fail(jp *p, const char *what) {
+  return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: %s at byte %zu", what, p->i);
+}
+
+static void jp_ws(jp *p) {
+  while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' ||
+                         p->s[p->i] == '\r'))
+    p->i++;
+}
+
+static ecs_status jp_expect(jp *p, char c) {
+  jp_ws(p);
+  if (p->i >= p->n || p->s[p->i] != (unsigned char)c) {
+    char what[32];
+    snprintf(what, sizeof what, "expected '%c'", c);
+    return jp_fail(p, what);
+  }
+  p->i++;
+  return ECS_OK;
+}
+
+/* Returns 1 and consumes c when it is the next token. */
+static int jp_accept(jp *p, char c) {
+  jp_ws(p);
+  if (p->i < p->n && p->s[p->i] == (unsigned char)c) {
+    p->i++;
+    return 1;
+  }
+  return 0;
+}
+
+static int hexval(unsigned char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+static int jp_hex4(jp *p, unsigned *out) {
+  if (p->n - p->i < 4) return 0;
+  unsigned v = 0;
+  for (int k = 0; k < 4; k++) {
+    int h = hexval(p->s[p->i + k]);
+    if (h < 0) return 0;
+    v = v << 4 | (unsigned)h;
+  }
+  p->i += 4;
+  *out = v;
+  return 1;
+}
+
+static size_t utf8_put(char *o, unsigned cp) {
+  if (cp < 0x80) {
+    o[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    o[0] = (char)(0xC0 | cp >> 6);
+    o[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    o[0] = (char)(0xE0 | cp >> 12);
+    o[1] = (char)(0x80 | (cp >> 6 & 0x3F));
+    o[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  o[0] = (char)(0xF0 | cp >> 18);
+  o[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+  o[2] = (char)(0x80 | (cp >> 6 & 0x3F));
+  o[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* A JSON string, unescaped into a new NUL-terminated buffer. NUL characters are refused since
+ * names and metadata are C strings everywhere else. */
+static ecs_status jp_string(jp *p, char **out) {
+  *out = NULL;
+  ecs_status st = jp_expect(p, '"');
+  if (st != ECS_OK) return st;
+  size_t start = p->i, end = start;
+  while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
+  if (end >= p->n) return jp_fail(p, "unterminated string");
+  /* unescaping never grows a string: \uXXXX (6 bytes) is at most 4 bytes of UTF-8 */
+  char *o = malloc(end - start + 1);
+  if (!o) return ecs_err_set(p->err, ECS_ERR_NOMEM, "safetensors header: out of memory");
+  size_t k = 0;
+  while (p->s[p->i] != '"') {
+    unsigned char c = p->s[p->i];
+    if (c < 0x20) {
+      free(o);
+      return jp_fail(p, "control character in string");
+    }
+    if (c != '\\') {
+      o[k++] = (char)c;
+      p->i++;
+      continue;
+    }
+    p->i++;
+    unsigned char e = p->s[p->i++];
+    switch (e) {
+    case '"': o[k++] = '"'; break;
+    case '\\': o[k++] = '\\'; break;
+    case '/': o[k++] = '/'; break;
+    case 'b': o[k++] = '\b'; break;
+    case 'f': o[k++] = '\f'; break;
+    case 'n': o[k++] = '\n'; break;
+    case 'r': o[k++] = '\r'; break;
+    case 't': o[k++] = '\t'; break;
+    case 'u': {
+      unsigned cp, lo;
+      if (!jp_hex4(p, &cp)) {
+        free(o);
+        return jp_fail(p, "bad \\u escape");
+      }
+      if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (p->n - p->i < 2 || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u') {
+          free(o);
+          return jp_fail(p, "unpaired surrogate in \\u escape");
+        }
+        p->i += 2;
+        if (!jp_hex4(p, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+          free(o);
+          return jp_fail(p, "unpaired surrogate in \\u escape");
+        }
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+      } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        free(o);
+        return jp_fail(p, "unpaired surrogate in \\u escape");
+      }
+      if (cp == 0) {
+        free(o);
+        return jp_fail(p, "NUL character in string");
+      }
+      k += utf8_put(o + k, cp);
+      break;
+    }
+    default:
+      free(o);
+      p->i--;
+      return jp_fail(p, "bad escape in string");
+    }
+  }
+  p->i++; /* closing quote */
+  o[k] = '\0';
+  *out = o;
+  return ECS_OK;
+}
+
+/* A non-negative integer without sign, fraction or exponent (all a header can hold). */
+static ecs_status jp_uint(jp *p, const char *name, const char *field, uint64_t *out) {
+  jp_ws(p);
+  if (p->i < p->n && p->s[p->i] == '-')
+    return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: tensor '%s': negative %s",
+                       name, field);
+  if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9')
+    return ecs_err_set(p->err, ECS_ERR_FORMAT,
+                       "safetensors header: tensor '%s': %s must hold integers (byte %zu)", name,
+                       field, p->i);
+  if (p->s[p->i] == '0' && p->i + 1 < p->n && p->s[p->i + 1] >= '0' && p->s[p->i + 1] <= '9')
+    return ecs_err_set(p->err, ECS_ERR_FORMAT,
+                       "safetensors header: tensor '%s': leading zero in %s", name, field);
+  uint64_t v = 0;
+  while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
+    unsigned d = p->s[p->i] - '0';
+    if (v > (UINT64_MAX - d) / 10)
+      return ecs_err_set(p->err, ECS_ERR_FORMAT,
+                         "safetensors header: tensor '%s': %s value out of range", name, field);
+    v = v * 10 + d;
+    p->i++;
+  }
+  if (p->i < p->n && (p->s[p->i] == '.' || p->s[p->i] == 'e' || p->s[p->i] == 'E'))
+    return ecs_err_set(p->err, ECS_ERR_FORMAT,
+                       "safetensors header: tensor '%s': %s must hold integers", name, field);
+  *out = v;
+  return ECS_OK;
+}
+
+static ecs_status jp_uint_array(jp *p, const char *name, const char *field, uint64_t *v, int max,
+                                int *count) {
+  ecs_status st = jp_expect(p, '[');
+  if (st != ECS_OK) return st;
+  *count = 0;
+  if (jp_accept(p, ']')) return ECS_OK;
+  for (;;) {
+    if (*count >= max)
+      return ecs_err_set(p->err, ECS_ERR_FORMAT,
+                         "safetensors header: tensor '%s': %s has more than %d entries", name,
+                         field, max);
+    if ((st = jp_uint(p, name, field, &v[*count])) != ECS_OK) return st;
+    (*count)++;
+    if (jp_accept(p, ']')) return ECS_OK;
+    if ((st = jp_expect(p, ',')) != ECS_OK) return st;
+  }
+}
+
+static const struct {
+  const char *name;
+  int ecs; /* ecs_dtype, or -1 for a valid safetensors dtype the engine does not support */
+} g_dtypes[] = {
+    {"F32", ECS_F32},  {"I32", ECS_I32},  {"U8", ECS_U8},      {"F64", -1},     {"F16", -1},
+    {"BF16", -1},      {"I64", -1},       {"I16", -1},         {"I8", -1},      {"U16", -1},
+    {"U32", -1},       {"U64", -1},       {"BOOL", -1},        {"F8_E4M3", -1}, {"F8_E5M2", -1},
+};
+
+static ecs_status parse_dtype(jp *p, const char *name, const char *s, ecs_dtype *out) {
+  for (size_t k = 0; k < sizeof g_dtypes / sizeof g_dtypes[0]; k++) {
+    if (strcmp(s, g_dtypes[k].name) != 0) continue;
+    if (g_dtypes[k].ecs < 0)
+      return ecs_err_set(p->err, ECS_ERR_FORMAT,
+                         "safetensors: tensor '%s' has dtype %s, which the engine does not "
+                         "support (F32, I32, U8)",
+                         name, s);
+    *out = (ecs_dtype)g_dtypes[k].ecs;
+    return ECS_OK;
+  }
+  return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors: tensor '%s' has unknown dtype '%.32s'",
+                     name, s);
+}
+
+typedef struct st_entry {
+  uint64_t begin, end;
+} st_entry;
+
+/* One tensor entry: {"dtype": .., "shape": [..], "data_offsets": [b, e]} in any order. */
+static ecs_status parse_tensor(jp *p, const char *name, ecs_st_tensor *t, st_entry *off) {
+  ecs_status st = jp_expect(p, '{');
+  if (st != ECS_OK) return st;
+  int have_dtype = 0, have_shape = 0, have_off = 0;
+  if (!jp_accept(p, '}')) {
+    for (;;) {
+      char *key;
+      if ((st = jp_string(p, &key)) != ECS_OK) return st;
+      if ((st = jp_expect(p, ':')) != ECS_OK) {
+        free(key);
+        return st;
+      }
+      int *seen = strcmp(key, "dtype") == 0          ? &have_dtype
+                  : strcmp(key, "shape") == 0        ? &have_shape
+                  : strcmp(key, "data_offsets") == 0 ? &have_off
+                                                     : NULL;
+      if (!seen || *seen) {
+        st = ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: tensor '%s': %s key '%.64s'",
+                         name, seen ? "repeated" : "unexpected", key);
+        free(key);
+        return st;
+      }
+      *seen = 1;
+      if (seen == &have_dtype) {
+        char *d;
+        if ((st = jp_string(p, &d)) == ECS_OK) {
+          st = parse_dtype(p, name, d, &t->type);
+          free(d);
+        }
+      } else if (seen == &have_shape) {
+        uint64_t dims[ECS_MAX_DIMS];
+        if ((st = jp_uint_array(p, name, "shape", dims, ECS_MAX_DIMS, &t->nd)) == ECS_OK) {
+          for (int k = 0; k < ECS_MAX_DIMS; k++) t->ne[k] = 1;
+          for (int k = 0; k < t->nd; k++) {
+            if (dims[k] > (uint64_t)INT64_MAX) {
+              st = ecs_err_set(p->err, ECS_ERR_FORMAT,
+                               "safetensors header: tensor '%s': shape out of range", name);
+              break;
+            }
+            t->ne[k] = (int64_t)dims[k];
+          }
+        }
+      } else {
+        uint64_t v[2] = {0, 0};
+        int cnt = 0;
+        if ((st = jp_uint_array(p, name, "data_offsets", v, 2, &cnt)) == ECS_OK && cnt != 2)
+          st = ecs_err_set(p->err, ECS_ERR_FORMAT,
+                           "safetensors header: tensor '%s': data_offsets needs 2 entries", name);
+        off->begin = v[0];
+        off->end = v[1];
+      }
+      free(key);
+      if (st != ECS_OK) return st;
+      if (jp_accept(p, '}')) break;
+      if ((st = jp_expect(p, ',')) != ECS_OK) return st;
+    }
+  }
+  if (!have_dtype || !have_shape || !have_off)
+    return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: tensor '%s': missing '%s'",
+                       name, !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
+  return ECS_OK;
+}
+
+static ecs_status parse_metadata(jp *p, ecs_st_file *f) {
+  ecs_status st = jp_expect(p, '{');
+  if (st != ECS_OK) return st;
+  if (jp_accept(p, '}')) return ECS_OK;
+  for (;;) {
+    char *k = NULL, *v = NULL;
+    if ((st = jp_string(p, &k)) != ECS_OK) return st;
+    if ((st = jp_expect(p, ':')) != ECS_OK) {
+      free(k);
+      return st;
+    }
+    jp_ws(p);
+    if (p->i >= p->n || p->s[p->i] != '"') {
+      st = ecs_err_set(p->err, ECS_ERR_FORMAT,
+                       "safetensors header: __metadata__ value of '%.64s' is not a string", k);
+      free(k);
+      return st;
+    }
+    if ((st = jp_string(p, &v)) != ECS_OK) {
+      free(k);
+      return st;
+    }
+    for (size_t i = 0; i < f->n_meta; i++)
+      if (strcmp(f->meta_k[i], k) == 0) {
+        st = ecs_err_set(p->err, ECS_ERR_FORMAT,
+                         "safetensors header: __metadata__ key '%.64s' repeated", k);
+        free(k);
+        free(v);
+        return st;
+      }
+    if (f->n_meta == f->cap_meta) {
+      size_t cap = f->cap_meta ? 2 * f->cap_meta : 8;
+      char **nk = realloc(f->meta_k, cap * sizeof *nk);
+      if (nk) f->meta_k = nk;
+      char **nv = nk ? realloc(f->meta_v, cap * sizeof *nv) : NULL;
+      if (nv) f->meta_v = nv;
+      if (!nk || !nv) {
+        free(k);
+        free(v);
+        return ecs_err_set(p->err, ECS_ERR_NOMEM, "safetensors: out of memory");
+      }
+      f->cap_meta = cap;
+    }
+    f->meta_k[f->n_meta] = k;
+    f->meta_v[f->n_meta++] = v;
+    if (jp_accept(p, '}')) return ECS_OK;
+    if ((st = jp_expect(p, ',')) != ECS_OK) return st;
+  }
+}
+
+/* ---- validation of the parsed entries ------------------------------------------------------ */
+
+static const ecs_st_file *g_sort_file; /* qsort has no context argument in C11 */
+static const st_entry *g_sort_off;
+
+static int cmp_name(const void *a, const void *b) {
+  return strcmp(g_sort_file->t[*(const size_t *)a].name, g_sort_file->t[*(const size_t *)b].name);
+}
+static int cmp_begin(const void *a, const void *b) {
+  uint64_t x = g_sort_off[*(const size_t *)a].begin, y = g_sort_off[*(const size_t *)b].begin;
+  return x < y ? -1 : x > y;
+}
+
+static ecs_status validate(ecs_st_file *f, const st_entry *off, uint64_t data_len, ecs_err *err) {
+  for (size_t i = 0; i < f->n; i++) {
+    ecs_st_tensor *t = &f->t[i];
+    uint64_t bytes = ecs_dtype_size(t->type);
+    for (int k = 0; k < t->nd; k++)
+      if (__builtin_mul_overflow(bytes, (uint64_t)t->ne[k], &bytes))
+        return ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensor '%s': shape too large",
+                           t->name);
+    if (off[i].begin > off[i].end)
+      return ecs_err_set(err, ECS_ERR_FORMAT,
+                         "safetensors: tensor '%s': data_offsets [%llu, %llu] are reversed",
+                         t->name, (unsigned long long)off[i].begin,
+                         (unsigned long long)off[i].end);
+    if (off[i].end > data_len)
+      return ecs_err_set(err, ECS_ERR_FORMAT,
+                         "safetensors: tensor '%s': data_offsets end %llu is past the data "
+                         "(%llu bytes)",
+                         t->name, (unsigned long long)off[i].end, (unsigned long long)data_len);
+    if (off[i].end - off[i].begin != bytes)
+      return ecs_err_set(err, ECS_ERR_FORMAT,
+                         "safetensors: tensor '%s': shape and dtype %s need %llu bytes but "
+                         "data_offsets span %llu",
+                         t->name, ecs_dtype_name(t->type), (unsigned long long)bytes,
+                         (unsigned long long)(off[i].end - off[i].begin));
+    t->nbytes = (size_t)bytes;
+  }
+  if (f->n == 0) return ECS_OK;
+  size_t *idx = malloc(f->n * sizeof *idx);
+  f->by_name = malloc(f->n * sizeof *f->by_name);
+  if (!idx || !f->by_name) {
+    free(idx);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors: out of memory");
+  }
+  for (size_t i = 0; i < f->n; i++) idx[i] = f->by_name[i] = i;
+  g_sort_file = f;
+  qsort(f->by_name, f->n, sizeof *f->by_name, cmp_name);
+  ecs_status st = ECS_OK;
+  for (size_t i = 1; i < f->n && st == ECS_OK; i++)
+    if (strcmp(f->t[f->by_name[i]].name, f->t[f->by_name[i - 1]].name) == 0)
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensor '%s' appears twice",
+                       f->t[f->by_name[i]].name);
+  g_sort_off = off;
+  qsort(idx, f->n, sizeof *idx, cmp_begin);
+  /* empty tensors occupy nothing and may sit anywhere */
+  size_t prev = SIZE_MAX;
+  for (size_t k = 0; k < f->n && st == ECS_OK; k++) {
+    size_t i = idx[k];
+    if (off[i].begin == off[i].end) continue;
+    if (prev != SIZE_MAX && off[i].begin < off[prev].end)
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                       f->t[prev].name, f->t[i].name);
+    prev = i;
+  }
+  free(idx);
+  return st;
+}
+
+/* ---- opening ------------------------------------------------------------------------------ */
+
+static ecs_status parse_file(ecs_st_file *f, const unsigned char *bytes, size_t n, ecs_err *err) {
+  if (n < 8)
+    return ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: file of %zu bytes is shorter than the "
+                                            "8-byte header length", n);
+  uint64_t hlen = 0;
+  for (int k = 7; k >= 0; k--) hlen = hlen << 8 | bytes[k];
+  if (hlen > ST_MAX_HEADER)
+    return ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: header length %llu is too large",
+                       (unsigned long long)hlen);
+  if (hlen > n - 8)
+    return ecs_err_set(err, ECS_ERR_FORMAT,
+                       "safetensors: header length %llu runs past the end of the file (%zu bytes)",
+                       (unsigned long long)hlen, n);
+  jp p = {.s = bytes + 8, .n = (size_t)hlen, .i = 0, .err = err};
+  st_entry *off = NULL;
+  int have_meta = 0;
+  ecs_status st = jp_expect(&p, '{');
+  if (st == ECS_OK && !jp_accept(&p, '}')) {
+    for (;;) {
+      char *key;
+      if ((st = jp_string(&p, &key)) != ECS_OK) break;
+      if ((st = jp_expect(&p, ':')) != ECS_OK) {
+        free(key);
+        break;
+      }
+      if (strcmp(key, "__metadata__") == 0) {
+        free(key);
+        if (have_meta) {
+          st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors header: __metadata__ repeated");
+          break;
+        }
+        have_meta = 1;
+        if ((st = parse_metadata(&p, f)) != ECS_OK) break;
+      } else {
+        if (f->n == f->cap) {
+          size_t cap = f->cap ? 2 * f->cap : 16;
+          ecs_st_tensor *nt = realloc(f->t, cap * sizeof *nt);
+          if (nt) f->t = nt;
+          st_entry *no = nt ? realloc(off, cap * sizeof *no) : NULL;
+          if (no) off = no;
+          if (!nt || !no) {
+            free(key);
+            st = ecs_err_set(err, ECS_ERR_NOMEM, "safetensors: out of memory");
+            break;
+          }
+          f->cap = cap;
+        }
+        ecs_st_tensor *t = &f->t[f->n];
+        memset(t, 0, sizeof *t);
+        t->name = key;
+        f->n++;
+        if ((st = parse_tensor(&p, key, t, &off[f->n - 1])) != ECS_OK) break;
+      }
+      if (jp_accept(&p, '}')) break;
+      if ((st = jp_expect(&p, ',')) != ECS_OK) break;
+    }
+  }
+  if (st == ECS_OK) {
+    jp_ws(&p);
+    if (p.i != p.n) st = jp_fail(&p, "trailing bytes after the header object");
+  }
+  if (st == ECS_OK) {
+    uint64_t data_len = (uint64_t)n - 8 - hlen;
+    st = validate(f, off, data_len, err);
+    for (size_t i = 0; st == ECS_OK && i < f->n; i++)
+      f->t[i].data = bytes + 8 + hlen + off[i].begin;
+  }
+  free(off);
+  return st;
+}
+
+ecs_st_file *ecs_st_open_memory(const void *bytes, size_t n, ecs_err *err) {
+  ecs_st_file *f = calloc(1, sizeof *f);
+  if (!f) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "safetensors: out of memory");
+    return NULL;
+  }
+  if (!bytes && n) {
+    free(f);
+    ecs_err_set(err, ECS_ERR_INVALID, "safetensors: NULL buffer");
+    return NULL;
+  }
+  if (parse_file(f, bytes, n, err) != ECS_OK) {
+    ecs_st_close(f);
+    return NULL;
+  }
+  return f;
+}
+
+ecs_st_file *ecs_st_open(const char *path, ecs_err *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ecs_err_set(err, ECS_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    ecs_err_set(err, ECS_ERR_IO, "'%s' is not a readable regular file", path);
+    close(fd);
+    return NULL;
+  }
+  size_t n = (size_t)sb.st_size;
+  if (n < 8) {
+    close(fd);
+    ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: '%s' has %zu bytes, too short for a header",
+                path, n);
+    return NULL;
+  }
+  void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (map == MAP_FAILED) {
+    ecs_err_set(err, ECS_ERR_IO, "cannot map '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  ecs_err local = {0};
+  ecs_st_file *f = ecs_st_open_memory(map, n, &local);
+  if (!f) {
+    munmap(map, n);
+    ecs_err_set(err, local.status, "%s: %s", path, local.msg);
+    return NULL;
+  }
+  f->map = map;
+  f->map_len = n;
+  return f;
+}
+
+void ecs_st_close(ecs_st_file *f) {
+  if (!f) return;
+  for (size_t i = 0; i < f->n; i++) free((char *)f->t[i].name);
+  for (size_t i = 0; i < f->n_meta; i++) {
+    free(f->meta_k[i]);
+    free(f->meta_v[i]);
+  }
+  free(f->t);
+  free(f->by_name);
+  free(f->meta_k);
+  free(f->meta_v);
+  if (f->map) munmap(f->map, f->map_len);
+  free(f);
+}
+
+size_t ecs_st_count(const ecs_st_file *f) { return f ? f->n : 0; }
+
+const ecs_st_tensor *ecs_st_at(const ecs_st_file *f, size_t i) {
+  return f && i < f->n ? &f->t[i] : NULL;
+}
+
+const ecs_st_tensor *ecs_st_find(const ecs_st_file *f, const char *name) {
+  if (!f || !name) return NULL;
+  size_t lo = 0, hi = f->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(f->t[f->by_name[mid]].name, name);
+    if (c == 0) return &f->t[f->by_name[mid]];
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}
+
+const char *ecs_st_meta(const ecs_st_file *f, const char *key) {
+  if (!f || !key) return NULL;
+  for (size_t i = 0; i < f->n_meta; i++)
+    if (strcmp(f->meta_k[i], key) == 0) return f->meta_v[i];
+  return NULL;
+}
+
+size_t ecs_st_meta_count(const ecs_st_file *f) { return f ? f->n_meta : 0; }
+
+const char *ecs_st_meta_key(const ecs_st_file *f, size_t i) {
+  return f && i < f->n_meta ? f->meta_k[i] : NULL;
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+typedef struct st_wtensor {
+  char *name;
+  ecs_dtype type;
+  int nd;
+  int64_t ne[ECS_MAX_DIMS];
+  void *data;
+  size_t nbytes;
+} st_wtensor;
+
+struct ecs_st_writer {
+  st_wtensor *t;
+  size_t n, cap;
+  char **meta_k, **meta_v;
+  size_t n_meta, cap_meta;
+};
+
+ecs_st_writer *ecs_st_writer_new(ecs_err *err) {
+  ecs_st_writer *w = calloc(1, sizeof *w);
+  if (!w) ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+  return w;
+}
+
+void ecs_st_writer_free(ecs_st_writer *w) {
+  if (!w) return;
+  for (size_t i = 0; i < w->n; i++) {
+    free(w->t[i].name);
+    free(w->t[i].data);
+  }
+  for (size_t i = 0; i < w->n_meta; i++) {
+    free(w->meta_k[i]);
+    free(w->meta_v[i]);
+  }
+  free(w->t);
+  free(w->meta_k);
+  free(w->meta_v);
+  free(w);
+}
+
+ecs_status ecs_st_writer_add(ecs_st_writer *w, const char *name, ecs_dtype type, int nd,
+                             const int64_t *ne, const void *data, ecs_err *err) {
+  if (!w || !name || !*name || (nd > 0 && !ne))
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: missing name or shape");
+  if (strcmp(name, "__metadata__") == 0)
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: '__metadata__' is reserved");
+  if ((unsigned)type >= ECS_DTYPE_COUNT)
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': bad dtype", name);
+  if (nd < 0 || nd > ECS_MAX_DIMS)
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': %d dimensions",
+                       name, nd);
+  uint64_t bytes = ecs_dtype_size(type);
+  for (int k = 0; k < nd; k++)
+    if (ne[k] < 0 || __builtin_mul_overflow(bytes, (uint64_t)ne[k], &bytes) || bytes > SIZE_MAX)
+      return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': bad shape",
+                         name);
+  if (bytes && !data)
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': no data", name);
+  for (size_t i = 0; i < w->n; i++)
+    if (strcmp(w->t[i].name, name) == 0)
+      return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s' added twice",
+                         name);
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 16;
+    st_wtensor *nt = realloc(w->t, cap * sizeof *nt);
+    if (!nt) return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+    w->t = nt;
+    w->cap = cap;
+  }
+  st_wtensor *t = &w->t[w->n];
+  memset(t, 0, sizeof *t);
+  t->name = strdup(name);
+  t->data = malloc(bytes ? (size_t)bytes : 1);
+  if (!t->name || !t->data) {
+    free(t->name);
+    free(t->data);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+  }
+  if (bytes) memcpy(t->data, data, (size_t)bytes);
+  t->type = type;
+  t->nd = nd;
+  for (int k = 0; k < nd; k++) t->ne[k] = ne[k];
+  t->nbytes = (size_t)bytes;
+  w->n++;
+  return ECS_OK;
+}
+
+ecs_status ecs_st_writer_meta(ecs_st_writer *w, const char *key, const char *value, ecs_err *err) {
+  if (!w || !key || !value)
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: missing metadata key or value");
+  for (size_t i = 0; i < w->n_meta; i++)
+    if (strcmp(w->meta_k[i], key) == 0) {
+      char *v = strdup(value);
+      if (!v) return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+      free(w->meta_v[i]);
+      w->meta_v[i] = v;
+      return ECS_OK;
+    }
+  if (w->n_meta == w->cap_meta) {
+    size_t cap = w->cap_meta ? 2 * w->cap_meta : 8;
+    char **nk = realloc(w->meta_k, cap * sizeof *nk);
+    if (nk) w->meta_k = nk;
+    char **nv = nk ? realloc(w->meta_v, cap * sizeof *nv) : NULL;
+    if (nv) w->meta_v = nv;
+    if (!nk || !nv) return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+    w->cap_meta = cap;
+  }
+  char *k = strdup(key), *v = strdup(value);
+  if (!k || !v) {
+    free(k);
+    free(v);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+  }
+  w->meta_k[w->n_meta] = k;
+  w->meta_v[w->n_meta++] = v;
+  return ECS_OK;
+}
+
+/* A growable byte string for the header. */
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->n + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n + 1) cap *= 2;
+    char *np = realloc(b->p, cap);
+    if (!np) {
+      b->oom = 1;
+      return;
+    }
+    b->p = np;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = '\0';
+}
+
+static void sb_printf(sbuf *b, const char *fmt, unsigned long long v) {
+  char tmp[32];
+  int k = snprintf(tmp, sizeof tmp, fmt, v);
+  sb_put(b, tmp, (size_t)k);
+}
+
+static void sb_json_string(sbuf *b, const char *s) {
+  sb_put(b, "\"", 1);
+  for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    if (*c == '"' || *c == '\\') {
+      char e[2] = {'\\', (char)*c};
+      sb_put(b, e, 2);
+    } else if (*c < 0x20) {
+      sb_printf(b, "\\u%04llx", *c);
+    } else {
+      sb_put(b, (const char *)c, 1);
+    }
+  }
+  sb_put(b, "\"", 1);
+}
+
+static ecs_status write_all(int fd, const void *p, size_t n, const char *path, ecs_err *err) {
+  const char *c = p;
+  while (n) {
+    ssize_t k = write(fd, c, n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0)
+      return ecs_err_set(err, ECS_ERR_IO, "cannot write '%s': %s", path,
+                         k < 0 ? strerror(errno) : "short write");
+    c += k;
+    n -= (size_t)k;
+  }
+  return ECS_OK;
+}
+
+ecs_status ecs_st_writer_save(ecs_st_writer *w, const char *path, ecs_err *err) {
+  if (!w || !path || !*path) return ecs_err_set(err, ECS_ERR_INVALID, "safetensors: no path");
+  sbuf h = {0};
+  uint64_t off = 0;
+  sb_put(&h, "{", 1);
+  if (w->n_meta) {
+    sb_put(&h, "\"__metadata__\":{", 16);
+    for (size_t i = 0; i < w->n_meta; i++) {
+      if (i) sb_put(&h, ",", 1);
+      sb_json_string(&h, w->meta_k[i]);
+      sb_put(&h, ":", 1);
+      sb_json_string(&h, w->meta_v[i]);
+    }
+    sb_put(&h, "}", 1);
+  }
+  for (size_t i = 0; i < w->n; i++) {
+    const st_wtensor *t = &w->t[i];
+    if (i || w->n_meta) sb_put(&h, ",", 1);
+    sb_json_string(&h, t->name);
+    sb_put(&h, ":{\"dtype\":\"", 11);
+    sb_put(&h, ecs_dtype_name(t->type), strlen(ecs_dtype_name(t->type)));
+    sb_put(&h, "\",\"shape\":[", 11);
+    for (int k = 0; k < t->nd; k++) sb_printf(&h, k ? ",%llu" : "%llu", (unsigned long long)t->ne[k]);
+    sb_put(&h, "],\"data_offsets\":[", 18);
+    sb_printf(&h, "%llu", off);
+    sb_printf(&h, ",%llu]}", off + t->nbytes);
+    off += t->nbytes;
+  }
+  sb_put(&h, "}", 1);
+  while (!h.oom && h.n % 8) sb_put(&h, " ", 1);
+  if (h.oom) {
+    free(h.p);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+  }
+
+  size_t plen = strlen(path);
+  char *tmp = malloc(plen + 16);
+  if (!tmp) {
+    free(h.p);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
+  }
+  memcpy(tmp, path, plen);
+  memcpy(tmp + plen, ".tmp.XXXXXX", 12);
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    ecs_status st = ecs_err_set(err, ECS_ERR_IO, "cannot create a temporary file beside '%s': %s",
+                                path, strerror(errno));
+    free(tmp);
+    free(h.p);
+    return st;
+  }
+  /* mkstemp makes 0600; a model file is meant to be read by other processes and users */
+  mode_t um = umask(0);
+  umask(um);
+  ecs_status st = ECS_OK;
+  if (fchmod(fd, 0666 & ~um) != 0)
+    st = ecs_err_set(err, ECS_ERR_IO, "cannot set the mode of '%s': %s", tmp, strerror(errno));
+  unsigned char len8[8];
+  for (int k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)h.n >> (8 * k));
+  if (st == ECS_OK) st = write_all(fd, len8, 8, tmp, err);
+  if (st == ECS_OK) st = write_all(fd, h.p, h.n, tmp, err);
+  for (size_t i = 0; st == ECS_OK && i < w->n; i++)
+    st = write_all(fd, w->t[i].data, w->t[i].nbytes, tmp, err);
+  if (st == ECS_OK && fsync(fd) != 0)
+    st = ecs_err_set(err, ECS_ERR_IO, "cannot sync '%s': %s", tmp, strerror(errno));
+  if (close(fd) != 0 && st == ECS_OK)
+    st = ecs_err_set(err, ECS_ERR_IO, "cannot close '%s': %s", tmp, strerror(errno));
+  if (st == ECS_OK && rename(tmp, path) != 0)
+    st = ecs_err_set(err, ECS_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
+                     strerror(errno));
+  if (st != ECS_OK) {
+    unlink(tmp);
+  } else {
+    /* the rename itself is durable only once the folder is synced */
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (dfd >= 0) {
+      if (fsync(dfd) != 0 && errno != EINVAL)
+        st = ecs_err_set(err, ECS_ERR_IO, "cannot sync folder '%s': %s", dir, strerror(errno));
+      close(dfd);
+    }
+    free(dir);
+  }
+  free(tmp);
+  free(h.p);
+  return st;
+}
+
+/* ---- parameter stores <-> files ------------------------------------------------------------ */
+
+ecs_status ecs_params_save(const ecs_params *ps, const char *path, const char *const *meta_kv,
+                           size_t n_meta, ecs_err *err) {
+  if (!ps) return ecs_err_set(err, ECS_ERR_INVALID, "params save: no store");
+  ecs_st_writer *w = ecs_st_writer_new(err);
+  if (!w) return ECS_ERR_NOMEM;
+  ecs_status st = ECS_OK;
+  for (size_t i = 0; st == ECS_OK && i < n_meta; i++)
+    st = ecs_st_writer_meta(w, meta_kv[2 * i], meta_kv[2 * i + 1], err);
+  void *tmp = NULL;
+  size_t tmp_n = 0;
+  for (size_t i = 0; st == ECS_OK && i < ecs_params_count(ps); i++) {
+    const ecs_tensor *t = ecs_params_at(ps, i);
+    size_t n = ecs_plain_nbytes(t);
+    if (!t->data)
+      st = ecs_err_set(err, ECS_ERR_INVALID, "params save: tensor '%s' has no memory", t->name);
+    if (st == ECS_OK && n > tmp_n) {
+      void *nt = realloc(tmp, n);
+      if (!nt) st = ecs_err_set(err, ECS_ERR_NOMEM, "params save: out of memory");
+      else {
+        tmp = nt;
+        tmp_n = n;
+      }
+    }
+    if (st == ECS_OK) st = ecs_tensor_get_bytes(t, tmp, 0, n, err);
+    if (st == ECS_OK) st = ecs_st_writer_add(w, t->name, t->type, t->nd, t->ne, tmp, err);
+  }
+  free(tmp);
+  if (st == ECS_OK) st = ecs_st_writer_save(w, path, err);
+  ecs_st_writer_free(w);
+  return st;
+}
+
+static int st_shape_matches(const ecs_st_tensor *s, const ecs_tensor *t) {
+  if (s->nd != t->nd || s->type != t->type) return 0;
+  for (int k = 0; k < t->nd; k++)
+    if (s->ne[k] != t->ne[k]) return 0;
+  return 1;
+}
+
+static void st_shape_str(const ecs_st_tensor *s, char *buf, size_t n) {
+  ecs_tensor tmp = {.type = s->type, .nd = s->nd};
+  for (int k = 0; k < ECS_MAX_DIMS; k++) tmp.ne[k] = s->ne[k];
+  ecs_shape_str(&tmp, buf, n);
+}
+
+ecs_status ecs_params_load(ecs_params *ps, const ecs_st_file *f, char *unused, size_t unused_n,
+                           ecs_err *err) {
+  if (!ps || !f) return ecs_err_set(err, ECS_ERR_INVALID, "params load: no store or file");
+  if (unused && unused_n) unused[0] = '\0';
+  size_t n = ecs_params_count(ps);
+  /* check everything before writing anything, so a bad file leaves the store untouched */
+  for (size_t i = 0; i < n; i++) {
+    const ecs_tensor *t = ecs_params_at(ps, i);
+    const ecs_st_tensor *s = ecs_st_find(f, t->name);
+    if (!s) return ecs_err_set(err, ECS_ERR_FORMAT, "tensor '%s' is missing from the file", t->name);
+    if (!st_shape_matches(s, t)) {
+      char a[64], b[64];
+      st_shape_str(s, a, sizeof a);
+      ecs_shape_str(t, b, sizeof b);
+      return ecs_err_set(err, ECS_ERR_FORMAT, "tensor '%s' is %s %s in the file but %s %s in the "
+                                              "model",
+                         t->name, ecs_dtype_name(s->type), a, ecs_dtype_name(t->type), b);
+    }
+    if (!t->data)
+      return ecs_err_set(err, ECS_ERR_INVALID, "params load: tensor '%s' has no memory", t->name);
+  }
+  for (size_t i = 0; i < n; i++) {
+    ecs_tensor *t = ecs_params_at(ps, i);
+    const ecs_st_tensor *s = ecs_st_find(f, t->name);
+    ecs_status st = ecs_tensor_set_bytes(t, s->data, 0, s->nbytes, err);
+    if (st != ECS_OK) return st;
+  }
+  if (unused && unused_n) {
+    size_t used = 0;
+    for (size_t i = 0; i < ecs_st_count(f); i++) {
+      const char *name = ecs_st_at(f, i)->name;
+      if (ecs_params_find(ps, name)) continue;
+      size_t need = strlen(name) + (used ? 1 : 0);
+      if (used + need + 4 >= unused_n) {
+        if (used + 4 < unused_n) memcpy(unused + used, used ? ",..." : "...", used ? 5 : 4);
+        break;
+      }
+      if (used) unused[used++] = ',';
+      memcpy(unused + used, name, strlen(name) + 1);
+      used += strlen(name);
+    }
+  }
+  return ECS_OK;
+}

@@ -1,0 +1,170 @@
+/* ecs/ecsnet.h - the ECS-Net model: configuration, weights, the training step and inference.
+ *
+ * A model is a configuration (backbone, classes, normalisation, alpha_bg and every ECS
+ * hyper-parameter of docs/method.md) plus an ecs_params store whose tensor names follow the
+ * PyTorch state_dicts of SEAM/PSA, so converted weights load unchanged. The model file is a
+ * safetensors file; the configuration lives in its __metadata__ as strings (one key per value,
+ * "classes" as a JSON list), so that a weights file can always be read without a separate
+ * configuration.
+ *
+ * Ownership: the model owns its params. Forward passes, inference and the training step borrow
+ * the model read-only (the step writes gradients into the params' .grad and, for backbones
+ * that train their batch norm, the running statistics) and take the ctx of the calling worker.
+ * Everything here builds in the engine-only configuration: images come in as host arrays. */
+#ifndef ECS_ECSNET_H
+#define ECS_ECSNET_H
+
+#include "ecs/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ecs_backbone {
+  ECS_BACKBONE_SMALL = 0, /* our 4-layer CPU network, output stride 8, receptive field 47 px */
+  ECS_BACKBONE_RESNET38D, /* SEAM/PSA wide ResNet-38 */
+  ECS_BACKBONE_VGG16D,    /* PSA VGG-16 with dilated conv5 */
+  ECS_BACKBONE_COUNT
+} ecs_backbone;
+
+typedef enum ecs_norm_kind {
+  ECS_NORM_IMAGENET = 0, /* RGB / 255, minus mean (0.485, 0.456, 0.406), over std (0.229, ...) */
+  ECS_NORM_CAFFE_BGR,    /* BGR in 0..255 minus (104.008, 116.669, 122.675) */
+  ECS_NORM_COUNT
+} ecs_norm_kind;
+
+#define ECS_MAX_RATES 4
+#define ECS_MAX_SCALES 8
+
+/* The hyper-parameters of method.md; names follow its symbols. */
+typedef struct ecs_hparams {
+  float beta;          /* step 1 rescale of F's input; <= 0: auto (0.5 from 320 px, else 1) */
+  float delta;         /* step 6 erase threshold (0.6) */
+  float theta;         /* step 9 reliability threshold (0.7) */
+  float sigma_factor;  /* step 7 blur sigma as a fraction of the shorter side (0.08) */
+  float lambda;        /* step 11 weight of L_seg (1) */
+  float lambda_ramp;   /* fraction of the ECS phase over which lambda ramps from 0 (0.5) */
+  float warmup;        /* fraction of all steps that train L_cls alone (0.6) */
+  float eps;           /* max-min normalisation epsilon (1e-5) */
+  int overlay_k;       /* step 12 extra dilation branches; < 0: auto (0 for maps <= 16x16) */
+  int overlay_rates[ECS_MAX_RATES]; /* dilation rates of the branches */
+  int bg_in_phi;       /* add confident background to Phi (1) */
+  int cls_on_erased;   /* also L_cls on F' (0) */
+  /* ablations */
+  int no_erase;        /* plain CAM baseline: the erasing branch and L_seg never run */
+  int no_overlay;      /* never add dilation branches, whatever overlay_k says */
+  int no_phi_filter;   /* Phi = every cell (still excluding nothing) */
+} ecs_hparams;
+
+#define ECS_MAX_CLASSES 255
+#define ECS_CLASS_NAME_MAX 64
+
+typedef struct ecs_model_config {
+  ecs_backbone backbone;
+  ecs_norm_kind norm;
+  int n_classes; /* K_fg, object classes; the network has 1 + K_fg channels */
+  char class_names[ECS_MAX_CLASSES][ECS_CLASS_NAME_MAX]; /* ids 1..K at index 0..K-1 */
+  float alpha_bg;        /* constant background score of the CAM mask */
+  float label_threshold; /* class score above which a label is predicted (0.5) */
+  ecs_hparams hp;
+  int bg_channel_added;  /* channel 0 of fc8 was zero-initialised by the converter */
+  char provenance[256];
+} ecs_model_config;
+
+typedef struct ecs_model ecs_model;
+
+const char *ecs_backbone_name(ecs_backbone b);
+ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err);
+const char *ecs_norm_name(ecs_norm_kind n);
+void ecs_hparams_default(ecs_hparams *hp);
+/* Defaults for a backbone (its normalisation, alpha_bg of SEAM) and K classes named c1..cK. */
+void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_classes);
+
+/* Creates a model with freshly initialised weights (He normal convolutions, Xavier classifier,
+ * identity batch norm) from seed, in buffers of buft (NULL: host memory). */
+ecs_model *ecs_model_new(const ecs_model_config *cfg, ecs_buffer_type *buft, uint64_t seed,
+                         ecs_err *err);
+/* Loads a model file: the backbone and classes from the metadata, then every tensor with its
+ * shape checked. Errors name the file and the tensor. */
+ecs_model *ecs_model_load(const char *path, ecs_buffer_type *buft, ecs_err *err);
+/* Saves atomically (temporary file, fsync, rename). */
+ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err);
+void ecs_model_free(ecs_model *m); /* accepts NULL */
+ecs_params *ecs_model_params(ecs_model *m);
+const ecs_model_config *ecs_model_get_config(const ecs_model *m);
+ecs_model_config *ecs_model_config_mut(ecs_model *m); /* hyper-parameters and alpha_bg only */
+int ecs_model_channels(const ecs_model *m); /* 1 + K */
+/* Index (1..K) of a class name, or 0 when unknown. */
+int ecs_model_class_id(const ecs_model *m, const char *name);
+
+/* Host image (H, W, 3) RGB bytes -> (3, H, W) float in the backbone's normalisation. */
+void ecs_model_normalise(const ecs_model *m, const uint8_t *rgb, int h, int w, float *out);
+
+/* F: x (N, 3, H, W) normalised -> heat maps (N, 1 + K, H/8, W/8). training: dropout on and,
+ * for the small backbone, batch statistics in batch norm. overlay_k > 0 adds the dilation
+ * branches of step 12 at rates[0..k-1]. Differentiable when the ctx records gradients. */
+ecs_tensor *ecs_model_forward(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int training,
+                              int overlay_k, const int *rates);
+
+/* ---- the training step (method.md steps 1-12) ----------------------------------------- */
+typedef struct ecs_step_input {
+  int n, h, w;          /* batch of n images of h x w */
+  const float *images;  /* (n, 3, h, w) normalised */
+  const float *labels;  /* (n, K) in {0, 1} */
+  int ecs_phase;        /* 0: warm-up (L_cls only), 1: the erasing branch and L_seg run */
+  float lambda;         /* weight of L_seg this step (the ramp is the caller's) */
+  uint64_t seed;        /* dropout masks */
+} ecs_step_input;
+
+typedef struct ecs_step_stats {
+  float loss, loss_cls, loss_cls_erased, loss_seg;
+  int64_t phi, phi_fg, phi_bg; /* |Phi| and its composition (cells of H's grid) */
+  int64_t cells;               /* cells of the grid of H' over the batch */
+  int64_t erased_px;           /* pixels in R over the batch */
+  float beta;                  /* the rescale used */
+  int overlay_k;               /* the branches used */
+} ecs_step_stats;
+
+/* Runs one step and accumulates gradients into the params (zero them first). The ctx is reset
+ * at the start; its grad and training settings are restored on return. */
+ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input *in,
+                          ecs_step_stats *stats, ecs_err *err);
+/* The beta and overlay branch count the step uses for images of h x w. */
+float ecs_model_step_beta(const ecs_model *m, int h, int w);
+int ecs_model_step_overlay(const ecs_model *m, int h, int w);
+
+/* ---- inference ----------------------------------------------------------------------- */
+typedef struct ecs_infer_opts {
+  const int *labels; /* class ids 1..K; NULL or n_labels = 0: predicted from the scores */
+  int n_labels;
+  float scales[ECS_MAX_SCALES]; /* n_scales = 0: {1} */
+  int n_scales;
+  int flip;
+  int want_erased;   /* run the erasing branch (erased image, erased CAMs, ECS and combined mask) */
+  float label_threshold; /* > 0: overrides the model's threshold for predicted labels */
+} ecs_infer_opts;
+
+typedef struct ecs_cam_result {
+  int h, w, n_classes;
+  int n_labels;
+  int labels[ECS_MAX_CLASSES]; /* class ids used, ascending */
+  float *scores;               /* (K) sigmoid of GAP of the logits, class k at index k-1 */
+  float *cams;                 /* (n_labels, h, w) in [0, 1] */
+  float *erased_cams;          /* (n_labels, h, w) or NULL */
+  uint8_t *erase_region;       /* (h, w) 0/1 or NULL */
+  uint8_t *erased_image;       /* (h, w, 3) RGB or NULL */
+  uint8_t *cam_mask;           /* (h, w) class ids */
+  uint8_t *head_mask;          /* (h, w) class ids */
+  uint8_t *ecs_mask;           /* (h, w) class ids, 255 outside Phi; or NULL */
+  uint8_t *mask;               /* (h, w) combined mask (the CAM mask without the erasing) */
+  int64_t phi;                 /* pixels in Phi */
+} ecs_cam_result;
+
+ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, int h, int w,
+                           const ecs_infer_opts *opts, ecs_cam_result **out, ecs_err *err);
+void ecs_cam_result_free(ecs_cam_result *r); /* accepts NULL */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,327 @@
+/* infer.c - inference outputs: scores, CAMs, the erasing branch and the masks.
+ *
+ * One image at a time, F in evaluation mode. CAMs follow method.md's multi-scale rule (each
+ * pass's ReLU'd map upsampled to the image, label-masked, summed, then max-min normalised);
+ * the erase region is computed exactly as in the training step (grid-normalised score map of
+ * the scale-1 pass, upsampled, > delta) so that what the service shows is what training
+ * erases. The ECS mask applies step 9 at image resolution. */
+#include "model-impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ecs_cam_result_free(ecs_cam_result *r) {
+  if (!r) return;
+  free(r->scores);
+  free(r->cams);
+  free(r->erased_cams);
+  free(r->erase_region);
+  free(r->erased_image);
+  free(r->cam_mask);
+  free(r->head_mask);
+  free(r->ecs_mask);
+  free(r->mask);
+  free(r);
+}
+
+/* Runs F on a normalised (3, h, w) image; returns the heat maps in a malloc'd (C, gh, gw). */
+static float *run_f(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, int w, int *gh,
+                    int *gw, ecs_err *err) {
+  ecs_ctx_reset(ctx);
+  int64_t ne[4] = {1, 3, h, w};
+  ecs_tensor *t = ecs_from_host(ctx, ECS_F32, 4, ne, x);
+  ecs_tensor *out = t ? ecs_model_forward(m, ctx, t, 0, 0, NULL) : NULL;
+  if (ecs_ctx_status(ctx, err) != ECS_OK || !out) {
+    if (err && err->status == ECS_OK) ecs_err_set(err, ECS_ERR_BACKEND, "forward pass failed");
+    return NULL;
+  }
+  *gh = (int)out->ne[2];
+  *gw = (int)out->ne[3];
+  size_t n = (size_t)ecs_nelements(out);
+  float *h_ = malloc(n * sizeof *h_);
+  if (!h_) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  if (ecs_to_host(ctx, out, h_, n * sizeof *h_) != ECS_OK) {
+    free(h_);
+    ecs_ctx_status(ctx, err);
+    return NULL;
+  }
+  return h_;
+}
+
+static void flip_w(float *x, int c, int h, int w) {
+  for (int p = 0; p < c * h; p++) {
+    float *r = x + (size_t)p * w;
+    for (int i = 0, j = w - 1; i < j; i++, j--) {
+      float t = r[i];
+      r[i] = r[j];
+      r[j] = t;
+    }
+  }
+}
+
+/* Multi-scale, flipped CAMs of the labels at image resolution; also returns the scale-1
+ * pass's raw heat maps (hs, C x gh x gw) when asked. */
+static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, int w,
+                          const ecs_infer_opts *o, const int *labels, int nl, float *cams,
+                          float **h1, int *gh1, int *gw1, ecs_err *err) {
+  int C = ecs_model_channels(m);
+  size_t hw = (size_t)h * w;
+  memset(cams, 0, sizeof(float) * nl * hw);
+  float one = 1.0f;
+  const float *scales = o->n_scales > 0 ? o->scales : &one;
+  int ns = o->n_scales > 0 ? o->n_scales : 1;
+  float *xs = malloc(sizeof(float) * 3 * hw * 4 + 64), *up = malloc(sizeof(float) * hw);
+  if (!xs || !up) {
+    free(xs);
+    free(up);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  }
+  ecs_status st = ECS_OK;
+  for (int si = 0; si < ns && st == ECS_OK; si++) {
+    int sh = ecs_h_scaled(h, scales[si]), sw = ecs_h_scaled(w, scales[si]);
+    if ((size_t)sh * sw > 4 * hw + 16) {
+      st = ecs_err_set(err, ECS_ERR_LIMIT, "scale %g is above 2", scales[si]);
+      break;
+    }
+    for (int f = 0; f <= (o->flip ? 1 : 0) && st == ECS_OK; f++) {
+      if (sh == h && sw == w) memcpy(xs, x, sizeof(float) * 3 * hw);
+      else ecs_h_resize(x, 3, h, w, xs, sh, sw);
+      if (f) flip_w(xs, 3, sh, sw);
+      int gh, gw;
+      float *hm = run_f(m, ctx, xs, sh, sw, &gh, &gw, err);
+      if (!hm) {
+        st = err ? err->status : ECS_ERR_BACKEND;
+        break;
+      }
+      if (f) flip_w(hm, C, gh, gw);
+      for (int i = 0; i < nl; i++) {
+        float *src = hm + (size_t)labels[i] * gh * gw;
+        ecs_h_resize(src, 1, gh, gw, up, h, w);
+        float *dst = cams + (size_t)i * hw;
+        for (size_t p = 0; p < hw; p++) dst[p] += up[p] > 0 ? up[p] : 0;
+      }
+      if (h1 && !*h1 && sh == h && sw == w && !f) {
+        *h1 = hm;
+        *gh1 = gh;
+        *gw1 = gw;
+      } else {
+        free(hm);
+      }
+    }
+  }
+  for (int i = 0; i < nl && st == ECS_OK; i++)
+    ecs_h_maxmin_norm(cams + (size_t)i * hw, (int64_t)hw, m->cfg.hp.eps);
+  free(xs);
+  free(up);
+  if (st == ECS_OK && h1 && !*h1) { /* no scale-1 pass among the scales: run one */
+    *h1 = run_f(m, ctx, x, h, w, gh1, gw1, err);
+    if (!*h1) st = err ? err->status : ECS_ERR_BACKEND;
+  }
+  return st;
+}
+
+static ecs_status pick_labels(const ecs_model *m, const ecs_infer_opts *o, ecs_cam_result *r,
+                              ecs_err *err) {
+  int K = m->cfg.n_classes;
+  uint8_t on[ECS_MAX_CLASSES + 1] = {0};
+  if (o->labels && o->n_labels > 0) {
+    for (int i = 0; i < o->n_labels; i++) {
+      if (o->labels[i] < 1 || o->labels[i] > K)
+        return ecs_err_set(err, ECS_ERR_INVALID, "label %d is outside the classes 1..%d",
+                           o->labels[i], K);
+      on[o->labels[i]] = 1;
+    }
+  } else {
+    int best = 1;
+    float thr = o->label_threshold > 0 ? o->label_threshold : m->cfg.label_threshold;
+    for (int k = 1; k <= K; k++) {
+      if (r->scores[k - 1] > thr) on[k] = 1;
+      if (r->scores[k - 1] > r->scores[best - 1]) best = k;
+    }
+    int any = 0;
+    for (int k = 1; k <= K; k++) any |= on[k];
+    if (!any) on[best] = 1; /* always explain the image by its most likely class */
+  }
+  r->n_labels = 0;
+  for (int k = 1; k <= K; k++)
+    if (on[k]) r->labels[r->n_labels++] = k;
+  return ECS_OK;
+}
+
+static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, const float *x,
+                          const float *h1, int gh, int gw, const ecs_infer_opts *o,
+                          ecs_cam_result *r, ecs_err *err) {
+  int K = m->cfg.n_classes, h = r->h, w = r->w;
+  size_t hw = (size_t)h * w, g = (size_t)gh * gw;
+  const ecs_hparams *hp = &m->cfg.hp;
+  float *s = calloc(g, sizeof *s), *a = malloc(sizeof(float) * g), *sup = malloc(sizeof(float) * hw);
+  float *img = malloc(sizeof(float) * 3 * hw), *bl = malloc(sizeof(float) * 3 * hw);
+  float *xe = malloc(sizeof(float) * 3 * hw);
+  r->erase_region = malloc(hw);
+  r->erased_image = malloc(3 * hw);
+  r->erased_cams = malloc(sizeof(float) * r->n_labels * hw);
+  r->ecs_mask = malloc(hw);
+  ecs_status st = ECS_OK;
+  if (!s || !a || !sup || !img || !bl || !xe || !r->erase_region || !r->erased_image ||
+      !r->erased_cams || !r->ecs_mask) {
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  /* steps 3-6 as in training */
+  for (int i = 0; i < r->n_labels; i++) {
+    memcpy(a, h1 + (size_t)r->labels[i] * g, g * sizeof *a);
+    ecs_h_maxmin_norm(a, (int64_t)g, hp->eps);
+    for (size_t p = 0; p < g; p++)
+      if (a[p] > s[p]) s[p] = a[p];
+  }
+  ecs_h_resize(s, 1, gh, gw, sup, h, w);
+  for (size_t p = 0; p < hw; p++) r->erase_region[p] = sup[p] > hp->delta;
+  /* step 7 on the 0..255 image; the blur commutes with the per-channel normalisation */
+  for (int c = 0; c < 3; c++)
+    for (size_t p = 0; p < hw; p++) img[c * hw + p] = rgb[p * 3 + c];
+  float sigma;
+  int ksize;
+  ecs_h_blur_params(hp, h, w, &sigma, &ksize);
+  ecs_h_blur(img, 3, h, w, sigma, ksize, bl);
+  for (int c = 0; c < 3; c++)
+    for (size_t p = 0; p < hw; p++) {
+      float v = r->erase_region[p] ? bl[c * hw + p] : img[c * hw + p];
+      r->erased_image[p * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+    }
+  ecs_model_normalise(m, r->erased_image, h, w, xe);
+  (void)x;
+  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, NULL, NULL, err);
+  if (st != ECS_OK) goto done;
+  /* step 9 at image resolution */
+  r->phi = 0;
+  for (size_t p = 0; p < hw; p++) {
+    float mx = 0;
+    int l = 0;
+    for (int i = 0; i < r->n_labels; i++) {
+      float v = r->erased_cams[(size_t)i * hw + p];
+      if (v > mx) {
+        mx = v;
+        l = r->labels[i];
+      }
+    }
+    float a0 = 1.0f - mx;
+    int keep;
+    if (a0 >= mx) l = 0;
+    if (hp->no_phi_filter) keep = 1;
+    else if (r->erase_region[p]) keep = 0;
+    else if (l) keep = mx > hp->theta;
+    else keep = hp->bg_in_phi && a0 > hp->theta;
+    r->ecs_mask[p] = keep ? (uint8_t)l : 255;
+    r->phi += keep;
+    r->mask[p] = keep ? (uint8_t)l : r->cam_mask[p];
+  }
+  (void)K;
+done:
+  free(s);
+  free(a);
+  free(sup);
+  free(img);
+  free(bl);
+  free(xe);
+  return st;
+}
+
+ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, int h, int w,
+                           const ecs_infer_opts *opts, ecs_cam_result **out, ecs_err *err) {
+  *out = NULL;
+  ecs_infer_opts dflt = {0};
+  const ecs_infer_opts *o = opts ? opts : &dflt;
+  if (!rgb || h < 8 || w < 8)
+    return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least 8x8 pixels needed", w, h);
+  if (o->n_scales < 0 || o->n_scales > ECS_MAX_SCALES)
+    return ecs_err_set(err, ECS_ERR_INVALID, "at most %d scales", ECS_MAX_SCALES);
+  for (int i = 0; i < o->n_scales; i++)
+    if (!(o->scales[i] >= 0.25f && o->scales[i] <= 2.0f))
+      return ecs_err_set(err, ECS_ERR_INVALID, "scale %g outside 0.25..2", o->scales[i]);
+  int K = m->cfg.n_classes, C = K + 1;
+  size_t hw = (size_t)h * w;
+  int was_grad = ecs_ctx_grad_enabled(ctx);
+  ecs_ctx_set_grad(ctx, 0);
+  ecs_cam_result *r = calloc(1, sizeof *r);
+  float *x = malloc(sizeof(float) * 3 * hw), *h1 = NULL, *up = malloc(sizeof(float) * hw);
+  ecs_status st = ECS_OK;
+  int gh = 0, gw = 0;
+  if (!r || !x || !up) {
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  r->h = h;
+  r->w = w;
+  r->n_classes = K;
+  ecs_model_normalise(m, rgb, h, w, x);
+  /* scores from the plain scale-1 pass */
+  h1 = run_f(m, ctx, x, h, w, &gh, &gw, err);
+  r->scores = malloc(sizeof(float) * K);
+  if (!h1 || !r->scores) {
+    st = h1 ? ecs_err_set(err, ECS_ERR_NOMEM, "out of memory") : (err ? err->status : ECS_ERR_BACKEND);
+    goto done;
+  }
+  for (int k = 1; k <= K; k++) {
+    double sum = 0;
+    for (size_t p = 0; p < (size_t)gh * gw; p++) sum += h1[(size_t)k * gh * gw + p];
+    double o_ = sum / ((double)gh * gw);
+    r->scores[k - 1] = (float)(1.0 / (1.0 + exp(-o_)));
+  }
+  if ((st = pick_labels(m, o, r, err)) != ECS_OK) goto done;
+  r->cams = malloc(sizeof(float) * r->n_labels * hw);
+  r->cam_mask = malloc(hw);
+  r->head_mask = malloc(hw);
+  r->mask = malloc(hw);
+  if (!r->cams || !r->cam_mask || !r->head_mask || !r->mask) {
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, NULL, NULL, NULL, err);
+  if (st != ECS_OK) goto done;
+  /* CAM mask: argmax over [alpha_bg, A_1 .. A_K]; absent classes are zero and never win */
+  for (size_t p = 0; p < hw; p++) {
+    float best = m->cfg.alpha_bg;
+    int l = 0;
+    for (int i = 0; i < r->n_labels; i++)
+      if (r->cams[(size_t)i * hw + p] > best) {
+        best = r->cams[(size_t)i * hw + p];
+        l = r->labels[i];
+      }
+    r->cam_mask[p] = (uint8_t)l;
+    r->mask[p] = (uint8_t)l;
+  }
+  /* head mask: the network's own argmax over {0} and the labels, logits upsampled */
+  float *best = malloc(sizeof(float) * hw);
+  if (!best) {
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  ecs_h_resize(h1, 1, gh, gw, best, h, w);
+  memset(r->head_mask, 0, hw);
+  for (int i = 0; i < r->n_labels; i++) {
+    ecs_h_resize(h1 + (size_t)r->labels[i] * gh * gw, 1, gh, gw, up, h, w);
+    for (size_t p = 0; p < hw; p++)
+      if (up[p] > best[p]) {
+        best[p] = up[p];
+        r->head_mask[p] = (uint8_t)r->labels[i];
+      }
+  }
+  free(best);
+  (void)C;
+  if (o->want_erased) st = erasing(m, ctx, rgb, x, h1, gh, gw, o, r, err);
+done:
+  free(x);
+  free(h1);
+  free(up);
+  ecs_ctx_set_grad(ctx, was_grad);
+  if (st != ECS_OK) {
+    ecs_cam_result_free(r);
+    return st;
+  }
+  *out = r;
+  return ECS_OK;
+}

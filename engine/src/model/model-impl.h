@@ -1,0 +1,45 @@
+/* model-impl.h - what the model files share: the model struct and host-side helpers.
+ *
+ * The non-differentiable pieces of ECS-Net (normalised CAMs, the score map, the erase region,
+ * the blur, L', s' and Phi) are small (C x h x w per image) and carry no gradient, so they are
+ * computed here on host copies rather than as backend ops: one implementation serves every
+ * backend and the PyTorch reference can mirror it line by line. */
+#ifndef ECS_MODEL_IMPL_H
+#define ECS_MODEL_IMPL_H
+
+#include "ecs/ecsnet.h"
+
+struct ecs_model {
+  ecs_model_config cfg;
+  ecs_params *ps;
+};
+
+/* Backbone forward pieces (backbone.c). The trunk is everything before block B (the 3x3 conv
+ * that step 12 runs at several dilations); the head runs B at one dilation and the rest of the
+ * network up to fc8. */
+typedef struct ecs_trunk {
+  ecs_tensor *x;        /* input of block B */
+  ecs_tensor *shortcut; /* resnet38d: b7's shortcut, added after B's block */
+} ecs_trunk;
+
+ecs_status ecs_model_declare(ecs_model *m, ecs_err *err);
+ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int training);
+ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t, int dil,
+                           int training);
+int ecs_model_base_dilation(const ecs_model *m); /* B's own dilation */
+
+/* host helpers (host.c) */
+/* Bilinear resize of c planes, PyTorch's align_corners=False. */
+void ecs_h_resize(const float *in, int c, int h, int w, float *out, int oh, int ow);
+/* Step 3 on one plane of n values, in place. */
+void ecs_h_maxmin_norm(float *x, int64_t n, float eps);
+/* Separable Gaussian blur of c planes, zero-padded borders renormalised. */
+void ecs_h_blur(const float *in, int c, int h, int w, float sigma, int ksize, float *out);
+/* sigma and kernel size of step 7 for an image of h x w. */
+void ecs_h_blur_params(const ecs_hparams *hp, int h, int w, float *sigma, int *ksize);
+/* Size after the rescale of step 1 (PyTorch's floor of size * beta, at least 1). */
+int ecs_h_scaled(int n, float beta);
+/* Grid size of an input of n pixels (output stride 8 with ceil, as the convolutions give). */
+int ecs_h_grid(const ecs_model *m, int n);
+
+#endif

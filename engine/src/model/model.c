@@ -1,0 +1,434 @@
+/* model.c - the model object: configuration defaults, weights, and the model file.
+ *
+ * The file is self-describing: the backbone, the classes and every hyper-parameter travel in
+ * the safetensors __metadata__, so loading needs nothing but the file (darknet's regret of a
+ * weights file that needs a separate config). Loading builds the parameter declarations from
+ * the metadata first and then checks every tensor against them, so a file for another
+ * backbone or class count fails with the tensor and the file named, before any weight is used. */
+#include "model-impl.h"
+
+#include "ecs/safetensors.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const g_backbones[ECS_BACKBONE_COUNT] = {
+    [ECS_BACKBONE_SMALL] = "small",
+    [ECS_BACKBONE_RESNET38D] = "resnet38d",
+    [ECS_BACKBONE_VGG16D] = "vgg16d",
+};
+static const char *const g_norms[ECS_NORM_COUNT] = {
+    [ECS_NORM_IMAGENET] = "imagenet",
+    [ECS_NORM_CAFFE_BGR] = "caffe_bgr",
+};
+
+const char *ecs_backbone_name(ecs_backbone b) {
+  return (unsigned)b < ECS_BACKBONE_COUNT ? g_backbones[b] : "unknown";
+}
+
+ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err) {
+  for (int i = 0; i < ECS_BACKBONE_COUNT; i++)
+    if (name && strcmp(name, g_backbones[i]) == 0) {
+      *out = (ecs_backbone)i;
+      return ECS_OK;
+    }
+  return ecs_err_set(err, ECS_ERR_INVALID, "unknown backbone '%s' (small, resnet38d, vgg16d)",
+                     name ? name : "(none)");
+}
+
+const char *ecs_norm_name(ecs_norm_kind n) {
+  return (unsigned)n < ECS_NORM_COUNT ? g_norms[n] : "unknown";
+}
+
+void ecs_hparams_default(ecs_hparams *hp) {
+  *hp = (ecs_hparams){
+      .beta = 0.0f, /* auto */
+      .delta = 0.6f,
+      .theta = 0.7f,
+      .sigma_factor = 0.08f,
+      .lambda = 1.0f,
+      .lambda_ramp = 0.5f,
+      .warmup = 0.6f,
+      .eps = 1e-5f,
+      .overlay_k = -1, /* auto */
+      .overlay_rates = {8, 12, 16, 0},
+      .bg_in_phi = 1,
+  };
+}
+
+void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_classes) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->backbone = b;
+  cfg->norm = b == ECS_BACKBONE_VGG16D ? ECS_NORM_CAFFE_BGR : ECS_NORM_IMAGENET;
+  cfg->n_classes = n_classes;
+  for (int i = 0; i < n_classes && i < ECS_MAX_CLASSES; i++)
+    snprintf(cfg->class_names[i], ECS_CLASS_NAME_MAX, "c%d", i + 1);
+  cfg->alpha_bg = 0.26f; /* SEAM's value until an evaluation sweep stores a better one */
+  cfg->label_threshold = 0.5f;
+  ecs_hparams_default(&cfg->hp);
+  if (b == ECS_BACKBONE_SMALL) {
+    /* the small network's maps are 16x16 at 128 px: the prototype's {2, 3} x rates */
+    cfg->hp.overlay_rates[0] = 2;
+    cfg->hp.overlay_rates[1] = 3;
+    cfg->hp.overlay_rates[2] = 4;
+  }
+  snprintf(cfg->provenance, sizeof cfg->provenance, "initialised by ecsnet %s", ecs_version());
+}
+
+static ecs_status check_config(const ecs_model_config *cfg, ecs_err *err) {
+  if ((unsigned)cfg->backbone >= ECS_BACKBONE_COUNT)
+    return ecs_err_set(err, ECS_ERR_INVALID, "unknown backbone %d", (int)cfg->backbone);
+  if (cfg->n_classes < 1 || cfg->n_classes > ECS_MAX_CLASSES - 1)
+    return ecs_err_set(err, ECS_ERR_INVALID, "class count %d outside 1..%d", cfg->n_classes,
+                       ECS_MAX_CLASSES - 1);
+  for (int i = 0; i < cfg->n_classes; i++) {
+    if (!cfg->class_names[i][0])
+      return ecs_err_set(err, ECS_ERR_INVALID, "class %d has no name", i + 1);
+    for (int j = 0; j < i; j++)
+      if (strcmp(cfg->class_names[i], cfg->class_names[j]) == 0)
+        return ecs_err_set(err, ECS_ERR_INVALID, "class name '%s' appears twice",
+                           cfg->class_names[i]);
+  }
+  const ecs_hparams *hp = &cfg->hp;
+  if (!(hp->delta > 0 && hp->delta < 1) || !(hp->theta > 0 && hp->theta < 1))
+    return ecs_err_set(err, ECS_ERR_INVALID, "delta and theta must lie in (0, 1)");
+  if (hp->beta > 1 || !(hp->sigma_factor > 0) || hp->overlay_k > ECS_MAX_RATES)
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "beta must be <= 1, sigma factor > 0, overlay K <= %d", ECS_MAX_RATES);
+  for (int k = 0; k < hp->overlay_k; k++)
+    if (hp->overlay_rates[k] < 1)
+      return ecs_err_set(err, ECS_ERR_INVALID, "overlay rate %d is not a positive dilation", k);
+  return ECS_OK;
+}
+
+/* ---- initialisation ------------------------------------------------------------------ */
+static uint64_t rng_next(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static double rng_unif(uint64_t *s) { return ((rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double rng_normal(uint64_t *s) {
+  double u = rng_unif(s), v = rng_unif(s);
+  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static int ends_with(const char *s, const char *suf) {
+  size_t n = strlen(s), k = strlen(suf);
+  return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+static ecs_status init_weights(ecs_model *m, uint64_t seed, ecs_err *err) {
+  uint64_t s = seed ^ 0x5EEDull;
+  for (size_t i = 0; i < ecs_params_count(m->ps); i++) {
+    ecs_tensor *t = ecs_params_at(m->ps, i);
+    int64_t n = ecs_nelements(t);
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory initialising %s", t->name);
+    if (t->nd == 4) {
+      int64_t fan_in = t->ne[1] * t->ne[2] * t->ne[3], fan_out = t->ne[0] * t->ne[2] * t->ne[3];
+      if (strncmp(t->name, "fc8", 3) == 0) { /* Xavier uniform, as SEAM's classifier */
+        double a = sqrt(6.0 / (double)(fan_in + fan_out));
+        for (int64_t j = 0; j < n; j++) v[j] = (float)((2 * rng_unif(&s) - 1) * a);
+      } else { /* He normal for convolutions followed by ReLU */
+        double sd = sqrt(2.0 / (double)fan_in);
+        for (int64_t j = 0; j < n; j++) v[j] = (float)(rng_normal(&s) * sd);
+      }
+    } else {
+      float c = ends_with(t->name, ".running_var") || (ends_with(t->name, ".weight") && t->nd == 1)
+                    ? 1.0f : 0.0f;
+      for (int64_t j = 0; j < n; j++) v[j] = c;
+    }
+    ecs_status st = ecs_tensor_set_bytes(t, v, 0, (size_t)n * sizeof *v, err);
+    free(v);
+    if (st != ECS_OK) return st;
+  }
+  return ECS_OK;
+}
+
+static ecs_model *model_alloc(const ecs_model_config *cfg, ecs_buffer_type *buft, ecs_err *err) {
+  if (check_config(cfg, err) != ECS_OK) return NULL;
+  ecs_model *m = calloc(1, sizeof *m);
+  if (!m) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  m->cfg = *cfg;
+  m->ps = ecs_params_new(err);
+  if (!m->ps || ecs_model_declare(m, err) != ECS_OK ||
+      ecs_params_alloc(m->ps, buft ? buft : ecs_device_buffer_type(ecs_device_find("cpu", NULL)),
+                       err) != ECS_OK) {
+    ecs_model_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+ecs_model *ecs_model_new(const ecs_model_config *cfg, ecs_buffer_type *buft, uint64_t seed,
+                         ecs_err *err) {
+  ecs_model *m = model_alloc(cfg, buft, err);
+  if (m && init_weights(m, seed, err) != ECS_OK) {
+    ecs_model_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+void ecs_model_free(ecs_model *m) {
+  if (!m) return;
+  ecs_params_free(m->ps);
+  free(m);
+}
+
+ecs_params *ecs_model_params(ecs_model *m) { return m->ps; }
+const ecs_model_config *ecs_model_get_config(const ecs_model *m) { return &m->cfg; }
+ecs_model_config *ecs_model_config_mut(ecs_model *m) { return &m->cfg; }
+int ecs_model_channels(const ecs_model *m) { return 1 + m->cfg.n_classes; }
+
+int ecs_model_class_id(const ecs_model *m, const char *name) {
+  for (int i = 0; i < m->cfg.n_classes; i++)
+    if (strcmp(m->cfg.class_names[i], name) == 0) return i + 1;
+  return 0;
+}
+
+void ecs_model_normalise(const ecs_model *m, const uint8_t *rgb, int h, int w, float *out) {
+  static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+  static const float bgr_mean[3] = {104.008f, 116.669f, 122.675f};
+  size_t hw = (size_t)h * w;
+  for (int c = 0; c < 3; c++)
+    for (size_t p = 0; p < hw; p++) {
+      if (m->cfg.norm == ECS_NORM_CAFFE_BGR) /* plane c holds B, G, R */
+        out[c * hw + p] = (float)rgb[p * 3 + (2 - c)] - bgr_mean[c];
+      else
+        out[c * hw + p] = ((float)rgb[p * 3 + c] / 255.0f - mean[c]) / std[c];
+    }
+}
+
+/* ---- the model file ------------------------------------------------------------------- */
+static void json_str(char *dst, size_t n, size_t *pos, const char *s) {
+  if (*pos < n) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\"");
+  for (; *s && *pos + 8 < n; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') *pos += (size_t)snprintf(dst + *pos, n - *pos, "\\%c", c);
+    else if (c < 0x20) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\\u%04x", c);
+    else dst[(*pos)++] = (char)c;
+  }
+  if (*pos < n) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\"");
+}
+
+static void hparams_json(const ecs_hparams *hp, char *buf, size_t n) {
+  snprintf(buf, n,
+           "{\"beta\":%.9g,\"delta\":%.9g,\"theta\":%.9g,\"sigma_factor\":%.9g,\"lambda\":%.9g,"
+           "\"lambda_ramp\":%.9g,\"warmup\":%.9g,\"eps\":%.9g,\"overlay_k\":%d,"
+           "\"overlay_rates\":[%d,%d,%d,%d],\"bg_in_phi\":%d,\"cls_on_erased\":%d,"
+           "\"no_erase\":%d,\"no_overlay\":%d,\"no_phi_filter\":%d}",
+           hp->beta, hp->delta, hp->theta, hp->sigma_factor, hp->lambda, hp->lambda_ramp,
+           hp->warmup, hp->eps, hp->overlay_k, hp->overlay_rates[0], hp->overlay_rates[1],
+           hp->overlay_rates[2], hp->overlay_rates[3], hp->bg_in_phi, hp->cls_on_erased,
+           hp->no_erase, hp->no_overlay, hp->no_phi_filter);
+}
+
+ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err) {
+  ecs_st_writer *w = ecs_st_writer_new(err);
+  if (!w) return err ? err->status : ECS_ERR_NOMEM;
+  ecs_status st = ECS_OK;
+  void *tmp = NULL;
+  for (size_t i = 0; st == ECS_OK && i < ecs_params_count(m->ps); i++) {
+    ecs_tensor *t = ecs_params_at(m->ps, i);
+    size_t nb = ecs_plain_nbytes(t);
+    void *p = realloc(tmp, nb ? nb : 1);
+    if (!p) {
+      st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory saving %s", t->name);
+      break;
+    }
+    tmp = p;
+    st = ecs_tensor_get_bytes(t, tmp, 0, nb, err);
+    if (st == ECS_OK) st = ecs_st_writer_add(w, t->name, t->type, t->nd, t->ne, tmp, err);
+  }
+  free(tmp);
+  size_t cap = (size_t)m->cfg.n_classes * (ECS_CLASS_NAME_MAX * 6 + 4) + 8, pos = 0;
+  char *classes = malloc(cap), hp[1024], num[64];
+  if (!classes && st == ECS_OK) st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  if (st == ECS_OK) {
+    classes[pos++] = '[';
+    for (int i = 0; i < m->cfg.n_classes; i++) {
+      if (i) classes[pos++] = ',';
+      json_str(classes, cap, &pos, m->cfg.class_names[i]);
+    }
+    classes[pos++] = ']';
+    classes[pos] = 0;
+    hparams_json(&m->cfg.hp, hp, sizeof hp);
+    const char *kv[][2] = {
+        {"format", "ecsnet-model/1"},
+        {"backbone", ecs_backbone_name(m->cfg.backbone)},
+        {"normalisation", ecs_norm_name(m->cfg.norm)},
+        {"classes", classes},
+        {"hparams", hp},
+        {"bg_channel_added", m->cfg.bg_channel_added ? "1" : "0"},
+        {"provenance", m->cfg.provenance},
+    };
+    for (size_t i = 0; st == ECS_OK && i < sizeof kv / sizeof kv[0]; i++)
+      st = ecs_st_writer_meta(w, kv[i][0], kv[i][1], err);
+    snprintf(num, sizeof num, "%.9g", m->cfg.alpha_bg);
+    if (st == ECS_OK) st = ecs_st_writer_meta(w, "alpha_bg", num, err);
+    snprintf(num, sizeof num, "%.9g", m->cfg.label_threshold);
+    if (st == ECS_OK) st = ecs_st_writer_meta(w, "label_threshold", num, err);
+  }
+  free(classes);
+  if (st == ECS_OK) st = ecs_st_writer_save(w, path, err);
+  ecs_st_writer_free(w);
+  return st;
+}
+
+/* Parses a JSON list of strings into the class names; returns the count or -1. */
+static int parse_classes(const char *s, ecs_model_config *cfg) {
+  int n = 0;
+  while (*s == ' ') s++;
+  if (*s++ != '[') return -1;
+  for (;;) {
+    while (*s == ' ' || *s == ',') s++;
+    if (*s == ']') return s[1] == 0 ? n : -1;
+    if (*s++ != '"' || n >= ECS_MAX_CLASSES - 1) return -1;
+    size_t k = 0;
+    while (*s && *s != '"') {
+      char c = *s++;
+      if (c == '\\') {
+        c = *s++;
+        if (c == 'u') {
+          unsigned v;
+          if (sscanf(s, "%4x", &v) != 1 || v > 0x7f) return -1;
+          c = (char)v;
+          s += 4;
+        } else if (c == 'n') c = '\n';
+        else if (c == 't') c = '\t';
+        else if (c != '"' && c != '\\' && c != '/') return -1;
+      }
+      if (k + 1 >= ECS_CLASS_NAME_MAX) return -1;
+      cfg->class_names[n][k++] = c;
+    }
+    if (*s++ != '"') return -1;
+    cfg->class_names[n][k] = 0;
+    n++;
+  }
+}
+
+static int json_num(const char *obj, const char *key, double *out) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"%s\":", key);
+  const char *p = strstr(obj, pat);
+  if (!p) return 0;
+  char *end;
+  *out = strtod(p + strlen(pat), &end);
+  return end != p + strlen(pat);
+}
+
+static void parse_hparams(const char *s, ecs_hparams *hp) {
+  double v;
+  if (json_num(s, "beta", &v)) hp->beta = (float)v;
+  if (json_num(s, "delta", &v)) hp->delta = (float)v;
+  if (json_num(s, "theta", &v)) hp->theta = (float)v;
+  if (json_num(s, "sigma_factor", &v)) hp->sigma_factor = (float)v;
+  if (json_num(s, "lambda", &v)) hp->lambda = (float)v;
+  if (json_num(s, "lambda_ramp", &v)) hp->lambda_ramp = (float)v;
+  if (json_num(s, "warmup", &v)) hp->warmup = (float)v;
+  if (json_num(s, "eps", &v)) hp->eps = (float)v;
+  if (json_num(s, "overlay_k", &v)) hp->overlay_k = (int)v;
+  if (json_num(s, "bg_in_phi", &v)) hp->bg_in_phi = (int)v;
+  if (json_num(s, "cls_on_erased", &v)) hp->cls_on_erased = (int)v;
+  if (json_num(s, "no_erase", &v)) hp->no_erase = (int)v;
+  if (json_num(s, "no_overlay", &v)) hp->no_overlay = (int)v;
+  if (json_num(s, "no_phi_filter", &v)) hp->no_phi_filter = (int)v;
+  const char *r = strstr(s, "\"overlay_rates\":[");
+  if (r) {
+    r += strlen("\"overlay_rates\":[");
+    for (int k = 0; k < ECS_MAX_RATES; k++) {
+      char *end;
+      long x = strtol(r, &end, 10);
+      if (end == r) break;
+      hp->overlay_rates[k] = (int)x;
+      r = end;
+      while (*r == ',' || *r == ' ') r++;
+    }
+  }
+}
+
+static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_type *buft,
+                            ecs_err *err) {
+  const char *bb = ecs_st_meta(f, "backbone"), *cl = ecs_st_meta(f, "classes");
+  ecs_backbone b;
+  if (!bb || !cl) {
+    ecs_err_set(err, ECS_ERR_FORMAT, "%s: not an ecsnet model file (no backbone or classes in "
+                "its metadata; convert PyTorch checkpoints with convert_pytorch.py)", path);
+    return NULL;
+  }
+  if (ecs_backbone_parse(bb, &b, err) != ECS_OK) {
+    ecs_err_set(err, ECS_ERR_FORMAT, "%s: unknown backbone '%s'", path, bb);
+    return NULL;
+  }
+  ecs_model_config *cfg = malloc(sizeof *cfg);
+  if (!cfg) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  ecs_model_config_default(cfg, b, 1);
+  int n = parse_classes(cl, cfg);
+  if (n < 1) {
+    ecs_err_set(err, ECS_ERR_FORMAT, "%s: metadata 'classes' is not a JSON list of 1..%d names",
+                path, ECS_MAX_CLASSES - 1);
+    free(cfg);
+    return NULL;
+  }
+  cfg->n_classes = n;
+  const char *v;
+  if ((v = ecs_st_meta(f, "normalisation"))) {
+    cfg->norm = strcmp(v, "caffe_bgr") == 0 ? ECS_NORM_CAFFE_BGR : ECS_NORM_IMAGENET;
+    if (strcmp(v, ecs_norm_name(cfg->norm)) != 0) {
+      ecs_err_set(err, ECS_ERR_FORMAT, "%s: unknown normalisation '%s'", path, v);
+      free(cfg);
+      return NULL;
+    }
+  }
+  if ((v = ecs_st_meta(f, "alpha_bg"))) cfg->alpha_bg = strtof(v, NULL);
+  if ((v = ecs_st_meta(f, "label_threshold"))) cfg->label_threshold = strtof(v, NULL);
+  if ((v = ecs_st_meta(f, "hparams"))) parse_hparams(v, &cfg->hp);
+  if ((v = ecs_st_meta(f, "bg_channel_added"))) cfg->bg_channel_added = atoi(v);
+  if ((v = ecs_st_meta(f, "provenance"))) snprintf(cfg->provenance, sizeof cfg->provenance, "%s", v);
+
+  ecs_err e = {0};
+  ecs_model *m = model_alloc(cfg, buft, &e);
+  free(cfg);
+  if (!m) {
+    ecs_err_set(err, e.status, "%s: %s", path, e.msg);
+    return NULL;
+  }
+  char unused[512] = "";
+  if (ecs_params_load(m->ps, f, unused, sizeof unused, &e) != ECS_OK) {
+    ecs_err_set(err, e.status == ECS_OK ? ECS_ERR_FORMAT : e.status, "%s: %s", path, e.msg);
+    ecs_model_free(m);
+    return NULL;
+  }
+  if (unused[0]) {
+    ecs_err_set(err, ECS_ERR_FORMAT, "%s: tensors that a %s model does not have: %s", path, bb,
+                unused);
+    ecs_model_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+ecs_model *ecs_model_load(const char *path, ecs_buffer_type *buft, ecs_err *err) {
+  ecs_err e = {0};
+  ecs_st_file *f = ecs_st_open(path, &e);
+  if (!f) {
+    /* the reader's message may not name the file */
+    if (strstr(e.msg, path)) ecs_err_set(err, e.status, "%s", e.msg);
+    else ecs_err_set(err, e.status, "%s: %s", path, e.msg);
+    return NULL;
+  }
+  ecs_model *m = load_from(f, path, buft, err);
+  ecs_st_close(f);
+  return m;
+}

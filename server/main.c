@@ -1,51 +1,52 @@
-/* main.c - ecsnet-server: the daemon. */
-#include <microhttpd.h>
+/* main.c - ecsnet-server: settings, signals, and the server's lifetime.
+ *
+ * Exit status: 0 after a graceful stop (SIGTERM, SIGINT), 2 on bad usage (one line on stderr),
+ * 1 when the server cannot start. Signals only set a flag; the main thread does the shutdown,
+ * since nothing in it is async-signal-safe. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "ecs/base.h"
+#include "srv.h"
+
+extern char **environ;
 
 static volatile sig_atomic_t g_stop;
-static void on_signal(int sig) { (void)sig; g_stop = 1; }
-
-static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
-                              const char *method, const char *version, const char *data,
-                              size_t *size, void **state) {
-  (void)cls, (void)version, (void)data, (void)size, (void)state;
-  const char *body = "{\"error\":{\"code\":\"not_found\",\"message\":\"no such route\"}}";
-  unsigned status = MHD_HTTP_NOT_FOUND;
-  if (strcmp(method, "GET") == 0 && strcmp(url, "/health/live") == 0) {
-    body = "{\"status\":\"UP\"}";
-    status = MHD_HTTP_OK;
-  }
-  struct MHD_Response *r =
-      MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-  MHD_add_response_header(r, "Content-Type", "application/json");
-  enum MHD_Result ret = MHD_queue_response(conn, status, r);
-  MHD_destroy_response(r);
-  return ret;
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
 }
 
 int main(int argc, char **argv) {
-  unsigned short port = 8080;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--version") == 0) {
-      printf("ecsnet-server %s\n", ecs_version());
-      return 0;
-    }
+  srv_config cfg;
+  char msg[512];
+  switch (srv_config_load(&cfg, argc, argv, environ, stdout, msg, sizeof msg)) {
+  case SRV_CONFIG_EXIT_OK: return 0;
+  case SRV_CONFIG_USAGE: fprintf(stderr, "ecsnet-server: %s\n", msg); return 2;
+  case SRV_CONFIG_OK: break;
   }
-  signal(SIGINT, on_signal);
-  signal(SIGTERM, on_signal);
-  struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, port, NULL, NULL,
-                                          handle, NULL, MHD_OPTION_END);
-  if (!d) {
-    fprintf(stderr, "ecsnet-server: cannot listen on port %u\n", port);
+  /* A client that disconnects mid-response must not kill the daemon. */
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  /* Idle OpenMP teams must not spin while another worker computes (design: thread pools). */
+  setenv("OMP_WAIT_POLICY", "passive", 0);
+
+  srv *s = NULL;
+  ecs_err err;
+  ecs_err_clear(&err);
+  if (srv_new(&cfg, stdout, &s, &err) != ECS_OK) {
+    fprintf(stderr, "ecsnet-server: %s\n", err.msg);
     return 1;
   }
   while (!g_stop) pause();
-  MHD_stop_daemon(d);
+  srv_shutdown(s, cfg.request_timeout_ms + 5000);
+  srv_free(s);
   return 0;
 }

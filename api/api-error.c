@@ -1,0 +1,30 @@
+/* api-error.c - building API errors and their JSON bodies. */
+#include "api-error.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+bool api_fail(api_error *err, unsigned status, const char *code, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    err->status = status;
+    err->code = code;
+  }
+  return false;
+}
+
+char *api_error_json(const api_error *err) {
+  /* jansson escapes the message, which may quote client input (a label, a field name). */
+  json_t *inner = json_pack("{s:s, s:s}", "code", err->code ? err->code : "internal_error",
+                            "message", err->message);
+  if (!inner) return NULL;
+  json_t *root = json_pack("{s:o}", "error", inner);
+  if (!root) return NULL;
+  char *s = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return s;
+}

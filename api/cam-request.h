@@ -1,0 +1,77 @@
+/* cam-request.h - POST /cam: from an HTTP request (content type, query, body) to a validated
+ * api_cam_request, before any image decoding.
+ *
+ * Three encodings carry the same parameters: multipart/form-data (field `image` plus text
+ * fields), a raw image/jpeg or image/png body (parameters in the query string), and JSON
+ * ({"image": "<base64>", ...}). Parameters: labels, outputs, format, label, scales, flip.
+ * A parameter given twice (query and body, or two form fields) is a 400; an unknown parameter
+ * or value a 422, so typos never pass silently. Labels are checked for syntax here and
+ * resolved against the model's classes later (api_cam_resolve_labels). */
+#ifndef API_CAM_REQUEST_H
+#define API_CAM_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api-error.h"
+#include "model.h"
+
+#define API_LABEL_MAX 64   /* bytes of a class name, NUL included */
+#define API_LABELS_HARD_MAX 256
+
+typedef struct api_kv {
+  const char *key;
+  const char *value;
+} api_kv;
+
+typedef struct api_cam_limits {
+  size_t max_labels;  /* --max-labels */
+  size_t max_image;   /* bytes of the encoded image (the body limit bounds it anyway) */
+} api_cam_limits;
+
+typedef struct api_label {
+  int id;                     /* >= 0 when given as a number, else -1 */
+  char name[API_LABEL_MAX];   /* when given as a name */
+} api_label;
+
+typedef enum api_format { API_FORMAT_JSON = 0, API_FORMAT_PNG } api_format;
+
+typedef struct api_cam_request {
+  const uint8_t *image; /* the encoded image: into the body, or into image_owned */
+  size_t image_len;
+  uint8_t *image_owned; /* base64-decoded bytes (JSON) */
+  bool labels_given;
+  api_label labels[API_LABELS_HARD_MAX];
+  int n_labels;
+  unsigned outputs;     /* api_output bits */
+  bool outputs_given;
+  api_format format;
+  bool png_label_given; /* `label=`: which label's map a PNG CAM shows */
+  api_label png_label;
+  float scales[API_MAX_SCALES];
+  int n_scales;
+  bool flip;
+} api_cam_request;
+
+typedef struct api_http_in {
+  const char *content_type; /* the header value, or NULL */
+  const uint8_t *body;
+  size_t body_len;
+  const api_kv *query;      /* query string arguments, already URL-decoded */
+  size_t n_query;
+} api_http_in;
+
+/* Fills req from in. On failure err holds the status (400, 413, 415, 422) and req owns
+ * nothing. On success release with api_cam_request_free. */
+bool api_cam_request_parse(const api_http_in *in, const api_cam_limits *lim, api_cam_request *req,
+                           api_error *err);
+void api_cam_request_free(api_cam_request *req);
+
+/* Maps the request's labels (and png label) to class ids 1..K of a model: 422 unknown_label
+ * for a name it does not have or an id outside 0..K. ids receives at most API_LABELS_HARD_MAX;
+ * *png_id is the png label's id (or -1). */
+bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,
+                            int *n_ids, int *png_id, api_error *err);
+
+#endif

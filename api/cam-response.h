@@ -1,0 +1,25 @@
+/* cam-response.h - a model's api_cam_result as the HTTP answer: JSON with base64 PNGs, or one
+ * PNG (format=png). CAMs become 8-bit grey PNGs (round(255 v)), masks palette PNGs with the VOC
+ * colours (255 = ignore), images RGB PNGs. */
+#ifndef API_CAM_RESPONSE_H
+#define API_CAM_RESPONSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api-error.h"
+#include "cam-request.h"
+#include "model.h"
+
+typedef struct api_cam_timings {
+  double decode_ms, queue_ms, infer_ms, total_ms;
+} api_cam_timings;
+
+/* On success *body is malloc'd (free()) and *type is a static media type. png_id is the class
+ * of `label=` (or -1). A result missing an output the request asked for is a 500: the model
+ * broke its contract. */
+bool api_cam_render(const api_cam_request *req, const api_model_info *info,
+                    const api_cam_result *res, int png_id, const api_cam_timings *t, char **body,
+                    size_t *len, const char **type, api_error *err);
+
+#endif

@@ -1,0 +1,359 @@
+/* srv-config.c - the settings table and its three sources.
+ *
+ * After Redis's config.c: each setting is one row (name, type, where it lives in srv_config,
+ * bounds, default, help), and every source goes through srv_config_set, so flags, environment
+ * and file can never disagree on what a value means. Settings that configure parts of the
+ * system not built yet (training threads, the admin token) are parsed and validated like the
+ * others, so deployments can set them today. */
+#include "srv-config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "ecs/base.h"
+
+typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN } ctype_t;
+
+enum { F_NO_FLAG = 1 }; /* secrets: environment and file only, never argv (ps shows argv) */
+
+typedef struct setting {
+  const char *name;
+  ctype_t type;
+  size_t offset;
+  size_t size;        /* strings: buffer size */
+  double min, max;    /* numbers */
+  const char *def;    /* default, as text ("" for none) */
+  const char *choices; /* T_ENUM: '|'-separated */
+  const char *arg;    /* metavariable in --help */
+  const char *help;
+  unsigned flags;
+} setting;
+
+#define OFF(f) offsetof(srv_config, f), sizeof(((srv_config *)0)->f)
+
+static const setting k_settings[] = {
+    {"listen", T_LISTEN, OFF(listen), 0, 0, "127.0.0.1:8080", NULL, "HOST:PORT",
+     "address to listen on (port 0: any free port)", 0},
+    {"model", T_STRING, OFF(model), 0, 0, "", NULL, "PATH",
+     "model file to serve (overrides the registry)", 0},
+    {"data-dir", T_STRING, OFF(data_dir), 0, 0, "./data", NULL, "DIR",
+     "jobs, models and datasets", 0},
+    {"device", T_ENUM, OFF(device), 0, 0, "auto", "auto|cpu|cuda", "DEV",
+     "auto, cpu, cuda or cuda:N", 0},
+    {"workers", T_INT, OFF(workers), 1, 256, "1", NULL, "N", "inference workers", 0},
+    {"threads", T_INT, OFF(threads), 0, 1024, "0", NULL, "N",
+     "compute threads in total, shared out among workers (0: one per core)", 0},
+    {"train-threads", T_INT, OFF(train_threads), 0, 1024, "0", NULL, "N",
+     "threads for training jobs (0: half of --threads; used once training is served)", 0},
+    {"queue", T_INT, OFF(queue), 1, 100000, "64", NULL, "N",
+     "requests waiting for a worker; beyond it: 503 + Retry-After", 0},
+    {"batch-max", T_INT, OFF(batch_max), 1, 64, "1", NULL, "N",
+     "largest batch of same-size requests", 0},
+    {"batch-delay-ms", T_INT, OFF(batch_delay_ms), 0, 10000, "0", NULL, "MS",
+     "how long a worker waits to fill a batch", 0},
+    {"max-body", T_I64, OFF(max_body), 1024, 4294967296.0, "33554432", NULL, "BYTES",
+     "largest request body (413 beyond)", 0},
+    {"max-pixels", T_I64, OFF(max_pixels), 1, 268435456.0, "25000000", NULL, "N",
+     "largest image, width*height, checked from the header before decoding (413 beyond)", 0},
+    {"max-labels", T_INT, OFF(max_labels), 1, 255, "20", NULL, "N",
+     "most labels in one request", 0},
+    {"request-timeout-ms", T_INT, OFF(request_timeout_ms), 100, 3600000, "30000", NULL, "MS",
+     "deadline of a request; queued work past it is dropped", 0},
+    {"max-connections", T_INT, OFF(max_connections), 1, 100000, "256", NULL, "N",
+     "simultaneous client connections", 0},
+    {"http-threads", T_INT, OFF(http_threads), 1, 256, "4", NULL, "N",
+     "HTTP threads (they parse and answer; inference runs on the workers)", 0},
+    {"label-threshold", T_DOUBLE, OFF(label_threshold), 0, 1, "0.5", NULL, "P",
+     "class score above which a label is predicted when none are given", 0},
+    {"admin-token-file", T_STRING, OFF(admin_token_file), 0, 0, "", NULL, "FILE",
+     "file holding the bearer token of /admin (also ECSNET_ADMIN_TOKEN); none: admin is off",
+     0},
+    {"admin-token", T_STRING, OFF(admin_token), 0, 0, "", NULL, "TOKEN",
+     "the admin token itself (environment or config file only)", F_NO_FLAG},
+    {"log-format", T_ENUM, OFF(log_format), 0, 0, "text", "text|json", "FMT",
+     "access and event log format", 0},
+    {"access-log", T_ENUM, OFF(access_log), 0, 0, "on", "on|off", "on|off",
+     "one line per request on stdout", 0},
+    {"cors-origin", T_STRING, OFF(cors_origin), 0, 0, "", NULL, "ORIGIN",
+     "allowed CORS origin ('*' for any); empty: CORS off", 0},
+    {"config", T_STRING, OFF(config), 0, 0, "", NULL, "FILE",
+     "read settings from FILE (lines 'name value'; '#' comments)", 0},
+};
+#define N_SETTINGS (sizeof k_settings / sizeof k_settings[0])
+
+static bool fail(char *msg, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(char *msg, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, n, fmt, ap);
+  va_end(ap);
+  return false;
+}
+
+static const setting *find_setting(const char *name, size_t len) {
+  for (size_t i = 0; i < N_SETTINGS; i++)
+    if (strlen(k_settings[i].name) == len && strncmp(k_settings[i].name, name, len) == 0)
+      return &k_settings[i];
+  return NULL;
+}
+
+static bool parse_listen(srv_config *c, const char *v, const char *where, char *msg, size_t n) {
+  const char *colon = strrchr(v, ':');
+  if (!colon || colon == v)
+    return fail(msg, n, "%s: '%s' is not HOST:PORT", where, v);
+  size_t hl = (size_t)(colon - v);
+  const char *h = v;
+  if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') h++, hl -= 2; /* [::1]:8080 */
+  if (hl == 0 || hl >= sizeof c->host) return fail(msg, n, "%s: bad host in '%s'", where, v);
+  char *end;
+  errno = 0;
+  long port = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
+    return fail(msg, n, "%s: port in '%s' must be 0..65535", where, v);
+  memcpy(c->host, h, hl);
+  c->host[hl] = '\0';
+  c->port = (int)port;
+  return true;
+}
+
+static bool set_value(srv_config *c, const setting *s, const char *v, const char *where, char *msg,
+                      size_t n) {
+  char *field = (char *)c + s->offset;
+  char *end;
+  errno = 0;
+  switch (s->type) {
+  case T_INT:
+  case T_I64: {
+    while (isspace((unsigned char)*v)) v++;
+    long long x = strtoll(v, &end, 10);
+    while (isspace((unsigned char)*end)) end++;
+    if (errno || *end || end == v || *v == '+')
+      return fail(msg, n, "%s: '%s' is not an integer", where, v);
+    if (x < s->min || x > s->max)
+      return fail(msg, n, "%s: %lld is outside %.0f..%.0f", where, x, s->min, s->max);
+    if (s->type == T_INT) *(int *)field = (int)x;
+    else *(int64_t *)field = x;
+    return true;
+  }
+  case T_DOUBLE: {
+    double x = strtod(v, &end);
+    if (errno || *end || end == v) return fail(msg, n, "%s: '%s' is not a number", where, v);
+    if (!(x >= s->min && x <= s->max))
+      return fail(msg, n, "%s: %s is outside %g..%g", where, v, s->min, s->max);
+    *(double *)field = x;
+    return true;
+  }
+  case T_ENUM: {
+    const char *p = s->choices;
+    size_t vl = strlen(v);
+    while (*p) {
+      const char *bar = strchr(p, '|');
+      size_t l = bar ? (size_t)(bar - p) : strlen(p);
+      if (l == vl && strncmp(p, v, l) == 0) goto ok;
+      if (!bar) break;
+      p = bar + 1;
+    }
+    /* cuda:N is the one parameterised choice. */
+    if (strcmp(s->name, "device") == 0 && strncmp(v, "cuda:", 5) == 0 && v[5]) {
+      long x = strtol(v + 5, &end, 10);
+      if (!*end && x >= 0 && x < 64) goto ok;
+    }
+    return fail(msg, n, "%s: '%s' is not one of %s", where, v, s->choices);
+  ok:
+    if (vl >= s->size) return fail(msg, n, "%s: '%s' is too long", where, v);
+    memcpy(field, v, vl + 1);
+    return true;
+  }
+  case T_STRING:
+    if (strlen(v) >= s->size)
+      return fail(msg, n, "%s: value is longer than %zu bytes", where, s->size - 1);
+    memcpy(field, v, strlen(v) + 1);
+    return true;
+  case T_LISTEN:
+    if (strlen(v) >= s->size) return fail(msg, n, "%s: value is too long", where);
+    if (!parse_listen(c, v, where, msg, n)) return false;
+    memcpy(field, v, strlen(v) + 1);
+    return true;
+  }
+  return fail(msg, n, "%s: bad setting type", where);
+}
+
+bool srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
+                    char *msg, size_t msg_len) {
+  const setting *s = find_setting(name, strlen(name));
+  if (!s) return fail(msg, msg_len, "%s: unknown setting '%s'", where, name);
+  return set_value(c, s, value, where, msg, msg_len);
+}
+
+void srv_config_defaults(srv_config *c) {
+  memset(c, 0, sizeof *c);
+  char msg[256];
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    bool ok = set_value(c, &k_settings[i], k_settings[i].def, "default", msg, sizeof msg);
+    ECS_ASSERT(ok);
+  }
+}
+
+void srv_config_usage(FILE *out) {
+  fprintf(out,
+          "Usage: ecsnet-server [OPTION]...\n"
+          "Serves ECS-Net class activation maps and pseudo masks over HTTP.\n\n"
+          "Every option is also an environment variable ECSNET_NAME (upper case, '-' to '_')\n"
+          "and a 'name value' line of --config FILE; the command line wins over the\n"
+          "environment, which wins over the file.\n\n");
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    const setting *s = &k_settings[i];
+    char left[64];
+    if (s->flags & F_NO_FLAG) snprintf(left, sizeof left, "  (ECSNET_ADMIN_TOKEN)");
+    else snprintf(left, sizeof left, "  --%s %s", s->name, s->arg);
+    fprintf(out, "%-32s %s", left, s->help);
+    if (s->def[0]) fprintf(out, " [%s]", s->def);
+    fputc('\n', out);
+  }
+  fprintf(out, "  %-30s %s\n  %-30s %s\n\nExit status: 0 on success, 2 on bad usage, 1 on "
+               "failure.\n",
+          "--help", "show this help", "--version", "show the version");
+}
+
+static void env_name(const char *name, char *out, size_t n) {
+  size_t k = snprintf(out, n, "ECSNET_");
+  for (const char *p = name; *p && k + 1 < n; p++) out[k++] = *p == '-' ? '_' : (char)toupper(*p);
+  out[k] = '\0';
+}
+
+static const char *env_get(char **envp, const char *key) {
+  size_t kl = strlen(key);
+  for (char **e = envp; e && *e; e++)
+    if (strncmp(*e, key, kl) == 0 && (*e)[kl] == '=') return *e + kl + 1;
+  return NULL;
+}
+
+static char *trim(char *s) {
+  while (isspace((unsigned char)*s)) s++;
+  char *e = s + strlen(s);
+  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  return s;
+}
+
+static bool load_file(srv_config *c, const char *path, char *msg, size_t n) {
+  FILE *f = fopen(path, "r");
+  if (!f) return fail(msg, n, "--config: cannot read '%s': %s", path, strerror(errno));
+  char line[2048];
+  int lineno = 0;
+  bool ok = true;
+  while (ok && fgets(line, sizeof line, f)) {
+    lineno++;
+    char *s = trim(line);
+    if (!*s || *s == '#') continue;
+    size_t kl = strcspn(s, " \t=");
+    char *v = s + kl;
+    if (*v) *v++ = '\0';
+    v = trim(v);
+    if (*v == '=') v = trim(v + 1);
+    size_t vl = strlen(v);
+    if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) {
+      v[vl - 1] = '\0';
+      v++;
+    }
+    char where[SRV_PATH_MAX + 32];
+    snprintf(where, sizeof where, "%s:%d", path, lineno);
+    if (strcmp(s, "config") == 0) ok = fail(msg, n, "%s: 'config' cannot be nested", where);
+    else ok = srv_config_set(c, s, v, where, msg, n);
+  }
+  fclose(f);
+  return ok;
+}
+
+static bool read_token_file(srv_config *c, char *msg, size_t n) {
+  FILE *f = fopen(c->admin_token_file, "r");
+  if (!f)
+    return fail(msg, n, "--admin-token-file: cannot read '%s': %s", c->admin_token_file,
+                strerror(errno));
+  char buf[512] = {0};
+  size_t got = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  char *t = trim(buf);
+  if (got == sizeof buf - 1 || strlen(t) >= sizeof c->admin_token)
+    return fail(msg, n, "--admin-token-file: the token is longer than %zu bytes",
+                sizeof c->admin_token - 1);
+  if (strlen(t) < 16)
+    return fail(msg, n, "--admin-token-file: the token is shorter than 16 characters");
+  strcpy(c->admin_token, t);
+  return true;
+}
+
+srv_config_result srv_config_load(srv_config *c, int argc, char **argv, char **envp, FILE *out,
+                                  char *msg, size_t msg_len) {
+  srv_config_defaults(c);
+  /* First pass over argv: --help/--version win, and --config must be known before the rest. */
+  const char *config_path = env_get(envp, "ECSNET_CONFIG");
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      srv_config_usage(out);
+      return SRV_CONFIG_EXIT_OK;
+    }
+    if (strcmp(argv[i], "--version") == 0) {
+      fprintf(out, "ecsnet-server %s\n", ecs_version());
+      return SRV_CONFIG_EXIT_OK;
+    }
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config_path = argv[i + 1];
+    else if (strncmp(argv[i], "--config=", 9) == 0) config_path = argv[i] + 9;
+  }
+  if (config_path && *config_path) {
+    if (!srv_config_set(c, "config", config_path, "--config", msg, msg_len) ||
+        !load_file(c, config_path, msg, msg_len))
+      return SRV_CONFIG_USAGE;
+  }
+  for (size_t i = 0; i < N_SETTINGS; i++) {
+    char key[64];
+    env_name(k_settings[i].name, key, sizeof key);
+    const char *v = env_get(envp, key);
+    if (v && !set_value(c, &k_settings[i], v, key, msg, msg_len)) return SRV_CONFIG_USAGE;
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strncmp(a, "--", 2) != 0) {
+      fail(msg, msg_len, "unexpected argument '%s' (see --help)", a);
+      return SRV_CONFIG_USAGE;
+    }
+    const char *eq = strchr(a + 2, '=');
+    size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+    const setting *s = find_setting(a + 2, nl);
+    if (!s || (s->flags & F_NO_FLAG)) {
+      fail(msg, msg_len, "unknown option '%.*s' (see --help)", (int)(nl + 2), a);
+      return SRV_CONFIG_USAGE;
+    }
+    const char *v = eq ? eq + 1 : NULL;
+    if (!v) {
+      if (i + 1 >= argc) {
+        fail(msg, msg_len, "--%s needs a value", s->name);
+        return SRV_CONFIG_USAGE;
+      }
+      v = argv[++i];
+    }
+    char where[80];
+    snprintf(where, sizeof where, "--%s", s->name);
+    if (!set_value(c, s, v, where, msg, msg_len)) return SRV_CONFIG_USAGE;
+  }
+  /* Cross-field checks and derived values. */
+  if (c->threads == 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->threads = cores > 0 ? (int)cores : 1;
+  }
+  if (c->train_threads > c->threads) {
+    fail(msg, msg_len, "--train-threads %d exceeds --threads %d", c->train_threads, c->threads);
+    return SRV_CONFIG_USAGE;
+  }
+  if (c->admin_token_file[0] && !read_token_file(c, msg, msg_len)) return SRV_CONFIG_USAGE;
+  if (c->admin_token[0] && strlen(c->admin_token) < 16) {
+    fail(msg, msg_len, "ECSNET_ADMIN_TOKEN: the token is shorter than 16 characters");
+    return SRV_CONFIG_USAGE;
+  }
+  return SRV_CONFIG_OK;
+}

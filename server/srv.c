@@ -1,0 +1,557 @@
+/* srv.c - the HTTP daemon: libmicrohttpd set-up, request lifecycle, routing, small routes.
+ *
+ * libmicrohttpd runs in thread-pool mode (--http-threads polling threads, each owning a share
+ * of the connections). Those threads only parse and answer; POST /cam work goes to the
+ * engine's worker pool while the connection is suspended (MHD_ALLOW_SUSPEND_RESUME), so a
+ * burst of inference never blocks /health/live or /metrics. The pool's bounded queue is the
+ * back-pressure: when it is full the request is answered 503 + Retry-After at once. */
+#include "srv-impl.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "openapi.h"
+
+/* ---- the model slot ------------------------------------------------------------------------ */
+
+srv_model_ref *srv_model_acquire(srv *s) {
+  pthread_mutex_lock(&s->model_mu);
+  srv_model_ref *m = s->model;
+  if (m) atomic_fetch_add(&m->refs, 1);
+  pthread_mutex_unlock(&s->model_mu);
+  return m;
+}
+
+void srv_model_release(srv_model_ref *m) {
+  if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+    api_model_free(m->model);
+    free(m);
+  }
+}
+
+/* ---- responses ------------------------------------------------------------------------------- */
+
+enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body,
+                            size_t len, bool copy) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(
+      len, body ? body : (char *)"", body ? (copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE)
+                                          : MHD_RESPMEM_PERSISTENT);
+  if (!resp) {
+    if (!copy) free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "X-Request-Id", r->id);
+  if (type) MHD_add_response_header(resp, "Content-Type", type);
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  const srv_config *c = &r->s->cfg;
+  if (c->cors_origin[0]) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", c->cors_origin);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+    if (strcmp(c->cors_origin, "*") != 0) MHD_add_response_header(resp, "Vary", "Origin");
+  }
+  if (r->retry_after > 0) {
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", r->retry_after);
+    MHD_add_response_header(resp, "Retry-After", ra);
+  }
+  if (r->allow) MHD_add_response_header(resp, "Allow", r->allow);
+  if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"ecsnet\"");
+  r->status = status;
+  r->resp_len = len;
+  r->phase = PHASE_ANSWERED;
+  enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+enum MHD_Result srv_respond_json(srv_req *r, unsigned status, const char *json_text) {
+  return srv_respond(r, status, "application/json", (char *)json_text, strlen(json_text), true);
+}
+
+enum MHD_Result srv_respond_error(srv_req *r, const api_error *e) {
+  char *body = api_error_json(e);
+  if (!body) return MHD_NO;
+  if (e->status == 503 && r->retry_after == 0) r->retry_after = 1;
+  return srv_respond(r, e->status, "application/json", body, strlen(body), false);
+}
+
+static enum MHD_Result fail(srv_req *r, unsigned status, const char *code, const char *msg) {
+  api_error e;
+  api_fail(&e, status, code, "%s", msg);
+  return srv_respond_error(r, &e);
+}
+
+static enum MHD_Result respond_json_t(srv_req *r, unsigned status, json_t *j) {
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!s) return fail(r, 500, "internal_error", "cannot build the response");
+  return srv_respond(r, status, "application/json", s, strlen(s), false);
+}
+
+/* ---- request ids ----------------------------------------------------------------------------- */
+
+/* A client's id is echoed if it is short and plain (it lands in logs and headers). */
+static bool id_acceptable(const char *v) {
+  size_t n = strlen(v);
+  if (n == 0 || n > 64) return false;
+  for (const char *p = v; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          strchr("-_.:/+=", *p)))
+      return false;
+  return true;
+}
+
+static void new_id(char *out, size_t n) {
+  uint8_t b[16];
+  if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
+    static atomic_uint_fast64_t counter;
+    uint64_t x = ecs_monotonic_ns() ^ ((uint64_t)getpid() << 32) ^ atomic_fetch_add(&counter, 1);
+    for (int i = 0; i < 16; i++) b[i] = (uint8_t)(x >> ((i % 8) * 8)) ^ (uint8_t)(i * 151);
+  }
+  static const char hex[] = "0123456789abcdef";
+  size_t k = 0;
+  for (int i = 0; i < 16 && k + 2 < n; i++) {
+    out[k++] = hex[b[i] >> 4];
+    out[k++] = hex[b[i] & 15];
+  }
+  out[k] = '\0';
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
+typedef struct route_def {
+  const char *path; /* exact, or a prefix ending in '/' when prefix is set */
+  bool prefix;
+  srv_route route;
+  const char *allow;
+} route_def;
+
+static const route_def k_routes[] = {
+    {"/cam", false, SRV_ROUTE_CAM, "POST, OPTIONS"},
+    {"/v1/cam", false, SRV_ROUTE_CAM, "POST, OPTIONS"},
+    {"/health", false, SRV_ROUTE_HEALTH, "GET, HEAD, OPTIONS"},
+    {"/health/live", false, SRV_ROUTE_HEALTH_LIVE, "GET, HEAD, OPTIONS"},
+    {"/health/ready", false, SRV_ROUTE_HEALTH_READY, "GET, HEAD, OPTIONS"},
+    {"/metrics", false, SRV_ROUTE_METRICS, "GET, HEAD, OPTIONS"},
+    {"/v1/models", false, SRV_ROUTE_MODELS, "GET, HEAD, OPTIONS"},
+    {"/v1/models/", true, SRV_ROUTE_MODEL, "GET, HEAD, OPTIONS"},
+    {"/openapi.json", false, SRV_ROUTE_OPENAPI, "GET, HEAD, OPTIONS"},
+    {"/admin", false, SRV_ROUTE_ADMIN, NULL},
+    {"/admin/", true, SRV_ROUTE_ADMIN, NULL},
+};
+
+static const route_def *find_route(const char *url) {
+  for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++) {
+    const route_def *d = &k_routes[i];
+    if (d->prefix ? strncmp(url, d->path, strlen(d->path)) == 0 && url[strlen(d->path)]
+                  : strcmp(url, d->path) == 0)
+      return d;
+  }
+  return NULL;
+}
+
+static json_t *model_json(const srv_model_ref *m) {
+  json_t *classes = json_array();
+  for (int k = 0; k < m->info.n_classes; k++)
+    json_array_append_new(classes, json_string(m->info.class_names[k]));
+  return json_pack("{s:s, s:i, s:s, s:o, s:b}", "name", m->info.name, "version",
+                   m->info.version, "backbone", m->info.backbone ? m->info.backbone : "",
+                   "classes", classes, "active", 1);
+}
+
+/* Constant-time comparison, so the token cannot be guessed byte by byte from timings. */
+static bool token_equal(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char d = (unsigned char)(la != lb);
+  for (size_t i = 0; i < lb; i++) d |= (unsigned char)(a[i % (la ? la : 1)] ^ b[i]);
+  return d == 0 && la == lb;
+}
+
+static enum MHD_Result route_admin(srv_req *r) {
+  const char *token = r->s->cfg.admin_token;
+  if (!token[0])
+    return fail(r, 403, "admin_disabled",
+                "admin is not enabled: start the server with --admin-token-file or "
+                "ECSNET_ADMIN_TOKEN");
+  const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
+  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+    return fail(r, 401, "unauthorized", "a bearer token is required");
+  if (!token_equal(auth + 7, token)) return fail(r, 401, "unauthorized", "the token is not valid");
+  return fail(r, 404, "not_found", "no such admin route in this version of the server");
+}
+
+static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url) {
+  srv *s = r->s;
+  switch (d->route) {
+  case SRV_ROUTE_HEALTH:
+  case SRV_ROUTE_HEALTH_LIVE:
+    return srv_respond_json(r, 200, "{\"status\":\"UP\"}");
+  case SRV_ROUTE_HEALTH_READY: {
+    srv_model_ref *m = srv_model_acquire(s);
+    enum MHD_Result ret;
+    if (atomic_load(&s->stopping)) {
+      r->retry_after = 5;
+      ret = srv_respond_json(r, 503, "{\"status\":\"DOWN\",\"reason\":\"shutting down\"}");
+    } else if (m) {
+      ret = respond_json_t(r, 200, json_pack("{s:s, s:o}", "status", "UP", "model", model_json(m)));
+    } else {
+      r->retry_after = 5;
+      ret = srv_respond_json(r, 503, "{\"status\":\"DOWN\",\"reason\":\"no model is loaded\"}");
+    }
+    srv_model_release(m);
+    return ret;
+  }
+  case SRV_ROUTE_METRICS: {
+    ecs_pool_stats st;
+    ecs_pool_get_stats(s->pool, &st);
+    srv_model_ref *m = srv_model_acquire(s);
+    srv_gauges g = {.queue_depth = st.queued, .queue_capacity = st.queue_capacity,
+                    .running = st.running, .workers = st.n_workers,
+                    .in_flight = atomic_load(&s->in_flight), .rejected = st.rejected,
+                    .expired = st.expired, .gone = st.gone, .batches = st.batches,
+                    .n_batches = ECS_POOL_MAX_BATCH,
+                    .model_name = m ? m->info.name : NULL,
+                    .model_version = m ? m->info.version : 0,
+                    .uptime_s = (double)(ecs_monotonic_ns() - s->start_ns) / 1e9};
+    size_t len = 0;
+    char *text = srv_metrics_render(s->metrics, &g, &len);
+    srv_model_release(m);
+    if (!text) return fail(r, 503, "out_of_memory", "the server is short of memory");
+    return srv_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
+  }
+  case SRV_ROUTE_MODELS: {
+    srv_model_ref *m = srv_model_acquire(s);
+    json_t *list = json_array();
+    if (m) json_array_append_new(list, model_json(m));
+    srv_model_release(m);
+    return respond_json_t(r, 200, json_pack("{s:o}", "models", list));
+  }
+  case SRV_ROUTE_MODEL: {
+    const char *name = url + strlen(d->path);
+    srv_model_ref *m = srv_model_acquire(s);
+    enum MHD_Result ret;
+    if (m && strcmp(name, m->info.name) == 0) {
+      ret = respond_json_t(r, 200, model_json(m));
+    } else {
+      api_error e;
+      api_fail(&e, 404, "model_not_found", "no model named '%.100s'", name);
+      ret = srv_respond_error(r, &e);
+    }
+    srv_model_release(m);
+    return ret;
+  }
+  case SRV_ROUTE_OPENAPI:
+    return srv_respond(r, 200, "application/json", (char *)api_openapi_json,
+                       api_openapi_json_len, true);
+  default:
+    return fail(r, 404, "not_found", "no such route");
+  }
+}
+
+static enum MHD_Result answer_options(srv_req *r, const route_def *d) {
+  if (!r->s->cfg.cors_origin[0] || !d || !d->allow) {
+    r->allow = strdup(d && d->allow ? d->allow : "");
+    return fail(r, 405, "method_not_allowed", "OPTIONS is only answered with CORS enabled");
+  }
+  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "X-Request-Id", r->id);
+  MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->s->cfg.cors_origin);
+  MHD_add_response_header(resp, "Access-Control-Allow-Methods", d->allow);
+  MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                          "Content-Type, Authorization, X-Request-Id");
+  MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+  r->status = 204;
+  r->phase = PHASE_ANSWERED;
+  enum MHD_Result ret = MHD_queue_response(r->conn, 204, resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
+/* ---- the libmicrohttpd callbacks ------------------------------------------------------------- */
+
+static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, const char *method) {
+  srv_req *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  r->s = s;
+  r->conn = conn;
+  r->t0_ns = ecs_monotonic_ns();
+  snprintf(r->method, sizeof r->method, "%s", method);
+  snprintf(r->path, sizeof r->path, "%s", url);
+  const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+  if (rid && id_acceptable(rid)) snprintf(r->id, sizeof r->id, "%s", rid);
+  else new_id(r->id, sizeof r->id);
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (ci && ci->client_addr) {
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+      inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote, sizeof r->remote);
+    else if (sa->sa_family == AF_INET6)
+      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
+                sizeof r->remote);
+  }
+  if (!r->remote[0]) strcpy(r->remote, "-");
+  atomic_fetch_add(&s->in_flight, 1);
+  return r;
+}
+
+static bool append_body(srv_req *r, const char *data, size_t n) {
+  size_t max = (size_t)r->s->cfg.max_body;
+  if (r->discarded || r->len + n > max) {
+    r->discarded += n;
+    return true;
+  }
+  if (r->len + n > r->cap) {
+    size_t cap = r->cap ? r->cap : 65536;
+    while (cap < r->len + n) cap *= 2;
+    if (cap > max) cap = max;
+    uint8_t *p = realloc(r->body, cap);
+    if (!p) return false;
+    r->body = p;
+    r->cap = cap;
+  }
+  memcpy(r->body + r->len, data, n);
+  r->len += n;
+  return true;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **state) {
+  srv *s = cls;
+  srv_req *r = *state;
+  if (!r) {
+    r = req_new(s, conn, url, method);
+    if (!r) return MHD_NO;
+    *state = r;
+    const route_def *d = find_route(url);
+    r->route = d ? d->route : SRV_ROUTE_OTHER;
+    if (!d) return fail(r, 404, "not_found", "no such route");
+    if (d->route == SRV_ROUTE_ADMIN) return route_admin(r);
+    if (strcmp(method, "OPTIONS") == 0) return answer_options(r, d);
+    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    if (d->route == SRV_ROUTE_CAM ? strcmp(method, "POST") != 0 : !is_get) {
+      r->allow = strdup(d->allow);
+      return fail(r, 405, "method_not_allowed", "method not allowed on this route");
+    }
+    if (d->route != SRV_ROUTE_CAM) return route_get(r, d, url);
+    /* A declared length beyond the limit is refused before a byte of it is read. */
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.max_body) {
+      api_error e;
+      api_fail(&e, 413, "payload_too_large", "the body exceeds the limit of %lld bytes",
+               (long long)s->cfg.max_body);
+      return srv_respond_error(r, &e);
+    }
+    return MHD_YES;
+  }
+  switch (r->phase) {
+  case PHASE_RECEIVING:
+    if (*upload_size) {
+      if (!append_body(r, upload, *upload_size)) return MHD_NO;
+      /* A chunked body far past the limit is not worth reading to the end. */
+      if (r->discarded > (uint64_t)s->cfg.max_body * 4) return MHD_NO;
+      *upload_size = 0;
+      return MHD_YES;
+    }
+    if (r->discarded) {
+      api_error e;
+      api_fail(&e, 413, "payload_too_large", "the body exceeds the limit of %lld bytes",
+               (long long)s->cfg.max_body);
+      return srv_respond_error(r, &e);
+    }
+    return srv_cam_start(r);
+  case PHASE_QUEUED:
+    /* Resumed spuriously (MHD may call again on resume before the worker stored anything). */
+    return MHD_YES;
+  case PHASE_READY: {
+    char *body = r->resp;
+    r->resp = NULL;
+    return srv_respond(r, r->status, r->resp_type, body, r->resp_len, false);
+  }
+  case PHASE_ANSWERED:
+    if (upload_size) *upload_size = 0; /* an early answer: drain what the client still sends */
+    return MHD_YES;
+  }
+  (void)version;
+  return MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
+                         enum MHD_RequestTerminationCode toe) {
+  srv *s = cls;
+  srv_req *r = *state;
+  if (!r) return;
+  double secs = (double)(ecs_monotonic_ns() - r->t0_ns) / 1e9;
+  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PHASE_ANSWERED) r->status = 499;
+  srv_metrics_request(s->metrics, r->route, r->status, secs);
+  srv_log_access(s, r, secs);
+  api_cam_request_free(&r->cam);
+  free(r->body);
+  free(r->resp);
+  free(r->allow);
+  free(r);
+  *state = NULL;
+  atomic_fetch_sub(&s->in_flight, 1);
+  (void)conn;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+static ecs_status load_model(srv *s, ecs_err *err) {
+  api_model_load_opts o = {.path = s->cfg.model[0] ? s->cfg.model : NULL,
+                           .data_dir = s->cfg.data_dir, .device = s->cfg.device,
+                           .n_workers = s->cfg.workers, .threads = s->cfg.threads};
+  api_model *m = NULL;
+  ecs_err e;
+  ecs_err_clear(&e);
+  ecs_status st = api_model_load(&o, &m, &e);
+  if (st == ECS_OK) {
+    srv_model_ref *ref = calloc(1, sizeof *ref);
+    if (!ref) {
+      api_model_free(m);
+      return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    }
+    ref->model = m;
+    m->iface->info(m->ctx, &ref->info);
+    atomic_init(&ref->refs, 1);
+    s->model = ref;
+    srv_log_event(s, "info", "serving model %s version %d", ref->info.name, ref->info.version);
+    return ECS_OK;
+  }
+  /* An explicit --model that cannot be served is a failed start; otherwise the server runs
+   * without a model and says so on /health/ready. */
+  if (o.path) return ecs_err_set(err, st, "%s", e.msg);
+  srv_log_event(s, "warn", "no model loaded: %s; /health/ready answers 503", e.msg);
+  return ECS_OK;
+}
+
+/* Each worker knows its index, which the model uses to pick its per-worker stream. */
+static ecs_status worker_init(int index, void *user, void **state, ecs_err *err) {
+  int *p = malloc(sizeof *p);
+  if (!p) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  *p = index;
+  *state = p;
+  (void)user;
+  return ECS_OK;
+}
+
+static void worker_free(void *state, void *user) {
+  free(state);
+  (void)user;
+}
+
+ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
+  *out = NULL;
+  srv *s = calloc(1, sizeof *s);
+  if (!s) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  s->cfg = *cfg;
+  s->log = log;
+  s->start_ns = ecs_monotonic_ns();
+  pthread_mutex_init(&s->log_mu, NULL);
+  pthread_mutex_init(&s->model_mu, NULL);
+  s->metrics = srv_metrics_new();
+  if (!s->metrics) {
+    srv_free(s);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  }
+  ecs_status st = load_model(s, err);
+  if (st != ECS_OK) {
+    srv_free(s);
+    return st;
+  }
+  ecs_pool_opts po = {.n_workers = cfg->workers, .queue_capacity = cfg->queue,
+                      .worker_init = worker_init, .worker_free = worker_free, .max_batch = 1};
+  s->pool = ecs_pool_new_opts(&po, err);
+  if (!s->pool) {
+    srv_free(s);
+    return err ? err->status : ECS_ERR_INVALID;
+  }
+
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t sl;
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                   MHD_USE_ERROR_LOG * 0;
+  struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+  const char *host = strcmp(cfg->host, "localhost") == 0 ? "127.0.0.1" : cfg->host;
+  if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)cfg->port);
+    sl = sizeof *a4;
+  } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)cfg->port);
+    sl = sizeof *a6;
+    flags |= MHD_USE_IPv6;
+  } else {
+    srv_free(s);
+    return ecs_err_set(err, ECS_ERR_INVALID, "--listen: '%s' is not an IPv4 or IPv6 address",
+                       cfg->host);
+  }
+  (void)sl;
+  unsigned timeout_s = (unsigned)(cfg->request_timeout_ms + 999) / 1000;
+  s->daemon = MHD_start_daemon(
+      flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+      MHD_OPTION_END);
+  if (!s->daemon) {
+    srv_free(s);
+    return ecs_err_set(err, ECS_ERR_IO, "cannot listen on %s (address in use or not permitted)",
+                       cfg->listen);
+  }
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = di ? di->port : cfg->port;
+  srv_log_event(s, "info", "listening on %s port %d (%d workers, queue %d)", host, s->port,
+                cfg->workers, cfg->queue);
+  *out = s;
+  return ECS_OK;
+}
+
+int srv_port(const srv *s) { return s->port; }
+
+void srv_shutdown(srv *s, int timeout_ms) {
+  if (!s || !s->daemon) return;
+  atomic_store(&s->stopping, true);
+  /* Stop accepting: the listening socket is closed, open connections carry on. */
+  MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+  if (lfd != MHD_INVALID_SOCKET) close(lfd);
+  srv_log_event(s, "info", "shutting down: finishing %d requests", atomic_load(&s->in_flight));
+  /* Queued and running jobs finish and resume their connections... */
+  ecs_pool_drain(s->pool);
+  /* ...and their answers go out before the daemon stops. */
+  uint64_t until = ecs_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
+  while (atomic_load(&s->in_flight) > 0 && ecs_monotonic_ns() < until) {
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  MHD_stop_daemon(s->daemon);
+  s->daemon = NULL;
+  srv_log_event(s, "info", "stopped");
+}
+
+void srv_free(srv *s) {
+  if (!s) return;
+  if (s->daemon) {
+    /* Suspended connections must be resumed before the daemon stops: finish the jobs. */
+    if (s->pool) ecs_pool_drain(s->pool);
+    MHD_stop_daemon(s->daemon);
+  }
+  ecs_pool_free(s->pool);
+  srv_model_release(s->model);
+  srv_metrics_free(s->metrics);
+  pthread_mutex_destroy(&s->log_mu);
+  pthread_mutex_destroy(&s->model_mu);
+  free(s);
+}

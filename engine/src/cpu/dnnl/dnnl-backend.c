@@ -1,0 +1,625 @@
+/* dnnl-backend.c - the "cpu" backend on oneDNN: layouts, caches and execution.
+ *
+ * Layouts. Convolutions choose their own ("any") destination format, usually nChw8c on AVX2;
+ * element-wise ops, batch norm, pooling, resize, softmax and the sums keep their input's format,
+ * so activations stay blocked from layer to layer. Reorders happen only where a primitive wants
+ * another format than the tensor has (counted in stats.reorders): at the network's edges
+ * (ECS_OP_COPY to a plain tensor, a reference fallback) or where two operands disagree.
+ *
+ * Descriptions are interned: each distinct memory description gets one copy, owned by the
+ * backend until it is freed, so a tensor's layout_desc can point at it and cache keys can use
+ * its small id. The table only grows; it holds one entry per distinct shape and format seen.
+ *
+ * Primitives are cached per (op, parameters, operand descriptions) in a bounded hash map with
+ * LRU eviction; each miss counts in stats.primitives. A failed creation is cached too (as
+ * NULL) so that an op oneDNN cannot do falls back without retrying every call.
+ *
+ * Weights live plain in parameter stores that several backends read. A primitive that wants
+ * them blocked gets a reordered copy from this backend's weight cache, keyed by (data pointer,
+ * shape, target format) and validated by a fingerprint of sampled values, so a store freed and
+ * reallocated at the same address with other values is re-reordered. Parameters that train
+ * (requires_grad and not frozen) change every step: they are reordered on every call and never
+ * cached.
+ *
+ * Memory: the scratchpad (user-managed in every primitive) and the temporaries for reorders are
+ * per backend and grow to the largest need, never freed per call. */
+#include "dnnl-impl.h"
+
+#include "../ref.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define N_TEMPS 24
+#define MD_BUCKETS 4096
+#define PRIM_BUCKETS 1024
+#define PRIM_CAPACITY 768
+#define OP_REORDER (ECS_OP_COUNT + 1)
+
+typedef struct centry {
+  dn_key key;
+  uint64_t hash;
+  dw_prim *prim; /* NULL: oneDNN cannot do it */
+  struct centry *chain, *prev, *next;
+} centry;
+
+typedef struct wentry {
+  const void *ptr;
+  int64_t ne[ECS_MAX_DIMS];
+  int32_t md_id;
+  uint64_t fingerprint;
+  void *data;
+  struct wentry *next;
+} wentry;
+
+struct ecs_dnnl {
+  dw_engine *eng;
+  int n_threads;
+  ecs_backend_stats stats;
+  /* interned descriptions */
+  dw_md **mds;
+  uint64_t *md_hash;
+  int32_t *md_chain;
+  int32_t n_md, cap_md;
+  int32_t md_bucket[MD_BUCKETS];
+  /* primitive cache */
+  centry *pbucket[PRIM_BUCKETS];
+  centry *lru_head, *lru_tail;
+  int n_prims;
+  wentry *weights;
+  void *tmp[N_TEMPS];
+  size_t tmp_size[N_TEMPS];
+  int n_tmp;
+  void *scratch;
+  size_t scratch_size;
+};
+
+dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
+int dn_threads(ecs_dnnl *d) { return d->n_threads; }
+
+/* ---- interning -------------------------------------------------------------------------- */
+
+const dw_md *dn_intern(ecs_dnnl *d, const dw_md *md, int32_t *id) {
+  uint64_t h = dw_md_hash(md);
+  int32_t *b = &d->md_bucket[h % MD_BUCKETS];
+  for (int32_t i = *b; i >= 0; i = d->md_chain[i])
+    if (d->md_hash[i] == h && dw_md_equal(d->mds[i], md)) {
+      if (id) *id = i;
+      return d->mds[i];
+    }
+  if (d->n_md == d->cap_md) {
+    int32_t cap = d->cap_md ? d->cap_md * 2 : 256;
+    dw_md **m = realloc(d->mds, sizeof *m * (size_t)cap);
+    if (m) d->mds = m;
+    uint64_t *hh = realloc(d->md_hash, sizeof *hh * (size_t)cap);
+    if (hh) d->md_hash = hh;
+    int32_t *c = realloc(d->md_chain, sizeof *c * (size_t)cap);
+    if (c) d->md_chain = c;
+    if (!m || !hh || !c) return NULL;
+    d->cap_md = cap;
+  }
+  dw_md *copy = dw_md_dup(md);
+  if (!copy) return NULL;
+  int32_t i = d->n_md++;
+  d->mds[i] = copy;
+  d->md_hash[i] = h;
+  d->md_chain[i] = *b;
+  *b = i;
+  if (id) *id = i;
+  return copy;
+}
+
+static const dw_md *intern_owned(ecs_dnnl *d, dw_md *tmp, int32_t *id) {
+  if (!tmp) return NULL;
+  const dw_md *r = dn_intern(d, tmp, id);
+  dw_md_free(tmp);
+  return r;
+}
+
+const dw_md *dn_plain(ecs_dnnl *d, int nd, const int64_t *dims, int32_t *id) {
+  return intern_owned(d, dw_md_plain(nd, dims), id);
+}
+
+const dw_md *dn_any(ecs_dnnl *d, int nd, const int64_t *dims, int32_t *id) {
+  return intern_owned(d, dw_md_any(nd, dims), id);
+}
+
+const dw_md *dn_tensor_md(ecs_dnnl *d, const ecs_tensor *t, const dw_md *view, int32_t *id) {
+  if (t->layout == ECS_LAYOUT_PLAIN) {
+    if (t->type != ECS_F32 || t->nd < 1 || t->nd > ECS_MAX_DIMS) return NULL;
+    if (view) return dn_intern(d, view, id);
+    return dn_plain(d, t->nd, t->ne, id);
+  }
+  if (t->layout != ECS_LAYOUT_DNNL || !t->layout_desc) return NULL;
+  const dw_md *md = t->layout_desc;
+  if (!dw_md_is_f32(md) || dw_md_ndims(md) != t->nd) return NULL;
+  for (int i = 0; i < t->nd; i++)
+    if (dw_md_dim(md, i) != t->ne[i]) return NULL;
+  return dn_intern(d, md, id);
+}
+
+/* ---- primitive cache -------------------------------------------------------------------- */
+
+void dn_key_init(dn_key *k, int op, int variant) {
+  memset(k, 0, sizeof *k);
+  k->v[k->n++] = op;
+  k->v[k->n++] = variant;
+}
+
+void dn_key_i(dn_key *k, int64_t v) {
+  if (k->n + 2 > DN_KEY_MAX) return; /* keys are sized for the largest op; see dn_build */
+  k->v[k->n++] = (int32_t)(v & 0xffffffff);
+  k->v[k->n++] = (int32_t)(v >> 32);
+}
+
+void dn_key_f(dn_key *k, float v) {
+  int32_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  if (k->n < DN_KEY_MAX) k->v[k->n++] = bits;
+}
+
+static uint64_t key_hash(const dn_key *k) {
+  uint64_t h = 1469598103934665603ull;
+  for (int i = 0; i < k->n; i++) {
+    h ^= (uint32_t)k->v[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+static void lru_unlink(ecs_dnnl *d, centry *e) {
+  if (e->prev) e->prev->next = e->next; else d->lru_head = e->next;
+  if (e->next) e->next->prev = e->prev; else d->lru_tail = e->prev;
+  e->prev = e->next = NULL;
+}
+
+static void lru_push(ecs_dnnl *d, centry *e) {
+  e->prev = NULL;
+  e->next = d->lru_head;
+  if (d->lru_head) d->lru_head->prev = e;
+  d->lru_head = e;
+  if (!d->lru_tail) d->lru_tail = e;
+}
+
+dw_prim *dn_cache_get(ecs_dnnl *d, const dn_key *k, int *found) {
+  uint64_t h = key_hash(k);
+  for (centry *e = d->pbucket[h % PRIM_BUCKETS]; e; e = e->chain)
+    if (e->hash == h && e->key.n == k->n && memcmp(e->key.v, k->v, sizeof(int32_t) * (size_t)k->n) == 0) {
+      lru_unlink(d, e);
+      lru_push(d, e);
+      *found = 1;
+      return e->prim;
+    }
+  *found = 0;
+  return NULL;
+}
+
+static void evict_oldest(ecs_dnnl *d) {
+  centry *e = d->lru_tail;
+  if (!e) return;
+  lru_unlink(d, e);
+  for (centry **pp = &d->pbucket[e->hash % PRIM_BUCKETS]; *pp; pp = &(*pp)->chain)
+    if (*pp == e) {
+      *pp = e->chain;
+      break;
+    }
+  dw_prim_free(e->prim);
+  free(e);
+  d->n_prims--;
+}
+
+ecs_status dn_cache_put(ecs_dnnl *d, const dn_key *k, dw_prim *p, ecs_err *err) {
+  centry *e = calloc(1, sizeof *e);
+  if (!e) {
+    dw_prim_free(p);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "cannot grow the primitive cache");
+  }
+  if (d->n_prims >= PRIM_CAPACITY) evict_oldest(d);
+  e->key = *k;
+  e->hash = key_hash(k);
+  e->prim = p;
+  e->chain = d->pbucket[e->hash % PRIM_BUCKETS];
+  d->pbucket[e->hash % PRIM_BUCKETS] = e;
+  lru_push(d, e);
+  d->n_prims++;
+  if (p) d->stats.primitives++;
+  return ECS_OK;
+}
+
+/* ---- memory ----------------------------------------------------------------------------- */
+
+static void *temp(ecs_dnnl *d, size_t n, ecs_err *err) {
+  if (d->n_tmp >= N_TEMPS) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "op needs more than %d temporaries", N_TEMPS);
+    return NULL;
+  }
+  int i = d->n_tmp++;
+  if (d->tmp_size[i] < n) {
+    size_t sz = (n + 4095) / 4096 * 4096;
+    void *p = aligned_alloc(64, sz);
+    if (!p) {
+      ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate %zu bytes of temporary memory", n);
+      return NULL;
+    }
+    free(d->tmp[i]);
+    d->tmp[i] = p;
+    d->tmp_size[i] = sz;
+  }
+  return d->tmp[i];
+}
+
+static void *scratch_for(ecs_dnnl *d, const dw_prim *p, ecs_err *err) {
+  size_t n = dw_prim_scratchpad_size(p);
+  if (n == 0) return NULL;
+  if (d->scratch_size < n) {
+    size_t sz = (n + 4095) / 4096 * 4096;
+    void *s = aligned_alloc(64, sz);
+    if (!s) {
+      ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate a %zu-byte scratchpad", n);
+      return NULL;
+    }
+    free(d->scratch);
+    d->scratch = s;
+    d->scratch_size = sz;
+  }
+  return d->scratch;
+}
+
+static ecs_status run(ecs_dnnl *d, dw_prim *p, void *const *ptrs, ecs_err *err) {
+  void *s = scratch_for(d, p, err);
+  if (dw_prim_scratchpad_size(p) && !s) return err ? err->status : ECS_ERR_NOMEM;
+  return dw_exec(d->eng, p, ptrs, s, err);
+}
+
+static ecs_status reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
+                          void *dp, ecs_err *err) {
+  int32_t si, di;
+  if (!dn_intern(d, src, &si) || !dn_intern(d, dst, &di))
+    return ecs_err_set(err, ECS_ERR_NOMEM, "cannot intern a layout");
+  dn_key k;
+  dn_key_init(&k, OP_REORDER, 0);
+  dn_key_i(&k, si);
+  dn_key_i(&k, di);
+  int found;
+  dw_prim *p = dn_cache_get(d, &k, &found);
+  if (!found) {
+    p = dw_reorder(d->eng, src, dst, err);
+    if (!p) return err ? err->status : ECS_ERR_BACKEND;
+    ecs_status st = dn_cache_put(d, &k, p, err);
+    if (st != ECS_OK) return st;
+  }
+  if (!p) return ecs_err_set(err, ECS_ERR_BACKEND, "oneDNN cannot reorder between these layouts");
+  void *ptrs[DW_ARG_COUNT] = {0};
+  ptrs[DW_SRC] = (void *)sp;
+  ptrs[DW_DST] = dp;
+  d->stats.reorders++;
+  return run(d, p, ptrs, err);
+}
+
+static uint64_t fingerprint(const ecs_tensor *t) {
+  const uint32_t *v = t->data;
+  int64_t n = ecs_nelements(t);
+  uint64_t h = (uint64_t)n;
+  for (int i = 0; i < 32 && n > 0; i++) {
+    int64_t j = (int64_t)((double)i * (double)(n - 1) / 31.0);
+    h = (h ^ v[j]) * 1099511628211ull;
+  }
+  return h;
+}
+
+static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *want, ecs_err *err) {
+  if (dw_md_equal(tmd, want)) return t->data;
+  if (t->requires_grad && !t->frozen) {
+    void *p = temp(d, dw_md_size(want), err);
+    if (!p || reorder(d, tmd, t->data, want, p, err) != ECS_OK) return NULL;
+    return p;
+  }
+  int32_t id;
+  if (!dn_intern(d, want, &id)) return NULL;
+  uint64_t fp = fingerprint(t);
+  wentry *e = d->weights;
+  for (; e; e = e->next)
+    if (e->ptr == t->data && e->md_id == id && memcmp(e->ne, t->ne, sizeof e->ne) == 0) break;
+  if (e && e->fingerprint == fp) return e->data;
+  if (!e) {
+    e = calloc(1, sizeof *e);
+    void *buf = aligned_alloc(64, (dw_md_size(want) + 63) / 64 * 64);
+    if (!e || !buf) {
+      free(e);
+      free(buf);
+      ecs_err_set(err, ECS_ERR_NOMEM, "cannot cache reordered weights");
+      return NULL;
+    }
+    e->ptr = t->data;
+    memcpy(e->ne, t->ne, sizeof e->ne);
+    e->md_id = id;
+    e->data = buf;
+    e->next = d->weights;
+    d->weights = e;
+  }
+  if (reorder(d, tmd, t->data, want, e->data, err) != ECS_OK) {
+    e->fingerprint = 0;
+    return NULL;
+  }
+  e->fingerprint = fp;
+  return e->data;
+}
+
+/* ---- plans ------------------------------------------------------------------------------ */
+
+static ecs_status too_small(const ecs_tensor *t, size_t need, ecs_err *err) {
+  return ecs_err_set(err, ECS_ERR_INVALID, "tensor '%s' has %zu bytes, its layout needs %zu",
+                     t->name, t->nbytes, need);
+}
+
+static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err) {
+  return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has a layout the cpu backend cannot read",
+                     ecs_op_name(op->type), t->name);
+}
+
+static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
+  void *ptrs[DW_ARG_COUNT] = {0};
+  struct {
+    const dw_md *tmd, *pmd;
+    void *tp, *pp;
+  } back[4];
+  int n_back = 0;
+  ecs_status st;
+  for (int i = 0; i < pl->n_in; i++) {
+    dn_bind *b = &pl->in[i];
+    const dw_md *pmd = dw_prim_md(pl->prim, b->arg);
+    if (!pmd) continue;
+    if (b->kind == BK_TEMP) {
+      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      continue;
+    }
+    if (b->kind == BK_RAW) {
+      if (b->t->nbytes < dw_md_size(pmd)) return too_small(b->t, dw_md_size(pmd), err);
+      ptrs[b->arg] = b->t->data;
+      continue;
+    }
+    const dw_md *tmd = dn_tensor_md(d, b->t, b->view, NULL);
+    if (!tmd) return unreadable(b->t, op, err);
+    if (b->t->nbytes < dw_md_size(tmd)) return too_small(b->t, dw_md_size(tmd), err);
+    if (b->kind == BK_WEIGHT) {
+      if (!(ptrs[b->arg] = weight(d, b->t, tmd, pmd, err))) return err ? err->status : ECS_ERR_BACKEND;
+    } else if (dw_md_equal(tmd, pmd)) {
+      ptrs[b->arg] = b->t->data;
+    } else {
+      void *p = temp(d, dw_md_size(pmd), err);
+      if (!p) return err ? err->status : ECS_ERR_NOMEM;
+      if ((st = reorder(d, tmd, b->t->data, pmd, p, err)) != ECS_OK) return st;
+      ptrs[b->arg] = p;
+    }
+  }
+  for (int i = 0; i < pl->n_out; i++) {
+    dn_bind *b = &pl->out[i];
+    const dw_md *pmd = dw_prim_md(pl->prim, b->arg);
+    if (!pmd) continue;
+    if (b->kind == BK_TEMP) {
+      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      continue;
+    }
+    if (b->kind == BK_RAW) {
+      if (b->t->nbytes < dw_md_size(pmd)) return too_small(b->t, dw_md_size(pmd), err);
+      ptrs[b->arg] = b->t->data;
+      continue;
+    }
+    const dw_md *tmd = dn_tensor_md(d, b->t, b->view, NULL);
+    if (!tmd) return unreadable(b->t, op, err);
+    if (b->t->nbytes < dw_md_size(tmd)) return too_small(b->t, dw_md_size(tmd), err);
+    if (dw_md_equal(tmd, pmd)) {
+      ptrs[b->arg] = b->t->data;
+    } else {
+      void *p = temp(d, dw_md_size(pmd), err);
+      if (!p) return err ? err->status : ECS_ERR_NOMEM;
+      back[n_back].tmd = tmd;
+      back[n_back].pmd = pmd;
+      back[n_back].tp = b->t->data;
+      back[n_back].pp = p;
+      n_back++;
+      ptrs[b->arg] = p;
+    }
+  }
+  if (pl->pre) pl->pre(d, op, pl, ptrs);
+  if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) return st;
+  if (pl->post) pl->post(d, op, pl, ptrs);
+  for (int i = 0; i < n_back; i++)
+    if ((st = reorder(d, back[i].pmd, back[i].pp, back[i].tmd, back[i].tp, err)) != ECS_OK) return st;
+  return ECS_OK;
+}
+
+/* ---- reference fallback ----------------------------------------------------------------- */
+
+/* A plain stand-in for a blocked tensor (same shape, bytes in a temporary). */
+static ecs_tensor *plain_twin(ecs_dnnl *d, const ecs_op *op, ecs_tensor *t, ecs_tensor *twin,
+                              const dw_md **md, ecs_err *err) {
+  *md = dn_tensor_md(d, t, NULL, NULL);
+  if (!*md) {
+    unreadable(t, op, err);
+    return NULL;
+  }
+  *twin = *t;
+  twin->layout = ECS_LAYOUT_PLAIN;
+  twin->layout_desc = NULL;
+  twin->nbytes = ecs_plain_nbytes(t);
+  twin->data = temp(d, twin->nbytes, err);
+  return twin->data ? twin : NULL;
+}
+
+static ecs_status fallback(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
+  ecs_op o = *op;
+  ecs_tensor sc[ECS_OP_MAX_SRC], dc[ECS_OP_MAX_DST];
+  const dw_md *dmd[ECS_OP_MAX_DST] = {0};
+  ecs_status st;
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++) {
+    ecs_tensor *t = op->src[i];
+    if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
+    const dw_md *md;
+    if (!(o.src[i] = plain_twin(d, op, t, &sc[i], &md, err))) return err ? err->status : ECS_ERR_INVALID;
+    const dw_md *pmd = dn_plain(d, t->nd, t->ne, NULL);
+    if (!pmd) return ecs_err_set(err, ECS_ERR_NOMEM, "cannot describe a plain tensor");
+    if ((st = reorder(d, md, t->data, pmd, sc[i].data, err)) != ECS_OK) return st;
+  }
+  for (int i = 0; i < ECS_OP_MAX_DST; i++) {
+    ecs_tensor *t = op->dst[i];
+    if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
+    if (!(o.dst[i] = plain_twin(d, op, t, &dc[i], &dmd[i], err))) return err ? err->status : ECS_ERR_INVALID;
+  }
+  if ((st = ecs_ref_compute(&o, d->n_threads, err)) != ECS_OK) return st;
+  d->stats.ref_ops++;
+  for (int i = 0; i < ECS_OP_MAX_DST; i++) {
+    if (!dmd[i]) continue;
+    ecs_tensor *t = op->dst[i];
+    const dw_md *pmd = dn_plain(d, t->nd, t->ne, NULL);
+    if (!pmd) return ecs_err_set(err, ECS_ERR_NOMEM, "cannot describe a plain tensor");
+    if ((st = reorder(d, pmd, dc[i].data, dmd[i], t->data, err)) != ECS_OK) return st;
+  }
+  return ECS_OK;
+}
+
+/* ---- copy: the edge reorder ------------------------------------------------------------- */
+
+static ecs_status copy(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
+  ecs_tensor *s = op->src[0], *t = op->dst[0];
+  if (!s || !t || !ecs_same_shape(s, t) || s->type != t->type) return fallback(d, op, err);
+  const dw_md *sm = dn_tensor_md(d, s, NULL, NULL), *tm = dn_tensor_md(d, t, NULL, NULL);
+  if (!sm || !tm) return fallback(d, op, err);
+  if (s->nbytes < dw_md_size(sm)) return too_small(s, dw_md_size(sm), err);
+  if (t->nbytes < dw_md_size(tm)) return too_small(t, dw_md_size(tm), err);
+  if (dw_md_equal(sm, tm)) {
+    if (s->data != t->data) memmove(t->data, s->data, dw_md_size(sm));
+    return ECS_OK;
+  }
+  return reorder(d, sm, s->data, tm, t->data, err);
+}
+
+/* ---- entry points ----------------------------------------------------------------------- */
+
+static void set_threads(ecs_dnnl *d) {
+#ifdef _OPENMP
+  omp_set_num_threads(d->n_threads);
+#else
+  (void)d;
+#endif
+}
+
+static void make_plain(ecs_tensor *t) {
+  t->layout = ECS_LAYOUT_PLAIN;
+  t->layout_desc = NULL;
+  t->nbytes = ecs_plain_nbytes(t);
+}
+
+ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
+  set_threads(d);
+  d->n_tmp = 0;
+  dn_plan pl = {0};
+  ecs_err local = {0};
+  ecs_status st = op->type == ECS_OP_COPY ? ECS_ERR_UNSUPPORTED : dn_build(d, op, &pl, &local);
+  if (st != ECS_OK && st != ECS_ERR_UNSUPPORTED) {
+    if (err) *err = local;
+    return st;
+  }
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    if (op->dst[i]) make_plain(op->dst[i]);
+  if (st == ECS_ERR_UNSUPPORTED) return ECS_OK;
+  for (int i = 0; i < pl.n_out; i++) {
+    dn_bind *b = &pl.out[i];
+    const dw_md *pmd = dw_prim_md(pl.prim, b->arg);
+    if (!b->t || b->keep_plain || !pmd) continue;
+    const dw_md *plain = dn_plain(d, b->t->nd, b->t->ne, NULL);
+    if (plain && dw_md_equal(pmd, plain)) continue;
+    const dw_md *in = dn_intern(d, pmd, NULL);
+    if (!in) return ecs_err_set(err, ECS_ERR_NOMEM, "cannot intern a layout");
+    b->t->layout = ECS_LAYOUT_DNNL;
+    b->t->layout_desc = in;
+    b->t->nbytes = dw_md_size(in);
+  }
+  return ECS_OK;
+}
+
+ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
+  set_threads(d);
+  d->n_tmp = 0;
+  ecs_status st;
+  if (op->type == ECS_OP_COPY) {
+    st = copy(d, op, err);
+  } else {
+    dn_plan pl = {0};
+    ecs_err local = {0};
+    st = dn_build(d, op, &pl, &local);
+    if (st == ECS_OK)
+      st = exec_plan(d, op, &pl, err);
+    else if (st == ECS_ERR_UNSUPPORTED)
+      st = fallback(d, op, err);
+    else if (err)
+      *err = local;
+  }
+  if (st == ECS_OK) d->stats.ops++;
+  return st;
+}
+
+static int plain_supported(const ecs_op *op) {
+  ecs_op o = *op;
+  ecs_tensor sc[ECS_OP_MAX_SRC], dc[ECS_OP_MAX_DST];
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    if (op->src[i] && op->src[i]->layout == ECS_LAYOUT_DNNL) {
+      sc[i] = *op->src[i];
+      sc[i].layout = ECS_LAYOUT_PLAIN;
+      sc[i].layout_desc = NULL;
+      o.src[i] = &sc[i];
+    }
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    if (op->dst[i]) {
+      dc[i] = *op->dst[i];
+      dc[i].layout = ECS_LAYOUT_PLAIN;
+      dc[i].layout_desc = NULL;
+      o.dst[i] = &dc[i];
+    }
+  return ecs_ref_supports(&o);
+}
+
+int dn_can(const ecs_op *op);
+
+int ecs_dnnl_supports(const ecs_op *op) { return dn_can(op) || plain_supported(op); }
+
+ecs_dnnl *ecs_dnnl_create(int n_threads, ecs_err *err) {
+  ecs_dnnl *d = calloc(1, sizeof *d);
+  if (!d) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate the oneDNN backend");
+    return NULL;
+  }
+  d->n_threads = n_threads > 0 ? n_threads : 1;
+  for (int i = 0; i < MD_BUCKETS; i++) d->md_bucket[i] = -1;
+  d->eng = dw_engine_create(err);
+  if (!d->eng) {
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+void ecs_dnnl_free(ecs_dnnl *d) {
+  if (!d) return;
+  while (d->lru_tail) evict_oldest(d);
+  for (wentry *e = d->weights, *n; e; e = n) {
+    n = e->next;
+    free(e->data);
+    free(e);
+  }
+  for (int32_t i = 0; i < d->n_md; i++) dw_md_free(d->mds[i]);
+  free(d->mds);
+  free(d->md_hash);
+  free(d->md_chain);
+  for (int i = 0; i < N_TEMPS; i++) free(d->tmp[i]);
+  free(d->scratch);
+  dw_engine_free(d->eng);
+  free(d);
+}
+
+void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out) { *out = d->stats; }
+void ecs_dnnl_reset_stats(ecs_dnnl *d) { d->stats = (ecs_backend_stats){0}; }

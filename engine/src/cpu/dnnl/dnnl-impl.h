@@ -1,0 +1,75 @@
+/* dnnl-impl.h - what dnnl-backend.c (caches, layouts, execution) shares with dnnl-ops.c (one
+ * builder per op family).
+ *
+ * An op runs as a plan: the primitive (from the backend's cache) and bindings from the op's
+ * tensors to the primitive's argument roles. Builders only describe; the executor reorders any
+ * input whose layout differs from what the primitive expects into a temporary (counted in
+ * stats.reorders), takes weights from the per-backend weight cache, and writes outputs through
+ * a temporary when the destination tensor was laid out differently. A builder that cannot serve
+ * an op returns ECS_ERR_UNSUPPORTED and the op runs on a reference kernel instead. */
+#ifndef ECS_DNNL_IMPL_H
+#define ECS_DNNL_IMPL_H
+
+#include "dnnl-backend.h"
+#include "dnnl-wrap.h"
+
+enum {
+  BK_ACT,    /* tensor in any layout; reordered to the primitive's when they differ */
+  BK_WEIGHT, /* plain parameter; its reordered copy comes from the weight cache */
+  BK_RAW,    /* tensor bytes passed as they are (plain vectors, workspaces) */
+  BK_TEMP,   /* backend scratch of the primitive's size, for the plan's hooks */
+};
+
+typedef struct dn_bind {
+  dw_arg arg;
+  int kind;
+  ecs_tensor *t;       /* NULL for BK_TEMP */
+  const dw_md *view;   /* for plain tensors: read them as this description (other rank) */
+  int keep_plain;      /* outputs: prepare leaves the tensor plain */
+} dn_bind;
+
+#define DN_MAX_BIND (DW_MAX_MSRC + 6)
+#define DN_KEY_MAX 64
+
+typedef struct dn_key {
+  int n;
+  int32_t v[DN_KEY_MAX];
+} dn_key;
+
+struct dn_plan;
+typedef void (*dn_hook)(ecs_dnnl *d, const ecs_op *op, struct dn_plan *pl, void *const *ptrs);
+
+typedef struct dn_plan {
+  dw_prim *prim;
+  dn_bind in[DN_MAX_BIND];
+  int n_in;
+  dn_bind out[4];
+  int n_out;
+  dn_hook pre;  /* after inputs are bound, before execution */
+  dn_hook post; /* after execution, before outputs are reordered into their tensors */
+} dn_plan;
+
+/* backend services for the builders (dnnl-backend.c) */
+dw_engine *dn_engine(ecs_dnnl *d);
+int dn_threads(ecs_dnnl *d);
+/* Interned description of t as it is laid out (plain: dense of its dims, or `view` when given);
+ * NULL when t's layout is not one this backend reads. */
+const dw_md *dn_tensor_md(ecs_dnnl *d, const ecs_tensor *t, const dw_md *view, int32_t *id);
+/* Interned plain / "any" descriptions of given dims (the same pointer for equal dims). */
+const dw_md *dn_plain(ecs_dnnl *d, int nd, const int64_t *dims, int32_t *id);
+const dw_md *dn_any(ecs_dnnl *d, int nd, const int64_t *dims, int32_t *id);
+/* Interns md (copying it), returning the backend's pointer. */
+const dw_md *dn_intern(ecs_dnnl *d, const dw_md *md, int32_t *id);
+
+void dn_key_init(dn_key *k, int op, int variant);
+void dn_key_i(dn_key *k, int64_t v);
+void dn_key_f(dn_key *k, float v);
+/* The cached primitive for k; *found = 0 on a miss (then call dn_cache_put with the new one,
+ * NULL meaning "oneDNN cannot do this": remembered so the next call falls back at once). */
+dw_prim *dn_cache_get(ecs_dnnl *d, const dn_key *k, int *found);
+ecs_status dn_cache_put(ecs_dnnl *d, const dn_key *k, dw_prim *p, ecs_err *err);
+
+/* the builders (dnnl-ops.c): fill pl for op, or return ECS_ERR_UNSUPPORTED */
+ecs_status dn_build(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err);
+
+#endif

@@ -1,0 +1,574 @@
+/* test_dnnl.c - what is specific to the oneDNN "cpu" backend: blocked layouts kept between
+ * layers, primitive and weight caches, backward passes on oneDNN (no reference fallback), a
+ * parity sweep against "cpu-ref", and concurrent backends in two threads. The generic op
+ * harness over every backend lives elsewhere. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ecs/backend.h"
+
+#ifdef ECS_USE_DNNL
+#include "cpu/dnnl/dnnl-backend.h"
+
+static ecs_backend *g_cpu, *g_ref;
+
+/* ---- tensors ---------------------------------------------------------------------------- */
+
+#define MAX_OWNED 1024
+static ecs_tensor *g_tensors[MAX_OWNED];
+static ecs_buffer *g_buffers[MAX_OWNED];
+static int g_nt, g_nb;
+static uint64_t g_rng = 88172645463325252ull;
+
+static float frand(void) {
+  g_rng ^= g_rng << 13;
+  g_rng ^= g_rng >> 7;
+  g_rng ^= g_rng << 17;
+  return (float)((g_rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static ecs_tensor *tn(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
+  ecs_tensor *t = calloc(1, sizeof *t);
+  assert_non_null(t);
+  assert_true(g_nt < MAX_OWNED);
+  g_tensors[g_nt++] = t;
+  t->type = ECS_F32;
+  t->nd = nd;
+  int64_t ne[4] = {a, b, c, d};
+  for (int i = 0; i < 4; i++) t->ne[i] = i < nd ? ne[i] : 1;
+  t->nbytes = ecs_plain_nbytes(t);
+  return t;
+}
+
+static void alloc_t(ecs_tensor *t) {
+  ecs_err err = {0};
+  ecs_buffer *b = ecs_buffer_alloc(ecs_device_buffer_type(ecs_backend_device(g_cpu)), t->nbytes, &err);
+  assert_non_null(b);
+  assert_true(g_nb < MAX_OWNED);
+  g_buffers[g_nb++] = b;
+  t->buffer = b;
+  t->data = ecs_buffer_base(b);
+  memset(t->data, 0, t->nbytes);
+}
+
+/* a plain tensor of uniform values in [lo, hi] */
+static ecs_tensor *rnd(int nd, int64_t a, int64_t b, int64_t c, int64_t d, float lo, float hi) {
+  ecs_tensor *t = tn(nd, a, b, c, d);
+  alloc_t(t);
+  float *v = t->data;
+  for (int64_t i = 0; i < ecs_nelements(t); i++) v[i] = lo + (hi - lo) * 0.5f * (frand() + 1.0f);
+  return t;
+}
+
+static void free_all(void) {
+  for (int i = 0; i < g_nb; i++) ecs_buffer_free(g_buffers[i]);
+  for (int i = 0; i < g_nt; i++) free(g_tensors[i]);
+  g_nb = g_nt = 0;
+}
+
+static void run_on(ecs_backend *be, ecs_op *op) {
+  ecs_err err = {0};
+  ecs_status st = ecs_backend_prepare(be, op, &err);
+  if (st != ECS_OK) fail_msg("%s prepare on %s: %s", ecs_op_name(op->type), ecs_backend_name(be), err.msg);
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    if (op->dst[i] && !op->dst[i]->data) alloc_t(op->dst[i]);
+  st = ecs_backend_compute(be, op, &err);
+  if (st != ECS_OK) fail_msg("%s on %s: %s", ecs_op_name(op->type), ecs_backend_name(be), err.msg);
+}
+
+/* The logical values of t as a plain tensor (an ECS_OP_COPY on be when t is blocked). */
+static ecs_tensor *plain_of(ecs_backend *be, ecs_tensor *t) {
+  if (t->layout == ECS_LAYOUT_PLAIN) return t;
+  ecs_tensor *p = tn(t->nd, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
+  ecs_op op = {.type = ECS_OP_COPY, .src = {t}, .dst = {p}};
+  run_on(be, &op);
+  assert_int_equal(p->layout, ECS_LAYOUT_PLAIN);
+  return p;
+}
+
+static ecs_tensor *clone_plain(ecs_backend *be, ecs_tensor *t) {
+  ecs_tensor *p = plain_of(be, t);
+  ecs_tensor *c = tn(t->nd, t->ne[0], t->ne[1], t->ne[2], t->ne[3]);
+  c->type = t->type;
+  c->nbytes = ecs_plain_nbytes(c);
+  alloc_t(c);
+  memcpy(c->data, p->data, c->nbytes);
+  return c;
+}
+
+static double rel_l2(const ecs_tensor *a, const ecs_tensor *b) {
+  const float *x = a->data, *y = b->data;
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < ecs_nelements(b); i++) {
+    double d = (double)x[i] - y[i];
+    num += d * d;
+    den += (double)y[i] * y[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void expect_close(ecs_tensor *cpu_t, ecs_tensor *ref_t, double tol, const char *what) {
+  double e = rel_l2(plain_of(g_cpu, cpu_t), plain_of(g_ref, ref_t));
+  if (!(e <= tol)) fail_msg("%s: relative L2 error %.3g > %.1g", what, e, tol);
+}
+
+/* Whether parity() accepts a reference fallback on "cpu" (else the op must run on oneDNN). */
+static int g_allow_ref;
+
+/* Runs op on "cpu" and a plain copy of it on "cpu-ref"; compares the outputs in cmp (a bit per
+ * dst) and, for ops that update inputs in place, the inputs in cmp_src. */
+static void parity(ecs_op *op, unsigned cmp, unsigned cmp_src, double tol) {
+  ecs_backend_stats s0, s1;
+  ecs_backend_get_stats(g_cpu, &s0);
+  ecs_op r = *op;
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    if (op->src[i]) r.src[i] = clone_plain(g_cpu, op->src[i]);
+  for (int i = 0; i < ECS_OP_MAX_DST; i++) {
+    ecs_tensor *t = op->dst[i];
+    r.dst[i] = (t && (cmp >> i & 1)) ? tn(t->nd, t->ne[0], t->ne[1], t->ne[2], t->ne[3]) : NULL;
+  }
+  run_on(g_cpu, op);
+  ecs_backend_get_stats(g_cpu, &s1);
+  if (!g_allow_ref && s1.ref_ops != s0.ref_ops)
+    fail_msg("%s ran on a reference kernel on cpu", ecs_op_name(op->type));
+  run_on(g_ref, &r);
+  char what[96];
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    if (cmp >> i & 1) {
+      snprintf(what, sizeof what, "%s dst%d", ecs_op_name(op->type), i);
+      expect_close(op->dst[i], r.dst[i], tol, what);
+    }
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    if (cmp_src >> i & 1) {
+      snprintf(what, sizeof what, "%s src%d (in place)", ecs_op_name(op->type), i);
+      expect_close(op->src[i], r.src[i], tol, what);
+    }
+}
+
+static ecs_op conv_op(ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, ecs_tensor *y, int stride,
+                      int pad, int dil, int groups) {
+  return (ecs_op){.type = ECS_OP_CONV2D, .src = {x, w, b}, .dst = {y},
+                  .p.conv = {{stride, stride}, {pad, pad}, {dil, dil}, groups}};
+}
+
+static ecs_tensor *conv_out(ecs_tensor *x, ecs_tensor *w, int stride, int pad, int dil) {
+  return tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], (int)w->ne[2], stride, pad, dil),
+            ecs_conv_out_size(x->ne[3], (int)w->ne[3], stride, pad, dil));
+}
+
+static void stats(ecs_backend_stats *s) { ecs_backend_get_stats(g_cpu, s); }
+
+/* ---- layouts and caches ----------------------------------------------------------------- */
+
+/* conv -> relu -> conv -> relu ... then one copy to plain: the activations stay blocked and the
+ * only reorders are at the edges, however long the chain. */
+static ecs_tensor *conv_chain(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be) {
+  ecs_tensor *h = x;
+  for (int i = 0; i < depth; i++) {
+    ecs_tensor *y = conv_out(h, w[i], 1, 1, 1);
+    ecs_op c = conv_op(h, w[i], NULL, y, 1, 1, 1, 1);
+    run_on(be, &c);
+    ecs_tensor *r = tn(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3]);
+    ecs_op a = {.type = ECS_OP_RELU, .src = {y}, .dst = {r}};
+    run_on(be, &a);
+    if (be == g_cpu) {
+      assert_int_equal(y->layout, ECS_LAYOUT_DNNL);
+      assert_int_equal(r->layout, ECS_LAYOUT_DNNL);
+    }
+    h = r;
+  }
+  ecs_tensor *out = tn(4, h->ne[0], h->ne[1], h->ne[2], h->ne[3]);
+  ecs_op cp = {.type = ECS_OP_COPY, .src = {h}, .dst = {out}};
+  run_on(be, &cp);
+  assert_int_equal(out->layout, ECS_LAYOUT_PLAIN);
+  return out;
+}
+
+static void test_conv_chain_keeps_blocked_layout(void **state) {
+  (void)state;
+  ecs_tensor *x = rnd(4, 2, 16, 10, 10, -1, 1), *w[4];
+  for (int i = 0; i < 4; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
+  ecs_backend_stats s;
+  /* warm up: primitives built and weights reordered into the cache once */
+  conv_chain(4, x, w, g_cpu);
+  conv_chain(2, x, w, g_cpu);
+  ecs_backend_reset_stats(g_cpu);
+  conv_chain(2, x, w, g_cpu);
+  stats(&s);
+  uint64_t short_chain = s.reorders;
+  ecs_backend_reset_stats(g_cpu);
+  ecs_tensor *y = conv_chain(4, x, w, g_cpu);
+  stats(&s);
+  /* the plain input's reorder into the blocked layout, and the final copy to plain: nothing in
+   * between, and nothing more for a longer chain */
+  assert_int_equal(s.reorders, short_chain);
+  assert_true(s.reorders >= 1 && s.reorders <= 2);
+  assert_int_equal(s.ref_ops, 0);
+  assert_int_equal(s.primitives, 0);
+  assert_int_equal(s.ops, 4 * 2 + 1);
+  ecs_tensor *yr = conv_chain(4, x, w, g_ref);
+  double e = rel_l2(y, yr);
+  if (e > 1e-4) fail_msg("conv chain differs from cpu-ref: %.3g", e);
+  free_all();
+}
+
+static void test_primitive_cache(void **state) {
+  (void)state;
+  ecs_tensor *x = rnd(4, 1, 8, 9, 9, -1, 1), *w = rnd(4, 8, 8, 3, 3, -1, 1);
+  ecs_backend_stats s;
+  ecs_backend_reset_stats(g_cpu);
+  ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+  run_on(g_cpu, &c);
+  stats(&s);
+  uint64_t first = s.primitives;
+  assert_true(first >= 1);
+  for (int i = 0; i < 3; i++) {
+    ecs_op again = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+    run_on(g_cpu, &again);
+  }
+  stats(&s);
+  assert_int_equal(s.primitives, first); /* same shapes: no new primitive */
+  ecs_tensor *x2 = rnd(4, 1, 8, 11, 11, -1, 1);
+  ecs_op other = conv_op(x2, w, NULL, conv_out(x2, w, 1, 1, 1), 1, 1, 1, 1);
+  run_on(g_cpu, &other);
+  stats(&s);
+  assert_true(s.primitives > first); /* a new shape is a miss */
+  free_all();
+}
+
+/* Weights are cached reordered; changing their values in place (same pointer) must be seen,
+ * and parameters that train are reordered on every call. */
+static void test_weight_cache_sees_updates(void **state) {
+  (void)state;
+  ecs_tensor *x = rnd(4, 1, 16, 8, 8, -1, 1), *w = rnd(4, 16, 16, 3, 3, -1, 1);
+  for (int round = 0; round < 3; round++) {
+    if (round == 2) w->requires_grad = 1;
+    ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+    parity(&c, 1, 0, 1e-4);
+    float *v = w->data;
+    for (int64_t i = 0; i < ecs_nelements(w); i++) v[i] = -0.5f * v[i] + 0.01f;
+  }
+  ecs_backend_stats s0, s1;
+  stats(&s0);
+  ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+  run_on(g_cpu, &c);
+  stats(&s1);
+  assert_true(s1.reorders > s0.reorders); /* trainable: re-reordered although unchanged */
+  free_all();
+}
+
+/* ---- backward passes stay on oneDNN ----------------------------------------------------- */
+
+static void test_backward_ops_on_dnnl(void **state) {
+  (void)state;
+  ecs_tensor *x = rnd(4, 2, 16, 9, 9, -1, 1), *w = rnd(4, 24, 16, 3, 3, -0.3f, 0.3f);
+  ecs_tensor *dy = rnd(4, 2, 24, 5, 5, -1, 1);
+  ecs_backend_reset_stats(g_cpu);
+  ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w}, .dst = {tn(4, 2, 16, 9, 9)},
+               .p.conv = {{2, 2}, {1, 1}, {1, 1}, 1}};
+  parity(&bd, 1, 0, 1e-4);
+  ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy},
+               .dst = {tn(4, 24, 16, 3, 3), tn(1, 24, 1, 1, 1)}, .p.conv = {{2, 2}, {1, 1}, {1, 1}, 1}};
+  parity(&bw, 3, 0, 1e-4);
+  assert_int_equal(bw.dst[0]->layout, ECS_LAYOUT_PLAIN); /* gradients for the optimiser */
+
+  ecs_tensor *g = rnd(1, 16, 1, 1, 1, 0.5f, 1.5f), *mean = rnd(1, 16, 1, 1, 1, -0.2f, 0.2f);
+  ecs_tensor *invstd = rnd(1, 16, 1, 1, 1, 0.5f, 2.0f), *dyx = rnd(4, 2, 16, 9, 9, -1, 1);
+  for (int training = 0; training <= 1; training++) {
+    ecs_op bn = {.type = ECS_OP_BATCHNORM_BWD, .src = {x, dyx, g, mean, invstd},
+                 .dst = {tn(4, 2, 16, 9, 9), tn(1, 16, 1, 1, 1), tn(1, 16, 1, 1, 1)},
+                 .p.bn = {1e-5f, 0.1f, training}};
+    parity(&bn, 7, 0, 1e-4);
+  }
+  for (int clip = 0; clip <= 6; clip += 6) {
+    ecs_op rb = {.type = ECS_OP_RELU_BWD, .src = {x, dyx}, .dst = {tn(4, 2, 16, 9, 9)}, .p.act = {(float)clip}};
+    parity(&rb, 1, 0, 1e-5);
+  }
+  /* max pooling: the forward's workspace feeds the backward */
+  ecs_tensor *py = tn(4, 2, 16, 5, 5), *ws = tn(4, 2, 16, 5, 5);
+  ws->type = ECS_U8;
+  ecs_op pf = {.type = ECS_OP_POOL2D, .src = {x}, .dst = {py, ws},
+               .p.pool = {ECS_POOL_MAX, {3, 3}, {2, 2}, {1, 1}, 0, 0}};
+  run_on(g_cpu, &pf);
+  assert_int_equal(ws->layout, ECS_LAYOUT_DNNL);
+  ecs_tensor *pdy = rnd(4, 2, 16, 5, 5, -1, 1);
+  ecs_op pb = {.type = ECS_OP_POOL2D_BWD, .src = {x, pdy, ws}, .dst = {tn(4, 2, 16, 9, 9)}, .p.pool = pf.p.pool};
+  ecs_op pbr = pb;
+  pbr.src[2] = NULL; /* the reference recomputes the argmax */
+  pbr.src[0] = clone_plain(g_cpu, x);
+  pbr.src[1] = clone_plain(g_cpu, pdy);
+  pbr.dst[0] = tn(4, 2, 16, 9, 9);
+  run_on(g_cpu, &pb);
+  run_on(g_ref, &pbr);
+  expect_close(pb.dst[0], pbr.dst[0], 1e-5, "max pool backward");
+  ecs_op ab = {.type = ECS_OP_POOL2D_BWD, .src = {x, pdy}, .dst = {tn(4, 2, 16, 9, 9)},
+               .p.pool = {ECS_POOL_AVG, {3, 3}, {2, 2}, {1, 1}, 0, 1}};
+  parity(&ab, 1, 0, 1e-5);
+  ecs_backend_stats s;
+  stats(&s);
+  assert_int_equal(s.ref_ops, 0);
+  free_all();
+}
+
+/* ---- parity sweep ----------------------------------------------------------------------- */
+
+static void test_conv_variants(void **state) {
+  (void)state;
+  struct { int ci, co, k, stride, pad, dil, groups, bias, hw; } cases[] = {
+      {3, 8, 3, 1, 1, 1, 1, 1, 11},  {8, 8, 1, 1, 0, 1, 1, 0, 7},  {16, 8, 3, 2, 1, 1, 1, 1, 9},
+      {8, 16, 3, 1, 2, 2, 1, 0, 10}, {8, 8, 3, 1, 1, 1, 2, 1, 8},  {5, 7, 5, 2, 2, 1, 1, 1, 12},
+      {16, 16, 3, 1, 4, 4, 1, 0, 9},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ecs_tensor *x = rnd(4, 2, cases[i].ci, cases[i].hw, cases[i].hw, -1, 1);
+    ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci / cases[i].groups, cases[i].k, cases[i].k, -0.5f, 0.5f);
+    ecs_tensor *b = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
+    ecs_tensor *y = conv_out(x, w, cases[i].stride, cases[i].pad, cases[i].dil);
+    ecs_op c = conv_op(x, w, b, y, cases[i].stride, cases[i].pad, cases[i].dil, cases[i].groups);
+    parity(&c, 1, 0, 1e-4);
+    ecs_tensor *dy = rnd(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3], -1, 1);
+    ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w}, .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])}, .p.conv = c.p.conv};
+    parity(&bd, 1, 0, 1e-4);
+    ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy},
+                 .dst = {tn(4, w->ne[0], w->ne[1], w->ne[2], w->ne[3]), b ? tn(1, w->ne[0], 1, 1, 1) : NULL},
+                 .p.conv = c.p.conv};
+    parity(&bw, b ? 3 : 1, 0, 1e-4);
+  }
+  free_all();
+}
+
+/* a blocked activation to feed the other ops: the output of a 1x1 convolution */
+static ecs_tensor *blocked(int64_t n, int64_t c, int64_t h, int64_t w) {
+  ecs_tensor *x = rnd(4, n, c, h, w, -1, 1), *k = rnd(4, c, c, 1, 1, -0.6f, 0.6f);
+  ecs_tensor *y = tn(4, n, c, h, w);
+  ecs_op op = conv_op(x, k, NULL, y, 1, 0, 1, 1);
+  run_on(g_cpu, &op);
+  return y;
+}
+
+static void test_op_sweep(void **state) {
+  (void)state;
+  for (int b = 0; b <= 1; b++) {
+    /* C = 12 pads the 8-channel blocks, which every op must then ignore */
+    ecs_tensor *x = b ? blocked(2, 12, 7, 9) : rnd(4, 2, 12, 7, 9, -1, 1);
+    ecs_tensor *x2 = b ? blocked(2, 12, 7, 9) : rnd(4, 2, 12, 7, 9, -1, 1);
+    if (b) assert_int_equal(x->layout, ECS_LAYOUT_DNNL);
+    ecs_tensor *g = rnd(1, 12, 1, 1, 1, 0.5f, 1.5f), *be = rnd(1, 12, 1, 1, 1, -1, 1);
+    ecs_tensor *rm = rnd(1, 12, 1, 1, 1, -0.5f, 0.5f), *rv = rnd(1, 12, 1, 1, 1, 0.5f, 2.0f);
+    ecs_op bn = {.type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv},
+                 .dst = {tn(4, 2, 12, 7, 9), tn(1, 12, 1, 1, 1), tn(1, 12, 1, 1, 1)}, .p.bn = {1e-5f, 0.1f, 1}};
+    parity(&bn, 7, 3 << 3, 1e-5);
+    ecs_op bni = {.type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv}, .dst = {tn(4, 2, 12, 7, 9)},
+                  .p.bn = {1e-5f, 0.1f, 0}};
+    parity(&bni, 1, 0, 1e-5);
+    for (int clip = 0; clip <= 6; clip += 6) {
+      ecs_tensor *xs = rnd(4, 2, 12, 7, 9, -8, 8);
+      ecs_op r = {.type = ECS_OP_RELU, .src = {b ? x : xs}, .dst = {tn(4, 2, 12, 7, 9)}, .p.act = {(float)clip}};
+      parity(&r, 1, 0, 1e-5);
+    }
+    ecs_op add = {.type = ECS_OP_ADD, .src = {x, x2}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {0.5f, -2.0f}};
+    parity(&add, 1, 0, 1e-5);
+    ecs_tensor *xp = rnd(4, 2, 12, 7, 9, -1, 1); /* mixed layouts: the second is reordered */
+    ecs_op addm = {.type = ECS_OP_ADD, .src = {x, xp}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {1, 1}};
+    parity(&addm, 1, 0, 1e-5);
+    ecs_op mul = {.type = ECS_OP_MUL, .src = {x, x2}, .dst = {tn(4, 2, 12, 7, 9)}};
+    parity(&mul, 1, 0, 1e-5);
+    ecs_op sc = {.type = ECS_OP_SCALE, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {3.0f, 0.25f}};
+    parity(&sc, 1, 0, 1e-5);
+    struct { ecs_pool_kind kind; int k, s, p, ceil, incl; } pools[] = {
+        {ECS_POOL_MAX, 3, 2, 1, 0, 0}, {ECS_POOL_MAX, 2, 2, 0, 1, 0}, {ECS_POOL_AVG, 3, 2, 1, 0, 1},
+        {ECS_POOL_AVG, 3, 2, 1, 1, 0}, {ECS_POOL_AVG, 2, 2, 0, 1, 1}, {ECS_POOL_AVG, 3, 1, 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
+      ecs_op p = {.type = ECS_OP_POOL2D, .src = {x},
+                  .p.pool = {pools[i].kind, {pools[i].k, pools[i].k}, {pools[i].s, pools[i].s},
+                             {pools[i].p, pools[i].p}, pools[i].ceil, pools[i].incl}};
+      p.dst[0] = tn(4, 2, 12, ecs_pool_out_size(7, pools[i].k, pools[i].s, pools[i].p, pools[i].ceil),
+                    ecs_pool_out_size(9, pools[i].k, pools[i].s, pools[i].p, pools[i].ceil));
+      /* PyTorch's count_include_pad divisor differs from oneDNN's past the padded border */
+      g_allow_ref = pools[i].kind == ECS_POOL_AVG && pools[i].incl && pools[i].ceil;
+      parity(&p, 1, 0, 1e-5);
+      ecs_tensor *dy = rnd(4, 2, 12, p.dst[0]->ne[2], p.dst[0]->ne[3], -1, 1);
+      if (pools[i].kind == ECS_POOL_AVG) {
+        ecs_op pb = {.type = ECS_OP_POOL2D_BWD, .src = {x, dy}, .dst = {tn(4, 2, 12, 7, 9)}, .p.pool = p.p.pool};
+        parity(&pb, 1, 0, 1e-5);
+      }
+      g_allow_ref = 0;
+    }
+    ecs_op gap = {.type = ECS_OP_GAP, .src = {x}, .dst = {tn(2, 2, 12, 1, 1)}};
+    parity(&gap, 1, 0, 1e-5);
+    ecs_op gapb = {.type = ECS_OP_GAP_BWD, .src = {rnd(2, 2, 12, 1, 1, -1, 1)}, .dst = {tn(4, 2, 12, 7, 9)}};
+    parity(&gapb, 1, 0, 1e-5);
+    int sizes[][2] = {{14, 18}, {4, 5}, {11, 23}};
+    for (int i = 0; i < 3; i++) {
+      ecs_op rs = {.type = ECS_OP_RESIZE_BILINEAR, .src = {x}, .dst = {tn(4, 2, 12, sizes[i][0], sizes[i][1])}};
+      parity(&rs, 1, 0, 1e-5);
+      ecs_op rb = {.type = ECS_OP_RESIZE_BILINEAR_BWD, .src = {rnd(4, 2, 12, sizes[i][0], sizes[i][1], -1, 1)},
+                   .dst = {tn(4, 2, 12, 7, 9)}};
+      parity(&rb, 1, 0, 1e-5);
+    }
+    for (int log = 0; log <= 1; log++) {
+      ecs_op sm = {.type = log ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}};
+      parity(&sm, 1, 0, 1e-5);
+      ecs_op smb = {.type = log ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD, .src = {sm.dst[0], x2},
+                    .dst = {tn(4, 2, 12, 7, 9)}};
+      parity(&smb, 1, 0, 1e-5);
+    }
+    ecs_tensor *x3 = rnd(4, 2, 5, 7, 9, -1, 1);
+    ecs_op cat = {.type = ECS_OP_CONCAT, .src = {x, x3, x2}, .dst = {tn(4, 2, 29, 7, 9)}, .p.concat = {3}};
+    parity(&cat, 1, 0, 1e-5);
+    free_all();
+  }
+}
+
+/* Ops oneDNN does not take run on the reference kernels, blocked inputs reordered first. */
+static void test_fallback_reads_blocked_inputs(void **state) {
+  (void)state;
+  ecs_tensor *x = blocked(2, 12, 6, 6);
+  ecs_backend_reset_stats(g_cpu);
+  ecs_op sl = {.type = ECS_OP_SLICE_C, .src = {x}, .dst = {tn(4, 2, 5, 6, 6)}, .p.slice = {3}};
+  g_allow_ref = 1;
+  parity(&sl, 1, 0, 0);
+  g_allow_ref = 0;
+  ecs_backend_stats s;
+  stats(&s);
+  assert_true(s.ref_ops >= 1);
+  free_all();
+}
+
+static void test_bad_input_is_an_error(void **state) {
+  (void)state;
+  ecs_tensor *x = rnd(4, 1, 8, 6, 6, -1, 1), *w = rnd(4, 4, 3, 3, 3, -1, 1); /* 8 != 3 channels */
+  ecs_tensor *y = tn(4, 1, 4, 6, 6);
+  ecs_op c = conv_op(x, w, NULL, y, 1, 1, 1, 1);
+  ecs_err err = {0};
+  ecs_status st = ecs_backend_prepare(g_cpu, &c, &err);
+  if (st == ECS_OK) {
+    alloc_t(y);
+    st = ecs_backend_compute(g_cpu, &c, &err);
+  }
+  assert_int_not_equal(st, ECS_OK);
+  assert_true(err.msg[0] != 0);
+  free_all();
+}
+
+/* ---- two backends in two threads -------------------------------------------------------- */
+
+typedef struct job {
+  ecs_tensor *x, *w[3], *expect;
+  int ok;
+  char msg[ECS_ERR_MSG_MAX + 64];
+} job;
+
+static void *worker(void *arg) {
+  job *j = arg;
+  ecs_err err = {0};
+  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 1}, &err);
+  j->ok = 0;
+  if (!be) {
+    snprintf(j->msg, sizeof j->msg, "init: %s", err.msg);
+    return NULL;
+  }
+  for (int rep = 0; rep < 3; rep++) {
+    ecs_tensor h = *j->x, ys[3], outt;
+    ecs_tensor *cur = &h;
+    float *mem[4] = {0};
+    for (int i = 0; i < 3; i++) {
+      ys[i] = (ecs_tensor){.type = ECS_F32, .nd = 4, .ne = {cur->ne[0], j->w[i]->ne[0], cur->ne[2], cur->ne[3]}};
+      ecs_op c = {.type = ECS_OP_CONV2D, .src = {cur, j->w[i]}, .dst = {&ys[i]}, .p.conv = {{1, 1}, {1, 1}, {1, 1}, 1}};
+      if (ecs_backend_prepare(be, &c, &err) != ECS_OK) goto fail;
+      mem[i] = aligned_alloc(64, (ys[i].nbytes + 63) / 64 * 64);
+      ys[i].data = mem[i];
+      if (ecs_backend_compute(be, &c, &err) != ECS_OK) goto fail;
+      cur = &ys[i];
+    }
+    outt = (ecs_tensor){.type = ECS_F32, .nd = 4, .ne = {cur->ne[0], cur->ne[1], cur->ne[2], cur->ne[3]}};
+    ecs_op cp = {.type = ECS_OP_COPY, .src = {cur}, .dst = {&outt}};
+    if (ecs_backend_prepare(be, &cp, &err) != ECS_OK) goto fail;
+    mem[3] = malloc(outt.nbytes);
+    outt.data = mem[3];
+    if (ecs_backend_compute(be, &cp, &err) != ECS_OK) goto fail;
+    double e = rel_l2(&outt, j->expect);
+    for (int i = 0; i < 4; i++) free(mem[i]);
+    if (e > 1e-4) {
+      snprintf(j->msg, sizeof j->msg, "thread result differs: %.3g", e);
+      ecs_backend_free(be);
+      return NULL;
+    }
+    continue;
+  fail:
+    snprintf(j->msg, sizeof j->msg, "%s", err.msg);
+    for (int i = 0; i < 4; i++) free(mem[i]);
+    ecs_backend_free(be);
+    return NULL;
+  }
+  ecs_backend_free(be);
+  j->ok = 1;
+  return NULL;
+}
+
+static void test_two_threads(void **state) {
+  (void)state;
+  job jobs[2];
+  for (int k = 0; k < 2; k++) {
+    jobs[k].x = rnd(4, 1, 8 + 8 * k, 12, 12, -1, 1);
+    ecs_tensor *h = jobs[k].x;
+    for (int i = 0; i < 3; i++) {
+      jobs[k].w[i] = rnd(4, 16, h->ne[1], 3, 3, -0.3f, 0.3f);
+      ecs_tensor *y = conv_out(h, jobs[k].w[i], 1, 1, 1);
+      ecs_op c = conv_op(h, jobs[k].w[i], NULL, y, 1, 1, 1, 1);
+      run_on(g_ref, &c);
+      h = y;
+    }
+    jobs[k].expect = h;
+  }
+  pthread_t th[2];
+  for (int k = 0; k < 2; k++) assert_int_equal(pthread_create(&th[k], NULL, worker, &jobs[k]), 0);
+  for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+  for (int k = 0; k < 2; k++)
+    if (!jobs[k].ok) fail_msg("thread %d: %s", k, jobs[k].msg);
+  free_all();
+}
+
+static int setup(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  g_cpu = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
+  g_ref = ecs_backend_init(ecs_device_find("cpu-ref", &err), &(ecs_backend_params){.n_threads = 2}, &err);
+  return g_cpu && g_ref ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  ecs_backend_free(g_cpu);
+  ecs_backend_free(g_ref);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conv_chain_keeps_blocked_layout),
+      cmocka_unit_test(test_primitive_cache),
+      cmocka_unit_test(test_weight_cache_sees_updates),
+      cmocka_unit_test(test_backward_ops_on_dnnl),
+      cmocka_unit_test(test_conv_variants),
+      cmocka_unit_test(test_op_sweep),
+      cmocka_unit_test(test_fallback_reads_blocked_inputs),
+      cmocka_unit_test(test_bad_input_is_an_error),
+      cmocka_unit_test(test_two_threads),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
+#else
+int main(void) {
+  printf("built without oneDNN: nothing to test\n");
+  return 77;
+}
+#endif

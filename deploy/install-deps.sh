@@ -36,7 +36,7 @@ runtime_pkgs=(libmicrohttpd12 libjansson4 libturbojpeg0 libpng16-16 libdnnl2 lib
   libgomp1 ca-certificates curl)
 build_pkgs=(build-essential cmake pkg-config git libmicrohttpd-dev libjansson-dev
   libturbojpeg0-dev libpng-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev libcmocka-dev
-  clang libclang-rt-14-dev clang-format)
+  clang libclang-rt-14-dev clang-format python3-yaml)
 test_pkgs=(python3 python3-venv python3-pip python3-numpy python3-pil python3-torch
   python3-pytest python3-requests wrk curl)
 

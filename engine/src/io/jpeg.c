@@ -193,8 +193,10 @@ ecs_status ecs_image_encode_jpeg(const ecs_image *img, int quality, uint8_t **ou
   }
   unsigned long size = cap;
   unsigned char *jb = buf;
+  /* TurboJPEG compresses with the fast, less accurate DCT unless told otherwise; the accurate
+   * one is what libjpeg, Pillow and OpenCV use, so datasets written here match theirs. */
   int rc = tjCompress2(tj, img->data, img->width, 0, img->height, grey ? TJPF_GRAY : TJPF_RGB, &jb,
-                       &size, subsamp, quality, TJFLAG_NOREALLOC);
+                       &size, subsamp, quality, TJFLAG_NOREALLOC | TJFLAG_ACCURATEDCT);
   ecs_status st = ECS_OK;
   if (rc != 0) st = ecs_err_set(err, ECS_ERR_BACKEND, "JPEG: encode failed: %s", tjGetErrorStr2(tj));
   tjDestroy(tj);

@@ -101,7 +101,7 @@ static void reliable_set(const ecs_model *m, const ecs_step_input *in, const flo
   int K = m->cfg.n_classes, C = K + 1, H = in->h, W = in->w;
   const ecs_hparams *hp = &m->cfg.hp;
   size_t g = (size_t)gh * gw, hw = (size_t)H * W;
-  int stride_y = (H + gh - 1) / gh, stride_x = (W + gw - 1) / gw; /* 8 */
+  const int stride_y = 8, stride_x = 8; /* the output stride of every backbone */
   for (int n = 0; n < in->n; n++) {
     const float *y = in->labels + (size_t)n * K;
     score_map(hp_ + (size_t)n * C * g, K, gh, gw, y, hp->eps, w->a, w->s);
@@ -235,8 +235,10 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
     }
   }
   if (status == ECS_OK) status = ecs_ctx_status(ctx, err);
-  if (status == ECS_OK) status = ecs_backward(ctx, loss, 1.0f);
-  if (status == ECS_OK) status = ecs_ctx_status(ctx, err);
+  if (status == ECS_OK && ecs_backward(ctx, loss, 1.0f) != ECS_OK) {
+    status = ecs_ctx_status(ctx, err); /* the backward pass keeps its message in the ctx */
+    if (status == ECS_OK) status = ecs_err_set(err, ECS_ERR_BACKEND, "backward pass failed");
+  }
   if (status == ECS_OK) {
     st->loss = scalar(ctx, loss);
     st->loss_cls = scalar(ctx, lcls);

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Convert a PyTorch checkpoint (SEAM, PSA or ours) into an ecsnet model file.
+
+    convert_pytorch.py CHECKPOINT.pth --backbone resnet38d --classes classes.txt --out MODEL.safetensors
+
+The tensor names stay those of the PyTorch state_dict. What the converter changes, it records
+in the model file's metadata and says on stderr:
+  - a classifier without a background channel (PSA: K outputs) gets a zero-initialised channel
+    0, and the metadata says bg_channel_added = 1;
+  - keys the model does not use (SEAM's PCM layers f8_3, f8_4, f9; num_batches_tracked) are
+    dropped and listed;
+  - a missing key or a wrong shape is an error naming the key (exit status 1).
+Usage errors exit with status 2.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+SMALL = [(3, 32, 7), (32, 64, 5), (64, 128, 5), (128, 256, 3)]
+R38 = [("b2", 64, 128, 128, 0), ("b2_1", 128, 128, 128, 0), ("b2_2", 128, 128, 128, 0),
+       ("b3", 128, 256, 256, 0), ("b3_1", 256, 256, 256, 0), ("b3_2", 256, 256, 256, 0),
+       ("b4", 256, 512, 512, 0)] + [(f"b4_{i}", 512, 512, 512, 0) for i in range(1, 6)] + [
+       ("b5", 512, 512, 1024, 0), ("b5_1", 1024, 512, 1024, 0), ("b5_2", 1024, 512, 1024, 0),
+       ("b6", 1024, 512, 2048, 1), ("b7", 2048, 1024, 4096, 1)]
+STRIDED = {"b2", "b3", "b4"}
+VGG = [("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
+       ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv4_1", 256, 512),
+       ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv5_1", 512, 512), ("conv5_2", 512, 512),
+       ("conv5_3", 512, 512)]
+
+
+def _bn(d, name, c):
+    for s in ("weight", "bias", "running_mean", "running_var"):
+        d[f"{name}.{s}"] = (c,)
+
+
+def expected_keys(backbone, C):
+    """The tensors of an ecsnet model, name -> shape, in the engine's order."""
+    d = {}
+    if backbone == "small":
+        for i, (a, b, k) in enumerate(SMALL, 1):
+            d[f"conv{i}.weight"] = (b, a, k, k)
+            _bn(d, f"bn{i}", b)
+        d["fc8.weight"] = (C, 256, 1, 1)
+    elif backbone == "resnet38d":
+        d["conv1a.weight"] = (64, 3, 3, 3)
+        for n, cin, mid, cout, bot in R38:
+            _bn(d, f"{n}.bn_branch2a", cin)
+            if bot:
+                d[f"{n}.conv_branch2a.weight"] = (cout // 4, cin, 1, 1)
+                _bn(d, f"{n}.bn_branch2b1", cout // 4)
+                d[f"{n}.conv_branch2b1.weight"] = (cout // 2, cout // 4, 3, 3)
+                _bn(d, f"{n}.bn_branch2b2", cout // 2)
+                d[f"{n}.conv_branch2b2.weight"] = (cout, cout // 2, 1, 1)
+            else:
+                d[f"{n}.conv_branch2a.weight"] = (mid, cin, 3, 3)
+                _bn(d, f"{n}.bn_branch2b1", mid)
+                d[f"{n}.conv_branch2b1.weight"] = (cout, mid, 3, 3)
+            if bot or cin != cout or n in STRIDED:
+                d[f"{n}.conv_branch1.weight"] = (cout, cin, 1, 1)
+        _bn(d, "bn7", 4096)
+        d["fc8.weight"] = (C, 4096, 1, 1)
+    elif backbone == "vgg16d":
+        for n, a, b in VGG:
+            d[f"{n}.weight"] = (b, a, 3, 3)
+            d[f"{n}.bias"] = (b,)
+        d["fc6.weight"], d["fc6.bias"] = (1024, 512, 3, 3), (1024,)
+        d["fc7.weight"], d["fc7.bias"] = (1024, 1024, 1, 1), (1024,)
+        d["fc8.weight"] = (C, 1024, 1, 1)
+    else:
+        raise ValueError(f"unknown backbone {backbone!r}")
+    return d
+
+
+NORM = {"small": "imagenet", "resnet38d": "imagenet", "vgg16d": "caffe_bgr"}
+
+
+def default_hparams(backbone):
+    return {"beta": 0.0, "delta": 0.6, "theta": 0.7, "sigma_factor": 0.08, "lambda": 1.0,
+            "lambda_ramp": 0.5, "warmup": 0.6, "eps": 1e-5, "overlay_k": -1,
+            "overlay_rates": [2, 3, 4, 0] if backbone == "small" else [8, 12, 16, 0],
+            "bg_in_phi": 1, "cls_on_erased": 0, "no_erase": 0, "no_overlay": 0, "no_phi_filter": 0}
+
+
+class ConvertError(Exception):
+    pass
+
+
+def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance=""):
+    """state: name -> numpy array. Returns (tensors, metadata, dropped names)."""
+    K = len(classes)
+    if K < 1:
+        raise ConvertError("no classes given")
+    if len(set(classes)) != K:
+        raise ConvertError("class names must be unique")
+    exp = expected_keys(backbone, 1 + K)
+    state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
+    out, added = {}, False
+    for name, shape in exp.items():
+        if name not in state:
+            raise ConvertError(f"missing key {name} (is this a {backbone} checkpoint?)")
+        a = np.asarray(state[name], dtype=np.float32)
+        if name == "fc8.weight" and a.ndim == 4 and a.shape[0] == K and tuple(a.shape[1:]) == shape[1:]:
+            a = np.concatenate([np.zeros((1,) + a.shape[1:], np.float32), a])  # PSA: no background
+            added = True
+        if tuple(a.shape) != tuple(shape):
+            raise ConvertError(f"{name} has shape {list(a.shape)}, a {backbone} model with {K} classes "
+                               f"needs {list(shape)}")
+        out[name] = np.ascontiguousarray(a)
+    dropped = sorted(k for k in state if k not in exp)
+    hp = default_hparams(backbone)
+    hp.update(hparams or {})
+    meta = {"format": "ecsnet-model/1", "backbone": backbone, "normalisation": NORM[backbone],
+            "classes": json.dumps(list(classes), ensure_ascii=False), "hparams": json.dumps(hp, separators=(",", ":")),
+            "bg_channel_added": "1" if added else "0", "alpha_bg": repr(float(alpha_bg)),
+            "label_threshold": "0.5",
+            "provenance": provenance + (f"; dropped: {','.join(dropped)}" if dropped else "")}
+    return out, meta, dropped
+
+
+def save_safetensors(path, tensors, meta):
+    """Atomic: temporary file in the same folder, fsync, rename."""
+    header, off, blobs = {}, 0, []
+    for name, a in tensors.items():
+        b = a.astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = meta
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".convert-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(len(h).to_bytes(8, "little"))
+            f.write(h)
+            for b in blobs:
+                f.write(b)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path):
+    import torch
+
+    obj = torch.load(path, map_location="cpu")
+    for key in ("state_dict", "model", "net"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ConvertError(f"{path}: not a state_dict")
+    return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("checkpoint")
+    ap.add_argument("--backbone", required=True, choices=["small", "resnet38d", "vgg16d"])
+    ap.add_argument("--classes", required=True,
+                    help="classes.txt (one object class a line) or a comma-separated list")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--alpha-bg", type=float, default=0.26)
+    ap.add_argument("--hparams", default="{}", help="JSON object overriding hyper-parameters")
+    a = ap.parse_args(argv)
+    try:
+        if os.path.exists(a.classes):
+            with open(a.classes) as f:
+                classes = [ln.strip() for ln in f if ln.strip() and ln.strip() != "background"]
+        else:
+            classes = [c.strip() for c in a.classes.split(",") if c.strip()]
+        hp = json.loads(a.hparams)
+        state = load_checkpoint(a.checkpoint)
+        tensors, meta, dropped = convert(state, a.backbone, classes, hp, a.alpha_bg,
+                                         f"converted from {os.path.basename(a.checkpoint)}")
+        save_safetensors(a.out, tensors, meta)
+    except (ConvertError, OSError, ValueError) as e:
+        print(f"convert_pytorch: {a.checkpoint}: {e}", file=sys.stderr)
+        return 1
+    if dropped:
+        print(f"convert_pytorch: dropped {len(dropped)} unused keys: {', '.join(dropped)}", file=sys.stderr)
+    if meta["bg_channel_added"] == "1":
+        print("convert_pytorch: fc8 had no background channel: added channel 0, zero-initialised",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+/* test_ecsnet.c - the model object: configuration, the model file and the backbones' shapes.
+ *
+ * Round trips must keep every weight and every configuration value; a file for another
+ * backbone, another class count or with a corrupted shape must fail with the file and the
+ * tensor named, leaving no half-loaded model behind. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ecs/ecsnet.h"
+#include "ecs/safetensors.h"
+
+static char g_dir[256];
+
+static void path_of(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
+
+static int setup(void **state) {
+  (void)state;
+  snprintf(g_dir, sizeof g_dir, "/tmp/ecs-test-ecsnet-XXXXXX");
+  return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static int64_t count_params(ecs_model *m, int trainable_only) {
+  int64_t n = 0;
+  ecs_params *ps = ecs_model_params(m);
+  for (size_t i = 0; i < ecs_params_count(ps); i++) {
+    ecs_tensor *t = ecs_params_at(ps, i);
+    if (!trainable_only || !t->frozen) n += ecs_nelements(t);
+  }
+  return n;
+}
+
+static void test_small_is_small(void **state) {
+  (void)state;
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, ECS_BACKBONE_SMALL, 6);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
+  assert_non_null(m);
+  int64_t n = count_params(m, 0);
+  assert_true(n > 100000 && n < 1000000);
+  assert_int_equal(ecs_model_channels(m), 7);
+  assert_int_equal(ecs_params_find(ecs_model_params(m), "fc8.weight")->ne[0], 7);
+  ecs_model_free(m);
+  ecs_model_free(NULL);
+}
+
+static void test_resnet38d_names_and_frozen(void **state) {
+  (void)state;
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, ECS_BACKBONE_RESNET38D, 20);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
+  assert_non_null(m);
+  ecs_params *ps = ecs_model_params(m);
+  const char *must[] = {"conv1a.weight", "b2.conv_branch1.weight", "b2_1.bn_branch2a.running_var",
+                        "b4_5.conv_branch2b1.weight", "b5.conv_branch1.weight",
+                        "b6.conv_branch2b2.weight", "b7.bn_branch2b2.weight", "bn7.running_mean",
+                        "fc8.weight"};
+  for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
+    assert_non_null(ecs_params_find(ps, must[i]));
+  assert_null(ecs_params_find(ps, "b2_1.conv_branch1.weight")); /* same shape: identity */
+  assert_true(ecs_params_find(ps, "conv1a.weight")->frozen);
+  assert_true(ecs_params_find(ps, "b2_2.conv_branch2a.weight")->frozen);
+  assert_true(ecs_params_find(ps, "b3.bn_branch2a.weight")->frozen);
+  assert_false(ecs_params_find(ps, "b3.conv_branch2a.weight")->frozen);
+  assert_int_equal(ecs_params_find(ps, "b7.conv_branch2b1.weight")->ne[0], 2048);
+  /* wide ResNet-38 with a 21-way classifier: about 104 M parameters */
+  int64_t n = count_params(m, 0);
+  assert_true(n > 100000000 && n < 110000000);
+  ecs_model_free(m);
+}
+
+static void test_save_load_round_trip(void **state) {
+  (void)state;
+  ecs_model_config *cfg = malloc(sizeof *cfg);
+  ecs_model_config_default(cfg, ECS_BACKBONE_SMALL, 3);
+  strcpy(cfg->class_names[0], "cat");
+  strcpy(cfg->class_names[1], "pot\"ted \\ plant");
+  strcpy(cfg->class_names[2], "caf\xc3\xa9");
+  cfg->alpha_bg = 0.15f;
+  cfg->hp.theta = 0.9f;
+  cfg->hp.overlay_k = 2;
+  cfg->hp.overlay_rates[1] = 5;
+  cfg->hp.no_erase = 1;
+  cfg->hp.beta = 0.5f;
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(cfg, NULL, 42, &e);
+  assert_non_null(m);
+  char p[300];
+  path_of(p, sizeof p, "m.safetensors");
+  assert_int_equal(ecs_model_save(m, p, &e), ECS_OK);
+  ecs_model *l = ecs_model_load(p, NULL, &e);
+  assert_non_null(l);
+  const ecs_model_config *c = ecs_model_get_config(l);
+  assert_int_equal(c->n_classes, 3);
+  assert_string_equal(c->class_names[1], "pot\"ted \\ plant");
+  assert_string_equal(c->class_names[2], "caf\xc3\xa9");
+  assert_int_equal(ecs_model_class_id(l, "cat"), 1);
+  assert_int_equal(ecs_model_class_id(l, "dog"), 0);
+  assert_true(fabsf(c->alpha_bg - 0.15f) < 1e-7f);
+  assert_true(fabsf(c->hp.theta - 0.9f) < 1e-7f);
+  assert_true(fabsf(c->hp.beta - 0.5f) < 1e-7f);
+  assert_int_equal(c->hp.overlay_k, 2);
+  assert_int_equal(c->hp.overlay_rates[1], 5);
+  assert_int_equal(c->hp.no_erase, 1);
+  assert_int_equal(c->hp.bg_in_phi, 1);
+  ecs_params *a = ecs_model_params(m), *b = ecs_model_params(l);
+  assert_int_equal(ecs_params_count(a), ecs_params_count(b));
+  for (size_t i = 0; i < ecs_params_count(a); i++) {
+    ecs_tensor *x = ecs_params_at(a, i), *y = ecs_params_find(b, x->name);
+    assert_non_null(y);
+    assert_int_equal(x->frozen, y->frozen);
+    assert_memory_equal(x->data, y->data, ecs_plain_nbytes(x));
+  }
+  /* a different seed gives different weights: the round trip above is not vacuous */
+  ecs_model *o = ecs_model_new(cfg, NULL, 43, &e);
+  ecs_tensor *w1 = ecs_params_find(a, "conv2.weight"), *w2 = ecs_params_find(ecs_model_params(o), "conv2.weight");
+  assert_true(memcmp(w1->data, w2->data, ecs_plain_nbytes(w1)) != 0);
+  ecs_model_free(o);
+  ecs_model_free(m);
+  ecs_model_free(l);
+  free(cfg);
+}
+
+/* Rewrites the model file with one tensor replaced or one metadata value changed. */
+static void rewrite(const char *src, const char *dst, const char *tensor, const int64_t *ne,
+                    int nd, const char *mkey, const char *mval) {
+  ecs_err e = {0};
+  ecs_st_file *f = ecs_st_open(src, &e);
+  assert_non_null(f);
+  ecs_st_writer *w = ecs_st_writer_new(&e);
+  for (size_t i = 0; i < ecs_st_count(f); i++) {
+    const ecs_st_tensor *t = ecs_st_at(f, i);
+    if (tensor && strcmp(t->name, tensor) == 0) {
+      int64_t n = 1;
+      for (int k = 0; k < nd; k++) n *= ne[k];
+      float *z = calloc((size_t)n, sizeof *z);
+      assert_int_equal(ecs_st_writer_add(w, t->name, ECS_F32, nd, ne, z, &e), ECS_OK);
+      free(z);
+    } else {
+      assert_int_equal(ecs_st_writer_add(w, t->name, t->type, t->nd, t->ne, t->data, &e), ECS_OK);
+    }
+  }
+  for (size_t i = 0; i < ecs_st_meta_count(f); i++) {
+    const char *k = ecs_st_meta_key(f, i);
+    const char *v = mkey && strcmp(k, mkey) == 0 ? mval : ecs_st_meta(f, k);
+    assert_int_equal(ecs_st_writer_meta(w, k, v, &e), ECS_OK);
+  }
+  assert_int_equal(ecs_st_writer_save(w, dst, &e), ECS_OK);
+  ecs_st_writer_free(w);
+  ecs_st_close(f);
+}
+
+static void expect_load_error(const char *path, const char *word) {
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_load(path, NULL, &e);
+  assert_null(m);
+  assert_int_not_equal(e.status, ECS_OK);
+  if (!strstr(e.msg, path) || !strstr(e.msg, word)) fail_msg("message '%s' lacks '%s'", e.msg, word);
+}
+
+static void test_bad_model_files(void **state) {
+  (void)state;
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, ECS_BACKBONE_SMALL, 2);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
+  char p[300], q[300];
+  path_of(p, sizeof p, "good.safetensors");
+  path_of(q, sizeof q, "bad.safetensors");
+  assert_int_equal(ecs_model_save(m, p, &e), ECS_OK);
+  ecs_model_free(m);
+
+  int64_t ne[4] = {64, 32, 3, 3};
+  rewrite(p, q, "conv2.weight", ne, 4, NULL, NULL);
+  expect_load_error(q, "conv2.weight");
+  rewrite(p, q, NULL, NULL, 0, "backbone", "vgg16d");
+  expect_load_error(q, "conv1_1.weight");
+  rewrite(p, q, NULL, NULL, 0, "backbone", "mobilenet");
+  expect_load_error(q, "mobilenet");
+  rewrite(p, q, NULL, NULL, 0, "classes", "[\"a\",\"b\",\"c\"]"); /* fc8 has 3 channels, not 4 */
+  expect_load_error(q, "fc8.weight");
+  rewrite(p, q, NULL, NULL, 0, "classes", "[\"a\",\"a\"]");
+  expect_load_error(q, "twice");
+  rewrite(p, q, NULL, NULL, 0, "classes", "cat,dog");
+  expect_load_error(q, "classes");
+  path_of(q, sizeof q, "missing.safetensors");
+  expect_load_error(q, "missing.safetensors");
+  path_of(q, sizeof q, "trunc.safetensors");
+  FILE *f = fopen(q, "wb");
+  fwrite("\x10\0\0\0\0\0\0\0{\"a\":", 1, 13, f);
+  fclose(f);
+  expect_load_error(q, "trunc");
+}
+
+static void test_forward_shapes(void **state) {
+  (void)state;
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, ECS_BACKBONE_SMALL, 5);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
+  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
+  assert_non_null(be);
+  ecs_ctx *ctx = ecs_ctx_new(be, &e);
+  assert_non_null(ctx);
+  int hs[] = {64, 61, 9}, ws[] = {48, 70, 17};
+  for (int i = 0; i < 3; i++) {
+    ecs_ctx_reset(ctx);
+    int64_t ne[4] = {2, 3, hs[i], ws[i]};
+    float *x = calloc((size_t)(2 * 3 * hs[i] * ws[i]), sizeof *x);
+    for (int j = 0; j < 2 * 3 * hs[i] * ws[i]; j++) x[j] = (float)((j * 7919) % 13) / 13.0f - 0.5f;
+    ecs_tensor *h = ecs_model_forward(m, ctx, ecs_from_host(ctx, ECS_F32, 4, ne, x), 0, 0, NULL);
+    assert_int_equal(ecs_ctx_status(ctx, &e), ECS_OK);
+    assert_int_equal(h->ne[0], 2);
+    assert_int_equal(h->ne[1], 6);
+    assert_int_equal(h->ne[2], (hs[i] + 7) / 8);
+    assert_int_equal(h->ne[3], (ws[i] + 7) / 8);
+    free(x);
+  }
+  ecs_ctx_free(ctx);
+  ecs_backend_free(be);
+  ecs_model_free(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_small_is_small),
+      cmocka_unit_test(test_resnet38d_names_and_frozen),
+      cmocka_unit_test(test_save_load_round_trip),
+      cmocka_unit_test(test_bad_model_files),
+      cmocka_unit_test(test_forward_shapes),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -105,9 +105,9 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
       json_t *item = json_pack("{s:i, s:s}", "id", res->labels[i], "name",
                                class_name(info, res->labels[i]));
       json_array_append_new(list, item);
-      size_t n;
-      if (!add_b64(item, "png", png_of_cam(src + plane * (size_t)i, w, h, &n, err), n, err))
-        return false;
+      size_t n = 0;
+      uint8_t *png = png_of_cam(src + plane * (size_t)i, w, h, &n, err);
+      if (!add_b64(item, "png", png, n, err)) return false;
     }
   }
   static const struct {
@@ -127,7 +127,7 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
     const uint8_t *px = *(uint8_t *const *)((const char *)res + pics[p].off);
     const char *name = api_output_name(pics[p].bit);
     if (!px) return missing(err, name);
-    size_t n;
+    size_t n = 0;
     uint8_t *png = pics[p].rgb ? png_of(px, w, h, 3, &n, err) : png_of_mask(px, w, h, &n, err);
     if (!add_b64(root, name, png, n, err)) return false;
   }

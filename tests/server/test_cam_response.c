@@ -1,0 +1,145 @@
+/* test_cam_response.c - rendering a model result: JSON with base64 PNGs that decode back to
+ * the values given, single PNGs, and the errors for a result that breaks the contract. The
+ * result here is built by hand to pin the encoding; it stands in for no component. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "cam-response.h"
+#include "ecs/image.h"
+
+enum { W = 7, H = 5, K = 3 };
+static const char *k_names[K] = {"aeroplane", "cat", "dog"};
+static const api_model_info k_info = {.name = "tiny", .version = 2, .n_classes = K,
+                                      .class_names = k_names, .backbone = "small"};
+
+static void make_result(api_cam_result *r) {
+  memset(r, 0, sizeof *r);
+  r->width = W;
+  r->height = H;
+  r->n_labels = 2;
+  r->labels = malloc(2 * sizeof(int));
+  r->labels[0] = 2;
+  r->labels[1] = 3;
+  r->scores = malloc(K * sizeof(float));
+  for (int k = 0; k < K; k++) r->scores[k] = 0.25f * (float)k;
+  r->cams = malloc(2 * W * H * sizeof(float));
+  r->erased_cams = malloc(2 * W * H * sizeof(float));
+  for (int i = 0; i < 2 * W * H; i++) {
+    r->cams[i] = (float)i / (2 * W * H - 1);
+    r->erased_cams[i] = 1.0f - r->cams[i];
+  }
+  r->cams[0] = NAN; /* clamped to 0, never UB */
+  r->cams[1] = 7.0f;
+  r->mask = malloc(W * H);
+  for (int i = 0; i < W * H; i++) r->mask[i] = (uint8_t)(i % 4 == 3 ? 255 : i % 4);
+}
+
+static ecs_image *decode_b64(const char *b64, bool indexed) {
+  uint8_t *png;
+  size_t n;
+  bool big;
+  assert_true(api_base64_decode(b64, strlen(b64), 1 << 20, &png, &n, &big));
+  ecs_image *img = NULL;
+  ecs_err e;
+  ecs_status st = indexed ? ecs_image_decode_indexed(png, n, 0, &img, &e)
+                          : ecs_image_decode_ex(png, n, 0, ECS_DECODE_KEEP_GREY, &img, &e);
+  free(png);
+  if (st != ECS_OK) fprintf(stderr, "decode: %s\n", e.msg);
+  assert_int_equal(st, ECS_OK);
+  return img;
+}
+
+static void test_json(void **state) {
+  (void)state;
+  api_cam_result res;
+  make_result(&res);
+  api_cam_request req = {.outputs = API_OUT_DEFAULT, .format = API_FORMAT_JSON};
+  api_cam_timings t = {1, 2, 3, 6};
+  char *body;
+  size_t len;
+  const char *type;
+  api_error e;
+  req.outputs &= ~(unsigned)API_OUT_ERASED_CAM;
+  assert_true(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
+  assert_string_equal(type, "application/json");
+  json_t *j = json_loadb(body, len, 0, NULL);
+  assert_non_null(j);
+  assert_int_equal(json_integer_value(json_object_get(j, "width")), W);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(j, "model"), "name")),
+                      "tiny");
+  json_t *labels = json_object_get(j, "labels");
+  assert_int_equal(json_array_size(labels), 2);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(labels, 1), "name")),
+                      "dog");
+  json_t *scores = json_object_get(j, "scores");
+  assert_int_equal(json_array_size(scores), K);
+  assert_true(fabs(json_real_value(json_object_get(json_array_get(scores, 2), "score")) - 0.5) <
+              1e-6);
+  assert_null(json_object_get(j, "erased_cams"));
+  json_t *cams = json_object_get(j, "cams");
+  for (int l = 0; l < 2; l++) {
+    ecs_image *img = decode_b64(json_string_value(json_object_get(json_array_get(cams, l), "png")),
+                                false);
+    assert_int_equal(img->channels, 1);
+    assert_int_equal(img->width, W);
+    for (int i = 0; i < W * H; i++) {
+      float v = res.cams[l * W * H + i];
+      int want = isnan(v) ? 0 : v > 1 ? 255 : (int)lrintf(v * 255);
+      assert_int_equal(img->data[i], want);
+    }
+    ecs_image_free(img);
+  }
+  ecs_image *m = decode_b64(json_string_value(json_object_get(j, "mask")), true);
+  assert_memory_equal(m->data, res.mask, W * H);
+  ecs_image_free(m);
+  json_decref(j);
+  free(body);
+  api_cam_result_free(&res);
+}
+
+static void test_png_and_contract(void **state) {
+  (void)state;
+  api_cam_result res;
+  make_result(&res);
+  api_cam_timings t = {0};
+  char *body;
+  size_t len;
+  const char *type;
+  api_error e;
+  api_cam_request req = {.outputs = API_OUT_CAM, .format = API_FORMAT_PNG};
+  assert_true(api_cam_render(&req, &k_info, &res, 3, &t, &body, &len, &type, &e));
+  assert_string_equal(type, "image/png");
+  ecs_image *img = NULL;
+  ecs_err ee;
+  assert_int_equal(ecs_image_decode_ex(body, len, 0, ECS_DECODE_KEEP_GREY, &img, &ee), ECS_OK);
+  assert_int_equal(img->data[0], (int)lrintf(res.cams[W * H] * 255)); /* label 3 is the 2nd */
+  ecs_image_free(img);
+  free(body);
+  /* a label the result has no CAM for */
+  assert_false(api_cam_render(&req, &k_info, &res, 1, &t, &body, &len, &type, &e));
+  assert_int_equal(e.status, 422);
+  /* an output the model did not fill breaks the contract: 500, not a crash */
+  req.outputs = API_OUT_OVERLAY;
+  assert_false(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
+  assert_int_equal(e.status, 500);
+  req.format = API_FORMAT_JSON;
+  assert_false(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
+  assert_int_equal(e.status, 500);
+  api_cam_result_free(&res);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_json),
+      cmocka_unit_test(test_png_and_contract),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -65,8 +65,10 @@ enum {
  *    pixel buffer is allocated; 0 means no limit beyond the hard one (2^28 pixels).
  *  - JPEG: baseline and progressive through TurboJPEG; grey and CMYK converted; the EXIF
  *    orientation tag (1-8) is applied, so the result is upright as a viewer shows it.
- *    TurboJPEG warnings (recoverable corruption, e.g. a premature end of data in the entropy
- *    stream) are errors here too: a half-grey picture must not reach the model silently.
+ *    TurboJPEG warnings that mean lost pixels (a premature end of data, a bad Huffman code)
+ *    are errors here too: a half-grey picture must not reach the model silently. Warnings
+ *    that leave every pixel intact (stray bytes before a marker, as some cameras write) are
+ *    accepted.
  *  - PNG: every colour type and bit depth, interlaced or not; 16-bit samples are reduced to
  *    8 bits, palette and low bit depths expanded, tRNS turned into alpha, and alpha is then
  *    discarded (the colour samples are kept as stored, not composited), as VOC-style tools

@@ -3,8 +3,9 @@
  * Why walk the markers ourselves: TurboJPEG 2.1 neither reports the EXIF orientation nor lets us
  * check the size before it allocates, and the probe must work on a header alone (the first few
  * KiB of an upload). The walk reads only lengths and a handful of fields, every one
- * bounds-checked; TurboJPEG then decodes, with warnings made fatal so corrupt entropy data is an
- * error rather than a silently grey lower half. One TurboJPEG handle per call keeps this
+ * bounds-checked; TurboJPEG then decodes, and its warnings are errors unless they are known to
+ * leave every pixel intact (see benign_warning), so corrupt entropy data is an error rather than
+ * a silently grey lower half. One TurboJPEG handle per call keeps this
  * thread-safe without locks (a handle costs a few KiB). */
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +63,8 @@ ecs_status ecs_io_jpeg_scan(const uint8_t *b, size_t n, ecs_jpeg_info *info, ecs
   int seen_sof = 0, seen_exif = 0;
   size_t i = 2;
   while (i < n) {
-    if (b[i] != 0xFF)
-      return ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: expected a marker at byte %zu", i);
+    /* Stray bytes between segments: libjpeg skips them with a warning, and so do we. */
+    while (i < n && b[i] != 0xFF) i++;
     while (i < n && b[i] == 0xFF) i++; /* fill bytes */
     if (i >= n) break;
     int m = b[i++];
@@ -114,6 +115,20 @@ static void cmyk_to_rgb(const uint8_t *src, ecs_image *img, int adobe) {
   }
 }
 
+/* libjpeg's warnings mostly mean lost pixels (a premature end, a bad Huffman code), which must
+ * not reach the model as a half-grey picture. A few leave every pixel intact and are common in
+ * camera files (stray bytes before a marker, an unknown JFIF revision, a broken ICC chunk we do
+ * not use anyway); those are accepted. libjpeg's message texts have been stable for decades. */
+static int benign_warning(tjhandle tj) {
+  if (tjGetErrorCode(tj) != TJERR_WARNING) return 0;
+  const char *msg = tjGetErrorStr2(tj);
+  static const char *const benign[] = {"extraneous bytes before marker",
+                                       "unknown JFIF revision", "bad ICC marker"};
+  for (size_t i = 0; i < sizeof benign / sizeof benign[0]; i++)
+    if (msg && strstr(msg, benign[i])) return 1;
+  return 0;
+}
+
 ecs_status ecs_io_jpeg_decode(const uint8_t *b, size_t n, size_t max_pixels, unsigned flags,
                               ecs_image **out, ecs_err *err) {
   ecs_jpeg_info info;
@@ -127,13 +142,18 @@ ecs_status ecs_io_jpeg_decode(const uint8_t *b, size_t n, size_t max_pixels, uns
   int w, h, subsamp, cs;
   uint8_t *cmyk = NULL;
   ecs_image *img = NULL;
-  if (tjDecompressHeader3(tj, b, (unsigned long)n, &w, &h, &subsamp, &cs) != 0) {
+  w = h = 0;
+  if (tjDecompressHeader3(tj, b, (unsigned long)n, &w, &h, &subsamp, &cs) != 0 &&
+      !benign_warning(tj)) {
     st = ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: %s", tjGetErrorStr2(tj));
     goto done;
   }
-  /* TurboJPEG read its own header; check its idea of the size too before allocating. */
-  st = ecs_io_check_pixels(w, h, max_pixels, err);
-  if (st != ECS_OK) goto done;
+  /* The limit was checked on our reading of the header; allocate only if TurboJPEG agrees. */
+  if (w != info.width || h != info.height) {
+    st = ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: frame header %dx%d, decoder reads %dx%d",
+                     info.width, info.height, w, h);
+    goto done;
+  }
   int pf = TJPF_RGB, ch = 3;
   if (cs == TJCS_GRAY && (flags & ECS_DECODE_KEEP_GREY)) pf = TJPF_GRAY, ch = 1;
   if (cs == TJCS_CMYK || cs == TJCS_YCCK) pf = TJPF_CMYK;
@@ -151,7 +171,8 @@ ecs_status ecs_io_jpeg_decode(const uint8_t *b, size_t n, size_t max_pixels, uns
     }
     dst = cmyk;
   }
-  if (tjDecompress2(tj, b, (unsigned long)n, dst, w, 0, h, pf, TJFLAG_STOPONWARNING) != 0) {
+  if (tjDecompress2(tj, b, (unsigned long)n, dst, w, 0, h, pf, 0) != 0 &&
+      !benign_warning(tj)) {
     st = ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: corrupt or truncated data: %s",
                      tjGetErrorStr2(tj));
     goto done;

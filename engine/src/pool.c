@@ -197,8 +197,10 @@ static void *worker_main(void *arg) {
   for (;;) {
     while (!p->stopping && total_queued(p) == 0) pthread_cond_wait(&p->work_cv, &p->mu);
     if (total_queued(p) == 0) break; /* stopping */
-    int n = take_jobs(p, batch);
+    /* Busy from the moment the first job leaves the queue: a drain must also wait for jobs
+     * held while a batch fills. */
     p->busy++;
+    int n = take_jobs(p, batch);
     pthread_mutex_unlock(&p->mu);
 
     process(p, w, batch, n);

@@ -451,6 +451,32 @@ static void test_batch_waits_for_late_arrival(void **state) {
   ecs_pool_free(p);
 }
 
+/* A drain that begins while a worker holds jobs for a batch waits for them, and cuts the
+ * batching delay short. */
+static void test_drain_waits_for_a_filling_batch(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 8, .run_batch = batch_run,
+                     .max_batch = 4, .max_delay_ms = 5000};
+  ecs_pool *p = ecs_pool_new_opts(&o, &err);
+  log_t lg;
+  log_init(&lg);
+  rjob a;
+  rjob_init(&a, &lg, 0);
+  a.job.batch_key = 1;
+  assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
+  sleep_ms(30); /* the worker has taken it and waits for company */
+  ecs_pool_stats st;
+  ecs_pool_get_stats(p, &st);
+  assert_int_equal(st.queued, 0);
+  uint64_t t0 = ecs_monotonic_ns();
+  ecs_pool_drain(p);
+  assert_true(ecs_monotonic_ns() - t0 < 2000000000ull);
+  assert_int_equal(lg.ends[0], ECS_JOB_DONE + 1);
+  assert_int_equal(lg.batch_of[0], 1);
+  ecs_pool_free(p);
+}
+
 /* ---- load: several submitters, several workers, then a drain ------------------------------ */
 
 typedef struct cjob {
@@ -655,6 +681,7 @@ int main(void) {
       cmocka_unit_test(test_low_priority_job_can_yield),
       cmocka_unit_test(test_batches_by_key),
       cmocka_unit_test(test_batch_waits_for_late_arrival),
+      cmocka_unit_test(test_drain_waits_for_a_filling_batch),
       cmocka_unit_test(test_drain_under_load),
       cmocka_unit_test(test_free_cancels_queued_jobs),
       cmocka_unit_test(test_worker_init_failure),

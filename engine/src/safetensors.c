@@ -900,16 +900,11 @@ ecs_status ecs_st_writer_save(ecs_st_writer *w, const char *path, ecs_err *err) 
 
 /* ---- parameter stores <-> files ------------------------------------------------------------ */
 
-ecs_status ecs_params_save(const ecs_params *ps, const char *path, const char *const *meta_kv,
-                           size_t n_meta, ecs_err *err) {
-  if (!ps) return ecs_err_set(err, ECS_ERR_INVALID, "params save: no store");
-  ecs_st_writer *w = ecs_st_writer_new(err);
-  if (!w) return ECS_ERR_NOMEM;
-  ecs_status st = ECS_OK;
-  for (size_t i = 0; st == ECS_OK && i < n_meta; i++)
-    st = ecs_st_writer_meta(w, meta_kv[2 * i], meta_kv[2 * i + 1], err);
+ecs_status ecs_st_writer_add_params(ecs_st_writer *w, const ecs_params *ps, ecs_err *err) {
+  if (!w || !ps) return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: no store");
   void *tmp = NULL;
   size_t tmp_n = 0;
+  ecs_status st = ECS_OK;
   for (size_t i = 0; st == ECS_OK && i < ecs_params_count(ps); i++) {
     const ecs_tensor *t = ecs_params_at(ps, i);
     size_t n = ecs_plain_nbytes(t);
@@ -923,10 +918,23 @@ ecs_status ecs_params_save(const ecs_params *ps, const char *path, const char *c
         tmp_n = n;
       }
     }
-    if (st == ECS_OK) st = ecs_tensor_get_bytes(t, tmp, 0, n, err);
+    if (st == ECS_OK && n) st = ecs_tensor_get_bytes(t, tmp, 0, n, err);
     if (st == ECS_OK) st = ecs_st_writer_add(w, t->name, t->type, t->nd, t->ne, tmp, err);
   }
   free(tmp);
+  return st;
+}
+
+ecs_status ecs_params_save(const ecs_params *ps, const char *path, const char *const *meta_kv,
+                           size_t n_meta, ecs_err *err) {
+  if (!ps) return ecs_err_set(err, ECS_ERR_INVALID, "params save: no store");
+  if (n_meta && !meta_kv) return ecs_err_set(err, ECS_ERR_INVALID, "params save: no metadata");
+  ecs_st_writer *w = ecs_st_writer_new(err);
+  if (!w) return ECS_ERR_NOMEM;
+  ecs_status st = ECS_OK;
+  for (size_t i = 0; st == ECS_OK && i < n_meta; i++)
+    st = ecs_st_writer_meta(w, meta_kv[2 * i], meta_kv[2 * i + 1], err);
+  if (st == ECS_OK) st = ecs_st_writer_add_params(w, ps, err);
   if (st == ECS_OK) st = ecs_st_writer_save(w, path, err);
   ecs_st_writer_free(w);
   return st;

@@ -46,8 +46,12 @@ ecs_status ecs_st_writer_add(ecs_st_writer *w, const char *name, ecs_dtype type,
                              const int64_t *ne, const void *data, ecs_err *err);
 ecs_status ecs_st_writer_meta(ecs_st_writer *w, const char *key, const char *value, ecs_err *err);
 ecs_status ecs_st_writer_save(ecs_st_writer *w, const char *path, ecs_err *err);
+/* Adds every tensor of ps (copied through the host) under its name, for files that hold more
+ * than one store (a training checkpoint: parameters and optimiser state). */
+ecs_status ecs_st_writer_add_params(ecs_st_writer *w, const ecs_params *ps, ecs_err *err);
 
-/* Parameter stores <-> files. Loading checks that every tensor of ps is present with the same
+/* Parameter stores <-> files. meta_kv holds n_meta pairs: meta_kv[2i] a key, meta_kv[2i+1] its
+ * value. Loading checks that every tensor of ps is present with the same
  * shape and dtype (the error names the tensor); unused keys in the file are reported through
  * `unused` (may be NULL) as a comma-separated list, not an error. */
 ecs_status ecs_params_save(const ecs_params *ps, const char *path, const char *const *meta_kv,

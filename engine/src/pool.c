@@ -123,7 +123,9 @@ static int take_jobs(ecs_pool *p, ecs_job **batch) {
   int max = p->opts.max_batch;
   gather_same_key(p, q, first->batch_key, batch, &n, max);
   uint64_t until = first->pool_enqueued_ns_ + (uint64_t)p->opts.max_delay_ms * 1000000u;
-  while (n < max && !p->draining) {
+  /* Only high-priority work waits for company: a low-priority batch that waited could hold a
+   * worker while inference queues up. */
+  while (n < max && q == 0 && !p->draining) {
     if (ecs_monotonic_ns() >= until) break;
     struct timespec ts = ns_to_ts(until);
     p->batch_waiters++;

@@ -460,6 +460,25 @@ static void test_decompression_bombs(void **state) {
   ecs_image_free(one);
 }
 
+/* The pixel limit is the rule, not libpng's build-time width cap of 1000000. */
+static void test_png_very_wide(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_image *wide = ecs_image_new(1000003, 1, 1, &err), *img = NULL;
+  assert_non_null(wide);
+  wide->data[1000002] = 200;
+  uint8_t *buf;
+  size_t n;
+  assert_int_equal(ecs_image_encode_png(wide, &buf, &n, &err), ECS_OK);
+  if (ecs_image_decode_ex(buf, n, 2000000, ECS_DECODE_KEEP_GREY, &img, &err) != ECS_OK)
+    fail_msg("%s", err.msg);
+  assert_int_equal(img->width, 1000003);
+  assert_int_equal(img->data[1000002], 200);
+  ecs_image_free(img);
+  free(buf);
+  ecs_image_free(wide);
+}
+
 static void test_corrupt_data(void **state) {
   (void)state;
   ecs_err err = {0};
@@ -613,6 +632,7 @@ int main(void) {
       cmocka_unit_test(test_exif_orientations),
       cmocka_unit_test(test_truncated_files_at_every_cut),
       cmocka_unit_test(test_decompression_bombs),
+      cmocka_unit_test(test_png_very_wide),
       cmocka_unit_test(test_corrupt_data),
       cmocka_unit_test(test_resize_flip_crop),
       cmocka_unit_test(test_to_chw),

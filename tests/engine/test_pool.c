@@ -477,6 +477,33 @@ static void test_drain_waits_for_a_filling_batch(void **state) {
   ecs_pool_free(p);
 }
 
+static void test_low_priority_batch_does_not_wait(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 8, .run_batch = batch_run,
+                     .max_batch = 4, .max_delay_ms = 5000};
+  ecs_pool *p = ecs_pool_new_opts(&o, &err);
+  log_t lg;
+  log_init(&lg);
+  rjob a;
+  rjob_init(&a, &lg, 0);
+  a.job.batch_key = 1;
+  a.job.priority = ECS_PRIO_LOW;
+  uint64_t t0 = ecs_monotonic_ns();
+  assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
+  for (int i = 0; i < 2000; i++) {
+    pthread_mutex_lock(&lg.mu);
+    int ended = lg.ends[0];
+    pthread_mutex_unlock(&lg.mu);
+    if (ended) break;
+    sleep_ms(1);
+  }
+  assert_true(ecs_monotonic_ns() - t0 < 2000000000ull);
+  ecs_pool_drain(p);
+  assert_int_equal(lg.batch_of[0], 1);
+  ecs_pool_free(p);
+}
+
 /* ---- load: several submitters, several workers, then a drain ------------------------------ */
 
 typedef struct cjob {
@@ -682,6 +709,7 @@ int main(void) {
       cmocka_unit_test(test_batches_by_key),
       cmocka_unit_test(test_batch_waits_for_late_arrival),
       cmocka_unit_test(test_drain_waits_for_a_filling_batch),
+      cmocka_unit_test(test_low_priority_batch_does_not_wait),
       cmocka_unit_test(test_drain_under_load),
       cmocka_unit_test(test_free_cancels_queued_jobs),
       cmocka_unit_test(test_worker_init_failure),

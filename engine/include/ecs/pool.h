@@ -89,8 +89,8 @@ typedef struct ecs_pool_opts {
   /* Batching: with run_batch set, a job with a non-zero batch_key is always run through
    * run_batch. The worker that takes it also takes up to max_batch-1 more queued jobs of the
    * same key and priority; while it has fewer than max_batch it waits for more until
-   * max_delay_ms after the first job was queued (never once a drain or free has begun), then
-   * calls run_batch once, even for a single job. */
+   * max_delay_ms after the first job was queued (never once a drain or free has begun, and
+   * never for low-priority jobs), then calls run_batch once, even for a single job. */
   ecs_batch_run_fn run_batch;
   int max_batch;       /* 1..ECS_POOL_MAX_BATCH; 0 is taken as 1 */
   int max_delay_ms;    /* >= 0 */

@@ -66,6 +66,11 @@ ecs_status ecs_io_png_probe(const uint8_t *b, size_t n, int *w, int *h, ecs_err 
 static ecs_status read_body(png_structp png, png_infop info, png_state *s, size_t max_pixels,
                             unsigned flags, int indexed, ecs_err *err) {
   png_set_read_fn(png, s, read_fn);
+  /* Our pixel limit already governs the size; libpng's own width/height caps (a build-time
+   * 1000000) would only turn a legal narrow image into a format error. Ancillary chunks
+   * (text, ICC) are capped at 8 MiB whatever the build's default, against zTXt bombs. */
+  png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu);
+  png_set_chunk_malloc_max(png, (png_alloc_size_t)8 << 20);
   png_read_info(png, info);
   png_uint_32 w, h;
   int depth, ct, interlace;
@@ -161,6 +166,7 @@ typedef struct png_src_desc {
 
 static void write_body(png_structp png, png_infop info, png_state *s, const png_src_desc *d) {
   png_set_write_fn(png, s, write_fn, flush_fn);
+  png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu); /* as when reading */
   png_set_IHDR(png, info, (png_uint_32)d->w, (png_uint_32)d->h, 8, d->color_type,
                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (d->palette) {

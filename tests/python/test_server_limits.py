@@ -1,0 +1,187 @@
+"""Limits of the real ecsnet-server: body size, pixel count from the header (PNG and JPEG of a
+huge declared size, a decompression bomb), label count, the bounded queue (503 queue_full at
+once), deadlines, clients that leave, and /health/live staying fast under load."""
+import socket
+import threading
+import time
+
+import requests
+
+from test_server_fixture import (jpeg_bytes, jpeg_declared, png_bomb, png_bytes,  # noqa: F401
+                                 png_declared, server, server_factory)
+from test_server_api import assert_error
+
+
+def metric(text, name):
+    """The value of an unlabelled sample in Prometheus text."""
+    import re
+    found = re.search("^" + re.escape(name) + r" (\S+)$", text, re.M)
+    assert found, name
+    return int(float(found.group(1)))
+
+
+def test_body_limit_with_content_length(server_factory):
+    s = server_factory("--max-body", "4096")
+    r = s.post("/cam", data=b"\x89PNG" + b"\0" * 5000, headers={"Content-Type": "image/png"})
+    assert_error(r, 413, "payload_too_large")
+    # just under the limit is parsed normally (and found not to be an image)
+    r = s.post("/cam", data=b"\x89PNG" + b"\0" * 4000, headers={"Content-Type": "image/png"})
+    assert_error(r, 400, "invalid_image")
+    assert s.get("/health/live").status_code == 200
+
+
+def test_body_limit_chunked(server_factory):
+    s = server_factory("--max-body", "4096")
+
+    def gen():
+        for _ in range(10):
+            yield b"\0" * 1000
+
+    r = s.post("/cam", data=gen(), headers={"Content-Type": "image/png"})
+    assert_error(r, 413, "payload_too_large")
+    assert s.get("/health/live").status_code == 200
+
+
+def test_json_image_over_the_body_limit(server_factory):
+    s = server_factory("--max-body", "4096")
+    import base64
+    r = s.post("/cam", json={"image": base64.b64encode(b"\0" * 4000).decode()})
+    assert_error(r, 413, "payload_too_large")
+
+
+def test_pixel_limit_from_png_header(server):
+    r = server.post("/cam", data=png_declared(100000, 100000),
+                    headers={"Content-Type": "image/png"})
+    body = assert_error(r, 413, "too_many_pixels")
+    assert "100000" in body["error"]["message"]
+
+
+def test_pixel_limit_from_jpeg_header(server):
+    r = server.post("/cam", data=jpeg_declared(60000, 60000),
+                    headers={"Content-Type": "image/jpeg"})
+    assert_error(r, 413, "too_many_pixels")
+
+
+def test_decompression_bomb(server_factory):
+    # 12000 x 12000 = 144 Mpx in a few tens of KB: refused from the header, never inflated
+    bomb = png_bomb(12000, 12000)
+    assert len(bomb) < 200_000
+    s = server_factory("--max-pixels", "1000000")
+    t0 = time.monotonic()
+    r = s.post("/cam", data=bomb, headers={"Content-Type": "image/png"})
+    assert_error(r, 413, "too_many_pixels")
+    assert time.monotonic() - t0 < 2.0
+    # the same limit applies to an honest image just over it
+    r = s.post("/cam", data=png_bytes(1001, 1000), headers={"Content-Type": "image/png"})
+    assert_error(r, 413, "too_many_pixels")
+    r = s.post("/cam", data=png_bytes(1000, 1000), headers={"Content-Type": "image/png"})
+    assert_error(r, 503, "model_not_ready")
+
+
+def test_label_limit(server_factory):
+    s = server_factory("--max-labels", "2")
+    r = s.post("/cam?labels=a,b,c", data=png_bytes(), headers={"Content-Type": "image/png"})
+    assert_error(r, 422, "too_many_labels")
+    r = s.post("/cam?labels=a,b", data=png_bytes(), headers={"Content-Type": "image/png"})
+    assert_error(r, 503, "model_not_ready")
+
+
+def _burst(url, data, n):
+    """n concurrent POST /cam with a raw JPEG; returns the error codes and the statuses."""
+    results = [None] * n
+
+    def one(i):
+        try:
+            r = requests.post(url + "/cam", data=data, timeout=60,
+                              headers={"Content-Type": "image/jpeg"})
+            results[i] = (r.status_code, r.json()["error"]["code"], r.headers.get("Retry-After"))
+        except Exception as e:  # noqa: BLE001 - reported by the assertions
+            results[i] = (0, repr(e), None)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+def test_queue_full_answers_503_at_once_and_live_stays_fast(server_factory):
+    # One worker, one queue slot: decoding a 24 Mpx JPEG keeps the worker busy long enough
+    # for the rest of a burst to find the queue full.
+    s = server_factory("--workers", "1", "--queue", "1")
+    big = jpeg_bytes(6000, 4000, quality=50, smooth=True)
+    threads, results = _burst(s.url, big, 8)
+    live = []
+    for _ in range(10):
+        t0 = time.monotonic()
+        r = s.get("/health/live", timeout=5)
+        live.append(time.monotonic() - t0)
+        assert r.status_code == 200
+        time.sleep(0.01)
+    for t in threads:
+        t.join()
+    codes = [c for _, c, _ in results]
+    assert all(st == 503 for st, _, _ in results), results
+    assert codes.count("queue_full") >= 1, codes
+    assert codes.count("model_not_ready") >= 1, codes
+    assert all(int(ra) >= 1 for _, _, ra in results)
+    assert max(live) < 0.05, live
+    m = s.get("/metrics").text
+    rejected = metric(m, "ecsnet_queue_rejected_total")
+    assert rejected == codes.count("queue_full")
+
+
+def test_deadline_drops_queued_work(server_factory):
+    s = server_factory("--workers", "1", "--queue", "16", "--request-timeout-ms", "100")
+    big = jpeg_bytes(6000, 4000, quality=50, smooth=True)
+    threads, results = _burst(s.url, big, 4)
+    for t in threads:
+        t.join()
+    codes = [c for _, c, _ in results]
+    assert codes.count("timeout") >= 1, codes
+    m = s.get("/metrics").text
+    assert metric(m, "ecsnet_queue_expired_total") >= 1
+
+
+def test_client_gone_is_dropped(server_factory):
+    s = server_factory("--workers", "1", "--queue", "16")
+    big = jpeg_bytes(6000, 4000, quality=50, smooth=True)
+    threads, results = _burst(s.url, big, 1)  # keeps the worker busy
+    time.sleep(0.05)
+    small = png_bytes()
+    req = (f"POST /cam HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+           f"Content-Length: {len(small)}\r\n\r\n").encode() + small
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(req)
+        time.sleep(0.02)
+        c.close()  # gone before a worker is free
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 10
+    gone = 0
+    while time.monotonic() < deadline:
+        m = s.get("/metrics").text
+        gone = metric(m, "ecsnet_queue_gone_total")
+        if gone >= 1:
+            break
+        time.sleep(0.1)
+    assert gone >= 1
+    assert s.get("/health/live").status_code == 200
+
+
+def test_connection_limit(server_factory):
+    s = server_factory("--max-connections", "2", "--http-threads", "1")
+    held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(2)]
+    time.sleep(0.2)
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.settimeout(3)
+        c.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            data = c.recv(100)
+        except (ConnectionResetError, socket.timeout):
+            data = b""
+        assert data == b""  # refused beyond the limit
+    for h in held:
+        h.close()
+    time.sleep(0.2)
+    assert s.get("/health/live").status_code == 200

@@ -511,6 +511,24 @@ static void test_corrupt_data(void **state) {
   ecs_image_free(ref);
   free(stray);
   free(buf);
+  /* Thousands of scans (a CPU bomb for progressive decoding) are refused before decoding. */
+  assert_int_equal(ecs_image_encode_jpeg(src, 90, &buf, &n, &err), ECS_OK);
+  size_t sos = 0;
+  for (size_t i = 2; i + 1 < n; i++)
+    if (buf[i] == 0xFF && buf[i + 1] == 0xDA) {
+      sos = i;
+      break;
+    }
+  assert_true(sos > 0);
+  size_t scan_len = n - 2 - sos, reps = 600;
+  uint8_t *many = malloc(sos + scan_len * reps + 2);
+  memcpy(many, buf, sos);
+  for (size_t r = 0; r < reps; r++) memcpy(many + sos + r * scan_len, buf + sos, scan_len);
+  memcpy(many + sos + scan_len * reps, "\xff\xd9", 2);
+  assert_int_equal(ecs_image_decode(many, sos + scan_len * reps + 2, 0, &img, &err), ECS_ERR_FORMAT);
+  assert_non_null(strstr(err.msg, "600 scans"));
+  free(many);
+  free(buf);
   const char junk[] = "GIF89a not an image we read";
   assert_int_equal(ecs_image_decode(junk, sizeof junk, 0, &img, &err), ECS_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "not a JPEG or PNG"));

@@ -68,7 +68,8 @@ enum {
  *    TurboJPEG warnings that mean lost pixels (a premature end of data, a bad Huffman code)
  *    are errors here too: a half-grey picture must not reach the model silently. Warnings
  *    that leave every pixel intact (stray bytes before a marker, as some cameras write) are
- *    accepted.
+ *    accepted. More than 500 scans (a CPU bomb; encoders write a few dozen) is
+ *    ECS_ERR_FORMAT.
  *  - PNG: every colour type and bit depth, interlaced or not; 16-bit samples are reduced to
  *    8 bits, palette and low bit depths expanded, tRNS turned into alpha, and alpha is then
  *    discarded (the colour samples are kept as stored, not composited), as VOC-style tools

@@ -129,6 +129,24 @@ static int benign_warning(tjhandle tj) {
   return 0;
 }
 
+/* Every scan of a progressive JPEG passes over all coefficients, so a small file with thousands
+ * of tiny scans costs minutes of CPU (libjpeg-turbo 2.1's TurboJPEG API has no scan limit of its
+ * own). Real encoders write at most a few dozen. Marker bytes inside entropy-coded data are
+ * stuffed (FF 00), so counting FF DA pairs counts start-of-scan markers. */
+enum { MAX_SCANS = 500 };
+
+static size_t count_scans(const uint8_t *b, size_t n) {
+  size_t scans = 0;
+  const uint8_t *p = b, *end = b + n;
+  while (p + 1 < end) {
+    const uint8_t *ff = memchr(p, 0xFF, (size_t)(end - p - 1));
+    if (!ff) break;
+    if (ff[1] == 0xDA) scans++;
+    p = ff + 1;
+  }
+  return scans;
+}
+
 ecs_status ecs_io_jpeg_decode(const uint8_t *b, size_t n, size_t max_pixels, unsigned flags,
                               ecs_image **out, ecs_err *err) {
   ecs_jpeg_info info;
@@ -136,6 +154,10 @@ ecs_status ecs_io_jpeg_decode(const uint8_t *b, size_t n, size_t max_pixels, uns
   if (st != ECS_OK) return st;
   st = ecs_io_check_pixels(info.width, info.height, max_pixels, err);
   if (st != ECS_OK) return st;
+  size_t scans = count_scans(b, n);
+  if (scans > MAX_SCANS)
+    return ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: %zu scans, more than the %d any encoder writes",
+                       scans, MAX_SCANS);
 
   tjhandle tj = tjInitDecompress();
   if (!tj) return ecs_err_set(err, ECS_ERR_BACKEND, "JPEG: cannot create a TurboJPEG decoder");

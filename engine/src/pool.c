@@ -38,6 +38,7 @@ struct ecs_pool {
   pthread_cond_t idle_cv;  /* a worker went idle (drain), or a worker finished initialising */
   ecs_job *head[N_PRIO], *tail[N_PRIO];
   int queued[N_PRIO];
+  ecs_job *expired; /* swept out of a full queue, waiting for a worker to call their done */
   atomic_int high_waiting; /* mirrors queued[ECS_PRIO_HIGH] for the lock-free reader */
   int busy;
   int running;
@@ -70,6 +71,9 @@ static int job_batchable(const ecs_pool *p, const ecs_job *j) {
 }
 
 static int total_queued(const ecs_pool *p) { return p->queued[0] + p->queued[1]; }
+
+/* Nothing left for the workers: no queued job and no swept one awaiting its done call. */
+static int no_work(const ecs_pool *p) { return total_queued(p) == 0 && p->expired == NULL; }
 
 static void push_job(ecs_pool *p, ecs_job *j) {
   int q = j->priority == ECS_PRIO_LOW ? 1 : 0;
@@ -197,19 +201,32 @@ static void *worker_main(void *arg) {
 
   ecs_job *batch[ECS_POOL_MAX_BATCH];
   for (;;) {
-    while (!p->stopping && total_queued(p) == 0) pthread_cond_wait(&p->work_cv, &p->mu);
-    if (total_queued(p) == 0) break; /* stopping */
+    while (!p->stopping && no_work(p)) pthread_cond_wait(&p->work_cv, &p->mu);
+    if (no_work(p)) break; /* stopping */
     /* Busy from the moment the first job leaves the queue: a drain must also wait for jobs
      * held while a batch fills. */
     p->busy++;
-    int n = take_jobs(p, batch);
-    pthread_mutex_unlock(&p->mu);
-
-    process(p, w, batch, n);
-
-    pthread_mutex_lock(&p->mu);
+    if (p->expired) {
+      ecs_job *j = p->expired;
+      p->expired = NULL;
+      pthread_mutex_unlock(&p->mu);
+      uint64_t k = 0;
+      for (; j; k++) {
+        ecs_job *next = j->pool_next_;
+        j->pool_next_ = NULL;
+        finish(j, ECS_JOB_EXPIRED, w->state);
+        j = next;
+      }
+      pthread_mutex_lock(&p->mu);
+      p->st.expired += k;
+    } else {
+      int n = take_jobs(p, batch);
+      pthread_mutex_unlock(&p->mu);
+      process(p, w, batch, n);
+      pthread_mutex_lock(&p->mu);
+    }
     p->busy--;
-    if (p->busy == 0 && total_queued(p) == 0) pthread_cond_broadcast(&p->idle_cv);
+    if (p->busy == 0 && no_work(p)) pthread_cond_broadcast(&p->idle_cv);
   }
   pthread_mutex_unlock(&p->mu);
   if (p->opts.worker_free) p->opts.worker_free(w->state, p->opts.user);
@@ -339,6 +356,30 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
   return p;
 }
 
+/* With the lock held and the queue full: moves jobs whose deadline has passed out of the queue
+ * (a worker calls their done), so that requests nobody waits for any more do not turn live ones
+ * away. */
+static void sweep_expired(ecs_pool *p) {
+  uint64_t now = ecs_monotonic_ns();
+  int moved = 0;
+  for (int q = 0; q < N_PRIO; q++) {
+    ecs_job *prev = NULL, *j = p->head[q];
+    while (j) {
+      ecs_job *next = j->pool_next_;
+      if (j->deadline_ns != 0 && now > j->deadline_ns) {
+        unlink_job(p, q, prev, j);
+        j->pool_next_ = p->expired;
+        p->expired = j;
+        moved = 1;
+      } else {
+        prev = j;
+      }
+      j = next;
+    }
+  }
+  if (moved) pthread_cond_signal(&p->work_cv);
+}
+
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err) {
   if (!pool || !job) return ecs_err_set(err, ECS_ERR_INVALID, "pool: no pool or no job");
   if (!job->run && !job_batchable(pool, job))
@@ -350,6 +391,7 @@ ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err) {
     pthread_mutex_unlock(&pool->mu);
     return ecs_err_set(err, ECS_ERR_CANCELLED, "pool: shutting down, not accepting jobs");
   }
+  if (total_queued(pool) >= pool->opts.queue_capacity) sweep_expired(pool);
   if (total_queued(pool) >= pool->opts.queue_capacity) {
     pool->st.rejected++;
     int cap = pool->opts.queue_capacity;
@@ -375,7 +417,7 @@ void ecs_pool_drain(ecs_pool *pool) {
   pool->accepting = 0;
   pool->draining = 1;
   pthread_cond_broadcast(&pool->batch_cv);
-  while (total_queued(pool) > 0 || pool->busy > 0) pthread_cond_wait(&pool->idle_cv, &pool->mu);
+  while (!no_work(pool) || pool->busy > 0) pthread_cond_wait(&pool->idle_cv, &pool->mu);
   pthread_mutex_unlock(&pool->mu);
 }
 

@@ -249,6 +249,42 @@ static void test_expired_jobs_are_dropped_before_they_start(void **state) {
   gate_destroy(&g);
 }
 
+/* A queue full of requests whose deadline has passed makes room for a live one. */
+static void test_full_queue_of_expired_jobs_takes_a_live_one(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_pool *p = ecs_pool_new(1, 2, NULL, NULL, NULL, &err);
+  gate g;
+  gate_init(&g);
+  gate_close(p, &g);
+  log_t lg;
+  log_init(&lg);
+  rjob js[4];
+  for (int i = 0; i < 4; i++) rjob_init(&js[i], &lg, i);
+  js[0].job.deadline_ns = ecs_monotonic_ns() + 1000000u;
+  js[1].job.deadline_ns = ecs_monotonic_ns() + 60000000000ull;
+  assert_int_equal(ecs_pool_submit(p, &js[0].job, &err), ECS_OK);
+  assert_int_equal(ecs_pool_submit(p, &js[1].job, &err), ECS_OK);
+  assert_int_equal(ecs_pool_submit(p, &js[2].job, &err), ECS_ERR_LIMIT); /* nothing expired yet */
+  sleep_ms(10);
+  assert_int_equal(ecs_pool_submit(p, &js[3].job, &err), ECS_OK); /* js[0] made room */
+  ecs_pool_stats st;
+  ecs_pool_get_stats(p, &st);
+  assert_int_equal(st.queued, 2);
+  gate_open(&g);
+  ecs_pool_drain(p);
+  assert_int_equal(lg.ends[0], ECS_JOB_EXPIRED + 1);
+  assert_int_equal(lg.ends[1], ECS_JOB_DONE + 1);
+  assert_int_equal(lg.ends[2], 0);
+  assert_int_equal(lg.ends[3], ECS_JOB_DONE + 1);
+  assert_int_equal(lg.n, 2);
+  ecs_pool_get_stats(p, &st);
+  assert_int_equal(st.expired, 1);
+  assert_int_equal(st.rejected, 1);
+  ecs_pool_free(p);
+  gate_destroy(&g);
+}
+
 static void test_still_wanted_is_asked_just_before_start(void **state) {
   (void)state;
   ecs_err err = {0};
@@ -703,6 +739,7 @@ int main(void) {
       cmocka_unit_test(test_fifo_order),
       cmocka_unit_test(test_full_queue_is_rejected_at_once),
       cmocka_unit_test(test_expired_jobs_are_dropped_before_they_start),
+      cmocka_unit_test(test_full_queue_of_expired_jobs_takes_a_live_one),
       cmocka_unit_test(test_still_wanted_is_asked_just_before_start),
       cmocka_unit_test(test_high_priority_runs_before_low),
       cmocka_unit_test(test_low_priority_job_can_yield),

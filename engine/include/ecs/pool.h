@@ -104,7 +104,9 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err);
 ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn worker_init,
                        ecs_worker_free_fn worker_free, void *user, ecs_err *err);
 
-/* Queues a job; never blocks. ECS_ERR_LIMIT when the queue is full (answer 503),
+/* Queues a job; never blocks. When the queue is full, jobs in it whose deadline has passed are
+ * taken out first (a worker then calls their done with ECS_JOB_EXPIRED); if it is still full,
+ * ECS_ERR_LIMIT (answer 503),
  * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run (and not
  * batchable). On failure the pool does not keep the job and done is not called. */
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err);

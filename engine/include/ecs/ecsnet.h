@@ -89,6 +89,10 @@ ecs_model *ecs_model_new(const ecs_model_config *cfg, ecs_buffer_type *buft, uin
 ecs_model *ecs_model_load(const char *path, ecs_buffer_type *buft, ecs_err *err);
 /* Saves atomically (temporary file, fsync, rename). */
 ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err);
+/* Adds the tensors and metadata of the model file to a writer (training checkpoints add the
+ * optimiser state next to them; ecs_model_load reads such a checkpoint as a model). */
+struct ecs_st_writer;
+ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, ecs_err *err);
 void ecs_model_free(ecs_model *m); /* accepts NULL */
 ecs_params *ecs_model_params(ecs_model *m);
 const ecs_model_config *ecs_model_get_config(const ecs_model *m);

@@ -231,9 +231,7 @@ static void hparams_json(const ecs_hparams *hp, char *buf, size_t n) {
            hp->no_erase, hp->no_overlay, hp->no_phi_filter);
 }
 
-ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err) {
-  ecs_st_writer *w = ecs_st_writer_new(err);
-  if (!w) return err ? err->status : ECS_ERR_NOMEM;
+ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, ecs_err *err) {
   ecs_status st = ECS_OK;
   void *tmp = NULL;
   for (size_t i = 0; st == ECS_OK && i < ecs_params_count(m->ps); i++) {
@@ -278,6 +276,13 @@ ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err) {
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "label_threshold", num, err);
   }
   free(classes);
+  return st;
+}
+
+ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err) {
+  ecs_st_writer *w = ecs_st_writer_new(err);
+  if (!w) return err ? err->status : ECS_ERR_NOMEM;
+  ecs_status st = ecs_model_add_to_writer(m, w, err);
   if (st == ECS_OK) st = ecs_st_writer_save(w, path, err);
   ecs_st_writer_free(w);
   return st;
@@ -405,10 +410,16 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
     return NULL;
   }
   char unused[512] = "";
-  if (ecs_params_load(m->ps, f, unused, sizeof unused, &e) != ECS_OK) {
+  if (ecs_params_load(m->ps, f, NULL, 0, &e) != ECS_OK) {
     ecs_err_set(err, e.status == ECS_OK ? ECS_ERR_FORMAT : e.status, "%s: %s", path, e.msg);
     ecs_model_free(m);
     return NULL;
+  }
+  /* a training checkpoint is a model file plus optimiser state: only those extras are allowed */
+  for (size_t i = 0; i < ecs_st_count(f) && !unused[0]; i++) {
+    const char *name = ecs_st_at(f, i)->name;
+    if (!ecs_params_find(m->ps, name) && strncmp(name, "optim.", 6) != 0)
+      snprintf(unused, sizeof unused, "%s", name);
   }
   if (unused[0]) {
     ecs_err_set(err, ECS_ERR_FORMAT, "%s: tensors that a %s model does not have: %s", path, bb,

@@ -1,0 +1,584 @@
+/* cli_main.c - `ecsnet`, the command line for local work.
+ *
+ *   ecsnet cam IMAGE --model MODEL [--labels a,b] --out DIR [--float] [--scales 1,0.5] [--flip]
+ *   ecsnet train --data DIR --out MODEL [options]      (ecsnet train --help)
+ *   ecsnet eval --data DIR --model MODEL [--split S] [--max-images N]
+ *   ecsnet synth --out DIR --count N --seed S [--size PX] [--classes K]
+ *   ecsnet info MODEL
+ *
+ * Exit status: 0 success, 2 bad usage, 1 failure; errors are one line on stderr. MODEL
+ * defaults to $ECSNET_MODEL. */
+#include "ecs/ecsnet.h"
+#include "ecs/eval.h"
+#include "ecs/image.h"
+#include "ecs/safetensors.h"
+#include "ecs/synth.h"
+#include "ecs/train.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define USAGE_EXIT 2
+
+static int usage(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("ecsnet: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputs(" (see ecsnet --help)\n", stderr);
+  va_end(ap);
+  return USAGE_EXIT;
+}
+
+static int failure(const ecs_err *e) {
+  fprintf(stderr, "ecsnet: %s\n", e->msg[0] ? e->msg : ecs_status_str(e->status));
+  return 1;
+}
+
+static const char *g_help =
+    "usage: ecsnet COMMAND ...\n"
+    "  cam IMAGE --out DIR [--model MODEL] [--labels a,b] [--float] [--scales 1,0.5] [--flip]\n"
+    "      [--threads N]   CAMs, erased CAMs and masks of one image as PNGs\n"
+    "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d] [--init MODEL]\n"
+    "      [--epochs N | --steps N] [--batch N] [--lr F] [--crop PX] [--resize MIN,MAX]\n"
+    "      [--no-flip] [--no-jitter] [--seed N] [--split S] [--checkpoint FILE]\n"
+    "      [--checkpoint-every N] [--resume CHECKPOINT] [--threads N] [--warmup F] [--no-erase]\n"
+    "      [--delta F] [--theta F] [--beta F] [--overlay K] [--no-bg-in-phi] [--quiet]\n"
+    "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
+    "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
+    "  info MODEL\n"
+    "MODEL defaults to $ECSNET_MODEL. Exit status: 0 ok, 1 failure, 2 bad usage.\n";
+
+/* ---- small parsing helpers ---------------------------------------------------------------- */
+static int parse_int(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return 0;
+  *out = v;
+  return 1;
+}
+
+static int parse_float(const char *s, float lo, float hi, float *out) {
+  char *end;
+  errno = 0;
+  float v = strtof(s, &end);
+  if (errno || end == s || *end || !(v >= lo && v <= hi)) return 0;
+  *out = v;
+  return 1;
+}
+
+static int parse_scales(const char *s, float *out, int *n) {
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", s);
+  *n = 0;
+  for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    if (*n >= ECS_MAX_SCALES || !parse_float(t, 0.25f, 2.0f, &out[*n])) return 0;
+    (*n)++;
+  }
+  return *n > 0;
+}
+
+typedef struct args {
+  int argc;
+  char **argv;
+  int i;
+} args;
+
+/* The value of option argv[i] (moving past it), or NULL when it has none. */
+static const char *val(args *a) {
+  if (a->i + 1 >= a->argc) return NULL;
+  return a->argv[++a->i];
+}
+
+static ecs_ctx *make_ctx(int threads, ecs_backend **be, ecs_err *e) {
+  const char *dev = getenv("ECSNET_DEVICE");
+  ecs_device *d = ecs_device_find(dev && *dev ? dev : "cpu", e);
+  if (!d) return NULL;
+  *be = ecs_backend_init(d, &(ecs_backend_params){.n_threads = threads}, e);
+  return *be ? ecs_ctx_new(*be, e) : NULL;
+}
+
+/* ---- ecsnet info ---------------------------------------------------------------------------- */
+static int cmd_info(int argc, char **argv) {
+  if (argc != 3) return usage("info takes one MODEL file");
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_load(argv[2], NULL, &e);
+  if (!m) return failure(&e);
+  const ecs_model_config *c = ecs_model_get_config(m);
+  ecs_params *ps = ecs_model_params(m);
+  int64_t n = 0, tr = 0;
+  for (size_t i = 0; i < ecs_params_count(ps); i++) {
+    ecs_tensor *t = ecs_params_at(ps, i);
+    n += ecs_nelements(t);
+    if (!t->frozen) tr += ecs_nelements(t);
+  }
+  const ecs_hparams *h = &c->hp;
+  printf("model:          %s\n", argv[2]);
+  printf("backbone:       %s (output stride 8)\n", ecs_backbone_name(c->backbone));
+  printf("normalisation:  %s\n", ecs_norm_name(c->norm));
+  printf("classes:        %d:", c->n_classes);
+  for (int k = 0; k < c->n_classes; k++) printf(" %s", c->class_names[k]);
+  printf("\nparameters:     %lld (%lld trainable)\n", (long long)n, (long long)tr);
+  printf("alpha_bg:       %g\n", c->alpha_bg);
+  printf("label threshold %g\n", c->label_threshold);
+  printf("ecs:            beta %g%s delta %g theta %g sigma %g lambda %g (ramp %g) warmup %g\n",
+         h->beta, h->beta <= 0 ? " (auto)" : "", h->delta, h->theta, h->sigma_factor, h->lambda,
+         h->lambda_ramp, h->warmup);
+  printf("overlay:        K %d%s rates %d,%d,%d,%d\n", h->overlay_k, h->overlay_k < 0 ? " (auto)" : "",
+         h->overlay_rates[0], h->overlay_rates[1], h->overlay_rates[2], h->overlay_rates[3]);
+  printf("switches:       bg_in_phi %d cls_on_erased %d no_erase %d no_overlay %d no_phi_filter %d\n",
+         h->bg_in_phi, h->cls_on_erased, h->no_erase, h->no_overlay, h->no_phi_filter);
+  printf("bg channel:     %s\n", c->bg_channel_added ? "added by the converter (zero-initialised)" : "trained");
+  printf("provenance:     %s\n", c->provenance);
+  ecs_model_free(m);
+  return 0;
+}
+
+/* ---- ecsnet cam ----------------------------------------------------------------------------- */
+static int write_grey(const char *dir, const char *name, const float *v, const uint8_t *u, int h,
+                      int w, ecs_err *e) {
+  ecs_image *img = ecs_image_new(w, h, 1, e);
+  if (!img) return 0;
+  for (size_t p = 0; p < (size_t)h * w; p++)
+    img->data[p] = v ? (uint8_t)(v[p] * 255.0f + 0.5f) : (uint8_t)(u[p] ? 255 : 0);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s.png", dir, name);
+  int ok = ecs_image_write(path, img, 0, e) == ECS_OK;
+  ecs_image_free(img);
+  return ok;
+}
+
+static int write_mask(const char *dir, const char *name, const uint8_t *m, int h, int w, ecs_err *e) {
+  uint8_t pal[256][3], *png;
+  size_t n;
+  ecs_voc_palette(pal);
+  if (ecs_png_encode_palette(m, w, h, (const uint8_t(*)[3])pal, 256, &png, &n, e) != ECS_OK) return 0;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/%s.png", dir, name);
+  int ok = ecs_file_write(path, png, n, e) == ECS_OK;
+  free(png);
+  return ok;
+}
+
+static int cmd_cam(int argc, char **argv) {
+  const char *image = NULL, *model = getenv("ECSNET_MODEL"), *labels = NULL, *out = NULL;
+  int want_float = 0;
+  long threads = 0;
+  ecs_infer_opts o = {.want_erased = 1};
+  args a = {argc, argv, 1};
+  for (a.i = 2; a.i < argc; a.i++) {
+    const char *o_ = argv[a.i], *v;
+    if (strcmp(o_, "--model") == 0) {
+      if (!(model = val(&a))) return usage("--model needs a file");
+    } else if (strcmp(o_, "--labels") == 0) {
+      if (!(labels = val(&a))) return usage("--labels needs class names");
+    } else if (strcmp(o_, "--out") == 0) {
+      if (!(out = val(&a))) return usage("--out needs a folder");
+    } else if (strcmp(o_, "--float") == 0) {
+      want_float = 1;
+    } else if (strcmp(o_, "--flip") == 0) {
+      o.flip = 1;
+    } else if (strcmp(o_, "--scales") == 0) {
+      if (!(v = val(&a)) || !parse_scales(v, o.scales, &o.n_scales))
+        return usage("--scales needs up to %d numbers in 0.25..2, comma separated", ECS_MAX_SCALES);
+    } else if (strcmp(o_, "--threads") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024");
+    } else if (o_[0] == '-') {
+      return usage("cam: unknown option %s", o_);
+    } else if (!image) {
+      image = o_;
+    } else {
+      return usage("cam takes one IMAGE");
+    }
+  }
+  if (!image) return usage("cam needs an IMAGE");
+  if (!out) return usage("cam needs --out DIR");
+  if (!model || !*model) return usage("cam needs --model MODEL (or $ECSNET_MODEL)");
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_load(model, NULL, &e);
+  if (!m) return failure(&e);
+  int ids[ECS_MAX_CLASSES], n_ids = 0, rc = 1;
+  const ecs_model_config *c = ecs_model_get_config(m);
+  if (labels) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", labels);
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      long id;
+      int k = ecs_model_class_id(m, t);
+      if (!k && parse_int(t, 1, c->n_classes, &id)) k = (int)id;
+      if (!k) {
+        fprintf(stderr, "ecsnet: unknown label '%s' (the model's classes:", t);
+        for (int j = 0; j < c->n_classes; j++) fprintf(stderr, " %s", c->class_names[j]);
+        fprintf(stderr, ")\n");
+        ecs_model_free(m);
+        return USAGE_EXIT;
+      }
+      if (n_ids < ECS_MAX_CLASSES) ids[n_ids++] = k;
+    }
+    o.labels = ids;
+    o.n_labels = n_ids;
+  }
+  ecs_image *img = NULL;
+  ecs_backend *be = NULL;
+  ecs_ctx *ctx = NULL;
+  ecs_cam_result *r = NULL;
+  if (ecs_image_read(image, 0, 0, &img, &e) != ECS_OK) goto done;
+  if (mkdir(out, 0777) != 0 && errno != EEXIST) {
+    ecs_err_set(&e, ECS_ERR_IO, "%s: cannot create the folder: %s", out, strerror(errno));
+    goto done;
+  }
+  if (!(ctx = make_ctx((int)threads, &be, &e))) goto done;
+  if (ecs_model_infer(m, ctx, img->data, img->height, img->width, &o, &r, &e) != ECS_OK) goto done;
+  int h = r->h, w = r->w;
+  size_t hw = (size_t)h * w;
+  char name[128], path[4200];
+  for (int i = 0; i < r->n_labels; i++) {
+    const char *cn = c->class_names[r->labels[i] - 1];
+    snprintf(name, sizeof name, "cam_%s", cn);
+    if (!write_grey(out, name, r->cams + i * hw, NULL, h, w, &e)) goto done;
+    snprintf(name, sizeof name, "erased_cam_%s", cn);
+    if (!write_grey(out, name, r->erased_cams + i * hw, NULL, h, w, &e)) goto done;
+  }
+  if (!write_mask(out, "mask", r->mask, h, w, &e) || !write_mask(out, "cam_mask", r->cam_mask, h, w, &e) ||
+      !write_mask(out, "ecs_mask", r->ecs_mask, h, w, &e) ||
+      !write_mask(out, "head_mask", r->head_mask, h, w, &e) ||
+      !write_grey(out, "erase_region", NULL, r->erase_region, h, w, &e))
+    goto done;
+  ecs_image er = {.width = w, .height = h, .channels = 3, .data = r->erased_image};
+  snprintf(path, sizeof path, "%s/erased_image.png", out);
+  if (ecs_image_write(path, &er, 0, &e) != ECS_OK) goto done;
+  snprintf(path, sizeof path, "%s/scores.txt", out);
+  FILE *f = fopen(path, "w");
+  if (!f) {
+    ecs_err_set(&e, ECS_ERR_IO, "%s: %s", path, strerror(errno));
+    goto done;
+  }
+  for (int k = 0; k < c->n_classes; k++) {
+    int used = 0;
+    for (int i = 0; i < r->n_labels; i++) used |= r->labels[i] == k + 1;
+    fprintf(f, "%s %.6f%s\n", c->class_names[k], r->scores[k], used ? " *" : "");
+  }
+  if (fclose(f) != 0) {
+    ecs_err_set(&e, ECS_ERR_IO, "%s: write failed", path);
+    goto done;
+  }
+  if (want_float) {
+    ecs_st_writer *sw = ecs_st_writer_new(&e);
+    int64_t ne[3] = {r->n_labels, h, w}, ns[1] = {c->n_classes}, nl[1] = {r->n_labels};
+    snprintf(path, sizeof path, "%s/cams.safetensors", out);
+    int ok = sw && ecs_st_writer_add(sw, "cams", ECS_F32, 3, ne, r->cams, &e) == ECS_OK &&
+             ecs_st_writer_add(sw, "erased_cams", ECS_F32, 3, ne, r->erased_cams, &e) == ECS_OK &&
+             ecs_st_writer_add(sw, "scores", ECS_F32, 1, ns, r->scores, &e) == ECS_OK &&
+             ecs_st_writer_add(sw, "labels", ECS_I32, 1, nl, r->labels, &e) == ECS_OK &&
+             ecs_st_writer_save(sw, path, &e) == ECS_OK;
+    ecs_st_writer_free(sw);
+    if (!ok) goto done;
+  }
+  printf("labels:");
+  for (int i = 0; i < r->n_labels; i++) printf(" %s", c->class_names[r->labels[i] - 1]);
+  printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", out, w, h, (long long)r->phi);
+  rc = 0;
+done:
+  if (rc) failure(&e);
+  ecs_cam_result_free(r);
+  ecs_ctx_free(ctx);
+  ecs_backend_free(be);
+  ecs_image_free(img);
+  ecs_model_free(m);
+  return rc;
+}
+
+/* ---- ecsnet train --------------------------------------------------------------------------- */
+static volatile int g_cancel;
+static void on_signal(int sig) {
+  (void)sig;
+  g_cancel = 1;
+}
+
+typedef struct train_ui {
+  int tty, quiet;
+  int64_t last_line;
+} train_ui;
+
+static void fmt_time(double s, char *buf, size_t n) {
+  long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+static int on_progress(void *user, const ecs_train_progress *p) {
+  train_ui *ui = user;
+  if (ui->quiet) return 0;
+  char eta[32];
+  fmt_time(p->eta_s, eta, sizeof eta);
+  double phi = p->stats.cells ? 100.0 * (double)p->stats.phi / (double)p->stats.cells : 0;
+  if (ui->tty) {
+    int width = 24, done = (int)(width * p->step / (p->max_steps ? p->max_steps : 1));
+    char bar[32];
+    for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
+    bar[width] = 0;
+    printf("\r[%s] %lld/%lld ep %d %s loss %.4f cls %.4f seg %.4f |Phi| %.0f%% lr %.2g %.1f img/s ETA %s ",
+           bar, (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ECS" : "CAM",
+           p->stats.loss, p->stats.loss_cls, p->stats.loss_seg, phi, p->lr, p->images_per_s, eta);
+    if (p->step == p->max_steps) printf("\n");
+    fflush(stdout);
+  } else if (p->step == 1 || p->step == p->max_steps || p->step - ui->last_line >= 10) {
+    ui->last_line = p->step;
+    printf("step %lld/%lld epoch %d phase %s loss %.5f cls %.5f cls_erased %.5f seg %.5f lambda %.3f "
+           "phi %lld (fg %lld bg %lld of %lld) lr %.5g img/s %.2f eta %s\n",
+           (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ecs" : "cam",
+           p->stats.loss, p->stats.loss_cls, p->stats.loss_cls_erased, p->stats.loss_seg, p->lambda,
+           (long long)p->stats.phi, (long long)p->stats.phi_fg, (long long)p->stats.phi_bg,
+           (long long)p->stats.cells, p->lr, p->images_per_s, eta);
+    fflush(stdout);
+  }
+  return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small";
+  ecs_train_opts o;
+  ecs_train_opts_default(&o);
+  o.batch = 16;
+  o.epochs = 0;
+  o.aug.crop = 128;
+  o.aug.resize_min = o.aug.resize_max = 0;
+  long threads = 0, lv;
+  float fv;
+  int quiet = 0, no_erase = -1, no_bg = 0;
+  float warmup = -1, delta = -1, theta = -1, beta = -1;
+  long overlay = -2;
+  args a = {argc, argv, 1};
+  for (a.i = 2; a.i < argc; a.i++) {
+    const char *op = argv[a.i], *v = NULL;
+#define NEED(msg) \
+  if (!(v = val(&a))) return usage("%s needs %s", op, msg)
+    if (strcmp(op, "--data") == 0) { NEED("a dataset folder"); data = v; }
+    else if (strcmp(op, "--out") == 0) { NEED("a model file"); out = v; }
+    else if (strcmp(op, "--init") == 0) { NEED("a model file"); init = v; }
+    else if (strcmp(op, "--backbone") == 0) { NEED("small, resnet38d or vgg16d"); bb = v; }
+    else if (strcmp(op, "--split") == 0) { NEED("a split name"); o.split = v; }
+    else if (strcmp(op, "--checkpoint") == 0) { NEED("a file"); o.checkpoint = v; }
+    else if (strcmp(op, "--resume") == 0) { NEED("a checkpoint"); o.resume = v; }
+    else if (strcmp(op, "--no-flip") == 0) o.aug.flip = 0;
+    else if (strcmp(op, "--no-jitter") == 0) o.aug.brightness = o.aug.contrast = o.aug.saturation = o.aug.hue = 0;
+    else if (strcmp(op, "--no-erase") == 0) no_erase = 1;
+    else if (strcmp(op, "--no-bg-in-phi") == 0) no_bg = 1;
+    else if (strcmp(op, "--quiet") == 0) quiet = 1;
+    else if (strcmp(op, "--epochs") == 0) { NEED("a count"); if (!parse_int(v, 1, 100000, &lv)) return usage("--epochs needs 1..100000"); o.epochs = (int)lv; }
+    else if (strcmp(op, "--steps") == 0) { NEED("a count"); if (!parse_int(v, 1, 100000000, &lv)) return usage("--steps needs a positive count"); o.max_steps = lv; }
+    else if (strcmp(op, "--batch") == 0) { NEED("a count"); if (!parse_int(v, 1, 1024, &lv)) return usage("--batch needs 1..1024"); o.batch = (int)lv; }
+    else if (strcmp(op, "--crop") == 0) { NEED("pixels"); if (!parse_int(v, 8, 4096, &lv)) return usage("--crop needs 8..4096"); o.aug.crop = (int)lv; }
+    else if (strcmp(op, "--seed") == 0) { NEED("a number"); if (!parse_int(v, 0, 0x7fffffffL, &lv)) return usage("--seed needs a non-negative number"); o.seed = (uint64_t)lv; }
+    else if (strcmp(op, "--checkpoint-every") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &lv)) return usage("--checkpoint-every needs a positive count"); o.checkpoint_every = (int)lv; }
+    else if (strcmp(op, "--threads") == 0) { NEED("a count"); if (!parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024"); }
+    else if (strcmp(op, "--overlay") == 0) { NEED("K"); if (!parse_int(v, 0, ECS_MAX_RATES, &overlay)) return usage("--overlay needs 0..%d", ECS_MAX_RATES); }
+    else if (strcmp(op, "--lr") == 0) { NEED("a rate"); if (!parse_float(v, 1e-9f, 10, &o.lr)) return usage("--lr needs a positive rate"); }
+    else if (strcmp(op, "--warmup") == 0) { NEED("a fraction"); if (!parse_float(v, 0, 1, &warmup)) return usage("--warmup needs 0..1"); }
+    else if (strcmp(op, "--delta") == 0) { NEED("a threshold"); if (!parse_float(v, 0.01f, 0.99f, &delta)) return usage("--delta needs 0.01..0.99"); }
+    else if (strcmp(op, "--theta") == 0) { NEED("a threshold"); if (!parse_float(v, 0.01f, 0.99f, &theta)) return usage("--theta needs 0.01..0.99"); }
+    else if (strcmp(op, "--beta") == 0) { NEED("a factor"); if (!parse_float(v, 0.1f, 1, &beta)) return usage("--beta needs 0.1..1"); }
+    else if (strcmp(op, "--resize") == 0) {
+      NEED("MIN,MAX");
+      char *comma = strchr(v, ',');
+      long mn, mx;
+      char lo[32];
+      snprintf(lo, sizeof lo, "%.*s", comma ? (int)(comma - v) : 0, v);
+      if (!comma || !parse_int(lo, 8, 8192, &mn) || !parse_int(comma + 1, mn, 8192, &mx))
+        return usage("--resize needs MIN,MAX long sides in pixels");
+      o.aug.resize_min = (int)mn;
+      o.aug.resize_max = (int)mx;
+    } else return usage("train: unknown option %s", op);
+#undef NEED
+  }
+  (void)fv;
+  if (!data) return usage("train needs --data DIR");
+  if (!out) return usage("train needs --out MODEL");
+  if (o.resume && init) return usage("--resume and --init exclude each other");
+  ecs_backbone b;
+  ecs_err e = {0};
+  if (ecs_backbone_parse(bb, &b, &e) != ECS_OK) return usage("%s", e.msg);
+  if (!o.max_steps && !o.epochs) o.epochs = 8;
+
+  ecs_dataset *ds = ecs_dataset_open(data, &e);
+  if (!ds) return failure(&e);
+  ecs_model *m = NULL;
+  if (o.resume || init) {
+    m = ecs_model_load(o.resume ? o.resume : init, NULL, &e);
+  } else {
+    ecs_model_config *cfg = malloc(sizeof *cfg);
+    if (cfg) {
+      ecs_model_config_default(cfg, b, ecs_dataset_n_classes(ds));
+      for (int k = 1; k <= cfg->n_classes && k <= ECS_MAX_CLASSES - 1; k++)
+        snprintf(cfg->class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
+      m = ecs_model_new(cfg, NULL, o.seed, &e);
+      free(cfg);
+    }
+  }
+  if (!m) {
+    ecs_dataset_free(ds);
+    return failure(&e);
+  }
+  if (!o.resume) { /* a resumed run keeps the checkpoint's settings */
+    ecs_model_config *c = ecs_model_config_mut(m);
+    if (warmup >= 0) c->hp.warmup = warmup;
+    if (delta > 0) c->hp.delta = delta;
+    if (theta > 0) c->hp.theta = theta;
+    if (beta > 0) c->hp.beta = beta;
+    if (overlay >= 0) c->hp.overlay_k = (int)overlay;
+    if (no_erase > 0) c->hp.no_erase = 1;
+    if (no_bg) c->hp.bg_in_phi = 0;
+    snprintf(c->provenance, sizeof c->provenance, "trained by ecsnet %s on %s (split %s, seed %llu%s%s)",
+             ecs_version(), data, o.split, (unsigned long long)o.seed, init ? ", from " : "", init ? init : "");
+  }
+  ecs_backend *be = NULL;
+  ecs_ctx *ctx = make_ctx((int)threads, &be, &e);
+  int rc = 1;
+  if (ctx) {
+    train_ui ui = {.tty = isatty(STDOUT_FILENO), .quiet = quiet};
+    o.progress = on_progress;
+    o.user = &ui;
+    o.cancel = &g_cancel;
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    ecs_status st = ecs_train(m, ctx, ds, &o, &e);
+    if (ui.tty && !quiet) printf("\n");
+    if (st == ECS_OK && ecs_model_save(m, out, &e) == ECS_OK) {
+      printf("saved %s\n", out);
+      rc = 0;
+    } else if (st == ECS_ERR_CANCELLED && o.checkpoint) {
+      fprintf(stderr, "ecsnet: %s; resume with --resume %s\n", e.msg, o.checkpoint);
+    } else {
+      failure(&e);
+    }
+  } else {
+    failure(&e);
+  }
+  ecs_ctx_free(ctx);
+  ecs_backend_free(be);
+  ecs_model_free(m);
+  ecs_dataset_free(ds);
+  return rc;
+}
+
+/* ---- ecsnet eval ---------------------------------------------------------------------------- */
+static int cmd_eval(int argc, char **argv) {
+  const char *data = NULL, *model = getenv("ECSNET_MODEL");
+  ecs_eval_opts o;
+  ecs_eval_opts_default(&o);
+  long lv, threads = 0;
+  args a = {argc, argv, 1};
+  for (a.i = 2; a.i < argc; a.i++) {
+    const char *op = argv[a.i], *v;
+    if (strcmp(op, "--data") == 0) { if (!(data = val(&a))) return usage("--data needs a folder"); }
+    else if (strcmp(op, "--model") == 0) { if (!(model = val(&a))) return usage("--model needs a file"); }
+    else if (strcmp(op, "--split") == 0) { if (!(o.split = val(&a))) return usage("--split needs a name"); }
+    else if (strcmp(op, "--flip") == 0) o.infer.flip = 1;
+    else if (strcmp(op, "--max-images") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 100000000, &lv)) return usage("--max-images needs a count");
+      o.max_images = (int)lv;
+    } else if (strcmp(op, "--threads") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024");
+    } else if (strcmp(op, "--scales") == 0) {
+      if (!(v = val(&a)) || !parse_scales(v, o.infer.scales, &o.infer.n_scales))
+        return usage("--scales needs numbers in 0.25..2");
+    } else return usage("eval: unknown option %s", op);
+  }
+  if (!data) return usage("eval needs --data DIR");
+  if (!model || !*model) return usage("eval needs --model MODEL (or $ECSNET_MODEL)");
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_load(model, NULL, &e);
+  ecs_dataset *ds = m ? ecs_dataset_open(data, &e) : NULL;
+  ecs_backend *be = NULL;
+  ecs_ctx *ctx = ds ? make_ctx((int)threads, &be, &e) : NULL;
+  ecs_eval_result *r = ctx ? calloc(1, sizeof *r) : NULL;
+  int rc = 1;
+  if (r && ecs_eval_run(m, ctx, ds, &o, r, &e) == ECS_OK) {
+    const ecs_model_config *c = ecs_model_get_config(m);
+    printf("%-16s %8s %8s %8s\n", "class", "CAM", "combined", "head");
+    for (int k = 0; k <= r->n_classes; k++)
+      printf("%-16s %8.1f %8.1f %8.1f\n", k ? c->class_names[k - 1] : "background",
+             100 * r->classes[k].iou_cam, 100 * r->classes[k].iou_combined, 100 * r->classes[k].iou_head);
+    printf("%-16s %8.1f %8.1f %8.1f\n", "mIoU", 100 * r->miou_cam[r->best_cam],
+           100 * r->miou_combined[r->best_combined], 100 * r->miou_head);
+    printf("best alpha_bg %.2f (CAM), %.2f (combined); Phi precision %.1f%% coverage %.1f%%; mAP %.1f; "
+           "%d images in %.1f s\n", r->alphas[r->best_cam], r->alphas[r->best_combined],
+           100 * r->phi_precision, 100 * r->phi_coverage, 100 * r->map, r->n_images, r->seconds);
+    rc = 0;
+  } else {
+    if (ctx && !r) ecs_err_set(&e, ECS_ERR_NOMEM, "out of memory");
+    failure(&e);
+  }
+  free(r);
+  ecs_ctx_free(ctx);
+  ecs_backend_free(be);
+  ecs_dataset_free(ds);
+  ecs_model_free(m);
+  return rc;
+}
+
+/* ---- ecsnet synth --------------------------------------------------------------------------- */
+static int cmd_synth(int argc, char **argv) {
+  const char *out = NULL;
+  ecs_synth_params p;
+  ecs_synth_defaults(&p);
+  int have_count = 0;
+  long lv;
+  args a = {argc, argv, 1};
+  for (a.i = 2; a.i < argc; a.i++) {
+    const char *op = argv[a.i], *v;
+    if (strcmp(op, "--out") == 0) { if (!(out = val(&a))) return usage("--out needs a folder"); }
+    else if (strcmp(op, "--count") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 10000000, &lv)) return usage("--count needs a positive count");
+      p.count = (int)lv;
+      have_count = 1;
+    } else if (strcmp(op, "--seed") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 0, 0x7fffffffL, &lv)) return usage("--seed needs a number");
+      p.seed = (uint64_t)lv;
+    } else if (strcmp(op, "--size") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 64, 1024, &lv)) return usage("--size needs 64..1024");
+      p.size = (int)lv;
+    } else if (strcmp(op, "--classes") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, ECS_SYNTH_MAX_CLASSES, &lv))
+        return usage("--classes needs 1..%d", ECS_SYNTH_MAX_CLASSES);
+      p.n_classes = (int)lv;
+    } else return usage("synth: unknown option %s", op);
+  }
+  if (!out) return usage("synth needs --out DIR");
+  if (!have_count) return usage("synth needs --count N");
+  ecs_err e = {0};
+  if (ecs_synth_write(&p, out, &e) != ECS_OK) return failure(&e);
+  printf("wrote %d images to %s\n", p.count, out);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) return usage("no command");
+  const char *c = argv[1];
+  if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) {
+    fputs(g_help, stdout);
+    return 0;
+  }
+  if (strcmp(c, "--version") == 0) {
+    printf("ecsnet %s\n", ecs_version());
+    return 0;
+  }
+  if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+    fputs(g_help, stdout);
+    return 0;
+  }
+  if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
+  if (strcmp(c, "cam") == 0) return cmd_cam(argc, argv);
+  if (strcmp(c, "train") == 0) return cmd_train(argc, argv);
+  if (strcmp(c, "eval") == 0) return cmd_eval(argc, argv);
+  if (strcmp(c, "synth") == 0) return cmd_synth(argc, argv);
+  return usage("unknown command '%s'", c);
+}

@@ -3,6 +3,7 @@
  * Exit status: 0 after a graceful stop (SIGTERM, SIGINT), 2 on bad usage (one line on stderr),
  * 1 when the server cannot start. Signals only set a flag; the main thread does the shutdown,
  * since nothing in it is async-signal-safe. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,13 @@ int main(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  /* Blocked until sigsuspend below, so a signal can never slip in between the flag test and
+   * the wait; the server's threads inherit the mask and leave the signals to this thread. */
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
   /* Idle OpenMP teams must not spin while another worker computes (design: thread pools). */
   setenv("OMP_WAIT_POLICY", "passive", 0);
 
@@ -45,7 +53,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ecsnet-server: %s\n", err.msg);
     return 1;
   }
-  while (!g_stop) pause();
+  while (!g_stop) sigsuspend(&old);
   srv_shutdown(s, cfg.request_timeout_ms + 5000);
   srv_free(s);
   return 0;

@@ -54,7 +54,7 @@ static const setting k_settings[] = {
     {"queue", T_INT, OFF(queue), 1, 100000, "64", NULL, "N",
      "requests waiting for a worker; beyond it: 503 + Retry-After", 0},
     {"batch-max", T_INT, OFF(batch_max), 1, 64, "1", NULL, "N",
-     "largest batch of same-size requests", 0},
+     "largest batch of same-size requests (used once the model runs batches)", 0},
     {"batch-delay-ms", T_INT, OFF(batch_delay_ms), 0, 10000, "0", NULL, "MS",
      "how long a worker waits to fill a batch", 0},
     {"max-body", T_I64, OFF(max_body), 1024, 4294967296.0, "33554432", NULL, "BYTES",

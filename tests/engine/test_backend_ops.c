@@ -563,9 +563,10 @@ static int perf(const char *only) {
 }
 
 int main(int argc, char **argv) {
-  if (argc > 1 && strcmp(argv[1], "perf") == 0) return perf(argc > 2 ? argv[2] : NULL);
+  if (argc > 1 && (strcmp(argv[1], "perf") == 0 || strcmp(argv[1], "--perf") == 0))
+    return perf(argc > 2 ? argv[2] : NULL);
   if (argc > 1) {
-    fprintf(stderr, "usage: %s [perf [op-name-substring]]\n", argv[0]);
+    fprintf(stderr, "usage: %s [perf|--perf [op-name-substring]]\n", argv[0]);
     return 2;
   }
   const struct CMUnitTest tests[] = {

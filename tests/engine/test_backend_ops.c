@@ -160,7 +160,8 @@ static void gen_softmax(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
   int nd = k % 3 == 2 ? 2 : 4, masked = k % 2;
   int logp = t == ECS_OP_LOG_SOFTMAX || t == ECS_OP_LOG_SOFTMAX_BWD;
   c->tol = 1e-5;
-  snprintf(c->desc, sizeof c->desc, "x[%d,%d%s] %s", n, C, nd == 4 ? ",h,w" : "", masked ? "masked" : "");
+  if (nd == 4) snprintf(c->desc, sizeof c->desc, "x[%d,%d,%d,%d]%s", n, C, h, w, masked ? " masked" : "");
+  else snprintf(c->desc, sizeof c->desc, "x[%d,%d]%s", n, C, masked ? " masked" : "");
   ecs_tensor *x = nd == 4 ? rnd(c, r, 4, n, C, h, w) : rnd(c, r, 2, n, C, 1, 1);
   th_fill_unif(x, r, -4, 4);
   ecs_tensor *m = masked ? class_mask(c, r, n, C) : NULL;
@@ -435,9 +436,16 @@ static result run_case(dev_case *d, bcase *c, char *why, size_t nwhy) {
 
 #define N_CASES 6
 
-/* Every op x N_CASES on one device; returns the number of failures. */
+/* Cases per op: N_CASES, or ECSNET_OPS_CASES for a deeper sweep. */
+static int n_cases(void) {
+  const char *v = getenv("ECSNET_OPS_CASES");
+  int n = v ? atoi(v) : 0;
+  return n > 0 ? n : N_CASES;
+}
+
+/* Every op x n_cases() on one device; returns the number of failures. */
 static int run_device(ecs_device *dev) {
-  int gpu = !ecs_device_is_host(dev), failures = 0;
+  int gpu = !ecs_device_is_host(dev), failures = 0, ncase = n_cases();
   ecs_err err = {0};
   ecs_backend *be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = 2}, &err);
   if (!be) {
@@ -448,7 +456,7 @@ static int run_device(ecs_device *dev) {
   for (int t = ECS_OP_NONE + 1; t < ECS_OP_COUNT; t++) {
     int pass = 0, fail = 0, unsup = 0;
     th_rng rng = {1000u + (unsigned)t};
-    for (int k = 0; k < N_CASES; k++) {
+    for (int k = 0; k < ncase; k++) {
       bcase c;
       gen_case(&c, (ecs_op_type)t, &rng, 0, k);
       dev_case d = {.dev = dev, .be = be};

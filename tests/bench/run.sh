@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh - `make bench`: the engine's CPU backend against the FMA peak, PyTorch and
+# ONNX Runtime, on the same thread count, as one table.
+#
+# Benchmarks, not tests: nothing here passes or fails on time. Every figure is the median of
+# several runs (the machine may be shared and noisy); ratios are other time / our time, so
+# above 1 means the engine is faster. Settings (environment):
+#   ECSNET_BUILD_DIR  build with bin/bench_engine and bin/bench_peak (default ./build)
+#   ECSNET_PYTHON     interpreter with torch and onnxruntime (default ./.venv/bin/python)
+#   BENCH_THREADS     threads for every framework (2)       BENCH_RUNS       runs per case (5)
+#   BENCH_R38_SIZE    resnet38d input size (448)             BENCH_R38_RUNS   its runs (3)
+#   BENCH_CASES       which cases (default "conv resnet38d small train")
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${ECSNET_BUILD_DIR:-$root/build}
+py=${ECSNET_PYTHON:-$root/.venv/bin/python}
+threads=${BENCH_THREADS:-2}
+runs=${BENCH_RUNS:-5}
+r38_size=${BENCH_R38_SIZE:-448}
+r38_runs=${BENCH_R38_RUNS:-3}
+cases=${BENCH_CASES:-conv resnet38d small train}
+
+for b in bench_engine bench_peak; do
+  if [[ ! -x $build/bin/$b ]]; then
+    echo "run.sh: $build/bin/$b is missing: build first (make build)" >&2
+    exit 1
+  fi
+done
+
+have_torch=0 have_ort=0
+if "$py" -c 'import torch' 2>/dev/null; then have_torch=1; fi
+if "$py" -c 'import onnxruntime' 2>/dev/null; then have_ort=1; fi
+[[ $have_torch == 1 ]] || echo "run.sh: no torch in $py: the PyTorch and ONNX Runtime columns stay empty" >&2
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+export OMP_NUM_THREADS=$threads
+
+engine() { "$build/bin/bench_engine" "$@" --threads "$threads" | sed 's/^/impl=ecs /' >>"$out"; }
+torch_run() {
+  [[ $have_torch == 1 ]] || return 0
+  local ort=()
+  [[ $have_ort == 1 ]] || ort=(--no-ort)
+  "$py" "$here/bench_torch.py" "$@" --threads "$threads" "${ort[@]}" >>"$out"
+}
+
+echo "run.sh: measuring the FMA peak on $threads threads" >&2
+"$build/bin/bench_peak" "$threads" >>"$out"
+for c in $cases; do
+  echo "run.sh: $c" >&2
+  case $c in
+  conv) engine conv --runs "$runs"; torch_run conv --runs "$runs" --no-ort ;;
+  resnet38d) engine resnet38d --runs "$r38_runs" --size "$r38_size"
+             torch_run resnet38d --runs "$r38_runs" --size "$r38_size" ;;
+  small) engine small --runs "$runs"; torch_run small --runs "$runs" ;;
+  train) engine train --runs "$runs"; torch_run train --runs "$runs" --no-ort ;;
+  *) echo "run.sh: unknown case $c" >&2; exit 2 ;;
+  esac
+done
+"$py" "$here/report.py" "$out" 2>/dev/null || python3 "$here/report.py" "$out"

@@ -341,10 +341,12 @@ static ecs_tensor *record(ecs_ctx *ctx, const ecs_op *op, ecs_tensor *saved) {
   return out;
 }
 
-/* Runs op (dst[0] is the result) and records it when rec is set. */
+/* Runs op (dst[0] is the result) and records it when rec is set. The tape keeps the inputs
+ * as given: ctx_exec may swap in plain copies, which are not what gradients flow into. */
 static ecs_tensor *run(ecs_ctx *ctx, ecs_op *op, int rec) {
+  ecs_op as_given = *op;
   if (ctx_exec(ctx, op, 0) != ECS_OK) return NULL;
-  return rec ? record(ctx, op, NULL) : op->dst[0];
+  return rec ? record(ctx, &as_given, NULL) : op->dst[0];
 }
 
 /* Common argument checks; the backend checks the full op contract. */

@@ -388,14 +388,23 @@ static ecs_status parse_metadata(jp *p, ecs_st_file *f) {
 
 /* ---- validation of the parsed entries ------------------------------------------------------ */
 
-static const ecs_st_file *g_sort_file; /* qsort has no context argument in C11 */
-static const st_entry *g_sort_off;
+/* Sort keys that carry what they compare, since C11's qsort has no context argument and a
+ * global would make concurrent opens race. */
+typedef struct by_name_key {
+  const char *name;
+  size_t idx;
+} by_name_key;
+
+typedef struct by_begin_key {
+  uint64_t begin, end;
+  size_t idx;
+} by_begin_key;
 
 static int cmp_name(const void *a, const void *b) {
-  return strcmp(g_sort_file->t[*(const size_t *)a].name, g_sort_file->t[*(const size_t *)b].name);
+  return strcmp(((const by_name_key *)a)->name, ((const by_name_key *)b)->name);
 }
 static int cmp_begin(const void *a, const void *b) {
-  uint64_t x = g_sort_off[*(const size_t *)a].begin, y = g_sort_off[*(const size_t *)b].begin;
+  uint64_t x = ((const by_begin_key *)a)->begin, y = ((const by_begin_key *)b)->begin;
   return x < y ? -1 : x > y;
 }
 
@@ -426,33 +435,37 @@ static ecs_status validate(ecs_st_file *f, const st_entry *off, uint64_t data_le
     t->nbytes = (size_t)bytes;
   }
   if (f->n == 0) return ECS_OK;
-  size_t *idx = malloc(f->n * sizeof *idx);
+  by_name_key *names = malloc(f->n * sizeof *names);
+  by_begin_key *spans = malloc(f->n * sizeof *spans);
   f->by_name = malloc(f->n * sizeof *f->by_name);
-  if (!idx || !f->by_name) {
-    free(idx);
+  if (!names || !spans || !f->by_name) {
+    free(names);
+    free(spans);
     return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors: out of memory");
   }
-  for (size_t i = 0; i < f->n; i++) idx[i] = f->by_name[i] = i;
-  g_sort_file = f;
-  qsort(f->by_name, f->n, sizeof *f->by_name, cmp_name);
-  ecs_status st = ECS_OK;
-  for (size_t i = 1; i < f->n && st == ECS_OK; i++)
-    if (strcmp(f->t[f->by_name[i]].name, f->t[f->by_name[i - 1]].name) == 0)
-      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensor '%s' appears twice",
-                       f->t[f->by_name[i]].name);
-  g_sort_off = off;
-  qsort(idx, f->n, sizeof *idx, cmp_begin);
-  /* empty tensors occupy nothing and may sit anywhere */
-  size_t prev = SIZE_MAX;
-  for (size_t k = 0; k < f->n && st == ECS_OK; k++) {
-    size_t i = idx[k];
-    if (off[i].begin == off[i].end) continue;
-    if (prev != SIZE_MAX && off[i].begin < off[prev].end)
-      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
-                       f->t[prev].name, f->t[i].name);
-    prev = i;
+  for (size_t i = 0; i < f->n; i++) {
+    names[i] = (by_name_key){f->t[i].name, i};
+    spans[i] = (by_begin_key){off[i].begin, off[i].end, i};
   }
-  free(idx);
+  qsort(names, f->n, sizeof *names, cmp_name);
+  ecs_status st = ECS_OK;
+  for (size_t i = 0; i < f->n; i++) {
+    f->by_name[i] = names[i].idx;
+    if (i && st == ECS_OK && strcmp(names[i].name, names[i - 1].name) == 0)
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensor '%s' appears twice", names[i].name);
+  }
+  qsort(spans, f->n, sizeof *spans, cmp_begin);
+  /* empty tensors occupy nothing and may sit anywhere */
+  const by_begin_key *prev = NULL;
+  for (size_t k = 0; k < f->n && st == ECS_OK; k++) {
+    if (spans[k].begin == spans[k].end) continue;
+    if (prev && spans[k].begin < prev->end)
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensors '%s' and '%s' overlap",
+                       f->t[prev->idx].name, f->t[spans[k].idx].name);
+    prev = &spans[k];
+  }
+  free(names);
+  free(spans);
   return st;
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend-impl.h"
 #include "ecs/nn.h"
 
 static const char *g_devs[] = {"cpu-ref", "cpu"};
@@ -447,6 +448,102 @@ static void test_dropout_draws_a_new_mask_per_call(void **state) {
   ecs_backend_free(be);
 }
 
+
+/* ---- a backend with a private layout ------------------------------------------------------
+ * "odd" runs the reference kernels but lays ReLU outputs out in a private layout (id 7, plain
+ * bytes underneath) and, like a real backend, refuses every op but COPY on such inputs. The
+ * ctx must then convert inputs to plain copies, and gradients must still reach the originals. */
+enum { ODD_LAYOUT = 7 };
+
+static int odd_all_plain(const ecs_op *op) {
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    if (op->src[i] && op->src[i]->layout != ECS_LAYOUT_PLAIN) return 0;
+  return 1;
+}
+
+static int odd_supports(ecs_device *dev, const ecs_op *op) {
+  (void)dev;
+  return op->type == ECS_OP_COPY || odd_all_plain(op);
+}
+
+/* runs op on cpu-ref with every tensor viewed as plain */
+static ecs_status odd_compute(ecs_backend *be, ecs_op *op, ecs_err *err) {
+  ecs_op o = *op;
+  ecs_tensor s[ECS_OP_MAX_SRC], d[ECS_OP_MAX_DST];
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    if (op->src[i]) s[i] = *op->src[i], s[i].layout = ECS_LAYOUT_PLAIN, o.src[i] = &s[i];
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    if (op->dst[i]) d[i] = *op->dst[i], d[i].layout = ECS_LAYOUT_PLAIN, o.dst[i] = &d[i];
+  return ecs_backend_compute(be->context, &o, err);
+}
+
+static ecs_status odd_prepare(ecs_backend *be, ecs_op *op, ecs_err *err) {
+  (void)be, (void)err;
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    if (op->dst[i]) {
+      op->dst[i]->layout = op->type == ECS_OP_RELU ? ODD_LAYOUT : ECS_LAYOUT_PLAIN;
+      op->dst[i]->nbytes = ecs_plain_nbytes(op->dst[i]);
+    }
+  return ECS_OK;
+}
+
+static const char *odd_name(ecs_backend *be) { (void)be; return "odd"; }
+static void odd_free(ecs_backend *be) {
+  ecs_backend_free(be->context);
+  free(be);
+}
+static const char *odd_dev_name(ecs_device *dev) { (void)dev; return "odd"; }
+static ecs_buffer_type *odd_buft(ecs_device *dev) { (void)dev; return ecs_host_buffer_type(); }
+static ecs_backend *odd_init(ecs_device *dev, const ecs_backend_params *p, ecs_err *err);
+static ecs_device g_odd_dev = {.iface = {.get_name = odd_dev_name, .get_description = odd_dev_name,
+                                         .init_backend = odd_init, .get_buffer_type = odd_buft,
+                                         .supports_op = odd_supports, .is_host = 1}};
+static ecs_backend *odd_init(ecs_device *dev, const ecs_backend_params *p, ecs_err *err) {
+  ecs_backend *be = calloc(1, sizeof *be);
+  be->iface = (struct ecs_backend_i){.get_name = odd_name, .free = odd_free,
+                                     .prepare = odd_prepare, .compute = odd_compute};
+  be->device = dev;
+  be->context = ecs_backend_init(ecs_device_find("cpu-ref", err), p, err);
+  return be;
+}
+
+static void test_private_layouts_fall_back_to_plain(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_backend *be = ecs_backend_init(&g_odd_dev, NULL, &err);
+  ecs_ctx *ctx = ecs_ctx_new(be, &err);
+  ecs_params *ps = ecs_params_new(&err);
+  ecs_tensor *w = param(ps, "w", 2, (int64_t[]){1, 4}, 1);
+  alloc_params(ps);
+  float wv[4] = {0.5f, -1, 2, 1.5f}, xv[4] = {1, 2, -0.5f, 0.25f}, tv[4] = {1, 0, 0, 1};
+  memcpy(w->data, wv, sizeof wv);
+  ecs_ctx_set_grad(ctx, 1);
+  ecs_tensor *x = ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){1, 4}, xv);
+  ecs_tensor *y = ecs_relu(ctx, ecs_mul(ctx, x, w));
+  assert_non_null(y);
+  assert_int_equal(y->layout, ODD_LAYOUT);
+  ecs_tensor *z = ecs_scale(ctx, y, 2, 0); /* refused on y as is: runs on a plain copy */
+  ecs_tensor *t = ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){1, 4}, tv);
+  ecs_tensor *loss = ecs_add(ctx, ecs_ml_soft_margin(ctx, z, t),
+                             ecs_ml_soft_margin(ctx, ecs_to_plain(ctx, y), t));
+  if (!loss || ecs_backward(ctx, loss, 1) != ECS_OK) {
+    ecs_ctx_status(ctx, &err);
+    fail_msg("%s", err.msg);
+  }
+  float yh[4];
+  assert_int_equal(ecs_to_host(ctx, y, yh, sizeof yh), ECS_OK);
+  for (int i = 0; i < 4; i++) {
+    float yi = xv[i] * wv[i] > 0 ? xv[i] * wv[i] : 0;
+    assert_float_equal(yh[i], yi, 1e-6);
+    float s2 = 1 / (1 + expf(-2 * yi)), s1 = 1 / (1 + expf(-yi));
+    float dy = (s2 - tv[i]) / 4 * 2 + (s1 - tv[i]) / 4;
+    assert_float_equal(((float *)w->grad->data)[i], yi > 0 ? dy * xv[i] : 0, 1e-6);
+  }
+  ecs_ctx_free(ctx);
+  ecs_params_free(ps);
+  ecs_backend_free(be);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sticky_errors_and_transfers),
@@ -455,6 +552,7 @@ int main(void) {
       cmocka_unit_test(test_dropout_draws_a_new_mask_per_call),
       cmocka_unit_test(test_yield_hook),
       cmocka_unit_test(test_arena_steady_state),
+      cmocka_unit_test(test_private_layouts_fall_back_to_plain),
       cmocka_unit_test(test_gradients_match_finite_differences),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

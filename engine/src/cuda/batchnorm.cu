@@ -51,6 +51,15 @@ __global__ void k_bn_frozen(const float *x, const float *gamma, const float *bet
   }
 }
 
+/* frozen batch norm may still be asked for the statistics it used */
+__global__ void k_bn_frozen_stats(const float *rmean, const float *rvar, float *mean,
+                                  float *invstd, int64_t c, float eps) {
+  CUK_LOOP(ch, c) {
+    if (mean) mean[ch] = rmean[ch];
+    if (invstd) invstd[ch] = (float)(1.0 / sqrt((double)rvar[ch] + (double)eps));
+  }
+}
+
 /* sums[ch] = sum dy, sums[c + ch] = sum dy * xhat */
 __global__ void k_bn_bwd_sums(const float *x, const float *dy, const float *mean,
                               const float *invstd, float *sums, float *dgamma, float *dbeta,
@@ -104,8 +113,11 @@ cudaError_t ecs_cuk_bn_train_fwd(cudaStream_t s, const float *x, const float *ga
 
 cudaError_t ecs_cuk_bn_frozen_fwd(cudaStream_t s, const float *x, const float *gamma,
                                   const float *beta, const float *rmean, const float *rvar,
-                                  float *y, int64_t n, int64_t c, int64_t hw, float eps) {
+                                  float *y, float *mean, float *invstd, int64_t n, int64_t c,
+                                  int64_t hw, float eps) {
   int64_t total = n * c * hw;
+  if (mean || invstd)
+    k_bn_frozen_stats<<<cuk_blocks(c), CUK_THREADS, 0, s>>>(rmean, rvar, mean, invstd, c, eps);
   k_bn_frozen<<<cuk_blocks(total), CUK_THREADS, 0, s>>>(x, gamma, beta, rmean, rvar, y, total, c,
                                                        hw, eps);
   return cudaGetLastError();

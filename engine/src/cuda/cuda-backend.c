@@ -190,21 +190,16 @@ static void cuda_be_free(ecs_backend *be) {
   free(be);
 }
 
+/* Everything is plain NCHW; max pooling's workspace is the reference's too (I32 argmax offsets
+ * inside each plane, y's shape), so either backend can read the other's. */
 static ecs_status cuda_be_prepare(ecs_backend *be, ecs_op *op, ecs_err *err) {
-  (void)be;
+  (void)be, (void)err;
   for (int i = 0; i < ECS_OP_MAX_DST; i++) {
     ecs_tensor *t = op->dst[i];
     if (!t) continue;
     t->layout = ECS_LAYOUT_PLAIN;
     t->layout_desc = NULL;
     t->nbytes = ecs_plain_nbytes(t);
-  }
-  /* max pooling's workspace holds one int32 argmax per output */
-  if (op->type == ECS_OP_POOL2D && op->dst[1]) {
-    if (!op->dst[0])
-      return ecs_err_set(err, ECS_ERR_INVALID, "pool2d: the workspace needs the output dst0");
-    op->dst[1]->layout = ECS_CUDA_LAYOUT_POOL_ARGMAX;
-    op->dst[1]->nbytes = (size_t)ecs_nelements(op->dst[0]) * sizeof(int32_t);
   }
   return ECS_OK;
 }

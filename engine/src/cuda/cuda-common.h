@@ -58,9 +58,6 @@ ecs_status ecs_cuda_fail_blas(ecs_err *err, cublasStatus_t e, const char *stmt, 
     }                                                                                         \
   } while (0)
 
-/* The layout id of max-pooling workspaces: int32 argmax offsets inside each (n, c) plane. */
-#define ECS_CUDA_LAYOUT_POOL_ARGMAX 0x43554101
-
 /* One cached convolution algorithm choice. */
 typedef struct ecs_cuda_conv_key {
   int kind; /* ECS_OP_CONV2D, ..._BWD_DATA, ..._BWD_WEIGHT */

@@ -36,7 +36,8 @@ cudaError_t ecs_cuk_bn_train_fwd(cudaStream_t s, const float *x, const float *ga
                                  float eps, float momentum);
 cudaError_t ecs_cuk_bn_frozen_fwd(cudaStream_t s, const float *x, const float *gamma,
                                   const float *beta, const float *rmean, const float *rvar,
-                                  float *y, int64_t n, int64_t c, int64_t hw, float eps);
+                                  float *y, float *mean, float *invstd, int64_t n, int64_t c,
+                                  int64_t hw, float eps);
 /* sums (2*C floats of scratch) receives sum(dy) and sum(dy*xhat) per channel */
 cudaError_t ecs_cuk_bn_bwd(cudaStream_t s, const float *x, const float *dy, const float *gamma,
                            const float *mean, const float *invstd, float *dx, float *dgamma,
@@ -61,7 +62,8 @@ cudaError_t ecs_cuk_resize_bwd(cudaStream_t s, const float *dy, float *dx, int64
                                int64_t iw, int64_t oh, int64_t ow);
 
 /* softmax family and losses (softmax.cu); x is (N, C, HW), mask (N, C) or NULL;
- * acc is scratch of at least 32 bytes */
+ * acc is scratch of at least 32 bytes; the cross-entropy launchers wait for the stream and
+ * return in *bad how many labels were neither the ignore index nor an unmasked class */
 cudaError_t ecs_cuk_softmax(cudaStream_t s, const float *x, const float *mask, float *y,
                             int64_t n, int64_t c, int64_t hw, int log);
 cudaError_t ecs_cuk_softmax_bwd(cudaStream_t s, const float *y, const float *dy, float *dx,
@@ -72,10 +74,11 @@ cudaError_t ecs_cuk_ml_soft_margin_bwd(cudaStream_t s, const float *x, const flo
                                        const float *dloss, float *dx, int64_t n);
 cudaError_t ecs_cuk_masked_ce(cudaStream_t s, const float *x, const int32_t *labels,
                               const float *mask, float *loss, float *count, int64_t n, int64_t c,
-                              int64_t hw, int ignore_index, void *acc);
+                              int64_t hw, int ignore_index, void *acc, double *bad);
 cudaError_t ecs_cuk_masked_ce_bwd(cudaStream_t s, const float *x, const int32_t *labels,
                                   const float *mask, const float *dloss, float *dx, int64_t n,
-                                  int64_t c, int64_t hw, int ignore_index, void *acc);
+                                  int64_t c, int64_t hw, int ignore_index, void *acc,
+                                  double *bad);
 
 /* CAM post-processing (cam.cu) */
 cudaError_t ecs_cuk_maxmin_norm(cudaStream_t s, const float *x, float *y, int64_t nc, int64_t hw,

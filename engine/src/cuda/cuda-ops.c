@@ -10,11 +10,12 @@
 static const float *cf(const ecs_tensor *t) { return t ? (const float *)t->data : NULL; }
 static float *f(ecs_tensor *t) { return t ? (float *)t->data : NULL; }
 
-/* (N, C, H*W) view of a 2-D (N, C) or 4-D (N, C, H, W) tensor */
+/* (N, C, inner) view of an (N, C, ...) tensor: inner is the product of the dimensions after C */
 static void nchw(const ecs_tensor *t, int64_t *n, int64_t *c, int64_t *hw) {
   *n = t->ne[0];
   *c = t->nd >= 2 ? t->ne[1] : 1;
-  *hw = t->nd >= 4 ? t->ne[2] * t->ne[3] : 1;
+  *hw = 1;
+  for (int i = 2; i < t->nd; i++) *hw *= t->ne[i];
 }
 
 /* Copies rows of `row` bytes at channel offsets: the shared shape of concat and slice. */
@@ -73,7 +74,7 @@ static ecs_status run_bn(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
                                     op->p.bn.momentum));
     else
       CU_CHECK(ecs_cuk_bn_frozen_fwd(c->stream, cf(s[0]), cf(s[1]), cf(s[2]), cf(s[3]), cf(s[4]),
-                                     f(d[0]), n, ch, hw, op->p.bn.eps));
+                                     f(d[0]), f(d[1]), f(d[2]), n, ch, hw, op->p.bn.eps));
     return ECS_OK;
   }
   ecs_status st = ecs_cuda_ensure_scratch(c, 2 * (size_t)ch * sizeof(float), err);
@@ -85,8 +86,9 @@ static ecs_status run_bn(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
 
 static ecs_status run_concat_slice(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
   ecs_tensor *d = op->dst[0];
-  size_t es = ecs_dtype_size(d->type);
-  size_t plane = (size_t)(d->ne[2] * d->ne[3]) * es;
+  int64_t b, ch, inner;
+  nchw(d, &b, &ch, &inner);
+  size_t plane = (size_t)inner * ecs_dtype_size(d->type);
   if (op->type == ECS_OP_SLICE_C) {
     const ecs_tensor *s = op->src[0];
     const char *from = (const char *)s->data + (size_t)op->p.slice.offset * plane;
@@ -122,12 +124,17 @@ static ecs_status run_loss(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) 
   int64_t n, ch, hw;
   nchw(s[0], &n, &ch, &hw);
   const int32_t *labels = s[1]->data;
+  double bad = 0;
   if (op->type == ECS_OP_MASKED_CE)
     CU_CHECK(ecs_cuk_masked_ce(c->stream, cf(s[0]), labels, cf(s[2]), f(d[0]), f(d[1]), n, ch, hw,
-                               op->p.ce.ignore_index, c->scratch));
+                               op->p.ce.ignore_index, c->scratch, &bad));
   else
     CU_CHECK(ecs_cuk_masked_ce_bwd(c->stream, cf(s[0]), labels, cf(s[2]), cf(s[3]), f(d[0]), n,
-                                   ch, hw, op->p.ce.ignore_index, c->scratch));
+                                   ch, hw, op->p.ce.ignore_index, c->scratch, &bad));
+  if (bad > 0)
+    return ecs_err_set(err, ECS_ERR_INVALID, "%s: %.0f labels are outside [0, %lld) or a "
+                       "masked-out class, and not the ignore index %d", ecs_op_name(op->type),
+                       bad, (long long)ch, op->p.ce.ignore_index);
   return ECS_OK;
 }
 

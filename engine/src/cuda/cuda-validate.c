@@ -13,11 +13,6 @@
 
 #define NAME(op) ecs_op_name((op)->type)
 
-static int is_pool_ws(const ecs_op *op, const ecs_tensor *t) {
-  return (op->type == ECS_OP_POOL2D && t == op->dst[1]) ||
-         (op->type == ECS_OP_POOL2D_BWD && t == op->src[2]);
-}
-
 /* The dtype each operand must have; -1 when the op has no such operand or any dtype goes. */
 static int want_type(const ecs_op *op, int is_dst, int i) {
   switch (op->type) {
@@ -28,8 +23,8 @@ static int want_type(const ecs_op *op, int is_dst, int i) {
   case ECS_OP_DROPOUT_BWD: return !is_dst && i == 1 ? ECS_U8 : ECS_F32;
   case ECS_OP_MASKED_CE:
   case ECS_OP_MASKED_CE_BWD: return !is_dst && i == 1 ? ECS_I32 : ECS_F32;
-  case ECS_OP_POOL2D: return is_dst && i == 1 ? -1 : ECS_F32;
-  case ECS_OP_POOL2D_BWD: return !is_dst && i == 2 ? -1 : ECS_F32;
+  case ECS_OP_POOL2D: return is_dst && i == 1 ? ECS_I32 : ECS_F32; /* argmax workspace */
+  case ECS_OP_POOL2D_BWD: return !is_dst && i == 2 ? ECS_I32 : ECS_F32;
   default: return ECS_F32;
   }
 }
@@ -70,7 +65,7 @@ int ecs_cuda_supports(const ecs_op *op) {
     int is_dst = k >= ECS_OP_MAX_SRC, i = is_dst ? k - ECS_OP_MAX_SRC : k;
     const ecs_tensor *t = is_dst ? op->dst[i] : op->src[i];
     if (!t) continue;
-    if (t->layout != ECS_LAYOUT_PLAIN && !is_pool_ws(op, t)) return 0;
+    if (t->layout != ECS_LAYOUT_PLAIN) return 0;
     int want = want_type(op, is_dst, i);
     if (want >= 0 && t->type != (ecs_dtype)want) return 0;
   }
@@ -87,7 +82,7 @@ static ecs_status on_device(ecs_device *dev, const ecs_op *op, const ecs_tensor 
     return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s lives in %s memory, not on %s", NAME(op),
                        role, ecs_buffer_type_name(t->buffer->buft), ecs_device_name(dev));
   const char *base = ecs_buffer_base(t->buffer), *p = t->data;
-  size_t need = is_pool_ws(op, t) ? t->nbytes : ecs_plain_nbytes(t);
+  size_t need = ecs_plain_nbytes(t);
   if (p < base || (size_t)(p - base) > t->buffer->size || need > t->buffer->size - (size_t)(p - base))
     return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s (%zu bytes) reaches outside its buffer",
                        NAME(op), role, need);
@@ -137,6 +132,21 @@ static ecs_status dims(const ecs_op *op, const ecs_tensor *t, const char *role, 
 #define D4(t, role) CHECK(dims(op, t, role, 4, (int64_t[]){-1, -1, -1, -1}, err))
 #define VEC(t, role, c) CHECK(dims(op, t, role, 1, (int64_t[]){c}, err))
 
+static ecs_status at_least_2d(const ecs_op *op, const ecs_tensor *t, const char *role, ecs_err *err) {
+  return t->nd >= 2 ? ECS_OK : bad_shape(op, t, role, "(N, C, ...)", err);
+}
+
+/* t has ref's shape except for its channel count */
+static ecs_status same_but_c(const ecs_op *op, const ecs_tensor *t, const char *role,
+                             const ecs_tensor *ref, ecs_err *err) {
+  int ok = t->nd == ref->nd;
+  for (int i = 0; ok && i < t->nd; i++) ok = i == 1 || t->ne[i] == ref->ne[i];
+  if (ok) return ECS_OK;
+  char sr[64], e[96];
+  snprintf(e, sizeof e, "%s with any channel count", ecs_shape_str(ref, sr, sizeof sr));
+  return bad_shape(op, t, role, e, err);
+}
+
 static ecs_status one_element(const ecs_op *op, const ecs_tensor *t, const char *role, ecs_err *err) {
   return ecs_nelements(t) == 1 ? ECS_OK : bad_shape(op, t, role, "one element", err);
 }
@@ -168,10 +178,9 @@ static ecs_status check_pool(const ecs_op *op, const ecs_tensor *x, const ecs_te
 
 static ecs_status check_pool_ws(const ecs_op *op, const ecs_tensor *ws, const ecs_tensor *y,
                                 ecs_err *err) {
-  if (ws->layout != ECS_CUDA_LAYOUT_POOL_ARGMAX || ws->nbytes < (size_t)ecs_nelements(y) * 4)
-    return ecs_err_set(err, ECS_ERR_INVALID, "%s: the workspace was not laid out by this "
-                       "backend's prepare", NAME(op));
-  return ECS_OK;
+  if (op->p.pool.kind != ECS_POOL_MAX)
+    return ecs_err_set(err, ECS_ERR_INVALID, "%s: a workspace is only for max pooling", NAME(op));
+  return same(op, ws, "the argmax workspace", y, "the pooled tensor", err);
 }
 
 static ecs_status check_class_mask(const ecs_op *op, const ecs_tensor *m, const ecs_tensor *x,
@@ -242,7 +251,7 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
   case ECS_OP_POOL2D_BWD:
     CHECK(check_pool(op, s[0], s[1], err));
     CHECK(same(op, s[0], "x", d[0], "dx", err));
-    return s[2] && op->p.pool.kind == ECS_POOL_MAX ? check_pool_ws(op, s[2], s[1], err) : ECS_OK;
+    return s[2] ? check_pool_ws(op, s[2], s[1], err) : ECS_OK;
   case ECS_OP_GAP:
     D4(s[0], "x");
     return dims(op, d[0], "y", 2, (int64_t[]){s[0]->ne[0], s[0]->ne[1]}, err);
@@ -250,11 +259,11 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     D4(d[0], "dx");
     return dims(op, s[0], "dy", 2, (int64_t[]){d[0]->ne[0], d[0]->ne[1]}, err);
   case ECS_OP_CONCAT: {
-    D4(d[0], "dst");
+    CHECK(at_least_2d(op, d[0], "dst", err));
     int64_t c = 0;
     for (int i = 0; i < op->p.concat.n; i++) {
       const ecs_tensor *t = s[i];
-      CHECK(dims(op, t, "a concat input", 4, (int64_t[]){d[0]->ne[0], -1, d[0]->ne[2], d[0]->ne[3]}, err));
+      CHECK(same_but_c(op, t, "a concat input", d[0], err));
       if (t->type != d[0]->type)
         return ecs_err_set(err, ECS_ERR_INVALID, "concat: input %d is %s, the output %s", i,
                            ecs_dtype_name(t->type), ecs_dtype_name(d[0]->type));
@@ -266,8 +275,8 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     return ECS_OK;
   }
   case ECS_OP_SLICE_C:
-    D4(s[0], "src");
-    CHECK(dims(op, d[0], "dst", 4, (int64_t[]){s[0]->ne[0], -1, s[0]->ne[2], s[0]->ne[3]}, err));
+    CHECK(at_least_2d(op, s[0], "src", err));
+    CHECK(same_but_c(op, d[0], "dst", s[0], err));
     if (s[0]->type != d[0]->type || op->p.slice.offset + d[0]->ne[1] > s[0]->ne[1])
       return ecs_err_set(err, ECS_ERR_INVALID, "slice_c: channels %d..%lld of %lld (or dtypes differ)",
                          op->p.slice.offset, (long long)(op->p.slice.offset + d[0]->ne[1]),
@@ -285,12 +294,12 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
   }
   case ECS_OP_SOFTMAX:
   case ECS_OP_LOG_SOFTMAX:
-    if (s[0]->nd != 2 && s[0]->nd != 4) return bad_shape(op, s[0], "x", "(N, C) or (N, C, H, W)", err);
+    CHECK(at_least_2d(op, s[0], "x", err));
     CHECK(same(op, s[0], "x", d[0], "y", err));
     return check_class_mask(op, s[1], s[0], err);
   case ECS_OP_SOFTMAX_BWD:
   case ECS_OP_LOG_SOFTMAX_BWD:
-    if (s[0]->nd != 2 && s[0]->nd != 4) return bad_shape(op, s[0], "y", "(N, C) or (N, C, H, W)", err);
+    CHECK(at_least_2d(op, s[0], "y", err));
     CHECK(same(op, s[0], "y", s[1], "dy", err));
     return same(op, s[0], "y", d[0], "dx", err);
   case ECS_OP_ML_SOFT_MARGIN:
@@ -348,6 +357,9 @@ ecs_status ecs_cuda_validate(ecs_device *dev, const ecs_op *op, ecs_err *err) {
   if (!ecs_cuda_supports(op))
     return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "%s: not supported on %s with these dtypes, "
                        "layouts or parameters", NAME(op), ecs_device_name(dev));
+  /* the contract every backend shares first, so messages match the CPU's; then what this
+   * backend's kernels assume and where the memory lives */
+  CHECK(ecs_op_validate(op, err));
   unsigned rs, rd;
   required(op, &rs, &rd);
   char role[16];

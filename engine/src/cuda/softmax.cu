@@ -4,7 +4,8 @@
  *
  * One thread per pixel walks the C channels (C is a class count, tens at most), so the loads
  * of a warp are consecutive pixels of one channel plane. Losses reduce in double: per-thread
- * sums, a block sum, one atomicAdd per block into acc, then a one-thread kernel divides. */
+ * sums, a block sum, one atomicAdd per block into acc (sum, count, bad labels), then a
+ * one-thread kernel divides. */
 #include "cuk-util.cuh"
 
 __device__ static inline int masked(const float *mask, int64_t n, int64_t c, int64_t ch) {
@@ -70,31 +71,44 @@ __global__ void k_msm_bwd(const float *x, const float *t, const float *dloss, fl
   CUK_LOOP(i, n) dx[i] = g * (1.0f / (1.0f + expf(-x[i])) - t[i]);
 }
 
-__device__ static inline int ce_valid(int32_t lab, int64_t c, int ignore) {
-  return lab != ignore && lab >= 0 && lab < c;
+/* 0: ignored pixel, 1: takes part, 2: a label outside [0, C) or of a masked-out class */
+__device__ static inline int ce_class(int32_t lab, const float *mask, int64_t b, int64_t c, int ignore) {
+  if (lab == ignore) return 0;
+  if (lab < 0 || lab >= c || masked(mask, b, c, lab)) return 2;
+  return 1;
 }
 
 __global__ void k_ce(const float *x, const int32_t *labels, const float *mask, int64_t n,
                      int64_t c, int64_t hw, int ignore, double *acc) {
-  double s = 0, cnt = 0;
+  double s = 0, cnt = 0, bad = 0;
   CUK_LOOP(p, n * hw) {
     int32_t lab = labels[p];
-    if (!ce_valid(lab, c, ignore)) continue;
     int64_t b = p / hw, off = b * c * hw + p % hw;
-    float lse = lse_pixel(x + off, mask, b, c, hw);
-    s += masked(mask, b, c, lab) ? INFINITY : lse - x[off + lab * hw];
+    int k = ce_class(lab, mask, b, c, ignore);
+    if (k != 1) {
+      bad += k == 2;
+      continue;
+    }
+    s += lse_pixel(x + off, mask, b, c, hw) - x[off + lab * hw];
     cnt += 1;
   }
   s = cuk_block_sum(s);
   cnt = cuk_block_sum(cnt);
-  if (threadIdx.x == 0) atomicAdd(acc, s), atomicAdd(acc + 1, cnt);
+  bad = cuk_block_sum(bad);
+  if (threadIdx.x == 0) atomicAdd(acc, s), atomicAdd(acc + 1, cnt), atomicAdd(acc + 2, bad);
 }
 
-__global__ void k_ce_count(const int32_t *labels, int64_t npix, int64_t c, int ignore, double *acc) {
-  double cnt = 0;
-  CUK_LOOP(p, npix) cnt += ce_valid(labels[p], c, ignore);
+__global__ void k_ce_count(const int32_t *labels, const float *mask, int64_t n, int64_t c,
+                           int64_t hw, int ignore, double *acc) {
+  double cnt = 0, bad = 0;
+  CUK_LOOP(p, n * hw) {
+    int k = ce_class(labels[p], mask, p / hw, c, ignore);
+    cnt += k == 1;
+    bad += k == 2;
+  }
   cnt = cuk_block_sum(cnt);
-  if (threadIdx.x == 0) atomicAdd(acc + 1, cnt);
+  bad = cuk_block_sum(bad);
+  if (threadIdx.x == 0) atomicAdd(acc + 1, cnt), atomicAdd(acc + 2, bad);
 }
 
 __global__ void k_ce_bwd(const float *x, const int32_t *labels, const float *mask,
@@ -104,7 +118,7 @@ __global__ void k_ce_bwd(const float *x, const int32_t *labels, const float *mas
   CUK_LOOP(p, n * hw) {
     int32_t lab = labels[p];
     int64_t b = p / hw, off = b * c * hw + p % hw;
-    if (!ce_valid(lab, c, ignore)) {
+    if (ce_class(lab, mask, b, c, ignore) != 1) {
       for (int64_t k = 0; k < c; k++) dx[off + k * hw] = 0.0f;
       continue;
     }
@@ -152,27 +166,37 @@ cudaError_t ecs_cuk_ml_soft_margin_bwd(cudaStream_t s, const float *x, const flo
   return cudaGetLastError();
 }
 
+/* Labels are data: only a kernel sees a bad one. Its count comes back to the host (one small
+ * copy and a wait per loss op) so that a bad label is an error, as on the CPU. */
+static cudaError_t fetch_bad(cudaStream_t s, const void *acc, double *bad) {
+  cudaError_t e = cudaGetLastError();
+  if (e == cudaSuccess) e = cudaMemcpyAsync(bad, (const double *)acc + 2, sizeof *bad,
+                                            cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  return e;
+}
+
 cudaError_t ecs_cuk_masked_ce(cudaStream_t s, const float *x, const int32_t *labels,
                               const float *mask, float *loss, float *count, int64_t n, int64_t c,
-                              int64_t hw, int ignore_index, void *acc) {
-  cudaError_t e = cudaMemsetAsync(acc, 0, 2 * sizeof(double), s);
+                              int64_t hw, int ignore_index, void *acc, double *bad) {
+  cudaError_t e = cudaMemsetAsync(acc, 0, 3 * sizeof(double), s);
   if (e != cudaSuccess) return e;
   k_ce<<<cuk_blocks(n * hw), CUK_THREADS, 0, s>>>(x, labels, mask, n, c, hw, ignore_index,
                                                   (double *)acc);
   k_finish<<<1, 1, 0, s>>>((const double *)acc, loss, count, 0.0);
-  return cudaGetLastError();
+  return fetch_bad(s, acc, bad);
 }
 
 cudaError_t ecs_cuk_masked_ce_bwd(cudaStream_t s, const float *x, const int32_t *labels,
                                   const float *mask, const float *dloss, float *dx, int64_t n,
-                                  int64_t c, int64_t hw, int ignore_index, void *acc) {
-  cudaError_t e = cudaMemsetAsync(acc, 0, 2 * sizeof(double), s);
+                                  int64_t c, int64_t hw, int ignore_index, void *acc, double *bad) {
+  cudaError_t e = cudaMemsetAsync(acc, 0, 3 * sizeof(double), s);
   if (e != cudaSuccess) return e;
-  k_ce_count<<<cuk_blocks(n * hw), CUK_THREADS, 0, s>>>(labels, n * hw, c, ignore_index,
+  k_ce_count<<<cuk_blocks(n * hw), CUK_THREADS, 0, s>>>(labels, mask, n, c, hw, ignore_index,
                                                         (double *)acc);
   k_ce_bwd<<<cuk_blocks(n * hw), CUK_THREADS, 0, s>>>(x, labels, mask, dloss, dx, n, c, hw,
                                                       ignore_index, (const double *)acc);
-  return cudaGetLastError();
+  return fetch_bad(s, acc, bad);
 }
 
 } /* extern "C" */

@@ -48,7 +48,8 @@ static const char *g_help =
     "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d] [--init MODEL]\n"
     "      [--epochs N | --steps N] [--batch N] [--lr F] [--crop PX] [--resize MIN,MAX]\n"
     "      [--no-flip] [--no-jitter] [--seed N] [--split S] [--checkpoint FILE]\n"
-    "      [--checkpoint-every N] [--resume CHECKPOINT] [--threads N] [--warmup F] [--no-erase]\n"
+    "      [--checkpoint-every N] [--resume CHECKPOINT] [--stop-after N] [--threads N]\n"
+    "      [--log-every N] [--warmup F] [--no-erase]\n"
     "      [--delta F] [--theta F] [--beta F] [--overlay K] [--no-bg-in-phi] [--quiet]\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
@@ -305,6 +306,8 @@ static void on_signal(int sig) {
 typedef struct train_ui {
   int tty, quiet;
   int64_t last_line;
+  int64_t stop_after; /* stop (with a checkpoint) after this step; 0: never */
+  long log_every;     /* plain output: one line per this many steps */
 } train_ui;
 
 static void fmt_time(double s, char *buf, size_t n) {
@@ -315,7 +318,8 @@ static void fmt_time(double s, char *buf, size_t n) {
 
 static int on_progress(void *user, const ecs_train_progress *p) {
   train_ui *ui = user;
-  if (ui->quiet) return 0;
+  int stop = ui->stop_after > 0 && p->step >= ui->stop_after;
+  if (ui->quiet) return stop;
   char eta[32];
   fmt_time(p->eta_s, eta, sizeof eta);
   double phi = p->stats.cells ? 100.0 * (double)p->stats.phi / (double)p->stats.cells : 0;
@@ -329,7 +333,7 @@ static int on_progress(void *user, const ecs_train_progress *p) {
            p->stats.loss, p->stats.loss_cls, p->stats.loss_seg, phi, p->lr, p->images_per_s, eta);
     if (p->step == p->max_steps) printf("\n");
     fflush(stdout);
-  } else if (p->step == 1 || p->step == p->max_steps || p->step - ui->last_line >= 10) {
+  } else if (p->step == 1 || p->step == p->max_steps || p->step - ui->last_line >= ui->log_every) {
     ui->last_line = p->step;
     printf("step %lld/%lld epoch %d phase %s loss %.5f cls %.5f cls_erased %.5f seg %.5f lambda %.3f "
            "phi %lld (fg %lld bg %lld of %lld) lr %.5g img/s %.2f eta %s\n",
@@ -339,7 +343,7 @@ static int on_progress(void *user, const ecs_train_progress *p) {
            (long long)p->stats.cells, p->lr, p->images_per_s, eta);
     fflush(stdout);
   }
-  return 0;
+  return stop;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -350,8 +354,7 @@ static int cmd_train(int argc, char **argv) {
   o.epochs = 0;
   o.aug.crop = 128;
   o.aug.resize_min = o.aug.resize_max = 0;
-  long threads = 0, lv;
-  float fv;
+  long threads = 0, lv, stop_after = 0, log_every = 10;
   int quiet = 0, no_erase = -1, no_bg = 0;
   float warmup = -1, delta = -1, theta = -1, beta = -1;
   long overlay = -2;
@@ -379,6 +382,8 @@ static int cmd_train(int argc, char **argv) {
     else if (strcmp(op, "--seed") == 0) { NEED("a number"); if (!parse_int(v, 0, 0x7fffffffL, &lv)) return usage("--seed needs a non-negative number"); o.seed = (uint64_t)lv; }
     else if (strcmp(op, "--checkpoint-every") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &lv)) return usage("--checkpoint-every needs a positive count"); o.checkpoint_every = (int)lv; }
     else if (strcmp(op, "--threads") == 0) { NEED("a count"); if (!parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024"); }
+    else if (strcmp(op, "--log-every") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &log_every)) return usage("--log-every needs a positive count"); }
+    else if (strcmp(op, "--stop-after") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &stop_after)) return usage("--stop-after needs a positive count"); }
     else if (strcmp(op, "--overlay") == 0) { NEED("K"); if (!parse_int(v, 0, ECS_MAX_RATES, &overlay)) return usage("--overlay needs 0..%d", ECS_MAX_RATES); }
     else if (strcmp(op, "--lr") == 0) { NEED("a rate"); if (!parse_float(v, 1e-9f, 10, &o.lr)) return usage("--lr needs a positive rate"); }
     else if (strcmp(op, "--warmup") == 0) { NEED("a fraction"); if (!parse_float(v, 0, 1, &warmup)) return usage("--warmup needs 0..1"); }
@@ -398,7 +403,6 @@ static int cmd_train(int argc, char **argv) {
     } else return usage("train: unknown option %s", op);
 #undef NEED
   }
-  (void)fv;
   if (!data) return usage("train needs --data DIR");
   if (!out) return usage("train needs --out MODEL");
   if (o.resume && init) return usage("--resume and --init exclude each other");
@@ -442,7 +446,8 @@ static int cmd_train(int argc, char **argv) {
   ecs_ctx *ctx = make_ctx((int)threads, &be, &e);
   int rc = 1;
   if (ctx) {
-    train_ui ui = {.tty = isatty(STDOUT_FILENO), .quiet = quiet};
+    train_ui ui = {.tty = isatty(STDOUT_FILENO), .quiet = quiet, .stop_after = stop_after,
+                   .log_every = log_every};
     o.progress = on_progress;
     o.user = &ui;
     o.cancel = &g_cancel;
@@ -453,6 +458,9 @@ static int cmd_train(int argc, char **argv) {
     if (ui.tty && !quiet) printf("\n");
     if (st == ECS_OK && ecs_model_save(m, out, &e) == ECS_OK) {
       printf("saved %s\n", out);
+      rc = 0;
+    } else if (st == ECS_ERR_CANCELLED && stop_after > 0 && !g_cancel && o.checkpoint) {
+      printf("stopped after step %ld; resume with --resume %s\n", stop_after, o.checkpoint);
       rc = 0;
     } else if (st == ECS_ERR_CANCELLED && o.checkpoint) {
       fprintf(stderr, "ecsnet: %s; resume with --resume %s\n", e.msg, o.checkpoint);

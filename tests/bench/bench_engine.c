@@ -53,16 +53,36 @@ static ecs_tensor *tn(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
   return t;
 }
 
+/* Freed activation buffers are kept for reuse (best fit), as an arena or a caching allocator
+ * would: after the warm-up run, a forward pass allocates nothing, so the timings measure the
+ * backend rather than page faults on fresh memory. */
+#define POOL_MAX 256
+static ecs_buffer *g_pool[POOL_MAX];
+static int g_npool;
+
 static void alloc_t(bench *b, ecs_tensor *t) {
-  ecs_err err = {0};
-  t->buffer = ecs_buffer_alloc(b->bt, t->nbytes, &err);
-  if (!t->buffer) die("allocation", &err);
+  int best = -1;
+  for (int i = 0; i < g_npool; i++) {
+    size_t sz = ecs_buffer_size(g_pool[i]);
+    if (sz >= t->nbytes && sz <= 2 * t->nbytes + 4096 &&
+        (best < 0 || sz < ecs_buffer_size(g_pool[best])))
+      best = i;
+  }
+  if (best >= 0) {
+    t->buffer = g_pool[best];
+    g_pool[best] = g_pool[--g_npool];
+  } else {
+    ecs_err err = {0};
+    t->buffer = ecs_buffer_alloc(b->bt, t->nbytes, &err);
+    if (!t->buffer) die("allocation", &err);
+  }
   t->data = ecs_buffer_base(t->buffer);
 }
 
 static void drop(ecs_tensor *t) {
   if (!t) return;
-  ecs_buffer_free(t->buffer);
+  if (g_npool < POOL_MAX) g_pool[g_npool++] = t->buffer;
+  else ecs_buffer_free(t->buffer);
   free(t);
 }
 

@@ -39,6 +39,9 @@
 #define PRIM_BUCKETS 1024
 #define PRIM_CAPACITY 768
 #define OP_REORDER (ECS_OP_COUNT + 1)
+/* Reordered weights kept per backend; beyond this the least recently used go (a served model
+ * replaced by a new version leaves its old entries behind until then). */
+#define WEIGHT_CACHE_MAX ((size_t)2 << 30)
 
 typedef struct centry {
   dn_key key;
@@ -53,7 +56,8 @@ typedef struct wentry {
   int32_t md_id;
   uint64_t fingerprint;
   void *data;
-  struct wentry *next;
+  size_t size;
+  struct wentry *next; /* most recently used first */
 } wentry;
 
 struct ecs_dnnl {
@@ -71,6 +75,7 @@ struct ecs_dnnl {
   centry *lru_head, *lru_tail;
   int n_prims;
   wentry *weights;
+  size_t weight_bytes;
   void *tmp[N_TEMPS];
   size_t tmp_size[N_TEMPS];
   int n_tmp;
@@ -321,13 +326,18 @@ static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *w
   int32_t id;
   if (!dn_intern(d, want, &id)) return NULL;
   uint64_t fp = fingerprint(t);
-  wentry *e = d->weights;
-  for (; e; e = e->next)
+  wentry *e = d->weights, **link = &d->weights;
+  for (; e; link = &e->next, e = e->next)
     if (e->ptr == t->data && e->md_id == id && memcmp(e->ne, t->ne, sizeof e->ne) == 0) break;
-  if (e && e->fingerprint == fp) return e->data;
-  if (!e) {
+  if (e) { /* to the front */
+    *link = e->next;
+    e->next = d->weights;
+    d->weights = e;
+    if (e->fingerprint == fp) return e->data;
+  } else {
     e = calloc(1, sizeof *e);
-    void *buf = aligned_alloc(64, (dw_md_size(want) + 63) / 64 * 64);
+    size_t size = (dw_md_size(want) + 63) / 64 * 64;
+    void *buf = aligned_alloc(64, size);
     if (!e || !buf) {
       free(e);
       free(buf);
@@ -338,8 +348,19 @@ static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *w
     memcpy(e->ne, t->ne, sizeof e->ne);
     e->md_id = id;
     e->data = buf;
+    e->size = size;
     e->next = d->weights;
     d->weights = e;
+    d->weight_bytes += size;
+    /* evict from the tail, never the entry just made */
+    while (d->weight_bytes > WEIGHT_CACHE_MAX && e->next) {
+      wentry **pp = &e->next;
+      while ((*pp)->next) pp = &(*pp)->next;
+      d->weight_bytes -= (*pp)->size;
+      free((*pp)->data);
+      free(*pp);
+      *pp = NULL;
+    }
   }
   if (reorder(d, tmd, t->data, want, e->data, err) != ECS_OK) {
     e->fingerprint = 0;

@@ -264,7 +264,9 @@ def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=
             sigma, k = blur_params(H, W, hp["sigma_factor"])
             ie = torch.where(R[:, None], blur(images, sigma, k), images)
             rates = overlay if overlay is not None else []
+        with torch.set_grad_enabled(bool(hp.get("cls_on_erased", 0))):
             hp_ = forward(model, ie, rates)
+        with torch.no_grad():
             a2 = maxmin(hp_[:, 1:], hp["eps"]) * y
             a0 = 1 - a2.max(1)[0].clamp(min=0)
             present = torch.cat([torch.ones(N, 1, dtype=torch.bool), labels > 0], 1)
@@ -282,7 +284,12 @@ def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=
             lseg = F.nll_loss(F.log_softmax(logits, 1), target.long(), ignore_index=255)
         else:
             lseg = hr.sum() * 0
-        loss = lcls + lam * lseg
+        loss = lcls
+        if hp.get("cls_on_erased", 0):
+            lcls2 = F.multilabel_soft_margin_loss(hp_.mean((2, 3))[:, 1:], labels)
+            out["loss_cls_erased"] = lcls2
+            loss = loss + lcls2
+        loss = loss + lam * lseg
         out.update(loss_seg=lseg, phi=int(phi.sum()), phi_fg=int(fg.sum()), phi_bg=int((phi & ~fg).sum()),
                    erased=int(R.sum()), target=target, R=R, cells=phi.numel())
     loss.backward()

@@ -127,3 +127,26 @@ def test_step_warmup_is_cls_only(bin_path, tmp_path):
     got = run_engine(bin_path, tmp_path, state, hp, imgs, labels, phase=0)
     assert got["losses"][3] == 0 and got["counts"][0] == 0
     compare(got, net, out, check_phi=False)
+
+
+def test_step_cls_on_erased(bin_path, tmp_path):
+    hp = hparams(cls_on_erased=1, theta=0.6)
+    state, net, imgs, labels, out = fixture(hp, 2, 64, 64, None)
+    got = run_engine(bin_path, tmp_path, state, hp, imgs, labels)
+    assert got["losses"][2] > 0
+    assert rel(got["losses"][2], out["loss_cls_erased"].item()) <= 1e-3
+    compare(got, net, out)
+
+
+def test_step_ablations(bin_path, tmp_path):
+    """no_erase: the ECS phase is the plain CAM step; no_phi_filter: every cell is in Phi."""
+    net = R.randomise(R.Small(1 + K), 2)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    imgs = torch.from_numpy(images_for(2, 2, 64, 64))
+    labels = torch.tensor([[1.0, 1, 0], [0, 0, 1]])
+    got = run_engine(bin_path, tmp_path, state, hparams(no_erase=1), imgs, labels)
+    out = R.step(net, imgs, labels, hparams(), ecs_phase=False)
+    assert got["counts"][3] == 0
+    compare(got, net, out, check_phi=False)
+    got = run_engine(bin_path, tmp_path, state, hparams(no_phi_filter=1), imgs, labels)
+    assert got["counts"][0] == got["counts"][3] == 2 * 8 * 8

@@ -46,6 +46,7 @@ struct srv {
   pthread_mutex_t model_mu;
   srv_model_ref *model; /* NULL: no model (ready = 503) */
   atomic_int in_flight;
+  atomic_int receiving; /* POST /cam bodies still arriving: a graceful stop waits for them */
   atomic_bool stopping;
   uint64_t start_ns;
 };
@@ -67,6 +68,7 @@ typedef struct srv_req {
   char remote[64];
   srv_route route;
   req_phase phase;
+  bool receiving;  /* counted in srv.receiving */
   /* body */
   uint8_t *body;
   size_t len, cap;
@@ -96,6 +98,9 @@ enum MHD_Result srv_respond_json(srv_req *r, unsigned status, const char *json_t
 
 /* Stores an error as the response of a suspended request (worker side). */
 void srv_req_set_error(srv_req *r, const api_error *e);
+
+/* Marks the end of a request's upload (idempotent). */
+void srv_req_received(srv_req *r);
 
 /* POST /cam: called once the body is complete. Answers at once or suspends the connection. */
 enum MHD_Result srv_cam_start(srv_req *r);

@@ -343,6 +343,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       return fail(r, 405, "method_not_allowed", "method not allowed on this route");
     }
     if (d->route != SRV_ROUTE_CAM) return route_get(r, d, url);
+    r->receiving = true;
+    atomic_fetch_add(&s->receiving, 1);
     /* A declared length beyond the limit is refused before a byte of it is read. */
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.max_body) {
@@ -362,6 +364,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       *upload_size = 0;
       return MHD_YES;
     }
+    srv_req_received(r);
     if (r->discarded) {
       api_error e;
       api_fail(&e, 413, "payload_too_large", "the body exceeds the limit of %lld bytes",
@@ -385,11 +388,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   return MHD_NO;
 }
 
+void srv_req_received(srv_req *r) {
+  if (r->receiving) {
+    r->receiving = false;
+    atomic_fetch_sub(&r->s->receiving, 1);
+  }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
                          enum MHD_RequestTerminationCode toe) {
   srv *s = cls;
   srv_req *r = *state;
   if (!r) return;
+  srv_req_received(r); /* a client that left mid-upload */
   double secs = (double)(ecs_monotonic_ns() - r->t0_ns) / 1e9;
   if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PHASE_ANSWERED) r->status = 499;
   srv_metrics_request(s->metrics, r->route, r->status, secs);
@@ -528,14 +539,14 @@ void srv_shutdown(srv *s, int timeout_ms) {
   MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
   if (lfd != MHD_INVALID_SOCKET) close(lfd);
   srv_log_event(s, "info", "shutting down: finishing %d requests", atomic_load(&s->in_flight));
-  /* Queued and running jobs finish and resume their connections... */
+  uint64_t until = ecs_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
+  struct timespec tick = {0, 5 * 1000000};
+  /* Uploads under way are part of the in-flight work: let them reach the queue... */
+  while (atomic_load(&s->receiving) > 0 && ecs_monotonic_ns() < until) nanosleep(&tick, NULL);
+  /* ...then queued and running jobs finish and resume their connections... */
   ecs_pool_drain(s->pool);
   /* ...and their answers go out before the daemon stops. */
-  uint64_t until = ecs_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
-  while (atomic_load(&s->in_flight) > 0 && ecs_monotonic_ns() < until) {
-    struct timespec ts = {0, 5 * 1000000};
-    nanosleep(&ts, NULL);
-  }
+  while (atomic_load(&s->in_flight) > 0 && ecs_monotonic_ns() < until) nanosleep(&tick, NULL);
   MHD_stop_daemon(s->daemon);
   s->daemon = NULL;
   srv_log_event(s, "info", "stopped");

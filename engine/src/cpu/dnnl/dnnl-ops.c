@@ -432,14 +432,14 @@ static ecs_status build_resize(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_e
   return ECS_OK;
 }
 
-/* log-softmax's gradient is 0 where y = -inf (masked classes); oneDNN would pass dy through */
-static void log_softmax_bwd_post(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, void *const *ptrs) {
-  (void)d, (void)op;
-  const float *y = ptrs[DW_DST];
-  float *dx = ptrs[DW_DIFF_SRC];
-  size_t n = dw_md_size(dw_prim_md(pl->prim, DW_DST)) / sizeof(float);
-  for (size_t i = 0; i < n; i++)
-    if (isinf(y[i]) && y[i] < 0) dx[i] = 0;
+/* Masked classes have y = -inf; their gradient is 0 and the sum over classes leaves their dy
+ * out, which oneDNN's backward does not: such ops go to the reference kernel. */
+static int has_neg_inf(const ecs_tensor *t) {
+  if (!t->data) return 0;
+  const float *v = t->data;
+  for (size_t i = 0, n = t->nbytes / sizeof(float); i < n; i++)
+    if (isinf(v[i]) && v[i] < 0) return 1;
+  return 0;
 }
 
 static ecs_status build_softmax(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
@@ -448,7 +448,7 @@ static ecs_status build_softmax(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_
   ecs_tensor *x = op->src[0], *y = op->dst[0];
   NEED(f32(x) && f32(y) && x->nd >= 2 && ecs_same_shape(x, y));
   if (bwd)
-    NEED(f32(op->src[1]) && ecs_same_shape(x, op->src[1]));
+    NEED(f32(op->src[1]) && ecs_same_shape(x, op->src[1]) && !(log && has_neg_inf(x)));
   else
     NEED(!op->src[1]); /* a class mask: the reference kernel */
   int32_t xid;
@@ -463,7 +463,6 @@ static ecs_status build_softmax(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_
     in(pl, DW_DST, BK_ACT, x, NULL);
     in(pl, DW_DIFF_DST, BK_ACT, op->src[1], NULL);
     out(pl, DW_DIFF_SRC, BK_ACT, y, 0, NULL);
-    if (log) pl->post = log_softmax_bwd_post;
   } else {
     LOOKUP(d, &k, pl, dw_softmax_fwd(e, log, xm, 1, err_));
     in(pl, DW_SRC, BK_ACT, x, NULL);

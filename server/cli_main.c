@@ -50,7 +50,8 @@ static const char *g_help =
     "      [--no-flip] [--no-jitter] [--seed N] [--split S] [--checkpoint FILE]\n"
     "      [--checkpoint-every N] [--resume CHECKPOINT] [--stop-after N] [--threads N]\n"
     "      [--log-every N] [--warmup F] [--no-erase]\n"
-    "      [--delta F] [--theta F] [--beta F] [--overlay K] [--no-bg-in-phi] [--quiet]\n"
+    "      [--delta F] [--theta F] [--beta F] [--lambda F] [--overlay K] [--no-overlay]\n"
+    "      [--no-bg-in-phi] [--no-phi-filter] [--cls-on-erased] [--quiet]\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
     "  info MODEL\n"
@@ -355,7 +356,8 @@ static int cmd_train(int argc, char **argv) {
   o.aug.crop = 128;
   o.aug.resize_min = o.aug.resize_max = 0;
   long threads = 0, lv, stop_after = 0, log_every = 10;
-  int quiet = 0, no_erase = -1, no_bg = 0;
+  int quiet = 0, no_erase = -1, no_bg = 0, no_overlay = 0, no_phi = 0, cls_erased = 0;
+  float lambda = -1;
   float warmup = -1, delta = -1, theta = -1, beta = -1;
   long overlay = -2;
   args a = {argc, argv, 1};
@@ -374,6 +376,10 @@ static int cmd_train(int argc, char **argv) {
     else if (strcmp(op, "--no-jitter") == 0) o.aug.brightness = o.aug.contrast = o.aug.saturation = o.aug.hue = 0;
     else if (strcmp(op, "--no-erase") == 0) no_erase = 1;
     else if (strcmp(op, "--no-bg-in-phi") == 0) no_bg = 1;
+    else if (strcmp(op, "--no-overlay") == 0) no_overlay = 1;
+    else if (strcmp(op, "--no-phi-filter") == 0) no_phi = 1;
+    else if (strcmp(op, "--cls-on-erased") == 0) cls_erased = 1;
+    else if (strcmp(op, "--lambda") == 0) { NEED("a weight"); if (!parse_float(v, 0, 100, &lambda)) return usage("--lambda needs 0..100"); }
     else if (strcmp(op, "--quiet") == 0) quiet = 1;
     else if (strcmp(op, "--epochs") == 0) { NEED("a count"); if (!parse_int(v, 1, 100000, &lv)) return usage("--epochs needs 1..100000"); o.epochs = (int)lv; }
     else if (strcmp(op, "--steps") == 0) { NEED("a count"); if (!parse_int(v, 1, 100000000, &lv)) return usage("--steps needs a positive count"); o.max_steps = lv; }
@@ -439,6 +445,10 @@ static int cmd_train(int argc, char **argv) {
     if (overlay >= 0) c->hp.overlay_k = (int)overlay;
     if (no_erase > 0) c->hp.no_erase = 1;
     if (no_bg) c->hp.bg_in_phi = 0;
+    if (no_overlay) c->hp.no_overlay = 1;
+    if (no_phi) c->hp.no_phi_filter = 1;
+    if (cls_erased) c->hp.cls_on_erased = 1;
+    if (lambda >= 0) c->hp.lambda = lambda;
     snprintf(c->provenance, sizeof c->provenance, "trained by ecsnet %s on %s (split %s, seed %llu%s%s)",
              ecs_version(), data, o.split, (unsigned long long)o.seed, init ? ", from " : "", init ? init : "");
   }

@@ -111,9 +111,14 @@ static uint64_t rng_next(uint64_t *s) {
   return z ^ (z >> 31);
 }
 static double rng_unif(uint64_t *s) { return ((rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-static double rng_normal(uint64_t *s) {
-  double u = rng_unif(s), v = rng_unif(s);
-  return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+/* Box-Muller, both outputs used: initialising resnet38d's 104 M weights stays quick. */
+static void rng_normals(uint64_t *s, float *out, int64_t n, double sd) {
+  for (int64_t j = 0; j < n; j += 2) {
+    float u = (float)rng_unif(s), v = (float)rng_unif(s);
+    float r = sqrtf(-2.0f * logf(u)) * (float)sd, a = 6.2831853f * v;
+    out[j] = r * cosf(a);
+    if (j + 1 < n) out[j + 1] = r * sinf(a);
+  }
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -134,8 +139,7 @@ static ecs_status init_weights(ecs_model *m, uint64_t seed, ecs_err *err) {
         double a = sqrt(6.0 / (double)(fan_in + fan_out));
         for (int64_t j = 0; j < n; j++) v[j] = (float)((2 * rng_unif(&s) - 1) * a);
       } else { /* He normal for convolutions followed by ReLU */
-        double sd = sqrt(2.0 / (double)fan_in);
-        for (int64_t j = 0; j < n; j++) v[j] = (float)(rng_normal(&s) * sd);
+        rng_normals(&s, v, n, sqrt(2.0 / (double)fan_in));
       }
     } else {
       float c = ends_with(t->name, ".running_var") || (ends_with(t->name, ".weight") && t->nd == 1)

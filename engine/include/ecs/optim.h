@@ -56,7 +56,9 @@ int64_t ecs_optim_steps(const ecs_optim *o); /* steps taken (including loaded on
 float ecs_poly_lr(float base, int64_t step, int64_t max_steps, float power);
 
 /* One update from the gradients in the store (they are left as they are: zero them with
- * ecs_params_zero_grads before the next accumulation). */
+ * ecs_params_zero_grads before the next accumulation). On a device backend with its own
+ * stream, call ecs_backend_synchronize first so that the backward pass has finished writing
+ * the gradients. */
 ecs_status ecs_optim_step(ecs_optim *o, ecs_err *err);
 
 /* State <-> safetensors, under the names above. Loading checks every state tensor's presence

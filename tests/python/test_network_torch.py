@@ -3,7 +3,8 @@ residual blocks (frozen and training batch norm) and a small VGG16d-like net (co
 ReLU, max pooling with padding and ceil mode, dilated convolution, dropout off). Weights travel
 through safetensors under the torch state_dict names; forward output, loss, every parameter
 gradient, the input gradient and the updated running statistics are compared on "cpu" and
-"cpu-ref" (relative L2: 1e-4 forward, 1e-3 gradients)."""
+"cpu-ref" (relative L2: 1e-4 forward, 1e-3 gradients), and on "cuda" where a GPU answers (TF32
+allowed: 1e-2); without one that case is skipped."""
 import subprocess
 
 import numpy as np
@@ -101,7 +102,7 @@ def build(net, bn):
     return m
 
 
-@pytest.mark.parametrize("device", ["cpu", "cpu-ref"])
+@pytest.mark.parametrize("device", ["cpu", "cpu-ref", "cuda"])
 @pytest.mark.parametrize("net,bn", [("resblocks", "frozen"), ("resblocks", "train"), ("vgg", "frozen")])
 def test_network_matches_torch(net, bn, device, bin_path, build_dir, tmp_path):
     m = build(net, bn)
@@ -124,8 +125,11 @@ def test_network_matches_torch(net, bn, device, bin_path, build_dir, tmp_path):
 
     r = subprocess.run([str(bin_path("ecs_netcheck")), net, device, str(tmp_path / "in.safetensors"),
                         str(tmp_path / "out.safetensors")], capture_output=True, text=True, timeout=300)
+    if device == "cuda" and r.returncode != 0 and ("no CUDA" in r.stderr or "not found" in r.stderr):
+        pytest.skip(r.stderr.strip())
     assert r.returncode == 0, r.stderr
     got, meta = st_io.load(tmp_path / "out.safetensors")
+    tol_fwd, tol_grad = (1e-2, 1e-2) if device == "cuda" else (1e-4, 1e-3)
 
     # with oneDNN built in, "cpu" must really run on it (the losses stay on reference kernels)
     ref_ops, ops = map(int, meta["ref_ops"].split("/"))
@@ -133,17 +137,17 @@ def test_network_matches_torch(net, bn, device, bin_path, build_dir, tmp_path):
     if device == "cpu" and "dnnl=ON" in config:
         assert ref_ops * 4 < ops, meta
     assert got["out"].shape == tuple(shape)
-    assert rel(got["out"], out.detach().numpy()) <= 1e-4
-    assert rel(got["loss"], loss.detach().numpy().reshape(1)) <= 1e-4
-    assert rel(got["input.grad"], x.grad.numpy()) <= 1e-3
+    assert rel(got["out"], out.detach().numpy()) <= tol_fwd
+    assert rel(got["loss"], loss.detach().numpy().reshape(1)) <= tol_fwd
+    assert rel(got["input.grad"], x.grad.numpy()) <= tol_grad
     trained = {k for k, p in m.named_parameters() if p.requires_grad}
     assert {k[5:] for k in got if k.startswith("grad.")} == trained
     for k, p in m.named_parameters():
         if p.requires_grad:
             assert np.linalg.norm(p.grad.numpy()) > 0, k
-            assert rel(got["grad." + k], p.grad.numpy()) <= 1e-3, (k, rel(got["grad." + k], p.grad.numpy()))
+            assert rel(got["grad." + k], p.grad.numpy()) <= tol_grad, (k, rel(got["grad." + k], p.grad.numpy()))
     for k, v in m.state_dict().items():
         if "running_" in k:
-            assert rel(got[k], v.numpy()) <= 1e-5, (k, rel(got[k], v.numpy()))
+            assert rel(got[k], v.numpy()) <= tol_fwd / 10, (k, rel(got[k], v.numpy()))
             if bn == "train":
                 assert not np.allclose(v.numpy(), state[k]), f"{k} did not move"

@@ -32,9 +32,9 @@ def image(seed, h, w):
     return img.astype(np.uint8)
 
 
-def run(bin_path, tmp_path, net, rgb, labels=None, opts=None):
+def run(bin_path, tmp_path, net, rgb, labels=None, opts=None, backbone="small"):
     sd = {k: v.numpy() for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    tensors, meta, _ = conv.convert(sd, "small", [f"k{i}" for i in range(K)])
+    tensors, meta, _ = conv.convert(sd, backbone, [f"k{i}" for i in range(K)])
     conv.save_safetensors(tmp_path / "m.safetensors", tensors, meta)
     inp = {"rgb": rgb}
     if labels is not None:
@@ -53,14 +53,15 @@ def agree(a, b, frac):
     assert np.mean(a != b) <= frac, np.mean(a != b)
 
 
-@pytest.mark.parametrize("labels,opts", [([1, 3], None), (None, None), ([2], [1, 1, 1.0, 0.5])])
-def test_infer_matches_reference(bin_path, tmp_path, labels, opts):
-    net = R.randomise(R.Small(1 + K), 11).eval()
-    rgb = image(3, 72, 80)
+@pytest.mark.parametrize("backbone,labels,opts", [("small", [1, 3], None), ("small", None, None),
+                                                  ("small", [2], [1, 1, 1.0, 0.5]), ("vgg16d", [1, 4], None)])
+def test_infer_matches_reference(bin_path, tmp_path, backbone, labels, opts):
+    net = R.randomise(R.BACKBONES[backbone](1 + K), 11).eval()
+    rgb = image(3, 72, 80) if backbone == "small" else image(3, 40, 48)
     flip = bool(opts and opts[0])
     scales = tuple(opts[2:]) if opts else (1.0,)
-    ref = R.infer(net, rgb, "small", labels=labels, scales=scales, flip=flip)
-    p, got = run(bin_path, tmp_path, net, rgb, labels, opts)
+    ref = R.infer(net, rgb, backbone, labels=labels, scales=scales, flip=flip)
+    p, got = run(bin_path, tmp_path, net, rgb, labels, opts, backbone)
     assert p.returncode == 0, p.stderr
     assert list(got["labels"]) == ref["labels"]
     assert rel(got["scores"], ref["scores"]) <= 1e-4

@@ -63,11 +63,11 @@ static void flip_w(float *x, int c, int h, int w) {
   }
 }
 
-/* Multi-scale, flipped CAMs of the labels at image resolution; also returns the scale-1
- * pass's raw heat maps (hs, C x gh x gw) when asked. */
+/* Multi-scale, flipped CAMs of the labels at image resolution. h1 (C x gh1 x gw1), when given,
+ * is the plain scale-1 pass already computed: it is reused rather than run again. */
 static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, int w,
                           const ecs_infer_opts *o, const int *labels, int nl, float *cams,
-                          float **h1, int *gh1, int *gw1, ecs_err *err) {
+                          const float *h1, int gh1, int gw1, ecs_err *err) {
   int C = ecs_model_channels(m);
   size_t hw = (size_t)h * w;
   memset(cams, 0, sizeof(float) * nl * hw);
@@ -88,11 +88,14 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
       break;
     }
     for (int f = 0; f <= (o->flip ? 1 : 0) && st == ECS_OK; f++) {
-      if (sh == h && sw == w) memcpy(xs, x, sizeof(float) * 3 * hw);
-      else ecs_h_resize(x, 3, h, w, xs, sh, sw);
-      if (f) flip_w(xs, 3, sh, sw);
-      int gh, gw;
-      float *hm = run_f(m, ctx, xs, sh, sw, &gh, &gw, err);
+      int gh = gh1, gw = gw1, cached = h1 && sh == h && sw == w && !f;
+      float *hm = (float *)h1;
+      if (!cached) {
+        if (sh == h && sw == w) memcpy(xs, x, sizeof(float) * 3 * hw);
+        else ecs_h_resize(x, 3, h, w, xs, sh, sw);
+        if (f) flip_w(xs, 3, sh, sw);
+        hm = run_f(m, ctx, xs, sh, sw, &gh, &gw, err);
+      }
       if (!hm) {
         st = err ? err->status : ECS_ERR_BACKEND;
         break;
@@ -104,23 +107,13 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
         float *dst = cams + (size_t)i * hw;
         for (size_t p = 0; p < hw; p++) dst[p] += up[p] > 0 ? up[p] : 0;
       }
-      if (h1 && !*h1 && sh == h && sw == w && !f) {
-        *h1 = hm;
-        *gh1 = gh;
-        *gw1 = gw;
-      } else {
-        free(hm);
-      }
+      if (!cached) free(hm);
     }
   }
   for (int i = 0; i < nl && st == ECS_OK; i++)
     ecs_h_maxmin_norm(cams + (size_t)i * hw, (int64_t)hw, m->cfg.hp.eps);
   free(xs);
   free(up);
-  if (st == ECS_OK && h1 && !*h1) { /* no scale-1 pass among the scales: run one */
-    *h1 = run_f(m, ctx, x, h, w, gh1, gw1, err);
-    if (!*h1) st = err ? err->status : ECS_ERR_BACKEND;
-  }
   return st;
 }
 
@@ -194,7 +187,7 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
     }
   ecs_model_normalise(m, r->erased_image, h, w, xe);
   (void)x;
-  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, NULL, NULL, err);
+  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, err);
   if (st != ECS_OK) goto done;
   /* step 9 at image resolution */
   r->phi = 0;
@@ -280,7 +273,7 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     goto done;
   }
-  st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, NULL, NULL, NULL, err);
+  st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, err);
   if (st != ECS_OK) goto done;
   /* CAM mask: argmax over [alpha_bg, A_1 .. A_K]; absent classes are zero and never win */
   for (size_t p = 0; p < hw; p++) {

@@ -57,17 +57,22 @@ class Server:
                 self._cv.notify_all()
 
     def wait_line(self, pattern, timeout=5.0):
+        """The first output line matching pattern, waiting for it; None if it never comes."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
-        with self._cv:
-            seen = 0
-            while True:
+        seen = 0
+        while True:
+            # Once the process has exited, its last lines are whatever the reader drains.
+            exited = self.proc.poll() is not None
+            if exited:
+                self._reader.join(timeout=max(0.0, deadline - time.monotonic()))
+            with self._cv:
                 for line in self.lines[seen:]:
                     if rx.search(line):
                         return line
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and seen == len(self.lines):
+                if left <= 0 or (exited and not self._reader.is_alive()):
                     return None
                 self._cv.wait(min(left, 0.1))
 

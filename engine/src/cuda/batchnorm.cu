@@ -30,25 +30,27 @@ __global__ void k_bn_stats(const float *x, float *rmean, float *rvar, float *mea
   }
 }
 
+/* The element-wise passes run one block per (n, c) plane, so the channel and its coefficients
+ * are found once per block rather than by a 64-bit division per element. */
 __global__ void k_bn_apply(const float *x, const float *gamma, const float *beta,
-                           const float *mean, const float *invstd, float *y, int64_t total,
-                           int64_t c, int64_t hw) {
-  CUK_LOOP(i, total) {
-    int64_t ch = (i / hw) % c;
-    float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
-    y[i] = (x[i] - mean[ch]) * invstd[ch] * g + b;
-  }
+                           const float *mean, const float *invstd, float *y, int64_t c,
+                           int64_t hw) {
+  int64_t plane = blockIdx.x, ch = plane % c;
+  float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f, mu = mean[ch], inv = invstd[ch];
+  const float *xp = x + plane * hw;
+  float *yp = y + plane * hw;
+  for (int64_t j = threadIdx.x; j < hw; j += blockDim.x) yp[j] = (xp[j] - mu) * inv * g + b;
 }
 
 __global__ void k_bn_frozen(const float *x, const float *gamma, const float *beta,
-                            const float *rmean, const float *rvar, float *y, int64_t total,
-                            int64_t c, int64_t hw, float eps) {
-  CUK_LOOP(i, total) {
-    int64_t ch = (i / hw) % c;
-    float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
-    float inv = 1.0f / sqrtf(rvar[ch] + eps);
-    y[i] = (x[i] - rmean[ch]) * inv * g + b;
-  }
+                            const float *rmean, const float *rvar, float *y, int64_t c,
+                            int64_t hw, float eps) {
+  int64_t plane = blockIdx.x, ch = plane % c;
+  float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f, mu = rmean[ch];
+  float inv = 1.0f / sqrtf(rvar[ch] + eps);
+  const float *xp = x + plane * hw;
+  float *yp = y + plane * hw;
+  for (int64_t j = threadIdx.x; j < hw; j += blockDim.x) yp[j] = (xp[j] - mu) * inv * g + b;
 }
 
 /* frozen batch norm may still be asked for the statistics it used */
@@ -84,16 +86,17 @@ __global__ void k_bn_bwd_sums(const float *x, const float *dy, const float *mean
 
 __global__ void k_bn_bwd_dx(const float *x, const float *dy, const float *gamma,
                             const float *mean, const float *invstd, const float *sums, float *dx,
-                            int64_t total, int64_t c, int64_t hw, float inv_m, int training) {
-  CUK_LOOP(i, total) {
-    int64_t ch = (i / hw) % c;
-    float g = gamma ? gamma[ch] : 1.0f, inv = invstd[ch];
-    if (training) {
-      float xhat = (x[i] - mean[ch]) * inv;
-      dx[i] = g * inv * (dy[i] - sums[ch] * inv_m - xhat * sums[c + ch] * inv_m);
-    } else {
-      dx[i] = g * inv * dy[i];
-    }
+                            int64_t c, int64_t hw, float inv_m, int training) {
+  int64_t plane = blockIdx.x, ch = plane % c;
+  float g = gamma ? gamma[ch] : 1.0f, inv = invstd[ch];
+  const float *xp = x + plane * hw, *gp = dy + plane * hw;
+  float *dp = dx + plane * hw;
+  if (training) {
+    float mu = mean[ch], m1 = sums[ch] * inv_m, m2 = sums[c + ch] * inv_m;
+    for (int64_t j = threadIdx.x; j < hw; j += blockDim.x)
+      dp[j] = g * inv * (gp[j] - m1 - (xp[j] - mu) * inv * m2);
+  } else {
+    for (int64_t j = threadIdx.x; j < hw; j += blockDim.x) dp[j] = g * inv * gp[j];
   }
 }
 
@@ -105,9 +108,7 @@ cudaError_t ecs_cuk_bn_train_fwd(cudaStream_t s, const float *x, const float *ga
                                  float eps, float momentum) {
   k_bn_stats<<<(unsigned)c, BN_THREADS, 0, s>>>(x, rmean, rvar, mean, invstd, n, c, hw, eps,
                                                 momentum);
-  int64_t total = n * c * hw;
-  k_bn_apply<<<cuk_blocks(total), CUK_THREADS, 0, s>>>(x, gamma, beta, mean, invstd, y, total, c,
-                                                      hw);
+  k_bn_apply<<<(unsigned)(n * c), CUK_THREADS, 0, s>>>(x, gamma, beta, mean, invstd, y, c, hw);
   return cudaGetLastError();
 }
 
@@ -115,11 +116,9 @@ cudaError_t ecs_cuk_bn_frozen_fwd(cudaStream_t s, const float *x, const float *g
                                   const float *beta, const float *rmean, const float *rvar,
                                   float *y, float *mean, float *invstd, int64_t n, int64_t c,
                                   int64_t hw, float eps) {
-  int64_t total = n * c * hw;
   if (mean || invstd)
     k_bn_frozen_stats<<<cuk_blocks(c), CUK_THREADS, 0, s>>>(rmean, rvar, mean, invstd, c, eps);
-  k_bn_frozen<<<cuk_blocks(total), CUK_THREADS, 0, s>>>(x, gamma, beta, rmean, rvar, y, total, c,
-                                                       hw, eps);
+  k_bn_frozen<<<(unsigned)(n * c), CUK_THREADS, 0, s>>>(x, gamma, beta, rmean, rvar, y, c, hw, eps);
   return cudaGetLastError();
 }
 
@@ -130,10 +129,8 @@ cudaError_t ecs_cuk_bn_bwd(cudaStream_t s, const float *x, const float *dy, cons
   if (training || dgamma || dbeta)
     k_bn_bwd_sums<<<(unsigned)c, BN_THREADS, 0, s>>>(x, dy, mean, invstd, sums, dgamma, dbeta, n,
                                                      c, hw);
-  int64_t total = n * c * hw;
-  k_bn_bwd_dx<<<cuk_blocks(total), CUK_THREADS, 0, s>>>(x, dy, gamma, mean, invstd, sums, dx,
-                                                       total, c, hw, 1.0f / (float)(n * hw),
-                                                       training);
+  k_bn_bwd_dx<<<(unsigned)(n * c), CUK_THREADS, 0, s>>>(x, dy, gamma, mean, invstd, sums, dx, c,
+                                                        hw, 1.0f / (float)(n * hw), training);
   return cudaGetLastError();
 }
 

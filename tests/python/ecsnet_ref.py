@@ -15,6 +15,43 @@ STD = (0.229, 0.224, 0.225)
 BGR_MEAN = (104.008, 116.669, 122.675)
 
 
+# ---- dropout ------------------------------------------------------------------------------
+M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _mix(z):
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+class DropStream:
+    """The engine's dropout masks (op.h: ecs_dropout_keep; one seed per call drawn with
+    splitmix64 from the ctx's seed), so that training steps with dropout can be compared."""
+
+    def __init__(self, seed):
+        self.rng = np.uint64(seed)
+
+    def __call__(self, x, p):
+        with np.errstate(over="ignore"):
+            self.rng = self.rng + np.uint64(0x9E3779B97F4A7C15)
+            seed = _mix(self.rng)
+            i = np.arange(1, x.numel() + 1, dtype=np.uint64)
+            z = _mix(seed + np.uint64(0x9E3779B97F4A7C15) * i)
+        keep = (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0) >= np.float32(p)
+        mask = torch.from_numpy(keep.reshape(tuple(x.shape)).astype(np.float32))
+        return x * mask * (1.0 / (1.0 - p))
+
+
+DROP = None  # a DropStream to use the engine's masks, else PyTorch's dropout
+
+
+def dropout(x, p, training):
+    if training and p > 0 and DROP is not None:
+        return DROP(x, p)
+    return F.dropout(x, p, training)
+
+
 # ---- backbones -------------------------------------------------------------------------
 class Small(nn.Module):
     """4 conv layers (7/2, 5/2, 5/2, 3/1) with BN + ReLU, receptive field 47 px."""
@@ -72,12 +109,12 @@ class ResBlockBot(nn.Module):
     def pre(self, x):
         b2 = F.relu(self.bn_branch2a(x))
         b1 = self.conv_branch1(b2)
-        b2 = F.dropout(F.relu(self.bn_branch2b1(self.conv_branch2a(b2))), self.p, self.training)
+        b2 = dropout(F.relu(self.bn_branch2b1(self.conv_branch2a(b2))), self.p, self.training)
         return b2, b1
 
     def post(self, t, dil):
         b2 = F.conv2d(t[0], self.conv_branch2b1.weight, None, 1, dil, dil)
-        b2 = F.dropout(F.relu(self.bn_branch2b2(b2)), self.p, self.training)
+        b2 = dropout(F.relu(self.bn_branch2b2(b2)), self.p, self.training)
         return t[1] + self.conv_branch2b2(b2)
 
     def forward(self, x):
@@ -152,8 +189,8 @@ class Vgg16d(nn.Module):
         return (x,)
 
     def head(self, t, dil):
-        x = F.dropout(F.relu(F.conv2d(t[0], self.fc6.weight, self.fc6.bias, 1, dil, dil)), 0.5, self.training)
-        x = F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
+        x = dropout(F.relu(F.conv2d(t[0], self.fc6.weight, self.fc6.bias, 1, dil, dil)), 0.5, self.training)
+        x = dropout(F.relu(self.fc7(x)), 0.5, self.training)
         return self.fc8(x)
 
 

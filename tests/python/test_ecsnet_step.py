@@ -37,37 +37,51 @@ def images_for(seed, n, h, w):
     return x
 
 
-def fixture(hp, n, h, w, overlay):
+def fixture(hp, n, h, w, overlay, backbone="small"):
     """The first seed whose step is non-degenerate: erase region non-empty, 10-90% of the cells
     in Phi, a present class among them."""
     for seed in range(40):
-        net = R.randomise(R.Small(1 + K), seed)
+        net = R.randomise(R.BACKBONES[backbone](1 + K), seed)
+        freeze(net, backbone)
         imgs = torch.from_numpy(images_for(seed, n, h, w))
         labels = torch.zeros(n, K)
         labels[0, 0] = labels[0, 2] = 1
         labels[1 % n, 1] = 1
         state = {k: v.clone() for k, v in net.state_dict().items()}
-        out = R.step(net, imgs, labels, hp, True, 1.0, overlay)
+        R.DROP = R.DropStream(7)  # the engine's masks for the tool's seed 7
+        try:
+            out = R.step(net, imgs, labels, hp, True, 1.0, overlay)
+        finally:
+            R.DROP = None
         frac = out["phi"] / out["cells"]
         if out["erased"] > 0 and 0.1 <= frac <= 0.9 and out["phi_fg"] > 0:
             return state, net, imgs, labels, out
     pytest.fail("no non-degenerate fixture among 40 seeds")
 
 
-def run_engine(bin_path, tmp_path, state, hp, imgs, labels, phase=1, lam=1.0):
+FROZEN = {"small": (), "vgg16d": ("conv1_", "conv2_"), "resnet38d": ("conv1a", "b2.", "b2_", ".bn", "bn7")}
+
+
+def freeze(net, backbone):
+    for name, p in net.named_parameters():
+        if name.startswith(FROZEN[backbone]) or (backbone == "resnet38d" and ".bn_" in name):
+            p.requires_grad_(False)
+
+
+def run_engine(bin_path, tmp_path, state, hp, imgs, labels, phase=1, lam=1.0, backbone="small", only=None):
     sd = {k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    tensors, meta, _ = conv.convert(sd, "small", [f"k{i}" for i in range(K)], hp)
+    tensors, meta, _ = conv.convert(sd, backbone, [f"k{i}" for i in range(K)], hp)
     model = tmp_path / "m.safetensors"
     conv.save_safetensors(model, tensors, meta)
     st_io.save(tmp_path / "in.safetensors", {"images": imgs.numpy(), "labels": labels.numpy(),
                                              "args": np.array([phase, lam, 7], np.float32)})
     p = subprocess.run([bin_path("ecsnet_tool"), "step", str(model), str(tmp_path / "in.safetensors"),
-                        str(tmp_path / "out.safetensors")], capture_output=True, text=True)
+                        str(tmp_path / "out.safetensors")] + ([only] if only else []), capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     return st_io.load(tmp_path / "out.safetensors")[0]
 
 
-def compare(got, net, out, check_phi=True):
+def compare(got, net, out, check_phi=True, n_trained=13):
     losses = got["losses"]
     assert rel(losses[1], out["loss_cls"].item()) <= 1e-3
     assert rel(losses[3], out["loss_seg"].item()) <= 1e-3
@@ -77,10 +91,13 @@ def compare(got, net, out, check_phi=True):
         assert (c[0], c[1], c[2], c[3], c[4]) == (out["phi"], out["phi_fg"], out["phi_bg"], out["cells"], out["erased"])
     n = 0
     for name, p in net.named_parameters():
+        if not p.requires_grad:  # frozen: the engine must not have computed a gradient
+            assert "grad." + name not in got, name
+            continue
         assert p.grad is not None
         assert rel(got["grad." + name], p.grad.numpy()) <= 1e-3, name
         n += 1
-    assert n == 13  # 4 convs, 4 BN (weight, bias), fc8
+    assert n == n_trained
     for name, b in net.named_buffers():
         if "running" in name:
             assert rel(got[name], b.numpy()) <= 1e-3, name
@@ -150,3 +167,31 @@ def test_step_ablations(bin_path, tmp_path):
     compare(got, net, out, check_phi=False)
     got = run_engine(bin_path, tmp_path, state, hparams(no_phi_filter=1), imgs, labels)
     assert got["counts"][0] == got["counts"][3] == 2 * 8 * 8
+
+
+def test_step_vgg16d_dropout_overlay(bin_path, tmp_path):
+    """Dropout in F and F' (the engine's masks), the overlay on fc6, frozen conv1-conv2."""
+    hp = conv.default_hparams("vgg16d")
+    hp.update(overlay_k=2, overlay_rates=[2, 3, 0, 0])
+    state, net, imgs, labels, out = fixture(hp, 2, 48, 48, [2, 3], "vgg16d")
+    got = run_engine(bin_path, tmp_path, state, hp, imgs, labels, backbone="vgg16d")
+    assert got["counts"][5] == 2
+    compare(got, net, out, n_trained=31 - 8)
+
+
+def test_step_resnet38d_keeps_frozen_parts(bin_path, tmp_path):
+    """conv1a, b2* and every batch norm stay fixed in training; the rest gets gradients."""
+    net = R.randomise(R.Resnet38d(1 + K), 4)
+    sd = {k: v for k, v in net.state_dict().items()}
+    imgs = torch.from_numpy(images_for(4, 2, 16, 16))
+    labels = torch.tensor([[1.0, 0, 1], [0, 1, 0]])
+    only = "conv1a,b2.,b2_1.,b3.,bn7,b7.conv_branch2b1,fc8"
+    got = run_engine(bin_path, tmp_path, sd, conv.default_hparams("resnet38d"), imgs, labels,
+                     backbone="resnet38d", only=only)
+    for name in ["conv1a.weight", "b2.conv_branch2a.weight", "b2_1.conv_branch2b1.weight",
+                 "b3.bn_branch2a.weight", "bn7.weight"]:
+        assert "grad." + name not in got, name
+    for name in ["bn7.running_mean", "bn7.running_var", "b3.bn_branch2b1.running_var"]:
+        assert np.array_equal(got[name], sd[name].numpy()), name
+    for name in ["b3.conv_branch2a.weight", "b7.conv_branch2b1.weight", "fc8.weight"]:
+        assert np.abs(got["grad." + name]).max() > 0, name

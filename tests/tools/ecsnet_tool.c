@@ -2,8 +2,9 @@
  * parity tests (tests/python/test_ecsnet_*.py):
  *
  *   ecsnet_tool forward MODEL IN OUT [train]   IN: x (N,3,H,W)          OUT: h
- *   ecsnet_tool step MODEL IN OUT              IN: images, labels, args  OUT: losses, counts,
- *                                                                           grad.<param>, <param>
+ *   ecsnet_tool step MODEL IN OUT [PREFIXES]   IN: images, labels, args  OUT: losses, counts,
+ *                                                 grad.<param>, <param> (only the names starting
+ *                                                 with one of the comma-separated PREFIXES)
  *   ecsnet_tool infer MODEL IN OUT             IN: rgb (H,W,3) U8, labels I32?, opts F32?
  *
  * Errors go to stderr as one line; exit status 1. */
@@ -48,8 +49,18 @@ static int cmd_forward(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st
   return ok;
 }
 
+static int wanted(const char *name, const char *prefixes) {
+  if (!prefixes) return 1;
+  for (const char *p = prefixes; *p;) {
+    size_t n = strcspn(p, ",");
+    if (n && strncmp(name, p, n) == 0) return 1;
+    p += n + (p[n] == ',');
+  }
+  return 0;
+}
+
 static int cmd_step(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_writer *w,
-                    ecs_err *e) {
+                    const char *prefixes, ecs_err *e) {
   const ecs_st_tensor *im = need(in, "images", ECS_F32), *lb = need(in, "labels", ECS_F32);
   const ecs_st_tensor *ar = need(in, "args", ECS_F32);
   if (!im || !lb || !ar) return 0;
@@ -70,6 +81,7 @@ static int cmd_step(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_wr
     return 0;
   for (size_t i = 0; i < ecs_params_count(ps); i++) {
     ecs_tensor *t = ecs_params_at(ps, i);
+    if (!wanted(t->name, prefixes)) continue;
     size_t nb = ecs_plain_nbytes(t);
     float *buf = malloc(nb);
     char name[128];
@@ -139,7 +151,7 @@ int main(int argc, char **argv) {
   int ok = 0;
   if (w) {
     if (strcmp(argv[1], "forward") == 0) ok = cmd_forward(m, ctx, in, w, argc > 5, &e);
-    else if (strcmp(argv[1], "step") == 0) ok = cmd_step(m, ctx, in, w, &e);
+    else if (strcmp(argv[1], "step") == 0) ok = cmd_step(m, ctx, in, w, argc > 5 ? argv[5] : NULL, &e);
     else if (strcmp(argv[1], "infer") == 0) ok = cmd_infer(m, ctx, in, w, &e);
     else ecs_err_set(&e, ECS_ERR_INVALID, "unknown command %s", argv[1]);
     if (ok) ok = ecs_st_writer_save(w, argv[4], &e) == ECS_OK;

@@ -1,10 +1,13 @@
 /* model.c - output names, result freeing, and the model loader.
  *
- * api_model_load is where a model implementation is registered. None is built in yet: the
- * ECS-Net adapter will replace the body of api_model_load, and the rest of the server is
- * already written against api_model_iface. Until then the server serves no model and says so
- * (503 model_not_ready) instead of inventing results. */
+ * api_model_load is where a model implementation is registered: it picks the served model
+ * file (registry.h: --model, else the registry's active version, else the shipped model) and
+ * opens it with the ECS-Net adapter (ecsnet-adapter.c). When there is none the server runs
+ * without a model and says so (503 model_not_ready) instead of inventing results. */
 #include "model.h"
+
+#include "ecsnet-adapter.h"
+#include "registry.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +47,11 @@ void api_cam_result_free(api_cam_result *r) {
 
 ecs_status api_model_load(const api_model_load_opts *opts, api_model **out, ecs_err *err) {
   *out = NULL;
-  if (opts->path && opts->path[0])
-    return ecs_err_set(err, ECS_ERR_UNSUPPORTED,
-                       "cannot serve '%s': this build has no ECS-Net inference yet", opts->path);
-  return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "no model is available in this build");
+  char path[4096], name[API_REG_NAME_MAX];
+  int version = 0;
+  ecs_status st = api_served_model(opts, path, sizeof path, name, &version, err);
+  if (st != ECS_OK) return st;
+  return api_ecsnet_open(path, name, version, opts, out, err);
 }
 
 void api_model_free(api_model *m) {

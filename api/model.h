@@ -49,6 +49,8 @@ typedef struct api_model_info {
   int n_classes;     /* K: object classes, ids 1..K */
   const char *const *class_names; /* K names, id k at index k-1 */
   const char *backbone;
+  const char *path;   /* the model file, or NULL */
+  const char *device; /* where it runs ("cpu", "cuda:0"), or NULL */
 } api_model_info;
 
 typedef struct api_cam_input {
@@ -101,8 +103,9 @@ typedef struct api_model_load_opts {
 } api_model_load_opts;
 
 /* Loads the model to serve: opts->path when given, else the registry's active version under
- * data_dir. ECS_ERR_UNSUPPORTED while this build has no model implementation; the server then
- * runs without a model (ready = 503). On success *out is a new model (api_model_free). */
+ * data_dir, else the shipped model (registry.h). ECS_ERR_IO when there is none anywhere (the
+ * server then runs without a model: ready = 503); ECS_ERR_UNSUPPORTED when the device asked
+ * for cannot be used. On success *out is a new model (api_model_free). */
 ecs_status api_model_load(const api_model_load_opts *opts, api_model **out, ecs_err *err);
 void api_model_free(api_model *m); /* accepts NULL */
 

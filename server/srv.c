@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 
 #include "openapi.h"
+#include "registry.h"
 
 /* ---- the model slot ------------------------------------------------------------------------ */
 
@@ -226,26 +227,20 @@ static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url
     if (!text) return fail(r, 503, "out_of_memory", "the server is short of memory");
     return srv_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
   }
-  case SRV_ROUTE_MODELS: {
-    srv_model_ref *m = srv_model_acquire(s);
-    json_t *list = json_array();
-    if (m) json_array_append_new(list, model_json(m));
-    srv_model_release(m);
-    return respond_json_t(r, 200, json_pack("{s:o}", "models", list));
-  }
+  case SRV_ROUTE_MODELS:
   case SRV_ROUTE_MODEL: {
-    const char *name = url + strlen(d->path);
+    /* The registry on disk, so versions added by another replica show up too. */
     srv_model_ref *m = srv_model_acquire(s);
-    enum MHD_Result ret;
-    if (m && strcmp(name, m->info.name) == 0) {
-      ret = respond_json_t(r, 200, model_json(m));
-    } else {
-      api_error e;
-      api_fail(&e, 404, "model_not_found", "no model named '%.100s'", name);
-      ret = srv_respond_error(r, &e);
-    }
+    int status = 500;
+    char msg[256] = "";
+    char *text = api_models_json(s->cfg.data_dir, m ? &m->info : NULL,
+                                 d->route == SRV_ROUTE_MODEL ? url + strlen(d->path) : NULL,
+                                 &status, msg, sizeof msg);
     srv_model_release(m);
-    return ret;
+    if (text) return srv_respond(r, 200, "application/json", text, strlen(text), false);
+    api_error e;
+    api_fail(&e, status, status == 404 ? "model_not_found" : "internal_error", "%s", msg);
+    return srv_respond_error(r, &e);
   }
   case SRV_ROUTE_OPENAPI:
     return srv_respond(r, 200, "application/json", (char *)api_openapi_json,
@@ -435,12 +430,13 @@ static ecs_status load_model(srv *s, ecs_err *err) {
     m->iface->info(m->ctx, &ref->info);
     atomic_init(&ref->refs, 1);
     s->model = ref;
-    srv_log_event(s, "info", "serving model %s version %d", ref->info.name, ref->info.version);
+    srv_log_event(s, "info", "serving model %s version %d on %s", ref->info.name,
+                  ref->info.version, ref->info.device ? ref->info.device : "?");
     return ECS_OK;
   }
-  /* An explicit --model that cannot be served is a failed start; otherwise the server runs
-   * without a model and says so on /health/ready. */
-  if (o.path) return ecs_err_set(err, st, "%s", e.msg);
+  /* An explicit --model that cannot be served, or a device that cannot be used, is a failed
+   * start; otherwise the server runs without a model and says so on /health/ready. */
+  if (o.path || st == ECS_ERR_UNSUPPORTED) return ecs_err_set(err, st, "%s", e.msg);
   srv_log_event(s, "warn", "no model loaded: %s; /health/ready answers 503", e.msg);
   return ECS_OK;
 }

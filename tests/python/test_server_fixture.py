@@ -33,6 +33,9 @@ class Server:
         self.args = list(args)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("ECSNET_")}
         full_env.update(env or {})
+        # Without this the repository's models/*.safetensors would be served (the shipped
+        # model): each test chooses its model explicitly.
+        full_env.setdefault("ECSNET_SHIPPED_MODEL", "none")
         self.lines = []
         self._cv = threading.Condition()
         cmd = [str(server_binary()), "--listen", "127.0.0.1:0", "--threads", "1"] + self.args

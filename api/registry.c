@@ -1,0 +1,767 @@
+/* registry.c - model versions on disk, the active pointer, and which model is served.
+ *
+ * Why files and not a database: a model version is one large immutable file that tools
+ * (ecsnet info, a plain cp) must be able to read as is, and the only mutable state is one
+ * pointer. Immutability plus rename gives crash safety without a journal: a version file
+ * appears whole or not at all (written under a temporary name, fsync'd, hard-linked into
+ * place so an existing version can never be overwritten), and the pointer changes by renaming
+ * a complete new pointer file over the old one. The folder is fsync'd after each change so the
+ * new name itself survives a power cut. */
+#include "registry.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ecs/safetensors.h"
+
+#define POINTER_FILE "ACTIVE"
+#define LOCK_FILE ".lock"
+#define EXT ".safetensors"
+
+struct api_reg {
+  char dir[PATH_MAX]; /* DATA_DIR/models */
+};
+
+bool api_reg_name_valid(const char *name) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0 || n >= API_REG_NAME_MAX || name[0] == '.' || strcmp(name, POINTER_FILE) == 0)
+    return false;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '.' || *p == '_' || *p == '-'))
+      return false;
+  return true;
+}
+
+static ecs_status check_name(const char *name, ecs_err *err) {
+  if (api_reg_name_valid(name)) return ECS_OK;
+  return ecs_err_set(err, ECS_ERR_INVALID,
+                     "model name '%.80s' is not valid: 1..%d characters of A-Z a-z 0-9 . _ -, "
+                     "not starting with '.', not '" POINTER_FILE "'",
+                     name ? name : "", API_REG_NAME_MAX - 1);
+}
+
+static ecs_status mkdir_one(const char *path, ecs_err *err) {
+  if (mkdir(path, 0755) == 0 || errno == EEXIST) return ECS_OK;
+  return ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+}
+
+api_reg *api_reg_open(const char *data_dir, bool create, ecs_err *err) {
+  if (!data_dir || !data_dir[0]) {
+    ecs_err_set(err, ECS_ERR_INVALID, "no data directory given");
+    return NULL;
+  }
+  api_reg *r = calloc(1, sizeof *r);
+  if (!r) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  if ((size_t)snprintf(r->dir, sizeof r->dir, "%s/models", data_dir) >= sizeof r->dir) {
+    ecs_err_set(err, ECS_ERR_INVALID, "data directory path too long");
+    free(r);
+    return NULL;
+  }
+  if (create && (mkdir_one(data_dir, err) != ECS_OK || mkdir_one(r->dir, err) != ECS_OK)) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+void api_reg_free(api_reg *r) { free(r); }
+
+const char *api_reg_dir(const api_reg *r) { return r->dir; }
+
+ecs_status api_reg_path(const api_reg *r, const char *name, int version, char *out, size_t n,
+                        ecs_err *err) {
+  ecs_status st = check_name(name, err);
+  if (st != ECS_OK) return st;
+  if (version < 1) return ecs_err_set(err, ECS_ERR_INVALID, "version %d: versions start at 1", version);
+  if ((size_t)snprintf(out, n, "%s/%s/%d" EXT, r->dir, name, version) >= n)
+    return ecs_err_set(err, ECS_ERR_INVALID, "path too long");
+  return ECS_OK;
+}
+
+static ecs_status fsync_dir(const char *dir, ecs_err *err) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ecs_err_set(err, ECS_ERR_IO, "cannot open %s: %s", dir, strerror(errno));
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (rc != 0) return ecs_err_set(err, ECS_ERR_IO, "fsync %s: %s", dir, strerror(e));
+  return ECS_OK;
+}
+
+/* Exclusive lock on models/.lock for one mutation; returns the fd (>= 0) or -1 (err filled). */
+static int lock_registry(const api_reg *r, ecs_err *err) {
+  char p[PATH_MAX + 16];
+  snprintf(p, sizeof p, "%s/" LOCK_FILE, r->dir);
+  int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    ecs_err_set(err, ECS_ERR_IO, "cannot open %s: %s", p, strerror(errno));
+    return -1;
+  }
+  while (flock(fd, LOCK_EX) != 0) {
+    if (errno == EINTR) continue;
+    ecs_err_set(err, ECS_ERR_IO, "cannot lock %s: %s", p, strerror(errno));
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void unlock_registry(int fd) {
+  if (fd >= 0) close(fd); /* closing releases the flock */
+}
+
+static ecs_status write_all(int fd, const void *buf, size_t n, const char *path, ecs_err *err) {
+  const char *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return ecs_err_set(err, ECS_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    p += w;
+    n -= (size_t)w;
+  }
+  return ECS_OK;
+}
+
+/* Creates a temporary file in dir; returns its fd and fills tmp, or -1 (err filled). */
+static int temp_in(const char *dir, char *tmp, size_t n, ecs_err *err) {
+  snprintf(tmp, n, "%s/.tmp-XXXXXX", dir);
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) ecs_err_set(err, ECS_ERR_IO, "cannot create a file in %s: %s", dir, strerror(errno));
+  return fd;
+}
+
+static ecs_status finish_temp(int fd, const char *tmp, ecs_err *err) {
+  if (fsync(fd) != 0) {
+    ecs_err_set(err, ECS_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
+    close(fd);
+    return ECS_ERR_IO;
+  }
+  if (close(fd) != 0) return ecs_err_set(err, ECS_ERR_IO, "close %s: %s", tmp, strerror(errno));
+  return ECS_OK;
+}
+
+/* ---- reading the folder --------------------------------------------------------------------- */
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* "12.safetensors" -> 12; 0 for anything else (temporary files, strays). */
+static int version_of(const char *fname) {
+  size_t n = strlen(fname), el = strlen(EXT);
+  if (n <= el || strcmp(fname + n - el, EXT) != 0 || fname[0] < '1' || fname[0] > '9') return 0;
+  long v = 0;
+  for (size_t i = 0; i < n - el; i++) {
+    if (fname[i] < '0' || fname[i] > '9') return 0;
+    v = v * 10 + (fname[i] - '0');
+    if (v > INT_MAX) return 0;
+  }
+  return (int)v;
+}
+
+ecs_status api_reg_versions(const api_reg *r, const char *name, int **versions, int *n,
+                            ecs_err *err) {
+  *versions = NULL;
+  *n = 0;
+  ecs_status st = check_name(name, err);
+  if (st != ECS_OK) return st;
+  char dir[PATH_MAX + API_REG_NAME_MAX + 2];
+  snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
+  DIR *d = opendir(dir);
+  if (!d) {
+    if (errno == ENOENT || errno == ENOTDIR) return ECS_OK;
+    return ecs_err_set(err, ECS_ERR_IO, "cannot read %s: %s", dir, strerror(errno));
+  }
+  int cap = 0, *v = NULL;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    int ver = version_of(e->d_name);
+    if (!ver) continue;
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 8;
+      int *p = realloc(v, (size_t)cap * sizeof *v);
+      if (!p) {
+        free(v);
+        closedir(d);
+        return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+      }
+      v = p;
+    }
+    v[(*n)++] = ver;
+  }
+  closedir(d);
+  if (*n) qsort(v, (size_t)*n, sizeof *v, cmp_int);
+  *versions = v;
+  return ECS_OK;
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
+
+ecs_status api_reg_names(const api_reg *r, char (**names)[API_REG_NAME_MAX], int *n,
+                         ecs_err *err) {
+  *names = NULL;
+  *n = 0;
+  DIR *d = opendir(r->dir);
+  if (!d) {
+    if (errno == ENOENT) return ECS_OK;
+    return ecs_err_set(err, ECS_ERR_IO, "cannot read %s: %s", r->dir, strerror(errno));
+  }
+  int cap = 0;
+  char(*v)[API_REG_NAME_MAX] = NULL;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!api_reg_name_valid(e->d_name)) continue;
+    int *vers = NULL, nv = 0;
+    ecs_err ig;
+    api_reg_versions(r, e->d_name, &vers, &nv, &ig);
+    free(vers);
+    if (nv == 0) continue; /* a stray folder or file without versions */
+    if (*n == cap) {
+      cap = cap ? cap * 2 : 8;
+      char(*p)[API_REG_NAME_MAX] = realloc(v, (size_t)cap * sizeof *v);
+      if (!p) {
+        free(v);
+        closedir(d);
+        return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+      }
+      v = p;
+    }
+    memcpy(v[*n], e->d_name, strlen(e->d_name) + 1); /* valid names are < API_REG_NAME_MAX */
+    (*n)++;
+  }
+  closedir(d);
+  if (*n) qsort(v, (size_t)*n, sizeof *v, cmp_name);
+  *names = v;
+  return ECS_OK;
+}
+
+/* ---- metadata ------------------------------------------------------------------------------- */
+
+void api_model_summary_free(api_model_summary *s) {
+  if (!s) return;
+  free(s->classes);
+  s->classes = NULL;
+  s->n_classes = 0;
+}
+
+ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err *err) {
+  memset(out, 0, sizeof *out);
+  struct stat sb;
+  if (stat(path, &sb) != 0) return ecs_err_set(err, ECS_ERR_IO, "%s: %s", path, strerror(errno));
+  out->created = (int64_t)sb.st_mtime;
+  out->bytes = (int64_t)sb.st_size;
+  ecs_err e;
+  ecs_err_clear(&e);
+  ecs_st_file *f = ecs_st_open(path, &e);
+  if (!f) return ecs_err_set(err, e.status, "%s", e.msg);
+  ecs_status st = ECS_OK;
+  const char *bb = ecs_st_meta(f, "backbone"), *cl = ecs_st_meta(f, "classes");
+  json_t *arr = cl ? json_loads(cl, 0, NULL) : NULL;
+  if (!bb || !json_is_array(arr) || json_array_size(arr) < 1 || json_array_size(arr) > 254) {
+    st = ecs_err_set(err, ECS_ERR_FORMAT,
+                     "%s is not an ECS-Net model: its metadata lacks a backbone or classes", path);
+    goto done;
+  }
+  snprintf(out->backbone, sizeof out->backbone, "%s", bb);
+  out->n_classes = (int)json_array_size(arr);
+  out->classes = calloc((size_t)out->n_classes, sizeof *out->classes);
+  if (!out->classes) {
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  for (int k = 0; k < out->n_classes; k++) {
+    const char *s = json_string_value(json_array_get(arr, (size_t)k));
+    size_t l = s ? strnlen(s, sizeof out->classes[k] - 1) : 0;
+    if (l) memcpy(out->classes[k], s, l);
+    out->classes[k][l] = '\0';
+  }
+  const char *v = ecs_st_meta(f, "alpha_bg");
+  if (v) { /* stored as a float with 9 digits: show the value it was set to (0.26, not 0.25999999) */
+    char b[32];
+    snprintf(b, sizeof b, "%.6g", (double)strtof(v, NULL));
+    out->alpha_bg = strtod(b, NULL);
+  }
+  v = ecs_st_meta(f, "provenance");
+  snprintf(out->provenance, sizeof out->provenance, "%s", v ? v : "");
+done:
+  json_decref(arr);
+  ecs_st_close(f);
+  if (st != ECS_OK) api_model_summary_free(out);
+  return st;
+}
+
+/* ---- mutations ------------------------------------------------------------------------------ */
+
+static ecs_status copy_to_temp(const char *src, const char *dir, char *tmp, size_t tmp_n,
+                               ecs_err *err) {
+  int in = open(src, O_RDONLY | O_CLOEXEC);
+  if (in < 0) return ecs_err_set(err, ECS_ERR_IO, "cannot open %s: %s", src, strerror(errno));
+  int out = temp_in(dir, tmp, tmp_n, err);
+  if (out < 0) {
+    close(in);
+    return ECS_ERR_IO;
+  }
+  ecs_status st = ECS_OK;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t k = read(in, buf, sizeof buf);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      st = ecs_err_set(err, ECS_ERR_IO, "cannot read %s: %s", src, strerror(errno));
+      break;
+    }
+    if (k == 0) break;
+    if ((st = write_all(out, buf, (size_t)k, tmp, err)) != ECS_OK) break;
+  }
+  close(in);
+  if (st == ECS_OK) return finish_temp(out, tmp, err) == ECS_OK ? ECS_OK : (unlink(tmp), ECS_ERR_IO);
+  close(out);
+  unlink(tmp);
+  return st;
+}
+
+ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *version, ecs_err *err) {
+  *version = 0;
+  ecs_status st = check_name(name, err);
+  if (st != ECS_OK) return st;
+  api_model_summary sum;
+  if ((st = api_model_summarise(src, &sum, err)) != ECS_OK) return st;
+  api_model_summary_free(&sum);
+  if ((st = mkdir_one(r->dir, err)) != ECS_OK) return st;
+  int lk = lock_registry(r, err);
+  if (lk < 0) return err ? err->status : ECS_ERR_IO;
+  char dir[PATH_MAX + API_REG_NAME_MAX + 2], tmp[sizeof dir + 16], dst[sizeof dir + 32];
+  snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
+  struct stat sb;
+  bool new_dir = stat(dir, &sb) != 0;
+  if ((st = mkdir_one(dir, err)) != ECS_OK) goto out;
+  if (new_dir && (st = fsync_dir(r->dir, err)) != ECS_OK) goto out;
+  if ((st = copy_to_temp(src, dir, tmp, sizeof tmp, err)) != ECS_OK) goto out;
+  int *vers = NULL, nv = 0;
+  st = api_reg_versions(r, name, &vers, &nv, err);
+  int next = nv ? vers[nv - 1] + 1 : 1;
+  free(vers);
+  if (st == ECS_OK && next < 1) st = ecs_err_set(err, ECS_ERR_LIMIT, "%s has too many versions", name);
+  if (st == ECS_OK) {
+    snprintf(dst, sizeof dst, "%s/%d" EXT, dir, next);
+    /* link, not rename: an existing version is never replaced, whatever happens */
+    if (link(tmp, dst) != 0)
+      st = ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", dst, strerror(errno));
+  }
+  unlink(tmp);
+  if (st == ECS_OK) st = fsync_dir(dir, err);
+  if (st == ECS_OK) *version = next;
+out:
+  unlock_registry(lk);
+  return st;
+}
+
+/* Reads models/ACTIVE without checking that the version exists. */
+static ecs_status read_pointer(const api_reg *r, char name[API_REG_NAME_MAX], int *version,
+                               ecs_err *err) {
+  *version = 0;
+  name[0] = '\0';
+  char p[PATH_MAX + 16];
+  snprintf(p, sizeof p, "%s/" POINTER_FILE, r->dir);
+  FILE *f = fopen(p, "re");
+  if (!f) {
+    if (errno == ENOENT) return ECS_OK;
+    return ecs_err_set(err, ECS_ERR_IO, "cannot read %s: %s", p, strerror(errno));
+  }
+  char buf[256];
+  size_t k = fread(buf, 1, sizeof buf - 1, f);
+  bool more = fgetc(f) != EOF;
+  fclose(f);
+  buf[k] = '\0';
+  if (k > 0 && buf[k - 1] == '\n') buf[--k] = '\0';
+  char *sp = strchr(buf, ' ');
+  bool ok = !more && sp && strlen(buf) == k; /* no NUL bytes inside */
+  if (ok) {
+    *sp = '\0';
+    const char *v = sp + 1;
+    long ver = 0;
+    ok = api_reg_name_valid(buf) && *v >= '1' && *v <= '9';
+    for (; ok && *v; v++) {
+      ok = *v >= '0' && *v <= '9' && (ver = ver * 10 + (*v - '0')) <= INT_MAX;
+    }
+    if (ok) {
+      snprintf(name, API_REG_NAME_MAX, "%s", buf);
+      *version = (int)ver;
+    }
+  }
+  if (!ok)
+    return ecs_err_set(err, ECS_ERR_FORMAT,
+                       "%s is corrupt: expected one line 'NAME VERSION'; fix or remove it", p);
+  return ECS_OK;
+}
+
+ecs_status api_reg_active(const api_reg *r, char name[API_REG_NAME_MAX], int *version,
+                          ecs_err *err) {
+  ecs_status st = read_pointer(r, name, version, err);
+  if (st != ECS_OK || *version == 0) return st;
+  char p[PATH_MAX + 128];
+  api_reg_path(r, name, *version, p, sizeof p, NULL);
+  if (access(p, R_OK) != 0) {
+    int v = *version;
+    *version = 0;
+    return ecs_err_set(err, ECS_ERR_IO, "%s/" POINTER_FILE " names %s version %d, but %s: %s",
+                       r->dir, name, v, p, strerror(errno));
+  }
+  return ECS_OK;
+}
+
+ecs_status api_reg_activate(api_reg *r, const char *name, int version, ecs_err *err) {
+  char p[PATH_MAX + 128], tmp[PATH_MAX + 32], dst[PATH_MAX + 16], line[128];
+  ecs_status st = api_reg_path(r, name, version, p, sizeof p, err);
+  if (st != ECS_OK) return st;
+  int lk = lock_registry(r, err);
+  if (lk < 0) return err ? err->status : ECS_ERR_IO;
+  if (access(p, R_OK) != 0) {
+    st = ecs_err_set(err, ECS_ERR_INVALID, "%s has no version %d", name, version);
+    goto out;
+  }
+  int fd = temp_in(r->dir, tmp, sizeof tmp, err);
+  if (fd < 0) {
+    st = ECS_ERR_IO;
+    goto out;
+  }
+  int len = snprintf(line, sizeof line, "%s %d\n", name, version);
+  st = write_all(fd, line, (size_t)len, tmp, err);
+  if (st == ECS_OK) st = finish_temp(fd, tmp, err);
+  else close(fd);
+  snprintf(dst, sizeof dst, "%s/" POINTER_FILE, r->dir);
+  if (st == ECS_OK && rename(tmp, dst) != 0)
+    st = ecs_err_set(err, ECS_ERR_IO, "cannot replace %s: %s", dst, strerror(errno));
+  if (st != ECS_OK) unlink(tmp);
+  if (st == ECS_OK) st = fsync_dir(r->dir, err);
+out:
+  unlock_registry(lk);
+  return st;
+}
+
+ecs_status api_reg_delete(api_reg *r, const char *name, int version, ecs_err *err) {
+  char p[PATH_MAX + 128], an[API_REG_NAME_MAX];
+  ecs_status st = api_reg_path(r, name, version, p, sizeof p, err);
+  if (st != ECS_OK) return st;
+  int lk = lock_registry(r, err);
+  if (lk < 0) return err ? err->status : ECS_ERR_IO;
+  int av = 0;
+  /* A pointer that cannot be read might name this version: refuse rather than guess. */
+  if ((st = read_pointer(r, an, &av, err)) != ECS_OK) goto out;
+  if (av == version && strcmp(an, name) == 0) {
+    st = ecs_err_set(err, ECS_ERR_INVALID,
+                     "%s version %d is the active version: activate another one first", name,
+                     version);
+    goto out;
+  }
+  if (unlink(p) != 0) {
+    st = ecs_err_set(err, errno == ENOENT ? ECS_ERR_INVALID : ECS_ERR_IO, "cannot delete %s: %s",
+                     p, strerror(errno));
+    goto out;
+  }
+  char dir[PATH_MAX + API_REG_NAME_MAX + 2];
+  snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
+  st = fsync_dir(dir, err);
+  if (st == ECS_OK && rmdir(dir) == 0) st = fsync_dir(r->dir, err); /* fails while not empty */
+out:
+  unlock_registry(lk);
+  return st;
+}
+
+/* ---- the served model ----------------------------------------------------------------------- */
+
+/* A registry name from a file name: its stem with anything outside the name alphabet as '-'. */
+static void name_from_path(const char *path, char name[API_REG_NAME_MAX]) {
+  const char *base = strrchr(path, '/');
+  base = base ? base + 1 : path;
+  while (*base == '.') base++;
+  size_t n = strlen(base), el = strlen(EXT);
+  if (n > el && strcmp(base + n - el, EXT) == 0) n -= el;
+  if (n > API_REG_NAME_MAX - 1) n = API_REG_NAME_MAX - 1;
+  for (size_t i = 0; i < n; i++) {
+    char c = base[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    name[i] = ok ? c : '-';
+  }
+  name[n] = '\0';
+  if (!api_reg_name_valid(name)) snprintf(name, API_REG_NAME_MAX, "model");
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first *.safetensors by name in dir, or false. */
+static bool first_model_in(const char *dir, char *out, size_t n) {
+  DIR *d = opendir(dir);
+  if (!d) return false;
+  char *names[256];
+  int k = 0;
+  struct dirent *e;
+  size_t el = strlen(EXT);
+  while ((e = readdir(d)) && k < 256) {
+    size_t l = strlen(e->d_name);
+    if (e->d_name[0] != '.' && l > el && strcmp(e->d_name + l - el, EXT) == 0 &&
+        (names[k] = strdup(e->d_name)))
+      k++;
+  }
+  closedir(d);
+  qsort(names, (size_t)k, sizeof names[0], cmp_str);
+  bool found = false;
+  for (int i = 0; i < k; i++) {
+    if (!found && (size_t)snprintf(out, n, "%s/%s", dir, names[i]) < n && access(out, R_OK) == 0)
+      found = true;
+    free(names[i]);
+  }
+  return found;
+}
+
+bool api_shipped_model_path(char *out, size_t n) {
+  const char *env = getenv("ECSNET_SHIPPED_MODEL");
+  if (env) {
+    if (!env[0] || strcmp(env, "none") == 0) return false;
+    return (size_t)snprintf(out, n, "%s", env) < n && access(out, R_OK) == 0;
+  }
+  char exe[PATH_MAX];
+  ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (k <= 0) return false;
+  exe[k] = '\0';
+  char *slash = strrchr(exe, '/');
+  if (!slash) return false;
+  *slash = '\0';
+  static const char *const rel[] = {"/../../models", "/../models"};
+  for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+    char dir[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s%s", exe, rel[i]);
+    if (first_model_in(dir, out, n)) return true;
+  }
+  return false;
+}
+
+/* When path is DATA/models/NAME/V.safetensors, its name and version. */
+static bool path_in_registry(const api_reg *r, const char *path, char name[API_REG_NAME_MAX],
+                             int *version) {
+  char rp[PATH_MAX], rd[PATH_MAX];
+  if (!realpath(path, rp) || !realpath(r->dir, rd)) return false;
+  size_t dl = strlen(rd);
+  if (strncmp(rp, rd, dl) != 0 || rp[dl] != '/') return false;
+  const char *rest = rp + dl + 1, *slash = strchr(rest, '/');
+  if (!slash || (size_t)(slash - rest) >= API_REG_NAME_MAX) return false;
+  char nm[API_REG_NAME_MAX];
+  memcpy(nm, rest, (size_t)(slash - rest));
+  nm[slash - rest] = '\0';
+  int v = version_of(slash + 1);
+  if (!v || !api_reg_name_valid(nm)) return false;
+  snprintf(name, API_REG_NAME_MAX, "%s", nm);
+  *version = v;
+  return true;
+}
+
+ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t n,
+                            char name[API_REG_NAME_MAX], int *version, ecs_err *err) {
+  *version = 0;
+  const char *data_dir = opts->data_dir && opts->data_dir[0] ? opts->data_dir : ".";
+  api_reg *r = api_reg_open(data_dir, false, err);
+  if (!r) return err ? err->status : ECS_ERR_NOMEM;
+  ecs_status st = ECS_OK;
+  if (opts->path && opts->path[0]) {
+    if ((size_t)snprintf(path, n, "%s", opts->path) >= n)
+      st = ecs_err_set(err, ECS_ERR_INVALID, "model path too long");
+    else if (!path_in_registry(r, path, name, version)) {
+      name_from_path(path, name);
+      *version = 1;
+    }
+    goto out;
+  }
+  if ((st = api_reg_active(r, name, version, err)) != ECS_OK) goto out;
+  if (*version > 0) {
+    st = api_reg_path(r, name, *version, path, n, err);
+    goto out;
+  }
+  char shipped[PATH_MAX];
+  if (!api_shipped_model_path(shipped, sizeof shipped)) {
+    st = ecs_err_set(err, ECS_ERR_IO,
+                     "no model to serve: no --model, no active version in %s, and no shipped "
+                     "model (ECSNET_SHIPPED_MODEL, or models/*.safetensors next to the program)",
+                     r->dir);
+    goto out;
+  }
+  name_from_path(shipped, name);
+  /* First start: the shipped model becomes a registry version. Where the data directory
+   * cannot be written, it is served from where it lies. */
+  api_reg *w = api_reg_open(data_dir, true, NULL);
+  int v = 0;
+  ecs_err ig;
+  ecs_err_clear(&ig);
+  if (w && api_reg_add(w, name, shipped, &v, &ig) == ECS_OK &&
+      api_reg_activate(w, name, v, &ig) == ECS_OK) {
+    *version = v;
+    st = api_reg_path(w, name, v, path, n, err);
+  } else if (ig.status == ECS_ERR_FORMAT) {
+    st = ecs_err_set(err, ig.status, "shipped model: %s", ig.msg);
+  } else {
+    *version = 1;
+    snprintf(path, n, "%s", shipped);
+  }
+  api_reg_free(w);
+out:
+  api_reg_free(r);
+  return st;
+}
+
+/* ---- GET /v1/models ------------------------------------------------------------------------- */
+
+static json_t *summary_json(const api_model_summary *s) {
+  json_t *classes = json_array();
+  for (int k = 0; k < s->n_classes; k++) json_array_append_new(classes, json_string(s->classes[k]));
+  char when[32];
+  time_t t = (time_t)s->created;
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_pack("{s:s, s:f, s:o, s:s, s:s, s:I}", "backbone", s->backbone, "alpha_bg",
+                   s->alpha_bg, "classes", classes, "provenance", s->provenance, "created", when,
+                   "bytes", (json_int_t)s->bytes);
+}
+
+/* Copies the summary fields of a version into the name's entry. */
+static void adopt(json_t *entry, json_t *ver) {
+  static const char *const keys[] = {"backbone", "alpha_bg", "classes", "provenance", "created"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    json_object_set(entry, keys[i], json_object_get(ver, keys[i]));
+  json_object_set(entry, "version", json_object_get(ver, "version"));
+}
+
+static json_t *name_json(const api_reg *r, const char *name, const char *active_name,
+                         int active_v, const api_model_info *served, bool *served_seen) {
+  int *vers = NULL, nv = 0;
+  ecs_err e;
+  if (api_reg_versions(r, name, &vers, &nv, &e) != ECS_OK || nv == 0) {
+    free(vers);
+    return NULL;
+  }
+  bool is_active_name = strcmp(name, active_name) == 0;
+  json_t *entry = json_pack("{s:s, s:b, s:b}", "name", name, "active", 0, "served", 0);
+  json_t *list = json_array(), *pick = NULL;
+  json_object_set_new(entry, "versions", list);
+  for (int i = 0; i < nv; i++) {
+    char p[PATH_MAX + 128];
+    api_model_summary s;
+    if (api_reg_path(r, name, vers[i], p, sizeof p, &e) != ECS_OK ||
+        api_model_summarise(p, &s, &e) != ECS_OK)
+      continue; /* an unreadable version is not listed rather than failing the whole list */
+    json_t *v = summary_json(&s);
+    api_model_summary_free(&s);
+    bool act = is_active_name && vers[i] == active_v;
+    bool srv = served && served->path && strcmp(served->path, p) == 0;
+    if (srv) *served_seen = true;
+    json_object_set_new(v, "version", json_integer(vers[i]));
+    json_object_set_new(v, "active", json_boolean(act));
+    json_object_set_new(v, "served", json_boolean(srv));
+    json_array_append_new(list, v);
+    if (act) json_object_set_new(entry, "active", json_true());
+    if (srv) json_object_set_new(entry, "served", json_true());
+    if (act || !pick || (srv && !json_is_true(json_object_get(pick, "active")))) pick = v;
+  }
+  free(vers);
+  if (!pick) {
+    json_decref(entry);
+    return NULL;
+  }
+  adopt(entry, pick);
+  return entry;
+}
+
+/* The served model when it is not a registry version (--model elsewhere). */
+static json_t *served_json(const api_model_info *m) {
+  api_model_summary s;
+  ecs_err e;
+  json_t *entry;
+  if (m->path && api_model_summarise(m->path, &s, &e) == ECS_OK) {
+    entry = summary_json(&s);
+    api_model_summary_free(&s);
+  } else {
+    json_t *classes = json_array();
+    for (int k = 0; k < m->n_classes; k++)
+      json_array_append_new(classes, json_string(m->class_names[k]));
+    entry = json_pack("{s:s, s:o}", "backbone", m->backbone ? m->backbone : "", "classes",
+                      classes);
+  }
+  json_object_set_new(entry, "name", json_string(m->name));
+  json_object_set_new(entry, "version", json_integer(m->version));
+  json_object_set_new(entry, "active", json_false());
+  json_object_set_new(entry, "served", json_true());
+  json_t *v = json_deep_copy(entry);
+  json_object_set_new(entry, "versions", json_pack("[o]", v));
+  return entry;
+}
+
+char *api_models_json(const char *data_dir, const api_model_info *served, const char *only_name,
+                      int *status, char *msg, size_t msg_n) {
+  *status = 500;
+  ecs_err e;
+  ecs_err_clear(&e);
+  api_reg *r = api_reg_open(data_dir && data_dir[0] ? data_dir : ".", false, &e);
+  char(*names)[API_REG_NAME_MAX] = NULL;
+  int nn = 0, av = 0;
+  char an[API_REG_NAME_MAX] = "";
+  if (!r || api_reg_names(r, &names, &nn, &e) != ECS_OK) {
+    snprintf(msg, msg_n, "%s", e.msg);
+    api_reg_free(r);
+    return NULL;
+  }
+  if (api_reg_active(r, an, &av, NULL) != ECS_OK) an[0] = '\0';
+  json_t *list = json_array();
+  bool served_seen = false;
+  for (int i = 0; i < nn; i++) {
+    json_t *entry = name_json(r, names[i], an, av, served, &served_seen);
+    if (entry) json_array_append_new(list, entry);
+  }
+  if (served && !served_seen) json_array_append_new(list, served_json(served));
+  free(names);
+  api_reg_free(r);
+  json_t *root = NULL;
+  if (!only_name) {
+    root = json_pack("{s:o}", "models", list);
+    *status = 200;
+  } else {
+    /* a served model outside the registry may share a name with registry versions: the served
+     * entry wins, as it is what /cam answers with */
+    for (size_t i = 0; i < json_array_size(list); i++) {
+      json_t *m = json_array_get(list, i);
+      if (strcmp(json_string_value(json_object_get(m, "name")), only_name) == 0 &&
+          (!root || json_is_true(json_object_get(m, "served"))))
+        root = m;
+    }
+    json_incref(root);
+    json_decref(list);
+    *status = root ? 200 : 404;
+    if (!root) {
+      snprintf(msg, msg_n, "no model named '%.100s'", only_name);
+      return NULL;
+    }
+  }
+  char *text = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  if (!text) {
+    *status = 500;
+    snprintf(msg, msg_n, "out of memory");
+  }
+  return text;
+}

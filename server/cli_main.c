@@ -2,7 +2,7 @@
  *
  *   ecsnet cam IMAGE --model MODEL [--labels a,b] --out DIR [--float] [--scales 1,0.5] [--flip]
  *   ecsnet train --data DIR --out MODEL [options]      (ecsnet train --help)
- *   ecsnet eval --data DIR --model MODEL [--split S] [--max-images N]
+ *   ecsnet eval --data DIR --model MODEL [--split S] [--max-images N] [--json] [--write-alpha]
  *   ecsnet synth --out DIR --count N --seed S [--size PX] [--classes K]
  *   ecsnet info MODEL
  *
@@ -16,6 +16,7 @@
 #include "ecs/train.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +54,7 @@ static const char *g_help =
     "      [--delta F] [--theta F] [--beta F] [--lambda F] [--overlay K] [--no-overlay]\n"
     "      [--no-bg-in-phi] [--no-phi-filter] [--cls-on-erased] [--quiet]\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
+    "      [--json] [--write-alpha]   (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
     "  info MODEL\n"
     "MODEL defaults to $ECSNET_MODEL. Exit status: 0 ok, 1 failure, 2 bad usage.\n";
@@ -309,7 +311,37 @@ typedef struct train_ui {
   int64_t last_line;
   int64_t stop_after; /* stop (with a checkpoint) after this step; 0: never */
   long log_every;     /* plain output: one line per this many steps */
+  /* The plain log lines, kept whatever the output mode so the saved model carries its own
+   * training record (metadata "train_log"); bounded, the tail is dropped past the cap. */
+  char *log;
+  size_t log_len, log_cap;
+  int log_full;
 } train_ui;
+
+#define TRAIN_LOG_MAX (256 * 1024)
+
+static void log_append(train_ui *ui, const char *line) {
+  size_t n = strlen(line);
+  if (ui->log_full) return;
+  if (ui->log_len + n + 1 > TRAIN_LOG_MAX) {
+    ui->log_full = 1;
+    line = "(log truncated)\n";
+    n = strlen(line);
+  }
+  if (ui->log_len + n + 1 > ui->log_cap) {
+    size_t cap = ui->log_cap ? ui->log_cap * 2 : 8192;
+    while (cap < ui->log_len + n + 1) cap *= 2;
+    char *p = realloc(ui->log, cap);
+    if (!p) {
+      ui->log_full = 1;
+      return;
+    }
+    ui->log = p;
+    ui->log_cap = cap;
+  }
+  memcpy(ui->log + ui->log_len, line, n + 1);
+  ui->log_len += n;
+}
 
 static void fmt_time(double s, char *buf, size_t n) {
   long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
@@ -320,9 +352,22 @@ static void fmt_time(double s, char *buf, size_t n) {
 static int on_progress(void *user, const ecs_train_progress *p) {
   train_ui *ui = user;
   int stop = ui->stop_after > 0 && p->step >= ui->stop_after;
-  if (ui->quiet) return stop;
   char eta[32];
   fmt_time(p->eta_s, eta, sizeof eta);
+  int plain = p->step == 1 || p->step == p->max_steps || p->step - ui->last_line >= ui->log_every;
+  char line[512];
+  if (plain) {
+    ui->last_line = p->step;
+    snprintf(line, sizeof line,
+             "step %lld/%lld epoch %d phase %s loss %.5f cls %.5f cls_erased %.5f seg %.5f lambda %.3f "
+             "phi %lld (fg %lld bg %lld of %lld) lr %.5g img/s %.2f eta %s\n",
+             (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ecs" : "cam",
+             p->stats.loss, p->stats.loss_cls, p->stats.loss_cls_erased, p->stats.loss_seg, p->lambda,
+             (long long)p->stats.phi, (long long)p->stats.phi_fg, (long long)p->stats.phi_bg,
+             (long long)p->stats.cells, p->lr, p->images_per_s, eta);
+    log_append(ui, line);
+  }
+  if (ui->quiet) return stop;
   double phi = p->stats.cells ? 100.0 * (double)p->stats.phi / (double)p->stats.cells : 0;
   if (ui->tty) {
     int width = 24, done = (int)(width * p->step / (p->max_steps ? p->max_steps : 1));
@@ -334,17 +379,53 @@ static int on_progress(void *user, const ecs_train_progress *p) {
            p->stats.loss, p->stats.loss_cls, p->stats.loss_seg, phi, p->lr, p->images_per_s, eta);
     if (p->step == p->max_steps) printf("\n");
     fflush(stdout);
-  } else if (p->step == 1 || p->step == p->max_steps || p->step - ui->last_line >= ui->log_every) {
-    ui->last_line = p->step;
-    printf("step %lld/%lld epoch %d phase %s loss %.5f cls %.5f cls_erased %.5f seg %.5f lambda %.3f "
-           "phi %lld (fg %lld bg %lld of %lld) lr %.5g img/s %.2f eta %s\n",
-           (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ecs" : "cam",
-           p->stats.loss, p->stats.loss_cls, p->stats.loss_cls_erased, p->stats.loss_seg, p->lambda,
-           (long long)p->stats.phi, (long long)p->stats.phi_fg, (long long)p->stats.phi_bg,
-           (long long)p->stats.cells, p->lr, p->images_per_s, eta);
+  } else if (plain) {
+    fputs(line, stdout);
     fflush(stdout);
   }
   return stop;
+}
+
+/* The command line as one shell-quoted string ("ecsnet train ..."), for the model's record. */
+static char *command_line(int argc, char **argv) {
+  size_t cap = 16;
+  for (int i = 1; i < argc; i++) cap += 4 * strlen(argv[i]) + 3;
+  char *s = malloc(cap), *q = s;
+  if (!s) return NULL;
+  q += sprintf(q, "ecsnet");
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int plain = *a != 0;
+    for (const char *c = a; *c; c++)
+      if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./,=:+@%", *c))
+        plain = 0;
+    *q++ = ' ';
+    if (plain) {
+      q += sprintf(q, "%s", a);
+      continue;
+    }
+    *q++ = '\'';
+    for (const char *c = a; *c; c++) {
+      if (*c == '\'') q += sprintf(q, "'\\''");
+      else *q++ = *c;
+    }
+    *q++ = '\'';
+  }
+  *q = 0;
+  return s;
+}
+
+/* Saves the model with its training record: the command line and the log. */
+static ecs_status save_trained(const ecs_model *m, const char *path, const char *command,
+                               const char *log, ecs_err *e) {
+  ecs_st_writer *w = ecs_st_writer_new(e);
+  if (!w) return e->status;
+  ecs_status st = ecs_model_add_to_writer(m, w, e);
+  if (st == ECS_OK && command) st = ecs_st_writer_meta(w, "train_command", command, e);
+  if (st == ECS_OK && log) st = ecs_st_writer_meta(w, "train_log", log, e);
+  if (st == ECS_OK) st = ecs_st_writer_save(w, path, e);
+  ecs_st_writer_free(w);
+  return st;
 }
 
 static int cmd_train(int argc, char **argv) {
@@ -466,7 +547,11 @@ static int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     ecs_status st = ecs_train(m, ctx, ds, &o, &e);
     if (ui.tty && !quiet) printf("\n");
-    if (st == ECS_OK && ecs_model_save(m, out, &e) == ECS_OK) {
+    char *cmd = command_line(argc, argv);
+    if (st == ECS_OK) st = save_trained(m, out, cmd, ui.log, &e);
+    free(cmd);
+    free(ui.log);
+    if (st == ECS_OK) {
       printf("saved %s\n", out);
       rc = 0;
     } else if (st == ECS_ERR_CANCELLED && stop_after > 0 && !g_cancel && o.checkpoint) {
@@ -488,15 +573,103 @@ static int cmd_train(int argc, char **argv) {
 }
 
 /* ---- ecsnet eval ---------------------------------------------------------------------------- */
+static void json_num(const char *key, double v, const char *sep) {
+  if (isfinite(v)) printf("\"%s\": %.6g%s", key, v, sep);
+  else printf("\"%s\": null%s", key, sep);
+}
+
+static void json_string(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') printf("\\%c", c);
+    else if (c < 0x20) printf("\\u%04x", c);
+    else putchar(c);
+  }
+  putchar('"');
+}
+
+/* The result as one JSON object; rates are fractions in 0..1, as ecs/eval.h defines them. */
+static void eval_json(const ecs_eval_result *r, const ecs_model_config *c, const char *model,
+                      const char *data, const char *split) {
+  printf("{\"model\": ");
+  json_string(model);
+  printf(", \"data\": ");
+  json_string(data);
+  printf(", \"split\": ");
+  json_string(split);
+  printf(", \"n_images\": %d, \"alphas\": [", r->n_images);
+  for (int a = 0; a < r->n_alphas; a++) printf("%s%.4g", a ? ", " : "", r->alphas[a]);
+  printf("], \"miou_cam_per_alpha\": [");
+  for (int a = 0; a < r->n_alphas; a++) printf("%s%.6g", a ? ", " : "", r->miou_cam[a]);
+  printf("], \"miou_combined_per_alpha\": [");
+  for (int a = 0; a < r->n_alphas; a++) printf("%s%.6g", a ? ", " : "", r->miou_combined[a]);
+  printf("], ");
+  json_num("best_alpha_cam", r->alphas[r->best_cam], ", ");
+  json_num("miou_cam", r->miou_cam[r->best_cam], ", ");
+  json_num("best_alpha_combined", r->alphas[r->best_combined], ", ");
+  json_num("miou_combined", r->miou_combined[r->best_combined], ", ");
+  json_num("miou_head", r->miou_head, ", ");
+  json_num("fg_recall_cam", r->fg_recall_cam, ", ");
+  json_num("fg_precision_cam", r->fg_precision_cam, ", ");
+  json_num("phi_precision", r->phi_precision, ", ");
+  json_num("phi_precision_fg", r->phi_precision_fg, ", ");
+  json_num("phi_precision_bg", r->phi_precision_bg, ", ");
+  json_num("phi_coverage", r->phi_coverage, ", ");
+  json_num("map", r->map, ", ");
+  json_num("seconds", r->seconds, ", ");
+  printf("\"classes\": [");
+  for (int k = 0; k <= r->n_classes; k++) {
+    printf("%s{\"name\": ", k ? ", " : "");
+    json_string(k ? c->class_names[k - 1] : "background");
+    printf(", ");
+    json_num("iou_cam", r->classes[k].iou_cam, ", ");
+    json_num("iou_combined", r->classes[k].iou_combined, ", ");
+    json_num("iou_head", r->classes[k].iou_head, ", ");
+    printf("\"gt_pixels\": %lld}", (long long)r->classes[k].gt_pixels);
+  }
+  printf("]}\n");
+}
+
+/* Rewrites the model file with alpha_bg set to the evaluation's best CAM value. Every tensor
+ * and every other metadata entry (the training record among them) is copied unchanged; the
+ * writer replaces the file atomically. */
+static ecs_status write_alpha(const char *model, float alpha, const char *source, ecs_err *e) {
+  ecs_st_file *f = ecs_st_open(model, e);
+  if (!f) return e->status;
+  ecs_st_writer *w = ecs_st_writer_new(e);
+  ecs_status st = w ? ECS_OK : e->status;
+  for (size_t i = 0; st == ECS_OK && i < ecs_st_count(f); i++) {
+    const ecs_st_tensor *t = ecs_st_at(f, i);
+    st = ecs_st_writer_add(w, t->name, t->type, t->nd, t->ne, t->data, e);
+  }
+  for (size_t i = 0; st == ECS_OK && i < ecs_st_meta_count(f); i++) {
+    const char *k = ecs_st_meta_key(f, i);
+    if (strcmp(k, "alpha_bg") != 0 && strcmp(k, "alpha_bg_source") != 0)
+      st = ecs_st_writer_meta(w, k, ecs_st_meta(f, k), e);
+  }
+  char num[64];
+  snprintf(num, sizeof num, "%.9g", alpha);
+  if (st == ECS_OK) st = ecs_st_writer_meta(w, "alpha_bg", num, e);
+  if (st == ECS_OK) st = ecs_st_writer_meta(w, "alpha_bg_source", source, e);
+  if (st == ECS_OK) st = ecs_st_writer_save(w, model, e);
+  ecs_st_writer_free(w);
+  ecs_st_close(f);
+  return st;
+}
+
 static int cmd_eval(int argc, char **argv) {
   const char *data = NULL, *model = getenv("ECSNET_MODEL");
   ecs_eval_opts o;
   ecs_eval_opts_default(&o);
   long lv, threads = 0;
+  int json = 0, store_alpha = 0;
   args a = {argc, argv, 1};
   for (a.i = 2; a.i < argc; a.i++) {
     const char *op = argv[a.i], *v;
     if (strcmp(op, "--data") == 0) { if (!(data = val(&a))) return usage("--data needs a folder"); }
+    else if (strcmp(op, "--json") == 0) json = 1;
+    else if (strcmp(op, "--write-alpha") == 0) store_alpha = 1;
     else if (strcmp(op, "--model") == 0) { if (!(model = val(&a))) return usage("--model needs a file"); }
     else if (strcmp(op, "--split") == 0) { if (!(o.split = val(&a))) return usage("--split needs a name"); }
     else if (strcmp(op, "--flip") == 0) o.infer.flip = 1;
@@ -521,16 +694,31 @@ static int cmd_eval(int argc, char **argv) {
   int rc = 1;
   if (r && ecs_eval_run(m, ctx, ds, &o, r, &e) == ECS_OK) {
     const ecs_model_config *c = ecs_model_get_config(m);
-    printf("%-16s %8s %8s %8s\n", "class", "CAM", "combined", "head");
-    for (int k = 0; k <= r->n_classes; k++)
-      printf("%-16s %8.1f %8.1f %8.1f\n", k ? c->class_names[k - 1] : "background",
-             100 * r->classes[k].iou_cam, 100 * r->classes[k].iou_combined, 100 * r->classes[k].iou_head);
-    printf("%-16s %8.1f %8.1f %8.1f\n", "mIoU", 100 * r->miou_cam[r->best_cam],
-           100 * r->miou_combined[r->best_combined], 100 * r->miou_head);
-    printf("best alpha_bg %.2f (CAM), %.2f (combined); Phi precision %.1f%% coverage %.1f%%; mAP %.1f; "
-           "%d images in %.1f s\n", r->alphas[r->best_cam], r->alphas[r->best_combined],
-           100 * r->phi_precision, 100 * r->phi_coverage, 100 * r->map, r->n_images, r->seconds);
+    const char *split = o.split ? o.split : "train";
+    if (json) {
+      eval_json(r, c, model, data, split);
+    } else {
+      printf("%-16s %8s %8s %8s\n", "class", "CAM", "combined", "head");
+      for (int k = 0; k <= r->n_classes; k++)
+        printf("%-16s %8.1f %8.1f %8.1f\n", k ? c->class_names[k - 1] : "background",
+               100 * r->classes[k].iou_cam, 100 * r->classes[k].iou_combined, 100 * r->classes[k].iou_head);
+      printf("%-16s %8.1f %8.1f %8.1f\n", "mIoU", 100 * r->miou_cam[r->best_cam],
+             100 * r->miou_combined[r->best_combined], 100 * r->miou_head);
+      printf("best alpha_bg %.2f (CAM), %.2f (combined); Phi precision %.1f%% coverage %.1f%%; mAP %.1f; "
+             "%d images in %.1f s\n", r->alphas[r->best_cam], r->alphas[r->best_combined],
+             100 * r->phi_precision, 100 * r->phi_coverage, 100 * r->map, r->n_images, r->seconds);
+      printf("CAM at best alpha_bg: %.1f%% of object pixels found, %.1f%% of predicted object pixels "
+             "right; Phi precision fg %.1f%% bg %.1f%%\n", 100 * r->fg_recall_cam,
+             100 * r->fg_precision_cam, 100 * r->phi_precision_fg, 100 * r->phi_precision_bg);
+    }
     rc = 0;
+    if (store_alpha) {
+      char src[1024];
+      snprintf(src, sizeof src, "ecsnet eval --data %s --split %s: CAM mIoU %.1f at alpha_bg %.2f (%d images)",
+               data, split, 100 * r->miou_cam[r->best_cam], r->alphas[r->best_cam], r->n_images);
+      if (write_alpha(model, r->alphas[r->best_cam], src, &e) != ECS_OK) rc = failure(&e);
+      else if (!json) printf("stored alpha_bg %.2f in %s\n", r->alphas[r->best_cam], model);
+    }
   } else {
     if (ctx && !r) ecs_err_set(&e, ECS_ERR_NOMEM, "out of memory");
     failure(&e);

@@ -128,18 +128,22 @@ static int cmd_info(int argc, char **argv) {
   printf("backbone:       %s (output stride 8)\n", ecs_backbone_name(c->backbone));
   printf("normalisation:  %s\n", ecs_norm_name(c->norm));
   printf("classes:        %d:", c->n_classes);
-  for (int k = 0; k < c->n_classes; k++) printf(" %s", c->class_names[k]);
+  for (int k = 0; k < c->n_classes; k++)
+    printf(" %s", c->class_names[k]);
   printf("\nparameters:     %lld (%lld trainable)\n", (long long)n, (long long)tr);
   printf("alpha_bg:       %g\n", c->alpha_bg);
   printf("label threshold %g\n", c->label_threshold);
   printf("ecs:            beta %g%s delta %g theta %g sigma %g lambda %g (ramp %g) warmup %g\n",
          h->beta, h->beta <= 0 ? " (auto)" : "", h->delta, h->theta, h->sigma_factor, h->lambda,
          h->lambda_ramp, h->warmup);
-  printf("overlay:        K %d%s rates %d,%d,%d,%d\n", h->overlay_k, h->overlay_k < 0 ? " (auto)" : "",
-         h->overlay_rates[0], h->overlay_rates[1], h->overlay_rates[2], h->overlay_rates[3]);
-  printf("switches:       bg_in_phi %d cls_on_erased %d no_erase %d no_overlay %d no_phi_filter %d\n",
-         h->bg_in_phi, h->cls_on_erased, h->no_erase, h->no_overlay, h->no_phi_filter);
-  printf("bg channel:     %s\n", c->bg_channel_added ? "added by the converter (zero-initialised)" : "trained");
+  printf("overlay:        K %d%s rates %d,%d,%d,%d\n", h->overlay_k,
+         h->overlay_k < 0 ? " (auto)" : "", h->overlay_rates[0], h->overlay_rates[1],
+         h->overlay_rates[2], h->overlay_rates[3]);
+  printf(
+      "switches:       bg_in_phi %d cls_on_erased %d no_erase %d no_overlay %d no_phi_filter %d\n",
+      h->bg_in_phi, h->cls_on_erased, h->no_erase, h->no_overlay, h->no_phi_filter);
+  printf("bg channel:     %s\n",
+         c->bg_channel_added ? "added by the converter (zero-initialised)" : "trained");
   printf("provenance:     %s\n", c->provenance);
   ecs_model_free(m);
   return 0;
@@ -159,11 +163,13 @@ static int write_grey(const char *dir, const char *name, const float *v, const u
   return ok;
 }
 
-static int write_mask(const char *dir, const char *name, const uint8_t *m, int h, int w, ecs_err *e) {
+static int write_mask(const char *dir, const char *name, const uint8_t *m, int h, int w,
+                      ecs_err *e) {
   uint8_t pal[256][3], *png;
   size_t n;
   ecs_voc_palette(pal);
-  if (ecs_png_encode_palette(m, w, h, (const uint8_t(*)[3])pal, 256, &png, &n, e) != ECS_OK) return 0;
+  if (ecs_png_encode_palette(m, w, h, (const uint8_t(*)[3])pal, 256, &png, &n, e) != ECS_OK)
+    return 0;
   char path[4200];
   snprintf(path, sizeof path, "%s/%s.png", dir, name);
   int ok = ecs_file_write(path, png, n, e) == ECS_OK;
@@ -193,7 +199,8 @@ static int cmd_cam(int argc, char **argv) {
       if (!(v = val(&a)) || !parse_scales(v, o.scales, &o.n_scales))
         return usage("--scales needs up to %d numbers in 0.25..2, comma separated", ECS_MAX_SCALES);
     } else if (strcmp(o_, "--threads") == 0) {
-      if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024");
+      if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads))
+        return usage("--threads needs 1..1024");
     } else if (o_[0] == '-') {
       return usage("cam: unknown option %s", o_);
     } else if (!image) {
@@ -219,7 +226,8 @@ static int cmd_cam(int argc, char **argv) {
       if (!k && parse_int(t, 1, c->n_classes, &id)) k = (int)id;
       if (!k) {
         fprintf(stderr, "ecsnet: unknown label '%s' (the model's classes:", t);
-        for (int j = 0; j < c->n_classes; j++) fprintf(stderr, " %s", c->class_names[j]);
+        for (int j = 0; j < c->n_classes; j++)
+          fprintf(stderr, " %s", c->class_names[j]);
         fprintf(stderr, ")\n");
         ecs_model_free(m);
         return USAGE_EXIT;
@@ -250,7 +258,8 @@ static int cmd_cam(int argc, char **argv) {
     snprintf(name, sizeof name, "erased_cam_%s", cn);
     if (!write_grey(out, name, r->erased_cams + i * hw, NULL, h, w, &e)) goto done;
   }
-  if (!write_mask(out, "mask", r->mask, h, w, &e) || !write_mask(out, "cam_mask", r->cam_mask, h, w, &e) ||
+  if (!write_mask(out, "mask", r->mask, h, w, &e) ||
+      !write_mask(out, "cam_mask", r->cam_mask, h, w, &e) ||
       !write_mask(out, "ecs_mask", r->ecs_mask, h, w, &e) ||
       !write_mask(out, "head_mask", r->head_mask, h, w, &e) ||
       !write_grey(out, "erase_region", NULL, r->erase_region, h, w, &e))
@@ -266,7 +275,8 @@ static int cmd_cam(int argc, char **argv) {
   }
   for (int k = 0; k < c->n_classes; k++) {
     int used = 0;
-    for (int i = 0; i < r->n_labels; i++) used |= r->labels[i] == k + 1;
+    for (int i = 0; i < r->n_labels; i++)
+      used |= r->labels[i] == k + 1;
     fprintf(f, "%s %.6f%s\n", c->class_names[k], r->scores[k], used ? " *" : "");
   }
   if (fclose(f) != 0) {
@@ -286,7 +296,8 @@ static int cmd_cam(int argc, char **argv) {
     if (!ok) goto done;
   }
   printf("labels:");
-  for (int i = 0; i < r->n_labels; i++) printf(" %s", c->class_names[r->labels[i] - 1]);
+  for (int i = 0; i < r->n_labels; i++)
+    printf(" %s", c->class_names[r->labels[i] - 1]);
   printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", out, w, h, (long long)r->phi);
   rc = 0;
 done:
@@ -330,7 +341,8 @@ static void log_append(train_ui *ui, const char *line) {
   }
   if (ui->log_len + n + 1 > ui->log_cap) {
     size_t cap = ui->log_cap ? ui->log_cap * 2 : 8192;
-    while (cap < ui->log_len + n + 1) cap *= 2;
+    while (cap < ui->log_len + n + 1)
+      cap *= 2;
     char *p = realloc(ui->log, cap);
     if (!p) {
       ui->log_full = 1;
@@ -345,8 +357,10 @@ static void log_append(train_ui *ui, const char *line) {
 
 static void fmt_time(double s, char *buf, size_t n) {
   long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
-  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+  if (t >= 3600)
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else
+    snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
 static int on_progress(void *user, const ecs_train_progress *p) {
@@ -358,13 +372,14 @@ static int on_progress(void *user, const ecs_train_progress *p) {
   char line[512];
   if (plain) {
     ui->last_line = p->step;
-    snprintf(line, sizeof line,
-             "step %lld/%lld epoch %d phase %s loss %.5f cls %.5f cls_erased %.5f seg %.5f lambda %.3f "
-             "phi %lld (fg %lld bg %lld of %lld) lr %.5g img/s %.2f eta %s\n",
-             (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ecs" : "cam",
-             p->stats.loss, p->stats.loss_cls, p->stats.loss_cls_erased, p->stats.loss_seg, p->lambda,
-             (long long)p->stats.phi, (long long)p->stats.phi_fg, (long long)p->stats.phi_bg,
-             (long long)p->stats.cells, p->lr, p->images_per_s, eta);
+    snprintf(
+        line, sizeof line,
+        "step %lld/%lld epoch %d phase %s loss %.5f cls %.5f cls_erased %.5f seg %.5f lambda %.3f "
+        "phi %lld (fg %lld bg %lld of %lld) lr %.5g img/s %.2f eta %s\n",
+        (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ecs" : "cam",
+        p->stats.loss, p->stats.loss_cls, p->stats.loss_cls_erased, p->stats.loss_seg, p->lambda,
+        (long long)p->stats.phi, (long long)p->stats.phi_fg, (long long)p->stats.phi_bg,
+        (long long)p->stats.cells, p->lr, p->images_per_s, eta);
     log_append(ui, line);
   }
   if (ui->quiet) return stop;
@@ -372,11 +387,14 @@ static int on_progress(void *user, const ecs_train_progress *p) {
   if (ui->tty) {
     int width = 24, done = (int)(width * p->step / (p->max_steps ? p->max_steps : 1));
     char bar[32];
-    for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
+    for (int i = 0; i < width; i++)
+      bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
     bar[width] = 0;
-    printf("\r[%s] %lld/%lld ep %d %s loss %.4f cls %.4f seg %.4f |Phi| %.0f%% lr %.2g %.1f img/s ETA %s ",
-           bar, (long long)p->step, (long long)p->max_steps, p->epoch + 1, p->ecs_phase ? "ECS" : "CAM",
-           p->stats.loss, p->stats.loss_cls, p->stats.loss_seg, phi, p->lr, p->images_per_s, eta);
+    printf("\r[%s] %lld/%lld ep %d %s loss %.4f cls %.4f seg %.4f |Phi| %.0f%% lr %.2g %.1f img/s "
+           "ETA %s ",
+           bar, (long long)p->step, (long long)p->max_steps, p->epoch + 1,
+           p->ecs_phase ? "ECS" : "CAM", p->stats.loss, p->stats.loss_cls, p->stats.loss_seg, phi,
+           p->lr, p->images_per_s, eta);
     if (p->step == p->max_steps) printf("\n");
     fflush(stdout);
   } else if (plain) {
@@ -389,7 +407,8 @@ static int on_progress(void *user, const ecs_train_progress *p) {
 /* The command line as one shell-quoted string ("ecsnet train ..."), for the model's record. */
 static char *command_line(int argc, char **argv) {
   size_t cap = 16;
-  for (int i = 1; i < argc; i++) cap += 4 * strlen(argv[i]) + 3;
+  for (int i = 1; i < argc; i++)
+    cap += 4 * strlen(argv[i]) + 3;
   char *s = malloc(cap), *q = s;
   if (!s) return NULL;
   q += sprintf(q, "ecsnet");
@@ -406,8 +425,10 @@ static char *command_line(int argc, char **argv) {
     }
     *q++ = '\'';
     for (const char *c = a; *c; c++) {
-      if (*c == '\'') q += sprintf(q, "'\\''");
-      else *q++ = *c;
+      if (*c == '\'')
+        q += sprintf(q, "'\\''");
+      else
+        *q++ = *c;
     }
     *q++ = '\'';
   }
@@ -428,67 +449,102 @@ static ecs_status save_trained(const ecs_model *m, const char *path, const char 
   return st;
 }
 
-static int cmd_train(int argc, char **argv) {
-  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small";
-  ecs_train_opts o;
-  ecs_train_opts_default(&o);
-  o.batch = 16;
-  o.epochs = 0;
-  o.aug.crop = 128;
-  o.aug.resize_min = o.aug.resize_max = 0;
-  long threads = 0, lv, stop_after = 0, log_every = 10;
-  int quiet = 0, no_erase = -1, no_bg = 0, no_overlay = 0, no_phi = 0, cls_erased = 0;
-  float lambda = -1;
-  float warmup = -1, delta = -1, theta = -1, beta = -1;
-  long overlay = -2;
+/* The options of `ecsnet train`, in one table: name, kind, where the value goes, bounds. */
+typedef enum { OPT_STR, OPT_FLAG, OPT_INT, OPT_FLOAT } opt_kind;
+typedef struct opt {
+  const char *name;
+  opt_kind kind;
+  void *dst; /* const char **, int *, long *, float * */
+  double lo, hi;
+} opt;
+
+/* Parses argv[2..] against the table; returns 0 or the usage exit status. */
+static int parse_opts(int argc, char **argv, const opt *tab, size_t n) {
   args a = {argc, argv, 1};
   for (a.i = 2; a.i < argc; a.i++) {
-    const char *op = argv[a.i], *v = NULL;
-#define NEED(msg) \
-  if (!(v = val(&a))) return usage("%s needs %s", op, msg)
-    if (strcmp(op, "--data") == 0) { NEED("a dataset folder"); data = v; }
-    else if (strcmp(op, "--out") == 0) { NEED("a model file"); out = v; }
-    else if (strcmp(op, "--init") == 0) { NEED("a model file"); init = v; }
-    else if (strcmp(op, "--backbone") == 0) { NEED("small, resnet38d or vgg16d"); bb = v; }
-    else if (strcmp(op, "--split") == 0) { NEED("a split name"); o.split = v; }
-    else if (strcmp(op, "--checkpoint") == 0) { NEED("a file"); o.checkpoint = v; }
-    else if (strcmp(op, "--resume") == 0) { NEED("a checkpoint"); o.resume = v; }
-    else if (strcmp(op, "--no-flip") == 0) o.aug.flip = 0;
-    else if (strcmp(op, "--no-jitter") == 0) o.aug.brightness = o.aug.contrast = o.aug.saturation = o.aug.hue = 0;
-    else if (strcmp(op, "--no-erase") == 0) no_erase = 1;
-    else if (strcmp(op, "--no-bg-in-phi") == 0) no_bg = 1;
-    else if (strcmp(op, "--no-overlay") == 0) no_overlay = 1;
-    else if (strcmp(op, "--no-phi-filter") == 0) no_phi = 1;
-    else if (strcmp(op, "--cls-on-erased") == 0) cls_erased = 1;
-    else if (strcmp(op, "--lambda") == 0) { NEED("a weight"); if (!parse_float(v, 0, 100, &lambda)) return usage("--lambda needs 0..100"); }
-    else if (strcmp(op, "--quiet") == 0) quiet = 1;
-    else if (strcmp(op, "--epochs") == 0) { NEED("a count"); if (!parse_int(v, 1, 100000, &lv)) return usage("--epochs needs 1..100000"); o.epochs = (int)lv; }
-    else if (strcmp(op, "--steps") == 0) { NEED("a count"); if (!parse_int(v, 1, 100000000, &lv)) return usage("--steps needs a positive count"); o.max_steps = lv; }
-    else if (strcmp(op, "--batch") == 0) { NEED("a count"); if (!parse_int(v, 1, 1024, &lv)) return usage("--batch needs 1..1024"); o.batch = (int)lv; }
-    else if (strcmp(op, "--crop") == 0) { NEED("pixels"); if (!parse_int(v, 8, 4096, &lv)) return usage("--crop needs 8..4096"); o.aug.crop = (int)lv; }
-    else if (strcmp(op, "--seed") == 0) { NEED("a number"); if (!parse_int(v, 0, 0x7fffffffL, &lv)) return usage("--seed needs a non-negative number"); o.seed = (uint64_t)lv; }
-    else if (strcmp(op, "--checkpoint-every") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &lv)) return usage("--checkpoint-every needs a positive count"); o.checkpoint_every = (int)lv; }
-    else if (strcmp(op, "--threads") == 0) { NEED("a count"); if (!parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024"); }
-    else if (strcmp(op, "--log-every") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &log_every)) return usage("--log-every needs a positive count"); }
-    else if (strcmp(op, "--stop-after") == 0) { NEED("steps"); if (!parse_int(v, 1, 100000000, &stop_after)) return usage("--stop-after needs a positive count"); }
-    else if (strcmp(op, "--overlay") == 0) { NEED("K"); if (!parse_int(v, 0, ECS_MAX_RATES, &overlay)) return usage("--overlay needs 0..%d", ECS_MAX_RATES); }
-    else if (strcmp(op, "--lr") == 0) { NEED("a rate"); if (!parse_float(v, 1e-9f, 10, &o.lr)) return usage("--lr needs a positive rate"); }
-    else if (strcmp(op, "--warmup") == 0) { NEED("a fraction"); if (!parse_float(v, 0, 1, &warmup)) return usage("--warmup needs 0..1"); }
-    else if (strcmp(op, "--delta") == 0) { NEED("a threshold"); if (!parse_float(v, 0.01f, 0.99f, &delta)) return usage("--delta needs 0.01..0.99"); }
-    else if (strcmp(op, "--theta") == 0) { NEED("a threshold"); if (!parse_float(v, 0.01f, 0.99f, &theta)) return usage("--theta needs 0.01..0.99"); }
-    else if (strcmp(op, "--beta") == 0) { NEED("a factor"); if (!parse_float(v, 0.1f, 1, &beta)) return usage("--beta needs 0.1..1"); }
-    else if (strcmp(op, "--resize") == 0) {
-      NEED("MIN,MAX");
-      char *comma = strchr(v, ',');
-      long mn, mx;
-      char lo[32];
-      snprintf(lo, sizeof lo, "%.*s", comma ? (int)(comma - v) : 0, v);
-      if (!comma || !parse_int(lo, 8, 8192, &mn) || !parse_int(comma + 1, mn, 8192, &mx))
-        return usage("--resize needs MIN,MAX long sides in pixels");
-      o.aug.resize_min = (int)mn;
-      o.aug.resize_max = (int)mx;
-    } else return usage("train: unknown option %s", op);
-#undef NEED
+    const char *name = argv[a.i], *v;
+    const opt *o = NULL;
+    for (size_t k = 0; k < n && !o; k++)
+      if (strcmp(name, tab[k].name) == 0) o = &tab[k];
+    if (!o) return usage("%s: unknown option %s", argv[1], name);
+    if (o->kind == OPT_FLAG) {
+      *(int *)o->dst = 1;
+      continue;
+    }
+    if (!(v = val(&a))) return usage("%s needs a value", name);
+    if (o->kind == OPT_STR)
+      *(const char **)o->dst = v;
+    else if (o->kind == OPT_INT && !parse_int(v, (long)o->lo, (long)o->hi, (long *)o->dst))
+      return usage("%s needs a whole number in %g..%g", name, o->lo, o->hi);
+    else if (o->kind == OPT_FLOAT && !parse_float(v, (float)o->lo, (float)o->hi, (float *)o->dst))
+      return usage("%s needs a number in %g..%g", name, o->lo, o->hi);
+  }
+  return 0;
+}
+
+static int cmd_train(int argc, char **argv) {
+  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small", *resize = NULL;
+  ecs_train_opts o;
+  ecs_train_opts_default(&o);
+  o.aug.resize_min = o.aug.resize_max = 0;
+  long threads = 0, stop_after = 0, log_every = 10, overlay = -2, epochs = 0, steps = 0, batch = 16,
+       crop = 128, seed = 1, every = 0;
+  int quiet = 0, no_erase = -1, no_bg = 0, no_overlay = 0, no_phi = 0, cls_erased = 0, no_flip = 0,
+      no_jitter = 0;
+  float lambda = -1, warmup = -1, delta = -1, theta = -1, beta = -1;
+  const opt tab[] = {
+      {"--data", OPT_STR, &data, 0, 0},
+      {"--out", OPT_STR, &out, 0, 0},
+      {"--init", OPT_STR, &init, 0, 0},
+      {"--backbone", OPT_STR, &bb, 0, 0},
+      {"--split", OPT_STR, &o.split, 0, 0},
+      {"--checkpoint", OPT_STR, &o.checkpoint, 0, 0},
+      {"--resume", OPT_STR, &o.resume, 0, 0},
+      {"--resize", OPT_STR, &resize, 0, 0},
+      {"--no-flip", OPT_FLAG, &no_flip, 0, 0},
+      {"--no-jitter", OPT_FLAG, &no_jitter, 0, 0},
+      {"--no-erase", OPT_FLAG, &no_erase, 0, 0},
+      {"--no-bg-in-phi", OPT_FLAG, &no_bg, 0, 0},
+      {"--no-overlay", OPT_FLAG, &no_overlay, 0, 0},
+      {"--no-phi-filter", OPT_FLAG, &no_phi, 0, 0},
+      {"--cls-on-erased", OPT_FLAG, &cls_erased, 0, 0},
+      {"--quiet", OPT_FLAG, &quiet, 0, 0},
+      {"--epochs", OPT_INT, &epochs, 1, 100000},
+      {"--steps", OPT_INT, &steps, 1, 1e8},
+      {"--batch", OPT_INT, &batch, 1, 1024},
+      {"--crop", OPT_INT, &crop, 8, 4096},
+      {"--seed", OPT_INT, &seed, 0, 0x7fffffff},
+      {"--checkpoint-every", OPT_INT, &every, 1, 1e8},
+      {"--threads", OPT_INT, &threads, 1, 1024},
+      {"--log-every", OPT_INT, &log_every, 1, 1e8},
+      {"--stop-after", OPT_INT, &stop_after, 1, 1e8},
+      {"--overlay", OPT_INT, &overlay, 0, ECS_MAX_RATES},
+      {"--lr", OPT_FLOAT, &o.lr, 1e-9, 10},
+      {"--lambda", OPT_FLOAT, &lambda, 0, 100},
+      {"--warmup", OPT_FLOAT, &warmup, 0, 1},
+      {"--delta", OPT_FLOAT, &delta, 0.01, 0.99},
+      {"--theta", OPT_FLOAT, &theta, 0.01, 0.99},
+      {"--beta", OPT_FLOAT, &beta, 0.1, 1},
+  };
+  int rc_usage = parse_opts(argc, argv, tab, sizeof tab / sizeof tab[0]);
+  if (rc_usage) return rc_usage;
+  o.epochs = (int)epochs;
+  o.max_steps = steps;
+  o.batch = (int)batch;
+  o.aug.crop = (int)crop;
+  o.seed = (uint64_t)seed;
+  o.checkpoint_every = (int)every;
+  if (no_flip) o.aug.flip = 0;
+  if (no_jitter) o.aug.brightness = o.aug.contrast = o.aug.saturation = o.aug.hue = 0;
+  if (resize) {
+    const char *comma = strchr(resize, ',');
+    long mn, mx;
+    char lo[32];
+    snprintf(lo, sizeof lo, "%.*s", comma ? (int)(comma - resize) : 0, resize);
+    if (!comma || !parse_int(lo, 8, 8192, &mn) || !parse_int(comma + 1, mn, 8192, &mx))
+      return usage("--resize needs MIN,MAX long sides in pixels");
+    o.aug.resize_min = (int)mn;
+    o.aug.resize_max = (int)mx;
   }
   if (!data) return usage("train needs --data DIR");
   if (!out) return usage("train needs --out MODEL");
@@ -530,14 +586,17 @@ static int cmd_train(int argc, char **argv) {
     if (no_phi) c->hp.no_phi_filter = 1;
     if (cls_erased) c->hp.cls_on_erased = 1;
     if (lambda >= 0) c->hp.lambda = lambda;
-    snprintf(c->provenance, sizeof c->provenance, "trained by ecsnet %s on %s (split %s, seed %llu%s%s)",
-             ecs_version(), data, o.split, (unsigned long long)o.seed, init ? ", from " : "", init ? init : "");
+    snprintf(c->provenance, sizeof c->provenance,
+             "trained by ecsnet %s on %s (split %s, seed %llu%s%s)", ecs_version(), data, o.split,
+             (unsigned long long)o.seed, init ? ", from " : "", init ? init : "");
   }
   ecs_backend *be = NULL;
   ecs_ctx *ctx = make_ctx((int)threads, &be, &e);
   int rc = 1;
   if (ctx) {
-    train_ui ui = {.tty = isatty(STDOUT_FILENO), .quiet = quiet, .stop_after = stop_after,
+    train_ui ui = {.tty = isatty(STDOUT_FILENO),
+                   .quiet = quiet,
+                   .stop_after = stop_after,
                    .log_every = log_every};
     o.progress = on_progress;
     o.user = &ui;
@@ -574,17 +633,22 @@ static int cmd_train(int argc, char **argv) {
 
 /* ---- ecsnet eval ---------------------------------------------------------------------------- */
 static void json_num(const char *key, double v, const char *sep) {
-  if (isfinite(v)) printf("\"%s\": %.6g%s", key, v, sep);
-  else printf("\"%s\": null%s", key, sep);
+  if (isfinite(v))
+    printf("\"%s\": %.6g%s", key, v, sep);
+  else
+    printf("\"%s\": null%s", key, sep);
 }
 
 static void json_string(const char *s) {
   putchar('"');
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') printf("\\%c", c);
-    else if (c < 0x20) printf("\\u%04x", c);
-    else putchar(c);
+    if (c == '"' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20)
+      printf("\\u%04x", c);
+    else
+      putchar(c);
   }
   putchar('"');
 }
@@ -599,11 +663,14 @@ static void eval_json(const ecs_eval_result *r, const ecs_model_config *c, const
   printf(", \"split\": ");
   json_string(split);
   printf(", \"n_images\": %d, \"alphas\": [", r->n_images);
-  for (int a = 0; a < r->n_alphas; a++) printf("%s%.4g", a ? ", " : "", r->alphas[a]);
+  for (int a = 0; a < r->n_alphas; a++)
+    printf("%s%.4g", a ? ", " : "", r->alphas[a]);
   printf("], \"miou_cam_per_alpha\": [");
-  for (int a = 0; a < r->n_alphas; a++) printf("%s%.6g", a ? ", " : "", r->miou_cam[a]);
+  for (int a = 0; a < r->n_alphas; a++)
+    printf("%s%.6g", a ? ", " : "", r->miou_cam[a]);
   printf("], \"miou_combined_per_alpha\": [");
-  for (int a = 0; a < r->n_alphas; a++) printf("%s%.6g", a ? ", " : "", r->miou_combined[a]);
+  for (int a = 0; a < r->n_alphas; a++)
+    printf("%s%.6g", a ? ", " : "", r->miou_combined[a]);
   printf("], ");
   json_num("best_alpha_cam", r->alphas[r->best_cam], ", ");
   json_num("miou_cam", r->miou_cam[r->best_cam], ", ");
@@ -667,21 +734,30 @@ static int cmd_eval(int argc, char **argv) {
   args a = {argc, argv, 1};
   for (a.i = 2; a.i < argc; a.i++) {
     const char *op = argv[a.i], *v;
-    if (strcmp(op, "--data") == 0) { if (!(data = val(&a))) return usage("--data needs a folder"); }
-    else if (strcmp(op, "--json") == 0) json = 1;
-    else if (strcmp(op, "--write-alpha") == 0) store_alpha = 1;
-    else if (strcmp(op, "--model") == 0) { if (!(model = val(&a))) return usage("--model needs a file"); }
-    else if (strcmp(op, "--split") == 0) { if (!(o.split = val(&a))) return usage("--split needs a name"); }
-    else if (strcmp(op, "--flip") == 0) o.infer.flip = 1;
+    if (strcmp(op, "--data") == 0) {
+      if (!(data = val(&a))) return usage("--data needs a folder");
+    } else if (strcmp(op, "--json") == 0)
+      json = 1;
+    else if (strcmp(op, "--write-alpha") == 0)
+      store_alpha = 1;
+    else if (strcmp(op, "--model") == 0) {
+      if (!(model = val(&a))) return usage("--model needs a file");
+    } else if (strcmp(op, "--split") == 0) {
+      if (!(o.split = val(&a))) return usage("--split needs a name");
+    } else if (strcmp(op, "--flip") == 0)
+      o.infer.flip = 1;
     else if (strcmp(op, "--max-images") == 0) {
-      if (!(v = val(&a)) || !parse_int(v, 1, 100000000, &lv)) return usage("--max-images needs a count");
+      if (!(v = val(&a)) || !parse_int(v, 1, 100000000, &lv))
+        return usage("--max-images needs a count");
       o.max_images = (int)lv;
     } else if (strcmp(op, "--threads") == 0) {
-      if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads)) return usage("--threads needs 1..1024");
+      if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads))
+        return usage("--threads needs 1..1024");
     } else if (strcmp(op, "--scales") == 0) {
       if (!(v = val(&a)) || !parse_scales(v, o.infer.scales, &o.infer.n_scales))
         return usage("--scales needs numbers in 0.25..2");
-    } else return usage("eval: unknown option %s", op);
+    } else
+      return usage("eval: unknown option %s", op);
   }
   if (!data) return usage("eval needs --data DIR");
   if (!model || !*model) return usage("eval needs --model MODEL (or $ECSNET_MODEL)");
@@ -701,23 +777,31 @@ static int cmd_eval(int argc, char **argv) {
       printf("%-16s %8s %8s %8s\n", "class", "CAM", "combined", "head");
       for (int k = 0; k <= r->n_classes; k++)
         printf("%-16s %8.1f %8.1f %8.1f\n", k ? c->class_names[k - 1] : "background",
-               100 * r->classes[k].iou_cam, 100 * r->classes[k].iou_combined, 100 * r->classes[k].iou_head);
+               100 * r->classes[k].iou_cam, 100 * r->classes[k].iou_combined,
+               100 * r->classes[k].iou_head);
       printf("%-16s %8.1f %8.1f %8.1f\n", "mIoU", 100 * r->miou_cam[r->best_cam],
              100 * r->miou_combined[r->best_combined], 100 * r->miou_head);
-      printf("best alpha_bg %.2f (CAM), %.2f (combined); Phi precision %.1f%% coverage %.1f%%; mAP %.1f; "
-             "%d images in %.1f s\n", r->alphas[r->best_cam], r->alphas[r->best_combined],
-             100 * r->phi_precision, 100 * r->phi_coverage, 100 * r->map, r->n_images, r->seconds);
-      printf("CAM at best alpha_bg: %.1f%% of object pixels found, %.1f%% of predicted object pixels "
-             "right; Phi precision fg %.1f%% bg %.1f%%\n", 100 * r->fg_recall_cam,
-             100 * r->fg_precision_cam, 100 * r->phi_precision_fg, 100 * r->phi_precision_bg);
+      printf("best alpha_bg %.2f (CAM), %.2f (combined); Phi precision %.1f%% coverage %.1f%%; mAP "
+             "%.1f; "
+             "%d images in %.1f s\n",
+             r->alphas[r->best_cam], r->alphas[r->best_combined], 100 * r->phi_precision,
+             100 * r->phi_coverage, 100 * r->map, r->n_images, r->seconds);
+      printf(
+          "CAM at best alpha_bg: %.1f%% of object pixels found, %.1f%% of predicted object pixels "
+          "right; Phi precision fg %.1f%% bg %.1f%%\n",
+          100 * r->fg_recall_cam, 100 * r->fg_precision_cam, 100 * r->phi_precision_fg,
+          100 * r->phi_precision_bg);
     }
     rc = 0;
     if (store_alpha) {
       char src[1024];
-      snprintf(src, sizeof src, "ecsnet eval --data %s --split %s: CAM mIoU %.1f at alpha_bg %.2f (%d images)",
-               data, split, 100 * r->miou_cam[r->best_cam], r->alphas[r->best_cam], r->n_images);
-      if (write_alpha(model, r->alphas[r->best_cam], src, &e) != ECS_OK) rc = failure(&e);
-      else if (!json) printf("stored alpha_bg %.2f in %s\n", r->alphas[r->best_cam], model);
+      snprintf(src, sizeof src,
+               "ecsnet eval --data %s --split %s: CAM mIoU %.1f at alpha_bg %.2f (%d images)", data,
+               split, 100 * r->miou_cam[r->best_cam], r->alphas[r->best_cam], r->n_images);
+      if (write_alpha(model, r->alphas[r->best_cam], src, &e) != ECS_OK)
+        rc = failure(&e);
+      else if (!json)
+        printf("stored alpha_bg %.2f in %s\n", r->alphas[r->best_cam], model);
     }
   } else {
     if (ctx && !r) ecs_err_set(&e, ECS_ERR_NOMEM, "out of memory");
@@ -741,13 +825,16 @@ static int cmd_synth(int argc, char **argv) {
   args a = {argc, argv, 1};
   for (a.i = 2; a.i < argc; a.i++) {
     const char *op = argv[a.i], *v;
-    if (strcmp(op, "--out") == 0) { if (!(out = val(&a))) return usage("--out needs a folder"); }
-    else if (strcmp(op, "--count") == 0) {
-      if (!(v = val(&a)) || !parse_int(v, 1, 10000000, &lv)) return usage("--count needs a positive count");
+    if (strcmp(op, "--out") == 0) {
+      if (!(out = val(&a))) return usage("--out needs a folder");
+    } else if (strcmp(op, "--count") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 10000000, &lv))
+        return usage("--count needs a positive count");
       p.count = (int)lv;
       have_count = 1;
     } else if (strcmp(op, "--seed") == 0) {
-      if (!(v = val(&a)) || !parse_int(v, 0, 0x7fffffffL, &lv)) return usage("--seed needs a number");
+      if (!(v = val(&a)) || !parse_int(v, 0, 0x7fffffffL, &lv))
+        return usage("--seed needs a number");
       p.seed = (uint64_t)lv;
     } else if (strcmp(op, "--size") == 0) {
       if (!(v = val(&a)) || !parse_int(v, 64, 1024, &lv)) return usage("--size needs 64..1024");
@@ -756,7 +843,8 @@ static int cmd_synth(int argc, char **argv) {
       if (!(v = val(&a)) || !parse_int(v, 1, ECS_SYNTH_MAX_CLASSES, &lv))
         return usage("--classes needs 1..%d", ECS_SYNTH_MAX_CLASSES);
       p.n_classes = (int)lv;
-    } else return usage("synth: unknown option %s", op);
+    } else
+      return usage("synth: unknown option %s", op);
   }
   if (!out) return usage("synth needs --out DIR");
   if (!have_count) return usage("synth needs --count N");

@@ -18,7 +18,9 @@
 
 static char g_dir[256];
 
-static void path_of(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", g_dir, name); }
+static void path_of(char *buf, size_t n, const char *name) {
+  snprintf(buf, n, "%s/%s", g_dir, name);
+}
 
 static int setup(void **state) {
   (void)state;
@@ -66,9 +68,14 @@ static void test_resnet38d_names_and_frozen(void **state) {
   ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
   assert_non_null(m);
   ecs_params *ps = ecs_model_params(m);
-  const char *must[] = {"conv1a.weight", "b2.conv_branch1.weight", "b2_1.bn_branch2a.running_var",
-                        "b4_5.conv_branch2b1.weight", "b5.conv_branch1.weight",
-                        "b6.conv_branch2b2.weight", "b7.bn_branch2b2.weight", "bn7.running_mean",
+  const char *must[] = {"conv1a.weight",
+                        "b2.conv_branch1.weight",
+                        "b2_1.bn_branch2a.running_var",
+                        "b4_5.conv_branch2b1.weight",
+                        "b5.conv_branch1.weight",
+                        "b6.conv_branch2b2.weight",
+                        "b7.bn_branch2b2.weight",
+                        "bn7.running_mean",
                         "fc8.weight"};
   for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
     assert_non_null(ecs_params_find(ps, must[i]));
@@ -128,7 +135,8 @@ static void test_save_load_round_trip(void **state) {
   }
   /* a different seed gives different weights: the round trip above is not vacuous */
   ecs_model *o = ecs_model_new(cfg, NULL, 43, &e);
-  ecs_tensor *w1 = ecs_params_find(a, "conv2.weight"), *w2 = ecs_params_find(ecs_model_params(o), "conv2.weight");
+  ecs_tensor *w1 = ecs_params_find(a, "conv2.weight"),
+             *w2 = ecs_params_find(ecs_model_params(o), "conv2.weight");
   assert_true(memcmp(w1->data, w2->data, ecs_plain_nbytes(w1)) != 0);
   ecs_model_free(o);
   ecs_model_free(m);
@@ -137,8 +145,8 @@ static void test_save_load_round_trip(void **state) {
 }
 
 /* Rewrites the model file with one tensor replaced or one metadata value changed. */
-static void rewrite(const char *src, const char *dst, const char *tensor, const int64_t *ne,
-                    int nd, const char *mkey, const char *mval) {
+static void rewrite(const char *src, const char *dst, const char *tensor, const int64_t *ne, int nd,
+                    const char *mkey, const char *mval) {
   ecs_err e = {0};
   ecs_st_file *f = ecs_st_open(src, &e);
   assert_non_null(f);
@@ -147,7 +155,8 @@ static void rewrite(const char *src, const char *dst, const char *tensor, const 
     const ecs_st_tensor *t = ecs_st_at(f, i);
     if (tensor && strcmp(t->name, tensor) == 0) {
       int64_t n = 1;
-      for (int k = 0; k < nd; k++) n *= ne[k];
+      for (int k = 0; k < nd; k++)
+        n *= ne[k];
       float *z = calloc((size_t)n, sizeof *z);
       assert_int_equal(ecs_st_writer_add(w, t->name, ECS_F32, nd, ne, z, &e), ECS_OK);
       free(z);
@@ -170,7 +179,8 @@ static void expect_load_error(const char *path, const char *word) {
   ecs_model *m = ecs_model_load(path, NULL, &e);
   assert_null(m);
   assert_int_not_equal(e.status, ECS_OK);
-  if (!strstr(e.msg, path) || !strstr(e.msg, word)) fail_msg("message '%s' lacks '%s'", e.msg, word);
+  if (!strstr(e.msg, path) || !strstr(e.msg, word))
+    fail_msg("message '%s' lacks '%s'", e.msg, word);
 }
 
 static void test_bad_model_files(void **state) {
@@ -213,7 +223,8 @@ static void test_forward_shapes(void **state) {
   ecs_model_config_default(&cfg, ECS_BACKBONE_SMALL, 5);
   ecs_err e = {0};
   ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
-  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
+  ecs_backend *be =
+      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
   assert_non_null(be);
   ecs_ctx *ctx = ecs_ctx_new(be, &e);
   assert_non_null(ctx);
@@ -222,7 +233,8 @@ static void test_forward_shapes(void **state) {
     ecs_ctx_reset(ctx);
     int64_t ne[4] = {2, 3, hs[i], ws[i]};
     float *x = calloc((size_t)(2 * 3 * hs[i] * ws[i]), sizeof *x);
-    for (int j = 0; j < 2 * 3 * hs[i] * ws[i]; j++) x[j] = (float)((j * 7919) % 13) / 13.0f - 0.5f;
+    for (int j = 0; j < 2 * 3 * hs[i] * ws[i]; j++)
+      x[j] = (float)((j * 7919) % 13) / 13.0f - 0.5f;
     ecs_tensor *h = ecs_model_forward(m, ctx, ecs_from_host(ctx, ECS_F32, 4, ne, x), 0, 0, NULL);
     assert_int_equal(ecs_ctx_status(ctx, &e), ECS_OK);
     assert_int_equal(h->ne[0], 2);

@@ -89,8 +89,14 @@ static void test_loader_is_a_function_of_seed_and_index(void **state) {
   ecs_dataset *ds = ecs_dataset_open(d, &e);
   assert_non_null(ds);
   ecs_model *m = model_for(ds);
-  ecs_aug_opts aug = {.crop = 48, .resize_min = 48, .resize_max = 80, .flip = 1, .brightness = 0.3f,
-                      .contrast = 0.3f, .saturation = 0.3f, .hue = 0.1f};
+  ecs_aug_opts aug = {.crop = 48,
+                      .resize_min = 48,
+                      .resize_max = 80,
+                      .flip = 1,
+                      .brightness = 0.3f,
+                      .contrast = 0.3f,
+                      .saturation = 0.3f,
+                      .hue = 0.1f};
   ecs_loader *a = ecs_loader_new(ds, m, "train", 3, &aug, 7, 0, 0, &e);
   ecs_loader *b = ecs_loader_new(ds, m, "train", 3, &aug, 7, 4, 0, &e);
   ecs_loader *c = ecs_loader_new(ds, m, "train", 3, &aug, 8, 0, 0, &e);

@@ -67,14 +67,19 @@ static int cmd_step(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_wr
   const float *a = ar->data;
   ecs_params *ps = ecs_model_params(m);
   if (ecs_params_alloc_grads(ps, e) != ECS_OK || ecs_params_zero_grads(ps, e) != ECS_OK) return 0;
-  ecs_step_input si = {.n = (int)im->ne[0], .h = (int)im->ne[2], .w = (int)im->ne[3],
-                       .images = im->data, .labels = lb->data, .ecs_phase = (int)a[0],
-                       .lambda = a[1], .seed = (uint64_t)a[2]};
+  ecs_step_input si = {.n = (int)im->ne[0],
+                       .h = (int)im->ne[2],
+                       .w = (int)im->ne[3],
+                       .images = im->data,
+                       .labels = lb->data,
+                       .ecs_phase = (int)a[0],
+                       .lambda = a[1],
+                       .seed = (uint64_t)a[2]};
   ecs_step_stats st;
   if (ecs_model_step(m, ctx, &si, &st, e) != ECS_OK) return 0;
   float losses[4] = {st.loss, st.loss_cls, st.loss_cls_erased, st.loss_seg};
-  int32_t counts[7] = {(int32_t)st.phi, (int32_t)st.phi_fg, (int32_t)st.phi_bg,
-                       (int32_t)st.cells, (int32_t)st.erased_px, st.overlay_k,
+  int32_t counts[7] = {(int32_t)st.phi,          (int32_t)st.phi_fg,    (int32_t)st.phi_bg,
+                       (int32_t)st.cells,        (int32_t)st.erased_px, st.overlay_k,
                        (int32_t)(st.beta * 1000)};
   if (!add(w, "losses", ECS_F32, 1, 4, 1, 1, 1, losses, e) ||
       !add(w, "counts", ECS_I32, 1, 7, 1, 1, 1, counts, e))
@@ -113,7 +118,8 @@ static int cmd_infer(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_w
     int64_t n = op->ne[0];
     o.flip = n > 0 && v[0] > 0;
     o.want_erased = n > 1 ? v[1] > 0 : 1;
-    for (int64_t i = 2; i < n && o.n_scales < ECS_MAX_SCALES; i++) o.scales[o.n_scales++] = v[i];
+    for (int64_t i = 2; i < n && o.n_scales < ECS_MAX_SCALES; i++)
+      o.scales[o.n_scales++] = v[i];
   }
   ecs_cam_result *r;
   int h = (int)rgb->ne[0], wd = (int)rgb->ne[1];
@@ -143,17 +149,21 @@ int main(int argc, char **argv) {
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(argv[2], NULL, &e);
   if (!m) return fail("load", &e);
-  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", NULL),
-                                     &(ecs_backend_params){.n_threads = 2}, &e);
+  ecs_backend *be =
+      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
   ecs_ctx *ctx = be ? ecs_ctx_new(be, &e) : NULL;
   ecs_st_file *in = ctx ? ecs_st_open(argv[3], &e) : NULL;
   ecs_st_writer *w = in ? ecs_st_writer_new(&e) : NULL;
   int ok = 0;
   if (w) {
-    if (strcmp(argv[1], "forward") == 0) ok = cmd_forward(m, ctx, in, w, argc > 5, &e);
-    else if (strcmp(argv[1], "step") == 0) ok = cmd_step(m, ctx, in, w, argc > 5 ? argv[5] : NULL, &e);
-    else if (strcmp(argv[1], "infer") == 0) ok = cmd_infer(m, ctx, in, w, &e);
-    else ecs_err_set(&e, ECS_ERR_INVALID, "unknown command %s", argv[1]);
+    if (strcmp(argv[1], "forward") == 0)
+      ok = cmd_forward(m, ctx, in, w, argc > 5, &e);
+    else if (strcmp(argv[1], "step") == 0)
+      ok = cmd_step(m, ctx, in, w, argc > 5 ? argv[5] : NULL, &e);
+    else if (strcmp(argv[1], "infer") == 0)
+      ok = cmd_infer(m, ctx, in, w, &e);
+    else
+      ecs_err_set(&e, ECS_ERR_INVALID, "unknown command %s", argv[1]);
     if (ok) ok = ecs_st_writer_save(w, argv[4], &e) == ECS_OK;
   }
   if (!ok && !e.msg[0]) ecs_ctx_status(ctx, &e);

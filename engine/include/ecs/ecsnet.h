@@ -33,30 +33,30 @@ typedef enum ecs_norm_kind {
   ECS_NORM_COUNT
 } ecs_norm_kind;
 
-#define ECS_MAX_RATES 4
+#define ECS_MAX_RATES  4
 #define ECS_MAX_SCALES 8
 
 /* The hyper-parameters of method.md; names follow its symbols. */
 typedef struct ecs_hparams {
-  float beta;          /* step 1 rescale of F's input; <= 0: auto (0.5 from 320 px, else 1) */
-  float delta;         /* step 6 erase threshold (0.6) */
-  float theta;         /* step 9 reliability threshold (0.7) */
-  float sigma_factor;  /* step 7 blur sigma as a fraction of the shorter side (0.08) */
-  float lambda;        /* step 11 weight of L_seg (1) */
-  float lambda_ramp;   /* fraction of the ECS phase over which lambda ramps from 0 (0.5) */
-  float warmup;        /* fraction of all steps that train L_cls alone (0.6) */
-  float eps;           /* max-min normalisation epsilon (1e-5) */
-  int overlay_k;       /* step 12 extra dilation branches; < 0: auto (0 for maps <= 16x16) */
+  float beta;         /* step 1 rescale of F's input; <= 0: auto (0.5 from 320 px, else 1) */
+  float delta;        /* step 6 erase threshold (0.6) */
+  float theta;        /* step 9 reliability threshold (0.7) */
+  float sigma_factor; /* step 7 blur sigma as a fraction of the shorter side (0.08) */
+  float lambda;       /* step 11 weight of L_seg (1) */
+  float lambda_ramp;  /* fraction of the ECS phase over which lambda ramps from 0 (0.5) */
+  float warmup;       /* fraction of all steps that train L_cls alone (0.6) */
+  float eps;          /* max-min normalisation epsilon (1e-5) */
+  int overlay_k;      /* step 12 extra dilation branches; < 0: auto (0 for maps <= 16x16) */
   int overlay_rates[ECS_MAX_RATES]; /* dilation rates of the branches */
-  int bg_in_phi;       /* add confident background to Phi (1) */
-  int cls_on_erased;   /* also L_cls on F' (0) */
+  int bg_in_phi;                    /* add confident background to Phi (1) */
+  int cls_on_erased;                /* also L_cls on F' (0) */
   /* ablations */
-  int no_erase;        /* plain CAM baseline: the erasing branch and L_seg never run */
-  int no_overlay;      /* never add dilation branches, whatever overlay_k says */
-  int no_phi_filter;   /* Phi = every cell (still excluding nothing) */
+  int no_erase;      /* plain CAM baseline: the erasing branch and L_seg never run */
+  int no_overlay;    /* never add dilation branches, whatever overlay_k says */
+  int no_phi_filter; /* Phi = every cell (still excluding nothing) */
 } ecs_hparams;
 
-#define ECS_MAX_CLASSES 255
+#define ECS_MAX_CLASSES    255
 #define ECS_CLASS_NAME_MAX 64
 
 typedef struct ecs_model_config {
@@ -67,7 +67,7 @@ typedef struct ecs_model_config {
   float alpha_bg;        /* constant background score of the CAM mask */
   float label_threshold; /* class score above which a label is predicted (0.5) */
   ecs_hparams hp;
-  int bg_channel_added;  /* channel 0 of fc8 was zero-initialised by the converter */
+  int bg_channel_added; /* channel 0 of fc8 was zero-initialised by the converter */
   char provenance[256];
 } ecs_model_config;
 
@@ -97,7 +97,7 @@ void ecs_model_free(ecs_model *m); /* accepts NULL */
 ecs_params *ecs_model_params(ecs_model *m);
 const ecs_model_config *ecs_model_get_config(const ecs_model *m);
 ecs_model_config *ecs_model_config_mut(ecs_model *m); /* hyper-parameters and alpha_bg only */
-int ecs_model_channels(const ecs_model *m); /* 1 + K */
+int ecs_model_channels(const ecs_model *m);           /* 1 + K */
 /* Index (1..K) of a class name, or 0 when unknown. */
 int ecs_model_class_id(const ecs_model *m, const char *name);
 
@@ -112,12 +112,12 @@ ecs_tensor *ecs_model_forward(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, i
 
 /* ---- the training step (method.md steps 1-12) ----------------------------------------- */
 typedef struct ecs_step_input {
-  int n, h, w;          /* batch of n images of h x w */
-  const float *images;  /* (n, 3, h, w) normalised */
-  const float *labels;  /* (n, K) in {0, 1} */
-  int ecs_phase;        /* 0: warm-up (L_cls only), 1: the erasing branch and L_seg run */
-  float lambda;         /* weight of L_seg this step (the ramp is the caller's) */
-  uint64_t seed;        /* dropout masks */
+  int n, h, w;         /* batch of n images of h x w */
+  const float *images; /* (n, 3, h, w) normalised */
+  const float *labels; /* (n, K) in {0, 1} */
+  int ecs_phase;       /* 0: warm-up (L_cls only), 1: the erasing branch and L_seg run */
+  float lambda;        /* weight of L_seg this step (the ramp is the caller's) */
+  uint64_t seed;       /* dropout masks */
 } ecs_step_input;
 
 typedef struct ecs_step_stats {
@@ -144,7 +144,7 @@ typedef struct ecs_infer_opts {
   float scales[ECS_MAX_SCALES]; /* n_scales = 0: {1} */
   int n_scales;
   int flip;
-  int want_erased;   /* run the erasing branch (erased image, erased CAMs, ECS and combined mask) */
+  int want_erased; /* run the erasing branch (erased image, erased CAMs, ECS and combined mask) */
   float label_threshold; /* > 0: overrides the model's threshold for predicted labels */
 } ecs_infer_opts;
 

@@ -19,17 +19,17 @@ extern "C" {
 #endif
 
 typedef struct ecs_aug_opts {
-  int crop;                 /* square crop side (padding with the mean where the image is smaller) */
-  int resize_min, resize_max; /* random long side; 0: keep the size */
-  int flip;                 /* random horizontal flip */
+  int crop; /* square crop side (padding with the mean where the image is smaller) */
+  int resize_min, resize_max;                  /* random long side; 0: keep the size */
+  int flip;                                    /* random horizontal flip */
   float brightness, contrast, saturation, hue; /* colour jitter (0: off) */
 } ecs_aug_opts;
 
 typedef struct ecs_batch {
   int n, h, w, n_classes;
-  float *images;  /* (n, 3, h, w) normalised for the model */
-  float *labels;  /* (n, K) in {0, 1} */
-  int64_t index;  /* batch index since the start of training */
+  float *images; /* (n, 3, h, w) normalised for the model */
+  float *labels; /* (n, K) in {0, 1} */
+  int64_t index; /* batch index since the start of training */
   int epoch;
 } ecs_batch;
 
@@ -38,10 +38,10 @@ typedef struct ecs_loader ecs_loader;
 /* Batches of `batch` images of the split, starting at batch index `start`. The dataset's
  * classes must be the model's (names, in order). The loader borrows ds and m. */
 ecs_loader *ecs_loader_new(ecs_dataset *ds, const ecs_model *m, const char *split, int batch,
-                           const ecs_aug_opts *aug, uint64_t seed, int64_t start,
-                           size_t max_pixels, ecs_err *err);
-void ecs_loader_free(ecs_loader *l); /* accepts NULL; stops the thread */
-size_t ecs_loader_size(const ecs_loader *l);         /* images in the split */
+                           const ecs_aug_opts *aug, uint64_t seed, int64_t start, size_t max_pixels,
+                           ecs_err *err);
+void ecs_loader_free(ecs_loader *l);         /* accepts NULL; stops the thread */
+size_t ecs_loader_size(const ecs_loader *l); /* images in the split */
 int64_t ecs_loader_batches_per_epoch(const ecs_loader *l);
 /* The next batch (blocks until decoded). The batch's arrays stay valid until the next call.
  * A missing or corrupt image is an error naming its file. */
@@ -57,17 +57,17 @@ typedef struct ecs_train_progress {
 } ecs_train_progress;
 
 typedef struct ecs_train_opts {
-  const char *split;       /* "train" */
-  int batch;               /* 8 */
-  int epochs;              /* used when max_steps = 0 */
+  const char *split; /* "train" */
+  int batch;         /* 8 */
+  int epochs;        /* used when max_steps = 0 */
   int64_t max_steps;
   float lr, weight_decay, momentum, fc8_lr_mult, poly_power; /* 0.01, 5e-4, 0.9, 10, 0.9 */
   ecs_aug_opts aug;
   uint64_t seed;
   size_t max_pixels;
-  const char *checkpoint;  /* path written every checkpoint_every steps (and at the end) */
+  const char *checkpoint; /* path written every checkpoint_every steps (and at the end) */
   int checkpoint_every;
-  const char *resume;      /* a checkpoint to continue from (the model given must come from it) */
+  const char *resume; /* a checkpoint to continue from (the model given must come from it) */
   /* Called after every step; a non-zero return stops training with ECS_ERR_CANCELLED after
    * writing a checkpoint. */
   int (*progress)(void *user, const ecs_train_progress *p);

@@ -10,15 +10,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#define BN_EPS 1e-5f
+#define BN_EPS      1e-5f
 #define BN_MOMENTUM 0.1f
 
 /* ---- declarations -------------------------------------------------------------------- */
 static ecs_status add(ecs_model *m, const char *name, int nd, int64_t a, int64_t b, int64_t c,
                       int64_t d, int trainable, ecs_err *err) {
   int64_t ne[4] = {a, b, c, d};
-  return ecs_params_add(m->ps, name, ECS_F32, nd, ne, trainable, err) ? ECS_OK
-                                                                      : (err ? err->status : ECS_ERR_INVALID);
+  return ecs_params_add(m->ps, name, ECS_F32, nd, ne, trainable, err)
+             ? ECS_OK
+             : (err ? err->status : ECS_ERR_INVALID);
 }
 
 static ecs_status conv(ecs_model *m, const char *name, int64_t o, int64_t i, int k, int bias,
@@ -52,14 +53,14 @@ typedef struct rblock {
 } rblock;
 
 static const rblock g_r38[] = {
-    {"b2", 64, 128, 128, 2, 1, 1, 0, 0},      {"b2_1", 128, 128, 128, 1, 1, 1, 0, 0},
-    {"b2_2", 128, 128, 128, 1, 1, 1, 0, 0},   {"b3", 128, 256, 256, 2, 1, 1, 0, 0},
-    {"b3_1", 256, 256, 256, 1, 1, 1, 0, 0},   {"b3_2", 256, 256, 256, 1, 1, 1, 0, 0},
-    {"b4", 256, 512, 512, 2, 1, 1, 0, 0},     {"b4_1", 512, 512, 512, 1, 1, 1, 0, 0},
-    {"b4_2", 512, 512, 512, 1, 1, 1, 0, 0},   {"b4_3", 512, 512, 512, 1, 1, 1, 0, 0},
-    {"b4_4", 512, 512, 512, 1, 1, 1, 0, 0},   {"b4_5", 512, 512, 512, 1, 1, 1, 0, 0},
-    {"b5", 512, 512, 1024, 1, 1, 2, 0, 0},    {"b5_1", 1024, 512, 1024, 1, 2, 2, 0, 0},
-    {"b5_2", 1024, 512, 1024, 1, 2, 2, 0, 0}, {"b6", 1024, 512, 2048, 1, 4, 4, 1, 0.3f},
+    {"b2", 64, 128, 128, 2, 1, 1, 0, 0},        {"b2_1", 128, 128, 128, 1, 1, 1, 0, 0},
+    {"b2_2", 128, 128, 128, 1, 1, 1, 0, 0},     {"b3", 128, 256, 256, 2, 1, 1, 0, 0},
+    {"b3_1", 256, 256, 256, 1, 1, 1, 0, 0},     {"b3_2", 256, 256, 256, 1, 1, 1, 0, 0},
+    {"b4", 256, 512, 512, 2, 1, 1, 0, 0},       {"b4_1", 512, 512, 512, 1, 1, 1, 0, 0},
+    {"b4_2", 512, 512, 512, 1, 1, 1, 0, 0},     {"b4_3", 512, 512, 512, 1, 1, 1, 0, 0},
+    {"b4_4", 512, 512, 512, 1, 1, 1, 0, 0},     {"b4_5", 512, 512, 512, 1, 1, 1, 0, 0},
+    {"b5", 512, 512, 1024, 1, 1, 2, 0, 0},      {"b5_1", 1024, 512, 1024, 1, 2, 2, 0, 0},
+    {"b5_2", 1024, 512, 1024, 1, 2, 2, 0, 0},   {"b6", 1024, 512, 2048, 1, 4, 4, 1, 0.3f},
     {"b7", 2048, 1024, 4096, 1, 4, 4, 1, 0.5f},
 };
 #define N_R38 (int)(sizeof g_r38 / sizeof g_r38[0])
@@ -102,17 +103,22 @@ static ecs_status declare_r38(ecs_model *m, ecs_err *err) {
   return st;
 }
 
-static const struct { const char *name; int in, out, dil, trainable; } g_vgg[] = {
-    {"conv1_1", 3, 64, 1, 0},     {"conv1_2", 64, 64, 1, 0},    {"conv2_1", 64, 128, 1, 0},
-    {"conv2_2", 128, 128, 1, 0},  {"conv3_1", 128, 256, 1, 1},  {"conv3_2", 256, 256, 1, 1},
-    {"conv3_3", 256, 256, 1, 1},  {"conv4_1", 256, 512, 1, 1},  {"conv4_2", 512, 512, 1, 1},
-    {"conv4_3", 512, 512, 1, 1},  {"conv5_1", 512, 512, 2, 1},  {"conv5_2", 512, 512, 2, 1},
+static const struct {
+  const char *name;
+  int in, out, dil, trainable;
+} g_vgg[] = {
+    {"conv1_1", 3, 64, 1, 0},    {"conv1_2", 64, 64, 1, 0},   {"conv2_1", 64, 128, 1, 0},
+    {"conv2_2", 128, 128, 1, 0}, {"conv3_1", 128, 256, 1, 1}, {"conv3_2", 256, 256, 1, 1},
+    {"conv3_3", 256, 256, 1, 1}, {"conv4_1", 256, 512, 1, 1}, {"conv4_2", 512, 512, 1, 1},
+    {"conv4_3", 512, 512, 1, 1}, {"conv5_1", 512, 512, 2, 1}, {"conv5_2", 512, 512, 2, 1},
     {"conv5_3", 512, 512, 2, 1},
 };
 #define N_VGG (int)(sizeof g_vgg / sizeof g_vgg[0])
 
 /* The small network: kernel, stride, channels; receptive field 7 + 4*2 + 4*4 + 2*8 = 47 px. */
-static const struct { int k, s, out; } g_small[4] = {{7, 2, 32}, {5, 2, 64}, {5, 2, 128}, {3, 1, 256}};
+static const struct {
+  int k, s, out;
+} g_small[4] = {{7, 2, 32}, {5, 2, 64}, {5, 2, 128}, {3, 1, 256}};
 
 ecs_status ecs_model_declare(ecs_model *m, ecs_err *err) {
   ecs_status st = ECS_OK;
@@ -151,8 +157,8 @@ static ecs_tensor *P(const ecs_model *m, const char *fmt, const char *a, const c
 
 static ecs_tensor *conv_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *name,
                           int stride, int pad, int dil) {
-  return ecs_conv2d(ctx, x, P(m, "%s%s.weight", name, ""), P(m, "%s%s.bias", name, ""), stride,
-                    pad, dil, 1);
+  return ecs_conv2d(ctx, x, P(m, "%s%s.weight", name, ""), P(m, "%s%s.bias", name, ""), stride, pad,
+                    dil, 1);
 }
 
 static ecs_tensor *bn_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *name,
@@ -179,7 +185,8 @@ static ecs_tensor *cv(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const cha
 static ecs_tensor *r38_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const rblock *b) {
   ecs_tensor *xa = bn_relu(m, ctx, x, b->name, "bn_branch2a");
   ecs_tensor *sc = (b->in != b->out || b->stride != 1)
-                       ? cv(m, ctx, xa, b->name, "conv_branch1", b->stride, 0, 1) : x;
+                       ? cv(m, ctx, xa, b->name, "conv_branch1", b->stride, 0, 1)
+                       : x;
   ecs_tensor *y = cv(m, ctx, xa, b->name, "conv_branch2a", b->stride, b->d1, b->d1);
   y = bn_relu(m, ctx, y, b->name, "bn_branch2b1");
   y = cv(m, ctx, y, b->name, "conv_branch2b1", 1, b->d, b->d);
@@ -211,7 +218,8 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
   switch (m->cfg.backbone) {
   case ECS_BACKBONE_RESNET38D:
     x = conv_f(m, ctx, x, "conv1a", 1, 1, 1);
-    for (int i = 0; i < N_R38 - 2; i++) x = r38_block(m, ctx, x, &g_r38[i]);
+    for (int i = 0; i < N_R38 - 2; i++)
+      x = r38_block(m, ctx, x, &g_r38[i]);
     x = r38_bot_post(m, ctx, (ecs_trunk[]){r38_bot_pre(m, ctx, x, &g_r38[N_R38 - 2])},
                      &g_r38[N_R38 - 2], g_r38[N_R38 - 2].d);
     return r38_bot_pre(m, ctx, x, &g_r38[N_R38 - 1]);

@@ -27,7 +27,8 @@ void ecs_h_resize(const float *in, int c, int h, int w, float *out, int oh, int 
     free(lx);
     return;
   }
-  for (int x = 0; x < ow; x++) coords(ow, w, &x0[2 * x], &x0[2 * x + 1], &lx[x], x);
+  for (int x = 0; x < ow; x++)
+    coords(ow, w, &x0[2 * x], &x0[2 * x + 1], &lx[x], x);
   for (int ch = 0; ch < c; ch++) {
     const float *p = in + (size_t)ch * h * w;
     float *q = out + (size_t)ch * oh * ow;
@@ -91,12 +92,15 @@ void ecs_h_blur(const float *in, int c, int h, int w, float sigma, int ksize, fl
     free(tmp);
     return;
   }
-  for (int j = -r; j <= r; j++) k[j + r] = expf(-(float)(j * j) / (2 * sigma * sigma));
+  for (int j = -r; j <= r; j++)
+    k[j + r] = expf(-(float)(j * j) / (2 * sigma * sigma));
   for (int ch = 0; ch < c; ch++) {
     const float *p = in + (size_t)ch * h * w;
     float *q = out + (size_t)ch * h * w;
-    for (int y = 0; y < h; y++) blur_1d(p + (size_t)y * w, tmp + (size_t)y * w, w, 1, k, r);
-    for (int x = 0; x < w; x++) blur_1d(tmp + x, q + x, h, w, k, r);
+    for (int y = 0; y < h; y++)
+      blur_1d(p + (size_t)y * w, tmp + (size_t)y * w, w, 1, k, r);
+    for (int x = 0; x < w; x++)
+      blur_1d(tmp + x, q + x, h, w, k, r);
   }
   free(k);
   free(tmp);
@@ -109,6 +113,7 @@ int ecs_h_scaled(int n, float beta) {
 
 int ecs_h_grid(const ecs_model *m, int n) {
   (void)m;
-  for (int i = 0; i < 3; i++) n = (n + 1) / 2;
+  for (int i = 0; i < 3; i++)
+    n = (n + 1) / 2;
   return n;
 }

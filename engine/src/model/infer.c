@@ -91,8 +91,10 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
       int gh = gh1, gw = gw1, cached = h1 && sh == h && sw == w && !f;
       float *hm = (float *)h1;
       if (!cached) {
-        if (sh == h && sw == w) memcpy(xs, x, sizeof(float) * 3 * hw);
-        else ecs_h_resize(x, 3, h, w, xs, sh, sw);
+        if (sh == h && sw == w)
+          memcpy(xs, x, sizeof(float) * 3 * hw);
+        else
+          ecs_h_resize(x, 3, h, w, xs, sh, sw);
         if (f) flip_w(xs, 3, sh, sw);
         hm = run_f(m, ctx, xs, sh, sw, &gh, &gw, err);
       }
@@ -105,7 +107,8 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
         float *src = hm + (size_t)labels[i] * gh * gw;
         ecs_h_resize(src, 1, gh, gw, up, h, w);
         float *dst = cams + (size_t)i * hw;
-        for (size_t p = 0; p < hw; p++) dst[p] += up[p] > 0 ? up[p] : 0;
+        for (size_t p = 0; p < hw; p++)
+          dst[p] += up[p] > 0 ? up[p] : 0;
       }
       if (!cached) free(hm);
     }
@@ -136,7 +139,8 @@ static ecs_status pick_labels(const ecs_model *m, const ecs_infer_opts *o, ecs_c
       if (r->scores[k - 1] > r->scores[best - 1]) best = k;
     }
     int any = 0;
-    for (int k = 1; k <= K; k++) any |= on[k];
+    for (int k = 1; k <= K; k++)
+      any |= on[k];
     if (!any) on[best] = 1; /* always explain the image by its most likely class */
   }
   r->n_labels = 0;
@@ -151,7 +155,8 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
   int K = m->cfg.n_classes, h = r->h, w = r->w;
   size_t hw = (size_t)h * w, g = (size_t)gh * gw;
   const ecs_hparams *hp = &m->cfg.hp;
-  float *s = calloc(g, sizeof *s), *a = malloc(sizeof(float) * g), *sup = malloc(sizeof(float) * hw);
+  float *s = calloc(g, sizeof *s), *a = malloc(sizeof(float) * g),
+        *sup = malloc(sizeof(float) * hw);
   float *img = malloc(sizeof(float) * 3 * hw), *bl = malloc(sizeof(float) * 3 * hw);
   float *xe = malloc(sizeof(float) * 3 * hw);
   r->erase_region = malloc(hw);
@@ -172,10 +177,12 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
       if (a[p] > s[p]) s[p] = a[p];
   }
   ecs_h_resize(s, 1, gh, gw, sup, h, w);
-  for (size_t p = 0; p < hw; p++) r->erase_region[p] = sup[p] > hp->delta;
+  for (size_t p = 0; p < hw; p++)
+    r->erase_region[p] = sup[p] > hp->delta;
   /* step 7 on the 0..255 image; the blur commutes with the per-channel normalisation */
   for (int c = 0; c < 3; c++)
-    for (size_t p = 0; p < hw; p++) img[c * hw + p] = rgb[p * 3 + c];
+    for (size_t p = 0; p < hw; p++)
+      img[c * hw + p] = rgb[p * 3 + c];
   float sigma;
   int ksize;
   ecs_h_blur_params(hp, h, w, &sigma, &ksize);
@@ -204,10 +211,14 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
     float a0 = 1.0f - mx;
     int keep;
     if (a0 >= mx) l = 0;
-    if (hp->no_phi_filter) keep = 1;
-    else if (r->erase_region[p]) keep = 0;
-    else if (l) keep = mx > hp->theta;
-    else keep = hp->bg_in_phi && a0 > hp->theta;
+    if (hp->no_phi_filter)
+      keep = 1;
+    else if (r->erase_region[p])
+      keep = 0;
+    else if (l)
+      keep = mx > hp->theta;
+    else
+      keep = hp->bg_in_phi && a0 > hp->theta;
     r->ecs_mask[p] = keep ? (uint8_t)l : 255;
     r->phi += keep;
     r->mask[p] = keep ? (uint8_t)l : r->cam_mask[p];
@@ -255,12 +266,14 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   h1 = run_f(m, ctx, x, h, w, &gh, &gw, err);
   r->scores = malloc(sizeof(float) * K);
   if (!h1 || !r->scores) {
-    st = h1 ? ecs_err_set(err, ECS_ERR_NOMEM, "out of memory") : (err ? err->status : ECS_ERR_BACKEND);
+    st = h1 ? ecs_err_set(err, ECS_ERR_NOMEM, "out of memory")
+            : (err ? err->status : ECS_ERR_BACKEND);
     goto done;
   }
   for (int k = 1; k <= K; k++) {
     double sum = 0;
-    for (size_t p = 0; p < (size_t)gh * gw; p++) sum += h1[(size_t)k * gh * gw + p];
+    for (size_t p = 0; p < (size_t)gh * gw; p++)
+      sum += h1[(size_t)k * gh * gw + p];
     double o_ = sum / ((double)gh * gw);
     r->scores[k - 1] = (float)(1.0 / (1.0 + exp(-o_)));
   }

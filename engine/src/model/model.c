@@ -95,8 +95,8 @@ static ecs_status check_config(const ecs_model_config *cfg, ecs_err *err) {
   if (!(hp->delta > 0 && hp->delta < 1) || !(hp->theta > 0 && hp->theta < 1))
     return ecs_err_set(err, ECS_ERR_INVALID, "delta and theta must lie in (0, 1)");
   if (hp->beta > 1 || !(hp->sigma_factor > 0) || hp->overlay_k > ECS_MAX_RATES)
-    return ecs_err_set(err, ECS_ERR_INVALID,
-                       "beta must be <= 1, sigma factor > 0, overlay K <= %d", ECS_MAX_RATES);
+    return ecs_err_set(err, ECS_ERR_INVALID, "beta must be <= 1, sigma factor > 0, overlay K <= %d",
+                       ECS_MAX_RATES);
   for (int k = 0; k < hp->overlay_k; k++)
     if (hp->overlay_rates[k] < 1)
       return ecs_err_set(err, ECS_ERR_INVALID, "overlay rate %d is not a positive dilation", k);
@@ -110,7 +110,9 @@ static uint64_t rng_next(uint64_t *s) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-static double rng_unif(uint64_t *s) { return ((rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+static double rng_unif(uint64_t *s) {
+  return ((rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
 /* Box-Muller, both outputs used: initialising resnet38d's 104 M weights stays quick. */
 static void rng_normals(uint64_t *s, float *out, int64_t n, double sd) {
   for (int64_t j = 0; j < n; j += 2) {
@@ -137,14 +139,17 @@ static ecs_status init_weights(ecs_model *m, uint64_t seed, ecs_err *err) {
       int64_t fan_in = t->ne[1] * t->ne[2] * t->ne[3], fan_out = t->ne[0] * t->ne[2] * t->ne[3];
       if (strncmp(t->name, "fc8", 3) == 0) { /* Xavier uniform, as SEAM's classifier */
         double a = sqrt(6.0 / (double)(fan_in + fan_out));
-        for (int64_t j = 0; j < n; j++) v[j] = (float)((2 * rng_unif(&s) - 1) * a);
+        for (int64_t j = 0; j < n; j++)
+          v[j] = (float)((2 * rng_unif(&s) - 1) * a);
       } else { /* He normal for convolutions followed by ReLU */
         rng_normals(&s, v, n, sqrt(2.0 / (double)fan_in));
       }
     } else {
       float c = ends_with(t->name, ".running_var") || (ends_with(t->name, ".weight") && t->nd == 1)
-                    ? 1.0f : 0.0f;
-      for (int64_t j = 0; j < n; j++) v[j] = c;
+                    ? 1.0f
+                    : 0.0f;
+      for (int64_t j = 0; j < n; j++)
+        v[j] = c;
     }
     ecs_status st = ecs_tensor_set_bytes(t, v, 0, (size_t)n * sizeof *v, err);
     free(v);
@@ -187,10 +192,18 @@ void ecs_model_free(ecs_model *m) {
   free(m);
 }
 
-ecs_params *ecs_model_params(ecs_model *m) { return m->ps; }
-const ecs_model_config *ecs_model_get_config(const ecs_model *m) { return &m->cfg; }
-ecs_model_config *ecs_model_config_mut(ecs_model *m) { return &m->cfg; }
-int ecs_model_channels(const ecs_model *m) { return 1 + m->cfg.n_classes; }
+ecs_params *ecs_model_params(ecs_model *m) {
+  return m->ps;
+}
+const ecs_model_config *ecs_model_get_config(const ecs_model *m) {
+  return &m->cfg;
+}
+ecs_model_config *ecs_model_config_mut(ecs_model *m) {
+  return &m->cfg;
+}
+int ecs_model_channels(const ecs_model *m) {
+  return 1 + m->cfg.n_classes;
+}
 
 int ecs_model_class_id(const ecs_model *m, const char *name) {
   for (int i = 0; i < m->cfg.n_classes; i++)
@@ -216,9 +229,12 @@ static void json_str(char *dst, size_t n, size_t *pos, const char *s) {
   if (*pos < n) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\"");
   for (; *s && *pos + 8 < n; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') *pos += (size_t)snprintf(dst + *pos, n - *pos, "\\%c", c);
-    else if (c < 0x20) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\\u%04x", c);
-    else dst[(*pos)++] = (char)c;
+    if (c == '"' || c == '\\')
+      *pos += (size_t)snprintf(dst + *pos, n - *pos, "\\%c", c);
+    else if (c < 0x20)
+      *pos += (size_t)snprintf(dst + *pos, n - *pos, "\\u%04x", c);
+    else
+      dst[(*pos)++] = (char)c;
   }
   if (*pos < n) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\"");
 }
@@ -295,10 +311,12 @@ ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err) {
 /* Parses a JSON list of strings into the class names; returns the count or -1. */
 static int parse_classes(const char *s, ecs_model_config *cfg) {
   int n = 0;
-  while (*s == ' ') s++;
+  while (*s == ' ')
+    s++;
   if (*s++ != '[') return -1;
   for (;;) {
-    while (*s == ' ' || *s == ',') s++;
+    while (*s == ' ' || *s == ',')
+      s++;
     if (*s == ']') return s[1] == 0 ? n : -1;
     if (*s++ != '"' || n >= ECS_MAX_CLASSES - 1) return -1;
     size_t k = 0;
@@ -311,9 +329,12 @@ static int parse_classes(const char *s, ecs_model_config *cfg) {
           if (sscanf(s, "%4x", &v) != 1 || v > 0x7f) return -1;
           c = (char)v;
           s += 4;
-        } else if (c == 'n') c = '\n';
-        else if (c == 't') c = '\t';
-        else if (c != '"' && c != '\\' && c != '/') return -1;
+        } else if (c == 'n')
+          c = '\n';
+        else if (c == 't')
+          c = '\t';
+        else if (c != '"' && c != '\\' && c != '/')
+          return -1;
       }
       if (k + 1 >= ECS_CLASS_NAME_MAX) return -1;
       cfg->class_names[n][k++] = c;
@@ -359,7 +380,8 @@ static void parse_hparams(const char *s, ecs_hparams *hp) {
       if (end == r) break;
       hp->overlay_rates[k] = (int)x;
       r = end;
-      while (*r == ',' || *r == ' ') r++;
+      while (*r == ',' || *r == ' ')
+        r++;
     }
   }
 }
@@ -369,8 +391,10 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
   const char *bb = ecs_st_meta(f, "backbone"), *cl = ecs_st_meta(f, "classes");
   ecs_backbone b;
   if (!bb || !cl) {
-    ecs_err_set(err, ECS_ERR_FORMAT, "%s: not an ecsnet model file (no backbone or classes in "
-                "its metadata; convert PyTorch checkpoints with convert_pytorch.py)", path);
+    ecs_err_set(err, ECS_ERR_FORMAT,
+                "%s: not an ecsnet model file (no backbone or classes in "
+                "its metadata; convert PyTorch checkpoints with convert_pytorch.py)",
+                path);
     return NULL;
   }
   if (ecs_backbone_parse(bb, &b, err) != ECS_OK) {
@@ -404,7 +428,8 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
   if ((v = ecs_st_meta(f, "label_threshold"))) cfg->label_threshold = strtof(v, NULL);
   if ((v = ecs_st_meta(f, "hparams"))) parse_hparams(v, &cfg->hp);
   if ((v = ecs_st_meta(f, "bg_channel_added"))) cfg->bg_channel_added = atoi(v);
-  if ((v = ecs_st_meta(f, "provenance"))) snprintf(cfg->provenance, sizeof cfg->provenance, "%s", v);
+  if ((v = ecs_st_meta(f, "provenance")))
+    snprintf(cfg->provenance, sizeof cfg->provenance, "%s", v);
 
   ecs_err e = {0};
   ecs_model *m = model_alloc(cfg, buft, &e);
@@ -439,8 +464,10 @@ ecs_model *ecs_model_load(const char *path, ecs_buffer_type *buft, ecs_err *err)
   ecs_st_file *f = ecs_st_open(path, &e);
   if (!f) {
     /* the reader's message may not name the file */
-    if (strstr(e.msg, path)) ecs_err_set(err, e.status, "%s", e.msg);
-    else ecs_err_set(err, e.status, "%s: %s", path, e.msg);
+    if (strstr(e.msg, path))
+      ecs_err_set(err, e.status, "%s", e.msg);
+    else
+      ecs_err_set(err, e.status, "%s: %s", path, e.msg);
     return NULL;
   }
   ecs_model *m = load_from(f, path, buft, err);

@@ -28,7 +28,8 @@ static ecs_tensor *cls_loss(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *h, ecs
   int K = m->cfg.n_classes, C = K + 1;
   float *sel = calloc((size_t)K * C, sizeof *sel);
   if (!sel) return NULL;
-  for (int k = 0; k < K; k++) sel[(size_t)k * C + k + 1] = 1.0f;
+  for (int k = 0; k < K; k++)
+    sel[(size_t)k * C + k + 1] = 1.0f;
   int64_t ne[4] = {K, C, 1, 1};
   ecs_tensor *w = ecs_from_host(ctx, ECS_F32, 4, ne, sel);
   free(sel);
@@ -36,10 +37,11 @@ static ecs_tensor *cls_loss(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *h, ecs
 }
 
 /* Steps 3-5: normalised, label-masked CAMs of one image and their max over object classes. */
-static void score_map(const float *h, int K, int gh, int gw, const float *y, float eps,
-                      float *a, float *s) {
+static void score_map(const float *h, int K, int gh, int gw, const float *y, float eps, float *a,
+                      float *s) {
   size_t g = (size_t)gh * gw;
-  for (size_t p = 0; p < g; p++) s[p] = 0;
+  for (size_t p = 0; p < g; p++)
+    s[p] = 0;
   for (int c = 1; c <= K; c++) {
     float *ac = a + (size_t)c * g;
     memcpy(ac, h + (size_t)c * g, g * sizeof *ac);
@@ -126,16 +128,22 @@ static void reliable_set(const ecs_model *m, const ecs_step_input *in, const flo
             l = c;
           }
         int keep;
-        if (hp->no_phi_filter) keep = 1;
-        else if (in_r) keep = 0;
-        else if (l != 0) keep = best > hp->theta;
-        else keep = hp->bg_in_phi && a0 > hp->theta;
+        if (hp->no_phi_filter)
+          keep = 1;
+        else if (in_r)
+          keep = 0;
+        else if (l != 0)
+          keep = best > hp->theta;
+        else
+          keep = hp->bg_in_phi && a0 > hp->theta;
         lab[p] = keep ? l : 255;
         st->cells++;
         if (keep) {
           st->phi++;
-          if (l) st->phi_fg++;
-          else st->phi_bg++;
+          if (l)
+            st->phi_fg++;
+          else
+            st->phi_bg++;
         }
       }
   }
@@ -163,15 +171,16 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
 
   /* steps 1-2 */
   float beta = ecs_model_step_beta(m, in->h, in->w);
-  int hb = beta < 1 ? ecs_h_scaled(in->h, beta) : in->h, wb = beta < 1 ? ecs_h_scaled(in->w, beta) : in->w;
+  int hb = beta < 1 ? ecs_h_scaled(in->h, beta) : in->h,
+      wb = beta < 1 ? ecs_h_scaled(in->w, beta) : in->w;
   st->beta = beta;
   const float *xin = in->images;
   if (hb != in->h || wb != in->w) {
     w.xb = malloc(sizeof(float) * (size_t)in->n * 3 * hb * wb);
     if (!w.xb) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     for (int n = 0; n < in->n; n++)
-      ecs_h_resize(in->images + (size_t)n * 3 * hw, 3, in->h, in->w,
-                   w.xb + (size_t)n * 3 * hb * wb, hb, wb);
+      ecs_h_resize(in->images + (size_t)n * 3 * hw, 3, in->h, in->w, w.xb + (size_t)n * 3 * hb * wb,
+                   hb, wb);
     xin = w.xb;
   }
   int64_t xne[4] = {in->n, 3, hb, wb}, yne[2] = {in->n, K};
@@ -217,11 +226,13 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
 
       /* step 11: masked CE over {0} and the present classes, H resized to the grid of L' */
       float *cm = malloc(sizeof(float) * (size_t)in->n * C);
-      if (!cm) status = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+      if (!cm)
+        status = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
       else {
         for (int n = 0; n < in->n; n++) {
           cm[(size_t)n * C] = 1.0f;
-          for (int c = 1; c <= K; c++) cm[(size_t)n * C + c] = in->labels[(size_t)n * K + c - 1] > 0;
+          for (int c = 1; c <= K; c++)
+            cm[(size_t)n * C + c] = in->labels[(size_t)n * K + c - 1] > 0;
         }
         int64_t cne[2] = {in->n, C}, lne[3] = {in->n, fh, fw};
         ecs_tensor *mask = ecs_from_host(ctx, ECS_F32, 2, cne, cm);

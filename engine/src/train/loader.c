@@ -49,11 +49,14 @@ static uint64_t mix(uint64_t z) {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-static double unif(uint64_t *s) { return (double)((*s = mix(*s)) >> 11) * (1.0 / 9007199254740992.0); }
+static double unif(uint64_t *s) {
+  return (double)((*s = mix(*s)) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 static void make_perm(ecs_loader *l, int epoch) {
   uint64_t s = mix(l->seed ^ mix((uint64_t)epoch + 1));
-  for (size_t i = 0; i < l->n_ids; i++) l->perm[i] = (uint32_t)i;
+  for (size_t i = 0; i < l->n_ids; i++)
+    l->perm[i] = (uint32_t)i;
   for (size_t i = l->n_ids; i > 1; i--) {
     size_t j = (size_t)(unif(&s) * (double)i);
     if (j >= i) j = i - 1;
@@ -64,7 +67,9 @@ static void make_perm(ecs_loader *l, int epoch) {
   l->perm_epoch = epoch;
 }
 
-static uint8_t clamp8(float v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f); }
+static uint8_t clamp8(float v) {
+  return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
+}
 
 /* torchvision's ColorJitter in a fixed order: brightness, contrast, saturation, hue */
 static void jitter(uint8_t *p, size_t n, const ecs_aug_opts *a, uint64_t *s) {
@@ -82,10 +87,13 @@ static void jitter(uint8_t *p, size_t n, const ecs_aug_opts *a, uint64_t *s) {
   float M[3][3] = {{cs + k, k - r3, k + r3}, {k + r3, cs + k, k - r3}, {k - r3, k + r3, cs + k}};
   for (size_t i = 0; i < n; i++) {
     float v[3];
-    for (int ch = 0; ch < 3; ch++) v[ch] = p[3 * i + ch] * b;
-    for (int ch = 0; ch < 3; ch++) v[ch] = (v[ch] - (float)mean) * c + (float)mean;
+    for (int ch = 0; ch < 3; ch++)
+      v[ch] = p[3 * i + ch] * b;
+    for (int ch = 0; ch < 3; ch++)
+      v[ch] = (v[ch] - (float)mean) * c + (float)mean;
     float g = 0.299f * v[0] + 0.587f * v[1] + 0.114f * v[2];
-    for (int ch = 0; ch < 3; ch++) v[ch] = (v[ch] - g) * sat + g;
+    for (int ch = 0; ch < 3; ch++)
+      v[ch] = (v[ch] - g) * sat + g;
     for (int ch = 0; ch < 3; ch++)
       p[3 * i + ch] = clamp8(M[ch][0] * v[0] + M[ch][1] * v[1] + M[ch][2] * v[2]);
   }
@@ -111,7 +119,8 @@ static ecs_status load_sample(ecs_loader *l, const char *id, uint64_t s, float *
     int target = lo + (int)(unif(&s) * (double)(a->resize_max - lo + 1));
     if (target > a->resize_max) target = a->resize_max;
     int side = im->width > im->height ? im->width : im->height;
-    int nw = (int)lround((double)im->width * target / side), nh = (int)lround((double)im->height * target / side);
+    int nw = (int)lround((double)im->width * target / side),
+        nh = (int)lround((double)im->height * target / side);
     tmp = ecs_image_resize(im, nw < 1 ? 1 : nw, nh < 1 ? 1 : nh, err);
     ecs_image_free(im);
     if (!(im = tmp)) return err ? err->status : ECS_ERR_NOMEM;
@@ -138,7 +147,8 @@ static ecs_status load_sample(ecs_loader *l, const char *id, uint64_t s, float *
       if (sy < 0 || sy >= H) continue;
       for (int x = 0; x < C; x++) {
         int sx = x + ox;
-        if (sx >= 0 && sx < W) img[((size_t)c * C + y) * C + x] = full[((size_t)c * H + sy) * W + sx];
+        if (sx >= 0 && sx < W)
+          img[((size_t)c * C + y) * C + x] = full[((size_t)c * H + sy) * W + sx];
       }
     }
   free(full);
@@ -167,7 +177,8 @@ static void *producer(void *arg) {
   pthread_mutex_lock(&l->mu);
   for (;;) {
     slot *sl = &l->slots[l->produce_next % DEPTH];
-    while (!l->stop && sl->index >= 0) pthread_cond_wait(&l->cv, &l->mu);
+    while (!l->stop && sl->index >= 0)
+      pthread_cond_wait(&l->cv, &l->mu);
     if (l->stop) break;
     int64_t idx = l->produce_next++;
     pthread_mutex_unlock(&l->mu);
@@ -181,8 +192,8 @@ static void *producer(void *arg) {
 }
 
 ecs_loader *ecs_loader_new(ecs_dataset *ds, const ecs_model *m, const char *split, int batch,
-                           const ecs_aug_opts *aug, uint64_t seed, int64_t start,
-                           size_t max_pixels, ecs_err *err) {
+                           const ecs_aug_opts *aug, uint64_t seed, int64_t start, size_t max_pixels,
+                           ecs_err *err) {
   const ecs_model_config *cfg = ecs_model_get_config(m);
   if (batch < 1 || !aug || aug->crop < 8 || aug->crop > 4096 || start < 0) {
     ecs_err_set(err, ECS_ERR_INVALID, "loader: batch >= 1 and a crop of 8..4096 px are needed");
@@ -269,8 +280,12 @@ void ecs_loader_free(ecs_loader *l) {
   free(l);
 }
 
-size_t ecs_loader_size(const ecs_loader *l) { return l->n_ids; }
-int64_t ecs_loader_batches_per_epoch(const ecs_loader *l) { return l->bpe; }
+size_t ecs_loader_size(const ecs_loader *l) {
+  return l->n_ids;
+}
+int64_t ecs_loader_batches_per_epoch(const ecs_loader *l) {
+  return l->bpe;
+}
 
 ecs_status ecs_loader_next(ecs_loader *l, const ecs_batch **out, ecs_err *err) {
   pthread_mutex_lock(&l->mu);
@@ -281,7 +296,8 @@ ecs_status ecs_loader_next(ecs_loader *l, const ecs_batch **out, ecs_err *err) {
   }
   int64_t idx = l->consume_next;
   slot *sl = &l->slots[idx % DEPTH];
-  while (sl->index != idx) pthread_cond_wait(&l->cv, &l->mu);
+  while (sl->index != idx)
+    pthread_cond_wait(&l->cv, &l->mu);
   l->held = (int)(idx % DEPTH);
   l->consume_next++;
   pthread_mutex_unlock(&l->mu);

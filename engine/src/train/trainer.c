@@ -22,8 +22,14 @@ void ecs_train_opts_default(ecs_train_opts *o) {
       .momentum = 0.9f,
       .fc8_lr_mult = 10.0f,
       .poly_power = 0.9f,
-      .aug = {.crop = 448, .resize_min = 448, .resize_max = 768, .flip = 1, .brightness = 0.3f,
-              .contrast = 0.3f, .saturation = 0.3f, .hue = 0.1f},
+      .aug = {.crop = 448,
+              .resize_min = 448,
+              .resize_max = 768,
+              .flip = 1,
+              .brightness = 0.3f,
+              .contrast = 0.3f,
+              .saturation = 0.3f,
+              .hue = 0.1f},
       .seed = 1,
   };
 }
@@ -88,7 +94,8 @@ static ecs_status resume_from(const char *path, ecs_optim *o, int64_t *step, int
   const char *sd = ecs_st_meta(f, "train.seed"), *b = ecs_st_meta(f, "train.batch");
   ecs_status st = ECS_OK;
   if (!s || !mx || !sd || !b)
-    st = ecs_err_set(err, ECS_ERR_FORMAT, "%s: not a training checkpoint (no train.* metadata)", path);
+    st = ecs_err_set(err, ECS_ERR_FORMAT, "%s: not a training checkpoint (no train.* metadata)",
+                     path);
   else if (ecs_optim_load_state(o, f, &e) != ECS_OK)
     st = ecs_err_set(err, e.status, "%s: %s", path, e.msg);
   else {
@@ -116,18 +123,20 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
     return ecs_err_set(err, ECS_ERR_INVALID, "training needs batch >= 1 and lr > 0");
   ecs_status st = ecs_params_alloc_grads(ps, err);
   if (st != ECS_OK) return st;
-  ecs_optim_params op = {.kind = ECS_OPTIM_SGD, .lr = o.lr, .weight_decay = o.weight_decay,
-                         .momentum = o.momentum};
+  ecs_optim_params op = {
+      .kind = ECS_OPTIM_SGD, .lr = o.lr, .weight_decay = o.weight_decay, .momentum = o.momentum};
   ecs_optim *opt = ecs_optim_new(ps, &op, err);
   if (!opt) return err ? err->status : ECS_ERR_NOMEM;
   /* the classifier is new: 10x its rate, as SEAM and PSA train it */
-  if (o.fc8_lr_mult > 0 && (st = ecs_optim_set_group(opt, "fc8", o.fc8_lr_mult, 1, err)) != ECS_OK) {
+  if (o.fc8_lr_mult > 0 &&
+      (st = ecs_optim_set_group(opt, "fc8", o.fc8_lr_mult, 1, err)) != ECS_OK) {
     ecs_optim_free(opt);
     return st;
   }
   int64_t step = 0, max_steps = o.max_steps;
   uint64_t seed = o.seed;
-  if (o.resume && (st = resume_from(o.resume, opt, &step, &max_steps, &seed, &o.batch, err)) != ECS_OK) {
+  if (o.resume &&
+      (st = resume_from(o.resume, opt, &step, &max_steps, &seed, &o.batch, err)) != ECS_OK) {
     ecs_optim_free(opt);
     return st;
   }
@@ -136,7 +145,8 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
     ecs_optim_free(opt);
     return err ? err->status : ECS_ERR_INVALID;
   }
-  if (max_steps <= 0) max_steps = (int64_t)(o.epochs > 0 ? o.epochs : 1) * ecs_loader_batches_per_epoch(ld);
+  if (max_steps <= 0)
+    max_steps = (int64_t)(o.epochs > 0 ? o.epochs : 1) * ecs_loader_batches_per_epoch(ld);
   int64_t warm = ecs_train_warmup_steps(m, max_steps);
   ecs_ctx_set_yield(ctx, o.cancel ? yield_cancel : NULL, (void *)o.cancel);
   double t0 = now_s();
@@ -150,8 +160,13 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
     const ecs_batch *b;
     if ((st = ecs_loader_next(ld, &b, err)) != ECS_OK) break;
     if ((st = ecs_params_zero_grads(ps, err)) != ECS_OK) break;
-    ecs_step_input in = {.n = b->n, .h = b->h, .w = b->w, .images = b->images, .labels = b->labels,
-                         .ecs_phase = step >= warm, .lambda = ecs_train_lambda(m, step, max_steps),
+    ecs_step_input in = {.n = b->n,
+                         .h = b->h,
+                         .w = b->w,
+                         .images = b->images,
+                         .labels = b->labels,
+                         .ecs_phase = step >= warm,
+                         .lambda = ecs_train_lambda(m, step, max_steps),
                          .seed = mix(seed ^ mix((uint64_t)step))};
     ecs_step_stats ss;
     if ((st = ecs_model_step(m, ctx, &in, &ss, err)) != ECS_OK) break;
@@ -162,10 +177,16 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
         (st = save_checkpoint(m, opt, ck, step + 1, max_steps, seed, o.batch, err)) != ECS_OK)
       break;
     double el = now_s() - t0, per = el / (double)(step + 1 - first);
-    ecs_train_progress p = {.step = step + 1, .max_steps = max_steps, .epoch = b->epoch,
-                            .ecs_phase = in.ecs_phase, .lr = lr, .lambda = in.lambda, .stats = ss,
+    ecs_train_progress p = {.step = step + 1,
+                            .max_steps = max_steps,
+                            .epoch = b->epoch,
+                            .ecs_phase = in.ecs_phase,
+                            .lr = lr,
+                            .lambda = in.lambda,
+                            .stats = ss,
                             .images_per_s = per > 0 ? b->n / per : 0,
-                            .eta_s = per * (double)(max_steps - step - 1), .elapsed_s = el};
+                            .eta_s = per * (double)(max_steps - step - 1),
+                            .elapsed_s = el};
     if (o.progress && o.progress(o.user, &p)) {
       step++;
       st = ecs_err_set(err, ECS_ERR_CANCELLED, "training cancelled at step %lld", (long long)step);

@@ -60,3 +60,5 @@ for c in $cases; do
   esac
 done
 "$py" "$here/report.py" "$out" 2>/dev/null || python3 "$here/report.py" "$out"
+# The server under HTTP load (throughput, latency, overhead over the engine): its own script.
+[[ ${BENCH_SERVER:-1} == 0 ]] || ECSNET_BUILD_DIR=$build ECSNET_PYTHON=$py BENCH_THREADS=$threads bash "$here/server/run.sh"

@@ -29,3 +29,52 @@ def test_schemathesis_against_live_server(server):
     cam = sum(int(v) for v in re.findall(r'ecsnet_requests_total\{route="/cam",status="\d+"\} (\d+)', m))
     assert cam >= 20, m
     assert server.get("/health/live").status_code == 200
+
+
+# ---- with a real model: the 200 answers match their schemas too ----------------------------------
+
+def test_model_responses_match_the_schema(tmp_path, bin_path):
+    """Generated bodies never hold a decodable image, so the success schemas are checked here
+    with real requests to a server serving a tiny model trained on the spot."""
+    import base64
+    import io
+
+    import numpy as np
+    import schemathesis
+    from PIL import Image
+
+    from test_server_fixture import Server
+
+    ecsnet = str(bin_path("ecsnet"))
+    subprocess.run([ecsnet, "synth", "--out", str(tmp_path / "syn"), "--count", "8", "--seed",
+                    "5", "--size", "64", "--classes", "3"], check=True, capture_output=True)
+    model = tmp_path / "tiny.safetensors"
+    subprocess.run([ecsnet, "train", "--data", str(tmp_path / "syn"), "--out", str(model),
+                    "--steps", "2", "--batch", "2", "--crop", "64", "--threads", "1", "--quiet"],
+                   check=True, capture_output=True)
+    s = Server("--model", str(model), "--device", "cpu", data_dir=tmp_path / "data")
+    try:
+        schema = schemathesis.from_uri(s.url + "/openapi.json")
+        buf = io.BytesIO()
+        rng = np.random.default_rng(1)
+        Image.fromarray(rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(buf, "JPEG")
+        b64 = base64.b64encode(buf.getvalue()).decode()
+        outputs = ["cam", "erased_cam", "mask", "cam_mask", "ecs_mask", "head_mask", "scores",
+                   "erased_image", "overlay"]
+        cam = schema["/cam"]["POST"]
+        for body, query in (({"image": b64, "outputs": outputs, "labels": ["cat", 2]}, None),
+                            ({"image": b64}, None),
+                            ({"image": b64}, {"outputs": "mask", "format": "png"}),
+                            ({"image": b64, "labels": ["no-such-class"]}, None)):
+            case = cam.make_case(body=body, media_type="application/json", query=query)
+            r = case.call()
+            assert r.status_code in (200, 422), r.text
+            case.validate_response(r)
+        for path, params in (("/v1/models", None), ("/v1/models/{name}", {"name": "tiny"}),
+                             ("/health/ready", None)):
+            case = schema[path]["GET"].make_case(path_parameters=params)
+            r = case.call()
+            assert r.status_code == 200, r.text
+            case.validate_response(r)
+    finally:
+        assert s.stop() == 0

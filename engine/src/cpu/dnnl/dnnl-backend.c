@@ -155,8 +155,10 @@ void dn_key_init(dn_key *k, int op, int variant) {
   k->v[k->n++] = variant;
 }
 
+/* Keys are sized for the largest op (a convolution: about 40 words); running out would let two
+ * ops share a primitive, so it is a bug, not a condition to handle. */
 void dn_key_i(dn_key *k, int64_t v) {
-  if (k->n + 2 > DN_KEY_MAX) return; /* keys are sized for the largest op; see dn_build */
+  ECS_ASSERT(k->n + 2 <= DN_KEY_MAX);
   k->v[k->n++] = (int32_t)(v & 0xffffffff);
   k->v[k->n++] = (int32_t)(v >> 32);
 }
@@ -164,7 +166,8 @@ void dn_key_i(dn_key *k, int64_t v) {
 void dn_key_f(dn_key *k, float v) {
   int32_t bits;
   memcpy(&bits, &v, sizeof bits);
-  if (k->n < DN_KEY_MAX) k->v[k->n++] = bits;
+  ECS_ASSERT(k->n < DN_KEY_MAX);
+  k->v[k->n++] = bits;
 }
 
 static uint64_t key_hash(const dn_key *k) {

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "ecs/base.h"
 
@@ -118,6 +119,13 @@ static bool parse_listen(srv_config *c, const char *v, const char *where, char *
     return fail(msg, n, "%s: port in '%s' must be 0..65535", where, v);
   memcpy(c->host, h, hl);
   c->host[hl] = '\0';
+  /* Addresses only (and localhost): resolving names at start would make the bind depend on
+   * DNS, and a typo is better caught here with exit status 2 than as a failed bind. */
+  unsigned char addr[16];
+  if (strcmp(c->host, "localhost") != 0 && inet_pton(AF_INET, c->host, addr) != 1 &&
+      inet_pton(AF_INET6, c->host, addr) != 1)
+    return fail(msg, n, "%s: '%s' is not an IPv4 or IPv6 address (or localhost)", where,
+                c->host);
   c->port = (int)port;
   return true;
 }

@@ -75,6 +75,7 @@ static void test_bad_usage(void **state) {
       {{"s", "--device", "tpu", NULL}, "--device"},
       {{"s", "--listen", "8080", NULL}, "HOST:PORT"},
       {{"s", "--listen", "h:70000", NULL}, "0..65535"},
+      {{"s", "--listen", "example.org:80", NULL}, "not an IPv4 or IPv6 address"},
       {{"s", "--label-threshold", "1.5", NULL}, "--label-threshold"},
       {{"s", "--admin-token", "x", NULL}, "unknown option"}, /* secrets never on argv */
       {{"s", "--admin-token-file", "/nonexistent/t", NULL}, "cannot read"},

@@ -396,7 +396,12 @@ static ecs_status build_gap(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     in(pl, DW_DIFF_DST, BK_ACT, y, yv);
     out(pl, DW_DIFF_SRC, BK_ACT, x, 1, NULL);
   } else {
-    LOOKUP(d, &k, pl, dw_pool_fwd(e, 0, DW_POOL_AVG_EXCLUDE, xm, yv, &w, err_));
+    /* the (N, C, 1, 1) result in the source's format keeps oneDNN on its jit kernel (a blocked
+     * source with a plain destination runs its slow reference one); the tiny reorder to plain
+     * follows */
+    const dw_md *ya = dn_any(d, 4, y4, NULL);
+    if (!ya) return NOMEM();
+    LOOKUP(d, &k, pl, dw_pool_fwd(e, 0, DW_POOL_AVG_EXCLUDE, xm, ya, &w, err_));
     in(pl, DW_SRC, BK_ACT, x, NULL);
     out(pl, DW_DST, BK_ACT, y, 1, yv);
   }

@@ -503,6 +503,25 @@ static void test_bad_input_is_an_error(void **state) {
   }
   assert_int_not_equal(st, ECS_OK);
   assert_true(err.msg[0] != 0);
+  /* a well-formed op whose output was never given memory */
+  ecs_tensor *w2 = rnd(4, 4, 8, 3, 3, -1, 1), *y2 = tn(4, 1, 4, 6, 6);
+  ecs_op c2 = conv_op(x, w2, NULL, y2, 1, 1, 1, 1);
+  err = (ecs_err){0};
+  assert_int_equal(ecs_backend_prepare(g_cpu, &c2, &err), ECS_OK);
+  assert_int_equal(ecs_backend_compute(g_cpu, &c2, &err), ECS_ERR_INVALID);
+  assert_non_null(strstr(err.msg, "no memory"));
+  /* a tensor claiming a private layout without its description */
+  ecs_tensor *bad = rnd(4, 1, 8, 6, 6, -1, 1), *out = tn(4, 1, 8, 6, 6);
+  bad->layout = ECS_LAYOUT_DNNL;
+  ecs_op r = {.type = ECS_OP_RELU, .src = {bad}, .dst = {out}};
+  err = (ecs_err){0};
+  st = ecs_backend_prepare(g_cpu, &r, &err);
+  if (st == ECS_OK) {
+    alloc_t(out);
+    st = ecs_backend_compute(g_cpu, &r, &err);
+  }
+  assert_int_not_equal(st, ECS_OK);
+  assert_true(err.msg[0] != 0);
   free_all();
 }
 

@@ -386,6 +386,11 @@ static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err
 }
 
 static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
+  for (int i = 0; i < pl->n_in + pl->n_out; i++) {
+    const ecs_tensor *t = i < pl->n_in ? pl->in[i].t : pl->out[i - pl->n_in].t;
+    if (t && !t->data)
+      return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has no memory", ecs_op_name(op->type), t->name);
+  }
   void *ptrs[DW_ARG_COUNT] = {0};
   struct {
     const dw_md *tmd, *pmd;

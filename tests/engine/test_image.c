@@ -461,6 +461,46 @@ static void test_decompression_bombs(void **state) {
 }
 
 /* The pixel limit is the rule, not libpng's build-time width cap of 1000000. */
+/* The level variants: every level decodes to the same pixels; a bad level is refused. */
+static void test_png_levels(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_image *src = make_rgb(41, 23), *img = NULL;
+  ecs_image *g = ecs_image_new(41, 23, 1, &err);
+  for (int i = 0; i < 41 * 23; i++) g->data[i] = (uint8_t)(i * 7 + i / 41);
+  uint8_t pal[256][3], idx[41 * 23];
+  ecs_voc_palette(pal);
+  for (int i = 0; i < 41 * 23; i++) idx[i] = (uint8_t)(i % 5 == 0 ? 255 : i % 21);
+  uint8_t *buf;
+  size_t n;
+  static const int levels[] = {-1, 0, 1, 3, 6, 9};
+  for (size_t l = 0; l < sizeof levels / sizeof levels[0]; l++) {
+    assert_int_equal(ecs_image_encode_png_level(src, levels[l], &buf, &n, &err), ECS_OK);
+    assert_int_equal(ecs_image_decode(buf, n, 0, &img, &err), ECS_OK);
+    assert_memory_equal(img->data, src->data, 41 * 23 * 3);
+    ecs_image_free(img);
+    free(buf);
+    assert_int_equal(ecs_image_encode_png_level(g, levels[l], &buf, &n, &err), ECS_OK);
+    assert_int_equal(ecs_image_decode_ex(buf, n, 0, ECS_DECODE_KEEP_GREY, &img, &err), ECS_OK);
+    assert_memory_equal(img->data, g->data, 41 * 23);
+    ecs_image_free(img);
+    free(buf);
+    assert_int_equal(ecs_png_encode_palette_level(idx, 41, 23, (const uint8_t(*)[3])pal, 256,
+                                                  levels[l], &buf, &n, &err),
+                     ECS_OK);
+    assert_int_equal(ecs_image_decode_indexed(buf, n, 0, &img, &err), ECS_OK);
+    assert_memory_equal(img->data, idx, 41 * 23);
+    ecs_image_free(img);
+    free(buf);
+  }
+  assert_int_equal(ecs_image_encode_png_level(src, 10, &buf, &n, &err), ECS_ERR_INVALID);
+  assert_int_equal(ecs_png_encode_palette_level(idx, 41, 23, (const uint8_t(*)[3])pal, 256, -2,
+                                                &buf, &n, &err),
+                   ECS_ERR_INVALID);
+  ecs_image_free(src);
+  ecs_image_free(g);
+}
+
 static void test_png_very_wide(void **state) {
   (void)state;
   ecs_err err = {0};
@@ -651,6 +691,7 @@ int main(void) {
       cmocka_unit_test(test_truncated_files_at_every_cut),
       cmocka_unit_test(test_decompression_bombs),
       cmocka_unit_test(test_png_very_wide),
+      cmocka_unit_test(test_png_levels),
       cmocka_unit_test(test_corrupt_data),
       cmocka_unit_test(test_resize_flip_crop),
       cmocka_unit_test(test_to_chw),

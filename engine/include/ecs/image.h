@@ -95,6 +95,14 @@ ecs_status ecs_image_encode_png(const ecs_image *img, uint8_t **out, size_t *out
 ecs_status ecs_png_encode_palette(const uint8_t *indices, int width, int height,
                                   const uint8_t (*palette)[3], int n_colors, uint8_t **out,
                                   size_t *out_n, ecs_err *err);
+/* The two PNG encoders above with a zlib level (0..9; they use libpng's default, 6). At levels
+ * 1..3 grey and RGB rows get the fixed "sub" filter instead of libpng's per-row search: for
+ * callers whose encode time is latency (the server's /cam answers), at some cost in size. */
+ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t **out,
+                                      size_t *out_n, ecs_err *err);
+ecs_status ecs_png_encode_palette_level(const uint8_t *indices, int width, int height,
+                                        const uint8_t (*palette)[3], int n_colors, int level,
+                                        uint8_t **out, size_t *out_n, ecs_err *err);
 /* Baseline JPEG, quality 1..100, 4:2:0 for RGB; grey images stay grey. */
 ecs_status ecs_image_encode_jpeg(const ecs_image *img, int quality, uint8_t **out, size_t *out_n,
                                  ecs_err *err);

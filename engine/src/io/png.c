@@ -162,6 +162,7 @@ typedef struct png_src_desc {
   int w, h, channels, color_type;
   const uint8_t (*palette)[3];
   int n_colors;
+  int level; /* zlib level 0..9, or -1 for libpng's default */
 } png_src_desc;
 
 static void write_body(png_structp png, png_infop info, png_state *s, const png_src_desc *d) {
@@ -177,6 +178,11 @@ static void write_body(png_structp png, png_infop info, png_state *s, const png_
       pal[i].blue = d->palette[i][2];
     }
     png_set_PLTE(png, info, pal, d->n_colors);
+  }
+  if (d->level >= 0) {
+    png_set_compression_level(png, d->level);
+    /* the per-row filter search costs as much as a fast deflate */
+    if (d->level <= 3 && !d->palette) png_set_filter(png, 0, PNG_FILTER_SUB);
   }
   png_write_info(png, info);
   size_t stride = (size_t)d->w * d->channels;
@@ -211,17 +217,32 @@ static ecs_status encode(const png_src_desc *d, uint8_t **out, size_t *out_n, ec
 }
 
 ecs_status ecs_image_encode_png(const ecs_image *img, uint8_t **out, size_t *out_n, ecs_err *err) {
+  return ecs_image_encode_png_level(img, -1, out, out_n, err);
+}
+
+ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t **out,
+                                      size_t *out_n, ecs_err *err) {
+  if (level < -1 || level > 9) return ecs_err_set(err, ECS_ERR_INVALID, "PNG: level %d", level);
   if (!img || !img->data || !out || !out_n || img->width < 1 || img->height < 1 ||
       (img->channels != 1 && img->channels != 3))
     return ecs_err_set(err, ECS_ERR_INVALID, "PNG: encode needs a grey or RGB image");
   png_src_desc d = {.px = img->data, .w = img->width, .h = img->height, .channels = img->channels,
-                    .color_type = img->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB};
+                    .color_type = img->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+                    .level = level};
   return encode(&d, out, out_n, err);
 }
 
 ecs_status ecs_png_encode_palette(const uint8_t *indices, int width, int height,
                                   const uint8_t (*palette)[3], int n_colors, uint8_t **out,
                                   size_t *out_n, ecs_err *err) {
+  return ecs_png_encode_palette_level(indices, width, height, palette, n_colors, -1, out, out_n,
+                                      err);
+}
+
+ecs_status ecs_png_encode_palette_level(const uint8_t *indices, int width, int height,
+                                        const uint8_t (*palette)[3], int n_colors, int level,
+                                        uint8_t **out, size_t *out_n, ecs_err *err) {
+  if (level < -1 || level > 9) return ecs_err_set(err, ECS_ERR_INVALID, "PNG: level %d", level);
   if (!indices || !palette || !out || !out_n || width < 1 || height < 1)
     return ecs_err_set(err, ECS_ERR_INVALID, "PNG: palette encode: bad arguments");
   if (n_colors < 1 || n_colors > 256)
@@ -234,6 +255,6 @@ ecs_status ecs_png_encode_palette(const uint8_t *indices, int width, int height,
                          indices[i], i, n_colors);
   png_src_desc d = {.px = indices, .w = width, .h = height, .channels = 1,
                     .color_type = PNG_COLOR_TYPE_PALETTE, .palette = palette,
-                    .n_colors = n_colors};
+                    .n_colors = n_colors, .level = level};
   return encode(&d, out, out_n, err);
 }

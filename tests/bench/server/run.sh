@@ -19,7 +19,9 @@
 #   BENCH_MODEL       model file (default: the shipped models/*.safetensors, else a small
 #                     model trained here for a few steps: time does not depend on training)
 #   BENCH_WORKERS (2) BENCH_THREADS (2, in total) BENCH_SECONDS (20 per client count)
-#   BENCH_CLIENTS ("1 2 8")  BENCH_OUTPUTS (cam,erased_cam,mask,scores)  BENCH_BATCH (4)
+#   BENCH_CLIENTS ("1 2 8 1:scores": client counts, N:OUTPUTS for other outputs than
+#   BENCH_OUTPUTS; scores alone encode no PNG, which separates HTTP + decode from encoding)
+#   BENCH_OUTPUTS (cam,erased_cam,mask,scores)  BENCH_BATCH (4)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +31,7 @@ py=${ECSNET_PYTHON:-$root/.venv/bin/python}
 workers=${BENCH_WORKERS:-2}
 threads=${BENCH_THREADS:-2}
 seconds=${BENCH_SECONDS:-20}
-clients=${BENCH_CLIENTS:-1 2 8}
+clients=${BENCH_CLIENTS:-1 2 8 1:scores}
 batch=${BENCH_BATCH:-4}
 export BENCH_OUTPUTS=${BENCH_OUTPUTS:-cam,erased_cam,mask,scores}
 
@@ -100,14 +102,18 @@ metric() { # sum and count of a histogram in /metrics
 
 results=$tmp/results
 : >"$results"
-for c in $clients; do
-  echo "server/run.sh: $c client(s), ${seconds}s" >&2
+for spec in $clients; do
+  c=${spec%%:*}
+  outs=$BENCH_OUTPUTS
+  [[ $spec == *:* ]] && outs=${spec#*:}
+  echo "server/run.sh: $c client(s), outputs $outs, ${seconds}s" >&2
   read -r is0 ic0 < <(metric ecsnet_inference_seconds)
   read -r ds0 dc0 < <(metric ecsnet_decode_seconds)
-  line=$(wrk -t1 -c"$c" -d"${seconds}s" --timeout 120s -s "$here/post.lua" "$url/cam" | grep '^RESULT')
+  line=$(BENCH_OUTPUTS=$outs wrk -t1 -c"$c" -d"${seconds}s" --timeout 120s -s "$here/post.lua" \
+    "$url/cam" | grep '^RESULT')
   read -r is1 ic1 < <(metric ecsnet_inference_seconds)
   read -r ds1 dc1 < <(metric ecsnet_decode_seconds)
-  echo "clients=$c $line infer_s=$(awk "BEGIN{print $is1-$is0}") infer_n=$((ic1 - ic0))" \
+  echo "clients=$c outputs=$outs $line infer_s=$(awk "BEGIN{print $is1-$is0}") infer_n=$((ic1 - ic0))" \
     "decode_s=$(awk "BEGIN{print $ds1-$ds0}") decode_n=$((dc1 - dc0))" >>"$results"
 done
 
@@ -120,7 +126,7 @@ python3 - "$results" "$workers" "$b1" "$bn" "$batch" <<'PY'
 import sys
 rows = [dict(kv.split("=", 1) for kv in line.split() if "=" in kv) for line in open(sys.argv[1])]
 workers = int(sys.argv[2])
-print(f"{'clients':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'model ms':>9}"
+print(f"{'clients':>7} {'outputs':<26} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'model ms':>9}"
       f" {'decode ms':>9} {'overhead':>8} {'n':>5} {'errors':>6}")
 for r in rows:
     n = int(r["requests"])
@@ -131,7 +137,7 @@ for r in rows:
     over = 1 - inf / mean if mean > 0 else float("nan")
     errs = sum(int(r[k]) for k in ("non2xx", "connect", "read", "write", "timeout"))
     ov = f"{100 * over:7.1f}%" if int(r["clients"]) <= workers else "  (queue)"
-    print(f"{r['clients']:>7} {rps:7.2f} {int(r['p50_us']) / 1e3:8.1f} {int(r['p99_us']) / 1e3:8.1f}"
+    print(f"{r['clients']:>7} {r['outputs']:<26} {rps:7.2f} {int(r['p50_us']) / 1e3:8.1f} {int(r['p99_us']) / 1e3:8.1f}"
           f" {mean:8.1f} {inf:9.1f} {dec:9.2f} {ov:>8} {n:5d} {errs:6d}")
 def ms(line):
     return float(dict(kv.split("=", 1) for kv in line.split())["ms"])

@@ -10,6 +10,8 @@
 #   BENCH_THREADS     threads for every framework (2)       BENCH_RUNS       runs per case (5)
 #   BENCH_R38_SIZE    resnet38d input size (448)             BENCH_R38_RUNS   its runs (3)
 #   BENCH_CASES       which cases (default "conv resnet38d small train")
+#   OMP_WAIT_POLICY   passive unless set: the deployment's setting (design.md); on a busy
+#                     machine, spinning OpenMP threads take the cores their team waits for
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,6 +39,7 @@ if "$py" -c 'import onnxruntime' 2>/dev/null; then have_ort=1; fi
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 export OMP_NUM_THREADS=$threads
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 engine() { "$build/bin/bench_engine" "$@" --threads "$threads" | sed 's/^/impl=ecs /' >>"$out"; }
 torch_run() {
@@ -46,7 +49,7 @@ torch_run() {
   "$py" "$here/bench_torch.py" "$@" --threads "$threads" "${ort[@]}" >>"$out"
 }
 
-echo "run.sh: measuring the FMA peak on $threads threads" >&2
+echo "run.sh: measuring the FMA peak on $threads threads (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)" >&2
 "$build/bin/bench_peak" "$threads" >>"$out"
 for c in $cases; do
   echo "run.sh: $c" >&2

@@ -149,10 +149,10 @@ static ecs_status pick_labels(const ecs_model *m, const ecs_infer_opts *o, ecs_c
   return ECS_OK;
 }
 
-static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, const float *x,
-                          const float *h1, int gh, int gw, const ecs_infer_opts *o,
-                          ecs_cam_result *r, ecs_err *err) {
-  int K = m->cfg.n_classes, h = r->h, w = r->w;
+static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, const float *h1,
+                          int gh, int gw, const ecs_infer_opts *o, ecs_cam_result *r,
+                          ecs_err *err) {
+  int h = r->h, w = r->w;
   size_t hw = (size_t)h * w, g = (size_t)gh * gw;
   const ecs_hparams *hp = &m->cfg.hp;
   float *s = calloc(g, sizeof *s), *a = malloc(sizeof(float) * g),
@@ -192,8 +192,9 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
       float v = r->erase_region[p] ? bl[c * hw + p] : img[c * hw + p];
       r->erased_image[p * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5f);
     }
+  /* F' sees the erased image as returned (rounded to bytes), so its CAMs are those of the
+   * picture the caller gets */
   ecs_model_normalise(m, r->erased_image, h, w, xe);
-  (void)x;
   st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, err);
   if (st != ECS_OK) goto done;
   /* step 9 at image resolution */
@@ -223,7 +224,6 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
     r->phi += keep;
     r->mask[p] = keep ? (uint8_t)l : r->cam_mask[p];
   }
-  (void)K;
 done:
   free(s);
   free(a);
@@ -246,7 +246,7 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   for (int i = 0; i < o->n_scales; i++)
     if (!(o->scales[i] >= 0.25f && o->scales[i] <= 2.0f))
       return ecs_err_set(err, ECS_ERR_INVALID, "scale %g outside 0.25..2", o->scales[i]);
-  int K = m->cfg.n_classes, C = K + 1;
+  int K = m->cfg.n_classes;
   size_t hw = (size_t)h * w;
   int was_grad = ecs_ctx_grad_enabled(ctx);
   ecs_ctx_set_grad(ctx, 0);
@@ -317,8 +317,7 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
       }
   }
   free(best);
-  (void)C;
-  if (o->want_erased) st = erasing(m, ctx, rgb, x, h1, gh, gw, o, r, err);
+  if (o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, r, err);
 done:
   free(x);
   free(h1);

@@ -105,12 +105,9 @@ static ecs_status load_sample(ecs_loader *l, const char *id, uint64_t s, float *
   const uint8_t *labels;
   ecs_status st = ecs_dataset_labels(l->ds, id, &labels, err);
   if (st != ECS_OK) return st;
-  int any = 0;
-  for (int k = 0; k < l->K; k++) {
+  /* an image without objects is kept: it still trains the classifier's negatives */
+  for (int k = 0; k < l->K; k++)
     lab[k] = labels[k] ? 1.0f : 0.0f;
-    any |= labels[k] != 0;
-  }
-  (void)any; /* an image without objects still trains the classifier's negatives */
   ecs_image *im = NULL, *tmp;
   if ((st = ecs_dataset_image(l->ds, id, l->max_pixels, &im, err)) != ECS_OK) return st;
   const ecs_aug_opts *a = &l->aug;

@@ -648,6 +648,13 @@ static void adopt(json_t *entry, json_t *ver) {
   json_object_set(entry, "version", json_object_get(ver, "version"));
 }
 
+/* --model may spell a registry file differently (./data/..., a symlink). */
+static bool same_file(const char *a, const char *b) {
+  if (strcmp(a, b) == 0) return true;
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static json_t *name_json(const api_reg *r, const char *name, const char *active_name,
                          int active_v, const api_model_info *served, bool *served_seen) {
   int *vers = NULL, nv = 0;
@@ -669,7 +676,7 @@ static json_t *name_json(const api_reg *r, const char *name, const char *active_
     json_t *v = summary_json(&s);
     api_model_summary_free(&s);
     bool act = is_active_name && vers[i] == active_v;
-    bool srv = served && served->path && strcmp(served->path, p) == 0;
+    bool srv = served && served->path && same_file(served->path, p);
     if (srv) *served_seen = true;
     json_object_set_new(v, "version", json_integer(vers[i]));
     json_object_set_new(v, "active", json_boolean(act));

@@ -319,6 +319,17 @@ static void test_models_json(void **state) {
   json_decref(j);
   assert_null(api_models_json(f->data, &served, "nope", &status, msg, sizeof msg));
   assert_int_equal(status, 404);
+  /* the same registry file spelled another way is still recognised as served */
+  char other_spelling[700];
+  snprintf(other_spelling, sizeof other_spelling, "%s/./models/voc/1.safetensors", f->data);
+  served.path = other_spelling;
+  t = api_models_json(f->data, &served, NULL, &status, msg, sizeof msg);
+  j = json_loads(t, 0, NULL);
+  free(t);
+  assert_int_equal(json_array_size(json_object_get(j, "models")), 1);
+  assert_true(json_is_true(json_object_get(json_array_get(json_object_get(j, "models"), 0),
+                                           "served")));
+  json_decref(j);
   /* a served model outside the registry is listed too */
   api_model_info outside = {.name = "src", .version = 1, .n_classes = 3, .class_names = cls,
                             .backbone = "small", .path = f->model};

@@ -100,6 +100,15 @@ metric() { # sum and count of a histogram in /metrics
   curl -sf "$url/metrics" | awk -v n="$1" '$1 == n"_sum" {s=$2} $1 == n"_count" {c=$2} END {print s+0, c+0}'
 }
 
+wait_idle() { # requests left over by the last run (wrk stops mid-queue) must not count in the next
+  for _ in $(seq 600); do
+    curl -sf "$url/metrics" | grep -qx 'ecsnet_requests_in_flight 1' && return 0 # this request
+    sleep 0.2
+  done
+  echo "server/run.sh: the server did not become idle" >&2
+  exit 1
+}
+
 results=$tmp/results
 : >"$results"
 for spec in $clients; do
@@ -107,10 +116,12 @@ for spec in $clients; do
   outs=$BENCH_OUTPUTS
   [[ $spec == *:* ]] && outs=${spec#*:}
   echo "server/run.sh: $c client(s), outputs $outs, ${seconds}s" >&2
+  wait_idle
   read -r is0 ic0 < <(metric ecsnet_inference_seconds)
   read -r ds0 dc0 < <(metric ecsnet_decode_seconds)
   line=$(BENCH_OUTPUTS=$outs wrk -t1 -c"$c" -d"${seconds}s" --timeout 120s -s "$here/post.lua" \
     "$url/cam" | grep '^RESULT')
+  wait_idle
   read -r is1 ic1 < <(metric ecsnet_inference_seconds)
   read -r ds1 dc1 < <(metric ecsnet_decode_seconds)
   echo "clients=$c outputs=$outs $line infer_s=$(awk "BEGIN{print $is1-$is0}") infer_n=$((ic1 - ic0))" \

@@ -4,7 +4,9 @@
  * element-wise ops, batch norm, pooling, resize, softmax and the sums keep their input's format,
  * so activations stay blocked from layer to layer. Reorders happen only where a primitive wants
  * another format than the tensor has (counted in stats.reorders): at the network's edges
- * (ECS_OP_COPY to a plain tensor, a reference fallback) or where two operands disagree.
+ * (ECS_OP_COPY to a plain tensor, a reference fallback) or where two operands disagree. One
+ * known case of the latter: on AVX2, oneDNN 2.6 runs 3x3 convolutions with dilation 4 on its
+ * GEMM kernel, which wants plain nchw, so resnet38d's b6/b7 pay a reorder on each side.
  *
  * Descriptions are interned: each distinct memory description gets one copy, owned by the
  * backend until it is freed, so a tensor's layout_desc can point at it and cache keys can use
@@ -19,7 +21,13 @@
  * shape, target format) and validated by a fingerprint of sampled values, so a store freed and
  * reallocated at the same address with other values is re-reordered. Parameters that train
  * (requires_grad and not frozen) change every step: they are reordered on every call and never
- * cached.
+ * cached, because an update may leave the sampled values unchanged (dead units, zero gradient).
+ * The sample therefore guards against a different store, not against partial in-place edits of
+ * a frozen one: code that rewrites frozen weights in place must free the backend or mark them
+ * trainable.
+ *
+ * Threads: each call sets the calling thread's OpenMP team size to the backend's n_threads
+ * before building or running primitives, so backends in different threads keep their shares.
  *
  * Memory: the scratchpad (user-managed in every primitive) and the temporaries for reorders are
  * per backend and grow to the largest need, never freed per call. */

@@ -112,7 +112,13 @@ static void bn_cases(void) {
       c->dst[0] = y, c->dst[1] = vc, c->dst[2] = vc;
     }
   }
-  ocase *c = add("frozen, dx only", ECS_OP_BATCHNORM_BWD, 1e-5);
+  /* training without the statistics outputs: a pass that records no gradient runs it so */
+  ocase *c = add("training, no stats outputs", ECS_OP_BATCHNORM, 1e-5);
+  c->op.p.bn.eps = 1e-5f, c->op.p.bn.momentum = 0.1f, c->op.p.bn.training = 1;
+  c->src[0] = t4(2, 3, 4, 4, G_RANDN), c->src[1] = t1(3, G_POS), c->src[2] = t1(3, G_RANDN);
+  c->src[3] = t1(3, G_RANDN), c->src[4] = t1(3, G_POS), c->dst[0] = t4(2, 3, 4, 4, G_NONE);
+  c->cmp_src = (1u << 3) | (1u << 4);
+  c = add("frozen, dx only", ECS_OP_BATCHNORM_BWD, 1e-5);
   c->src[0] = t4(2, 3, 4, 4, G_RANDN), c->src[1] = t4(2, 3, 4, 4, G_RANDN);
   c->src[2] = t1(3, G_POS), c->src[3] = t1(3, G_RANDN), c->src[4] = t1(3, G_POS);
   c->dst[0] = t4(2, 3, 4, 4, G_NONE);

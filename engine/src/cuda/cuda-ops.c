@@ -68,13 +68,23 @@ static ecs_status run_bn(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
   int64_t n, ch, hw;
   nchw(s[0], &n, &ch, &hw);
   if (op->type == ECS_OP_BATCHNORM) {
-    if (op->p.bn.training)
+    if (op->p.bn.training) {
+      /* the batch statistics are optional outputs (a pass that records no gradient does not
+       * keep them): the kernels still need them, in scratch */
+      float *mean = f(d[1]), *invstd = f(d[2]);
+      if (!mean || !invstd) {
+        ecs_status st = ecs_cuda_ensure_scratch(c, 2 * (size_t)ch * sizeof(float), err);
+        if (st != ECS_OK) return st;
+        if (!mean) mean = c->scratch;
+        if (!invstd) invstd = (float *)c->scratch + ch;
+      }
       CU_CHECK(ecs_cuk_bn_train_fwd(c->stream, cf(s[0]), cf(s[1]), cf(s[2]), f(s[3]), f(s[4]),
-                                    f(d[0]), f(d[1]), f(d[2]), n, ch, hw, op->p.bn.eps,
+                                    f(d[0]), mean, invstd, n, ch, hw, op->p.bn.eps,
                                     op->p.bn.momentum));
-    else
+    } else {
       CU_CHECK(ecs_cuk_bn_frozen_fwd(c->stream, cf(s[0]), cf(s[1]), cf(s[2]), cf(s[3]), cf(s[4]),
                                      f(d[0]), f(d[1]), f(d[2]), n, ch, hw, op->p.bn.eps));
+    }
     return ECS_OK;
   }
   ecs_status st = ecs_cuda_ensure_scratch(c, 2 * (size_t)ch * sizeof(float), err);

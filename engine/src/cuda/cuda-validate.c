@@ -225,12 +225,10 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     CHECK(same(op, s[0], "x", d[0], "y", err));
     for (int i = 1; i < 5; i++)
       if (s[i]) VEC(s[i], i == 1 ? "gamma" : i == 2 ? "beta" : i == 3 ? "running mean" : "running var", c);
-    if (op->p.bn.training) {
-      if (ecs_nelements(s[0]) / c < 2)
-        return ecs_err_set(err, ECS_ERR_INVALID, "batchnorm: training needs more than one value per channel");
-      VEC(d[1], "mean", c);
-      VEC(d[2], "invstd", c);
-    }
+    if (op->p.bn.training && ecs_nelements(s[0]) / c < 2)
+      return ecs_err_set(err, ECS_ERR_INVALID, "batchnorm: training needs more than one value per channel");
+    if (d[1]) VEC(d[1], "mean", c);
+    if (d[2]) VEC(d[2], "invstd", c);
     return ECS_OK;
   }
   case ECS_OP_BATCHNORM_BWD: {
@@ -341,10 +339,7 @@ static void required(const ecs_op *op, unsigned *src, unsigned *dst) {
   case ECS_OP_POOL2D: s = 1; break;
   case ECS_OP_DROPOUT: s = 1, d = 3; break;
   case ECS_OP_CONCAT: s = (1u << op->p.concat.n) - 1; break;
-  case ECS_OP_BATCHNORM:
-    s = op->p.bn.training ? 1 : 1 | 8 | 16;
-    d = op->p.bn.training ? 7 : 1;
-    break;
+  case ECS_OP_BATCHNORM: s = op->p.bn.training ? 1 : 1 | 8 | 16; break;
   case ECS_OP_BATCHNORM_BWD: s = 1 | 2 | 8 | 16; break;
   case ECS_OP_ML_SOFT_MARGIN_BWD: s = 7; break;
   case ECS_OP_MASKED_CE_BWD: s = 1 | 2 | 8; break;

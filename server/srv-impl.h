@@ -49,6 +49,7 @@ struct srv {
   atomic_int receiving; /* POST /cam bodies still arriving: a graceful stop waits for them */
   atomic_bool stopping;
   uint64_t start_ns;
+  struct srv_jobs *jobs; /* background training and evaluation (srv-jobs.h) */
 };
 
 typedef enum req_phase {
@@ -104,6 +105,16 @@ void srv_req_received(srv_req *r);
 
 /* POST /cam: called once the body is complete. Answers at once or suspends the connection. */
 enum MHD_Result srv_cam_start(srv_req *r);
+
+/* Admin routes (srv-admin.c), after the token was checked: begin answers at once or, for a
+ * POST, lets the body arrive; handle answers once it has. open_jobs starts the job store. */
+enum MHD_Result srv_admin_begin(srv_req *r);
+enum MHD_Result srv_admin_handle(srv_req *r);
+ecs_status srv_admin_open_jobs(srv *s, ecs_err *err);
+
+/* Loads registry version name/version and makes it the served model: requests already running
+ * finish on the old one, which is freed when the last of them lets go. */
+ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err);
 
 /* The model being served, with a reference the caller releases; NULL when none. */
 srv_model_ref *srv_model_acquire(srv *s);

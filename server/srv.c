@@ -17,8 +17,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "ecsnet-adapter.h"
 #include "openapi.h"
 #include "registry.h"
+#include "srv-jobs.h"
 
 /* ---- the model slot ------------------------------------------------------------------------ */
 
@@ -35,6 +37,35 @@ void srv_model_release(srv_model_ref *m) {
     api_model_free(m->model);
     free(m);
   }
+}
+
+ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
+  api_reg *reg = api_reg_open(s->cfg.data_dir, false, err);
+  if (!reg) return err ? err->status : ECS_ERR_IO;
+  char path[4096];
+  ecs_status st = api_reg_path(reg, name, version, path, sizeof path, err);
+  api_reg_free(reg);
+  if (st != ECS_OK) return st;
+  api_model_load_opts o = {.path = path, .data_dir = s->cfg.data_dir, .device = s->cfg.device,
+                           .n_workers = s->cfg.workers, .threads = s->cfg.threads};
+  api_model *m = NULL;
+  /* loaded before the lock is taken: requests keep flowing to the old model meanwhile */
+  if ((st = api_ecsnet_open(path, name, version, &o, &m, err)) != ECS_OK) return st;
+  srv_model_ref *ref = calloc(1, sizeof *ref);
+  if (!ref) {
+    api_model_free(m);
+    return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  }
+  ref->model = m;
+  m->iface->info(m->ctx, &ref->info);
+  atomic_init(&ref->refs, 1);
+  pthread_mutex_lock(&s->model_mu);
+  srv_model_ref *old = s->model;
+  s->model = ref;
+  pthread_mutex_unlock(&s->model_mu);
+  srv_model_release(old); /* the slot's reference; in-flight requests hold their own */
+  srv_log_event(s, "info", "serving model %s version %d", name, version);
+  return ECS_OK;
 }
 
 /* ---- responses ------------------------------------------------------------------------------- */
@@ -185,7 +216,7 @@ static enum MHD_Result route_admin(srv_req *r) {
   if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
     return fail(r, 401, "unauthorized", "a bearer token is required");
   if (!token_equal(auth + 7, token)) return fail(r, 401, "unauthorized", "the token is not valid");
-  return fail(r, 404, "not_found", "no such admin route in this version of the server");
+  return srv_admin_begin(r);
 }
 
 static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url) {
@@ -224,6 +255,17 @@ static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url
     size_t len = 0;
     char *text = srv_metrics_render(s->metrics, &g, &len);
     srv_model_release(m);
+    char *jobs = text && s->jobs ? srv_jobs_metrics(s->jobs) : NULL;
+    if (jobs) {
+      size_t jl = strlen(jobs);
+      char *both = realloc(text, len + jl + 1);
+      if (both) {
+        memcpy(both + len, jobs, jl + 1);
+        text = both;
+        len += jl;
+      }
+      free(jobs);
+    }
     if (!text) return fail(r, 503, "out_of_memory", "the server is short of memory");
     return srv_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
   }
@@ -366,6 +408,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                (long long)s->cfg.max_body);
       return srv_respond_error(r, &e);
     }
+    if (r->route == SRV_ROUTE_ADMIN) return srv_admin_handle(r);
     return srv_cam_start(r);
   case PHASE_QUEUED:
     /* Resumed spuriously (MHD may call again on resume before the worker stored anything). */
@@ -483,6 +526,11 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     return err ? err->status : ECS_ERR_INVALID;
   }
 
+  if ((st = srv_admin_open_jobs(s, err)) != ECS_OK) {
+    srv_free(s);
+    return st;
+  }
+
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   socklen_t sl;
@@ -555,6 +603,7 @@ void srv_free(srv *s) {
     if (s->pool) ecs_pool_drain(s->pool);
     MHD_stop_daemon(s->daemon);
   }
+  srv_jobs_free(s->jobs); /* a running job stops at its next op and stays resumable */
   ecs_pool_free(s->pool);
   srv_model_release(s->model);
   srv_metrics_free(s->metrics);

@@ -73,6 +73,10 @@ typedef struct ecs_train_opts {
   int (*progress)(void *user, const ecs_train_progress *p);
   void *user;
   const volatile int *cancel; /* checked every step and between ops */
+  /* Called between ops with user, after the cancel check: it may block while work of higher
+   * priority runs (the server's inference), and a non-zero return stops training like cancel.
+   * NULL: only cancel is checked. */
+  int (*yield)(void *user);
 } ecs_train_opts;
 
 void ecs_train_opts_default(ecs_train_opts *o);

@@ -110,9 +110,16 @@ static ecs_status resume_from(const char *path, ecs_optim *o, int64_t *step, int
   return st;
 }
 
-static int yield_cancel(void *user) {
-  const volatile int *c = user;
-  return c && *c;
+typedef struct yield_state {
+  const volatile int *cancel;
+  int (*fn)(void *user);
+  void *user;
+} yield_state;
+
+static int yield_hook(void *user) {
+  const yield_state *y = user;
+  if (y->cancel && *y->cancel) return 1;
+  return y->fn ? y->fn(y->user) : 0;
 }
 
 ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_train_opts *opts,
@@ -148,7 +155,8 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
   if (max_steps <= 0)
     max_steps = (int64_t)(o.epochs > 0 ? o.epochs : 1) * ecs_loader_batches_per_epoch(ld);
   int64_t warm = ecs_train_warmup_steps(m, max_steps);
-  ecs_ctx_set_yield(ctx, o.cancel ? yield_cancel : NULL, (void *)o.cancel);
+  yield_state ys = {.cancel = o.cancel, .fn = o.yield, .user = o.user};
+  ecs_ctx_set_yield(ctx, o.cancel || o.yield ? yield_hook : NULL, &ys);
   double t0 = now_s();
   int64_t first = step;
   const char *ck = o.checkpoint;

@@ -110,6 +110,39 @@ static ecs_status resume_from(const char *path, ecs_optim *o, int64_t *step, int
   return st;
 }
 
+/* Batch-norm running statistics change in the forward pass; a step cancelled half way must
+ * not leave them changed, or the checkpoint would hold a state no uninterrupted run has. */
+typedef struct stats_snap {
+  ecs_tensor *t[1024];
+  float *data;
+  size_t n, bytes;
+} stats_snap;
+
+static ecs_status snap_init(stats_snap *s, ecs_params *ps, ecs_err *err) {
+  memset(s, 0, sizeof *s);
+  for (size_t i = 0; i < ecs_params_count(ps) && s->n < 1024; i++) {
+    ecs_tensor *t = ecs_params_at(ps, i);
+    if (strstr(t->name, ".running_")) {
+      s->t[s->n++] = t;
+      s->bytes += ecs_plain_nbytes(t);
+    }
+  }
+  s->data = malloc(s->bytes ? s->bytes : 1);
+  return s->data ? ECS_OK : ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+}
+
+static ecs_status snap_io(stats_snap *s, int restore, ecs_err *err) {
+  size_t off = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    size_t nb = ecs_plain_nbytes(s->t[i]);
+    ecs_status st = restore ? ecs_tensor_set_bytes(s->t[i], (char *)s->data + off, 0, nb, err)
+                            : ecs_tensor_get_bytes(s->t[i], (char *)s->data + off, 0, nb, err);
+    if (st != ECS_OK) return st;
+    off += nb;
+  }
+  return ECS_OK;
+}
+
 typedef struct yield_state {
   const volatile int *cancel;
   int (*fn)(void *user);
@@ -155,6 +188,13 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
   if (max_steps <= 0)
     max_steps = (int64_t)(o.epochs > 0 ? o.epochs : 1) * ecs_loader_batches_per_epoch(ld);
   int64_t warm = ecs_train_warmup_steps(m, max_steps);
+  stats_snap snap;
+  if ((st = snap_init(&snap, ps, err)) != ECS_OK) {
+    ecs_loader_free(ld);
+    ecs_optim_free(opt);
+    return st;
+  }
+  int stoppable = o.cancel || o.yield;
   yield_state ys = {.cancel = o.cancel, .fn = o.yield, .user = o.user};
   ecs_ctx_set_yield(ctx, o.cancel || o.yield ? yield_hook : NULL, &ys);
   double t0 = now_s();
@@ -177,7 +217,17 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
                          .lambda = ecs_train_lambda(m, step, max_steps),
                          .seed = mix(seed ^ mix((uint64_t)step))};
     ecs_step_stats ss;
-    if ((st = ecs_model_step(m, ctx, &in, &ss, err)) != ECS_OK) break;
+    if (stoppable && (st = snap_io(&snap, 0, err)) != ECS_OK) break;
+    if ((st = ecs_model_step(m, ctx, &in, &ss, err)) != ECS_OK) {
+      if (st == ECS_ERR_CANCELLED) { /* stopped between two ops: undo the half step */
+        ecs_err e2 = {0};
+        if (snap_io(&snap, 1, &e2) != ECS_OK)
+          st = ecs_err_set(err, e2.status, "%s", e2.msg);
+        else
+          ecs_err_set(err, st, "training cancelled at step %lld", (long long)step);
+      }
+      break;
+    }
     float lr = ecs_poly_lr(o.lr, step, max_steps, o.poly_power);
     ecs_optim_set_lr(opt, lr);
     if ((st = ecs_optim_step(opt, err)) != ECS_OK) break;
@@ -208,6 +258,7 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
     if (s2 != ECS_OK && st == ECS_OK) st = ecs_err_set(err, s2, "%s", e2.msg);
   }
   ecs_ctx_set_yield(ctx, NULL, NULL);
+  free(snap.data);
   ecs_loader_free(ld);
   ecs_optim_free(opt);
   return st;

@@ -48,6 +48,8 @@ static void elementwise_cases(void) {
   m.type = ECS_U8;
   c = add("p=0.3", ECS_OP_DROPOUT, 1e-6), c->src[0] = x, c->dst[0] = y, c->dst[1] = m;
   c->op.p.dropout.p = 0.3f, c->op.p.dropout.seed = 99;
+  c = add("p=0.5, no mask output", ECS_OP_DROPOUT, 1e-6), c->src[0] = x, c->dst[0] = y;
+  c->op.p.dropout.p = 0.5f, c->op.p.dropout.seed = 7;
   m.gen = G_U8MASK;
   c = add("p=0.3", ECS_OP_DROPOUT_BWD, 1e-6), c->src[0] = x, c->src[1] = m, c->dst[0] = y;
   c->op.p.dropout.p = 0.3f;
@@ -118,6 +120,16 @@ static void bn_cases(void) {
   c->src[0] = t4(2, 3, 4, 4, G_RANDN), c->src[1] = t1(3, G_POS), c->src[2] = t1(3, G_RANDN);
   c->src[3] = t1(3, G_RANDN), c->src[4] = t1(3, G_POS), c->dst[0] = t4(2, 3, 4, 4, G_NONE);
   c->cmp_src = (1u << 3) | (1u << 4);
+  c = add("training (N, C)", ECS_OP_BATCHNORM, 1e-5);
+  c->op.p.bn.eps = 1e-5f, c->op.p.bn.momentum = 0.1f, c->op.p.bn.training = 1;
+  c->src[0] = t2(6, 5, G_RANDN), c->src[1] = t1(5, G_POS), c->src[2] = t1(5, G_RANDN);
+  c->src[3] = t1(5, G_RANDN), c->src[4] = t1(5, G_POS), c->dst[0] = t2(6, 5, G_NONE);
+  c->dst[1] = t1(5, G_NONE), c->dst[2] = t1(5, G_NONE), c->cmp_src = (1u << 3) | (1u << 4);
+  c = add("training (N, C)", ECS_OP_BATCHNORM_BWD, 1e-4);
+  c->op.p.bn.training = 1;
+  c->src[0] = t2(6, 5, G_RANDN), c->src[1] = t2(6, 5, G_RANDN), c->src[2] = t1(5, G_POS);
+  c->src[3] = t1(5, G_RANDN), c->src[4] = t1(5, G_POS);
+  c->dst[0] = t2(6, 5, G_NONE), c->dst[1] = t1(5, G_NONE), c->dst[2] = t1(5, G_NONE);
   c = add("frozen, dx only", ECS_OP_BATCHNORM_BWD, 1e-5);
   c->src[0] = t4(2, 3, 4, 4, G_RANDN), c->src[1] = t4(2, 3, 4, 4, G_RANDN);
   c->src[2] = t1(3, G_POS), c->src[3] = t1(3, G_RANDN), c->src[4] = t1(3, G_POS);

@@ -23,6 +23,7 @@ cudaError_t ecs_cuk_mul(cudaStream_t s, const float *x0, const float *x1, float 
 cudaError_t ecs_cuk_relu(cudaStream_t s, const float *x, float *y, int64_t n, float clip);
 cudaError_t ecs_cuk_relu_bwd(cudaStream_t s, const float *x, const float *dy, float *dx, int64_t n,
                              float clip);
+/* mask may be NULL (no backward pass will need it) */
 cudaError_t ecs_cuk_dropout(cudaStream_t s, const float *x, float *y, uint8_t *mask, int64_t n,
                             float p, uint64_t seed);
 cudaError_t ecs_cuk_dropout_bwd(cudaStream_t s, const float *dy, const uint8_t *mask, float *dx,

@@ -184,8 +184,8 @@ ecs_status ecs_cuda_run_op(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) 
   case ECS_OP_CONCAT:
   case ECS_OP_SLICE_C: return run_concat_slice(c, op, err);
   case ECS_OP_DROPOUT:
-    CU_CHECK(ecs_cuk_dropout(st, cf(s[0]), f(d[0]), (uint8_t *)d[1]->data, n, op->p.dropout.p,
-                             op->p.dropout.seed));
+    CU_CHECK(ecs_cuk_dropout(st, cf(s[0]), f(d[0]), d[1] ? (uint8_t *)d[1]->data : NULL, n,
+                             op->p.dropout.p, op->p.dropout.seed));
     return ECS_OK;
   case ECS_OP_DROPOUT_BWD:
     CU_CHECK(ecs_cuk_dropout_bwd(st, cf(s[0]), (const uint8_t *)s[1]->data, f(d[0]), n,
@@ -217,8 +217,8 @@ ecs_status ecs_cuda_run_op(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) 
   case ECS_OP_MASKED_CE:
   case ECS_OP_MASKED_CE_BWD: return run_loss(c, op, err);
   case ECS_OP_MAXMIN_NORM:
-    CU_CHECK(ecs_cuk_maxmin_norm(st, cf(s[0]), f(d[0]), s[0]->ne[0] * s[0]->ne[1],
-                                 s[0]->ne[2] * s[0]->ne[3], op->p.norm.eps));
+    nchw(s[0], &b, &ch, &hw);
+    CU_CHECK(ecs_cuk_maxmin_norm(st, cf(s[0]), f(d[0]), b * ch, hw, op->p.norm.eps));
     return ECS_OK;
   case ECS_OP_GAUSS_BLUR:
     CU_CHECK(ecs_cuk_gauss_blur(st, cf(s[0]), f(d[0]), s[0]->ne[0] * s[0]->ne[1], s[0]->ne[2],

@@ -48,7 +48,7 @@ static int params_ok(const ecs_op *op) {
   case ECS_OP_CONCAT: return op->p.concat.n >= 1 && op->p.concat.n <= ECS_OP_MAX_SRC;
   case ECS_OP_SLICE_C: return op->p.slice.offset >= 0;
   case ECS_OP_DROPOUT:
-  case ECS_OP_DROPOUT_BWD: return op->p.dropout.p >= 0.0f && op->p.dropout.p < 1.0f;
+  case ECS_OP_DROPOUT_BWD: return op->p.dropout.p >= 0.0f && op->p.dropout.p <= 1.0f;
   case ECS_OP_GAUSS_BLUR:
     return op->p.blur.sigma > 0.0f && op->p.blur.ksize >= 1 && op->p.blur.ksize % 2 == 1 &&
            op->p.blur.ksize <= ECS_CUK_BLUR_MAX;
@@ -209,7 +209,7 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     return same(op, s[1], "src1", d[0], "dst", err);
   case ECS_OP_DROPOUT:
     CHECK(same(op, s[0], "x", d[0], "y", err));
-    return same(op, s[0], "x", d[1], "mask", err);
+    return d[1] ? same(op, s[0], "x", d[1], "mask", err) : ECS_OK;
   case ECS_OP_CONV2D:
     CHECK(check_conv(op, s[0], s[1], d[0], err));
     if (s[2]) VEC(s[2], "bias", s[1]->ne[0]);
@@ -220,7 +220,7 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     if (d[1]) VEC(d[1], "db", d[0]->ne[0]);
     return ECS_OK;
   case ECS_OP_BATCHNORM: {
-    D4(s[0], "x");
+    CHECK(at_least_2d(op, s[0], "x", err));
     int64_t c = s[0]->ne[1];
     CHECK(same(op, s[0], "x", d[0], "y", err));
     for (int i = 1; i < 5; i++)
@@ -232,7 +232,7 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     return ECS_OK;
   }
   case ECS_OP_BATCHNORM_BWD: {
-    D4(s[0], "x");
+    CHECK(at_least_2d(op, s[0], "x", err));
     int64_t c = s[0]->ne[1];
     CHECK(same(op, s[0], "x", s[1], "dy", err));
     CHECK(same(op, s[0], "x", d[0], "dx", err));
@@ -309,8 +309,9 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     return same(op, s[0], "logits", d[0], "dlogits", err);
   case ECS_OP_MASKED_CE:
   case ECS_OP_MASKED_CE_BWD: {
-    D4(s[0], "logits");
-    CHECK(dims(op, s[1], "labels", 3, (int64_t[]){s[0]->ne[0], s[0]->ne[2], s[0]->ne[3]}, err));
+    CHECK(at_least_2d(op, s[0], "logits", err));
+    if (ecs_nelements(s[1]) * s[0]->ne[1] != ecs_nelements(s[0]) || s[1]->ne[0] != s[0]->ne[0])
+      return bad_shape(op, s[1], "labels", "the logits' shape without C", err);
     CHECK(check_class_mask(op, s[2], s[0], err));
     if (op->type == ECS_OP_MASKED_CE_BWD) {
       CHECK(one_element(op, s[3], "dloss", err));
@@ -320,6 +321,8 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     return d[1] ? one_element(op, d[1], "the count", err) : ECS_OK;
   }
   case ECS_OP_MAXMIN_NORM:
+    CHECK(at_least_2d(op, s[0], "x", err));
+    return same(op, s[0], "x", d[0], "y", err);
   case ECS_OP_GAUSS_BLUR:
     D4(s[0], "x");
     return same(op, s[0], "x", d[0], "y", err);
@@ -337,7 +340,7 @@ static void required(const ecs_op *op, unsigned *src, unsigned *dst) {
   case ECS_OP_SLICE_C: case ECS_OP_RESIZE_BILINEAR: case ECS_OP_RESIZE_BILINEAR_BWD:
   case ECS_OP_SOFTMAX: case ECS_OP_LOG_SOFTMAX: case ECS_OP_MAXMIN_NORM: case ECS_OP_GAUSS_BLUR:
   case ECS_OP_POOL2D: s = 1; break;
-  case ECS_OP_DROPOUT: s = 1, d = 3; break;
+  case ECS_OP_DROPOUT: s = 1; break; /* the mask only when a backward pass will need it */
   case ECS_OP_CONCAT: s = (1u << op->p.concat.n) - 1; break;
   case ECS_OP_BATCHNORM: s = op->p.bn.training ? 1 : 1 | 8 | 16; break;
   case ECS_OP_BATCHNORM_BWD: s = 1 | 2 | 8 | 16; break;

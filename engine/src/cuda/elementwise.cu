@@ -38,7 +38,7 @@ __global__ void k_dropout(const float *x, float *y, uint8_t *mask, int64_t n, fl
                           uint64_t seed, float scale) {
   CUK_LOOP(i, n) {
     int k = keep_dev(seed, (uint64_t)i, p);
-    mask[i] = (uint8_t)k;
+    if (mask) mask[i] = (uint8_t)k;
     y[i] = k ? x[i] * scale : 0.0f;
   }
 }

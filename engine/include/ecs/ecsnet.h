@@ -10,7 +10,17 @@
  * Ownership: the model owns its params. Forward passes, inference and the training step borrow
  * the model read-only (the step writes gradients into the params' .grad and, for backbones
  * that train their batch norm, the running statistics) and take the ctx of the calling worker.
- * Everything here builds in the engine-only configuration: images come in as host arrays. */
+ * Everything here builds in the engine-only configuration: images come in as host arrays.
+ *
+ * Readings of docs/method.md where its text leaves a choice (tests/python/ecsnet_ref.py, the
+ * PyTorch reference the tests compare against, makes the same ones):
+ *  - step 12: each dilation branch runs block B and everything after it up to fc8, so that
+ *    H' = H'_0 + (1/K) sum_k H'_k holds for the heat maps as written;
+ *  - dropout is element-wise (the engine's op), where SEAM/PSA use channel-wise Dropout2d;
+ *  - step 9's cells are the 8x8 pixel squares of the output stride, clipped at the border;
+ *  - the CAMs returned by inference are upsampled before the max-min normalisation (the
+ *    multi-scale rule, also at one scale); the erase region uses the training step's order
+ *    (normalised on the grid, then upsampled), so the service erases what training erases. */
 #ifndef ECS_ECSNET_H
 #define ECS_ECSNET_H
 

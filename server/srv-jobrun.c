@@ -33,6 +33,7 @@ typedef struct run_state {
   int64_t every;      /* checkpoint interval in steps */
   int64_t first_step; /* the first step this run finished (resume: checkpoint step + 1) */
   int64_t resumed_from;
+  json_t *last; /* the latest progress record */
 } run_state;
 
 static int yield_between_ops(void *user) {
@@ -66,7 +67,8 @@ static int on_progress(void *user, const ecs_train_progress *p) {
       (json_int_t)r->resumed_from);
   bool ck = r->every > 0 && p->step % r->every == 0;
   if (o) srv_jobs_progress(r->j, r->id, o, ck ? p->step : -1);
-  json_decref(o);
+  json_decref(r->last);
+  r->last = o;
   return *r->cancel;
 }
 
@@ -332,6 +334,9 @@ static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset 
   r->every = o.checkpoint_every;
   ecs_status st = ecs_train(m, ctx, ds, &o, e);
   if (st == ECS_ERR_CANCELLED) *cancelled = true;
+  /* a stopped run writes a last checkpoint where the next one resumes: record its step */
+  int64_t cs = checkpoint_step(ckpt);
+  if (cs > 0 && r->last) srv_jobs_progress(r->j, r->id, r->last, cs);
   json_t *ev = NULL;
   if (st == ECS_OK) st = evaluate(r, m, ctx, ds, "val", 0, &ev, e);
   if (st == ECS_ERR_CANCELLED) *cancelled = true;
@@ -396,6 +401,7 @@ end:
   else
     srv_jobs_finish(j, id, "failed", result, e.msg[0] ? e.msg : "the job failed");
   json_decref(result);
+  json_decref(r.last);
   ecs_ctx_free(ctx);
   ecs_backend_free(be);
   ecs_dataset_free(ds);

@@ -71,14 +71,11 @@ static void work_free(step_work *w) {
   free(w->lab);
 }
 
-/* Steps 3-7 for the batch: R and the erased images I'. */
+/* Steps 3-7 for the batch: R and the erased images I' (w->blur holds the blurred batch). */
 static void erase_batch(const ecs_model *m, const ecs_step_input *in, const float *hh, int gh,
                         int gw, step_work *w, ecs_step_stats *st) {
   int K = m->cfg.n_classes, C = K + 1, H = in->h, W = in->w;
   size_t g = (size_t)gh * gw, hw = (size_t)H * W;
-  float sigma;
-  int ksize;
-  ecs_h_blur_params(&m->cfg.hp, H, W, &sigma, &ksize);
   for (int n = 0; n < in->n; n++) {
     score_map(hh + (size_t)n * C * g, K, gh, gw, in->labels + (size_t)n * K, m->cfg.hp.eps, w->a,
               w->s);
@@ -90,10 +87,10 @@ static void erase_batch(const ecs_model *m, const ecs_step_input *in, const floa
     }
     const float *img = in->images + (size_t)n * 3 * hw;
     float *out = w->ierased + (size_t)n * 3 * hw;
-    ecs_h_blur(img, 3, H, W, sigma, ksize, w->blur);
+    const float *bl = w->blur + (size_t)n * 3 * hw;
     for (int c = 0; c < 3; c++)
       for (size_t p = 0; p < hw; p++)
-        out[c * hw + p] = R[p] ? w->blur[c * hw + p] : img[c * hw + p];
+        out[c * hw + p] = R[p] ? bl[c * hw + p] : img[c * hw + p];
   }
 }
 
@@ -197,7 +194,7 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
     w.a = malloc(sizeof(float) * (size_t)C * gmax);
     w.s = malloc(sizeof(float) * gmax);
     w.sup = malloc(sizeof(float) * hw);
-    w.blur = malloc(sizeof(float) * 3 * hw);
+    w.blur = malloc(sizeof(float) * (size_t)in->n * 3 * hw);
     w.ierased = malloc(sizeof(float) * (size_t)in->n * 3 * hw);
     w.R = malloc((size_t)in->n * hw);
     w.lab = malloc(sizeof(int32_t) * (size_t)in->n * fh * fw);
@@ -207,6 +204,23 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
       return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory in the ECS step");
     }
     ecs_to_host(ctx, h, w.hbuf, sizeof(float) * (size_t)in->n * C * gh * gw);
+    /* step 7's blur of the whole batch runs on the backend (the largest of the host-side
+     * pieces: a kernel of 4 sigma + 1 taps over every pixel); the rest stays on the host */
+    float sigma;
+    int ksize;
+    ecs_h_blur_params(&m->cfg.hp, in->h, in->w, &sigma, &ksize);
+    int64_t fne[4] = {in->n, 3, in->h, in->w};
+    ecs_tensor *xf =
+        (hb == in->h && wb == in->w) ? x : ecs_from_host(ctx, ECS_F32, 4, fne, in->images);
+    ecs_tensor *bl = xf ? ecs_gauss_blur(ctx, xf, sigma, ksize) : NULL;
+    if (!bl || ecs_to_host(ctx, bl, w.blur, sizeof(float) * (size_t)in->n * 3 * hw) != ECS_OK) {
+      status = ecs_ctx_status(ctx, err);
+      if (status == ECS_OK) status = ecs_err_set(err, ECS_ERR_BACKEND, "blur failed");
+    }
+  }
+  if (status == ECS_OK && in->ecs_phase && !m->cfg.hp.no_erase && h && lcls) {
+    int gh = (int)h->ne[2], gw = (int)h->ne[3];
+    int fh = ecs_h_grid(m, in->h), fw = ecs_h_grid(m, in->w);
     erase_batch(m, in, w.hbuf, gh, gw, &w, st); /* steps 3-7 */
 
     /* step 8: F' with the overlay, training mode, targets only */

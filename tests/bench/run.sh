@@ -65,3 +65,5 @@ done
 "$py" "$here/report.py" "$out" 2>/dev/null || python3 "$here/report.py" "$out"
 # The server under HTTP load (throughput, latency, overhead over the engine): its own script.
 [[ ${BENCH_SERVER:-1} == 0 ]] || ECSNET_BUILD_DIR=$build ECSNET_PYTHON=$py BENCH_THREADS=$threads bash "$here/server/run.sh"
+# Training on the serving engine: /cam latency idle and during an admin job (docs/admin.md).
+[[ ${BENCH_ADMIN:-1} == 0 ]] || ECSNET_BUILD_DIR=$build ECSNET_PYTHON=$py BENCH_THREADS=$threads bash "$here/admin/run.sh"

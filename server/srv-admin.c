@@ -87,8 +87,7 @@ static bool resolve_dataset(const srv *s, const char *name, char out[PATH_MAX], 
   char base[PATH_MAX + 16], rb[PATH_MAX], p[2 * PATH_MAX];
   snprintf(base, sizeof base, "%s/datasets", s->cfg.data_dir);
   if (!realpath(base, rb)) {
-    snprintf(msg, n, "there is no datasets folder in the data directory: create datasets/%s",
-             name);
+    snprintf(msg, n, "there is no datasets folder in the data directory: create datasets/%s", name);
     return false;
   }
   snprintf(p, sizeof p, "%s/%s", rb, name);
@@ -109,8 +108,7 @@ static bool parse_version(const char *s, int *v) {
   char *end;
   errno = 0;
   long x = strtol(s, &end, 10);
-  if (errno || end == s || *end || x < 1 || x > 1000000 || s[0] == '+' || s[0] == '-')
-    return false;
+  if (errno || end == s || *end || x < 1 || x > 1000000 || s[0] == '+' || s[0] == '-') return false;
   *v = (int)x;
   return true;
 }
@@ -163,17 +161,28 @@ typedef struct field {
 } field;
 
 static const field k_train_fields[] = {
-    {"dataset", F_STR, 0, 0},          {"base_model", F_STR, 0, 0},
-    {"backbone", F_STR, 0, 0},         {"model_name", F_STR, 0, 0},
-    {"activate", F_BOOL, 0, 0},        {"steps", F_INT, 1, 1e8},
-    {"epochs", F_INT, 1, 10000},       {"batch_size", F_INT, 1, 1024},
-    {"learning_rate", F_NUM, 1e-9, 10}, {"crop", F_INT, 8, 4096},
-    {"checkpoint_every", F_INT, 1, 1e8}, {"seed", F_INT, 0, 2147483647},
-    {"delta", F_NUM, 0.01, 0.99},      {"theta", F_NUM, 0.01, 0.99},
-    {"beta", F_NUM, 0.1, 1},           {"warmup", F_NUM, 0, 1},
-    {"lambda", F_NUM, 0, 100},         {"overlay", F_INT, 0, ECS_MAX_RATES},
-    {"no_erase", F_BOOL, 0, 0},        {"no_overlay", F_BOOL, 0, 0},
-    {"bg_in_phi", F_BOOL, 0, 0},       {"cls_on_erased", F_BOOL, 0, 0},
+    {"dataset", F_STR, 0, 0},
+    {"base_model", F_STR, 0, 0},
+    {"backbone", F_STR, 0, 0},
+    {"model_name", F_STR, 0, 0},
+    {"activate", F_BOOL, 0, 0},
+    {"steps", F_INT, 1, 1e8},
+    {"epochs", F_INT, 1, 10000},
+    {"batch_size", F_INT, 1, 1024},
+    {"learning_rate", F_NUM, 1e-9, 10},
+    {"crop", F_INT, 8, 4096},
+    {"checkpoint_every", F_INT, 1, 1e8},
+    {"seed", F_INT, 0, 2147483647},
+    {"delta", F_NUM, 0.01, 0.99},
+    {"theta", F_NUM, 0.01, 0.99},
+    {"beta", F_NUM, 0.1, 1},
+    {"warmup", F_NUM, 0, 1},
+    {"lambda", F_NUM, 0, 100},
+    {"overlay", F_INT, 0, ECS_MAX_RATES},
+    {"no_erase", F_BOOL, 0, 0},
+    {"no_overlay", F_BOOL, 0, 0},
+    {"bg_in_phi", F_BOOL, 0, 0},
+    {"cls_on_erased", F_BOOL, 0, 0},
 };
 
 static const field k_eval_fields[] = {
@@ -241,8 +250,8 @@ static json_t *body_object(srv_req *r, enum MHD_Result *ret) {
   json_error_t je;
   json_t *b = r->len ? json_loadb((const char *)r->body, r->len, 0, &je) : json_object();
   if (!b) {
-    *ret = fail(r, 400, "bad_request", "the body is not valid JSON: %s (line %d)", je.text,
-                je.line);
+    *ret =
+        fail(r, 400, "bad_request", "the body is not valid JSON: %s (line %d)", je.text, je.line);
     return NULL;
   }
   if (!json_is_object(b)) {
@@ -270,8 +279,8 @@ static enum MHD_Result post_train(srv_req *r) {
   if (!b) return ret;
   char msg[512], dir[PATH_MAX], base[PATH_MAX];
   const char *bad = NULL;
-  if (!check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], &bad,
-                    msg, sizeof msg)) {
+  if (!check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], &bad, msg,
+                    sizeof msg)) {
     ret = invalid(r, bad, msg);
     json_decref(b);
     return ret;
@@ -351,8 +360,8 @@ static enum MHD_Result post_eval(srv_req *r) {
       snprintf(msg, sizeof msg, "no model is served: name one from the registry");
     } else {
       snprintf(path, sizeof path, "%s", served->info.path);
-      json_object_set_new(b, "model", json_sprintf("%s/%d", served->info.name,
-                                                   served->info.version));
+      json_object_set_new(b, "model",
+                          json_sprintf("%s/%d", served->info.name, served->info.version));
     }
     srv_model_release(served);
   }
@@ -402,14 +411,10 @@ static enum MHD_Result job_route(srv_req *r, const char *rest) {
     return not_allowed(r, "GET, HEAD, DELETE");
   }
   switch (res) {
-  case SRV_JOBS_NOT_FOUND:
-    return fail(r, 404, "job_not_found", "%s", msg);
-  case SRV_JOBS_CONFLICT:
-    return fail(r, 409, "conflict", "%s", msg);
-  case SRV_JOBS_ERROR:
-    return fail(r, 500, "internal_error", "%s", msg);
-  case SRV_JOBS_OK:
-    break;
+  case SRV_JOBS_NOT_FOUND: return fail(r, 404, "job_not_found", "%s", msg);
+  case SRV_JOBS_CONFLICT: return fail(r, 409, "conflict", "%s", msg);
+  case SRV_JOBS_ERROR: return fail(r, 500, "internal_error", "%s", msg);
+  case SRV_JOBS_OK: break;
   }
   json_t *job = srv_jobs_get(jobs, id);
   if (!job) return fail(r, 404, "job_not_found", "no job %lld", (long long)id);
@@ -478,8 +483,8 @@ static enum MHD_Result get_models(srv_req *r) {
   srv_model_ref *m = srv_model_acquire(r->s);
   int status = 500;
   char msg[256] = "";
-  char *text = api_models_json(r->s->cfg.data_dir, m ? &m->info : NULL, NULL, &status, msg,
-                               sizeof msg);
+  char *text =
+      api_models_json(r->s->cfg.data_dir, m ? &m->info : NULL, NULL, &status, msg, sizeof msg);
   srv_model_release(m);
   if (!text) return fail(r, 500, "internal_error", "%s", msg);
   return srv_respond(r, 200, "application/json", text, strlen(text), false);
@@ -519,8 +524,9 @@ static enum MHD_Result model_route(srv_req *r, const char *rest) {
     ecs_status st = reg ? api_reg_activate(reg, name, version, &e) : e.status;
     api_reg_free(reg);
     if (st != ECS_OK) return fail(r, 500, "internal_error", "%s", e.msg);
-    return answer(r, 200, json_pack("{s:s, s:i, s:b, s:b}", "name", name, "version", version,
-                                    "active", 1, "served", 1));
+    return answer(r, 200,
+                  json_pack("{s:s, s:i, s:b, s:b}", "name", name, "version", version, "active", 1,
+                            "served", 1));
   }
   api_reg *reg = api_reg_open(r->s->cfg.data_dir, false, &e);
   char an[API_REG_NAME_MAX] = "";

@@ -48,7 +48,9 @@ static int yield_between_ops(void *user) {
   return 0;
 }
 
-static json_t *num_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+static json_t *num_or_null(double v) {
+  return isfinite(v) ? json_real(v) : json_null();
+}
 
 static int on_progress(void *user, const ecs_train_progress *p) {
   run_state *r = user;
@@ -220,9 +222,9 @@ static json_t *eval_json(const ecs_eval_result *res, const char *split) {
                    "best_alpha", num_or_null(res->alphas[res->best_cam]), "miou_combined",
                    num_or_null(res->miou_combined[res->best_combined]), "miou_head",
                    num_or_null(res->miou_head), "phi_precision", num_or_null(res->phi_precision),
-                   "phi_coverage", num_or_null(res->phi_coverage), "map",
-                   num_or_null(res->map), "fg_recall", num_or_null(res->fg_recall_cam),
-                   "seconds", num_or_null(res->seconds));
+                   "phi_coverage", num_or_null(res->phi_coverage), "map", num_or_null(res->map),
+                   "fg_recall", num_or_null(res->fg_recall_cam), "seconds",
+                   num_or_null(res->seconds));
 }
 
 /* Evaluates m on split; *out stays NULL when the split is missing or has no masks. */
@@ -384,8 +386,7 @@ void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *req, bo
   if (srv_jobs_dir(j, id, dir, sizeof dir, &e) != ECS_OK) goto end;
   if (!(ds = ecs_dataset_open(f_str(req, "dataset_dir"), &e))) goto end;
   if (!(dev = ecs_device_find(env->device, &e))) goto end;
-  if (!(be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = env->threads}, &e)))
-    goto end;
+  if (!(be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = env->threads}, &e))) goto end;
   if (!(ctx = ecs_ctx_new(be, &e))) goto end;
   e.status = ECS_ERR_INVALID;
   if (strcmp(kind, "train") == 0)

@@ -96,8 +96,8 @@ srv_jobs *srv_jobs_open(const srv_jobs_env *env, ecs_err *err) {
   }
   char path[4200];
   snprintf(path, sizeof path, "%s/jobs.db", j->data_dir);
-  int rc = sqlite3_open_v2(path, &j->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+  int rc = sqlite3_open_v2(
+      path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
   if (rc != SQLITE_OK) {
     ecs_err_set(err, ECS_ERR_IO, "cannot open %s: %s", path, sqlite3_errstr(rc));
     srv_jobs_free(j);
@@ -137,7 +137,9 @@ void srv_jobs_free(srv_jobs *j) {
   free(j);
 }
 
-const srv_jobs_env *srv_jobs_get_env(const srv_jobs *j) { return &j->env; }
+const srv_jobs_env *srv_jobs_get_env(const srv_jobs *j) {
+  return &j->env;
+}
 
 ecs_status srv_jobs_dir(const srv_jobs *j, int64_t id, char *out, size_t n, ecs_err *err) {
   char base[4200];
@@ -165,12 +167,16 @@ static sqlite3_stmt *prep(srv_jobs *j, const char *sql, const char *types, ...) 
   va_list ap;
   va_start(ap, types);
   for (int i = 0; types[i]; i++) {
-    if (types[i] == 'i') sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-    else if (types[i] == 'd') sqlite3_bind_double(st, i + 1, va_arg(ap, double));
+    if (types[i] == 'i')
+      sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
+    else if (types[i] == 'd')
+      sqlite3_bind_double(st, i + 1, va_arg(ap, double));
     else {
       const char *s = va_arg(ap, const char *);
-      if (s) sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
-      else sqlite3_bind_null(st, i + 1);
+      if (s)
+        sqlite3_bind_text(st, i + 1, s, -1, SQLITE_TRANSIENT);
+      else
+        sqlite3_bind_null(st, i + 1);
     }
   }
   va_end(ap);
@@ -195,8 +201,10 @@ ecs_status srv_jobs_submit(srv_jobs *j, const char *kind, const json_t *request,
   bool ok = run_stmt(st);
   if (ok) *id = sqlite3_last_insert_rowid(j->db);
   const char *msg = sqlite3_errmsg(j->db);
-  if (ok) pthread_cond_broadcast(&j->cv);
-  else ecs_err_set(err, ECS_ERR_IO, "jobs.db: %s", msg);
+  if (ok)
+    pthread_cond_broadcast(&j->cv);
+  else
+    ecs_err_set(err, ECS_ERR_IO, "jobs.db: %s", msg);
   pthread_mutex_unlock(&j->mu);
   free(req);
   return ok ? ECS_OK : ECS_ERR_IO;
@@ -214,7 +222,7 @@ static json_t *col_num(sqlite3_stmt *st, int col) {
                                                      : json_real(sqlite3_column_double(st, col));
 }
 
-#define JOB_COLUMNS                                                                               \
+#define JOB_COLUMNS                                                                                \
   "id, kind, status, request, progress, checkpoint_step, result, notes, error, cancel_requested, " \
   "runs, created, started, finished"
 
@@ -230,13 +238,13 @@ static json_t *row_json(sqlite3_stmt *st) {
   int64_t ck = sqlite3_column_int64(st, 5);
   json_t *ckpt = ck > 0 ? json_pack("{s:I}", "step", (json_int_t)ck) : json_null();
   return json_pack("{s:I, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:i, s:o, s:o, s:o, s:o}",
-                   "id", (json_int_t)id, "kind", (const char *)sqlite3_column_text(st, 1),
-                   "status", status ? status : "failed", "request", col_json(st, 3), "progress",
+                   "id", (json_int_t)id, "kind", (const char *)sqlite3_column_text(st, 1), "status",
+                   status ? status : "failed", "request", col_json(st, 3), "progress",
                    col_json(st, 4), "checkpoint", ckpt, "result", col_json(st, 6), "notes",
                    col_json(st, 7), "error", error ? json_string(error) : json_null(),
-                   "cancel_requested", sqlite3_column_int(st, 9), "runs", sqlite3_column_int(st, 10),
-                   "created", col_num(st, 11), "started", col_num(st, 12), "finished",
-                   col_num(st, 13), "links", links);
+                   "cancel_requested", sqlite3_column_int(st, 9), "runs",
+                   sqlite3_column_int(st, 10), "created", col_num(st, 11), "started",
+                   col_num(st, 12), "finished", col_num(st, 13), "links", links);
 }
 
 json_t *srv_jobs_get(srv_jobs *j, int64_t id) {
@@ -255,7 +263,8 @@ json_t *srv_jobs_list(srv_jobs *j, int limit) {
       prep(j, "SELECT " JOB_COLUMNS " FROM jobs ORDER BY id DESC LIMIT ?", "i", (int64_t)limit);
   json_t *arr = st ? json_array() : NULL;
   int rc;
-  while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) json_array_append_new(arr, row_json(st));
+  while (st && (rc = sqlite3_step(st)) == SQLITE_ROW)
+    json_array_append_new(arr, row_json(st));
   sqlite3_finalize(st);
   pthread_mutex_unlock(&j->mu);
   return arr;
@@ -281,16 +290,19 @@ srv_jobs_result srv_jobs_cancel(srv_jobs *j, int64_t id, char *msg, size_t n) {
     snprintf(msg, n, "no job %lld", (long long)id);
     res = SRV_JOBS_NOT_FOUND;
   } else if (strcmp(status, "queued") == 0) {
-    if (!run_stmt(prep(j, "UPDATE jobs SET status='cancelled', cancel_requested=1, finished=? "
-                          "WHERE id=?", "di", now_unix(), id)))
+    if (!run_stmt(prep(j,
+                       "UPDATE jobs SET status='cancelled', cancel_requested=1, finished=? "
+                       "WHERE id=?",
+                       "di", now_unix(), id)))
       res = SRV_JOBS_ERROR;
-    else j->finished[2]++;
+    else
+      j->finished[2]++;
   } else if (strcmp(status, "running") == 0) {
     if (j->running_id == id) j->cancel = 1;
     run_stmt(prep(j, "UPDATE jobs SET cancel_requested=1 WHERE id=?", "i", id));
   } else {
-    snprintf(msg, n, "job %lld is %s: only queued or running jobs can be cancelled",
-             (long long)id, status);
+    snprintf(msg, n, "job %lld is %s: only queued or running jobs can be cancelled", (long long)id,
+             status);
     res = SRV_JOBS_CONFLICT;
   }
   if (res == SRV_JOBS_ERROR) snprintf(msg, n, "jobs.db: %s", sqlite3_errmsg(j->db));
@@ -340,16 +352,15 @@ static int64_t claim_locked(srv_jobs *j, char kind[16], json_t **request, bool *
     *resume = sqlite3_column_int(st, 3) != 0;
   }
   sqlite3_finalize(st);
-  if (id && !run_stmt(prep(j,
-                           "UPDATE jobs SET status='running', runs=runs+1, started=? WHERE id=?",
+  if (id && !run_stmt(prep(j, "UPDATE jobs SET status='running', runs=runs+1, started=? WHERE id=?",
                            "di", now_unix(), id))) {
     json_decref(*request);
     *request = NULL;
     return 0;
   }
   if (id && !*request) { /* a row this program did not write */
-    run_stmt(prep(j, "UPDATE jobs SET status='failed', error='unreadable request' WHERE id=?",
-                  "i", id));
+    run_stmt(
+        prep(j, "UPDATE jobs SET status='failed', error='unreadable request' WHERE id=?", "i", id));
     return 0;
   }
   return id;
@@ -386,8 +397,8 @@ void srv_jobs_progress(srv_jobs *j, int64_t id, const json_t *progress, int64_t 
 
 void srv_jobs_note(srv_jobs *j, int64_t id, const char *text) {
   pthread_mutex_lock(&j->mu);
-  run_stmt(prep(j, "UPDATE jobs SET notes=json_insert(notes, '$[#]', ?) WHERE id=?", "ti", text,
-                id));
+  run_stmt(
+      prep(j, "UPDATE jobs SET notes=json_insert(notes, '$[#]', ?) WHERE id=?", "ti", text, id));
   pthread_mutex_unlock(&j->mu);
 }
 
@@ -395,8 +406,10 @@ void srv_jobs_finish(srv_jobs *j, int64_t id, const char *status, const json_t *
                      const char *error) {
   char *res = result ? json_dumps(result, JSON_COMPACT) : NULL;
   pthread_mutex_lock(&j->mu);
-  run_stmt(prep(j, "UPDATE jobs SET status=?, result=coalesce(?, result), error=?, finished=? "
-                   "WHERE id=?", "tttdi", status, res, error, now_unix(), id));
+  run_stmt(prep(j,
+                "UPDATE jobs SET status=?, result=coalesce(?, result), error=?, finished=? "
+                "WHERE id=?",
+                "tttdi", status, res, error, now_unix(), id));
   for (int k = 0; k < 4; k++)
     if (strcmp(status, k_end_status[k]) == 0) j->finished[k]++;
   pthread_mutex_unlock(&j->mu);
@@ -431,8 +444,8 @@ static void *runner_main(void *arg) {
 /* ---- /metrics ----------------------------------------------------------------------------- */
 
 char *srv_jobs_metrics(srv_jobs *j) {
-  static const char *statuses[] = {"queued", "running", "succeeded", "failed", "cancelled",
-                                   "interrupted"};
+  static const char *statuses[] = {"queued", "running",   "succeeded",
+                                   "failed", "cancelled", "interrupted"};
   int64_t counts[6] = {0};
   pthread_mutex_lock(&j->mu);
   sqlite3_stmt *st = prep(j, "SELECT status, count(*) FROM jobs GROUP BY status", "");

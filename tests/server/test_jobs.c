@@ -187,8 +187,13 @@ static void test_runner_trains_yields_and_registers(void **state) {
   assert_int_equal(ecs_synth_write(&sp, ds, &e), ECS_OK);
   hooks h = {0};
   atomic_init(&h.busy_left, 40);
-  srv_jobs_env env = {.data_dir = dir, .device = "cpu", .threads = 1, .busy = busy,
-                      .activate = activate, .user = &h, .start_runner = true};
+  srv_jobs_env env = {.data_dir = dir,
+                      .device = "cpu",
+                      .threads = 1,
+                      .busy = busy,
+                      .activate = activate,
+                      .user = &h,
+                      .start_runner = true};
   srv_jobs *j = srv_jobs_open(&env, &e);
   assert_non_null(j);
   json_t *req = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:s, s:b}", "dataset", "syn",

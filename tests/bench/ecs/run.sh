@@ -8,12 +8,14 @@
 # on one core of a quiet machine; two runs go at once (2 cores).
 #
 #   tests/bench/ecs/run.sh [data|main|ablations|ship|report|all]   (default all)
+#   tests/bench/ecs/run.sh run NAME...   (named runs of the lists below, e.g. base_s1 ecs_s1)
 #
 # Settings (environment):
 #   ECSNET_BUILD_DIR  build with bin/ecsnet (default ./build; a Release build trains ~3x faster)
 #   BENCH_OUT         working folder (default /tmp/ecsnet-bench): data/, runs/, eval/, logs/
 #   BENCH_JOBS        runs at once (2)          BENCH_THREADS  threads per run (1)
 #   BENCH_STEPS       steps per run (500)        BENCH_TRAIN_COUNT  training images (2500)
+#   BENCH_LR          SGD learning rate (0.05; the classifier's is 10x)
 #   BENCH_HELD_COUNT  held-out images (500: its train split, 400 images, is scored)
 set -euo pipefail
 
@@ -25,6 +27,7 @@ out=${BENCH_OUT:-/tmp/ecsnet-bench}
 jobs=${BENCH_JOBS:-2}
 threads=${BENCH_THREADS:-1}
 steps=${BENCH_STEPS:-500}
+lr=${BENCH_LR:-0.05}
 train_count=${BENCH_TRAIN_COUNT:-2500}
 held_count=${BENCH_HELD_COUNT:-500}
 size=128
@@ -39,7 +42,7 @@ export OMP_NUM_THREADS=$threads OMP_WAIT_POLICY=passive
 
 # The prototype's schedule (method.md): batch 16, 128 px crops of 128 px images, 500 steps;
 # ECS-Net spends the first 60% (300 steps) on L_cls alone, the baseline all 500.
-common=(--steps "$steps" --batch 16 --crop "$size" --threads "$threads" --log-every 25)
+common=(--steps "$steps" --batch 16 --crop "$size" --lr "$lr" --threads "$threads" --log-every 25)
 
 synth() { # name seed count
   [[ -f $out/data/$1/labels.txt ]] || "$ecsnet" synth --out "$out/data/$1" --count "$3" --seed "$2" --size "$size"
@@ -121,12 +124,24 @@ for f in sorted(d.glob("*.json")):
 EOF
 }
 
+pick() { # the runs whose names are given, from both lists
+  local want r picked=()
+  for want in "$@"; do
+    for r in "${main_runs[@]}" "${ablation_runs[@]}"; do
+      [[ ${r%%|*} == "$want" ]] && picked+=("$r")
+    done
+  done
+  ((${#picked[@]} == $#)) || { echo "run.sh: unknown run name in: $*" >&2; exit 2; }
+  run_all "${picked[@]}"
+}
+
 case ${1:-all} in
+run) shift && data && pick "$@" ;;
 data) data ;;
 main) data && run_all "${main_runs[@]}" ;;
 ablations) data && run_all "${ablation_runs[@]}" ;;
 ship) ship ;;
 report) report ;;
 all) data && run_all "${main_runs[@]}" "${ablation_runs[@]}" && ship && report ;;
-*) echo "usage: run.sh [data|main|ablations|ship|report|all]" >&2; exit 2 ;;
+*) echo "usage: run.sh [data|main|ablations|ship|report|all] | run NAME..." >&2; exit 2 ;;
 esac

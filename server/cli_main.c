@@ -11,6 +11,7 @@
 #include "ecs/ecsnet.h"
 #include "ecs/eval.h"
 #include "ecs/image.h"
+#include "ecs/optim.h"
 #include "ecs/safetensors.h"
 #include "ecs/synth.h"
 #include "ecs/train.h"
@@ -47,7 +48,8 @@ static const char *g_help =
     "  cam IMAGE --out DIR [--model MODEL] [--labels a,b] [--float] [--scales 1,0.5] [--flip]\n"
     "      [--threads N]   CAMs, erased CAMs and masks of one image as PNGs\n"
     "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d] [--init MODEL]\n"
-    "      [--epochs N | --steps N] [--batch N] [--lr F] [--crop PX] [--resize MIN,MAX]\n"
+    "      [--epochs N | --steps N] [--batch N] [--lr F] [--optim sgd|adam] [--crop PX]\n"
+    "      [--resize MIN,MAX]\n"
     "      [--no-flip] [--no-jitter] [--seed N] [--split S] [--checkpoint FILE]\n"
     "      [--checkpoint-every N] [--resume CHECKPOINT] [--stop-after N] [--threads N]\n"
     "      [--log-every N] [--warmup F] [--no-erase]\n"
@@ -483,7 +485,8 @@ static int parse_opts(int argc, char **argv, const opt *tab, size_t n) {
 }
 
 static int cmd_train(int argc, char **argv) {
-  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small", *resize = NULL;
+  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small", *resize = NULL,
+             *optim = "sgd";
   ecs_train_opts o;
   ecs_train_opts_default(&o);
   o.aug.resize_min = o.aug.resize_max = 0;
@@ -501,6 +504,7 @@ static int cmd_train(int argc, char **argv) {
       {"--checkpoint", OPT_STR, &o.checkpoint, 0, 0},
       {"--resume", OPT_STR, &o.resume, 0, 0},
       {"--resize", OPT_STR, &resize, 0, 0},
+      {"--optim", OPT_STR, &optim, 0, 0},
       {"--no-flip", OPT_FLAG, &no_flip, 0, 0},
       {"--no-jitter", OPT_FLAG, &no_jitter, 0, 0},
       {"--no-erase", OPT_FLAG, &no_erase, 0, 0},
@@ -546,6 +550,8 @@ static int cmd_train(int argc, char **argv) {
     o.aug.resize_min = (int)mn;
     o.aug.resize_max = (int)mx;
   }
+  if (strcmp(optim, "adam") == 0) o.optimizer = ECS_OPTIM_ADAM;
+  else if (strcmp(optim, "sgd") != 0) return usage("--optim takes sgd or adam, not '%s'", optim);
   if (!data) return usage("train needs --data DIR");
   if (!out) return usage("train needs --out MODEL");
   if (o.resume && init) return usage("--resume and --init exclude each other");

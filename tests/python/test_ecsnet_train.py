@@ -47,6 +47,17 @@ def test_training_loss_falls(bin_path, dataset, tmp_path):
     assert re.search(r"classes:\s+3:", info)
 
 
+def test_adam_trains_and_keeps_its_state_in_checkpoints(bin_path, dataset, tmp_path):
+    p = run(bin_path, "train", "--data", dataset, "--out", tmp_path / "m.safetensors", "--steps", "30",
+            "--lr", "0.002", "--optim", "adam", "--no-erase", "--seed", "3", "--log-every", "1",
+            "--checkpoint", tmp_path / "ck.safetensors", *SMALL)
+    ls = losses(p.stdout)
+    assert np.mean(ls[-10:]) < 0.85 * np.mean(ls[:10]), ls
+    tensors, _ = st_io.load(tmp_path / "ck.safetensors")
+    assert any(k.endswith(".exp_avg_sq") for k in tensors)
+    assert not any(k.endswith(".momentum") for k in tensors)
+
+
 def test_resume_matches_uninterrupted_run(bin_path, dataset, tmp_path):
     common = ["train", "--data", dataset, "--steps", "8", "--warmup", "0.5", "--seed", "9", "--lr", "0.02", *SMALL]
     run(bin_path, *common, "--out", tmp_path / "full.safetensors")
@@ -128,7 +139,8 @@ def test_model_from_another_dataset_is_refused(bin_path, dataset, tmp_path):
 
 @pytest.mark.parametrize("args", [[], ["train"], ["train", "--data"], ["cam"], ["cam", "x.jpg"],
                                   ["train", "--data", "d", "--out", "m", "--batch", "0"], ["info"],
-                                  ["nonsense"], ["cam", "x.jpg", "--out", "o", "--scales", "9"]])
+                                  ["nonsense"], ["cam", "x.jpg", "--out", "o", "--scales", "9"],
+                                  ["train", "--data", "d", "--out", "m", "--optim", "rmsprop"]])
 def test_usage_errors_exit_2(bin_path, args):
     p = run(bin_path, *args, ok=False)
     assert p.returncode == 2

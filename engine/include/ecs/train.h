@@ -77,6 +77,9 @@ typedef struct ecs_train_opts {
    * priority runs (the server's inference), and a non-zero return stops training like cancel.
    * NULL: only cancel is checked. */
   int (*yield)(void *user);
+  /* ECS_OPTIM_SGD (0, SEAM's recipe) or ECS_OPTIM_ADAM (ecs/optim.h); the poly schedule and
+   * the classifier's rate multiplier apply to both. */
+  int optimizer;
 } ecs_train_opts;
 
 void ecs_train_opts_default(ecs_train_opts *o);

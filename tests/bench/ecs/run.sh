@@ -69,6 +69,8 @@ ablation_runs=(
   "ecs_s1_beta05|1|--beta 0.5"
   "ecs_s1_warmup04|1|--warmup 0.4"
   "ecs_s1_warmup08|1|--warmup 0.8"
+  "base_s1_adam|1|--no-erase --optim adam --lr 0.001"
+  "ecs_s1_adam|1|--optim adam --lr 0.001"
 )
 
 train_one() { # "name|seed|flags"

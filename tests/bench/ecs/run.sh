@@ -67,6 +67,7 @@ ablation_runs=(
   "ecs_s1_theta05|1|--theta 0.5"
   "ecs_s1_theta09|1|--theta 0.9"
   "ecs_s1_beta05|1|--beta 0.5"
+  "base_s1_beta05|1|--no-erase --beta 0.5"
   "ecs_s1_warmup04|1|--warmup 0.4"
   "ecs_s1_warmup08|1|--warmup 0.8"
   "base_s1_adam|1|--no-erase --optim adam --lr 0.001"

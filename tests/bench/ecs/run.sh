@@ -32,7 +32,7 @@ train_count=${BENCH_TRAIN_COUNT:-2500}
 held_count=${BENCH_HELD_COUNT:-500}
 size=128
 seeds="1 2"         # training data seed = model seed; held-out data seed = 1000 + seed
-ship_name=ecsnet-synth-small
+ship_name="ecsnet-synth-small"
 # The CI set of tests/python/test_shipped_model.py: its own seed, 250 images, train split (200).
 ci_seed=7001 ci_count=250
 
@@ -122,8 +122,9 @@ for f in sorted(d.glob("*.json")):
     ecs = not f.stem.startswith("base")
     phi = (f"{100*r['phi_precision']:.1f} ({100*r['phi_precision_fg']:.1f} / {100*r['phi_precision_bg']:.1f})"
            if ecs else "-")
+    cov = f"{100*r['phi_coverage']:.1f}%" if ecs else "-"
     print(f"| {f.stem} | {100*r['map']:.1f} | {100*r['miou_cam']:.1f} ({r['best_alpha_cam']:.2f}) | "
-          f"{100*r['fg_recall_cam']:.1f}% | {phi} | {100*r['phi_coverage']:.1f}% | {100*r['miou_combined']:.1f} |")
+          f"{100*r['fg_recall_cam']:.1f}% | {phi} | {cov} | {100*r['miou_combined']:.1f} |")
 EOF
 }
 

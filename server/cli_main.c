@@ -15,6 +15,7 @@
 #include "ecs/safetensors.h"
 #include "ecs/synth.h"
 #include "ecs/train.h"
+#include "registry.h"
 
 #include <errno.h>
 #include <math.h>
@@ -59,7 +60,8 @@ static const char *g_help =
     "      [--json] [--write-alpha]   (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
     "  info MODEL\n"
-    "MODEL defaults to $ECSNET_MODEL. Exit status: 0 ok, 1 failure, 2 bad usage.\n";
+    "MODEL defaults to $ECSNET_MODEL, else the shipped model (models/ beside the program).\n"
+    "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
 /* ---- small parsing helpers ---------------------------------------------------------------- */
 static int parse_int(const char *s, long lo, long hi, long *out) {
@@ -179,6 +181,13 @@ static int write_mask(const char *dir, const char *name, const uint8_t *m, int h
   return ok;
 }
 
+/* The model the program ships with, as the server finds it (api/registry.h), for commands
+ * given no --model: the same default for the CLI and the server. */
+static const char *shipped_model(void) {
+  static char path[4096];
+  return api_shipped_model_path(path, sizeof path) ? path : NULL;
+}
+
 static int cmd_cam(int argc, char **argv) {
   const char *image = NULL, *model = getenv("ECSNET_MODEL"), *labels = NULL, *out = NULL;
   int want_float = 0;
@@ -213,7 +222,8 @@ static int cmd_cam(int argc, char **argv) {
   }
   if (!image) return usage("cam needs an IMAGE");
   if (!out) return usage("cam needs --out DIR");
-  if (!model || !*model) return usage("cam needs --model MODEL (or $ECSNET_MODEL)");
+  if ((!model || !*model) && !(model = shipped_model()))
+    return usage("cam needs --model MODEL (or $ECSNET_MODEL; no shipped model was found)");
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(model, NULL, &e);
   if (!m) return failure(&e);
@@ -766,7 +776,8 @@ static int cmd_eval(int argc, char **argv) {
       return usage("eval: unknown option %s", op);
   }
   if (!data) return usage("eval needs --data DIR");
-  if (!model || !*model) return usage("eval needs --model MODEL (or $ECSNET_MODEL)");
+  if ((!model || !*model) && !(model = shipped_model()))
+    return usage("eval needs --model MODEL (or $ECSNET_MODEL; no shipped model was found)");
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(model, NULL, &e);
   ecs_dataset *ds = m ? ecs_dataset_open(data, &e) : NULL;

@@ -4,6 +4,7 @@ the figure docs/benchmark.md gives for that same set. The figure is read from th
 doc and the check cannot drift apart. Also checks what the model file must carry: its size
 limit, the training record (command, seed, log) and an evaluated alpha_bg."""
 import json
+import os
 import re
 import subprocess
 
@@ -86,3 +87,19 @@ def test_miou_holds_on_a_fresh_set(bin_path, model, figures, tmp_path):
     assert cam >= figures["cam"] - TOLERANCE, summary
     assert combined >= figures["combined"] - TOLERANCE, summary
     assert mAP >= figures["map"] - TOLERANCE, summary
+
+
+def test_cli_defaults_to_the_shipped_model(bin_path, tmp_path):
+    """Without --model or $ECSNET_MODEL, `ecsnet cam` uses the shipped model, as the server
+    does; with no shipped model it is a usage error naming --model."""
+    run(bin_path, "synth", "--out", tmp_path / "d", "--count", "2", "--seed", "3")
+    img = tmp_path / "d" / "JPEGImages" / "000000.jpg"
+    env = {k: v for k, v in os.environ.items() if k not in ("ECSNET_MODEL", "ECSNET_SHIPPED_MODEL")}
+    p = subprocess.run([str(bin_path("ecsnet")), "cam", str(img), "--labels", "cat", "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "o").is_dir() and any((tmp_path / "o").iterdir())
+    env["ECSNET_SHIPPED_MODEL"] = "none"
+    p = subprocess.run([str(bin_path("ecsnet")), "cam", str(img), "--out", str(tmp_path / "o2")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2 and "--model" in p.stderr

@@ -42,6 +42,7 @@ __attribute__((target("avx512f"))) static void spin512(job *j) {
   for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
   double c0 = thread_cpu();
   for (long it = 0; it < j->iters; it++)
+#pragma GCC unroll 16
     for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   j->cpu_s = thread_cpu() - c0;
   float s = 0;
@@ -62,7 +63,10 @@ static void *spin(void *arg) {
   __m256 acc[CHAINS];
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
   for (int i = 0; i < CHAINS; i++) acc[i] = _mm256_set1_ps((float)i);
+  /* fully unrolled, so that the chains live in registers: a loop over the array would go
+   * through memory and measure store-to-load latency instead of FMA throughput */
   for (long it = 0; it < iters; it++)
+#pragma GCC unroll 16
     for (int i = 0; i < CHAINS; i++) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
   float s = 0, out[8];
   for (int i = 0; i < CHAINS; i++) {

@@ -7,7 +7,11 @@
  *   case=<name> ms=<median> min_ms=<min> gflop=<work per run> runs=<n>
  *
  * Usage: bench_engine CASE [--threads N] [--runs R] [--size S] [--batch B]
- *   CASE: conv (the 3x3 convolutions of ResNet stages), resnet38d, small, train */
+ *   CASE: conv (the 3x3 convolutions of ResNet stages), resnet38d, small, train, and two A/B
+ *   comparisons of a baseline backend against the default one in the same process: dilated
+ *   (dilated convolutions; BENCH_DIL_SHAPE=i picks one shape, BENCH_DIL_KINDS a bit mask of fwd,
+ *   bwd_data, bwd_weights) and resnet38d_ab (whole passes). BENCH_BASE="NAME=VALUE" is the
+ *   baseline backend's setting: ECSNET_DNNL_PHASES=0 (no space-to-batch) unless given. */
 #include "ecs/backend.h"
 
 #include <math.h>
@@ -421,9 +425,74 @@ static void bench_conv(bench *b, int runs) {
   }
 }
 
+/* Dilated 3x3 convolutions (resnet38d's b5-b7 at 448 px, and smaller maps), forward and both
+ * backward ops, on two backends in the same process: `base` (BENCH_BASE, by default without
+ * space-to-batch: oneDNN's dilated kernels) and `b` with the default settings, timed
+ * alternately so that a busy machine slows both alike. Prints both medians and base/b. */
+static double time_op(bench *b, ecs_op *op) {
+  double t0 = now_ms();
+  run(b, op);
+  return now_ms() - t0;
+}
+
+static void bench_dilated(bench *base, bench *b, int runs, int batch) {
+  struct { int64_t ci, co, hw; int dil, k; } sh[] = {
+      {512, 1024, 56, 2, 3}, {1024, 512, 56, 2, 3}, {512, 1024, 56, 4, 3}, {1024, 2048, 56, 4, 3},
+      {256, 256, 28, 2, 3},  {256, 256, 28, 4, 3},  {128, 128, 15, 2, 3},  {128, 128, 13, 4, 3}};
+  const char *kind[3] = {"fwd", "bwd_data", "bwd_weights"};
+  int only = getenv("BENCH_DIL_SHAPE") ? atoi(getenv("BENCH_DIL_SHAPE")) : -1;
+  int kinds = getenv("BENCH_DIL_KINDS") ? atoi(getenv("BENCH_DIL_KINDS")) : 7;
+  for (int s = 0; s < (int)(sizeof sh / sizeof sh[0]); s++) {
+    if (only >= 0 && s != only) continue;
+    int64_t n = batch ? batch : 1, hw = sh[s].hw;
+    int dil = sh[s].dil;
+    ecs_tensor *x = tn(4, n, sh[s].ci, hw, hw);
+    alloc_t(base, x);
+    float *v = x->data;
+    for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
+    conv_p c = mk_conv(base, sh[s].ci, sh[s].co, sh[s].k, 1, dil);
+    ecs_tensor *blk = conv(base, x, &(conv_p){param(base, 4, sh[s].ci, sh[s].ci, 1, 1, -0.1f, 0.1f), 1, 0, 1});
+    ecs_tensor *ytmp = conv(base, blk, &c); /* a blocked dy of the output's shape */
+    for (int kd = 0; kd < 3; kd++) {
+      if (!(kinds >> kd & 1)) continue;
+      double ms[2][64];
+      for (int r = -1; r < runs; r++) {
+        for (int j = 0; j < 2; j++) {
+          int which = (r & 1) ? 1 - j : j;
+          bench *be = which ? b : base;
+          ecs_op op = {.p.conv = {{1, 1}, {c.pad, c.pad}, {dil, dil}, 1}};
+          ecs_tensor *o;
+          if (kd == 0) {
+            o = tn(4, n, sh[s].co, hw, hw);
+            op.type = ECS_OP_CONV2D, op.src[0] = blk, op.src[1] = c.w, op.dst[0] = o;
+          } else if (kd == 1) {
+            o = tn(4, n, sh[s].ci, hw, hw);
+            op.type = ECS_OP_CONV2D_BWD_DATA, op.src[0] = ytmp, op.src[1] = c.w, op.dst[0] = o;
+          } else {
+            o = tn(4, sh[s].co, sh[s].ci, sh[s].k, sh[s].k);
+            op.type = ECS_OP_CONV2D_BWD_WEIGHT, op.src[0] = blk, op.src[1] = ytmp, op.dst[0] = o;
+          }
+          double t = time_op(be, &op);
+          if (r >= 0) ms[which][r] = t;
+          drop(o);
+        }
+      }
+      qsort(ms[0], (size_t)runs, sizeof(double), cmp_d);
+      qsort(ms[1], (size_t)runs, sizeof(double), cmp_d);
+      double m0 = ms[0][runs / 2], m1 = ms[1][runs / 2];
+      double gflop = 2e-9 * (double)(n * sh[s].co * hw * hw) * (double)(sh[s].ci * sh[s].k * sh[s].k);
+      printf("case=dil_%s_k%d_c%lld_%lld_%lld_d%d base_ms=%.2f ms=%.2f ratio=%.3f gflop=%.3f runs=%d\n",
+             kind[kd], sh[s].k, (long long)sh[s].ci, (long long)sh[s].co, (long long)hw, dil, m0, m1, m0 / m1,
+             gflop, runs);
+      fflush(stdout);
+    }
+    drop(x), drop(blk), drop(ytmp), drop(c.w);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_engine conv|resnet38d|small|train [--threads N] [--runs R] [--size S] [--batch B]\n");
+    fprintf(stderr, "usage: bench_engine conv|resnet38d|small|train|dilated|resnet38d_ab [--threads N] [--runs R] [--size S] [--batch B]\n");
     return 2;
   }
   const char *what = argv[1];
@@ -450,6 +519,43 @@ int main(int argc, char **argv) {
   double ms[64];
   if (!strcmp(what, "conv")) {
     bench_conv(&b, runs);
+  } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab")) {
+    /* BENCH_BASE="NAME=VALUE": the baseline backend's setting, read when it is created */
+    const char *bb = getenv("BENCH_BASE");
+    char name[64] = "ECSNET_DNNL_PHASES", val[64] = "0";
+    if (bb && strchr(bb, '=')) {
+      snprintf(name, sizeof name, "%.*s", (int)(strchr(bb, '=') - bb), bb);
+      snprintf(val, sizeof val, "%s", strchr(bb, '=') + 1);
+    }
+    char *old = getenv(name) ? strdup(getenv(name)) : NULL;
+    setenv(name, val, 1);
+    bench base = b;
+    base.be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = threads}, &err);
+    if (old) setenv(name, old, 1);
+    else unsetenv(name);
+    free(old);
+    if (!base.be) die("backend", &err);
+    if (what[0] == 'd') {
+      bench_dilated(&base, &b, runs, batch);
+    } else { /* whole resnet38d passes, alternating between the two backends */
+      r38 m;
+      mk_r38(&b, &m);
+      ecs_tensor *img = image(&b, batch ? batch : 1, size ? size : 448);
+      double t[2][64];
+      for (int r = -1; r < runs; r++)
+        for (int j = 0; j < 2; j++) {
+          int which = (r & 1) ? 1 - j : j;
+          double t0 = now_ms();
+          drop(r38_fwd(which ? &b : &base, &m, img));
+          if (r >= 0) t[which][r] = now_ms() - t0;
+          if (r >= 0) fprintf(stderr, "pass %d %s %.1f ms\n", r, which ? "new" : "base", t[which][r]);
+        }
+      qsort(t[0], (size_t)runs, sizeof(double), cmp_d);
+      qsort(t[1], (size_t)runs, sizeof(double), cmp_d);
+      printf("case=resnet38d_ab base_ms=%.1f ms=%.1f ratio=%.3f runs=%d\n", t[0][runs / 2], t[1][runs / 2],
+             t[0][runs / 2] / t[1][runs / 2], runs);
+    }
+    ecs_backend_free(base.be);
   } else if (!strcmp(what, "resnet38d")) {
     r38 m;
     mk_r38(&b, &m);

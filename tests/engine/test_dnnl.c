@@ -170,11 +170,11 @@ static void stats(ecs_backend_stats *s) { ecs_backend_get_stats(g_cpu, s); }
 
 /* conv -> relu -> conv -> relu ... then one copy to plain: the activations stay blocked and the
  * only reorders are at the edges, however long the chain. */
-static ecs_tensor *conv_chain(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be) {
+static ecs_tensor *conv_chain_dil(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be, int dil) {
   ecs_tensor *h = x;
   for (int i = 0; i < depth; i++) {
-    ecs_tensor *y = conv_out(h, w[i], 1, 1, 1);
-    ecs_op c = conv_op(h, w[i], NULL, y, 1, 1, 1, 1);
+    ecs_tensor *y = conv_out(h, w[i], 1, dil, dil);
+    ecs_op c = conv_op(h, w[i], NULL, y, 1, dil, dil, 1);
     run_on(be, &c);
     ecs_tensor *r = tn(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3]);
     ecs_op a = {.type = ECS_OP_RELU, .src = {y}, .dst = {r}};
@@ -190,6 +190,10 @@ static ecs_tensor *conv_chain(int depth, ecs_tensor *x, ecs_tensor **w, ecs_back
   run_on(be, &cp);
   assert_int_equal(out->layout, ECS_LAYOUT_PLAIN);
   return out;
+}
+
+static ecs_tensor *conv_chain(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be) {
+  return conv_chain_dil(depth, x, w, be, 1);
 }
 
 static ecs_tensor *blocked(int64_t n, int64_t c, int64_t h, int64_t w);
@@ -225,6 +229,100 @@ static void test_conv_chain_keeps_blocked_layout(void **state) {
   stats(&s);
   assert_int_equal(s.reorders, 2);
   free_all();
+}
+
+/* A "cpu" backend created with ECSNET_DNNL_PHASES=factor: every stride-1 convolution op whose
+ * dilation the factor divides runs as space-to-batch (dnnl-phase.c). */
+static ecs_backend *phased_backend(int factor) {
+  char v[16];
+  snprintf(v, sizeof v, "%d", factor);
+  setenv("ECSNET_DNNL_PHASES", v, 1);
+  ecs_err err = {0};
+  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
+  unsetenv("ECSNET_DNNL_PHASES");
+  assert_non_null(be);
+  return be;
+}
+
+/* The chain stays blocked when its dilated convolutions run as space-to-batch: the phases are
+ * split and merged in the blocked layout, not through reorders. */
+static void test_dilated_chain_keeps_blocked_layout(void **state) {
+  (void)state;
+  ecs_backend *saved = g_cpu;
+  for (int variant = 0; variant < 3; variant++) {
+    /* the default backend (forward of dilation 4 split by 2), then forced full splits */
+    int dil = variant == 1 ? 2 : 4;
+    ecs_backend *be = variant == 0 ? g_cpu : phased_backend(dil);
+    g_cpu = be;
+    ecs_tensor *w[3];
+    for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
+    ecs_tensor *x = blocked(1, 16, 13, 11);
+    assert_int_equal(x->layout, ECS_LAYOUT_DNNL);
+    conv_chain_dil(3, x, w, be, dil);
+    ecs_backend_stats s;
+    ecs_backend_reset_stats(be);
+    uint64_t ph0 = ecs_dnnl_phased_ops();
+    ecs_tensor *y = conv_chain_dil(3, x, w, be, dil);
+    stats(&s);
+    if (ecs_dnnl_phased_ops() - ph0 != 3) fail_msg("dilation %d: %llu of 3 convolutions split", dil,
+                                                   (unsigned long long)(ecs_dnnl_phased_ops() - ph0));
+    assert_int_equal(s.reorders, 1); /* the final copy to plain */
+    assert_int_equal(s.ref_ops, 0);
+    assert_int_equal(s.primitives, 0);
+    ecs_tensor *yr = conv_chain_dil(3, clone_plain(be, x), w, g_ref, dil);
+    double e = rel_l2(y, yr);
+    if (e > 1e-4) fail_msg("dilated chain (d=%d) differs from cpu-ref: %.3g", dil, e);
+    g_cpu = saved;
+    free_all();
+    if (be != saved) ecs_backend_free(be);
+  }
+}
+
+/* Dilated convolutions through space-to-batch against the reference kernels: forward and both
+ * backward ops, dilation 2 and 4, split fully (dense phases) and dilation 4 by 2 (phases of
+ * dilation 2), odd and uneven sizes so that phases differ in size, padding none, equal to and
+ * twice the dilation, with and without bias, plain and blocked inputs. Each op must run split,
+ * except where oneDNN has no jit kernel for the split op (then it keeps the dilated path, as
+ * the backward weights of dilation 2 does on AVX2): the forward always splits, and on AVX2
+ * every op of a full split does. */
+static void test_dilated_conv_phases(void **state) {
+  (void)state;
+  ecs_backend *saved = g_cpu;
+  struct { int ci, co, dil, pad, bias, h, w, factor; } cases[] = {
+      {16, 24, 2, 2, 1, 13, 11, 2}, {8, 16, 4, 4, 0, 13, 17, 4}, {8, 16, 4, 4, 1, 15, 9, 2},
+      {12, 20, 2, 4, 1, 9, 10, 2},  {16, 16, 4, 0, 0, 14, 13, 4}, {16, 16, 4, 8, 1, 17, 11, 4},
+      {3, 8, 2, 2, 1, 5, 7, 2},     {16, 8, 4, 4, 1, 11, 15, 4},
+  };
+  int avx2 = __builtin_cpu_supports("avx2");
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    g_cpu = phased_backend(cases[i].factor);
+    for (int b = 0; b <= 1; b++) {
+      int dil = cases[i].dil, pad = cases[i].pad;
+      ecs_tensor *x = b ? blocked(2, cases[i].ci, cases[i].h, cases[i].w)
+                        : rnd(4, 2, cases[i].ci, cases[i].h, cases[i].w, -1, 1);
+      ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci, 3, 3, -0.5f, 0.5f);
+      ecs_tensor *bias = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
+      ecs_tensor *y = conv_out(x, w, 1, pad, dil);
+      ecs_op c = conv_op(x, w, bias, y, 1, pad, dil, 1);
+      uint64_t ph0 = ecs_dnnl_phased_ops();
+      parity(&c, 1, 0, 1e-4);
+      if (ecs_dnnl_phased_ops() - ph0 != 1) fail_msg("case %zu: the forward did not run split", i);
+      ecs_tensor *dy = b ? y : rnd(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3], -1, 1);
+      ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w},
+                   .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])}, .p.conv = c.p.conv};
+      parity(&bd, 1, 0, 1e-4);
+      ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy},
+                   .dst = {tn(4, w->ne[0], w->ne[1], 3, 3), bias ? tn(1, w->ne[0], 1, 1, 1) : NULL},
+                   .p.conv = c.p.conv};
+      parity(&bw, bias ? 3 : 1, 0, 1e-4);
+      uint64_t n = ecs_dnnl_phased_ops() - ph0;
+      if (avx2 && cases[i].factor == dil && n != 3)
+        fail_msg("case %zu: %llu of 3 ops ran split", i, (unsigned long long)n);
+    }
+    ecs_backend_free(g_cpu);
+    g_cpu = saved;
+    free_all();
+  }
 }
 
 static void test_primitive_cache(void **state) {
@@ -621,6 +719,8 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_conv_chain_keeps_blocked_layout),
+      cmocka_unit_test(test_dilated_chain_keeps_blocked_layout),
+      cmocka_unit_test(test_dilated_conv_phases),
       cmocka_unit_test(test_primitive_cache),
       cmocka_unit_test(test_weight_cache_sees_updates),
       cmocka_unit_test(test_backward_ops_on_dnnl),

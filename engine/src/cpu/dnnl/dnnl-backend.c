@@ -4,9 +4,14 @@
  * element-wise ops, batch norm, pooling, resize, softmax and the sums keep their input's format,
  * so activations stay blocked from layer to layer. Reorders happen only where a primitive wants
  * another format than the tensor has (counted in stats.reorders): at the network's edges
- * (ECS_OP_COPY to a plain tensor, a reference fallback) or where two operands disagree. One
- * known case of the latter: on AVX2, oneDNN 2.6 runs 3x3 convolutions with dilation 4 on its
- * GEMM kernel, which wants plain nchw, so resnet38d's b6/b7 pay a reorder on each side.
+ * (ECS_OP_COPY to a plain tensor, a reference fallback) or where two operands disagree.
+ *
+ * Dilated convolutions. On AVX2, oneDNN 2.6 runs 3x3 convolutions with dilation 4 (resnet38d's
+ * b6/b7) on its GEMM kernel, which wants plain nchw: a reorder on each side and a slow kernel.
+ * Their forward instead runs as space-to-batch (dnnl-phase.c): the map split into 2x2 phase
+ * sub-images in its blocked layout, batched, convolved with dilation 2 on the jit kernel and
+ * interleaved back; the tensors keep their blocked layout, and the split and merge are not
+ * reorders. dn_phase_factor says where this applies and why only there.
  *
  * Descriptions are interned: each distinct memory description gets one copy, owned by the
  * backend until it is freed, so a tensor's layout_desc can point at it and cache keys can use
@@ -71,6 +76,7 @@ typedef struct wentry {
 struct ecs_dnnl {
   dw_engine *eng;
   int n_threads;
+  int phases; /* ECSNET_DNNL_PHASES: 0 never split, N > 1 split by N, unset: by default */
   ecs_backend_stats stats;
   /* interned descriptions */
   dw_md **mds;
@@ -93,6 +99,17 @@ struct ecs_dnnl {
 
 dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
 int dn_threads(ecs_dnnl *d) { return d->n_threads; }
+/* Measured on AVX2 (tests/bench: bench_engine dilated): oneDNN 2.6 runs dilation 2 on its jit
+ * kernel about as fast as the dense 3x3, but dilation 4 on its GEMM path, 1.2-1.5x slower in
+ * the forward than a dilation-2 jit convolution on the 2x2 phases (which beat a full split into
+ * 4x4 dense phases by ~10%). Splitting dilation 2 lost 6-18%, and the backward ops gained
+ * nothing (0.97-1.01x at dilation 4), so by default only the forward of even dilations >= 4 is
+ * split, by dil / 2. ECSNET_DNNL_PHASES=N forces a split by N for every conv op (tests). */
+int64_t dn_phase_factor(ecs_dnnl *d, int type, int64_t dil) {
+  if (d->phases == 0 || dil < 2) return 1;
+  if (d->phases > 0) return dil % d->phases == 0 ? d->phases : 1;
+  return type == ECS_OP_CONV2D && dil >= 4 && dil % 2 == 0 ? dil / 2 : 1;
+}
 
 /* ---- interning -------------------------------------------------------------------------- */
 
@@ -393,6 +410,33 @@ static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err
                      ecs_op_name(op->type), t->name);
 }
 
+/* For a phased binding: t's full-shape description in the primitive's (split) format, and
+ * the split geometry; NULL when that format is not one dnnl-phase.c moves. */
+static const dw_md *phase_full(ecs_dnnl *d, const dn_plan *pl, const ecs_tensor *t,
+                               const dw_md *pmd, dn_phase *g) {
+  int64_t blk = dw_md_cblock(pmd);
+  if (!blk || t->nd != 4 || dw_md_dim(pmd, 0) != t->ne[0] * pl->phase[0] * pl->phase[1]) return NULL;
+  dw_md *like = dw_md_like(pmd, 4, t->ne);
+  const dw_md *full = like ? dn_intern(d, like, NULL) : NULL;
+  dw_md_free(like);
+  if (!full) return NULL;
+  *g = (dn_phase){.n = t->ne[0], .h = t->ne[2], .w = t->ne[3], .block = blk,
+                  .dh = pl->phase[0], .dw = pl->phase[1], .hs = dw_md_dim(pmd, 2), .ws = dw_md_dim(pmd, 3)};
+  g->cb = (int64_t)(dw_md_size(full) / sizeof(float)) / (g->n * g->h * g->w * blk);
+  if (g->hs * g->dh < g->h || g->ws * g->dw < g->w ||
+      dw_md_size(pmd) != sizeof(float) * (size_t)(g->n * g->dh * g->dw * g->cb * g->hs * g->ws * blk))
+    return NULL;
+  return full;
+}
+
+static ecs_status phase_unusable(const ecs_op *op, ecs_err *err) {
+  return ecs_err_set(err, ECS_ERR_BACKEND, "%s: the space-to-batch primitive has a layout it cannot split",
+                     ecs_op_name(op->type));
+}
+
+static uint64_t g_phased_ops;
+uint64_t ecs_dnnl_phased_ops(void) { return __atomic_load_n(&g_phased_ops, __ATOMIC_RELAXED); }
+
 static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   for (int i = 0; i < pl->n_in + pl->n_out; i++) {
     const ecs_tensor *t = i < pl->n_in ? pl->in[i].t : pl->out[i - pl->n_in].t;
@@ -405,6 +449,12 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     void *tp, *pp;
   } back[4];
   int n_back = 0;
+  struct {
+    dn_phase g;
+    const dw_md *tmd, *full;
+    void *tp, *sub;
+  } merge[4];
+  int n_merge = 0;
   ecs_status st;
   for (int i = 0; i < pl->n_in; i++) {
     dn_bind *b = &pl->in[i];
@@ -422,7 +472,20 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     const dw_md *tmd = dn_tensor_md(d, b->t, b->view, NULL);
     if (!tmd) return unreadable(b->t, op, err);
     if (b->t->nbytes < dw_md_size(tmd)) return too_small(b->t, dw_md_size(tmd), err);
-    if (b->kind == BK_WEIGHT) {
+    if (b->phased) {
+      dn_phase g;
+      const dw_md *full = phase_full(d, pl, b->t, pmd, &g);
+      if (!full) return phase_unusable(op, err);
+      const void *src = b->t->data;
+      if (!dw_md_equal(tmd, full)) {
+        void *p = temp(d, dw_md_size(full), err);
+        if (!p) return err ? err->status : ECS_ERR_NOMEM;
+        if ((st = reorder(d, tmd, b->t->data, full, p, err)) != ECS_OK) return st;
+        src = p;
+      }
+      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      dn_phase_split(&g, src, ptrs[b->arg], d->n_threads);
+    } else if (b->kind == BK_WEIGHT) {
       if (!(ptrs[b->arg] = weight(d, b->t, tmd, pmd, err))) return err ? err->status : ECS_ERR_BACKEND;
     } else if (dw_md_equal(tmd, pmd)) {
       ptrs[b->arg] = b->t->data;
@@ -449,7 +512,17 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     const dw_md *tmd = dn_tensor_md(d, b->t, b->view, NULL);
     if (!tmd) return unreadable(b->t, op, err);
     if (b->t->nbytes < dw_md_size(tmd)) return too_small(b->t, dw_md_size(tmd), err);
-    if (dw_md_equal(tmd, pmd)) {
+    if (b->phased) {
+      if (n_merge == 4) return phase_unusable(op, err);
+      const dw_md *full = phase_full(d, pl, b->t, pmd, &merge[n_merge].g);
+      if (!full) return phase_unusable(op, err);
+      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      merge[n_merge].tmd = tmd;
+      merge[n_merge].full = full;
+      merge[n_merge].tp = b->t->data;
+      merge[n_merge].sub = ptrs[b->arg];
+      n_merge++;
+    } else if (dw_md_equal(tmd, pmd)) {
       ptrs[b->arg] = b->t->data;
     } else {
       void *p = temp(d, dw_md_size(pmd), err);
@@ -465,6 +538,14 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
   if (pl->pre) pl->pre(d, op, pl, ptrs);
   if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) return st;
   if (pl->post) pl->post(d, op, pl, ptrs);
+  for (int i = 0; i < n_merge; i++) {
+    int direct = dw_md_equal(merge[i].tmd, merge[i].full);
+    void *p = direct ? merge[i].tp : temp(d, dw_md_size(merge[i].full), err);
+    if (!p) return err ? err->status : ECS_ERR_NOMEM;
+    dn_phase_merge(&merge[i].g, merge[i].sub, p, d->n_threads);
+    if (!direct && (st = reorder(d, merge[i].full, p, merge[i].tmd, merge[i].tp, err)) != ECS_OK) return st;
+  }
+  if (pl->phase[0]) __atomic_add_fetch(&g_phased_ops, 1, __ATOMIC_RELAXED);
   for (int i = 0; i < n_back; i++)
     if ((st = reorder(d, back[i].pmd, back[i].pp, back[i].tmd, back[i].tp, err)) != ECS_OK) return st;
   return ECS_OK;
@@ -568,6 +649,10 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
     dn_bind *b = &pl.out[i];
     const dw_md *pmd = dw_prim_md(pl.prim, b->arg);
     if (!b->t || b->keep_plain || !pmd) continue;
+    if (b->phased) {
+      dn_phase g;
+      if (!(pmd = phase_full(d, &pl, b->t, pmd, &g))) return phase_unusable(op, err);
+    }
     const dw_md *plain = dn_plain(d, b->t->nd, b->t->ne, NULL);
     if (plain && dw_md_equal(pmd, plain)) continue;
     const dw_md *in = dn_intern(d, pmd, NULL);
@@ -631,6 +716,8 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, ecs_err *err) {
     return NULL;
   }
   d->n_threads = n_threads > 0 ? n_threads : 1;
+  const char *ph = getenv("ECSNET_DNNL_PHASES");
+  d->phases = ph && *ph ? atoi(ph) : -1;
   for (int i = 0; i < MD_BUCKETS; i++) d->md_bucket[i] = -1;
   d->eng = dw_engine_create(err);
   if (!d->eng) {

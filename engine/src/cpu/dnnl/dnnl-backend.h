@@ -22,5 +22,9 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err);
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err);
 void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out);
 void ecs_dnnl_reset_stats(ecs_dnnl *d);
+/* Convolutions run as space-to-batch (dnnl-phase.c) by all backends of the process so far: for
+ * tests. Setting ECSNET_DNNL_PHASES=0 in the environment before a backend is created turns the
+ * transformation off in that backend (for comparisons). */
+uint64_t ecs_dnnl_phased_ops(void);
 
 #endif

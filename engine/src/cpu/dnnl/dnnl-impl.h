@@ -26,6 +26,7 @@ typedef struct dn_bind {
   ecs_tensor *t;       /* NULL for BK_TEMP */
   const dw_md *view;   /* for plain tensors: read them as this description (other rank) */
   int keep_plain;      /* outputs: prepare leaves the tensor plain */
+  int phased;          /* the primitive takes t split into the plan's phases (dnnl-phase.c) */
 } dn_bind;
 
 #define DN_MAX_BIND (DW_MAX_MSRC + 6)
@@ -47,11 +48,24 @@ typedef struct dn_plan {
   int n_out;
   dn_hook pre;  /* after inputs are bound, before execution */
   dn_hook post; /* after execution, before outputs are reordered into their tensors */
+  int64_t phase[2]; /* dilated convolutions run as space-to-batch: phases per dim (0: no) */
 } dn_plan;
+
+/* One tensor's space-to-batch geometry (dnnl-phase.c): [n][cb][h][w][block] full, and
+ * [n * dh * dw][cb][hs][ws][block] split. */
+typedef struct dn_phase {
+  int64_t n, cb, h, w, block, dh, dw, hs, ws;
+} dn_phase;
+
+void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads);
+void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads);
 
 /* backend services for the builders (dnnl-backend.c) */
 dw_engine *dn_engine(ecs_dnnl *d);
 int dn_threads(ecs_dnnl *d);
+/* The phase factor (a divisor of dil) by which a stride-1 convolution of dilation dil is split
+ * into sub-images, leaving dilation dil / factor; 1: not split. */
+int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);
 /* Interned description of t as it is laid out (plain: dense of its dims, or `view` when given);
  * NULL when t's layout is not one this backend reads. */
 const dw_md *dn_tensor_md(ecs_dnnl *d, const ecs_tensor *t, const dw_md *view, int32_t *id);

@@ -107,6 +107,122 @@ static void conv_key(dn_key *k, const ecs_op *op, const ecs_tensor *x, const ecs
   dn_key_i(k, op->p.conv.groups);
 }
 
+/* ---- dilated convolution as space-to-batch (dnnl-phase.c) -------------------------------- */
+
+/* A stride-1 convolution with dilation d and padding p, split per dim by a factor f that
+ * divides both (dn_phase_factor), as one of dilation d / f and padding p / f over the f_h * f_w
+ * phase sub-images of x, batched: the sub-images' shapes (xs, ys) and window (sub). Output
+ * phase (a, b) reads input phase (a, b) only because p is a multiple of f. */
+typedef struct phase_geo {
+  int64_t ph[2], xs[4], ys[4];
+  dw_window sub;
+} phase_geo;
+
+static int phase_geometry(ecs_dnnl *d, int type, const ecs_tensor *x, const ecs_tensor *y,
+                          const conv_geo *g, phase_geo *p) {
+  if (g->groups != 1) return 0;
+  int split = 0;
+  for (int i = 0; i < 2; i++) {
+    int64_t dl = g->win.dil[i] + 1, f = dn_phase_factor(d, type, dl);
+    if (g->win.stride[i] != 1 || f < 1 || dl % f || g->win.pad_l[i] % f) return 0;
+    split |= f > 1;
+    p->ph[i] = f;
+  }
+  if (!split) return 0;
+  p->xs[0] = x->ne[0] * p->ph[0] * p->ph[1];
+  p->ys[0] = p->xs[0];
+  p->xs[1] = x->ne[1];
+  p->ys[1] = y->ne[1];
+  for (int i = 0; i < 2; i++) {
+    int64_t f = p->ph[i], sdl = (g->win.dil[i] + 1) / f, ext = (g->win.k[i] - 1) * sdl + 1;
+    p->xs[2 + i] = (x->ne[2 + i] + f - 1) / f;
+    p->ys[2 + i] = (y->ne[2 + i] + f - 1) / f;
+    p->sub.k[i] = g->win.k[i];
+    p->sub.stride[i] = 1;
+    p->sub.dil[i] = sdl - 1;
+    p->sub.pad_l[i] = g->win.pad_l[i] / f;
+    p->sub.pad_r[i] = p->ys[2 + i] - 1 + ext - p->xs[2 + i] - p->sub.pad_l[i];
+    if (p->sub.pad_r[i] < 0 || p->sub.pad_r[i] >= ext) return 0;
+  }
+  return 1;
+}
+
+/* The space-to-batch primitive, or NULL where it would not run on a direct jit kernel with
+ * layouts that dnnl-phase.c can split (then the op takes the dilated path). */
+static dw_prim *phase_prim(ecs_dnnl *d, int type, const dw_md *xs, const dw_md *wa,
+                           const dw_md *bm, const dw_md *ys, const dw_window *sub) {
+  dw_engine *e = dn_engine(d);
+  dw_prim *p;
+  dw_arg xa = DW_SRC, ya = DW_DST;
+  switch (type) {
+  case ECS_OP_CONV2D: p = dw_conv_fwd(e, 0, xs, wa, bm, ys, sub, NULL); break;
+  case ECS_OP_CONV2D_BWD_DATA:
+    p = dw_conv_bwd_data(e, xs, wa, ys, sub, NULL);
+    xa = DW_DIFF_SRC, ya = DW_DIFF_DST;
+    break;
+  default: p = dw_conv_bwd_weights(e, xs, wa, bm, ys, sub, NULL), ya = DW_DIFF_DST; break;
+  }
+  if (!p) return NULL;
+  const char *impl = dw_prim_impl(p);
+  const dw_md *xm = dw_prim_md(p, xa), *ym = dw_prim_md(p, ya);
+  if (strncmp(impl, "jit", 3) != 0 || !xm || !ym || !dw_md_cblock(xm) || !dw_md_cblock(ym)) {
+    dw_prim_free(p);
+    return NULL;
+  }
+  return p;
+}
+
+/* Fills pl for op as space-to-batch when that applies and oneDNN serves it on a jit kernel;
+ * 0 otherwise. */
+static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *k0,
+                        ecs_tensor *x, ecs_tensor *w, ecs_tensor *y, ecs_tensor *bias,
+                        const conv_geo *g, const dw_md *wa, const dw_md *wview, const dw_md *bm,
+                        ecs_status *st, ecs_err *err) {
+  phase_geo p;
+  if (!phase_geometry(d, op->type, x, y, g, &p)) return 0;
+  dn_key k = *k0;
+  dn_key_i(&k, 1);
+  int found;
+  dw_prim *prim = dn_cache_get(d, &k, &found);
+  if (!found) {
+    const dw_md *xs = dn_any(d, 4, p.xs, NULL), *ys = dn_any(d, 4, p.ys, NULL);
+    if (!xs || !ys) return (*st = NOMEM()), 1;
+    prim = phase_prim(d, op->type, xs, wa, bm, ys, &p.sub);
+    if ((*st = dn_cache_put(d, &k, prim, err)) != ECS_OK) return 1;
+  }
+  if (!prim) return 0;
+  *st = ECS_OK;
+  pl->prim = prim;
+  pl->phase[0] = p.ph[0];
+  pl->phase[1] = p.ph[1];
+  switch (op->type) {
+  case ECS_OP_CONV2D:
+    in(pl, DW_SRC, BK_ACT, x, NULL);
+    pl->in[pl->n_in - 1].phased = 1;
+    in(pl, DW_WEIGHTS, BK_WEIGHT, w, wview);
+    in(pl, DW_BIAS, BK_ACT, bias, NULL);
+    out(pl, DW_DST, BK_ACT, y, 0, NULL);
+    pl->out[pl->n_out - 1].phased = 1;
+    break;
+  case ECS_OP_CONV2D_BWD_DATA:
+    in(pl, DW_DIFF_DST, BK_ACT, y, NULL);
+    pl->in[pl->n_in - 1].phased = 1;
+    in(pl, DW_WEIGHTS, BK_WEIGHT, w, wview);
+    out(pl, DW_DIFF_SRC, BK_ACT, x, 0, NULL);
+    pl->out[pl->n_out - 1].phased = 1;
+    break;
+  default:
+    in(pl, DW_SRC, BK_ACT, x, NULL);
+    pl->in[pl->n_in - 1].phased = 1;
+    in(pl, DW_DIFF_DST, BK_ACT, y, NULL);
+    pl->in[pl->n_in - 1].phased = 1;
+    out(pl, DW_DIFF_WEIGHTS, BK_ACT, w, 1, wview);
+    out(pl, DW_DIFF_BIAS, BK_ACT, bias, 1, NULL);
+    break;
+  }
+  return 1;
+}
+
 static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   ecs_tensor *x, *w, *y, *b = NULL, *db = NULL;
   switch (op->type) {
@@ -126,6 +242,8 @@ static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
   if (!xa || !ya || !wa || (g.wnd == 5 && !wview) || (bias && !bm)) return NOMEM();
   dn_key k;
   conv_key(&k, op, x, w, y, bias != NULL);
+  ecs_status pst;
+  if (build_phased(d, op, pl, &k, x, w, y, bias, &g, wa, wview, bm, &pst, err)) return pst;
   switch (op->type) {
   case ECS_OP_CONV2D:
     LOOKUP(d, &k, pl, dw_conv_fwd(e, 0, xa, wa, bm, ya, &g.win, err_));

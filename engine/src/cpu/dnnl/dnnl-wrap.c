@@ -125,6 +125,12 @@ static int tag4_index(const dw_md *m) {
   return -1;
 }
 
+int dw_md_cblock(const dw_md *md) {
+  static const int blocks[] = {1, 0, 8, 16, 4}; /* per g_tags4 */
+  int k = tag4_index(md);
+  return k < 0 ? 0 : blocks[k];
+}
+
 dw_md *dw_md_like(const dw_md *proto, int nd, const int64_t *dims) {
   if (proto->d.ndims != nd) return NULL;
   if (nd != 4) return dw_md_plain(nd, dims);
@@ -524,6 +530,13 @@ const dw_md *dw_prim_md(const dw_prim *p, dw_arg arg) {
 }
 
 size_t dw_prim_scratchpad_size(const dw_prim *p) { return p->scratch_size; }
+
+const char *dw_prim_impl(const dw_prim *p) {
+  const char *s = NULL;
+  if (dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &s) != dnnl_success || !s)
+    return "";
+  return s;
+}
 
 static dnnl_status_t point(dw_engine *e, dnnl_memory_t *mem, const dnnl_memory_desc_t *md,
                            void *ptr) {

@@ -76,6 +76,9 @@ size_t dw_md_size(const dw_md *md); /* bytes, padding included */
 int dw_md_ndims(const dw_md *md);
 int64_t dw_md_dim(const dw_md *md, int i);
 int dw_md_is_f32(const dw_md *md);
+/* For a 4-D f32 description laid out densely as [N][C/B][H][W][B] (nchw: B = 1, nChw4c,
+ * nChw8c, nChw16c), B; otherwise 0. */
+int dw_md_cblock(const dw_md *md);
 /* Describes md in a short human string ("nChw8c 1x64x56x56") for error messages. */
 const char *dw_md_str(const dw_md *md, char *buf, size_t n);
 
@@ -120,6 +123,8 @@ void dw_prim_free(dw_prim *p); /* accepts NULL */
 /* The description the primitive expects for an argument, or NULL when it takes none. */
 const dw_md *dw_prim_md(const dw_prim *p, dw_arg arg);
 size_t dw_prim_scratchpad_size(const dw_prim *p);
+/* oneDNN's name for the implementation it chose ("jit:avx2", "x64:gemm:jit", ...). */
+const char *dw_prim_impl(const dw_prim *p);
 
 /* Runs p with ptrs[role] (NULL for roles it does not take) and the caller's scratchpad of at
  * least dw_prim_scratchpad_size bytes; waits for completion. */

@@ -425,6 +425,35 @@ static void bench_conv(bench *b, int runs) {
   }
 }
 
+/* bench_conv's shapes, alternating between two backends (see bench_dilated) */
+static void bench_conv_ab(bench *base, bench *b, int runs, int batch) {
+  struct { int64_t c, hw; } st[] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
+  int only = getenv("BENCH_DIL_SHAPE") ? atoi(getenv("BENCH_DIL_SHAPE")) : -1;
+  for (int s = 0; s < 4; s++) {
+    if (only >= 0 && s != only) continue;
+    ecs_tensor *x = tn(4, batch ? batch : 8, st[s].c, st[s].hw, st[s].hw);
+    alloc_t(base, x);
+    float *v = x->data;
+    for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
+    conv_p c = mk_conv(base, st[s].c, st[s].c, 3, 1, 1);
+    ecs_tensor *blk = conv(base, x, &(conv_p){param(base, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), 1, 0, 1});
+    double ms[2][64];
+    for (int r = -1; r < runs; r++)
+      for (int j = 0; j < 2; j++) {
+        int which = (r & 1) ? 1 - j : j;
+        double t0 = now_ms();
+        drop(conv(which ? b : base, blk, &c));
+        if (r >= 0) ms[which][r] = now_ms() - t0;
+      }
+    qsort(ms[0], (size_t)runs, sizeof(double), cmp_d);
+    qsort(ms[1], (size_t)runs, sizeof(double), cmp_d);
+    printf("case=conv3x3_ab_c%lld_%lld base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", (long long)st[s].c,
+           (long long)st[s].hw, ms[0][runs / 2], ms[1][runs / 2], ms[0][runs / 2] / ms[1][runs / 2], runs);
+    fflush(stdout);
+    drop(x), drop(blk), drop(c.w);
+  }
+}
+
 /* Dilated 3x3 convolutions (resnet38d's b5-b7 at 448 px, and smaller maps), forward and both
  * backward ops, on two backends in the same process: `base` (BENCH_BASE, by default without
  * space-to-batch: oneDNN's dilated kernels) and `b` with the default settings, timed
@@ -519,7 +548,8 @@ int main(int argc, char **argv) {
   double ms[64];
   if (!strcmp(what, "conv")) {
     bench_conv(&b, runs);
-  } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab")) {
+  } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab") || !strcmp(what, "small_ab") ||
+             !strcmp(what, "conv_ab")) {
     /* BENCH_BASE="NAME=VALUE": the baseline backend's setting, read when it is created */
     const char *bb = getenv("BENCH_BASE");
     char name[64] = "ECSNET_DNNL_PHASES", val[64] = "0";
@@ -537,6 +567,24 @@ int main(int argc, char **argv) {
     if (!base.be) die("backend", &err);
     if (what[0] == 'd') {
       bench_dilated(&base, &b, runs, batch);
+    } else if (what[0] == 'c') {
+      bench_conv_ab(&base, &b, runs, batch);
+    } else if (what[0] == 's') { /* small network passes at batch 1, alternating */
+      small m;
+      mk_small(&b, &m);
+      ecs_tensor *img = image(&b, batch ? batch : 1, size ? size : 320);
+      double t[2][64];
+      for (int r = -2; r < runs; r++)
+        for (int j = 0; j < 2; j++) {
+          int which = (r & 1) ? 1 - j : j;
+          double t0 = now_ms();
+          drop(small_fwd(which ? &b : &base, &m, img, NULL));
+          if (r >= 0) t[which][r] = now_ms() - t0;
+        }
+      qsort(t[0], (size_t)runs, sizeof(double), cmp_d);
+      qsort(t[1], (size_t)runs, sizeof(double), cmp_d);
+      printf("case=small_ab base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", t[0][runs / 2], t[1][runs / 2],
+             t[0][runs / 2] / t[1][runs / 2], runs);
     } else { /* whole resnet38d passes, alternating between the two backends */
       r38 m;
       mk_r38(&b, &m);

@@ -325,6 +325,48 @@ static void test_dilated_conv_phases(void **state) {
   }
 }
 
+/* Forward convolutions of a batch of narrow maps run with the images side by side in one wide
+ * map (dnnl-phase.c): against the reference kernels over kernel sizes, paddings (none, equal,
+ * larger than the kernel's half), odd sizes, bias, plain and blocked inputs; and a chain of
+ * them keeps the blocked layout. */
+static void test_narrow_maps_side_by_side(void **state) {
+  (void)state;
+  struct { int n, ci, co, k, ph, pw, bias, h, w; } cases[] = {
+      {3, 16, 24, 3, 1, 1, 1, 7, 5}, {2, 12, 8, 3, 0, 0, 0, 6, 7}, {4, 8, 16, 5, 2, 2, 1, 5, 3},
+      {2, 16, 16, 3, 2, 1, 0, 7, 7}, {5, 3, 8, 3, 1, 2, 1, 4, 4},  {2, 8, 8, 5, 1, 0, 1, 9, 7},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (int b = 0; b <= 1; b++) {
+      ecs_tensor *x = b ? blocked(cases[i].n, cases[i].ci, cases[i].h, cases[i].w)
+                        : rnd(4, cases[i].n, cases[i].ci, cases[i].h, cases[i].w, -1, 1);
+      ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci, cases[i].k, cases[i].k, -0.5f, 0.5f);
+      ecs_tensor *bias = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
+      ecs_tensor *y = tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], cases[i].k, 1, cases[i].ph, 1),
+                         ecs_conv_out_size(x->ne[3], cases[i].k, 1, cases[i].pw, 1));
+      ecs_op c = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
+                  .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {1, 1}, 1}};
+      uint64_t n0 = ecs_dnnl_phased_ops();
+      parity(&c, 1, 0, 1e-4);
+      if (ecs_dnnl_phased_ops() - n0 != 1) fail_msg("case %zu: the forward did not run side by side", i);
+    }
+  free_all();
+  ecs_tensor *w[3];
+  for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
+  ecs_tensor *x = blocked(3, 16, 7, 7);
+  conv_chain(3, x, w, g_cpu);
+  ecs_backend_stats s;
+  ecs_backend_reset_stats(g_cpu);
+  uint64_t n0 = ecs_dnnl_phased_ops();
+  ecs_tensor *y = conv_chain(3, x, w, g_cpu);
+  stats(&s);
+  assert_int_equal(ecs_dnnl_phased_ops() - n0, 3);
+  assert_int_equal(s.reorders, 1); /* the final copy to plain */
+  assert_int_equal(s.ref_ops, 0);
+  double e = rel_l2(y, conv_chain(3, clone_plain(g_cpu, x), w, g_ref));
+  if (e > 1e-4) fail_msg("side-by-side chain differs from cpu-ref: %.3g", e);
+  free_all();
+}
+
 static void test_primitive_cache(void **state) {
   (void)state;
   ecs_tensor *x = rnd(4, 1, 8, 9, 9, -1, 1), *w = rnd(4, 8, 8, 3, 3, -1, 1);
@@ -721,6 +763,7 @@ int main(void) {
       cmocka_unit_test(test_conv_chain_keeps_blocked_layout),
       cmocka_unit_test(test_dilated_chain_keeps_blocked_layout),
       cmocka_unit_test(test_dilated_conv_phases),
+      cmocka_unit_test(test_narrow_maps_side_by_side),
       cmocka_unit_test(test_primitive_cache),
       cmocka_unit_test(test_weight_cache_sees_updates),
       cmocka_unit_test(test_backward_ops_on_dnnl),

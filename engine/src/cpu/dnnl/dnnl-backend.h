@@ -22,9 +22,11 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err);
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err);
 void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out);
 void ecs_dnnl_reset_stats(ecs_dnnl *d);
-/* Convolutions run as space-to-batch (dnnl-phase.c) by all backends of the process so far: for
- * tests. Setting ECSNET_DNNL_PHASES=0 in the environment before a backend is created turns the
- * transformation off in that backend (for comparisons). */
+/* Convolutions run on rearranged activations (dnnl-phase.c: dilated ones as space-to-batch,
+ * batches of narrow maps side by side) by all backends of the process so far: for tests.
+ * ECSNET_DNNL_PHASES (0: never split; N: split every conv op by N) and ECSNET_DNNL_PACK (widest
+ * output row put side by side; 0: never), read when a backend is created, change this for
+ * comparisons and tests. */
 uint64_t ecs_dnnl_phased_ops(void);
 
 #endif

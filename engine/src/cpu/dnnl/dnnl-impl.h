@@ -48,13 +48,17 @@ typedef struct dn_plan {
   int n_out;
   dn_hook pre;  /* after inputs are bound, before execution */
   dn_hook post; /* after execution, before outputs are reordered into their tensors */
-  int64_t phase[2]; /* dilated convolutions run as space-to-batch: phases per dim (0: no) */
+  /* Convolutions that run on rearranged activations (dnnl-phase.c): dilated ones as
+   * space-to-batch, phase[] phases per dim; or a batch of narrow maps side by side in one wide
+   * map, slot columns apart (0: neither). */
+  int64_t phase[2], slot;
 } dn_plan;
 
-/* One tensor's space-to-batch geometry (dnnl-phase.c): [n][cb][h][w][block] full, and
- * [n * dh * dw][cb][hs][ws][block] split. */
+/* One tensor's rearrangement (dnnl-phase.c), [n][cb][h][w][block] in full. Space-to-batch
+ * (slot 0): [n * dh * dw][cb][hs][ws][block]. Side by side (slot > 0, dh = dw = 1):
+ * [1][cb][h][ws][block], image i's columns starting at i * slot, zeros between. */
 typedef struct dn_phase {
-  int64_t n, cb, h, w, block, dh, dw, hs, ws;
+  int64_t n, cb, h, w, block, dh, dw, hs, ws, slot;
 } dn_phase;
 
 void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads);
@@ -66,6 +70,8 @@ int dn_threads(ecs_dnnl *d);
 /* The phase factor (a divisor of dil) by which a stride-1 convolution of dilation dil is split
  * into sub-images, leaving dilation dil / factor; 1: not split. */
 int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);
+/* Forward convolutions of a batch whose output rows are at most this wide run side by side. */
+int dn_pack_width(ecs_dnnl *d);
 /* Interned description of t as it is laid out (plain: dense of its dims, or `view` when given);
  * NULL when t's layout is not one this backend reads. */
 const dw_md *dn_tensor_md(ecs_dnnl *d, const ecs_tensor *t, const dw_md *view, int32_t *id);

@@ -114,7 +114,7 @@ static void conv_key(dn_key *k, const ecs_op *op, const ecs_tensor *x, const ecs
  * phase sub-images of x, batched: the sub-images' shapes (xs, ys) and window (sub). Output
  * phase (a, b) reads input phase (a, b) only because p is a multiple of f. */
 typedef struct phase_geo {
-  int64_t ph[2], xs[4], ys[4];
+  int64_t ph[2], slot, xs[4], ys[4];
   dw_window sub;
 } phase_geo;
 
@@ -144,6 +144,29 @@ static int phase_geometry(ecs_dnnl *d, int type, const ecs_tensor *x, const ecs_
     p->sub.pad_r[i] = p->ys[2 + i] - 1 + ext - p->xs[2 + i] - p->sub.pad_l[i];
     if (p->sub.pad_r[i] < 0 || p->sub.pad_r[i] >= ext) return 0;
   }
+  return 1;
+}
+
+/* A forward stride-1 dense convolution of a batch of maps whose output rows are at most
+ * dn_pack_width wide, as one over the images side by side in a single wide map (dnnl-phase.c):
+ * slot columns apart, the gaps (max of the left and right padding) standing for each image's
+ * own padding. */
+static int pack_geometry(ecs_dnnl *d, int type, const ecs_tensor *x, const ecs_tensor *y,
+                         const conv_geo *g, phase_geo *p) {
+  if (type != ECS_OP_CONV2D || g->groups != 1 || x->ne[0] < 2 || y->ne[3] > dn_pack_width(d) ||
+      g->win.k[1] < 2) /* 1x1 kernels see h*w as one dimension already */
+    return 0;
+  for (int i = 0; i < 2; i++)
+    if (g->win.stride[i] != 1 || g->win.dil[i] != 0 || g->win.pad_r[i] < 0) return 0;
+  int64_t pl = g->win.pad_l[1], pr = g->win.pad_r[1], gap = pl > pr ? pl : pr;
+  if ((pl < pr ? pl : pr) + 1 > g->win.k[1]) return 0;
+  p->ph[0] = p->ph[1] = 1;
+  p->slot = x->ne[3] + gap;
+  int64_t xs[4] = {1, x->ne[1], x->ne[2], (x->ne[0] - 1) * p->slot + x->ne[3]};
+  int64_t ys[4] = {1, y->ne[1], y->ne[2], (x->ne[0] - 1) * p->slot + y->ne[3]};
+  memcpy(p->xs, xs, sizeof xs);
+  memcpy(p->ys, ys, sizeof ys);
+  p->sub = g->win;
   return 1;
 }
 
@@ -178,10 +201,11 @@ static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key
                         ecs_tensor *x, ecs_tensor *w, ecs_tensor *y, ecs_tensor *bias,
                         const conv_geo *g, const dw_md *wa, const dw_md *wview, const dw_md *bm,
                         ecs_status *st, ecs_err *err) {
-  phase_geo p;
-  if (!phase_geometry(d, op->type, x, y, g, &p)) return 0;
+  phase_geo p = {0};
+  int kind = phase_geometry(d, op->type, x, y, g, &p) ? 1 : pack_geometry(d, op->type, x, y, g, &p) ? 2 : 0;
+  if (!kind) return 0;
   dn_key k = *k0;
-  dn_key_i(&k, 1);
+  dn_key_i(&k, kind);
   int found;
   dw_prim *prim = dn_cache_get(d, &k, &found);
   if (!found) {
@@ -193,8 +217,9 @@ static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key
   if (!prim) return 0;
   *st = ECS_OK;
   pl->prim = prim;
-  pl->phase[0] = p.ph[0];
-  pl->phase[1] = p.ph[1];
+  pl->phase[0] = p.slot ? 0 : p.ph[0];
+  pl->phase[1] = p.slot ? 0 : p.ph[1];
+  pl->slot = p.slot;
   switch (op->type) {
   case ECS_OP_CONV2D:
     in(pl, DW_SRC, BK_ACT, x, NULL);

@@ -9,7 +9,13 @@
  * there are dropped.
  *
  * Both sides are [N][C/B][H][W][B] (nchw is B = 1); sub-image (n, ph, pw) is batch entry
- * (n * dh + ph) * dw + pw. Pure memory movement, no oneDNN call. */
+ * (n * dh + ph) * dw + pw.
+ *
+ * The converse for a batch of small maps (7x7 at the end of a ResNet): the jit kernel works
+ * along rows, and a 7-wide row keeps it far from its peak. Images side by side in one wide map,
+ * `slot` columns apart with zero columns between them wide enough to stand for each image's
+ * own padding, make one stride-1 convolution whose outputs at image i's columns are image i's;
+ * the outputs over the gaps are dropped. Pure memory movement, no oneDNN call. */
 #include "dnnl-impl.h"
 
 #include <string.h>
@@ -24,7 +30,46 @@ static void copy_px(float *dst, const float *src, int64_t b) {
   }
 }
 
+/* A batch of narrow maps side by side: rows of one wide map. */
+static void pack_rows(const dn_phase *g, const float *src, float *dst, int n_threads) {
+  const int64_t b = g->block, rows = g->cb * g->h;
+  (void)n_threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+#endif
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t cb = r / g->h, h = r % g->h;
+    float *drow = dst + r * g->ws * b;
+    for (int64_t i = 0; i < g->n; i++) {
+      const float *srow = src + ((i * g->cb + cb) * g->h + h) * g->w * b;
+      float *d = drow + i * g->slot * b;
+      memcpy(d, srow, sizeof(float) * (size_t)(g->w * b));
+      int64_t gap = (i + 1 < g->n ? g->slot : g->w) - g->w;
+      if (gap > 0) memset(d + g->w * b, 0, sizeof(float) * (size_t)(gap * b));
+    }
+  }
+}
+
+static void unpack_rows(const dn_phase *g, const float *src, float *dst, int n_threads) {
+  const int64_t b = g->block, rows = g->cb * g->h;
+  (void)n_threads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+#endif
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t cb = r / g->h, h = r % g->h;
+    const float *srow = src + r * g->ws * b;
+    for (int64_t i = 0; i < g->n; i++)
+      memcpy(dst + ((i * g->cb + cb) * g->h + h) * g->w * b, srow + i * g->slot * b,
+             sizeof(float) * (size_t)(g->w * b));
+  }
+}
+
 void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads) {
+  if (g->slot) {
+    pack_rows(g, src, dst, n_threads);
+    return;
+  }
   const int64_t b = g->block, nplanes = g->n * g->dh * g->dw * g->cb;
   (void)n_threads;
 #ifdef _OPENMP
@@ -51,6 +96,10 @@ void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threa
 }
 
 void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads) {
+  if (g->slot) {
+    unpack_rows(g, src, dst, n_threads);
+    return;
+  }
   const int64_t b = g->block, nplanes = g->n * g->dh * g->dw * g->cb;
   (void)n_threads;
 #ifdef _OPENMP

@@ -233,16 +233,18 @@ static void test_conv_chain_keeps_blocked_layout(void **state) {
 
 /* A "cpu" backend created with ECSNET_DNNL_PHASES=factor: every stride-1 convolution op whose
  * dilation the factor divides runs as space-to-batch (dnnl-phase.c). */
-static ecs_backend *phased_backend(int factor) {
+static ecs_backend *backend_with(const char *name, int value) {
   char v[16];
-  snprintf(v, sizeof v, "%d", factor);
-  setenv("ECSNET_DNNL_PHASES", v, 1);
+  snprintf(v, sizeof v, "%d", value);
+  setenv(name, v, 1);
   ecs_err err = {0};
   ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
-  unsetenv("ECSNET_DNNL_PHASES");
+  unsetenv(name);
   assert_non_null(be);
   return be;
 }
+
+static ecs_backend *phased_backend(int factor) { return backend_with("ECSNET_DNNL_PHASES", factor); }
 
 /* The chain stays blocked when its dilated convolutions run as space-to-batch: the phases are
  * split and merged in the blocked layout, not through reorders. */
@@ -325,16 +327,23 @@ static void test_dilated_conv_phases(void **state) {
   }
 }
 
-/* Forward convolutions of a batch of narrow maps run with the images side by side in one wide
- * map (dnnl-phase.c): against the reference kernels over kernel sizes, paddings (none, equal,
- * larger than the kernel's half), odd sizes, bias, plain and blocked inputs; and a chain of
+/* Forward convolutions of a batch of narrow maps run with the images side by side in wide maps
+ * (dnnl-phase.c): against the reference kernels over kernel sizes, paddings (none, equal,
+ * larger than the kernel's half, unequal per dim), odd sizes, bias, plain and blocked inputs,
+ * all images in one wide map or spread over several with the last one short; and a chain of
  * them keeps the blocked layout. */
 static void test_narrow_maps_side_by_side(void **state) {
   (void)state;
   struct { int n, ci, co, k, ph, pw, bias, h, w; } cases[] = {
       {3, 16, 24, 3, 1, 1, 1, 7, 5}, {2, 12, 8, 3, 0, 0, 0, 6, 7}, {4, 8, 16, 5, 2, 2, 1, 5, 3},
       {2, 16, 16, 3, 2, 1, 0, 7, 7}, {5, 3, 8, 3, 1, 2, 1, 4, 4},  {2, 8, 8, 5, 1, 0, 1, 9, 7},
+      {7, 8, 8, 3, 1, 1, 1, 3, 5},
   };
+  ecs_backend *saved = g_cpu;
+  /* the default (all images in one wide map here), then wide maps of at most 20 columns: 2 or
+   * 3 images each, the last one short of images */
+  for (int narrow = 0; narrow <= 1; narrow++) {
+  if (narrow) g_cpu = backend_with("ECSNET_DNNL_PACK", 20);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     for (int b = 0; b <= 1; b++) {
       ecs_tensor *x = b ? blocked(cases[i].n, cases[i].ci, cases[i].h, cases[i].w)
@@ -350,6 +359,9 @@ static void test_narrow_maps_side_by_side(void **state) {
       if (ecs_dnnl_phased_ops() - n0 != 1) fail_msg("case %zu: the forward did not run side by side", i);
     }
   free_all();
+  if (narrow) ecs_backend_free(g_cpu);
+  g_cpu = saved;
+  }
   ecs_tensor *w[3];
   for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
   ecs_tensor *x = blocked(3, 16, 7, 7);

@@ -15,10 +15,13 @@
  *
  * Narrow maps. The jit kernel works along output rows; on 7-wide rows (a ResNet's last stage
  * at batch > 1) it stays far from its peak. The forward of such a batch runs with its images
- * side by side in one wide map, zero columns between them (dnnl-phase.c again; ~12% more
- * multiply-adds over the gaps, 1.1-1.3x faster for 512 channels at 7x7, batch 8). Wider maps
- * lost (14x14: 0.92x, 56x56: 0.82x), so only output rows of at most 7 (ECSNET_DNNL_PACK=N
- * sets the width, 0 turns it off).
+ * side by side in wide maps, zero columns between them (dnnl-phase.c again; ~12% more
+ * multiply-adds over the gaps for 7x7, still 1.1-1.3x faster for 512 channels at batch 8 and
+ * 16). As many images go to a wide map as keep its output rows within 64 columns (8 of 7x7,
+ * 4 of 14x14 (0.98-1.08x), 2 of 28x28 (1.01x)). A cap, because rows of a whole batch lost
+ * (8 of 56x56 in 455 columns: 0.82x; 8 of 14x14 in 119: 0.92x); 16 of 7x7 in 127 columns
+ * measured 1.00x once and 1.34x once on this shared machine, against 1.26-1.32x as two rows
+ * of 63. ECSNET_DNNL_PACK=N sets the width, 0 turns it off.
  *
  * Descriptions are interned: each distinct memory description gets one copy, owned by the
  * backend until it is freed, so a tensor's layout_desc can point at it and cache keys can use
@@ -83,7 +86,7 @@ typedef struct wentry {
 struct ecs_dnnl {
   dw_engine *eng;
   int n_threads;
-  int pack_w; /* ECSNET_DNNL_PACK: widest output row put side by side (0: never) */
+  int pack_w; /* ECSNET_DNNL_PACK: widest output row of maps side by side (0: never) */
   int phases; /* ECSNET_DNNL_PHASES: 0 never split, N > 1 split by N, unset: by default */
   ecs_backend_stats stats;
   /* interned descriptions */
@@ -424,7 +427,8 @@ static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err
  * the split geometry; NULL when that format is not one dnnl-phase.c moves. */
 static const dw_md *phase_full(ecs_dnnl *d, const dn_plan *pl, const ecs_tensor *t,
                                const dw_md *pmd, dn_phase *g) {
-  int64_t blk = dw_md_cblock(pmd), nsub = pl->slot ? 1 : t->ne[0] * pl->phase[0] * pl->phase[1];
+  int64_t blk = dw_md_cblock(pmd);
+  int64_t nsub = pl->slot ? (t->ne[0] + pl->per - 1) / pl->per : t->ne[0] * pl->phase[0] * pl->phase[1];
   if (!blk || t->nd != 4 || dw_md_dim(pmd, 0) != nsub) return NULL;
   dw_md *like = dw_md_like(pmd, 4, t->ne);
   const dw_md *full = like ? dn_intern(d, like, NULL) : NULL;
@@ -432,10 +436,10 @@ static const dw_md *phase_full(ecs_dnnl *d, const dn_plan *pl, const ecs_tensor 
   if (!full) return NULL;
   *g = (dn_phase){.n = t->ne[0], .h = t->ne[2], .w = t->ne[3], .block = blk,
                   .dh = pl->slot ? 1 : pl->phase[0], .dw = pl->slot ? 1 : pl->phase[1],
-                  .hs = dw_md_dim(pmd, 2), .ws = dw_md_dim(pmd, 3), .slot = pl->slot};
+                  .hs = dw_md_dim(pmd, 2), .ws = dw_md_dim(pmd, 3), .slot = pl->slot, .per = pl->per};
   g->cb = (int64_t)(dw_md_size(full) / sizeof(float)) / (g->n * g->h * g->w * blk);
   if (dw_md_size(pmd) != sizeof(float) * (size_t)(nsub * g->cb * g->hs * g->ws * blk)) return NULL;
-  if (g->slot ? g->hs != g->h || g->slot < g->w || g->ws != (g->n - 1) * g->slot + g->w
+  if (g->slot ? g->hs != g->h || g->slot < g->w || g->per < 1 || g->ws != (g->per - 1) * g->slot + g->w
               : g->hs * g->dh < g->h || g->ws * g->dw < g->w)
     return NULL;
   return full;
@@ -731,7 +735,7 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, ecs_err *err) {
   const char *ph = getenv("ECSNET_DNNL_PHASES");
   d->phases = ph && *ph ? atoi(ph) : -1;
   const char *pk = getenv("ECSNET_DNNL_PACK");
-  d->pack_w = pk && *pk ? atoi(pk) : 7;
+  d->pack_w = pk && *pk ? atoi(pk) : 64;
   for (int i = 0; i < MD_BUCKETS; i++) d->md_bucket[i] = -1;
   d->eng = dw_engine_create(err);
   if (!d->eng) {

@@ -49,16 +49,17 @@ typedef struct dn_plan {
   dn_hook pre;  /* after inputs are bound, before execution */
   dn_hook post; /* after execution, before outputs are reordered into their tensors */
   /* Convolutions that run on rearranged activations (dnnl-phase.c): dilated ones as
-   * space-to-batch, phase[] phases per dim; or a batch of narrow maps side by side in one wide
-   * map, slot columns apart (0: neither). */
-  int64_t phase[2], slot;
+   * space-to-batch, phase[] phases per dim; or a batch of narrow maps side by side, `per`
+   * images to a wide map, slot columns apart (0: neither). */
+  int64_t phase[2], slot, per;
 } dn_plan;
 
 /* One tensor's rearrangement (dnnl-phase.c), [n][cb][h][w][block] in full. Space-to-batch
  * (slot 0): [n * dh * dw][cb][hs][ws][block]. Side by side (slot > 0, dh = dw = 1):
- * [1][cb][h][ws][block], image i's columns starting at i * slot, zeros between. */
+ * [ceil(n / per)][cb][h][ws][block], image i in wide map i / per, its columns from
+ * (i % per) * slot, zeros between and in the slots past the last image. */
 typedef struct dn_phase {
-  int64_t n, cb, h, w, block, dh, dw, hs, ws, slot;
+  int64_t n, cb, h, w, block, dh, dw, hs, ws, slot, per;
 } dn_phase;
 
 void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads);
@@ -70,7 +71,8 @@ int dn_threads(ecs_dnnl *d);
 /* The phase factor (a divisor of dil) by which a stride-1 convolution of dilation dil is split
  * into sub-images, leaving dilation dil / factor; 1: not split. */
 int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);
-/* Forward convolutions of a batch whose output rows are at most this wide run side by side. */
+/* Forward convolutions of a batch of narrow maps run side by side in wide maps of output rows at
+ * most this wide (0: never). */
 int dn_pack_width(ecs_dnnl *d);
 /* Interned description of t as it is laid out (plain: dense of its dims, or `view` when given);
  * NULL when t's layout is not one this backend reads. */

@@ -114,7 +114,7 @@ static void conv_key(dn_key *k, const ecs_op *op, const ecs_tensor *x, const ecs
  * phase sub-images of x, batched: the sub-images' shapes (xs, ys) and window (sub). Output
  * phase (a, b) reads input phase (a, b) only because p is a multiple of f. */
 typedef struct phase_geo {
-  int64_t ph[2], slot, xs[4], ys[4];
+  int64_t ph[2], slot, per, xs[4], ys[4];
   dw_window sub;
 } phase_geo;
 
@@ -147,23 +147,30 @@ static int phase_geometry(ecs_dnnl *d, int type, const ecs_tensor *x, const ecs_
   return 1;
 }
 
-/* A forward stride-1 dense convolution of a batch of maps whose output rows are at most
- * dn_pack_width wide, as one over the images side by side in a single wide map (dnnl-phase.c):
- * slot columns apart, the gaps (max of the left and right padding) standing for each image's
- * own padding. */
+/* A forward stride-1 dense convolution of a batch of narrow maps, as one over wide maps of
+ * several images side by side (dnnl-phase.c): slot columns apart, the gaps (max of the left
+ * and right padding) standing for each image's own padding; as many images to a wide map as
+ * keep its output rows within dn_pack_width, spread evenly over the wide maps. */
 static int pack_geometry(ecs_dnnl *d, int type, const ecs_tensor *x, const ecs_tensor *y,
                          const conv_geo *g, phase_geo *p) {
-  if (type != ECS_OP_CONV2D || g->groups != 1 || x->ne[0] < 2 || y->ne[3] > dn_pack_width(d) ||
+  if (type != ECS_OP_CONV2D || g->groups != 1 || x->ne[0] < 2 ||
       g->win.k[1] < 2) /* 1x1 kernels see h*w as one dimension already */
     return 0;
   for (int i = 0; i < 2; i++)
     if (g->win.stride[i] != 1 || g->win.dil[i] != 0 || g->win.pad_r[i] < 0) return 0;
   int64_t pl = g->win.pad_l[1], pr = g->win.pad_r[1], gap = pl > pr ? pl : pr;
   if ((pl < pr ? pl : pr) + 1 > g->win.k[1]) return 0;
+  int64_t n = x->ne[0], slot = x->ne[3] + gap, wo = y->ne[3];
+  int64_t per = wo > dn_pack_width(d) ? 1 : (dn_pack_width(d) - wo) / slot + 1;
+  if (per > n) per = n;
+  if (per < 2) return 0;
+  int64_t nw = (n + per - 1) / per;
+  per = (n + nw - 1) / nw;
   p->ph[0] = p->ph[1] = 1;
-  p->slot = x->ne[3] + gap;
-  int64_t xs[4] = {1, x->ne[1], x->ne[2], (x->ne[0] - 1) * p->slot + x->ne[3]};
-  int64_t ys[4] = {1, y->ne[1], y->ne[2], (x->ne[0] - 1) * p->slot + y->ne[3]};
+  p->slot = slot;
+  p->per = per;
+  int64_t xs[4] = {nw, x->ne[1], x->ne[2], (per - 1) * slot + x->ne[3]};
+  int64_t ys[4] = {nw, y->ne[1], y->ne[2], (per - 1) * slot + wo};
   memcpy(p->xs, xs, sizeof xs);
   memcpy(p->ys, ys, sizeof ys);
   p->sub = g->win;
@@ -220,6 +227,7 @@ static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key
   pl->phase[0] = p.slot ? 0 : p.ph[0];
   pl->phase[1] = p.slot ? 0 : p.ph[1];
   pl->slot = p.slot;
+  pl->per = p.per;
   switch (op->type) {
   case ECS_OP_CONV2D:
     in(pl, DW_SRC, BK_ACT, x, NULL);

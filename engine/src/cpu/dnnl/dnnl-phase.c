@@ -30,37 +30,40 @@ static void copy_px(float *dst, const float *src, int64_t b) {
   }
 }
 
-/* A batch of narrow maps side by side: rows of one wide map. */
+/* A batch of narrow maps side by side: rows of wide maps. */
 static void pack_rows(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  const int64_t b = g->block, rows = g->cb * g->h;
+  const int64_t b = g->block, rows = (g->n + g->per - 1) / g->per * g->cb * g->h;
   (void)n_threads;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads)
 #endif
   for (int64_t r = 0; r < rows; r++) {
-    int64_t cb = r / g->h, h = r % g->h;
+    int64_t h = r % g->h, cb = r / g->h % g->cb, grp = r / (g->h * g->cb);
     float *drow = dst + r * g->ws * b;
-    for (int64_t i = 0; i < g->n; i++) {
-      const float *srow = src + ((i * g->cb + cb) * g->h + h) * g->w * b;
-      float *d = drow + i * g->slot * b;
-      memcpy(d, srow, sizeof(float) * (size_t)(g->w * b));
-      int64_t gap = (i + 1 < g->n ? g->slot : g->w) - g->w;
-      if (gap > 0) memset(d + g->w * b, 0, sizeof(float) * (size_t)(gap * b));
+    for (int64_t k = 0; k < g->per; k++) {
+      int64_t i = grp * g->per + k, cols = (k + 1 < g->per ? g->slot : g->w);
+      float *d = drow + k * g->slot * b;
+      if (i >= g->n) {
+        memset(d, 0, sizeof(float) * (size_t)(cols * b));
+        continue;
+      }
+      memcpy(d, src + ((i * g->cb + cb) * g->h + h) * g->w * b, sizeof(float) * (size_t)(g->w * b));
+      if (cols > g->w) memset(d + g->w * b, 0, sizeof(float) * (size_t)((cols - g->w) * b));
     }
   }
 }
 
 static void unpack_rows(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  const int64_t b = g->block, rows = g->cb * g->h;
+  const int64_t b = g->block, rows = (g->n + g->per - 1) / g->per * g->cb * g->h;
   (void)n_threads;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(n_threads)
 #endif
   for (int64_t r = 0; r < rows; r++) {
-    int64_t cb = r / g->h, h = r % g->h;
+    int64_t h = r % g->h, cb = r / g->h % g->cb, grp = r / (g->h * g->cb);
     const float *srow = src + r * g->ws * b;
-    for (int64_t i = 0; i < g->n; i++)
-      memcpy(dst + ((i * g->cb + cb) * g->h + h) * g->w * b, srow + i * g->slot * b,
+    for (int64_t k = 0; k < g->per && grp * g->per + k < g->n; k++)
+      memcpy(dst + (((grp * g->per + k) * g->cb + cb) * g->h + h) * g->w * b, srow + k * g->slot * b,
              sizeof(float) * (size_t)(g->w * b));
   }
 }

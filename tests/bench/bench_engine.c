@@ -7,11 +7,13 @@
  *   case=<name> ms=<median> min_ms=<min> gflop=<work per run> runs=<n>
  *
  * Usage: bench_engine CASE [--threads N] [--runs R] [--size S] [--batch B]
- *   CASE: conv (the 3x3 convolutions of ResNet stages), resnet38d, small, train, and two A/B
- *   comparisons of a baseline backend against the default one in the same process: dilated
- *   (dilated convolutions; BENCH_DIL_SHAPE=i picks one shape, BENCH_DIL_KINDS a bit mask of fwd,
- *   bwd_data, bwd_weights) and resnet38d_ab (whole passes). BENCH_BASE="NAME=VALUE" is the
- *   baseline backend's setting: ECSNET_DNNL_PHASES=0 (no space-to-batch) unless given. */
+ *   CASE: conv (the 3x3 convolutions of ResNet stages), resnet38d, small, train, and A/B
+ *   comparisons of a baseline backend against the default one in the same process, timed
+ *   alternately: dilated (dilated convolutions; BENCH_DIL_SHAPE=i picks one shape,
+ *   BENCH_DIL_KINDS a bit mask of fwd, bwd_data, bwd_weights), conv_ab (conv's shapes;
+ *   BENCH_DIL_SHAPE too), resnet38d_ab, small_ab, train_ab (whole passes or steps).
+ *   BENCH_BASE="NAME=VALUE" is the baseline backend's setting: ECSNET_DNNL_PHASES=0 (no
+ *   space-to-batch) unless given. */
 #include "ecs/backend.h"
 
 #include <math.h>
@@ -521,7 +523,7 @@ static void bench_dilated(bench *base, bench *b, int runs, int batch) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_engine conv|resnet38d|small|train|dilated|resnet38d_ab [--threads N] [--runs R] [--size S] [--batch B]\n");
+    fprintf(stderr, "usage: bench_engine conv|resnet38d|small|train|dilated|conv_ab|resnet38d_ab|small_ab|train_ab [--threads N] [--runs R] [--size S] [--batch B]\n");
     return 2;
   }
   const char *what = argv[1];
@@ -549,7 +551,7 @@ int main(int argc, char **argv) {
   if (!strcmp(what, "conv")) {
     bench_conv(&b, runs);
   } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab") || !strcmp(what, "small_ab") ||
-             !strcmp(what, "conv_ab")) {
+             !strcmp(what, "train_ab") || !strcmp(what, "conv_ab")) {
     /* BENCH_BASE="NAME=VALUE": the baseline backend's setting, read when it is created */
     const char *bb = getenv("BENCH_BASE");
     char name[64] = "ECSNET_DNNL_PHASES", val[64] = "0";
@@ -569,21 +571,23 @@ int main(int argc, char **argv) {
       bench_dilated(&base, &b, runs, batch);
     } else if (what[0] == 'c') {
       bench_conv_ab(&base, &b, runs, batch);
-    } else if (what[0] == 's') { /* small network passes at batch 1, alternating */
+    } else if (what[0] == 's' || what[0] == 't') { /* small network passes or steps, alternating */
+      b.training = base.training = what[0] == 't';
       small m;
       mk_small(&b, &m);
-      ecs_tensor *img = image(&b, batch ? batch : 1, size ? size : 320);
+      ecs_tensor *img = image(&b, batch ? batch : (b.training ? 4 : 1), size ? size : (b.training ? 128 : 320));
       double t[2][64];
       for (int r = -2; r < runs; r++)
         for (int j = 0; j < 2; j++) {
           int which = (r & 1) ? 1 - j : j;
           double t0 = now_ms();
-          drop(small_fwd(which ? &b : &base, &m, img, NULL));
+          if (b.training) small_train_step(which ? &b : &base, &m, img);
+          else drop(small_fwd(which ? &b : &base, &m, img, NULL));
           if (r >= 0) t[which][r] = now_ms() - t0;
         }
       qsort(t[0], (size_t)runs, sizeof(double), cmp_d);
       qsort(t[1], (size_t)runs, sizeof(double), cmp_d);
-      printf("case=small_ab base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", t[0][runs / 2], t[1][runs / 2],
+      printf("case=%s base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", what, t[0][runs / 2], t[1][runs / 2],
              t[0][runs / 2] / t[1][runs / 2], runs);
     } else { /* whole resnet38d passes, alternating between the two backends */
       r38 m;

@@ -1,18 +1,18 @@
 /* dnnl-phase.c - space-to-batch and back for dilated convolutions, in blocked layouts.
  *
- * A stride-1 convolution with dilation (dh, dw) and padding a multiple of the dilation only
- * ever combines pixels of the same phase (h mod dh, w mod dw). Split into its dh*dw phase
- * sub-images, batched, it becomes an ordinary dense convolution (padding p/d) that oneDNN runs
- * on its direct jit kernel; outputs are interleaved back. Sub-images are ceil(H/dh) x
- * ceil(W/dw): the phases that are one row or column short are padded with zeros, which the
- * convolution reads exactly as it would read its own zero padding, and the outputs computed
- * there are dropped.
+ * A stride-1 convolution with dilation d and padding p, both multiples of f (per dim), only
+ * ever combines pixels of the same phase (h mod fh, w mod fw). Split into its fh*fw phase
+ * sub-images, batched, it becomes a convolution of dilation d/f and padding p/f (dense when
+ * f = d) that oneDNN runs on its direct jit kernel; outputs are interleaved back. Sub-images
+ * are ceil(H/fh) x ceil(W/fw): the phases that are one row or column short are padded with
+ * zeros, which the convolution reads exactly as it would read its own zero padding, and the
+ * outputs computed there are dropped. Here dh, dw name the split factors.
  *
  * Both sides are [N][C/B][H][W][B] (nchw is B = 1); sub-image (n, ph, pw) is batch entry
  * (n * dh + ph) * dw + pw.
  *
  * The converse for a batch of small maps (7x7 at the end of a ResNet): the jit kernel works
- * along rows, and a 7-wide row keeps it far from its peak. Images side by side in one wide map,
+ * along rows, and a 7-wide row keeps it far from its peak. Images side by side in wide maps,
  * `slot` columns apart with zero columns between them wide enough to stand for each image's
  * own padding, make one stride-1 convolution whose outputs at image i's columns are image i's;
  * the outputs over the gaps are dropped. Pure memory movement, no oneDNN call. */

@@ -232,11 +232,13 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
     fill_background(&r, size, img);
     for (int i = 0; i < n; i++) owner[i] = -1, emblem[i] = -1;
 
-    /* distractors under the objects: bodies in class colours, no emblem */
+    /* distractors under the objects: bodies in class colours and textures, about as long as the
+     * objects (45-90 px against 60-90), no emblem: neither colour, texture nor size tells an
+     * object from a distractor, only the emblem does */
     int n_dis = irange(&r, 3, 6), n_over = 0;
     body dis[MAX_SHAPES];
     for (int i = 0; i < n_dis; i++) {
-      random_body(&r, scale, size, irange(&r, 0, nc - 1), nc, 25, 70, &dis[i]);
+      random_body(&r, scale, size, irange(&r, 0, nc - 1), nc, 45, 90, &dis[i]);
       if (i >= n_dis - 1 && uni(&r) < 0.5) n_over = 1; /* sometimes one lies on top */
     }
     for (int i = 0; i < n_dis - n_over; i++) draw_body(&dis[i], size, &r, img, owner, -1);
@@ -250,7 +252,7 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
       o->cls = irange(&r, 0, nc - 1);
       random_body(&r, scale, size, o->cls, nc, 60, 90, &o->body);
       double head = uni(&r) < 0.5 ? 1.0 : -1.0;
-      o->er = unif(&r, 5.0, 6.0) * scale; /* 10-12 px emblems */
+      o->er = unif(&r, 7.5, 9.0) * scale; /* 15-18 px emblems */
       o->ex = o->body.cx + head * 0.55 * o->body.a * o->body.cos_t;
       o->ey = o->body.cy + head * 0.55 * o->body.a * o->body.sin_t;
       double lum = (o->body.rgb[0] + o->body.rgb[1] + o->body.rgb[2]) / 3;

@@ -69,6 +69,7 @@ for s in $seeds; do
 done
 ablation_runs=(
   "ecs_s1_overlay2|1|--overlay 2"
+  "ecs_s2_overlay2|2|--overlay 2"
   "ecs_s1_theta05|1|--theta 0.5"
   "ecs_s1_theta09|1|--theta 0.9"
   "ecs_s1_beta05|1|--beta 0.5"

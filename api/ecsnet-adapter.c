@@ -195,6 +195,11 @@ ecs_status api_ecsnet_open(const char *path, const char *name, int version,
   a->version = version;
   snprintf(a->device, sizeof a->device, "%s", ecs_device_name(dev));
   a->model = ecs_model_load(path, ecs_device_buffer_type(dev), err);
+  /* served models never train: batch norm folded into the convolutions once, here */
+  if (a->model && ecs_model_fold_bn(a->model, err) != ECS_OK) {
+    ecs_model_free(a->model);
+    a->model = NULL;
+  }
   if (!a->model) {
     adapter_free(a);
     free(m);

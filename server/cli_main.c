@@ -226,6 +226,7 @@ static int cmd_cam(int argc, char **argv) {
     return usage("cam needs --model MODEL (or $ECSNET_MODEL; no shipped model was found)");
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(model, NULL, &e);
+  if (m && ecs_model_fold_bn(m, &e) != ECS_OK) ecs_model_free(m), m = NULL;
   if (!m) return failure(&e);
   int ids[ECS_MAX_CLASSES], n_ids = 0, rc = 1;
   const ecs_model_config *c = ecs_model_get_config(m);
@@ -780,6 +781,7 @@ static int cmd_eval(int argc, char **argv) {
     return usage("eval needs --model MODEL (or $ECSNET_MODEL; no shipped model was found)");
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(model, NULL, &e);
+  if (m && ecs_model_fold_bn(m, &e) != ECS_OK) ecs_model_free(m), m = NULL;
   ecs_dataset *ds = m ? ecs_dataset_open(data, &e) : NULL;
   ecs_backend *be = NULL;
   ecs_ctx *ctx = ds ? make_ctx((int)threads, &be, &e) : NULL;

@@ -351,6 +351,7 @@ static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset 
 static void run_eval(run_state *r, const json_t *req, ecs_dataset *ds, ecs_device *dev,
                      ecs_ctx *ctx, bool *cancelled, json_t *result, ecs_err *e) {
   ecs_model *m = ecs_model_load(f_str(req, "model_path"), ecs_device_buffer_type(dev), e);
+  if (m && ecs_model_fold_bn(m, e) != ECS_OK) ecs_model_free(m), m = NULL;
   if (!m) return;
   const ecs_model_config *c = ecs_model_get_config(m);
   if (!same_classes(c, ds)) {

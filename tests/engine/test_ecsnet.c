@@ -217,6 +217,103 @@ static void test_bad_model_files(void **state) {
   expect_load_error(q, "trunc");
 }
 
+/* Batch-norm statistics and affine parameters away from identity, so the fold has work to do. */
+static void perturb_bn(ecs_model *m) {
+  ecs_params *ps = ecs_model_params(m);
+  unsigned seed = 12345;
+  for (size_t i = 0; i < ecs_params_count(ps); i++) {
+    ecs_tensor *t = ecs_params_at(ps, i);
+    const char *suf = strrchr(t->name, '.');
+    int is_bn = strstr(t->name, "bn") != NULL && suf;
+    if (!is_bn || strcmp(suf, ".num_batches_tracked") == 0) continue;
+    int64_t n = ecs_nelements(t);
+    float *v = malloc(sizeof(float) * (size_t)n);
+    for (int64_t k = 0; k < n; k++) {
+      float u = (float)(rand_r(&seed) % 10000) / 10000.0f;
+      v[k] = !strcmp(suf, ".weight") ? 0.5f + u : !strcmp(suf, ".bias") ? 0.4f * u - 0.2f
+             : !strcmp(suf, ".running_mean") ? 0.6f * u - 0.3f : 0.5f + 1.5f * u;
+    }
+    assert_int_equal(ecs_tensor_set_bytes(t, v, 0, sizeof(float) * (size_t)n, NULL), ECS_OK);
+    free(v);
+  }
+}
+
+static float *forward_host(ecs_model *m, ecs_ctx *ctx, const float *x, int n, int h, int w,
+                           int grad, int64_t *count) {
+  ecs_ctx_reset(ctx);
+  ecs_ctx_set_grad(ctx, grad);
+  int64_t ne[4] = {n, 3, h, w};
+  ecs_tensor *out = ecs_model_forward(m, ctx, ecs_from_host(ctx, ECS_F32, 4, ne, x), 0, 0, NULL);
+  ecs_err e = {0};
+  assert_int_equal(ecs_ctx_status(ctx, &e), ECS_OK);
+  *count = ecs_nelements(out);
+  float *v = malloc(sizeof(float) * (size_t)*count);
+  ecs_to_host(ctx, out, v, sizeof(float) * (size_t)*count);
+  ecs_ctx_set_grad(ctx, 0);
+  return v;
+}
+
+/* ecs_model_fold_bn: the folded inference forward matches the unfolded one within 1e-4 of the
+ * output's scale, and passes that record gradients keep the unfolded network. */
+static void check_fold(ecs_backbone bb, int h, int w) {
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, bb, 4);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 3, &e);
+  assert_non_null(m);
+  perturb_bn(m);
+  ecs_backend *be =
+      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
+  ecs_ctx *ctx = ecs_ctx_new(be, &e);
+  assert_non_null(ctx);
+  float *x = malloc(sizeof(float) * 2 * 3 * (size_t)(h * w));
+  for (int j = 0; j < 2 * 3 * h * w; j++) x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
+  int64_t n0, n1, n2;
+  float *ref = forward_host(m, ctx, x, 2, h, w, 0, &n0);
+  assert_false(ecs_model_is_folded(m));
+  assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
+  assert_true(ecs_model_is_folded(m));
+  float *fold = forward_host(m, ctx, x, 2, h, w, 0, &n1);
+  float *grad = forward_host(m, ctx, x, 2, h, w, 1, &n2);
+  assert_int_equal(n0, n1);
+  assert_int_equal(n0, n2);
+  double scale = 0, diff = 0, diff_grad = 0;
+  for (int64_t k = 0; k < n0; k++) {
+    scale = fmax(scale, fabs(ref[k]));
+    diff = fmax(diff, fabs(ref[k] - fold[k]));
+    diff_grad = fmax(diff_grad, fabs(ref[k] - grad[k]));
+  }
+  assert_true(scale > 0);
+  assert_true(diff <= 1e-4 * scale);
+  assert_true(diff_grad <= 1e-6 * scale); /* the unfolded path: the same ops as ref */
+  free(ref), free(fold), free(grad), free(x);
+  ecs_ctx_free(ctx);
+  ecs_backend_free(be);
+  ecs_model_free(m);
+}
+
+static void test_fold_bn_small(void **state) {
+  (void)state;
+  check_fold(ECS_BACKBONE_SMALL, 45, 38);
+}
+
+static void test_fold_bn_resnet38d(void **state) {
+  (void)state;
+  check_fold(ECS_BACKBONE_RESNET38D, 24, 17);
+}
+
+static void test_fold_bn_vgg16d_has_nothing_to_fold(void **state) {
+  (void)state;
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, ECS_BACKBONE_VGG16D, 3);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
+  assert_non_null(m);
+  assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
+  assert_false(ecs_model_is_folded(m));
+  ecs_model_free(m);
+}
+
 static void test_forward_shapes(void **state) {
   (void)state;
   ecs_model_config cfg;
@@ -255,6 +352,9 @@ int main(void) {
       cmocka_unit_test(test_save_load_round_trip),
       cmocka_unit_test(test_bad_model_files),
       cmocka_unit_test(test_forward_shapes),
+      cmocka_unit_test(test_fold_bn_small),
+      cmocka_unit_test(test_fold_bn_resnet38d),
+      cmocka_unit_test(test_fold_bn_vgg16d_has_nothing_to_fold),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -104,6 +104,16 @@ ecs_status ecs_model_save(const ecs_model *m, const char *path, ecs_err *err);
 struct ecs_st_writer;
 ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, ecs_err *err);
 void ecs_model_free(ecs_model *m); /* accepts NULL */
+/* Prepares a model that will only run inference: every batch norm that directly follows a
+ * convolution (the small backbone's four, resnet38d's bn_branch2b1 and bn_branch2b2) is folded
+ * into it, w' = w * g / sqrt(v + eps) per output channel and b' = beta + (b - mean) * g /
+ * sqrt(v + eps), in a store of its own, so inference runs one convolution where it ran a
+ * convolution and a batch norm. Forward passes that neither train nor record gradients use the
+ * folded weights from then on; training, saving and ecs_model_params still see the original
+ * parameters. The fold is a snapshot: call it after the weights are final, never on a model
+ * that still trains. A second call refreshes it. vgg16d has no batch norm: nothing to fold. */
+ecs_status ecs_model_fold_bn(ecs_model *m, ecs_err *err);
+int ecs_model_is_folded(const ecs_model *m);
 ecs_params *ecs_model_params(ecs_model *m);
 const ecs_model_config *ecs_model_get_config(const ecs_model *m);
 ecs_model_config *ecs_model_config_mut(ecs_model *m); /* hyper-parameters and alpha_bg only */

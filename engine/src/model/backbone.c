@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define BN_EPS      1e-5f
+#define BN_EPS      ECS_BN_EPS
 #define BN_MOMENTUM 0.1f
 
 /* ---- declarations -------------------------------------------------------------------- */
@@ -175,6 +175,31 @@ static ecs_tensor *bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, cons
   return ecs_relu(ctx, bn_f(m, ctx, x, n, 0)); /* resnet38d's batch norm is always frozen */
 }
 
+/* BN(conv(x)): one convolution with the folded weights when the model was folded for
+ * inference and this pass neither trains nor records gradients (ecs_model_fold_bn). */
+static ecs_tensor *conv_bn_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *cname,
+                             const char *bnname, int stride, int pad, int dil, int training) {
+  if (m->folded && !training && !ecs_ctx_grad_enabled(ctx)) {
+    char n[96];
+    snprintf(n, sizeof n, "%s.weight", cname);
+    ecs_tensor *w = ecs_params_find(m->folded, n);
+    snprintf(n, sizeof n, "%s.bias", cname);
+    ecs_tensor *b = ecs_params_find(m->folded, n);
+    if (w && b) return ecs_conv2d(ctx, x, w, b, stride, pad, dil, 1);
+  }
+  return bn_f(m, ctx, conv_f(m, ctx, x, cname, stride, pad, dil), bnname, training);
+}
+
+/* resnet38d's conv, then the block's next batch norm (frozen) and ReLU */
+static ecs_tensor *cv_bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *blk,
+                              const char *cname, const char *bnname, int stride, int pad,
+                              int dil) {
+  char c[96], n[96];
+  snprintf(c, sizeof c, "%s.%s", blk, cname);
+  snprintf(n, sizeof n, "%s.%s", blk, bnname);
+  return ecs_relu(ctx, conv_bn_f(m, ctx, x, c, n, stride, pad, dil, 0));
+}
+
 static ecs_tensor *cv(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *blk,
                       const char *cname, int stride, int pad, int dil) {
   char n[96];
@@ -187,8 +212,8 @@ static ecs_tensor *r38_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, co
   ecs_tensor *sc = (b->in != b->out || b->stride != 1)
                        ? cv(m, ctx, xa, b->name, "conv_branch1", b->stride, 0, 1)
                        : x;
-  ecs_tensor *y = cv(m, ctx, xa, b->name, "conv_branch2a", b->stride, b->d1, b->d1);
-  y = bn_relu(m, ctx, y, b->name, "bn_branch2b1");
+  ecs_tensor *y =
+      cv_bn_relu(m, ctx, xa, b->name, "conv_branch2a", "bn_branch2b1", b->stride, b->d1, b->d1);
   y = cv(m, ctx, y, b->name, "conv_branch2b1", 1, b->d, b->d);
   return ecs_add(ctx, sc, y);
 }
@@ -197,16 +222,14 @@ static ecs_tensor *r38_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, co
 static ecs_trunk r38_bot_pre(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const rblock *b) {
   ecs_tensor *xa = bn_relu(m, ctx, x, b->name, "bn_branch2a");
   ecs_trunk t = {.shortcut = cv(m, ctx, xa, b->name, "conv_branch1", b->stride, 0, 1)};
-  ecs_tensor *y = cv(m, ctx, xa, b->name, "conv_branch2a", b->stride, 0, 1);
-  y = bn_relu(m, ctx, y, b->name, "bn_branch2b1");
+  ecs_tensor *y = cv_bn_relu(m, ctx, xa, b->name, "conv_branch2a", "bn_branch2b1", b->stride, 0, 1);
   t.x = ecs_dropout(ctx, y, b->drop);
   return t;
 }
 
 static ecs_tensor *r38_bot_post(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t,
                                 const rblock *b, int dil) {
-  ecs_tensor *y = cv(m, ctx, t->x, b->name, "conv_branch2b1", 1, dil, dil);
-  y = bn_relu(m, ctx, y, b->name, "bn_branch2b2");
+  ecs_tensor *y = cv_bn_relu(m, ctx, t->x, b->name, "conv_branch2b1", "bn_branch2b2", 1, dil, dil);
   y = ecs_dropout(ctx, y, b->drop);
   y = cv(m, ctx, y, b->name, "conv_branch2b2", 1, 0, 1);
   return ecs_add(ctx, t->shortcut, y);
@@ -236,14 +259,41 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
     return t;
   case ECS_BACKBONE_SMALL:
     for (int i = 0; i < 3; i++) {
+      char bname[32];
       snprintf(n, sizeof n, "conv%d", i + 1);
-      x = conv_f(m, ctx, x, n, g_small[i].s, g_small[i].k / 2, 1);
-      snprintf(n, sizeof n, "bn%d", i + 1);
-      x = ecs_relu(ctx, bn_f(m, ctx, x, n, training));
+      snprintf(bname, sizeof bname, "bn%d", i + 1);
+      x = ecs_relu(ctx, conv_bn_f(m, ctx, x, n, bname, g_small[i].s, g_small[i].k / 2, 1, training));
     }
     t.x = x;
     return t;
   default: return t;
+  }
+}
+
+ecs_status ecs_model_fold_pairs(ecs_model *m, ecs_fold_fn fn, void *ud, ecs_err *err) {
+  ecs_status st = ECS_OK;
+  char c[96], b[96];
+  switch (m->cfg.backbone) {
+  case ECS_BACKBONE_SMALL:
+    for (int i = 0; i < 4 && st == ECS_OK; i++) {
+      snprintf(c, sizeof c, "conv%d", i + 1);
+      snprintf(b, sizeof b, "bn%d", i + 1);
+      st = fn(m, c, b, ud, err);
+    }
+    return st;
+  case ECS_BACKBONE_RESNET38D:
+    for (int i = 0; i < N_R38 && st == ECS_OK; i++) {
+      snprintf(c, sizeof c, "%s.conv_branch2a", g_r38[i].name);
+      snprintf(b, sizeof b, "%s.bn_branch2b1", g_r38[i].name);
+      st = fn(m, c, b, ud, err);
+      if (st == ECS_OK && g_r38[i].bot) {
+        snprintf(c, sizeof c, "%s.conv_branch2b1", g_r38[i].name);
+        snprintf(b, sizeof b, "%s.bn_branch2b2", g_r38[i].name);
+        st = fn(m, c, b, ud, err);
+      }
+    }
+    return st;
+  default: return ECS_OK;
   }
 }
 
@@ -264,8 +314,7 @@ ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t,
     x = ecs_dropout(ctx, ecs_relu(ctx, conv_f(m, ctx, x, "fc7", 1, 0, 1)), 0.5f);
     break;
   case ECS_BACKBONE_SMALL:
-    x = conv_f(m, ctx, t->x, "conv4", 1, dil, dil);
-    x = ecs_relu(ctx, bn_f(m, ctx, x, "bn4", training));
+    x = ecs_relu(ctx, conv_bn_f(m, ctx, t->x, "conv4", "bn4", 1, dil, dil, training));
     break;
   default: return NULL;
   }

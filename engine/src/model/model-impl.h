@@ -9,10 +9,19 @@
 
 #include "ecs/ecsnet.h"
 
+#define ECS_BN_EPS 1e-5f /* every backbone's batch norm (PyTorch's default) */
+
 struct ecs_model {
   ecs_model_config cfg;
   ecs_params *ps;
+  ecs_params *folded; /* ecs_model_fold_bn's convolutions with their batch norm, or NULL */
 };
+
+/* The (convolution, batch norm) pairs that ecs_model_fold_bn folds: calls fn for each with the
+ * parameter name prefixes ("conv1", "bn1"); stops at the first error. */
+typedef ecs_status (*ecs_fold_fn)(ecs_model *m, const char *conv, const char *bn, void *ud,
+                                  ecs_err *err);
+ecs_status ecs_model_fold_pairs(ecs_model *m, ecs_fold_fn fn, void *ud, ecs_err *err);
 
 /* Backbone forward pieces (backbone.c). The trunk is everything before block B (the 3x3 conv
  * that step 12 runs at several dilations); the head runs B at one dilation and the rest of the

@@ -188,8 +188,90 @@ ecs_model *ecs_model_new(const ecs_model_config *cfg, ecs_buffer_type *buft, uin
 
 void ecs_model_free(ecs_model *m) {
   if (!m) return;
+  ecs_params_free(m->folded);
   ecs_params_free(m->ps);
   free(m);
+}
+
+/* ---- batch norm folded into the convolution before it (inference only) --------------------- */
+
+static ecs_tensor *param2(const ecs_params *ps, const char *prefix, const char *suffix) {
+  char n[128];
+  snprintf(n, sizeof n, "%s.%s", prefix, suffix);
+  return ecs_params_find(ps, n);
+}
+
+static ecs_status fold_declare(ecs_model *m, const char *conv, const char *bn, void *ud,
+                               ecs_err *err) {
+  (void)bn, (void)ud;
+  ecs_tensor *w = param2(m->ps, conv, "weight");
+  if (!w) return ecs_err_set(err, ECS_ERR_INVALID, "fold: no tensor %s.weight", conv);
+  char n[128];
+  int64_t bne[4] = {w->ne[0], 1, 1, 1};
+  snprintf(n, sizeof n, "%s.weight", conv);
+  if (!ecs_params_add(m->folded, n, ECS_F32, 4, w->ne, 0, err)) return err ? err->status : ECS_ERR_INVALID;
+  snprintf(n, sizeof n, "%s.bias", conv);
+  if (!ecs_params_add(m->folded, n, ECS_F32, 1, bne, 0, err)) return err ? err->status : ECS_ERR_INVALID;
+  return ECS_OK;
+}
+
+static ecs_status fold_compute(ecs_model *m, const char *conv, const char *bn, void *ud,
+                               ecs_err *err) {
+  (void)ud;
+  ecs_tensor *w = param2(m->ps, conv, "weight"), *cb = param2(m->ps, conv, "bias");
+  ecs_tensor *g = param2(m->ps, bn, "weight"), *be = param2(m->ps, bn, "bias");
+  ecs_tensor *mu = param2(m->ps, bn, "running_mean"), *var = param2(m->ps, bn, "running_var");
+  ecs_tensor *fw = param2(m->folded, conv, "weight"), *fb = param2(m->folded, conv, "bias");
+  if (!w || !g || !be || !mu || !var || !fw || !fb)
+    return ecs_err_set(err, ECS_ERR_INVALID, "fold: %s or %s is incomplete", conv, bn);
+  int64_t o = w->ne[0], per = w->ne[1] * w->ne[2] * w->ne[3];
+  float *wv = malloc(sizeof(float) * (size_t)(o * per)), *v = malloc(sizeof(float) * 6 * (size_t)o);
+  ecs_status st = (wv && v) ? ECS_OK : ecs_err_set(err, ECS_ERR_NOMEM, "fold: out of memory");
+  float *gv = v, *bv = v + o, *mv = v + 2 * o, *vv = v + 3 * o, *cv = v + 4 * o, *ob = v + 5 * o;
+  size_t wb = sizeof(float) * (size_t)(o * per), cbytes = sizeof(float) * (size_t)o;
+  if (st == ECS_OK) st = ecs_tensor_get_bytes(w, wv, 0, wb, err);
+  if (st == ECS_OK) st = ecs_tensor_get_bytes(g, gv, 0, cbytes, err);
+  if (st == ECS_OK) st = ecs_tensor_get_bytes(be, bv, 0, cbytes, err);
+  if (st == ECS_OK) st = ecs_tensor_get_bytes(mu, mv, 0, cbytes, err);
+  if (st == ECS_OK) st = ecs_tensor_get_bytes(var, vv, 0, cbytes, err);
+  if (st == ECS_OK && cb) st = ecs_tensor_get_bytes(cb, cv, 0, cbytes, err);
+  if (st == ECS_OK) {
+    for (int64_t k = 0; k < o; k++) {
+      /* the batch norm op's own arithmetic: (x - mean) / sqrt(var + eps) * g + beta */
+      double sc = gv[k] / sqrt((double)vv[k] + (double)ECS_BN_EPS);
+      for (int64_t j = 0; j < per; j++) wv[k * per + j] = (float)(wv[k * per + j] * sc);
+      ob[k] = (float)(bv[k] + ((cb ? cv[k] : 0.0) - mv[k]) * sc);
+    }
+    st = ecs_tensor_set_bytes(fw, wv, 0, wb, err);
+  }
+  if (st == ECS_OK) st = ecs_tensor_set_bytes(fb, ob, 0, cbytes, err);
+  free(wv), free(v);
+  return st;
+}
+
+ecs_status ecs_model_fold_bn(ecs_model *m, ecs_err *err) {
+  ecs_params_free(m->folded);
+  m->folded = NULL;
+  ecs_params *f = ecs_params_new(err);
+  if (!f) return err ? err->status : ECS_ERR_NOMEM;
+  m->folded = f;
+  ecs_status st = ecs_model_fold_pairs(m, fold_declare, NULL, err);
+  if (st == ECS_OK && ecs_params_count(f) == 0) { /* nothing to fold (vgg16d) */
+    ecs_params_free(f);
+    m->folded = NULL;
+    return ECS_OK;
+  }
+  if (st == ECS_OK) st = ecs_params_alloc(f, ecs_params_buffer_type(m->ps), err);
+  if (st == ECS_OK) st = ecs_model_fold_pairs(m, fold_compute, NULL, err);
+  if (st != ECS_OK) {
+    ecs_params_free(m->folded);
+    m->folded = NULL;
+  }
+  return st;
+}
+
+int ecs_model_is_folded(const ecs_model *m) {
+  return m->folded != NULL;
 }
 
 ecs_params *ecs_model_params(ecs_model *m) {

@@ -68,11 +68,9 @@ static void unpack_rows(const dn_phase *g, const float *src, float *dst, int n_t
   }
 }
 
-void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  if (g->slot) {
-    pack_rows(g, src, dst, n_threads);
-    return;
-  }
+/* Walks every phase plane: split copies the full map's pixels of phase (ph, pw) into the plane
+ * (zero-filling the rows and columns a short phase lacks); merge copies them back. */
+static void walk_planes(const dn_phase *g, const float *src, float *dst, int split, int n_threads) {
   const int64_t b = g->block, nplanes = g->n * g->dh * g->dw * g->cb;
   (void)n_threads;
 #ifdef _OPENMP
@@ -81,45 +79,33 @@ void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threa
   for (int64_t pl = 0; pl < nplanes; pl++) {
     int64_t cb = pl % g->cb, sub = pl / g->cb;
     int64_t pw = sub % g->dw, ph = sub / g->dw % g->dh, n = sub / (g->dw * g->dh);
-    const float *sp = src + (n * g->cb + cb) * g->h * g->w * b;
-    float *dp = dst + pl * g->hs * g->ws * b;
+    int64_t full = (n * g->cb + cb) * g->h * g->w * b, plane = pl * g->hs * g->ws * b;
     int64_t wvalid = (g->w - pw + g->dw - 1) / g->dw;
     for (int64_t i = 0; i < g->hs; i++) {
       int64_t h = ph + i * g->dh;
-      float *drow = dp + i * g->ws * b;
+      float *prow = (split ? dst : (float *)src) + plane + i * g->ws * b;
       if (h >= g->h) {
-        memset(drow, 0, sizeof(float) * (size_t)(g->ws * b));
+        if (!split) break;
+        memset(prow, 0, sizeof(float) * (size_t)(g->ws * b));
         continue;
       }
-      const float *srow = sp + (h * g->w + pw) * b;
-      for (int64_t j = 0; j < wvalid; j++) copy_px(drow + j * b, srow + j * g->dw * b, b);
-      if (wvalid < g->ws) memset(drow + wvalid * b, 0, sizeof(float) * (size_t)((g->ws - wvalid) * b));
+      int64_t frow = full + (h * g->w + pw) * b;
+      for (int64_t j = 0; j < wvalid; j++) {
+        if (split) copy_px(prow + j * b, src + frow + j * g->dw * b, b);
+        else copy_px(dst + frow + j * g->dw * b, prow + j * b, b);
+      }
+      if (split && wvalid < g->ws)
+        memset(prow + wvalid * b, 0, sizeof(float) * (size_t)((g->ws - wvalid) * b));
     }
   }
 }
 
+void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads) {
+  if (g->slot) pack_rows(g, src, dst, n_threads);
+  else walk_planes(g, src, dst, 1, n_threads);
+}
+
 void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  if (g->slot) {
-    unpack_rows(g, src, dst, n_threads);
-    return;
-  }
-  const int64_t b = g->block, nplanes = g->n * g->dh * g->dw * g->cb;
-  (void)n_threads;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-#endif
-  for (int64_t pl = 0; pl < nplanes; pl++) {
-    int64_t cb = pl % g->cb, sub = pl / g->cb;
-    int64_t pw = sub % g->dw, ph = sub / g->dw % g->dh, n = sub / (g->dw * g->dh);
-    float *dp = dst + (n * g->cb + cb) * g->h * g->w * b;
-    const float *sp = src + pl * g->hs * g->ws * b;
-    int64_t wvalid = (g->w - pw + g->dw - 1) / g->dw;
-    for (int64_t i = 0; i < g->hs; i++) {
-      int64_t h = ph + i * g->dh;
-      if (h >= g->h) break;
-      float *drow = dp + (h * g->w + pw) * b;
-      const float *srow = sp + i * g->ws * b;
-      for (int64_t j = 0; j < wvalid; j++) copy_px(drow + j * g->dw * b, srow + j * b, b);
-    }
-  }
+  if (g->slot) unpack_rows(g, src, dst, n_threads);
+  else walk_planes(g, src, dst, 0, n_threads);
 }

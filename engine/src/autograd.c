@@ -158,6 +158,8 @@ static ecs_status backprop(ecs_ctx *ctx, struct ecs_node *node) {
   }
   case ECS_OP_CONV2D: {
     ecs_tensor *w = f->src[1], *b = f->src[2];
+    if (f->p.conv.act != ECS_ACT_NONE) /* ecs_conv2d_act records conv and relu instead */
+      return ctx_fail(ctx, ECS_ERR_UNSUPPORTED, "no backward for conv2d with a fused activation");
     if (simple_bwd(ctx, f, ECS_OP_CONV2D_BWD_DATA, dy, w, NULL, x) != ECS_OK)
       return ctx->err.status;
     if (!ctx_needs_grad(w) && !ctx_needs_grad(b)) return ECS_OK;

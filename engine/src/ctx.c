@@ -376,13 +376,19 @@ ecs_tensor *ecs_to_plain(ecs_ctx *ctx, ecs_tensor *t) {
   return record(ctx, &op, NULL);
 }
 
-ecs_tensor *ecs_conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
-                       int pad, int dil, int groups) {
+static ecs_tensor *relu_clip(ecs_ctx *ctx, ecs_tensor *x, float clip);
+
+static ecs_tensor *conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
+                          int pad, int dil, int groups, ecs_act act) {
   if (!check_in(ctx, "conv2d", "x", x, 4) || !check_in(ctx, "conv2d", "the weight", w, 4))
     return NULL;
   if (stride < 1 || dil < 1 || pad < 0 || groups < 1) {
     ctx_fail(ctx, ECS_ERR_INVALID, "conv2d: stride %d, pad %d, dilation %d, groups %d", stride,
              pad, dil, groups);
+    return NULL;
+  }
+  if ((unsigned)act >= ECS_ACT_COUNT) {
+    ctx_fail(ctx, ECS_ERR_INVALID, "conv2d: unknown fused activation %d", (int)act);
     return NULL;
   }
   int64_t oh = ecs_conv_out_size(x->ne[2], (int)w->ne[2], stride, pad, dil);
@@ -396,8 +402,26 @@ ecs_tensor *ecs_conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b
   ecs_tensor *y = ctx_tensor(ctx, ECS_F32, 4, (int64_t[]){x->ne[0], w->ne[0], oh, ow});
   if (!y) return NULL;
   ecs_op op = {.type = ECS_OP_CONV2D, .src = {x, w, b}, .dst = {y}};
-  op.p.conv = (typeof(op.p.conv)){{stride, stride}, {pad, pad}, {dil, dil}, groups};
-  return run(ctx, &op, should_record(ctx, x, w, b));
+  op.p.conv = (typeof(op.p.conv)){{stride, stride}, {pad, pad}, {dil, dil}, groups, act};
+  int rec = should_record(ctx, x, w, b);
+  /* The fused op has no backward, and a backend may not take it: then the two ops it stands
+   * for, recorded as usual. */
+  if (act != ECS_ACT_NONE && (rec || !ecs_device_supports_op(ctx->dev, &op))) {
+    op.p.conv.act = ECS_ACT_NONE;
+    ecs_tensor *c = run(ctx, &op, rec);
+    return c ? relu_clip(ctx, c, 0) : NULL;
+  }
+  return run(ctx, &op, rec);
+}
+
+ecs_tensor *ecs_conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
+                       int pad, int dil, int groups) {
+  return conv2d(ctx, x, w, b, stride, pad, dil, groups, ECS_ACT_NONE);
+}
+
+ecs_tensor *ecs_conv2d_act(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
+                           int pad, int dil, int groups, ecs_act act) {
+  return conv2d(ctx, x, w, b, stride, pad, dil, groups, act);
 }
 
 ecs_tensor *ecs_batchnorm(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *gamma, ecs_tensor *beta,

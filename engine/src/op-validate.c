@@ -241,10 +241,16 @@ ecs_status ecs_op_validate(const ecs_op *op, ecs_err *err) {
     CHECK(need_like(v, "src1", op->src[1], x, ECS_F32));
     return need_like(v, "dst", y, x, ECS_F32);
   case ECS_OP_CONV2D:
+    if ((unsigned)op->p.conv.act >= ECS_ACT_COUNT)
+      return bad(v, "%s is not an activation", "the fused activation", NULL);
     CHECK(check_conv(v, x, op->src[1], y, "x", "y"));
     return need_vec(v, "the bias", op->src[2], op->src[1]->ne[0], 1);
-  case ECS_OP_CONV2D_BWD_DATA: return check_conv(v, y, op->src[1], x, "dx", "dy");
+  case ECS_OP_CONV2D_BWD_DATA:
   case ECS_OP_CONV2D_BWD_WEIGHT:
+    /* a forward with a fused activation is never recorded: its backward does not exist */
+    if (op->p.conv.act != ECS_ACT_NONE)
+      return bad(v, "%s: the backward of a fused activation does not exist", "act", NULL);
+    if (op->type == ECS_OP_CONV2D_BWD_DATA) return check_conv(v, y, op->src[1], x, "dx", "dy");
     CHECK(check_conv(v, x, y, op->src[1], "x", "dy"));
     return need_vec(v, "the bias gradient", op->dst[1], y->ne[0], 1);
   case ECS_OP_BATCHNORM:

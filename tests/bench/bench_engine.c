@@ -13,7 +13,12 @@
  *   BENCH_DIL_KINDS a bit mask of fwd, bwd_data, bwd_weights), conv_ab (conv's shapes;
  *   BENCH_DIL_SHAPE too), resnet38d_ab, small_ab, train_ab (whole passes or steps).
  *   BENCH_BASE="NAME=VALUE" is the baseline backend's setting: ECSNET_DNNL_PHASES=0 (no
- *   space-to-batch) unless given. */
+ *   space-to-batch) unless given. ECSNET_FUSE=0 there (or for the whole run) runs ReLU as its
+ *   own op instead of fused into the convolution before it.
+ *
+ * Inference passes run as the served model does (ecs_model_fold_bn, backbone.c): each batch
+ * norm that follows a convolution folded into it (weights and a bias), and the ReLU after it
+ * fused into the convolution (ECS_OP_CONV2D with p.conv.act). Training steps keep every op. */
 #include "ecs/backend.h"
 
 #include <math.h>
@@ -27,7 +32,14 @@ typedef struct bench {
   ecs_buffer_type *bt;
   double flop; /* counted while the network runs */
   int training;
+  int fuse; /* inference: ReLU fused into the convolution before it (ECSNET_FUSE != 0) */
 } bench;
+
+/* ECSNET_FUSE as backbone.c reads it: anything but "0" fuses */
+static int env_fuse(void) {
+  const char *v = getenv("ECSNET_FUSE");
+  return !(v && strcmp(v, "0") == 0);
+}
 
 static void die(const char *what, const ecs_err *err) {
   fprintf(stderr, "bench_engine: %s: %s\n", what, err ? err->msg : "");
@@ -128,6 +140,7 @@ static void run(bench *b, ecs_op *op) {
 typedef struct conv_p {
   ecs_tensor *w;
   int stride, pad, dil;
+  ecs_tensor *fw, *fb; /* inference: the following batch norm folded in (fold()), or NULL */
 } conv_p;
 
 typedef struct bn_p {
@@ -136,7 +149,7 @@ typedef struct bn_p {
 
 static conv_p mk_conv(bench *b, int64_t ci, int64_t co, int k, int stride, int dil) {
   float a = 1.0f / sqrtf((float)(ci * k * k));
-  return (conv_p){param(b, 4, co, ci, k, k, -a, a), stride, dil * (k / 2), dil};
+  return (conv_p){.w = param(b, 4, co, ci, k, k, -a, a), .stride = stride, .pad = dil * (k / 2), .dil = dil};
 }
 
 static bn_p mk_bn(bench *b, int64_t c) {
@@ -144,16 +157,53 @@ static bn_p mk_bn(bench *b, int64_t c) {
                 param(b, 1, c, 1, 1, 1, -0.1f, 0.1f), param(b, 1, c, 1, 1, 1, 0.8f, 1.2f)};
 }
 
-static ecs_tensor *conv(bench *b, ecs_tensor *x, const conv_p *c) {
-  const ecs_tensor *w = c->w;
+static ecs_tensor *conv_wb(bench *b, ecs_tensor *x, const conv_p *c, ecs_tensor *w,
+                           ecs_tensor *bias, ecs_act act) {
   ecs_tensor *y = tn(4, x->ne[0], w->ne[0],
                      ecs_conv_out_size(x->ne[2], (int)w->ne[2], c->stride, c->pad, c->dil),
                      ecs_conv_out_size(x->ne[3], (int)w->ne[3], c->stride, c->pad, c->dil));
-  ecs_op op = {.type = ECS_OP_CONV2D, .src = {x, c->w}, .dst = {y},
-               .p.conv = {{c->stride, c->stride}, {c->pad, c->pad}, {c->dil, c->dil}, 1}};
+  ecs_op op = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
+               .p.conv = {{c->stride, c->stride}, {c->pad, c->pad}, {c->dil, c->dil}, 1, act}};
   run(b, &op);
   b->flop += 2.0 * (double)ecs_nelements(y) * (double)(w->ne[1] * w->ne[2] * w->ne[3]);
   return y;
+}
+
+static ecs_tensor *conv(bench *b, ecs_tensor *x, const conv_p *c) {
+  return conv_wb(b, x, c, c->w, NULL, ECS_ACT_NONE);
+}
+
+static ecs_tensor *relu(bench *b, ecs_tensor *x) {
+  ecs_tensor *r = tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
+  ecs_op a = {.type = ECS_OP_RELU, .src = {x}, .dst = {r}};
+  run(b, &a);
+  return r;
+}
+
+/* For inference: bn(conv(x)) as one convolution, w * s and beta - mean * s with
+ * s = gamma / sqrt(var + eps) per output channel (ecs_model_fold_bn's rule). */
+static void fold(bench *b, conv_p *c, const bn_p *p) {
+  if (b->training) return;
+  ecs_tensor *w = c->w;
+  int64_t o = w->ne[0], k = ecs_nelements(w) / o;
+  c->fw = param(b, 4, o, w->ne[1], w->ne[2], w->ne[3], 0, 0);
+  c->fb = param(b, 1, o, 1, 1, 1, 0, 0);
+  const float *wv = w->data, *g = p->g->data, *be = p->b->data, *m = p->rm->data, *v = p->rv->data;
+  float *fw = c->fw->data, *fb = c->fb->data;
+  for (int64_t i = 0; i < o; i++) {
+    float sc = g[i] / sqrtf(v[i] + 1e-5f);
+    for (int64_t j = 0; j < k; j++) fw[i * k + j] = wv[i * k + j] * sc;
+    fb[i] = be[i] - m[i] * sc;
+  }
+}
+
+/* relu(bn(conv(x))) at inference on a folded convolution: one op when the ReLU is fused */
+static ecs_tensor *conv_bn_relu(bench *b, ecs_tensor *x, const conv_p *c) {
+  ecs_tensor *y = conv_wb(b, x, c, c->fw, c->fb, b->fuse ? ECS_ACT_RELU : ECS_ACT_NONE);
+  if (b->fuse) return y;
+  ecs_tensor *r = relu(b, y);
+  drop(y);
+  return r;
 }
 
 static ecs_tensor *bn_relu(bench *b, ecs_tensor *x, const bn_p *p) {
@@ -191,6 +241,7 @@ static block mk_block(bench *b, int64_t in, int64_t mid, int64_t out, int stride
   k.c2b1 = mk_conv(b, mid, out, 3, 1, dil);
   k.has_c1 = in != out || stride != 1;
   if (k.has_c1) k.c1 = mk_conv(b, in, out, 1, stride, 1);
+  fold(b, &k.c2a, &k.bn2b1);
   return k;
 }
 
@@ -205,6 +256,8 @@ static block mk_bottle(bench *b, int64_t in, int64_t out, int dil) {
   k.c2b2 = mk_conv(b, out / 2, out, 1, 1, 1);
   k.has_c1 = 1;
   k.c1 = mk_conv(b, in, out, 1, 1, 1);
+  fold(b, &k.c2a, &k.bn2b1);
+  fold(b, &k.c2b1, &k.bn2b2);
   return k;
 }
 
@@ -212,15 +265,28 @@ static block mk_bottle(bench *b, int64_t in, int64_t out, int dil) {
 static ecs_tensor *block_fwd(bench *b, ecs_tensor *x, const block *k) {
   ecs_tensor *xh = bn_relu(b, x, &k->bn2a);
   ecs_tensor *br1 = k->has_c1 ? conv(b, xh, &k->c1) : x;
-  ecs_tensor *h = conv(b, xh, &k->c2a);
-  drop(xh);
-  ecs_tensor *h2 = bn_relu(b, h, &k->bn2b1); /* dropout is the identity at inference */
-  drop(h);
-  h = conv(b, h2, &k->c2b1);
-  drop(h2);
-  if (k->bottle) {
-    h2 = bn_relu(b, h, &k->bn2b2);
+  ecs_tensor *h, *h2; /* dropout is the identity at inference */
+  if (k->c2a.fw) {
+    h2 = conv_bn_relu(b, xh, &k->c2a);
+  } else {
+    h = conv(b, xh, &k->c2a);
+    h2 = bn_relu(b, h, &k->bn2b1);
     drop(h);
+  }
+  drop(xh);
+  if (k->bottle && k->c2b1.fw) {
+    h = conv_bn_relu(b, h2, &k->c2b1);
+    drop(h2);
+    h2 = h;
+  } else {
+    h = conv(b, h2, &k->c2b1);
+    drop(h2);
+    if (k->bottle) {
+      h2 = bn_relu(b, h, &k->bn2b2);
+      drop(h);
+    }
+  }
+  if (k->bottle) {
     h = conv(b, h2, &k->c2b2);
     drop(h2);
   }
@@ -288,6 +354,7 @@ static void mk_small(bench *b, small *m) {
   for (int i = 0; i < 4; i++) {
     m->c[i] = mk_conv(b, ch[i], ch[i + 1], 3, st[i], 1);
     m->bn[i] = mk_bn(b, ch[i + 1]);
+    fold(b, &m->c[i], &m->bn[i]);
   }
   m->cls = mk_conv(b, 128, 21, 1, 1, 1);
 }
@@ -296,6 +363,12 @@ static void mk_small(bench *b, small *m) {
 static ecs_tensor *small_fwd(bench *b, const small *m, ecs_tensor *img, ecs_tensor **acts) {
   ecs_tensor *x = img;
   for (int i = 0; i < 4; i++) {
+    if (!acts && m->c[i].fw) { /* inference on the folded network */
+      ecs_tensor *r = conv_bn_relu(b, x, &m->c[i]);
+      if (x != img) drop(x);
+      x = r;
+      continue;
+    }
     ecs_tensor *c = conv(b, x, &m->c[i]);
     ecs_tensor *bnout = tn(4, c->ne[0], c->ne[1], c->ne[2], c->ne[3]);
     ecs_tensor *mean = acts ? tn(1, c->ne[1], 1, 1, 1) : NULL, *inv = acts ? tn(1, c->ne[1], 1, 1, 1) : NULL;
@@ -410,7 +483,7 @@ static void bench_conv(bench *b, int runs) {
     for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
     conv_p c = mk_conv(b, st[s].c, st[s].c, 3, 1, 1);
     /* the input in the layout the previous layer would have left it in */
-    ecs_tensor *blk = conv(b, x, &(conv_p){param(b, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), 1, 0, 1});
+    ecs_tensor *blk = conv(b, x, &(conv_p){.w = param(b, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
     double ms[64];
     drop(conv(b, blk, &c));
     for (int r = 0; r < runs; r++) {
@@ -438,7 +511,7 @@ static void bench_conv_ab(bench *base, bench *b, int runs, int batch) {
     float *v = x->data;
     for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
     conv_p c = mk_conv(base, st[s].c, st[s].c, 3, 1, 1);
-    ecs_tensor *blk = conv(base, x, &(conv_p){param(base, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), 1, 0, 1});
+    ecs_tensor *blk = conv(base, x, &(conv_p){.w = param(base, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
     double ms[2][64];
     for (int r = -1; r < runs; r++)
       for (int j = 0; j < 2; j++) {
@@ -482,7 +555,7 @@ static void bench_dilated(bench *base, bench *b, int runs, int batch) {
     float *v = x->data;
     for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
     conv_p c = mk_conv(base, sh[s].ci, sh[s].co, sh[s].k, 1, dil);
-    ecs_tensor *blk = conv(base, x, &(conv_p){param(base, 4, sh[s].ci, sh[s].ci, 1, 1, -0.1f, 0.1f), 1, 0, 1});
+    ecs_tensor *blk = conv(base, x, &(conv_p){.w = param(base, 4, sh[s].ci, sh[s].ci, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
     ecs_tensor *ytmp = conv(base, blk, &c); /* a blocked dy of the output's shape */
     for (int kd = 0; kd < 3; kd++) {
       if (!(kinds >> kd & 1)) continue;
@@ -543,7 +616,7 @@ int main(int argc, char **argv) {
   if (runs < 1 || runs > 64) runs = 5;
   ecs_err err = {0};
   ecs_device *dev = ecs_device_find("cpu", &err);
-  bench b = {0};
+  bench b = {.fuse = env_fuse()};
   b.be = dev ? ecs_backend_init(dev, &(ecs_backend_params){.n_threads = threads}, &err) : NULL;
   if (!b.be) die("backend", &err);
   b.bt = ecs_device_buffer_type(dev);
@@ -563,6 +636,7 @@ int main(int argc, char **argv) {
     setenv(name, val, 1);
     bench base = b;
     base.be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = threads}, &err);
+    base.fuse = env_fuse();
     if (old) setenv(name, old, 1);
     else unsetenv(name);
     free(old);

@@ -463,6 +463,7 @@ static int odd_all_plain(const ecs_op *op) {
 
 static int odd_supports(ecs_device *dev, const ecs_op *op) {
   (void)dev;
+  if (op->type == ECS_OP_CONV2D && op->p.conv.act != ECS_ACT_NONE) return 0; /* no fused ops */
   return op->type == ECS_OP_COPY || odd_all_plain(op);
 }
 
@@ -488,6 +489,9 @@ static ecs_status odd_prepare(ecs_backend *be, ecs_op *op, ecs_err *err) {
 }
 
 static const char *odd_name(ecs_backend *be) { (void)be; return "odd"; }
+static void odd_stats(ecs_backend *be, ecs_backend_stats *out) {
+  ecs_backend_get_stats(be->context, out);
+}
 static void odd_free(ecs_backend *be) {
   ecs_backend_free(be->context);
   free(be);
@@ -501,7 +505,8 @@ static ecs_device g_odd_dev = {.iface = {.get_name = odd_dev_name, .get_descript
 static ecs_backend *odd_init(ecs_device *dev, const ecs_backend_params *p, ecs_err *err) {
   ecs_backend *be = calloc(1, sizeof *be);
   be->iface = (struct ecs_backend_i){.get_name = odd_name, .free = odd_free,
-                                     .prepare = odd_prepare, .compute = odd_compute};
+                                     .prepare = odd_prepare, .compute = odd_compute,
+                                     .get_stats = odd_stats};
   be->device = dev;
   be->context = ecs_backend_init(ecs_device_find("cpu-ref", err), p, err);
   return be;
@@ -544,6 +549,69 @@ static void test_private_layouts_fall_back_to_plain(void **state) {
   ecs_backend_free(be);
 }
 
+/* ecs_conv2d_act is one fused op at inference where the backend takes it, and the conv and
+ * relu pair where a gradient is recorded (the fused op has no backward) or the backend lacks
+ * it; always the values (and gradients) of ecs_relu(ecs_conv2d(...)). */
+static void test_conv_act_fuses_only_for_inference(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_backend *bes[2] = {backend("cpu-ref"), ecs_backend_init(&g_odd_dev, NULL, &err)};
+  for (int k = 0; k < 2; k++) {
+    ecs_ctx *ctx = ecs_ctx_new(bes[k], &err);
+    ecs_params *ps = ecs_params_new(&err);
+    ecs_tensor *w = param(ps, "w", 4, (int64_t[]){3, 2, 3, 3}, 1);
+    ecs_tensor *b = param(ps, "b", 1, (int64_t[]){3}, 1);
+    alloc_params(ps);
+    ecs_tensor *x = ecs_new(ctx, ECS_F32, 4, (int64_t[]){2, 2, 5, 6});
+    /* values of its own: the shared generator's sequence stays the other tests' */
+    ecs_tensor *ts[3] = {w, b, x};
+    for (int i = 0; i < 3; i++)
+      for (int64_t j = 0; j < ecs_nelements(ts[i]); j++)
+        ((float *)ts[i]->data)[j] = (float)((j * 7919 + 31 * i) % 23) / 11.5f - 1.0f;
+    float fused[2 * 3 * 3 * 3], pair[2 * 3 * 3 * 3];
+    ecs_backend_stats s0, s1, s2;
+    ecs_backend_get_stats(bes[k], &s0);
+    ecs_tensor *y = ecs_conv2d_act(ctx, x, w, b, 2, 1, 1, 1, ECS_ACT_RELU);
+    ecs_backend_get_stats(bes[k], &s1);
+    ecs_tensor *r = ecs_relu(ctx, ecs_conv2d(ctx, x, w, b, 2, 1, 1, 1));
+    ecs_backend_get_stats(bes[k], &s2);
+    assert_int_equal(ecs_ctx_tape_len(ctx), 0);
+    if (k == 0) { /* one op; the odd backend lacks the fused one, where it runs as two */
+      assert_int_equal(s1.ops - s0.ops, 1);
+    } else {
+      assert_int_equal(s1.ops - s0.ops, 2);
+    }
+    assert_int_equal(s2.ops - s1.ops, 2);
+    assert_int_equal(ecs_to_host(ctx, y, fused, sizeof fused), ECS_OK);
+    assert_int_equal(ecs_to_host(ctx, r, pair, sizeof pair), ECS_OK);
+    assert_memory_equal(fused, pair, sizeof fused);
+    /* recorded: the pair, and the gradient of the pair */
+    float gw[2][3 * 2 * 3 * 3];
+    for (int j = 0; j < 2; j++) {
+      ecs_ctx_reset(ctx);
+      ecs_ctx_set_grad(ctx, 1);
+      assert_int_equal(ecs_params_zero_grads(ps, &err), ECS_OK);
+      ecs_tensor *xj = ecs_from_host(ctx, ECS_F32, 4, (int64_t[]){2, 2, 5, 6}, x->data);
+      ecs_tensor *yj = j ? ecs_conv2d_act(ctx, xj, w, b, 2, 1, 1, 1, ECS_ACT_RELU)
+                         : ecs_relu(ctx, ecs_conv2d(ctx, xj, w, b, 2, 1, 1, 1));
+      assert_int_equal(ecs_ctx_tape_len(ctx), 2);
+      ecs_tensor *t = ecs_new(ctx, ECS_F32, 2, (int64_t[]){2, 3});
+      memset(t->data, 0, t->nbytes);
+      ecs_tensor *loss = ecs_ml_soft_margin(ctx, ecs_gap(ctx, yj), t);
+      if (!loss || ecs_backward(ctx, loss, 1) != ECS_OK) {
+        ecs_ctx_status(ctx, &err);
+        fail_msg("%s", err.msg);
+      }
+      memcpy(gw[j], w->grad->data, sizeof gw[j]);
+      ecs_ctx_set_grad(ctx, 0);
+    }
+    assert_memory_equal(gw[0], gw[1], sizeof gw[0]);
+    ecs_ctx_free(ctx);
+    ecs_params_free(ps);
+    ecs_backend_free(bes[k]);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sticky_errors_and_transfers),
@@ -553,6 +621,7 @@ int main(void) {
       cmocka_unit_test(test_yield_hook),
       cmocka_unit_test(test_arena_steady_state),
       cmocka_unit_test(test_private_layouts_fall_back_to_plain),
+      cmocka_unit_test(test_conv_act_fuses_only_for_inference),
       cmocka_unit_test(test_gradients_match_finite_differences),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -170,11 +170,19 @@ static void stats(ecs_backend_stats *s) { ecs_backend_get_stats(g_cpu, s); }
 
 /* conv -> relu -> conv -> relu ... then one copy to plain: the activations stay blocked and the
  * only reorders are at the edges, however long the chain. */
-static ecs_tensor *conv_chain_dil(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be, int dil) {
+static ecs_tensor *conv_chain_act(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be,
+                                  int dil, int fused) {
   ecs_tensor *h = x;
   for (int i = 0; i < depth; i++) {
     ecs_tensor *y = conv_out(h, w[i], 1, dil, dil);
     ecs_op c = conv_op(h, w[i], NULL, y, 1, dil, dil, 1);
+    if (fused) { /* conv+relu as one op (ReLU as the convolution's post-op) */
+      c.p.conv.act = ECS_ACT_RELU;
+      run_on(be, &c);
+      if (be == g_cpu) assert_int_equal(y->layout, ECS_LAYOUT_DNNL);
+      h = y;
+      continue;
+    }
     run_on(be, &c);
     ecs_tensor *r = tn(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3]);
     ecs_op a = {.type = ECS_OP_RELU, .src = {y}, .dst = {r}};
@@ -190,6 +198,10 @@ static ecs_tensor *conv_chain_dil(int depth, ecs_tensor *x, ecs_tensor **w, ecs_
   run_on(be, &cp);
   assert_int_equal(out->layout, ECS_LAYOUT_PLAIN);
   return out;
+}
+
+static ecs_tensor *conv_chain_dil(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be, int dil) {
+  return conv_chain_act(depth, x, w, be, dil, 0);
 }
 
 static ecs_tensor *conv_chain(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be) {
@@ -228,6 +240,22 @@ static void test_conv_chain_keeps_blocked_layout(void **state) {
   conv_chain(2, xp, w, g_cpu);
   stats(&s);
   assert_int_equal(s.reorders, 2);
+  /* the same chain with ReLU fused into each convolution: one op per layer, still blocked
+   * from layer to layer, the same values as the separate ops */
+  conv_chain_act(4, x, w, g_cpu, 1, 1);
+  for (int depth = 2; depth <= 4; depth += 2) {
+    ecs_backend_reset_stats(g_cpu);
+    ecs_tensor *y = conv_chain_act(depth, x, w, g_cpu, 1, 1);
+    stats(&s);
+    assert_int_equal(s.reorders, 1);
+    assert_int_equal(s.ref_ops, 0);
+    assert_int_equal(s.primitives, 0);
+    assert_int_equal(s.ops, (uint64_t)depth + 1);
+    double e = rel_l2(y, conv_chain(depth, x, w, g_cpu));
+    if (e > 1e-6) fail_msg("fused chain of %d differs from conv then relu: %.3g", depth, e);
+    e = rel_l2(y, conv_chain_act(depth, clone_plain(g_cpu, x), w, g_ref, 1, 1));
+    if (e > 1e-4) fail_msg("fused chain of %d differs from cpu-ref: %.3g", depth, e);
+  }
   free_all();
 }
 
@@ -500,6 +528,108 @@ static void test_conv_variants(void **state) {
                  .dst = {tn(4, w->ne[0], w->ne[1], w->ne[2], w->ne[3]), b ? tn(1, w->ne[0], 1, 1, 1) : NULL},
                  .p.conv = c.p.conv};
     parity(&bw, b ? 3 : 1, 0, 1e-4);
+  }
+  free_all();
+}
+
+/* conv with a fused ReLU (p.conv.act) against conv then relu: on "cpu-ref" exactly (the oracle
+ * applies the same max(y, 0) to the same rounded values), on "cpu" within rounding of the
+ * separate ops and within 1e-4 of the reference, always on oneDNN (a post-op, no reference
+ * fallback). Random shapes with stride, padding, dilation (including those split into
+ * phases), groups, bias, batches of narrow maps (run side by side), plain and blocked
+ * inputs; fixed seed. */
+static void test_conv_relu_fused(void **state) {
+  (void)state;
+  uint64_t ph0 = ecs_dnnl_phased_ops();
+  int n_blocked = 0;
+  for (int k = 0; k < 48; k++) {
+    int r = (int)((frand() + 1) * 1e6);
+    int groups = (int[]){1, 1, 1, 2, 4}[r % 5], cg = 1 + (r / 5) % 8, og = 1 + (r / 40) % 9;
+    int kk = (int[]){1, 3, 3, 5}[(r / 360) % 4], stride = 1 + (r / 1440) % 2;
+    int dil = (int[]){1, 1, 2, 4}[(r / 2880) % 4], pad = (r / 11520) % 3 * dil;
+    int n = 1 + (r / 34560) % 3, bias = (r / 103680) % 2, blk = (r / 207360) % 2;
+    int h = 5 + (int)((frand() + 1) * 6), w = 5 + (int)((frand() + 1) * 6);
+    if (h + 2 * pad < (kk - 1) * dil + 1) h = (kk - 1) * dil + 1;
+    if (w + 2 * pad < (kk - 1) * dil + 1) w = (kk - 1) * dil + 1;
+    int ci = cg * groups, co = og * groups;
+    ecs_tensor *x = blk ? blocked(n, ci, h, w) : rnd(4, n, ci, h, w, -1, 1);
+    ecs_tensor *wt = rnd(4, co, cg, kk, kk, -0.5f, 0.5f);
+    ecs_tensor *b = bias ? rnd(1, co, 1, 1, 1, -0.5f, 0.5f) : NULL;
+    char what[128];
+    snprintf(what, sizeof what, "case %d: x[%d,%d,%d,%d] w[%d,%d,%d,%d] s%d p%d d%d g%d%s%s", k, n,
+             ci, h, w, co, cg, kk, kk, stride, pad, dil, groups, bias ? " bias" : "",
+             blk ? " blocked" : "");
+    /* fused on "cpu", against the reference's fused op */
+    ecs_tensor *yf = conv_out(x, wt, stride, pad, dil);
+    ecs_op f = conv_op(x, wt, b, yf, stride, pad, dil, groups);
+    f.p.conv.act = ECS_ACT_RELU;
+    parity(&f, 1, 0, 1e-4);
+    /* conv then relu on "cpu" */
+    ecs_tensor *yc = conv_out(x, wt, stride, pad, dil);
+    ecs_op c = conv_op(x, wt, b, yc, stride, pad, dil, groups);
+    run_on(g_cpu, &c);
+    /* the post-op leaves the layout oneDNN picks for the convolution as it was */
+    if (yf->layout != yc->layout || (yf->layout == ECS_LAYOUT_DNNL && yf->layout_desc != yc->layout_desc))
+      fail_msg("%s: the fused op's output has another layout than the convolution's", what);
+    n_blocked += yf->layout == ECS_LAYOUT_DNNL;
+    ecs_tensor *yr = tn(4, yc->ne[0], yc->ne[1], yc->ne[2], yc->ne[3]);
+    ecs_op a = {.type = ECS_OP_RELU, .src = {yc}, .dst = {yr}};
+    run_on(g_cpu, &a);
+    double e = rel_l2(plain_of(g_cpu, yf), plain_of(g_cpu, yr));
+    if (!(e <= 1e-6)) fail_msg("%s: fused differs from conv then relu by %.3g", what, e);
+    /* the reference: fused == conv then relu, bit for bit */
+    ecs_tensor *xr = clone_plain(g_cpu, x);
+    ecs_tensor *rf = conv_out(xr, wt, stride, pad, dil), *rc = conv_out(xr, wt, stride, pad, dil);
+    ecs_op rfo = conv_op(xr, wt, b, rf, stride, pad, dil, groups);
+    rfo.p.conv.act = ECS_ACT_RELU;
+    run_on(g_ref, &rfo);
+    ecs_op rco = conv_op(xr, wt, b, rc, stride, pad, dil, groups);
+    run_on(g_ref, &rco);
+    ecs_tensor *rr = tn(4, rc->ne[0], rc->ne[1], rc->ne[2], rc->ne[3]);
+    ecs_op ra = {.type = ECS_OP_RELU, .src = {rc}, .dst = {rr}};
+    run_on(g_ref, &ra);
+    if (memcmp(rf->data, rr->data, rf->nbytes) != 0) fail_msg("%s: cpu-ref's fused op differs", what);
+    const float *v = rf->data;
+    for (int64_t i = 0; i < ecs_nelements(rf); i++)
+      if (!(v[i] >= 0)) fail_msg("%s: a negative value after ReLU", what);
+    free_all();
+  }
+  /* the draws reach blocked outputs and the rearranged (split, side by side) forwards */
+  print_message("fused: %d of 48 outputs blocked, %llu convolutions rearranged\n", n_blocked,
+                (unsigned long long)(ecs_dnnl_phased_ops() - ph0));
+  assert_true(n_blocked >= 12);
+  assert_true(ecs_dnnl_phased_ops() - ph0 >= 2);
+}
+
+/* A fused activation belongs to the forward: a backward op carrying one, or an activation that
+ * does not exist, is an error on every CPU backend, not a silently different result. */
+static void test_conv_act_is_checked(void **state) {
+  (void)state;
+  ecs_tensor *x = rnd(4, 1, 8, 6, 6, -1, 1), *w = rnd(4, 8, 8, 3, 3, -1, 1);
+  ecs_tensor *dy = rnd(4, 1, 8, 6, 6, -1, 1);
+  ecs_backend *bes[2] = {g_cpu, g_ref};
+  for (int i = 0; i < 2; i++) {
+    ecs_op ops[3] = {
+        {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w}, .dst = {tn(4, 1, 8, 6, 6)}},
+        {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy}, .dst = {tn(4, 8, 8, 3, 3)}},
+        {.type = ECS_OP_CONV2D, .src = {x, w}, .dst = {tn(4, 1, 8, 6, 6)}},
+    };
+    for (int j = 0; j < 3; j++) {
+      ops[j].p.conv = (typeof(ops[j].p.conv)){{1, 1}, {1, 1}, {1, 1}, 1, ECS_ACT_RELU};
+      if (j == 2) ops[j].p.conv.act = ECS_ACT_COUNT;
+      ecs_err err = {0};
+      ecs_status st = ECS_ERR_UNSUPPORTED;
+      if (ecs_device_supports_op(ecs_backend_device(bes[i]), &ops[j])) {
+        st = ecs_backend_prepare(bes[i], &ops[j], &err);
+        if (st == ECS_OK) {
+          alloc_t(ops[j].dst[0]);
+          st = ecs_backend_compute(bes[i], &ops[j], &err);
+        }
+        if (st != ECS_OK) assert_non_null(strstr(err.msg, "act"));
+      }
+      if (st == ECS_OK) fail_msg("%s on %s accepted a bad fused activation", ecs_op_name(ops[j].type),
+                                 ecs_backend_name(bes[i]));
+    }
   }
   free_all();
 }
@@ -780,6 +910,8 @@ int main(void) {
       cmocka_unit_test(test_weight_cache_sees_updates),
       cmocka_unit_test(test_backward_ops_on_dnnl),
       cmocka_unit_test(test_conv_variants),
+      cmocka_unit_test(test_conv_relu_fused),
+      cmocka_unit_test(test_conv_act_is_checked),
       cmocka_unit_test(test_op_sweep),
       cmocka_unit_test(test_masked_log_softmax_backward),
       cmocka_unit_test(test_fallback_reads_blocked_inputs),

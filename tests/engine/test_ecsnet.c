@@ -253,9 +253,40 @@ static float *forward_host(ecs_model *m, ecs_ctx *ctx, const float *x, int n, in
   return v;
 }
 
+/* Inference fuses ReLU into the convolution before it (ecs_conv2d_act) unless ECSNET_FUSE=0:
+ * the fused forward runs n_fused fewer ops than the unfused one and matches it within 1e-5 of
+ * the output's scale (the same convolutions; only where ReLU is applied changes). Returns the
+ * largest absolute output. */
+static double check_fused(ecs_model *m, ecs_ctx *ctx, ecs_backend *be, const float *x, int h,
+                          int w, int n_fused) {
+  ecs_backend_stats s0, s1, s2;
+  int64_t n0, n1;
+  ecs_backend_get_stats(be, &s0);
+  float *fused = forward_host(m, ctx, x, 2, h, w, 0, &n0);
+  ecs_backend_get_stats(be, &s1);
+  setenv("ECSNET_FUSE", "0", 1);
+  float *plain = forward_host(m, ctx, x, 2, h, w, 0, &n1);
+  unsetenv("ECSNET_FUSE");
+  ecs_backend_get_stats(be, &s2);
+  assert_int_equal(n0, n1);
+  uint64_t ops_fused = s1.ops - s0.ops, ops_plain = s2.ops - s1.ops;
+  if (ops_plain - ops_fused != (uint64_t)n_fused)
+    fail_msg("fusion saved %lld ops, expected %d", (long long)(ops_plain - ops_fused), n_fused);
+  double scale = 0, diff = 0;
+  for (int64_t k = 0; k < n0; k++) {
+    scale = fmax(scale, fabs(plain[k]));
+    diff = fmax(diff, fabs(plain[k] - fused[k]));
+  }
+  assert_true(scale > 0);
+  if (!(diff <= 1e-5 * scale)) fail_msg("fused forward differs by %.3g (scale %.3g)", diff, scale);
+  free(fused), free(plain);
+  return scale;
+}
+
 /* ecs_model_fold_bn: the folded inference forward matches the unfolded one within 1e-4 of the
- * output's scale, and passes that record gradients keep the unfolded network. */
-static void check_fold(ecs_backbone bb, int h, int w) {
+ * output's scale, and passes that record gradients keep the unfolded network (nothing fused).
+ * Once folded, inference fuses every conv+relu pair (n_fused) and gives the same output. */
+static void check_fold(ecs_backbone bb, int h, int w, int n_fused) {
   ecs_model_config cfg;
   ecs_model_config_default(&cfg, bb, 4);
   ecs_err e = {0};
@@ -269,10 +300,14 @@ static void check_fold(ecs_backbone bb, int h, int w) {
   float *x = malloc(sizeof(float) * 2 * 3 * (size_t)(h * w));
   for (int j = 0; j < 2 * 3 * h * w; j++) x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
   int64_t n0, n1, n2;
+  setenv("ECSNET_FUSE", "0", 1);
   float *ref = forward_host(m, ctx, x, 2, h, w, 0, &n0);
+  unsetenv("ECSNET_FUSE");
   assert_false(ecs_model_is_folded(m));
+  check_fused(m, ctx, be, x, h, w, 0); /* batch norm between conv and relu: nothing to fuse */
   assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
   assert_true(ecs_model_is_folded(m));
+  check_fused(m, ctx, be, x, h, w, n_fused);
   float *fold = forward_host(m, ctx, x, 2, h, w, 0, &n1);
   float *grad = forward_host(m, ctx, x, 2, h, w, 1, &n2);
   assert_int_equal(n0, n1);
@@ -292,14 +327,21 @@ static void check_fold(ecs_backbone bb, int h, int w) {
   ecs_model_free(m);
 }
 
+/* conv+relu pairs fused in one inference forward: the small network's four; resnet38d's
+ * conv_branch2a of its 15 plain blocks, and b6's and b7's two 3x3 bottleneck convolutions;
+ * vgg16d's 13 convolutions, fc6 and fc7 */
+#define FUSED_SMALL 4
+#define FUSED_R38   19
+#define FUSED_VGG   15
+
 static void test_fold_bn_small(void **state) {
   (void)state;
-  check_fold(ECS_BACKBONE_SMALL, 45, 38);
+  check_fold(ECS_BACKBONE_SMALL, 45, 38, FUSED_SMALL);
 }
 
 static void test_fold_bn_resnet38d(void **state) {
   (void)state;
-  check_fold(ECS_BACKBONE_RESNET38D, 24, 17);
+  check_fold(ECS_BACKBONE_RESNET38D, 24, 17, FUSED_R38);
 }
 
 static void test_fold_bn_vgg16d_has_nothing_to_fold(void **state) {
@@ -311,6 +353,18 @@ static void test_fold_bn_vgg16d_has_nothing_to_fold(void **state) {
   assert_non_null(m);
   assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
   assert_false(ecs_model_is_folded(m));
+  /* nothing folded, but its conv+relu pairs still fuse for inference */
+  ecs_backend *be =
+      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
+  ecs_ctx *ctx = ecs_ctx_new(be, &e);
+  assert_non_null(ctx);
+  int h = 24, w = 17;
+  float *x = malloc(sizeof(float) * 2 * 3 * (size_t)(h * w));
+  for (int j = 0; j < 2 * 3 * h * w; j++) x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
+  check_fused(m, ctx, be, x, h, w, FUSED_VGG);
+  free(x);
+  ecs_ctx_free(ctx);
+  ecs_backend_free(be);
   ecs_model_free(m);
 }
 

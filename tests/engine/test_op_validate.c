@@ -82,7 +82,7 @@ static void test_conv(void **state) {
   (void)state;
   ecs_tensor *x = T4(2, 4, 7, 6), *w = T4(6, 2, 3, 3), *b = T1(6), *y = T4(2, 6, 4, 3);
   ecs_op op = {.type = ECS_OP_CONV2D, .src = {x, w, b}, .dst = {y}};
-  op.p.conv = (typeof(op.p.conv)){{2, 2}, {1, 1}, {1, 1}, 2};
+  op.p.conv = (typeof(op.p.conv)){{2, 2}, {1, 1}, {1, 1}, 2, ECS_ACT_NONE};
   expect_ok(&op);
   op.p.conv.groups = 1;
   expect_invalid(&op, "weight's shape");

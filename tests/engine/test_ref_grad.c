@@ -88,7 +88,7 @@ static void test_conv2d(void **state) {
     if (b) th_fill_unif(b, &rng, -1, 1);
     th_fill_unif(r, &rng, -1, 1);
     ecs_op f = {.type = ECS_OP_CONV2D, .src = {x, w, b}, .dst = {y}};
-    f.p.conv = (typeof(f.p.conv)){{cc->sh, cc->sw}, {cc->ph, cc->pw}, {cc->dh, cc->dw}, cc->g};
+    f.p.conv = (typeof(f.p.conv)){{cc->sh, cc->sw}, {cc->ph, cc->pw}, {cc->dh, cc->dw}, cc->g, ECS_ACT_NONE};
     ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {r, w}, .dst = {dx}, .p = f.p};
     ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, r}, .dst = {dw, db}, .p = f.p};
     run(&bd);

@@ -71,6 +71,11 @@ static void conv_cases(void) {
       {"7x7 s2 p3 +bias", 1, 3, 20, 18, 8, 7, 2, 3, 1, 1, 1},
       {"64->64 3x3 28x28 +bias", 2, 64, 28, 28, 64, 3, 1, 1, 1, 1, 1},
   };
+  /* the same forwards with ReLU fused (p.conv.act) */
+  static const char *const fused[] = {"3x3 s1 p1 +bias +relu", "3x3 s2 p1 +relu", "3x3 dil2 p2 +bias +relu",
+                                      "3x3 groups2 +relu", "1x1 s2 +relu", "7x7 s2 p3 +bias +relu",
+                                      "64->64 3x3 28x28 +bias +relu"};
+  _Static_assert(sizeof fused / sizeof fused[0] == sizeof v / sizeof v[0], "one fused case per variant");
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
     const conv_variant *q = &v[i];
     int64_t oh = ecs_conv_out_size(q->h, (int)q->k, q->stride, q->pad, q->dil);
@@ -83,6 +88,9 @@ static void conv_cases(void) {
                            .dil = {q->dil, q->dil}, .groups = q->groups}};
     ocase *c = add(q->name, ECS_OP_CONV2D, 1e-4);
     c->op.p = p.p, c->src[0] = x, c->src[1] = w, c->dst[0] = yo;
+    if (q->bias) c->src[2] = b;
+    c = add(fused[i], ECS_OP_CONV2D, 1e-4);
+    c->op.p = p.p, c->op.p.conv.act = ECS_ACT_RELU, c->src[0] = x, c->src[1] = w, c->dst[0] = yo;
     if (q->bias) c->src[2] = b;
     c = add(q->name, ECS_OP_CONV2D_BWD_DATA, 1e-4);
     c->op.p = p.p, c->src[0] = y, c->src[1] = w, c->dst[0] = xo;

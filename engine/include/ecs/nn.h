@@ -51,6 +51,12 @@ ecs_tensor *ecs_to_plain(ecs_ctx *ctx, ecs_tensor *t); /* t itself when already 
 /* differentiable ops */
 ecs_tensor *ecs_conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
                        int pad, int dil, int groups);
+/* act(conv2d(x)), e.g. ecs_relu(ctx, ecs_conv2d(...)) for ECS_ACT_RELU, as one op that the
+ * backend runs fused (oneDNN: a post-op of the convolution). When a gradient is recorded
+ * through it, or the backend does not take the fused op, it runs and records the two ops
+ * instead, so the result and its gradient are always those of the pair. */
+ecs_tensor *ecs_conv2d_act(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
+                           int pad, int dil, int groups, ecs_act act);
 /* training = 1 uses batch statistics and updates the running ones; 0 uses running statistics
  * (frozen BN). gamma/beta may be frozen parameters. */
 ecs_tensor *ecs_batchnorm(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *gamma, ecs_tensor *beta,

@@ -24,7 +24,10 @@ typedef enum ecs_op_type {
   ECS_OP_SCALE, /* dst0 = a*src0 + b */
   ECS_OP_ADD,   /* dst0 = a*src0 + b*src1, same shapes */
   ECS_OP_MUL,   /* dst0 = src0 * src1, same shapes */
-  /* convolution: src0 x, src1 w (O, I/g, KH, KW), src2 bias (O) or NULL */
+  /* convolution: src0 x, src1 w (O, I/g, KH, KW), src2 bias (O) or NULL. The forward may
+   * apply an activation to its result, p.conv.act (ecs_act; ECS_ACT_NONE in every other conv
+   * op): y = relu(conv(x) + bias) as one op, for inference. A fused op has no backward: it is
+   * never recorded for autograd (ecs_conv2d_act records conv and relu separately instead). */
   ECS_OP_CONV2D,            /* dst0 y */
   ECS_OP_CONV2D_BWD_DATA,   /* src0 dy, src1 w; dst0 dx (shape given by the caller) */
   ECS_OP_CONV2D_BWD_WEIGHT, /* src0 x, src1 dy; dst0 dw, dst1 db or NULL */
@@ -84,6 +87,13 @@ typedef enum ecs_op_type {
 
 typedef enum ecs_pool_kind { ECS_POOL_MAX = 0, ECS_POOL_AVG } ecs_pool_kind;
 
+/* An activation fused into the op that produces its input (ECS_OP_CONV2D's p.conv.act). */
+typedef enum ecs_act {
+  ECS_ACT_NONE = 0,
+  ECS_ACT_RELU, /* max(y, 0), ECS_OP_RELU with clip 0 */
+  ECS_ACT_COUNT
+} ecs_act;
+
 #define ECS_OP_MAX_SRC 6
 #define ECS_OP_MAX_DST 3
 
@@ -93,7 +103,7 @@ typedef struct ecs_op {
   ecs_tensor *dst[ECS_OP_MAX_DST];
   union {
     struct { float a, b; } scalar;
-    struct { int stride[2], pad[2], dil[2], groups; } conv; /* [0] = H, [1] = W; pad symmetric */
+    struct { int stride[2], pad[2], dil[2], groups; ecs_act act; } conv; /* [0] = H, [1] = W; pad symmetric */
     struct { float eps, momentum; int training; } bn;
     struct { float clip; } act;
     struct { ecs_pool_kind kind; int k[2], stride[2], pad[2]; int ceil_mode, count_include_pad; } pool;

@@ -1,4 +1,6 @@
 /* ref-conv.c - 2-D convolution and its two backward ops, as PyTorch's Conv2d defines them.
+ * A forward with a fused ReLU (p.conv.act) applies it to each output as ECS_OP_RELU would, so
+ * the fused op and conv-then-relu agree bit for bit here.
  *
  * Direct loops, no im2col: the oracle should be easy to read. Each parallel task owns one
  * output plane (forward, backward data) or one output channel's weights (backward weight), so
@@ -51,6 +53,7 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
   const float *xd = x->data, *wd = w->data, *bd = ref_f(b);
   float *yd = y->data;
   int64_t plane = g.oh * g.ow;
+  int relu = op->p.conv.act == ECS_ACT_RELU;
   ecs_status st = ECS_OK;
 #pragma omp parallel num_threads(nt)
   {
@@ -85,7 +88,13 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
         }
       }
       float *yp = yd + no * plane;
-      for (int64_t i = 0; i < plane; i++) yp[i] = (float)acc[i];
+      if (relu) /* the fused activation, on the rounded value: exactly ECS_OP_RELU's result */
+        for (int64_t i = 0; i < plane; i++) {
+          float v = (float)acc[i];
+          yp[i] = v > 0 ? v : 0;
+        }
+      else
+        for (int64_t i = 0; i < plane; i++) yp[i] = (float)acc[i];
     }
     free(acc);
   }

@@ -8,6 +8,7 @@
 #include "model-impl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BN_EPS      ECS_BN_EPS
@@ -175,19 +176,42 @@ static ecs_tensor *bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, cons
   return ecs_relu(ctx, bn_f(m, ctx, x, n, 0)); /* resnet38d's batch norm is always frozen */
 }
 
-/* BN(conv(x)): one convolution with the folded weights when the model was folded for
- * inference and this pass neither trains nor records gradients (ecs_model_fold_bn). */
-static ecs_tensor *conv_bn_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *cname,
-                             const char *bnname, int stride, int pad, int dil, int training) {
+/* Whether this pass runs ReLU fused into the convolution before it (ecs_conv2d_act): inference
+ * only, that is neither training nor recording gradients, so training keeps its separate ops.
+ * ECSNET_FUSE=0 turns it off (read per call: for A/B measurements and tests). */
+static int fuse_relu(const ecs_ctx *ctx, int training) {
+  if (training || ecs_ctx_grad_enabled(ctx)) return 0;
+  const char *v = getenv("ECSNET_FUSE");
+  return !(v && strcmp(v, "0") == 0);
+}
+
+/* ReLU(conv(x)) */
+static ecs_tensor *conv_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *name,
+                               int stride, int pad, int dil, int training) {
+  if (fuse_relu(ctx, training))
+    return ecs_conv2d_act(ctx, x, P(m, "%s%s.weight", name, ""), P(m, "%s%s.bias", name, ""),
+                          stride, pad, dil, 1, ECS_ACT_RELU);
+  return ecs_relu(ctx, conv_f(m, ctx, x, name, stride, pad, dil));
+}
+
+/* ReLU(BN(conv(x))): one convolution with the folded weights when the model was folded for
+ * inference and this pass neither trains nor records gradients (ecs_model_fold_bn), with the
+ * ReLU fused into it (fuse_relu). */
+static ecs_tensor *conv_bn_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x,
+                                  const char *cname, const char *bnname, int stride, int pad,
+                                  int dil, int training) {
   if (m->folded && !training && !ecs_ctx_grad_enabled(ctx)) {
     char n[96];
     snprintf(n, sizeof n, "%s.weight", cname);
     ecs_tensor *w = ecs_params_find(m->folded, n);
     snprintf(n, sizeof n, "%s.bias", cname);
     ecs_tensor *b = ecs_params_find(m->folded, n);
-    if (w && b) return ecs_conv2d(ctx, x, w, b, stride, pad, dil, 1);
+    if (w && b)
+      return fuse_relu(ctx, training)
+                 ? ecs_conv2d_act(ctx, x, w, b, stride, pad, dil, 1, ECS_ACT_RELU)
+                 : ecs_relu(ctx, ecs_conv2d(ctx, x, w, b, stride, pad, dil, 1));
   }
-  return bn_f(m, ctx, conv_f(m, ctx, x, cname, stride, pad, dil), bnname, training);
+  return ecs_relu(ctx, bn_f(m, ctx, conv_f(m, ctx, x, cname, stride, pad, dil), bnname, training));
 }
 
 /* resnet38d's conv, then the block's next batch norm (frozen) and ReLU */
@@ -197,7 +221,7 @@ static ecs_tensor *cv_bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, c
   char c[96], n[96];
   snprintf(c, sizeof c, "%s.%s", blk, cname);
   snprintf(n, sizeof n, "%s.%s", blk, bnname);
-  return ecs_relu(ctx, conv_bn_f(m, ctx, x, c, n, stride, pad, dil, 0));
+  return conv_bn_relu_f(m, ctx, x, c, n, stride, pad, dil, 0);
 }
 
 static ecs_tensor *cv(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *blk,
@@ -248,7 +272,7 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
     return r38_bot_pre(m, ctx, x, &g_r38[N_R38 - 1]);
   case ECS_BACKBONE_VGG16D:
     for (int i = 0; i < N_VGG; i++) {
-      x = ecs_relu(ctx, conv_f(m, ctx, x, g_vgg[i].name, 1, g_vgg[i].dil, g_vgg[i].dil));
+      x = conv_relu_f(m, ctx, x, g_vgg[i].name, 1, g_vgg[i].dil, g_vgg[i].dil, training);
       const char *nm = g_vgg[i].name;
       if (strcmp(nm, "conv1_2") == 0 || strcmp(nm, "conv2_2") == 0 || strcmp(nm, "conv3_3") == 0)
         x = ecs_max_pool2d(ctx, x, 3, 2, 1, 0);
@@ -262,7 +286,7 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
       char bname[32];
       snprintf(n, sizeof n, "conv%d", i + 1);
       snprintf(bname, sizeof bname, "bn%d", i + 1);
-      x = ecs_relu(ctx, conv_bn_f(m, ctx, x, n, bname, g_small[i].s, g_small[i].k / 2, 1, training));
+      x = conv_bn_relu_f(m, ctx, x, n, bname, g_small[i].s, g_small[i].k / 2, 1, training);
     }
     t.x = x;
     return t;
@@ -310,11 +334,11 @@ ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t,
     x = ecs_relu(ctx, bn_f(m, ctx, x, "bn7", 0));
     break;
   case ECS_BACKBONE_VGG16D:
-    x = ecs_dropout(ctx, ecs_relu(ctx, conv_f(m, ctx, t->x, "fc6", 1, dil, dil)), 0.5f);
-    x = ecs_dropout(ctx, ecs_relu(ctx, conv_f(m, ctx, x, "fc7", 1, 0, 1)), 0.5f);
+    x = ecs_dropout(ctx, conv_relu_f(m, ctx, t->x, "fc6", 1, dil, dil, training), 0.5f);
+    x = ecs_dropout(ctx, conv_relu_f(m, ctx, x, "fc7", 1, 0, 1, training), 0.5f);
     break;
   case ECS_BACKBONE_SMALL:
-    x = ecs_relu(ctx, conv_bn_f(m, ctx, t->x, "conv4", "bn4", 1, dil, dil, training));
+    x = conv_bn_relu_f(m, ctx, t->x, "conv4", "bn4", 1, dil, dil, training);
     break;
   default: return NULL;
   }

@@ -105,6 +105,12 @@ static void conv_key(dn_key *k, const ecs_op *op, const ecs_tensor *x, const ecs
     dn_key_i(k, op->p.conv.dil[i]);
   }
   dn_key_i(k, op->p.conv.groups);
+  dn_key_i(k, op->p.conv.act);
+}
+
+/* The forward's fused ReLU (p.conv.act), as a post-op of its primitive. */
+static int conv_relu(const ecs_op *op) {
+  return op->type == ECS_OP_CONV2D && op->p.conv.act == ECS_ACT_RELU;
 }
 
 /* ---- dilated convolution as space-to-batch (dnnl-phase.c) -------------------------------- */
@@ -179,13 +185,13 @@ static int pack_geometry(ecs_dnnl *d, int type, const ecs_tensor *x, const ecs_t
 
 /* The space-to-batch primitive, or NULL where it would not run on a direct jit kernel with
  * layouts that dnnl-phase.c can split (then the op takes the dilated path). */
-static dw_prim *phase_prim(ecs_dnnl *d, int type, const dw_md *xs, const dw_md *wa,
+static dw_prim *phase_prim(ecs_dnnl *d, int type, int relu, const dw_md *xs, const dw_md *wa,
                            const dw_md *bm, const dw_md *ys, const dw_window *sub) {
   dw_engine *e = dn_engine(d);
   dw_prim *p;
   dw_arg xa = DW_SRC, ya = DW_DST;
   switch (type) {
-  case ECS_OP_CONV2D: p = dw_conv_fwd(e, 0, xs, wa, bm, ys, sub, NULL); break;
+  case ECS_OP_CONV2D: p = dw_conv_fwd(e, 0, xs, wa, bm, ys, sub, relu, NULL); break;
   case ECS_OP_CONV2D_BWD_DATA:
     p = dw_conv_bwd_data(e, xs, wa, ys, sub, NULL);
     xa = DW_DIFF_SRC, ya = DW_DIFF_DST;
@@ -218,7 +224,9 @@ static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key
   if (!found) {
     const dw_md *xs = dn_any(d, 4, p.xs, NULL), *ys = dn_any(d, 4, p.ys, NULL);
     if (!xs || !ys) return (*st = NOMEM()), 1;
-    prim = phase_prim(d, op->type, xs, wa, bm, ys, &p.sub);
+    /* ReLU commutes with the rearrangement: the post-op also zeroes negatives in the gaps,
+     * which the merge drops */
+    prim = phase_prim(d, op->type, conv_relu(op), xs, wa, bm, ys, &p.sub);
     if ((*st = dn_cache_put(d, &k, prim, err)) != ECS_OK) return 1;
   }
   if (!prim) return 0;
@@ -265,6 +273,9 @@ static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
   }
   conv_geo g;
   NEED(conv_geometry(op, x, w, y, &g));
+  /* ReLU is the only fused activation, and only forwards have one (else: the reference
+   * kernel, which validates the op and says what is wrong) */
+  NEED(op->p.conv.act == ECS_ACT_NONE || conv_relu(op));
   ecs_tensor *bias = b ? b : db;
   NEED(!bias || (bias->layout == ECS_LAYOUT_PLAIN && plain_vec(bias, w->ne[0])));
   dw_engine *e = dn_engine(d);
@@ -279,7 +290,7 @@ static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
   if (build_phased(d, op, pl, &k, x, w, y, bias, &g, wa, wview, bm, &pst, err)) return pst;
   switch (op->type) {
   case ECS_OP_CONV2D:
-    LOOKUP(d, &k, pl, dw_conv_fwd(e, 0, xa, wa, bm, ya, &g.win, err_));
+    LOOKUP(d, &k, pl, dw_conv_fwd(e, 0, xa, wa, bm, ya, &g.win, conv_relu(op), err_));
     in(pl, DW_SRC, BK_ACT, x, NULL);
     in(pl, DW_WEIGHTS, BK_WEIGHT, w, wview);
     in(pl, DW_BIAS, BK_ACT, b, NULL);
@@ -693,6 +704,8 @@ int dn_can(const ecs_op *op) {
   case ECS_OP_CONV2D:
   case ECS_OP_CONV2D_BWD_DATA:
   case ECS_OP_CONV2D_BWD_WEIGHT:
+    if (op->p.conv.act != ECS_ACT_NONE && !conv_relu(op)) return 0;
+    /* fall through */
   case ECS_OP_ADD:
   case ECS_OP_MUL:
   case ECS_OP_RELU_BWD: return f32(op->src[0]) && f32(op->src[1]) && f32(op->dst[0]);

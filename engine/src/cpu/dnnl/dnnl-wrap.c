@@ -226,15 +226,20 @@ static dw_prim *finish(dnnl_primitive_desc_t pd, ecs_err *err, const char *what)
   return p;
 }
 
-static dw_prim *make(dw_engine *e, const void *desc, const_dnnl_primitive_desc_t hint,
-                     ecs_err *err, const char *what) {
+static dw_prim *make_attr(dw_engine *e, const void *desc, const_dnnl_primitive_attr_t attr,
+                          const_dnnl_primitive_desc_t hint, ecs_err *err, const char *what) {
   dnnl_primitive_desc_t pd;
-  dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, e->attr, e->eng, hint);
+  dnnl_status_t s = dnnl_primitive_desc_create(&pd, desc, attr, e->eng, hint);
   if (s != dnnl_success) {
     fail(err, s, what);
     return NULL;
   }
   return finish(pd, err, what);
+}
+
+static dw_prim *make(dw_engine *e, const void *desc, const_dnnl_primitive_desc_t hint,
+                     ecs_err *err, const char *what) {
+  return make_attr(e, desc, e->attr, hint, err, what);
 }
 
 /* A forward descriptor used only as the hint of a backward one. */
@@ -279,11 +284,24 @@ static dnnl_status_t conv_fwd_desc(dnnl_convolution_desc_t *d, int training, con
 }
 
 dw_prim *dw_conv_fwd(dw_engine *e, int training, const dw_md *src, const dw_md *w,
-                     const dw_md *bias, const dw_md *dst, const dw_window *win, ecs_err *err) {
+                     const dw_md *bias, const dw_md *dst, const dw_window *win, int relu,
+                     ecs_err *err) {
   dnnl_convolution_desc_t d;
   dnnl_status_t s = conv_fwd_desc(&d, training, src, w, bias, dst, win);
   if (s != dnnl_success) return fail(err, s, "convolution descriptor"), NULL;
-  return make(e, &d, NULL, err, "convolution");
+  if (!relu) return make(e, &d, NULL, err, "convolution");
+  /* the engine's attributes (user scratchpad) plus the post-op, for this primitive only */
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t po = NULL;
+  s = dnnl_primitive_attr_clone(&attr, e->attr);
+  if (s == dnnl_success) s = dnnl_post_ops_create(&po);
+  if (s == dnnl_success) s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+  if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(attr, po);
+  dw_prim *p = s == dnnl_success ? make_attr(e, &d, attr, NULL, err, "convolution with ReLU")
+                                 : (fail(err, s, "convolution post-op"), NULL);
+  if (po) dnnl_post_ops_destroy(po);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  return p;
 }
 
 dw_prim *dw_conv_bwd_data(dw_engine *e, const dw_md *diff_src, const dw_md *w,

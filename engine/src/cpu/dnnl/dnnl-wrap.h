@@ -83,8 +83,10 @@ int dw_md_cblock(const dw_md *md);
 const char *dw_md_str(const dw_md *md, char *buf, size_t n);
 
 /* primitives; each returns NULL and fills err when oneDNN cannot build it */
+/* relu: max(y, 0) applied to the result as an eltwise post-op (one pass over dst) */
 dw_prim *dw_conv_fwd(dw_engine *e, int training, const dw_md *src, const dw_md *w,
-                     const dw_md *bias, const dw_md *dst, const dw_window *win, ecs_err *err);
+                     const dw_md *bias, const dw_md *dst, const dw_window *win, int relu,
+                     ecs_err *err);
 dw_prim *dw_conv_bwd_data(dw_engine *e, const dw_md *diff_src, const dw_md *w,
                           const dw_md *diff_dst, const dw_window *win, ecs_err *err);
 dw_prim *dw_conv_bwd_weights(dw_engine *e, const dw_md *src, const dw_md *diff_w,

@@ -55,7 +55,7 @@ static const char *g_help =
     "      [--checkpoint-every N] [--resume CHECKPOINT] [--stop-after N] [--threads N]\n"
     "      [--log-every N] [--warmup F] [--no-erase]\n"
     "      [--delta F] [--theta F] [--beta F] [--lambda F] [--overlay K] [--no-overlay]\n"
-    "      [--no-bg-in-phi] [--no-phi-filter] [--cls-on-erased] [--quiet]\n"
+    "      [--no-bg-in-phi] [--no-phi-filter] [--no-cls-on-erased] [--quiet]\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
     "      [--json] [--write-alpha]   (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
@@ -496,15 +496,14 @@ static int parse_opts(int argc, char **argv, const opt *tab, size_t n) {
 }
 
 static int cmd_train(int argc, char **argv) {
-  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small", *resize = NULL,
-             *optim = "sgd";
+  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small", *resize = NULL, *optim = "sgd";
   ecs_train_opts o;
   ecs_train_opts_default(&o);
   o.aug.resize_min = o.aug.resize_max = 0;
   long threads = 0, stop_after = 0, log_every = 10, overlay = -2, epochs = 0, steps = 0, batch = 16,
        crop = 128, seed = 1, every = 0;
-  int quiet = 0, no_erase = -1, no_bg = 0, no_overlay = 0, no_phi = 0, cls_erased = 0, no_flip = 0,
-      no_jitter = 0;
+  int quiet = 0, no_erase = -1, no_bg = 0, no_overlay = 0, no_phi = 0, cls_erased = 0,
+      no_cls_erased = 0, no_flip = 0, no_jitter = 0;
   float lambda = -1, warmup = -1, delta = -1, theta = -1, beta = -1;
   const opt tab[] = {
       {"--data", OPT_STR, &data, 0, 0},
@@ -523,6 +522,7 @@ static int cmd_train(int argc, char **argv) {
       {"--no-overlay", OPT_FLAG, &no_overlay, 0, 0},
       {"--no-phi-filter", OPT_FLAG, &no_phi, 0, 0},
       {"--cls-on-erased", OPT_FLAG, &cls_erased, 0, 0},
+      {"--no-cls-on-erased", OPT_FLAG, &no_cls_erased, 0, 0},
       {"--quiet", OPT_FLAG, &quiet, 0, 0},
       {"--epochs", OPT_INT, &epochs, 1, 100000},
       {"--steps", OPT_INT, &steps, 1, 1e8},
@@ -561,11 +561,15 @@ static int cmd_train(int argc, char **argv) {
     o.aug.resize_min = (int)mn;
     o.aug.resize_max = (int)mx;
   }
-  if (strcmp(optim, "adam") == 0) o.optimizer = ECS_OPTIM_ADAM;
-  else if (strcmp(optim, "sgd") != 0) return usage("--optim takes sgd or adam, not '%s'", optim);
+  if (strcmp(optim, "adam") == 0)
+    o.optimizer = ECS_OPTIM_ADAM;
+  else if (strcmp(optim, "sgd") != 0)
+    return usage("--optim takes sgd or adam, not '%s'", optim);
   if (!data) return usage("train needs --data DIR");
   if (!out) return usage("train needs --out MODEL");
   if (o.resume && init) return usage("--resume and --init exclude each other");
+  if (cls_erased && no_cls_erased)
+    return usage("--cls-on-erased and --no-cls-on-erased exclude each other");
   ecs_backbone b;
   ecs_err e = {0};
   if (ecs_backbone_parse(bb, &b, &e) != ECS_OK) return usage("%s", e.msg);
@@ -602,6 +606,7 @@ static int cmd_train(int argc, char **argv) {
     if (no_overlay) c->hp.no_overlay = 1;
     if (no_phi) c->hp.no_phi_filter = 1;
     if (cls_erased) c->hp.cls_on_erased = 1;
+    if (no_cls_erased) c->hp.cls_on_erased = 0;
     if (lambda >= 0) c->hp.lambda = lambda;
     snprintf(c->provenance, sizeof c->provenance,
              "trained by ecsnet %s on %s (split %s, seed %llu%s%s)", ecs_version(), data, o.split,

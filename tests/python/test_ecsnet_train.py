@@ -140,11 +140,30 @@ def test_model_from_another_dataset_is_refused(bin_path, dataset, tmp_path):
 @pytest.mark.parametrize("args", [[], ["train"], ["train", "--data"], ["cam"], ["cam", "x.jpg"],
                                   ["train", "--data", "d", "--out", "m", "--batch", "0"], ["info"],
                                   ["nonsense"], ["cam", "x.jpg", "--out", "o", "--scales", "9"],
-                                  ["train", "--data", "d", "--out", "m", "--optim", "rmsprop"]])
+                                  ["train", "--data", "d", "--out", "m", "--optim", "rmsprop"],
+                                  ["train", "--data", "d", "--out", "m", "--cls-on-erased",
+                                   "--no-cls-on-erased"]])
 def test_usage_errors_exit_2(bin_path, args):
     p = run(bin_path, *args, ok=False)
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("ecsnet: ")
+
+
+def test_cls_on_erased_is_the_default_and_can_be_turned_off(bin_path, dataset, tmp_path):
+    """L_cls on the erased image is on by default (docs/benchmark.md measures why); the model file
+    records the switch either way, and a run without it differs from one with it."""
+    def trained(*extra):
+        m = tmp_path / f"m{len(extra)}.safetensors"
+        out = run(bin_path, "train", "--data", dataset, "--out", m, "--steps", "3", "--warmup", "0.34",
+                  "--seed", "4", "--log-every", "1", *SMALL, *extra).stdout
+        return st_io.load(m)[1], out
+    on, log_on = trained()
+    off, log_off = trained("--no-cls-on-erased")
+    assert '"cls_on_erased":1' in on["hparams"] and '"cls_on_erased":0' in off["hparams"]
+    # the ECS steps (2 and 3) log a non-zero erased-image loss only with the switch on
+    erased = lambda log: [float(v) for v in re.findall(r"phase ecs .* cls_erased ([0-9.]+)", log)]
+    assert len(erased(log_on)) == 2 and all(v > 0 for v in erased(log_on))
+    assert len(erased(log_off)) == 2 and all(v == 0 for v in erased(log_off))
 
 
 def test_missing_model_file_is_a_failure(bin_path, tmp_path):

@@ -59,7 +59,7 @@ typedef struct ecs_hparams {
   int overlay_k;      /* step 12 extra dilation branches; < 0: auto (0 for maps <= 16x16) */
   int overlay_rates[ECS_MAX_RATES]; /* dilation rates of the branches */
   int bg_in_phi;                    /* add confident background to Phi (1) */
-  int cls_on_erased;                /* also L_cls on F' (0) */
+  int cls_on_erased;                /* also L_cls on F' (1) */
   /* ablations */
   int no_erase;      /* plain CAM baseline: the erasing branch and L_seg never run */
   int no_overlay;    /* never add dilation branches, whatever overlay_k says */

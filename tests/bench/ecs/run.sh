@@ -4,8 +4,8 @@
 #
 # Every number in docs/benchmark.md comes from this script with its defaults. Everything is
 # seeded (data, initialisation, batches), so a rerun on the same build gives the same figures
-# up to the last digits of float summation. Training is the slow part: about 3 minutes a run
-# on one core of a quiet machine; two runs go at once (2 cores), `all` takes about 25 minutes.
+# up to the last digits of float summation. Training is the slow part: 3-4.5 minutes a run on
+# one core of a quiet machine; two runs go at once (2 cores), `all` takes about 35 minutes.
 #
 #   tests/bench/ecs/run.sh [data|main|ablations|ship|report|all]   (default all)
 #   tests/bench/ecs/run.sh run NAME...   (named runs of the lists below, e.g. base_s1 ecs_s1)
@@ -62,18 +62,22 @@ data() {
 }
 
 # The runs: name|seed|extra train flags. ECS-Net's defaults at 128 px: delta 0.6, theta 0.7,
-# beta 1 (auto), no overlay (auto: maps of 16x16), warm-up 0.6, background in Phi.
+# beta 1 (auto), no overlay (auto: maps of 16x16), warm-up 0.6, background in Phi, L_cls on the
+# erased image too.
 main_runs=()
 for s in $seeds; do
   main_runs+=("base_s$s|$s|--no-erase" "ecs_s$s|$s|")
 done
 ablation_runs=(
+  "ecs_s1_no_ce|1|--no-cls-on-erased"
+  "ecs_s2_no_ce|2|--no-cls-on-erased"
+  "ecs_s1_lambda0|1|--lambda 0"
   "ecs_s1_overlay2|1|--overlay 2"
-  "ecs_s2_overlay2|2|--overlay 2"
   "ecs_s1_theta05|1|--theta 0.5"
   "ecs_s1_theta09|1|--theta 0.9"
   "ecs_s1_beta05|1|--beta 0.5"
   "base_s1_beta05|1|--no-erase --beta 0.5"
+  "ecs_s1_warmup0|1|--warmup 0"
   "ecs_s1_warmup04|1|--warmup 0.4"
   "ecs_s1_warmup08|1|--warmup 0.8"
   "ecs_s1_delta07|1|--delta 0.7"

@@ -149,6 +149,22 @@ static int cmd_info(int argc, char **argv) {
   printf("bg channel:     %s\n",
          c->bg_channel_added ? "added by the converter (zero-initialised)" : "trained");
   printf("provenance:     %s\n", c->provenance);
+  /* the training record, where the file has one: the command, where alpha_bg came from and the
+   * last line of the log (the whole log: any safetensors reader, key train_log) */
+  ecs_st_file *f = ecs_st_open(argv[2], NULL);
+  const char *v;
+  if (f && (v = ecs_st_meta(f, "train_command"))) printf("trained with:   %s\n", v);
+  if (f && (v = ecs_st_meta(f, "alpha_bg_source"))) printf("alpha_bg from:  %s\n", v);
+  if (f && (v = ecs_st_meta(f, "train_log")) && *v) {
+    size_t len = strlen(v);
+    while (len > 0 && v[len - 1] == '\n')
+      len--;
+    size_t b = len;
+    while (b > 0 && v[b - 1] != '\n')
+      b--;
+    printf("last log line:  %.*s\n", (int)(len - b), v + b);
+  }
+  ecs_st_close(f);
   ecs_model_free(m);
   return 0;
 }

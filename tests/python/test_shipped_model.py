@@ -73,6 +73,10 @@ def test_info_reads_the_model(bin_path, model):
     out = run(bin_path, "info", model)
     assert re.search(r"alpha_bg:\s+" + re.escape(f"{float(meta['alpha_bg']):g}"), out), out
     assert "backbone:       small" in out
+    # the training record: the command, where alpha_bg came from, the log's last line
+    assert f"trained with:   {meta['train_command']}" in out
+    assert f"alpha_bg from:  {meta['alpha_bg_source']}" in out
+    assert "last log line:  " + meta["train_log"].rstrip("\n").splitlines()[-1] in out
 
 
 def test_miou_holds_on_a_fresh_set(bin_path, model, figures, tmp_path):

@@ -9,6 +9,7 @@
 #
 #   tests/bench/ecs/run.sh [data|main|ablations|ship|report|all]   (default all)
 #   tests/bench/ecs/run.sh run NAME...   (named runs of the lists below, e.g. base_s1 ecs_s1)
+#   tests/bench/ecs/phi_breakdown.py   where a model's pseudo mask puts the object pixels
 #
 # Settings (environment):
 #   ECSNET_BUILD_DIR  build with bin/ecsnet (default ./build; a Release build trains ~3x faster)

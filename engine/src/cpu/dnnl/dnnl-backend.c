@@ -110,14 +110,14 @@ struct ecs_dnnl {
 
 dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
 int dn_threads(ecs_dnnl *d) { return d->n_threads; }
+int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
+
 /* Measured on AVX2 (tests/bench: bench_engine dilated): oneDNN 2.6 runs dilation 2 on its jit
  * kernel about as fast as the dense 3x3, but dilation 4 on its GEMM path, 1.2-1.5x slower in
  * the forward than a dilation-2 jit convolution on the 2x2 phases (which beat a full split into
  * 4x4 dense phases by ~10%). Splitting dilation 2 lost 6-18%, and the backward ops gained
  * nothing (0.97-1.01x at dilation 4), so by default only the forward of even dilations >= 4 is
  * split, by dil / 2. ECSNET_DNNL_PHASES=N forces a split by N for every conv op (tests). */
-int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
-
 int64_t dn_phase_factor(ecs_dnnl *d, int type, int64_t dil) {
   if (d->phases == 0 || dil < 2) return 1;
   if (d->phases > 0) return dil % d->phases == 0 ? d->phases : 1;

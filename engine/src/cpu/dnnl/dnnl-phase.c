@@ -30,8 +30,10 @@ static void copy_px(float *dst, const float *src, int64_t b) {
   }
 }
 
-/* A batch of narrow maps side by side: rows of wide maps. */
-static void pack_rows(const dn_phase *g, const float *src, float *dst, int n_threads) {
+/* Walks every row of the wide maps of a batch of narrow maps side by side: split (pack) copies
+ * each image's row into its slot (zero-filling the gaps and the slots past the last image);
+ * merge copies the slots back. */
+static void walk_rows(const dn_phase *g, const float *src, float *dst, int split, int n_threads) {
   const int64_t b = g->block, rows = (g->n + g->per - 1) / g->per * g->cb * g->h;
   (void)n_threads;
 #ifdef _OPENMP
@@ -39,32 +41,23 @@ static void pack_rows(const dn_phase *g, const float *src, float *dst, int n_thr
 #endif
   for (int64_t r = 0; r < rows; r++) {
     int64_t h = r % g->h, cb = r / g->h % g->cb, grp = r / (g->h * g->cb);
-    float *drow = dst + r * g->ws * b;
+    float *wrow = (split ? dst : (float *)src) + r * g->ws * b;
     for (int64_t k = 0; k < g->per; k++) {
       int64_t i = grp * g->per + k, cols = (k + 1 < g->per ? g->slot : g->w);
-      float *d = drow + k * g->slot * b;
+      float *slot = wrow + k * g->slot * b;
       if (i >= g->n) {
-        memset(d, 0, sizeof(float) * (size_t)(cols * b));
+        if (!split) break;
+        memset(slot, 0, sizeof(float) * (size_t)(cols * b));
         continue;
       }
-      memcpy(d, src + ((i * g->cb + cb) * g->h + h) * g->w * b, sizeof(float) * (size_t)(g->w * b));
-      if (cols > g->w) memset(d + g->w * b, 0, sizeof(float) * (size_t)((cols - g->w) * b));
+      float *img = (split ? (float *)src : dst) + ((i * g->cb + cb) * g->h + h) * g->w * b;
+      if (!split) {
+        memcpy(img, slot, sizeof(float) * (size_t)(g->w * b));
+        continue;
+      }
+      memcpy(slot, img, sizeof(float) * (size_t)(g->w * b));
+      if (cols > g->w) memset(slot + g->w * b, 0, sizeof(float) * (size_t)((cols - g->w) * b));
     }
-  }
-}
-
-static void unpack_rows(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  const int64_t b = g->block, rows = (g->n + g->per - 1) / g->per * g->cb * g->h;
-  (void)n_threads;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-#endif
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t h = r % g->h, cb = r / g->h % g->cb, grp = r / (g->h * g->cb);
-    const float *srow = src + r * g->ws * b;
-    for (int64_t k = 0; k < g->per && grp * g->per + k < g->n; k++)
-      memcpy(dst + (((grp * g->per + k) * g->cb + cb) * g->h + h) * g->w * b, srow + k * g->slot * b,
-             sizeof(float) * (size_t)(g->w * b));
   }
 }
 
@@ -101,11 +94,11 @@ static void walk_planes(const dn_phase *g, const float *src, float *dst, int spl
 }
 
 void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  if (g->slot) pack_rows(g, src, dst, n_threads);
+  if (g->slot) walk_rows(g, src, dst, 1, n_threads);
   else walk_planes(g, src, dst, 1, n_threads);
 }
 
 void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  if (g->slot) unpack_rows(g, src, dst, n_threads);
+  if (g->slot) walk_rows(g, src, dst, 0, n_threads);
   else walk_planes(g, src, dst, 0, n_threads);
 }

@@ -117,14 +117,50 @@ static ecs_tensor *param(bench *b, int nd, int64_t n0, int64_t n1, int64_t n2, i
 
 static int g_trace; /* BENCH_TRACE=1: name the ops that reorder or fall back, on stderr */
 
+/* BENCH_PROFILE=1: time spent in each kind of op (type and shapes), printed on stderr at exit */
+typedef struct prof_entry {
+  char name[96];
+  double ms;
+  long n;
+} prof_entry;
+static prof_entry g_prof[128];
+static int g_nprof, g_profile;
+
+static void prof_add(const ecs_op *op, double ms) {
+  char name[96];
+  snprintf(name, sizeof name, "%s C=%lld HW=%lldx%lld k=%lld -> C=%lld HW=%lld", ecs_op_name(op->type),
+           (long long)op->src[0]->ne[1], (long long)op->src[0]->ne[2], (long long)op->src[0]->ne[3],
+           (long long)(op->src[1] && op->src[1]->nd == 4 ? op->src[1]->ne[2] : 0),
+           (long long)(op->dst[0] && op->dst[0]->nd > 1 ? op->dst[0]->ne[1] : 0),
+           (long long)(op->dst[0] && op->dst[0]->nd == 4 ? op->dst[0]->ne[2] : 0));
+  int i = 0;
+  while (i < g_nprof && strcmp(g_prof[i].name, name) != 0) i++;
+  if (i == g_nprof) {
+    if (g_nprof == 128) return;
+    snprintf(g_prof[g_nprof++].name, sizeof g_prof[0].name, "%s", name);
+  }
+  g_prof[i].ms += ms;
+  g_prof[i].n++;
+}
+
+static void prof_print(void) {
+  double total = 0;
+  for (int i = 0; i < g_nprof; i++) total += g_prof[i].ms;
+  for (int i = 0; i < g_nprof; i++)
+    fprintf(stderr, "profile: %6.2f%% %9.3f ms/call %6ld calls  %s\n", 100 * g_prof[i].ms / total,
+            g_prof[i].ms / (double)g_prof[i].n, g_prof[i].n, g_prof[i].name);
+}
+
 static void run(bench *b, ecs_op *op) {
   ecs_err err = {0};
   ecs_backend_stats s0, s1;
   if (g_trace) ecs_backend_get_stats(b->be, &s0);
+  double t0 = g_profile ? now_ms() : 0;
   if (ecs_backend_prepare(b->be, op, &err) != ECS_OK) die(ecs_op_name(op->type), &err);
   for (int i = 0; i < ECS_OP_MAX_DST; i++)
     if (op->dst[i] && !op->dst[i]->data) alloc_t(b, op->dst[i]);
   if (ecs_backend_compute(b->be, op, &err) != ECS_OK) die(ecs_op_name(op->type), &err);
+  if (g_profile) prof_add(op, now_ms() - t0);
   if (g_trace) {
     ecs_backend_get_stats(b->be, &s1);
     if (s1.reorders != s0.reorders || s1.ref_ops != s0.ref_ops)
@@ -601,6 +637,8 @@ int main(int argc, char **argv) {
   }
   const char *what = argv[1];
   g_trace = getenv("BENCH_TRACE") && atoi(getenv("BENCH_TRACE")) > 0;
+  g_profile = getenv("BENCH_PROFILE") && atoi(getenv("BENCH_PROFILE")) > 0;
+  if (g_profile) atexit(prof_print);
   int threads = 2, runs = 5, size = 0, batch = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);

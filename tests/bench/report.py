@@ -60,6 +60,10 @@ def main():
               f"{f(t, '.2f'):>8}{f(o, '.2f'):>7}  {'; '.join(verdict)}")
     print("ratios: other framework's median time / ecsnet's (above 1: ecsnet faster); medians of "
           "several runs on a possibly shared machine")
+    print("GFLOP/s and %peak count each convolution's direct work (2 x k^2 x Cin x Cout per output "
+          "pixel); the 3x3 stride-1 convolutions of inference run by Winograd F(4x4, 3x3) with 4x "
+          "fewer multiplications, so these are effective rates and may pass 100% "
+          "(ECSNET_WINOGRAD=0: oneDNN's direct convolutions only)")
 
 
 if __name__ == "__main__":

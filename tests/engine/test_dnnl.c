@@ -264,10 +264,13 @@ static void test_conv_chain_keeps_blocked_layout(void **state) {
 static ecs_backend *backend_with(const char *name, int value) {
   char v[16];
   snprintf(v, sizeof v, "%d", value);
+  /* the rearrangements are for convolutions that do not run by Winograd: off unless asked */
+  if (strcmp(name, "ECSNET_WINOGRAD") != 0) setenv("ECSNET_WINOGRAD", "0", 1);
   setenv(name, v, 1);
   ecs_err err = {0};
   ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
   unsetenv(name);
+  unsetenv("ECSNET_WINOGRAD");
   assert_non_null(be);
   return be;
 }
@@ -282,7 +285,7 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
   for (int variant = 0; variant < 3; variant++) {
     /* the default backend (forward of dilation 4 split by 2), then forced full splits */
     int dil = variant == 1 ? 2 : 4;
-    ecs_backend *be = variant == 0 ? g_cpu : phased_backend(dil);
+    ecs_backend *be = variant == 0 ? backend_with("ECSNET_DNNL_PACK", 64) : phased_backend(dil);
     g_cpu = be;
     ecs_tensor *w[3];
     for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
@@ -304,7 +307,7 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
     if (e > 1e-4) fail_msg("dilated chain (d=%d) differs from cpu-ref: %.3g", dil, e);
     g_cpu = saved;
     free_all();
-    if (be != saved) ecs_backend_free(be);
+    ecs_backend_free(be);
   }
 }
 
@@ -371,7 +374,7 @@ static void test_narrow_maps_side_by_side(void **state) {
   /* the default (all images in one wide map here), then wide maps of at most 20 columns: 2 or
    * 3 images each, the last one short of images */
   for (int narrow = 0; narrow <= 1; narrow++) {
-  if (narrow) g_cpu = backend_with("ECSNET_DNNL_PACK", 20);
+  g_cpu = backend_with("ECSNET_DNNL_PACK", narrow ? 20 : 64);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     for (int b = 0; b <= 1; b++) {
       ecs_tensor *x = b ? blocked(cases[i].n, cases[i].ci, cases[i].h, cases[i].w)
@@ -387,9 +390,10 @@ static void test_narrow_maps_side_by_side(void **state) {
       if (ecs_dnnl_phased_ops() - n0 != 1) fail_msg("case %zu: the forward did not run side by side", i);
     }
   free_all();
-  if (narrow) ecs_backend_free(g_cpu);
+  ecs_backend_free(g_cpu);
   g_cpu = saved;
   }
+  g_cpu = backend_with("ECSNET_DNNL_PACK", 64);
   ecs_tensor *w[3];
   for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
   ecs_tensor *x = blocked(3, 16, 7, 7);
@@ -405,6 +409,87 @@ static void test_narrow_maps_side_by_side(void **state) {
   double e = rel_l2(y, conv_chain(3, clone_plain(g_cpu, x), w, g_ref));
   if (e > 1e-4) fail_msg("side-by-side chain differs from cpu-ref: %.3g", e);
   free_all();
+  ecs_backend_free(g_cpu);
+  g_cpu = saved;
+}
+
+/* Forward 3x3 convolutions by Winograd (dnnl-wino.c), F(2, 3) and F(4, 3), against the
+ * reference kernels: dilation 1, 2 and 4 (tiles over each phase), padding none to twice the
+ * dilation, sizes that leave partial tiles, channels that are not multiples of 8 (padded blocks)
+ * or of 16 (half a register panel), bias, fused ReLU, batches, plain and blocked inputs, and
+ * unequal padding per dim. Each must run by Winograd; trainable weights and layers below 16
+ * channels must not. A chain keeps the blocked layout. */
+static void test_winograd_conv(void **state) {
+  (void)state;
+  struct { int n, ci, co, dil, ph, pw, h, w; } cases[] = {
+      {1, 16, 16, 1, 1, 1, 8, 8},  {2, 20, 24, 1, 1, 1, 13, 11}, {1, 32, 40, 1, 0, 0, 9, 17},
+      {3, 16, 16, 1, 2, 2, 5, 6},  {1, 24, 36, 2, 2, 2, 15, 13}, {2, 16, 16, 2, 0, 0, 12, 9},
+      {1, 16, 32, 4, 4, 4, 17, 19}, {1, 48, 16, 4, 8, 8, 11, 10}, {1, 64, 64, 1, 1, 0, 31, 29},
+      {2, 17, 33, 1, 1, 2, 7, 7},  {1, 300, 272, 1, 1, 1, 6, 9}, {2, 64, 64, 1, 1, 1, 48, 48},
+      {2, 128, 64, 2, 2, 2, 37, 41},
+  };
+  ecs_backend *saved = g_cpu;
+  double worst[5] = {0};
+  for (int m = 2; m <= 4; m += 2) {
+    g_cpu = backend_with("ECSNET_WINOGRAD", m);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+      for (int v = 0; v < 4; v++) {
+        int b = v & 1, relu = v >> 1;
+        ecs_tensor *x = b ? blocked(cases[i].n, cases[i].ci, cases[i].h, cases[i].w)
+                          : rnd(4, cases[i].n, cases[i].ci, cases[i].h, cases[i].w, -1, 1);
+        ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci, 3, 3, -0.5f, 0.5f);
+        ecs_tensor *bias = (v + (int)i) % 3 ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
+        int dil = cases[i].dil;
+        ecs_tensor *y = tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], 3, 1, cases[i].ph, dil),
+                           ecs_conv_out_size(x->ne[3], 3, 1, cases[i].pw, dil));
+        ecs_op c = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
+                    .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {dil, dil}, 1, relu ? ECS_ACT_RELU : ECS_ACT_NONE}};
+        uint64_t n0 = ecs_dnnl_wino_ops();
+        ecs_op r = c;
+        for (int k = 0; k < 3; k++)
+          if (c.src[k]) r.src[k] = clone_plain(g_cpu, c.src[k]);
+        r.dst[0] = tn(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3]);
+        run_on(g_cpu, &c);
+        run_on(g_ref, &r);
+        if (ecs_dnnl_wino_ops() - n0 != 1) fail_msg("F(%d,3) case %zu/%d: did not run by Winograd", m, i, v);
+        double e = rel_l2(plain_of(g_cpu, y), r.dst[0]);
+        if (e > worst[m]) worst[m] = e;
+        if (!(e <= (m == 2 ? 1e-5 : 1e-4)))
+          fail_msg("F(%d,3) case %zu/%d: relative L2 error %.3g", m, i, v, e);
+      }
+    /* not by Winograd: trainable weights, fewer than 16 channels, stride 2, 5x5 */
+    ecs_tensor *x = blocked(1, 16, 9, 9), *w = rnd(4, 16, 16, 3, 3, -0.5f, 0.5f);
+    w->requires_grad = 1;
+    ecs_tensor *w8 = rnd(4, 8, 16, 3, 3, -0.5f, 0.5f), *w5 = rnd(4, 16, 16, 5, 5, -0.5f, 0.5f);
+    ecs_op ops[4] = {conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1),
+                     conv_op(x, w8, NULL, conv_out(x, w8, 1, 1, 1), 1, 1, 1, 1),
+                     conv_op(x, w5, NULL, conv_out(x, w5, 1, 2, 1), 1, 2, 1, 1),
+                     conv_op(x, w5, NULL, conv_out(x, w5, 2, 2, 1), 2, 2, 1, 1)};
+    for (int k = 0; k < 4; k++) {
+      uint64_t n0 = ecs_dnnl_wino_ops();
+      parity(&ops[k], 1, 0, 1e-4);
+      if (ecs_dnnl_wino_ops() != n0) fail_msg("F(%d,3): op %d ran by Winograd", m, k);
+    }
+    /* a chain: blocked from layer to layer, the only reorder the final copy to plain */
+    ecs_tensor *wc[3];
+    for (int k = 0; k < 3; k++) wc[k] = rnd(4, 24, 24, 3, 3, -0.2f, 0.2f);
+    ecs_tensor *xc = blocked(2, 24, 13, 14);
+    conv_chain_act(3, xc, wc, g_cpu, 1, 1);
+    ecs_backend_stats s;
+    ecs_backend_reset_stats(g_cpu);
+    uint64_t n0 = ecs_dnnl_wino_ops();
+    ecs_tensor *yc = conv_chain_act(3, xc, wc, g_cpu, 1, 1);
+    stats(&s);
+    assert_int_equal(ecs_dnnl_wino_ops() - n0, 3);
+    assert_int_equal(s.reorders, 1);
+    assert_int_equal(s.ref_ops, 0);
+    double e = rel_l2(yc, conv_chain_act(3, clone_plain(g_cpu, xc), wc, g_ref, 1, 1));
+    if (e > 1e-4) fail_msg("F(%d,3) chain differs from cpu-ref: %.3g", m, e);
+    free_all();
+    ecs_backend_free(g_cpu);
+    g_cpu = saved;
+  }
+  print_message("winograd: worst relative L2 error F(2,3) %.2g, F(4,3) %.2g\n", worst[2], worst[4]);
 }
 
 static void test_primitive_cache(void **state) {
@@ -906,6 +991,7 @@ int main(void) {
       cmocka_unit_test(test_dilated_chain_keeps_blocked_layout),
       cmocka_unit_test(test_dilated_conv_phases),
       cmocka_unit_test(test_narrow_maps_side_by_side),
+      cmocka_unit_test(test_winograd_conv),
       cmocka_unit_test(test_primitive_cache),
       cmocka_unit_test(test_weight_cache_sees_updates),
       cmocka_unit_test(test_backward_ops_on_dnnl),

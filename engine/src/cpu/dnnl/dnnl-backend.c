@@ -88,6 +88,7 @@ struct ecs_dnnl {
   int n_threads;
   int pack_w; /* ECSNET_DNNL_PACK: widest output row of maps side by side (0: never) */
   int phases; /* ECSNET_DNNL_PHASES: 0 never split, N > 1 split by N, unset: by default */
+  int wino;   /* ECSNET_WINOGRAD: Winograd tile of forward 3x3 convolutions, 0: never */
   ecs_backend_stats stats;
   /* interned descriptions */
   dw_md **mds;
@@ -111,6 +112,7 @@ struct ecs_dnnl {
 dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
 int dn_threads(ecs_dnnl *d) { return d->n_threads; }
 int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
+int dn_wino_tile(ecs_dnnl *d) { return d->wino; }
 
 /* Measured on AVX2 (tests/bench: bench_engine dilated): oneDNN 2.6 runs dilation 2 on its jit
  * kernel about as fast as the dense 3x3, but dilation 4 on its GEMM path, 1.2-1.5x slower in
@@ -357,6 +359,51 @@ static uint64_t fingerprint(const ecs_tensor *t) {
   return h;
 }
 
+/* The cache entry for t's data seen as `id` (an interned layout, or a negative tag for other
+ * derived forms) of `size` bytes: found (moved to the front), or made (its data to be filled);
+ * *fresh says whether the data must be (re)computed: new, or t's values changed. */
+static wentry *wcache(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, uint64_t fp, int *fresh,
+                      ecs_err *err) {
+  wentry *e = d->weights, **link = &d->weights;
+  for (; e; link = &e->next, e = e->next)
+    if (e->ptr == t->data && e->md_id == id && memcmp(e->ne, t->ne, sizeof e->ne) == 0) break;
+  if (e) { /* to the front */
+    *link = e->next;
+    e->next = d->weights;
+    d->weights = e;
+    *fresh = e->fingerprint != fp;
+    return e;
+  }
+  e = calloc(1, sizeof *e);
+  size = (size + 63) / 64 * 64;
+  void *buf = aligned_alloc(64, size);
+  if (!e || !buf) {
+    free(e);
+    free(buf);
+    ecs_err_set(err, ECS_ERR_NOMEM, "cannot cache reordered weights");
+    return NULL;
+  }
+  e->ptr = t->data;
+  memcpy(e->ne, t->ne, sizeof e->ne);
+  e->md_id = id;
+  e->data = buf;
+  e->size = size;
+  e->next = d->weights;
+  d->weights = e;
+  d->weight_bytes += size;
+  /* evict from the tail, never the entry just made */
+  while (d->weight_bytes > WEIGHT_CACHE_MAX && e->next) {
+    wentry **pp = &e->next;
+    while ((*pp)->next) pp = &(*pp)->next;
+    d->weight_bytes -= (*pp)->size;
+    free((*pp)->data);
+    free(*pp);
+    *pp = NULL;
+  }
+  *fresh = 1;
+  return e;
+}
+
 static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *want, ecs_err *err) {
   if (dw_md_equal(tmd, want)) return t->data;
   if (t->requires_grad && !t->frozen) {
@@ -367,47 +414,35 @@ static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *w
   int32_t id;
   if (!dn_intern(d, want, &id)) return NULL;
   uint64_t fp = fingerprint(t);
-  wentry *e = d->weights, **link = &d->weights;
-  for (; e; link = &e->next, e = e->next)
-    if (e->ptr == t->data && e->md_id == id && memcmp(e->ne, t->ne, sizeof e->ne) == 0) break;
-  if (e) { /* to the front */
-    *link = e->next;
-    e->next = d->weights;
-    d->weights = e;
-    if (e->fingerprint == fp) return e->data;
-  } else {
-    e = calloc(1, sizeof *e);
-    size_t size = (dw_md_size(want) + 63) / 64 * 64;
-    void *buf = aligned_alloc(64, size);
-    if (!e || !buf) {
-      free(e);
-      free(buf);
-      ecs_err_set(err, ECS_ERR_NOMEM, "cannot cache reordered weights");
-      return NULL;
-    }
-    e->ptr = t->data;
-    memcpy(e->ne, t->ne, sizeof e->ne);
-    e->md_id = id;
-    e->data = buf;
-    e->size = size;
-    e->next = d->weights;
-    d->weights = e;
-    d->weight_bytes += size;
-    /* evict from the tail, never the entry just made */
-    while (d->weight_bytes > WEIGHT_CACHE_MAX && e->next) {
-      wentry **pp = &e->next;
-      while ((*pp)->next) pp = &(*pp)->next;
-      d->weight_bytes -= (*pp)->size;
-      free((*pp)->data);
-      free(*pp);
-      *pp = NULL;
-    }
-  }
+  int fresh;
+  wentry *e = wcache(d, t, id, dw_md_size(want), fp, &fresh, err);
+  if (!e) return NULL;
+  if (!fresh) return e->data;
   if (reorder(d, tmd, t->data, want, e->data, err) != ECS_OK) {
     e->fingerprint = 0;
     return NULL;
   }
   e->fingerprint = fp;
+  return e->data;
+}
+
+/* t's Winograd transform for the plan's tile (dnnl-wino.c); plain weights only, which the
+ * builder checked, and cached like reordered ones (tags -2 and -4 next to interned ids). */
+static void *wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err) {
+  size_t size = dn_wino_weight_bytes(g);
+  if (t->requires_grad && !t->frozen) {
+    void *p = temp(d, size, err);
+    if (p) dn_wino_weights(g, t->data, p);
+    return p;
+  }
+  uint64_t fp = fingerprint(t);
+  int fresh;
+  wentry *e = wcache(d, t, -g->m, size, fp, &fresh, err);
+  if (!e) return NULL;
+  if (fresh) {
+    dn_wino_weights(g, t->data, e->data);
+    e->fingerprint = fp;
+  }
   return e->data;
 }
 
@@ -450,7 +485,8 @@ static ecs_status phase_unusable(const ecs_op *op, ecs_err *err) {
                      ecs_op_name(op->type));
 }
 
-static uint64_t g_phased_ops;
+static uint64_t g_phased_ops, g_wino_ops;
+uint64_t ecs_dnnl_wino_ops(void) { return __atomic_load_n(&g_wino_ops, __ATOMIC_RELAXED); }
 uint64_t ecs_dnnl_phased_ops(void) { return __atomic_load_n(&g_phased_ops, __ATOMIC_RELAXED); }
 
 static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
@@ -501,6 +537,8 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
       }
       if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
       dn_phase_split(&g, src, ptrs[b->arg], d->n_threads);
+    } else if (b->kind == BK_WINO) {
+      if (!(ptrs[b->arg] = wino_weight(d, b->t, &pl->wino, err))) return err ? err->status : ECS_ERR_NOMEM;
     } else if (b->kind == BK_WEIGHT) {
       if (!(ptrs[b->arg] = weight(d, b->t, tmd, pmd, err))) return err ? err->status : ECS_ERR_BACKEND;
     } else if (dw_md_equal(tmd, pmd)) {
@@ -552,7 +590,14 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     }
   }
   if (pl->pre) pl->pre(d, op, pl, ptrs);
-  if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) return st;
+  if (pl->wino.m) {
+    void *s = temp(d, dn_wino_scratch_bytes(&pl->wino, d->n_threads), err);
+    if (!s) return err ? err->status : ECS_ERR_NOMEM;
+    dn_wino_run(&pl->wino, ptrs[DW_SRC], ptrs[DW_WEIGHTS], ptrs[DW_BIAS], ptrs[DW_DST], s, d->n_threads);
+    __atomic_add_fetch(&g_wino_ops, 1, __ATOMIC_RELAXED);
+  } else if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) {
+    return st;
+  }
   if (pl->post) pl->post(d, op, pl, ptrs);
   for (int i = 0; i < n_merge; i++) {
     int direct = dw_md_equal(merge[i].tmd, merge[i].full);
@@ -736,6 +781,10 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, ecs_err *err) {
   d->phases = ph && *ph ? atoi(ph) : -1;
   const char *pk = getenv("ECSNET_DNNL_PACK");
   d->pack_w = pk && *pk ? atoi(pk) : 64;
+  const char *wi = getenv("ECSNET_WINOGRAD");
+  d->wino = wi && *wi ? atoi(wi) : 4;
+  if (d->wino != 2 && d->wino != 4) d->wino = 0;
+  if (!dn_wino_cpu()) d->wino = 0;
   for (int i = 0; i < MD_BUCKETS; i++) d->md_bucket[i] = -1;
   d->eng = dw_engine_create(err);
   if (!d->eng) {

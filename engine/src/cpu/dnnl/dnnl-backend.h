@@ -28,5 +28,9 @@ void ecs_dnnl_reset_stats(ecs_dnnl *d);
  * output row put side by side; 0: never), read when a backend is created, change this for
  * comparisons and tests. */
 uint64_t ecs_dnnl_phased_ops(void);
+/* Forward 3x3 convolutions run by Winograd (dnnl-wino.c) by all backends of the process so far:
+ * for tests. ECSNET_WINOGRAD (0: never; 2 or 4: the output tile, 4 by default), read when a
+ * backend is created. */
+uint64_t ecs_dnnl_wino_ops(void);
 
 #endif

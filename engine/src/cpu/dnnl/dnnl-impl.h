@@ -18,6 +18,7 @@ enum {
   BK_WEIGHT, /* plain parameter; its reordered copy comes from the weight cache */
   BK_RAW,    /* tensor bytes passed as they are (plain vectors, workspaces) */
   BK_TEMP,   /* backend scratch of the primitive's size, for the plan's hooks */
+  BK_WINO,   /* plain 3x3 weights; their Winograd transform comes from the weight cache */
 };
 
 typedef struct dn_bind {
@@ -52,7 +53,25 @@ typedef struct dn_plan {
    * space-to-batch, phase[] phases per dim; or a batch of narrow maps side by side, `per`
    * images to a wide map, slot columns apart (0: neither). */
   int64_t phase[2], slot, per;
+  /* A forward 3x3 convolution run by dnnl-wino.c instead of the primitive, whose layouts it
+   * takes (wino.m 0: not) */
+  struct dn_wino {
+    int m;    /* output tile side, 2 or 4 */
+    int relu; /* ReLU after the bias */
+    int64_t n, ic, oc, h, w, ho, wo, pad_t, pad_l, dil;
+  } wino;
 } dn_plan;
+
+typedef struct dn_wino dn_wino;
+
+/* dnnl-wino.c: Winograd F(m x m, 3 x 3) on nChw8c activations (x, y) with plain bias. */
+int dn_wino_cpu(void); /* the CPU runs dnnl-wino.c's kernels (AVX2 and FMA) */
+size_t dn_wino_weight_bytes(const dn_wino *g);
+/* w: the plain (OC, IC, 3, 3) weights; u: dn_wino_weight_bytes, 32-byte aligned */
+void dn_wino_weights(const dn_wino *g, const float *w, float *u);
+size_t dn_wino_scratch_bytes(const dn_wino *g, int n_threads);
+void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y, void *scratch,
+                 int n_threads);
 
 /* One tensor's rearrangement (dnnl-phase.c), [n][cb][h][w][block] in full. Space-to-batch
  * (slot 0): [n * dh * dw][cb][hs][ws][block]. Side by side (slot > 0, dh = dw = 1):
@@ -74,6 +93,8 @@ int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);
 /* Forward convolutions of a batch of narrow maps run side by side in wide maps of output rows at
  * most this wide (0: never). */
 int dn_pack_width(ecs_dnnl *d);
+/* The Winograd tile for forward 3x3 convolutions (2 or 4; 0: never), ECSNET_WINOGRAD. */
+int dn_wino_tile(ecs_dnnl *d);
 /* Interned description of t as it is laid out (plain: dense of its dims, or `view` when given);
  * NULL when t's layout is not one this backend reads. */
 const dw_md *dn_tensor_md(ecs_dnnl *d, const ecs_tensor *t, const dw_md *view, int32_t *id);

@@ -264,6 +264,48 @@ static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key
   return 1;
 }
 
+/* ---- Winograd (dnnl-wino.c) ------------------------------------------------------------- */
+
+/* Fills pl for op as a Winograd convolution when it is one that runs so: a forward 3x3, stride
+ * 1, one dilation for both dims, no groups, weights plain and not being trained (their
+ * transform is cached). Small layers stay direct: below 16 channels either side the transforms
+ * cost more than the products save. The plan's primitive is the direct convolution with nChw8c
+ * activations, for the executor's bindings and layouts; it does not run. 0: not Winograd. */
+static int build_wino(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *k0, ecs_tensor *x,
+                      ecs_tensor *w, ecs_tensor *y, ecs_tensor *b, const conv_geo *g, const dw_md *wa,
+                      const dw_md *bm, ecs_status *st, ecs_err *err) {
+  int m = dn_wino_tile(d);
+  if (!m || op->type != ECS_OP_CONV2D || g->groups != 1 || g->win.k[0] != 3 || g->win.k[1] != 3 ||
+      g->win.stride[0] != 1 || g->win.stride[1] != 1 || g->win.dil[0] != g->win.dil[1])
+    return 0;
+  if (w->layout != ECS_LAYOUT_PLAIN || (w->requires_grad && !w->frozen) || x->ne[1] < 16 || w->ne[0] < 16)
+    return 0;
+  dn_key k = *k0;
+  dn_key_i(&k, 3); /* after build_phased's kinds 1 and 2 */
+  int found;
+  dw_prim *prim = dn_cache_get(d, &k, &found);
+  if (!found) {
+    dw_md *x8 = dw_md_nchw8c(x->ne), *y8 = dw_md_nchw8c(y->ne);
+    const dw_md *xs = x8 ? dn_intern(d, x8, NULL) : NULL, *ys = y8 ? dn_intern(d, y8, NULL) : NULL;
+    dw_md_free(x8);
+    dw_md_free(y8);
+    if (!xs || !ys) return (*st = NOMEM()), 1;
+    prim = dw_conv_fwd(dn_engine(d), 0, xs, wa, bm, ys, &g->win, conv_relu(op), NULL);
+    if ((*st = dn_cache_put(d, &k, prim, err)) != ECS_OK) return 1;
+  }
+  if (!prim) return 0;
+  *st = ECS_OK;
+  pl->prim = prim;
+  pl->wino = (dn_wino){.m = m, .relu = conv_relu(op), .n = x->ne[0], .ic = x->ne[1], .oc = y->ne[1],
+                       .h = x->ne[2], .w = x->ne[3], .ho = y->ne[2], .wo = y->ne[3],
+                       .pad_t = g->win.pad_l[0], .pad_l = g->win.pad_l[1], .dil = g->win.dil[0] + 1};
+  in(pl, DW_SRC, BK_ACT, x, NULL);
+  in(pl, DW_WEIGHTS, BK_WINO, w, NULL);
+  in(pl, DW_BIAS, BK_ACT, b, NULL);
+  out(pl, DW_DST, BK_ACT, y, 0, NULL);
+  return 1;
+}
+
 static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   ecs_tensor *x, *w, *y, *b = NULL, *db = NULL;
   switch (op->type) {
@@ -287,6 +329,7 @@ static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
   dn_key k;
   conv_key(&k, op, x, w, y, bias != NULL);
   ecs_status pst;
+  if (build_wino(d, op, pl, &k, x, w, y, b, &g, wa, bm, &pst, err)) return pst;
   if (build_phased(d, op, pl, &k, x, w, y, bias, &g, wa, wview, bm, &pst, err)) return pst;
   switch (op->type) {
   case ECS_OP_CONV2D:

@@ -131,6 +131,8 @@ int dw_md_cblock(const dw_md *md) {
   return k < 0 ? 0 : blocks[k];
 }
 
+dw_md *dw_md_nchw8c(const int64_t *dims) { return md_by_tag(4, dims, dnnl_aBcd8b); }
+
 dw_md *dw_md_like(const dw_md *proto, int nd, const int64_t *dims) {
   if (proto->d.ndims != nd) return NULL;
   if (nd != 4) return dw_md_plain(nd, dims);

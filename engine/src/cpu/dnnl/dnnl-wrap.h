@@ -68,6 +68,8 @@ dw_md *dw_md_plain(int nd, const int64_t *dims); /* f32, dense row-major; NULL: 
 dw_md *dw_md_any(int nd, const int64_t *dims);   /* f32, format chosen by the primitive */
 /* f32 with dims, laid out in the same blocked format as proto (same rank), or NULL. */
 dw_md *dw_md_like(const dw_md *proto, int nd, const int64_t *dims);
+/* f32 4-D dims laid out as nChw8c, or NULL. */
+dw_md *dw_md_nchw8c(const int64_t *dims);
 dw_md *dw_md_dup(const dw_md *md);
 void dw_md_free(dw_md *md); /* accepts NULL */
 int dw_md_equal(const dw_md *a, const dw_md *b);

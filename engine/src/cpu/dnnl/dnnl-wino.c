@@ -1,0 +1,373 @@
+/* dnnl-wino.c - 3x3 stride-1 forward convolutions by Winograd's minimal filtering F(m x m, 3 x 3)
+ * (Lavin and Gray, 2016), on activations in oneDNN's nChw8c layout, with AVX2 and FMA.
+ *
+ * oneDNN 2.6 has Winograd convolutions for AVX-512 only; on AVX2 its direct jit kernel spends
+ * 9 multiply-adds per input channel, output channel and output pixel. F(m, 3) computes an m x m
+ * output tile from an (m + 2) x (m + 2) input tile with (m + 2)^2 instead of 9 m^2 of them
+ * (F(4, 3): 36 for 144, F(2, 3): 16 for 36): each tile is transformed (B^T d B), multiplied
+ * element-wise with the transformed filter (G g G^T, once per weight tensor, cached by the
+ * backend) and summed over input channels, which for every one of the (m + 2)^2 elements is a
+ * matrix product [tiles x IC] x [IC x OC]; the products are transformed back (A^T M A).
+ *
+ * Dilation d: output pixels of one phase (y mod d, x mod d) only read input pixels of the same
+ * phase, so tiles are laid over each phase's sub-grid (spacing d) and read their input at
+ * spacing d; no data is moved to do so. Padding is the zero outside the input.
+ *
+ * Work is split into chunks of tiles, each run by one thread from start to end in its own
+ * scratch: transform the chunk's input tiles into V [E][tiles][ICp] (E = (m + 2)^2), one matrix
+ * product per element into M [tiles][OCp / 8][E][8] with a 6 x 16 register-blocked kernel over
+ * V's rows (6 tiles, broadcast) and U's panels (16 output channels), then the output transform
+ * with bias and ReLU into the chunk's output pixels. Channels past the real count are zero in
+ * U and in the padded blocks of the layout, so the padded output channels come out zero.
+ *
+ * Accuracy: the transforms' constants are exact in binary for F(2, 3); F(4, 3)'s (1/6, 1/24 in
+ * G) are not, and its transforms add and subtract values up to 8x larger than the outputs, so
+ * its error is larger: relative L2 errors against the reference kernel of at most 5e-7 for
+ * F(2, 3) and 3e-6 for F(4, 3) over tests/engine/test_dnnl.c's shapes (direct: about 1e-7).
+ *
+ * The register kernel reaches the FMA peak with its operands in L1; over whole layers the
+ * products run at 55-85% of it, the transforms take 15-30% of the time, and a layer takes
+ * 1.5-2.5x less time than oneDNN's direct kernel (tests/bench, ECSNET_WINOGRAD=0 for the
+ * latter). */
+#include "dnnl-impl.h"
+
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define WINO_X86 1
+#include <immintrin.h>
+#define TGT __attribute__((target("avx2,fma")))
+#else
+#define WINO_X86 0
+#endif
+
+typedef struct wgeo {
+  int64_t a, e;          /* tile side m + 2, elements (m + 2)^2 */
+  int64_t icb, icp;      /* input channel blocks of 8, channels padded to them */
+  int64_t ocb, ocp, ocq; /* output blocks of 8; channels padded to 16; panels of 16 */
+  int64_t per_image;     /* tiles per image, over all phases */
+  int64_t tiles, tc, chunks;
+} wgeo;
+
+#define ROWS 6    /* tiles per register block */
+#define KC 256    /* input channels per pass of the register kernel */
+
+static int64_t up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Output rows (or columns) of phase p, and its tiles. */
+static int64_t phase_len(int64_t len, int64_t p, int64_t d) { return p < len ? (len - p + d - 1) / d : 0; }
+
+static void geometry(const dn_wino *g, int n_threads, wgeo *o) {
+  o->a = g->m + 2;
+  o->e = o->a * o->a;
+  o->icb = (g->ic + 7) / 8;
+  o->icp = o->icb * 8;
+  o->ocb = (g->oc + 7) / 8;
+  o->ocp = up(g->oc, 16);
+  o->ocq = o->ocp / 16;
+  int64_t per = 0;
+  for (int64_t py = 0; py < g->dil; py++)
+    for (int64_t px = 0; px < g->dil; px++)
+      per += ((phase_len(g->ho, py, g->dil) + g->m - 1) / g->m) * ((phase_len(g->wo, px, g->dil) + g->m - 1) / g->m);
+  o->per_image = per;
+  o->tiles = per * g->n;
+  /* Chunks (measured on AVX2, 1 MiB L2 per core, 32 MiB L3): where the transformed weights
+   * are small, chunks whose V and M stay in L2 (4096 / ICp tiles); where they are large, long
+   * chunks, since every chunk streams all of them. */
+  double ub = 4.0 * (double)(o->e * o->icp * o->ocp);
+  int64_t cap = ub > 8e6 ? 192 : up(4096 / (o->icp < KC ? o->icp : KC), ROWS);
+  if (cap < 4 * ROWS) cap = 4 * ROWS;
+  int64_t nt = n_threads > 0 ? n_threads : 1;
+  int64_t chunks = (o->tiles + cap - 1) / cap;
+  chunks = up(chunks, nt);
+  o->tc = up((o->tiles + chunks - 1) / chunks, ROWS);
+  o->chunks = (o->tiles + o->tc - 1) / o->tc;
+}
+
+/* Where tile t starts: its image and the first output pixel; its pixels are d apart. */
+static void tile_at(const dn_wino *g, const wgeo *o, int64_t t, int64_t *n, int64_t *oy, int64_t *ox) {
+  *n = t / o->per_image;
+  int64_t r = t % o->per_image, d = g->dil;
+  for (int64_t py = 0; py < d; py++)
+    for (int64_t px = 0; px < d; px++) {
+      int64_t tw = (phase_len(g->wo, px, d) + g->m - 1) / g->m;
+      int64_t cnt = ((phase_len(g->ho, py, d) + g->m - 1) / g->m) * tw;
+      if (r < cnt) {
+        *oy = py + d * g->m * (r / tw);
+        *ox = px + d * g->m * (r % tw);
+        return;
+      }
+      r -= cnt;
+    }
+  *oy = *ox = 0; /* not reached: t < tiles */
+}
+
+int dn_wino_cpu(void) {
+#if WINO_X86
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return 0;
+#endif
+}
+
+size_t dn_wino_weight_bytes(const dn_wino *g) {
+  wgeo o;
+  geometry(g, 1, &o);
+  return sizeof(float) * (size_t)(o.e * o.ocp * o.icp);
+}
+
+size_t dn_wino_scratch_bytes(const dn_wino *g, int n_threads) {
+  wgeo o;
+  geometry(g, n_threads, &o);
+  int64_t nt = n_threads > 0 ? n_threads : 1;
+  return sizeof(float) * (size_t)(nt * o.e * o.tc * (o.icp + o.ocp)) + 64 * (size_t)nt;
+}
+
+/* G g G^T for one 3x3 filter, in double: F(2, 3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
+ * F(4, 3) G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]. */
+static void filter_transform(int m, const float *k, double *u) {
+  static const double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static const double g4[6][3] = {{0.25, 0, 0},
+                                  {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                  {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                  {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                  {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                  {0, 0, 1}};
+  int a = m + 2;
+  const double(*G)[3] = m == 2 ? g2 : g4;
+  double t[6][3];
+  for (int i = 0; i < a; i++)
+    for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * k[0 * 3 + j] + G[i][1] * k[1 * 3 + j] + G[i][2] * k[2 * 3 + j];
+  for (int i = 0; i < a; i++)
+    for (int j = 0; j < a; j++) u[i * a + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+}
+
+void dn_wino_weights(const dn_wino *g, const float *w, float *u) {
+  wgeo o;
+  geometry(g, 1, &o);
+  memset(u, 0, dn_wino_weight_bytes(g));
+  double tu[36];
+  for (int64_t oc = 0; oc < g->oc; oc++)
+    for (int64_t ic = 0; ic < g->ic; ic++) {
+      filter_transform(g->m, w + (oc * g->ic + ic) * 9, tu);
+      for (int64_t e = 0; e < o.e; e++)
+        u[((e * o.ocq + oc / 16) * o.icp + ic) * 16 + oc % 16] = (float)tu[e];
+    }
+}
+
+#if WINO_X86
+
+typedef __m256 v8;
+
+/* B^T along one line of a tile: x[i * s] -> y[i * s]. */
+TGT static inline void bt4(const v8 *x, int s, v8 *y) {
+  v8 d0 = x[0], d1 = x[s], d2 = x[2 * s], d3 = x[3 * s];
+  y[0] = _mm256_sub_ps(d0, d2);
+  y[s] = _mm256_add_ps(d1, d2);
+  y[2 * s] = _mm256_sub_ps(d2, d1);
+  y[3 * s] = _mm256_sub_ps(d1, d3);
+}
+
+TGT static inline void bt6(const v8 *x, int s, v8 *y) {
+  const v8 c4 = _mm256_set1_ps(4.f), c5 = _mm256_set1_ps(5.f), c2 = _mm256_set1_ps(2.f);
+  v8 d0 = x[0], d1 = x[s], d2 = x[2 * s], d3 = x[3 * s], d4 = x[4 * s], d5 = x[5 * s];
+  v8 p = _mm256_fnmadd_ps(c4, d2, d4);          /* d4 - 4 d2 */
+  v8 q = _mm256_fnmadd_ps(c4, d1, d3);          /* d3 - 4 d1 */
+  v8 r = _mm256_sub_ps(d4, d2);                 /* d4 - d2 */
+  v8 s2 = _mm256_mul_ps(c2, _mm256_sub_ps(d3, d1)); /* 2 (d3 - d1) */
+  y[0] = _mm256_add_ps(_mm256_fnmadd_ps(c5, d2, _mm256_mul_ps(c4, d0)), d4);
+  y[s] = _mm256_add_ps(p, q);
+  y[2 * s] = _mm256_sub_ps(p, q);
+  y[3 * s] = _mm256_add_ps(r, s2);
+  y[4 * s] = _mm256_sub_ps(r, s2);
+  y[5 * s] = _mm256_add_ps(_mm256_fnmadd_ps(c5, d3, _mm256_mul_ps(c4, d1)), d5);
+}
+
+/* A^T along one line: x[i * s] (i < m + 2) -> y[i * s] (i < m). */
+TGT static inline void at4(const v8 *x, int s, v8 *y) {
+  v8 m1 = x[s], m2 = x[2 * s];
+  y[0] = _mm256_add_ps(_mm256_add_ps(x[0], m1), m2);
+  y[s] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), x[3 * s]);
+}
+
+TGT static inline void at6(const v8 *x, int s, v8 *y) {
+  const v8 c2 = _mm256_set1_ps(2.f), c4 = _mm256_set1_ps(4.f), c8 = _mm256_set1_ps(8.f);
+  v8 m1 = x[s], m2 = x[2 * s], m3 = x[3 * s], m4 = x[4 * s];
+  v8 sa = _mm256_add_ps(m1, m2), da = _mm256_sub_ps(m1, m2);
+  v8 sb = _mm256_add_ps(m3, m4), db = _mm256_sub_ps(m3, m4);
+  y[0] = _mm256_add_ps(_mm256_add_ps(x[0], sa), sb);
+  y[s] = _mm256_fmadd_ps(c2, db, da);
+  y[2 * s] = _mm256_fmadd_ps(c4, sb, sa);
+  y[3 * s] = _mm256_add_ps(_mm256_fmadd_ps(c8, db, da), x[5 * s]);
+}
+
+/* The chunk's input tiles (tiles t0 .. t0 + n - 1; rows up to tc zero) into v. */
+TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int64_t t0, int64_t n, float *v) {
+  const int64_t a = o->a, d = g->dil;
+  v8 dt[36], tt[36];
+  for (int64_t k = 0; k < o->tc; k++) {
+    if (k >= n) {
+      for (int64_t e = 0; e < o->e; e++) memset(v + (e * o->tc + k) * o->icp, 0, sizeof(float) * (size_t)o->icp);
+      continue;
+    }
+    int64_t img, oy, ox;
+    tile_at(g, o, t0 + k, &img, &oy, &ox);
+    int64_t iy = oy - g->pad_t, ix = ox - g->pad_l;
+    int inside = iy >= 0 && ix >= 0 && iy + (a - 1) * d < g->h && ix + (a - 1) * d < g->w;
+    for (int64_t cb = 0; cb < o->icb; cb++) {
+      const float *plane = x + (img * o->icb + cb) * g->h * g->w * 8;
+      if (inside) {
+        for (int64_t i = 0; i < a; i++)
+          for (int64_t j = 0; j < a; j++) dt[i * a + j] = _mm256_loadu_ps(plane + ((iy + i * d) * g->w + ix + j * d) * 8);
+      } else {
+        for (int64_t i = 0; i < a; i++) {
+          int64_t yy = iy + i * d;
+          for (int64_t j = 0; j < a; j++) {
+            int64_t xx = ix + j * d;
+            dt[i * a + j] = yy >= 0 && yy < g->h && xx >= 0 && xx < g->w ? _mm256_loadu_ps(plane + (yy * g->w + xx) * 8)
+                                                                          : _mm256_setzero_ps();
+          }
+        }
+      }
+      if (a == 6) {
+        for (int j = 0; j < 6; j++) bt6(dt + j, 6, tt + j);
+        for (int i = 0; i < 6; i++) bt6(tt + i * 6, 1, dt + i * 6);
+      } else {
+        for (int j = 0; j < 4; j++) bt4(dt + j, 4, tt + j);
+        for (int i = 0; i < 4; i++) bt4(tt + i * 4, 1, dt + i * 4);
+      }
+      float *dst = v + k * o->icp + cb * 8;
+      for (int64_t e = 0; e < o->e; e++) _mm256_storeu_ps(dst + e * o->tc * o->icp, dt[e]);
+    }
+  }
+}
+
+/* c[r] (+)= sum_i a[r * lda + i] * b[i * 16 .. + 16] for 6 rows r; row r of c is at c + r * rs,
+ * its two halves of 8 hs apart. */
+TGT static void kernel6x16(const float *a, int64_t lda, const float *b, int64_t k, float *c, int64_t rs,
+                           int64_t hs, int acc) {
+  v8 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  v8 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
+  for (int64_t i = 0; i < k; i++) {
+    v8 b0 = _mm256_load_ps(b + 16 * i), b1 = _mm256_load_ps(b + 16 * i + 8), x;
+    x = _mm256_broadcast_ss(a0 + i);
+    c00 = _mm256_fmadd_ps(x, b0, c00);
+    c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a1 + i);
+    c10 = _mm256_fmadd_ps(x, b0, c10);
+    c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a2 + i);
+    c20 = _mm256_fmadd_ps(x, b0, c20);
+    c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a3 + i);
+    c30 = _mm256_fmadd_ps(x, b0, c30);
+    c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a4 + i);
+    c40 = _mm256_fmadd_ps(x, b0, c40);
+    c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a5 + i);
+    c50 = _mm256_fmadd_ps(x, b0, c50);
+    c51 = _mm256_fmadd_ps(x, b1, c51);
+  }
+  v8 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  for (int i = 0; i < 6; i++)
+    for (int h = 0; h < 2; h++) {
+      float *p = c + i * rs + h * hs;
+      v8 val = r[2 * i + h];
+      if (acc) val = _mm256_add_ps(val, _mm256_loadu_ps(p));
+      _mm256_storeu_ps(p, val);
+    }
+}
+
+/* M[t][ob][e][8] = sum over input channels of V[e][t][ic] U[e][ic][ob * 8 ..]. */
+TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, float *mm) {
+  const int64_t rs = o->ocp / 8 * o->e * 8, hs = o->e * 8;
+  for (int64_t e = 0; e < o->e; e++)
+    for (int64_t k0 = 0; k0 < o->icp; k0 += KC) {
+      int64_t kn = o->icp - k0 < KC ? o->icp - k0 : KC;
+      for (int64_t q = 0; q < o->ocq; q++) {
+        const float *b = u + ((e * o->ocq + q) * o->icp + k0) * 16;
+        for (int64_t t = 0; t < o->tc; t += ROWS)
+          kernel6x16(v + (e * o->tc + t) * o->icp + k0, o->icp, b, kn, mm + (t * (o->ocp / 8) + 2 * q) * hs + e * 8,
+                     rs, hs, k0 > 0);
+      }
+    }
+}
+
+/* The chunk's output tiles: A^T M A, bias, ReLU, into the pixels that exist. */
+TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, const float *bias, int64_t t0,
+                             int64_t n, float *y) {
+  const int64_t a = o->a, m = g->m, d = g->dil;
+  v8 mt[36], tt[24], ot[16];
+  const v8 zero = _mm256_setzero_ps();
+  for (int64_t k = 0; k < n; k++) {
+    int64_t img, oy, ox;
+    tile_at(g, o, t0 + k, &img, &oy, &ox);
+    int64_t rows = (g->ho - oy + d - 1) / d, cols = (g->wo - ox + d - 1) / d;
+    if (rows > m) rows = m;
+    if (cols > m) cols = m;
+    for (int64_t ob = 0; ob < o->ocb; ob++) {
+      const float *src = mm + ((k * (o->ocp / 8) + ob) * o->e) * 8;
+      for (int64_t e = 0; e < o->e; e++) mt[e] = _mm256_loadu_ps(src + e * 8);
+      if (a == 6) {
+        for (int j = 0; j < 6; j++) at6(mt + j, 6, tt + j);
+        for (int i = 0; i < 4; i++) at6(tt + i * 6, 1, ot + i * 4);
+      } else {
+        for (int j = 0; j < 4; j++) at4(mt + j, 4, tt + j);
+        for (int i = 0; i < 2; i++) at4(tt + i * 4, 1, ot + i * 2);
+      }
+      v8 bv = zero;
+      if (bias) {
+        float bb[8] = {0};
+        for (int l = 0; l < 8 && ob * 8 + l < g->oc; l++) bb[l] = bias[ob * 8 + l];
+        bv = _mm256_loadu_ps(bb);
+      }
+      float *plane = y + (img * o->ocb + ob) * g->ho * g->wo * 8;
+      for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+          v8 val = _mm256_add_ps(ot[i * m + j], bv);
+          if (g->relu) val = _mm256_max_ps(val, zero);
+          _mm256_storeu_ps(plane + ((oy + i * d) * g->wo + ox + j * d) * 8, val);
+        }
+    }
+  }
+}
+
+void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y, void *scratch,
+                 int n_threads) {
+  wgeo o;
+  geometry(g, n_threads, &o);
+  int nt = n_threads > 0 ? n_threads : 1;
+  size_t per = (size_t)(o.e * o.tc * (o.icp + o.ocp));
+  float *base = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+  {
+    int tid = 0;
+#ifdef _OPENMP
+    tid = omp_get_thread_num();
+#endif
+    float *v = base + (size_t)tid * per, *mm = v + o.e * o.tc * o.icp;
+    for (int64_t c = tid; c < o.chunks; c += nt) {
+      int64_t t0 = c * o.tc, n = o.tiles - t0 < o.tc ? o.tiles - t0 : o.tc;
+      input_chunk(g, &o, x, t0, n, v);
+      multiply_chunk(&o, v, u, mm);
+      output_chunk(g, &o, mm, bias, t0, n, y);
+    }
+  }
+}
+
+#else
+
+void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y, void *scratch,
+                 int n_threads) {
+  (void)g, (void)x, (void)u, (void)bias, (void)y, (void)scratch, (void)n_threads;
+}
+
+#endif

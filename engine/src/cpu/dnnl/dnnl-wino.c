@@ -51,6 +51,8 @@ typedef struct wgeo {
   int64_t ocb, ocp, ocq; /* output blocks of 8; channels padded to 16; panels of 16 */
   int64_t per_image;     /* tiles per image, over all phases */
   int64_t tiles, tc, chunks;
+  int shared; /* one chunk of all tiles that the threads share, phase by phase */
+  int64_t nbuf; /* chunk buffers in the scratch */
 } wgeo;
 
 #define ROWS 6    /* tiles per register block */
@@ -83,9 +85,21 @@ static void geometry(const dn_wino *g, int n_threads, wgeo *o) {
   if (cap < 4 * ROWS) cap = 4 * ROWS;
   int64_t nt = n_threads > 0 ? n_threads : 1;
   int64_t chunks = (o->tiles + cap - 1) / cap;
+  /* Few tiles (small maps): one chunk whose input tiles, products (by element) and output
+   * tiles the threads share out in turn, rather than a chunk per thread that would be partly
+   * padding rows and would stream all the weights each (measured: 1.1-1.45x up to 64 tiles on
+   * 2 threads, even at 100, slower from 128). */
+  o->shared = nt > 1 && o->tiles <= 48 * nt;
+  if (o->shared) {
+    o->tc = up(o->tiles, ROWS);
+    o->chunks = 1;
+    o->nbuf = 1;
+    return;
+  }
   chunks = up(chunks, nt);
   o->tc = up((o->tiles + chunks - 1) / chunks, ROWS);
   o->chunks = (o->tiles + o->tc - 1) / o->tc;
+  o->nbuf = nt;
 }
 
 /* Where tile t starts: its image and the first output pixel; its pixels are d apart. */
@@ -123,8 +137,7 @@ size_t dn_wino_weight_bytes(const dn_wino *g) {
 size_t dn_wino_scratch_bytes(const dn_wino *g, int n_threads) {
   wgeo o;
   geometry(g, n_threads, &o);
-  int64_t nt = n_threads > 0 ? n_threads : 1;
-  return sizeof(float) * (size_t)(nt * o.e * o.tc * (o.icp + o.ocp)) + 64 * (size_t)nt;
+  return sizeof(float) * (size_t)(o.nbuf * o.e * o.tc * (o.icp + o.ocp)) + 64 * (size_t)o.nbuf;
 }
 
 /* G g G^T for one 3x3 filter, in double: F(2, 3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
@@ -205,11 +218,13 @@ TGT static inline void at6(const v8 *x, int s, v8 *y) {
   y[3 * s] = _mm256_add_ps(_mm256_fmadd_ps(c8, db, da), x[5 * s]);
 }
 
-/* The chunk's input tiles (tiles t0 .. t0 + n - 1; rows up to tc zero) into v. */
-TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int64_t t0, int64_t n, float *v) {
+/* Rows k0 .. k1 - 1 of the chunk's input tiles (tiles t0 .. t0 + n - 1; rows from n on zero)
+ * into v. */
+TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int64_t t0, int64_t n, float *v,
+                            int64_t k0, int64_t k1) {
   const int64_t a = o->a, d = g->dil;
   v8 dt[36], tt[36];
-  for (int64_t k = 0; k < o->tc; k++) {
+  for (int64_t k = k0; k < k1; k++) {
     if (k >= n) {
       for (int64_t e = 0; e < o->e; e++) memset(v + (e * o->tc + k) * o->icp, 0, sizeof(float) * (size_t)o->icp);
       continue;
@@ -284,10 +299,11 @@ TGT static void kernel6x16(const float *a, int64_t lda, const float *b, int64_t 
     }
 }
 
-/* M[t][ob][e][8] = sum over input channels of V[e][t][ic] U[e][ic][ob * 8 ..]. */
-TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, float *mm) {
+/* M[t][ob][e][8] = sum over input channels of V[e][t][ic] U[e][ic][ob * 8 ..], for elements e0
+ * .. e1 - 1. */
+TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, float *mm, int64_t e0, int64_t e1) {
   const int64_t rs = o->ocp / 8 * o->e * 8, hs = o->e * 8;
-  for (int64_t e = 0; e < o->e; e++)
+  for (int64_t e = e0; e < e1; e++)
     for (int64_t k0 = 0; k0 < o->icp; k0 += KC) {
       int64_t kn = o->icp - k0 < KC ? o->icp - k0 : KC;
       for (int64_t q = 0; q < o->ocq; q++) {
@@ -299,13 +315,14 @@ TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, fl
     }
 }
 
-/* The chunk's output tiles: A^T M A, bias, ReLU, into the pixels that exist. */
+/* Output tiles k0 .. k1 - 1 of the chunk (all real): A^T M A, bias, ReLU, into the pixels that
+ * exist. */
 TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, const float *bias, int64_t t0,
-                             int64_t n, float *y) {
+                             float *y, int64_t k0, int64_t k1) {
   const int64_t a = o->a, m = g->m, d = g->dil;
   v8 mt[36], tt[24], ot[16];
   const v8 zero = _mm256_setzero_ps();
-  for (int64_t k = 0; k < n; k++) {
+  for (int64_t k = k0; k < k1; k++) {
     int64_t img, oy, ox;
     tile_at(g, o, t0 + k, &img, &oy, &ox);
     int64_t rows = (g->ho - oy + d - 1) / d, cols = (g->wo - ox + d - 1) / d;
@@ -349,16 +366,31 @@ void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *
 #pragma omp parallel num_threads(nt)
 #endif
   {
-    int tid = 0;
+    int tid = 0, team = 1;
 #ifdef _OPENMP
     tid = omp_get_thread_num();
+    team = omp_get_num_threads();
 #endif
-    float *v = base + (size_t)tid * per, *mm = v + o.e * o.tc * o.icp;
-    for (int64_t c = tid; c < o.chunks; c += nt) {
-      int64_t t0 = c * o.tc, n = o.tiles - t0 < o.tc ? o.tiles - t0 : o.tc;
-      input_chunk(g, &o, x, t0, n, v);
-      multiply_chunk(&o, v, u, mm);
-      output_chunk(g, &o, mm, bias, t0, n, y);
+    if (o.shared) { /* one chunk, every phase split over the team */
+      float *v = base, *mm = v + o.e * o.tc * o.icp;
+      int64_t rows = o.tc / ROWS;
+      input_chunk(g, &o, x, 0, o.tiles, v, rows * tid / team * ROWS, rows * (tid + 1) / team * ROWS);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+      multiply_chunk(&o, v, u, mm, o.e * tid / team, o.e * (tid + 1) / team);
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+      output_chunk(g, &o, mm, bias, 0, y, o.tiles * tid / team, o.tiles * (tid + 1) / team);
+    } else {
+      float *v = base + (size_t)tid * per, *mm = v + o.e * o.tc * o.icp;
+      for (int64_t c = tid; c < o.chunks; c += team) {
+        int64_t t0 = c * o.tc, n = o.tiles - t0 < o.tc ? o.tiles - t0 : o.tc;
+        input_chunk(g, &o, x, t0, n, v, 0, o.tc);
+        multiply_chunk(&o, v, u, mm, 0, o.e);
+        output_chunk(g, &o, mm, bias, t0, y, 0, n);
+      }
     }
   }
 }

@@ -489,6 +489,20 @@ static void test_winograd_conv(void **state) {
     ecs_backend_free(g_cpu);
     g_cpu = saved;
   }
+  /* one thread: every chunk in turn, no sharing */
+  ecs_err err = {0};
+  g_cpu = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 1}, &err);
+  assert_non_null(g_cpu);
+  for (int k = 0; k < 2; k++) {
+    ecs_tensor *x = blocked(k ? 2 : 1, 32, k ? 45 : 9, k ? 38 : 10), *w = rnd(4, 24, 32, 3, 3, -0.5f, 0.5f);
+    ecs_op c = conv_op(x, w, rnd(1, 24, 1, 1, 1, -1, 1), conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+    uint64_t n0 = ecs_dnnl_wino_ops();
+    parity(&c, 1, 0, 1e-4);
+    assert_int_equal(ecs_dnnl_wino_ops() - n0, 1);
+  }
+  free_all();
+  ecs_backend_free(g_cpu);
+  g_cpu = saved;
   print_message("winograd: worst relative L2 error F(2,3) %.2g, F(4,3) %.2g\n", worst[2], worst[4]);
 }
 

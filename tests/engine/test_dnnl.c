@@ -489,6 +489,34 @@ static void test_winograd_conv(void **state) {
     ecs_backend_free(g_cpu);
     g_cpu = saved;
   }
+  /* the transformed weights: one copy for two backends, a new one when the values change, all
+   * gone with the backends */
+  {
+    int e0, r0, e1, r1;
+    ecs_dnnl_shared_weights(&e0, &r0);
+    ecs_backend *b1 = backend_with("ECSNET_WINOGRAD", 4), *b2 = backend_with("ECSNET_WINOGRAD", 4);
+    ecs_tensor *w = rnd(4, 24, 16, 3, 3, -0.5f, 0.5f);
+    for (int round = 0; round < 2; round++) {
+      for (int k = 0; k < 2; k++) {
+        g_cpu = k ? b2 : b1;
+        ecs_tensor *x = rnd(4, 1, 16, 11, 9, -1, 1);
+        ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+        parity(&c, 1, 0, 1e-4);
+      }
+      ecs_dnnl_shared_weights(&e1, &r1);
+      assert_int_equal(e1 - e0, 1);
+      assert_int_equal(r1 - r0, 2);
+      float *v = w->data;
+      for (int64_t i = 0; i < ecs_nelements(w); i++) v[i] = 0.5f * v[i] - 0.01f;
+    }
+    free_all();
+    ecs_backend_free(b1);
+    ecs_backend_free(b2);
+    ecs_dnnl_shared_weights(&e1, &r1);
+    assert_int_equal(e1, e0);
+    assert_int_equal(r1, r0);
+    g_cpu = saved;
+  }
   /* one thread: every chunk in turn, no sharing */
   ecs_err err = {0};
   g_cpu = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 1}, &err);

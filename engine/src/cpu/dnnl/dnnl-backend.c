@@ -48,6 +48,8 @@
  * per backend and grow to the largest need, never freed per call. */
 #include "dnnl-impl.h"
 
+#include <pthread.h>
+
 #include "../ref.h"
 
 #include <math.h>
@@ -73,6 +75,22 @@ typedef struct centry {
   struct centry *chain, *prev, *next;
 } centry;
 
+/* Winograd-transformed weights, shared by every backend of the process (each worker of a served
+ * model has its own backend, and the transforms take 4x the memory of the 3x3 weights): one per
+ * weight tensor and values, freed when the last backend that uses it lets it go. */
+typedef struct shared_w {
+  const void *ptr;
+  int64_t ne[ECS_MAX_DIMS];
+  int32_t tag;
+  uint64_t fingerprint;
+  void *data;
+  int refs;
+  struct shared_w *next;
+} shared_w;
+
+static pthread_mutex_t g_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static shared_w *g_shared;
+
 typedef struct wentry {
   const void *ptr;
   int64_t ne[ECS_MAX_DIMS];
@@ -80,6 +98,7 @@ typedef struct wentry {
   uint64_t fingerprint;
   void *data;
   size_t size;
+  shared_w *sh;        /* data belongs to this shared entry (else to the wentry) */
   struct wentry *next; /* most recently used first */
 } wentry;
 
@@ -359,25 +378,45 @@ static uint64_t fingerprint(const ecs_tensor *t) {
   return h;
 }
 
-/* The cache entry for t's data seen as `id` (an interned layout, or a negative tag for other
- * derived forms) of `size` bytes: found (moved to the front), or made (its data to be filled);
- * *fresh says whether the data must be (re)computed: new, or t's values changed. */
-static wentry *wcache(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, uint64_t fp, int *fresh,
-                      ecs_err *err) {
+static void shared_release(shared_w *s) {
+  pthread_mutex_lock(&g_shared_lock);
+  if (--s->refs == 0) {
+    shared_w **pp = &g_shared;
+    while (*pp != s) pp = &(*pp)->next;
+    *pp = s->next;
+    free(s->data);
+    free(s);
+  }
+  pthread_mutex_unlock(&g_shared_lock);
+}
+
+static void wentry_free(wentry *e) {
+  if (e->sh) shared_release(e->sh);
+  else free(e->data);
+  free(e);
+}
+
+/* The entry for t's data seen as `id` (an interned layout, or a negative tag for other derived
+ * forms), moved to the front; NULL when there is none. */
+static wentry *wfind(ecs_dnnl *d, const ecs_tensor *t, int32_t id) {
   wentry *e = d->weights, **link = &d->weights;
   for (; e; link = &e->next, e = e->next)
     if (e->ptr == t->data && e->md_id == id && memcmp(e->ne, t->ne, sizeof e->ne) == 0) break;
-  if (e) { /* to the front */
+  if (e) {
     *link = e->next;
     e->next = d->weights;
     d->weights = e;
-    *fresh = e->fingerprint != fp;
-    return e;
   }
-  e = calloc(1, sizeof *e);
+  return e;
+}
+
+/* A new front entry for t as `id` of `size` bytes (data: a new buffer, or NULL to leave it to
+ * the caller), evicting the least recently used beyond WEIGHT_CACHE_MAX. */
+static wentry *wpush(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, int own, ecs_err *err) {
+  wentry *e = calloc(1, sizeof *e);
   size = (size + 63) / 64 * 64;
-  void *buf = aligned_alloc(64, size);
-  if (!e || !buf) {
+  void *buf = own ? aligned_alloc(64, size) : NULL;
+  if (!e || (own && !buf)) {
     free(e);
     free(buf);
     ecs_err_set(err, ECS_ERR_NOMEM, "cannot cache reordered weights");
@@ -396,11 +435,9 @@ static wentry *wcache(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size,
     wentry **pp = &e->next;
     while ((*pp)->next) pp = &(*pp)->next;
     d->weight_bytes -= (*pp)->size;
-    free((*pp)->data);
-    free(*pp);
+    wentry_free(*pp);
     *pp = NULL;
   }
-  *fresh = 1;
   return e;
 }
 
@@ -414,10 +451,9 @@ static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *w
   int32_t id;
   if (!dn_intern(d, want, &id)) return NULL;
   uint64_t fp = fingerprint(t);
-  int fresh;
-  wentry *e = wcache(d, t, id, dw_md_size(want), fp, &fresh, err);
-  if (!e) return NULL;
-  if (!fresh) return e->data;
+  wentry *e = wfind(d, t, id);
+  if (e && e->fingerprint == fp) return e->data;
+  if (!e && !(e = wpush(d, t, id, dw_md_size(want), 1, err))) return NULL;
   if (reorder(d, tmd, t->data, want, e->data, err) != ECS_OK) {
     e->fingerprint = 0;
     return NULL;
@@ -427,7 +463,8 @@ static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *w
 }
 
 /* t's Winograd transform for the plan's tile (dnnl-wino.c); plain weights only, which the
- * builder checked, and cached like reordered ones (tags -2 and -4 next to interned ids). */
+ * builder checked. Held in the process-wide shared entries (tags -2 and -4), which this
+ * backend's cache references like its reordered weights. */
 static void *wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err) {
   size_t size = dn_wino_weight_bytes(g);
   if (t->requires_grad && !t->frozen) {
@@ -436,14 +473,49 @@ static void *wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *
     return p;
   }
   uint64_t fp = fingerprint(t);
-  int fresh;
-  wentry *e = wcache(d, t, -g->m, size, fp, &fresh, err);
-  if (!e) return NULL;
-  if (fresh) {
-    dn_wino_weights(g, t->data, e->data);
-    e->fingerprint = fp;
+  int32_t tag = -g->m;
+  wentry *e = wfind(d, t, tag);
+  if (e && e->fingerprint == fp) return e->data;
+  /* the shared entry for these values, made by the first backend that needs it (under the
+   * lock, so that concurrent workers transform once) */
+  pthread_mutex_lock(&g_shared_lock);
+  shared_w *s = g_shared;
+  while (s && !(s->ptr == t->data && s->tag == tag && s->fingerprint == fp && memcmp(s->ne, t->ne, sizeof s->ne) == 0))
+    s = s->next;
+  if (!s) {
+    s = calloc(1, sizeof *s);
+    void *buf = aligned_alloc(64, (size + 63) / 64 * 64);
+    if (!s || !buf) {
+      pthread_mutex_unlock(&g_shared_lock);
+      free(s);
+      free(buf);
+      ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate %zu bytes of transformed weights", size);
+      return NULL;
+    }
+    dn_wino_weights(g, t->data, buf);
+    *s = (shared_w){.ptr = t->data, .tag = tag, .fingerprint = fp, .data = buf, .next = g_shared};
+    memcpy(s->ne, t->ne, sizeof s->ne);
+    g_shared = s;
   }
+  s->refs++;
+  pthread_mutex_unlock(&g_shared_lock);
+  if (!e && !(e = wpush(d, t, tag, size, 0, err))) {
+    shared_release(s);
+    return NULL;
+  }
+  if (e->sh) shared_release(e->sh); /* the values changed: let the old transform go */
+  e->sh = s;
+  e->data = s->data;
+  e->fingerprint = fp;
   return e->data;
+}
+
+/* Transformed weights shared between backends, for tests: entries and references. */
+void ecs_dnnl_shared_weights(int *entries, int *refs) {
+  pthread_mutex_lock(&g_shared_lock);
+  *entries = *refs = 0;
+  for (shared_w *s = g_shared; s; s = s->next) (*entries)++, *refs += s->refs;
+  pthread_mutex_unlock(&g_shared_lock);
 }
 
 /* ---- plans ------------------------------------------------------------------------------ */
@@ -799,8 +871,7 @@ void ecs_dnnl_free(ecs_dnnl *d) {
   while (d->lru_tail) evict_oldest(d);
   for (wentry *e = d->weights, *n; e; e = n) {
     n = e->next;
-    free(e->data);
-    free(e);
+    wentry_free(e);
   }
   for (int32_t i = 0; i < d->n_md; i++) dw_md_free(d->mds[i]);
   free(d->mds);

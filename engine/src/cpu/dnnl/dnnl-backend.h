@@ -32,5 +32,9 @@ uint64_t ecs_dnnl_phased_ops(void);
  * for tests. ECSNET_WINOGRAD (0: never; 2 or 4: the output tile, 4 by default), read when a
  * backend is created. */
 uint64_t ecs_dnnl_wino_ops(void);
+/* Winograd-transformed weights are shared by all backends of the process (one copy per weight
+ * tensor and values, freed with the last backend that used it): how many there are and how many
+ * backend references they have, for tests. */
+void ecs_dnnl_shared_weights(int *entries, int *refs);
 
 #endif

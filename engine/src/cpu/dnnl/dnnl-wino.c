@@ -162,14 +162,21 @@ static void filter_transform(int m, const float *k, double *u) {
 void dn_wino_weights(const dn_wino *g, const float *w, float *u) {
   wgeo o;
   geometry(g, 1, &o);
-  memset(u, 0, dn_wino_weight_bytes(g));
-  double tu[36];
-  for (int64_t oc = 0; oc < g->oc; oc++)
-    for (int64_t ic = 0; ic < g->ic; ic++) {
-      filter_transform(g->m, w + (oc * g->ic + ic) * 9, tu);
-      for (int64_t e = 0; e < o.e; e++)
-        u[((e * o.ocq + oc / 16) * o.icp + ic) * 16 + oc % 16] = (float)tu[e];
-    }
+  /* by panel of 16 output channels and input channel, so that each element's 16 values (one
+   * cache line) are written together */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1)
+#endif
+  for (int64_t q = 0; q < o.ocq; q++) {
+    double tu[36];
+    for (int64_t ic = 0; ic < o.icp; ic++)
+      for (int64_t j = 0; j < 16; j++) {
+        int64_t oc = q * 16 + j;
+        if (oc < g->oc && ic < g->ic) filter_transform(g->m, w + (oc * g->ic + ic) * 9, tu);
+        else memset(tu, 0, sizeof tu);
+        for (int64_t e = 0; e < o.e; e++) u[((e * o.ocq + q) * o.icp + ic) * 16 + j] = (float)tu[e];
+      }
+  }
 }
 
 #if WINO_X86

@@ -277,24 +277,13 @@ TGT static void kernel6x16(const float *a, int64_t lda, const float *b, int64_t 
   const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
   for (int64_t i = 0; i < k; i++) {
     v8 b0 = _mm256_load_ps(b + 16 * i), b1 = _mm256_load_ps(b + 16 * i + 8), x;
-    x = _mm256_broadcast_ss(a0 + i);
-    c00 = _mm256_fmadd_ps(x, b0, c00);
-    c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(a1 + i);
-    c10 = _mm256_fmadd_ps(x, b0, c10);
-    c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(a2 + i);
-    c20 = _mm256_fmadd_ps(x, b0, c20);
-    c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(a3 + i);
-    c30 = _mm256_fmadd_ps(x, b0, c30);
-    c31 = _mm256_fmadd_ps(x, b1, c31);
-    x = _mm256_broadcast_ss(a4 + i);
-    c40 = _mm256_fmadd_ps(x, b0, c40);
-    c41 = _mm256_fmadd_ps(x, b1, c41);
-    x = _mm256_broadcast_ss(a5 + i);
-    c50 = _mm256_fmadd_ps(x, b0, c50);
-    c51 = _mm256_fmadd_ps(x, b1, c51);
+/* row r's broadcast value times both halves of b's row, kept in named registers */
+#define ROW(r)                                                                                    \
+  x = _mm256_broadcast_ss(a##r + i);                                                              \
+  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                      \
+  c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
+    ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
+#undef ROW
   }
   v8 r[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
   for (int i = 0; i < 6; i++)

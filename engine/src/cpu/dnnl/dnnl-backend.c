@@ -462,16 +462,11 @@ static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *w
   return e->data;
 }
 
-/* t's Winograd transform for the plan's tile (dnnl-wino.c); plain weights only, which the
- * builder checked. Held in the process-wide shared entries (tags -2 and -4), which this
- * backend's cache references like its reordered weights. */
+/* t's Winograd transform for the plan's tile (dnnl-wino.c); plain weights that are not being
+ * trained only, which the builder checked. Held in the process-wide shared entries (tags -2 and
+ * -4), which this backend's cache references like its reordered weights. */
 static void *wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err) {
   size_t size = dn_wino_weight_bytes(g);
-  if (t->requires_grad && !t->frozen) {
-    void *p = temp(d, size, err);
-    if (p) dn_wino_weights(g, t->data, p);
-    return p;
-  }
   uint64_t fp = fingerprint(t);
   int32_t tag = -g->m;
   wentry *e = wfind(d, t, tag);

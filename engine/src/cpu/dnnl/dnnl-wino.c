@@ -5,8 +5,8 @@
  * 9 multiply-adds per input channel, output channel and output pixel. F(m, 3) computes an m x m
  * output tile from an (m + 2) x (m + 2) input tile with (m + 2)^2 instead of 9 m^2 of them
  * (F(4, 3): 36 for 144, F(2, 3): 16 for 36): each tile is transformed (B^T d B), multiplied
- * element-wise with the transformed filter (G g G^T, once per weight tensor, cached by the
- * backend) and summed over input channels, which for every one of the (m + 2)^2 elements is a
+ * element-wise with the transformed filter (G g G^T, once per weight tensor and process:
+ * dnnl-backend.c shares it between backends) and summed over input channels, which for every one of the (m + 2)^2 elements is a
  * matrix product [tiles x IC] x [IC x OC]; the products are transformed back (A^T M A).
  *
  * Dilation d: output pixels of one phase (y mod d, x mod d) only read input pixels of the same
@@ -17,7 +17,8 @@
  * scratch: transform the chunk's input tiles into V [E][tiles][ICp] (E = (m + 2)^2), one matrix
  * product per element into M [tiles][OCp / 8][E][8] with a 6 x 16 register-blocked kernel over
  * V's rows (6 tiles, broadcast) and U's panels (16 output channels), then the output transform
- * with bias and ReLU into the chunk's output pixels. Channels past the real count are zero in
+ * with bias and ReLU into the chunk's output pixels. Small maps (few tiles) make one chunk that
+ * the threads share phase by phase instead. Channels past the real count are zero in
  * U and in the padded blocks of the layout, so the padded output channels come out zero.
  *
  * Accuracy: the transforms' constants are exact in binary for F(2, 3); F(4, 3)'s (1/6, 1/24 in
@@ -137,7 +138,8 @@ size_t dn_wino_weight_bytes(const dn_wino *g) {
 size_t dn_wino_scratch_bytes(const dn_wino *g, int n_threads) {
   wgeo o;
   geometry(g, n_threads, &o);
-  return sizeof(float) * (size_t)(o.nbuf * o.e * o.tc * (o.icp + o.ocp)) + 64 * (size_t)o.nbuf;
+  /* the chunk buffers, then the bias padded to whole blocks */
+  return sizeof(float) * (size_t)(o.nbuf * o.e * o.tc * (o.icp + o.ocp) + o.ocp) + 64 * (size_t)(o.nbuf + 1);
 }
 
 /* G g G^T for one 3x3 filter, in double: F(2, 3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
@@ -311,8 +313,8 @@ TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, fl
     }
 }
 
-/* Output tiles k0 .. k1 - 1 of the chunk (all real): A^T M A, bias, ReLU, into the pixels that
- * exist. */
+/* Output tiles k0 .. k1 - 1 of the chunk (all real): A^T M A, bias (padded to whole blocks of
+ * 8), ReLU, into the pixels that exist. */
 TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, const float *bias, int64_t t0,
                              float *y, int64_t k0, int64_t k1) {
   const int64_t a = o->a, m = g->m, d = g->dil;
@@ -334,12 +336,7 @@ TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, c
         for (int j = 0; j < 4; j++) at4(mt + j, 4, tt + j);
         for (int i = 0; i < 2; i++) at4(tt + i * 4, 1, ot + i * 2);
       }
-      v8 bv = zero;
-      if (bias) {
-        float bb[8] = {0};
-        for (int l = 0; l < 8 && ob * 8 + l < g->oc; l++) bb[l] = bias[ob * 8 + l];
-        bv = _mm256_loadu_ps(bb);
-      }
+      v8 bv = bias ? _mm256_loadu_ps(bias + ob * 8) : zero;
       float *plane = y + (img * o->ocb + ob) * g->ho * g->wo * 8;
       for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
@@ -358,6 +355,13 @@ void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *
   int nt = n_threads > 0 ? n_threads : 1;
   size_t per = (size_t)(o.e * o.tc * (o.icp + o.ocp));
   float *base = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+  float *bpad = NULL;
+  if (bias) {
+    bpad = base + (size_t)o.nbuf * per;
+    memcpy(bpad, bias, sizeof(float) * (size_t)g->oc);
+    memset(bpad + g->oc, 0, sizeof(float) * (size_t)(o.ocp - g->oc));
+    bias = bpad;
+  }
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif

@@ -65,6 +65,7 @@ struct ecs_backend {
   struct ecs_backend_i iface;
   ecs_device *device;
   void *context;
+  ecs_backend_params params; /* set by ecs_backend_init */
 };
 
 /* Registration: called once by backend.c; each adds its devices with ecs_device_register. */

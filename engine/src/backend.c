@@ -79,8 +79,13 @@ ecs_buffer_type *ecs_device_buffer_type(ecs_device *dev) { return dev->iface.get
 
 ecs_backend *ecs_backend_init(ecs_device *dev, const ecs_backend_params *params, ecs_err *err) {
   ecs_backend_params def = {.n_threads = 0};
-  return dev->iface.init_backend(dev, params ? params : &def, err);
+  if (!params) params = &def;
+  ecs_backend *be = dev->iface.init_backend(dev, params, err);
+  if (be) be->params = *params;
+  return be;
 }
+
+const ecs_backend_params *ecs_backend_get_params(const ecs_backend *be) { return &be->params; }
 
 void ecs_backend_free(ecs_backend *be) {
   if (be) be->iface.free(be);

@@ -22,8 +22,21 @@ typedef struct ecs_backend ecs_backend;
 typedef struct ecs_buffer_type ecs_buffer_type;
 typedef struct ecs_buffer ecs_buffer;
 
+/* Engine options, passed in: the engine reads no environment (the server's config table and the
+ * command line read ECSNET_* once and fill these). Zero is the default of every field, so
+ * (ecs_backend_params){.n_threads = 2} is a default backend on two threads. The CPU fast paths
+ * are chosen per CPU and per layout oneDNN picks when left at 0; ECS_OPT_OFF turns one off, and
+ * a positive value forces a variant where this CPU can run it. Backends ignore what is not
+ * theirs. */
+#define ECS_OPT_OFF (-1)
 typedef struct ecs_backend_params {
-  int n_threads; /* compute threads for this backend; <= 0: all cores */
+  int n_threads;    /* compute threads for this backend; <= 0: all cores */
+  int winograd;     /* 3x3 stride-1 convolutions by Winograd: 0 auto, 2 F(2x2,3x3), 4 F(4x4,3x3) */
+  int phases;       /* dilated convolutions as space-to-batch: 0 auto, N: split by N always */
+  int pack_width;   /* narrow maps side by side: 0 auto (64 columns), N: wide maps of N columns */
+  int fuse;         /* activations fused into the convolution at inference: 0 auto (on) */
+  int tf32;         /* CUDA: TF32 tensor cores for FP32 convolutions and GEMMs: 0 off, 1 on */
+  int workspace_mb; /* CUDA: cuDNN workspace bound per backend in MiB; 0: the default */
 } ecs_backend_params;
 
 /* Counters a backend keeps about the ops it ran, for tests and metrics. */
@@ -49,6 +62,8 @@ ecs_buffer_type *ecs_device_buffer_type(ecs_device *dev);
 /* backends */
 ecs_backend *ecs_backend_init(ecs_device *dev, const ecs_backend_params *params, ecs_err *err);
 void ecs_backend_free(ecs_backend *be); /* accepts NULL */
+/* The options the backend was made with (zeroes where the caller passed none). */
+const ecs_backend_params *ecs_backend_get_params(const ecs_backend *be);
 const char *ecs_backend_name(ecs_backend *be);
 ecs_device *ecs_backend_device(ecs_backend *be);
 /* Fills layout, layout_desc and nbytes of op->dst[] whose type, nd and ne the caller set.

@@ -15,9 +15,48 @@
 #include "ecs/backend.h"
 
 #ifdef ECS_USE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+
 #include "cpu/dnnl/dnnl-backend.h"
+#include "cpu/dnnl/dnnl-impl.h"
 
 static ecs_backend *g_cpu, *g_ref;
+
+/* ---- what this CPU should run ----------------------------------------------------------- */
+
+/* The fast paths each ISA should take, written from the measurements that chose them (the
+ * comments at dn_phase_factor, wino_beats_brgemm and phase_prim) and apart from the
+ * engine's chooser, so that a wrong choice fails here. The ISA is the one oneDNN runs
+ * (ONEDNN_MAX_CPU_ISA=AVX2 makes an AVX-512 machine an AVX2 one), since what the engine
+ * competes with is oneDNN's kernel for it: on AVX2 the direct jit kernel on nChw8c, which
+ * loses to Winograd at every size, runs dilation 4 on a GEMM and walks 7-wide rows slowly; on
+ * AVX-512 the brgemm kernel on nhwc, which beats Winograd on few tiles (below 96) and needs
+ * neither the space-to-batch split nor the side-by-side maps. */
+typedef struct cpu_expect {
+  const char *isa;
+  int wino_small;   /* Winograd by default for a 3x3 layer of few tiles (16 channels, 9x10) */
+  int wino_large;   /* ... and of many (2 images of 45x38: 240 tiles) */
+  int split_fwd;    /* dilated forwards run as space-to-batch, by default (dilation 4) or forced */
+  int split_bwd;    /* backward ops of a forced full split run split (of 2) */
+  int side_by_side; /* forwards of a batch of narrow maps run side by side */
+} cpu_expect;
+
+static const cpu_expect *g_expect; /* NULL: an ISA the table does not know; paths unchecked */
+
+static const cpu_expect *cpu_expectations(void) {
+  static const cpu_expect avx2 = {"AVX2", 1, 1, 1, 2, 1}, avx512 = {"AVX-512", 0, 1, 0, 2, 0};
+  unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+  if ((isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core) return &avx512;
+  if ((isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2) return &avx2;
+  return NULL;
+}
+
+/* Fails when the path taken (n ops of the kind) is not the one this CPU should take. */
+static void expect_path(const char *what, uint64_t n, uint64_t want) {
+  if (g_expect && n != want)
+    fail_msg("%s: %llu ops took the path where %s should take it %llu times", what,
+             (unsigned long long)n, g_expect->isa, (unsigned long long)want);
+}
 
 /* ---- tensors ---------------------------------------------------------------------------- */
 
@@ -259,23 +298,24 @@ static void test_conv_chain_keeps_blocked_layout(void **state) {
   free_all();
 }
 
-/* A "cpu" backend created with ECSNET_DNNL_PHASES=factor: every stride-1 convolution op whose
- * dilation the factor divides runs as space-to-batch (dnnl-phase.c). */
-static ecs_backend *backend_with(const char *name, int value) {
-  char v[16];
-  snprintf(v, sizeof v, "%d", value);
-  /* the rearrangements are for convolutions that do not run by Winograd: off unless asked */
-  if (strcmp(name, "ECSNET_WINOGRAD") != 0) setenv("ECSNET_WINOGRAD", "0", 1);
-  setenv(name, v, 1);
+/* A "cpu" backend on two threads with these options. */
+static ecs_backend *backend_opts(ecs_backend_params p) {
   ecs_err err = {0};
-  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
-  unsetenv(name);
-  unsetenv("ECSNET_WINOGRAD");
+  if (!p.n_threads) p.n_threads = 2;
+  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &p, &err);
   assert_non_null(be);
   return be;
 }
 
-static ecs_backend *phased_backend(int factor) { return backend_with("ECSNET_DNNL_PHASES", factor); }
+/* The rearrangements (dnnl-phase.c) are for convolutions that do not run by Winograd: these
+ * backends have it off. phases = factor: every stride-1 convolution op whose dilation the
+ * factor divides runs as space-to-batch where oneDNN has the jit kernel for it. */
+static ecs_backend *phased_backend(int factor) {
+  return backend_opts((ecs_backend_params){.phases = factor, .winograd = ECS_OPT_OFF});
+}
+static ecs_backend *packed_backend(int width) {
+  return backend_opts((ecs_backend_params){.pack_width = width, .winograd = ECS_OPT_OFF});
+}
 
 /* The chain stays blocked when its dilated convolutions run as space-to-batch: the phases are
  * split and merged in the blocked layout, not through reorders. */
@@ -285,7 +325,7 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
   for (int variant = 0; variant < 3; variant++) {
     /* the default backend (forward of dilation 4 split by 2), then forced full splits */
     int dil = variant == 1 ? 2 : 4;
-    ecs_backend *be = variant == 0 ? backend_with("ECSNET_DNNL_PACK", 64) : phased_backend(dil);
+    ecs_backend *be = variant == 0 ? packed_backend(64) : phased_backend(dil);
     g_cpu = be;
     ecs_tensor *w[3];
     for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
@@ -297,8 +337,9 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
     uint64_t ph0 = ecs_dnnl_phased_ops();
     ecs_tensor *y = conv_chain_dil(3, x, w, be, dil);
     stats(&s);
-    if (ecs_dnnl_phased_ops() - ph0 != 3) fail_msg("dilation %d: %llu of 3 convolutions split", dil,
-                                                   (unsigned long long)(ecs_dnnl_phased_ops() - ph0));
+    /* dilation 2 splits only when forced (variant 1) */
+    expect_path(dil == 4 ? "chain of dilation 4, split" : "chain of dilation 2, split",
+                ecs_dnnl_phased_ops() - ph0, g_expect && g_expect->split_fwd ? 3 : 0);
     assert_int_equal(s.reorders, 1); /* the final copy to plain */
     assert_int_equal(s.ref_ops, 0);
     assert_int_equal(s.primitives, 0);
@@ -314,10 +355,10 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
 /* Dilated convolutions through space-to-batch against the reference kernels: forward and both
  * backward ops, dilation 2 and 4, split fully (dense phases) and dilation 4 by 2 (phases of
  * dilation 2), odd and uneven sizes so that phases differ in size, padding none, equal to and
- * twice the dilation, with and without bias, plain and blocked inputs. Each op must run split,
- * except where oneDNN has no jit kernel for the split op (then it keeps the dilated path, as
- * the backward weights of dilation 2 does on AVX2): the forward always splits, and on AVX2
- * every op of a full split does. */
+ * twice the dilation, with and without bias, plain and blocked inputs. Which ops run split is
+ * the table's (cpu_expect): an op splits only where oneDNN has its direct jit kernel for the
+ * split op, else it keeps the dilated path (as the backward weights of dilation 2 does on
+ * AVX2, and the forward on AVX-512, where the brgemm kernel runs it). */
 static void test_dilated_conv_phases(void **state) {
   (void)state;
   ecs_backend *saved = g_cpu;
@@ -326,7 +367,6 @@ static void test_dilated_conv_phases(void **state) {
       {12, 20, 2, 4, 1, 9, 10, 2},  {16, 16, 4, 0, 0, 14, 13, 4}, {16, 16, 4, 8, 1, 17, 11, 4},
       {3, 8, 2, 2, 1, 5, 7, 2},     {16, 8, 4, 4, 1, 11, 15, 4},
   };
-  int avx2 = __builtin_cpu_supports("avx2");
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     g_cpu = phased_backend(cases[i].factor);
     for (int b = 0; b <= 1; b++) {
@@ -339,7 +379,10 @@ static void test_dilated_conv_phases(void **state) {
       ecs_op c = conv_op(x, w, bias, y, 1, pad, dil, 1);
       uint64_t ph0 = ecs_dnnl_phased_ops();
       parity(&c, 1, 0, 1e-4);
-      if (ecs_dnnl_phased_ops() - ph0 != 1) fail_msg("case %zu: the forward did not run split", i);
+      char what[64];
+      snprintf(what, sizeof what, "case %zu: the split forward", i);
+      expect_path(what, ecs_dnnl_phased_ops() - ph0, g_expect ? (uint64_t)g_expect->split_fwd : 0);
+      uint64_t ph1 = ecs_dnnl_phased_ops();
       ecs_tensor *dy = b ? y : rnd(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3], -1, 1);
       ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w},
                    .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])}, .p.conv = c.p.conv};
@@ -348,9 +391,11 @@ static void test_dilated_conv_phases(void **state) {
                    .dst = {tn(4, w->ne[0], w->ne[1], 3, 3), bias ? tn(1, w->ne[0], 1, 1, 1) : NULL},
                    .p.conv = c.p.conv};
       parity(&bw, bias ? 3 : 1, 0, 1e-4);
-      uint64_t n = ecs_dnnl_phased_ops() - ph0;
-      if (avx2 && cases[i].factor == dil && n != 3)
-        fail_msg("case %zu: %llu of 3 ops ran split", i, (unsigned long long)n);
+      if (cases[i].factor == dil) {
+        snprintf(what, sizeof what, "case %zu: the split backward ops", i);
+        expect_path(what, ecs_dnnl_phased_ops() - ph1,
+                    g_expect ? (uint64_t)g_expect->split_bwd : 0);
+      }
     }
     ecs_backend_free(g_cpu);
     g_cpu = saved;
@@ -374,26 +419,32 @@ static void test_narrow_maps_side_by_side(void **state) {
   /* the default (all images in one wide map here), then wide maps of at most 20 columns: 2 or
    * 3 images each, the last one short of images */
   for (int narrow = 0; narrow <= 1; narrow++) {
-  g_cpu = backend_with("ECSNET_DNNL_PACK", narrow ? 20 : 64);
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    for (int b = 0; b <= 1; b++) {
-      ecs_tensor *x = b ? blocked(cases[i].n, cases[i].ci, cases[i].h, cases[i].w)
-                        : rnd(4, cases[i].n, cases[i].ci, cases[i].h, cases[i].w, -1, 1);
-      ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci, cases[i].k, cases[i].k, -0.5f, 0.5f);
-      ecs_tensor *bias = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
-      ecs_tensor *y = tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], cases[i].k, 1, cases[i].ph, 1),
-                         ecs_conv_out_size(x->ne[3], cases[i].k, 1, cases[i].pw, 1));
-      ecs_op c = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
-                  .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {1, 1}, 1}};
-      uint64_t n0 = ecs_dnnl_phased_ops();
-      parity(&c, 1, 0, 1e-4);
-      if (ecs_dnnl_phased_ops() - n0 != 1) fail_msg("case %zu: the forward did not run side by side", i);
-    }
-  free_all();
-  ecs_backend_free(g_cpu);
-  g_cpu = saved;
+    g_cpu = packed_backend(narrow ? 20 : 64);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+      for (int b = 0; b <= 1; b++) {
+        ecs_tensor *x = b ? blocked(cases[i].n, cases[i].ci, cases[i].h, cases[i].w)
+                          : rnd(4, cases[i].n, cases[i].ci, cases[i].h, cases[i].w, -1, 1);
+        ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci, cases[i].k, cases[i].k, -0.5f, 0.5f);
+        ecs_tensor *bias = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
+        ecs_tensor *y =
+            tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], cases[i].k, 1, cases[i].ph, 1),
+               ecs_conv_out_size(x->ne[3], cases[i].k, 1, cases[i].pw, 1));
+        ecs_op c = {.type = ECS_OP_CONV2D,
+                    .src = {x, w, bias},
+                    .dst = {y},
+                    .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {1, 1}, 1}};
+        uint64_t n0 = ecs_dnnl_phased_ops();
+        parity(&c, 1, 0, 1e-4);
+        char what[64];
+        snprintf(what, sizeof what, "case %zu: side by side", i);
+        expect_path(what, ecs_dnnl_phased_ops() - n0,
+                    g_expect ? (uint64_t)g_expect->side_by_side : 0);
+      }
+    free_all();
+    ecs_backend_free(g_cpu);
+    g_cpu = saved;
   }
-  g_cpu = backend_with("ECSNET_DNNL_PACK", 64);
+  g_cpu = packed_backend(64);
   ecs_tensor *w[3];
   for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
   ecs_tensor *x = blocked(3, 16, 7, 7);
@@ -403,7 +454,8 @@ static void test_narrow_maps_side_by_side(void **state) {
   uint64_t n0 = ecs_dnnl_phased_ops();
   ecs_tensor *y = conv_chain(3, x, w, g_cpu);
   stats(&s);
-  assert_int_equal(ecs_dnnl_phased_ops() - n0, 3);
+  expect_path("chain side by side", ecs_dnnl_phased_ops() - n0,
+              g_expect && g_expect->side_by_side ? 3 : 0);
   assert_int_equal(s.reorders, 1); /* the final copy to plain */
   assert_int_equal(s.ref_ops, 0);
   double e = rel_l2(y, conv_chain(3, clone_plain(g_cpu, x), w, g_ref));
@@ -431,7 +483,7 @@ static void test_winograd_conv(void **state) {
   ecs_backend *saved = g_cpu;
   double worst[5] = {0};
   for (int m = 2; m <= 4; m += 2) {
-    g_cpu = backend_with("ECSNET_WINOGRAD", m);
+    g_cpu = backend_opts((ecs_backend_params){.winograd = m});
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
       for (int v = 0; v < 4; v++) {
         int b = v & 1, relu = v >> 1;
@@ -494,7 +546,8 @@ static void test_winograd_conv(void **state) {
   {
     int e0, r0, e1, r1;
     ecs_dnnl_shared_weights(&e0, &r0);
-    ecs_backend *b1 = backend_with("ECSNET_WINOGRAD", 4), *b2 = backend_with("ECSNET_WINOGRAD", 4);
+    ecs_backend *b1 = backend_opts((ecs_backend_params){.winograd = 4});
+    ecs_backend *b2 = backend_opts((ecs_backend_params){.winograd = 4});
     ecs_tensor *w = rnd(4, 24, 16, 3, 3, -0.5f, 0.5f);
     for (int round = 0; round < 2; round++) {
       for (int k = 0; k < 2; k++) {
@@ -517,21 +570,118 @@ static void test_winograd_conv(void **state) {
     assert_int_equal(r1, r0);
     g_cpu = saved;
   }
-  /* one thread: every chunk in turn, no sharing */
-  ecs_err err = {0};
-  g_cpu = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 1}, &err);
-  assert_non_null(g_cpu);
+  /* the default backend, on one thread (every chunk in turn, no sharing): Winograd where this
+   * CPU should take it, a small map (9 tiles) and a large one (240) */
+  g_cpu = backend_opts((ecs_backend_params){.n_threads = 1});
   for (int k = 0; k < 2; k++) {
     ecs_tensor *x = blocked(k ? 2 : 1, 32, k ? 45 : 9, k ? 38 : 10), *w = rnd(4, 24, 32, 3, 3, -0.5f, 0.5f);
     ecs_op c = conv_op(x, w, rnd(1, 24, 1, 1, 1, -1, 1), conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
     uint64_t n0 = ecs_dnnl_wino_ops();
     parity(&c, 1, 0, 1e-4);
-    assert_int_equal(ecs_dnnl_wino_ops() - n0, 1);
+    expect_path(k ? "default Winograd, 240 tiles" : "default Winograd, 9 tiles",
+                ecs_dnnl_wino_ops() - n0,
+                g_expect ? (uint64_t)(k ? g_expect->wino_large : g_expect->wino_small) : 0);
   }
   free_all();
   ecs_backend_free(g_cpu);
   g_cpu = saved;
   print_message("winograd: worst relative L2 error F(2,3) %.2g, F(4,3) %.2g\n", worst[2], worst[4]);
+}
+
+/* Plain (N, C, H, W) values into [N][C/B][H][W][B] (B = C: nhwc), the padded channels zero. */
+static float *to_layout(const float *x, int64_t n, int64_t c, int64_t h, int64_t w, int64_t b) {
+  int64_t cp = (c + b - 1) / b * b;
+  float *y = calloc((size_t)(n * cp * h * w), sizeof *y);
+  assert_non_null(y);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t k = 0; k < c; k++)
+      for (int64_t p = 0; p < h * w; p++)
+        y[((i * cp + k / b * b) * h * w) + p * b + k % b] = x[(i * c + k) * h * w + p];
+  return y;
+}
+
+/* dnnl-wino.c's kernels on every activation layout they read and write, whatever this CPU's
+ * oneDNN picks (nChw8c on AVX2, nhwc on AVX-512; nChw16c where its jit kernel runs): blocks of
+ * 8, 16 and nhwc with channel counts that are and are not multiples of 8 (the last group then
+ * masked), against the reference kernel; the padded channels of a blocked output come out 0
+ * and nhwc's neighbouring pixels are not written over. */
+static void test_winograd_layouts(void **state) {
+  (void)state;
+  if (!dn_wino_cpu()) skip();
+  struct {
+    int n, ci, co, dil, pad, h, w;
+  } cases[] = {
+      {1, 16, 16, 1, 1, 9, 7},
+      {2, 20, 36, 1, 1, 11, 13},
+      {1, 13, 21, 2, 2, 10, 9},
+      {1, 40, 24, 4, 4, 17, 14},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (int lay = 0; lay < 3; lay++)
+      for (int m = 2; m <= 4; m += 2) {
+        int64_t n = cases[i].n, ci = cases[i].ci, co = cases[i].co, h = cases[i].h, w = cases[i].w;
+        int64_t xb = lay == 0 ? 8 : lay == 1 ? 16 : ci, yb = lay == 0 ? 8 : lay == 1 ? 16 : co;
+        ecs_tensor *x = rnd(4, n, ci, h, w, -1, 1), *wt = rnd(4, co, ci, 3, 3, -0.5f, 0.5f);
+        ecs_tensor *b = rnd(1, co, 1, 1, 1, -1, 1);
+        ecs_tensor *y = conv_out(x, wt, 1, cases[i].pad, cases[i].dil);
+        ecs_op c = conv_op(x, wt, b, y, 1, cases[i].pad, cases[i].dil, 1);
+        c.p.conv.act = ECS_ACT_RELU;
+        run_on(g_ref, &c);
+        int64_t ho = y->ne[2], wo = y->ne[3], cop = (co + yb - 1) / yb * yb;
+        dn_wino g = {.m = m,
+                     .relu = 1,
+                     .n = n,
+                     .ic = ci,
+                     .oc = co,
+                     .h = h,
+                     .w = w,
+                     .ho = ho,
+                     .wo = wo,
+                     .pad_t = cases[i].pad,
+                     .pad_l = cases[i].pad,
+                     .dil = cases[i].dil,
+                     .xb = xb,
+                     .yb = yb};
+        float *xl = to_layout(x->data, n, ci, h, w, xb);
+        float *u = aligned_alloc(64, (dn_wino_weight_bytes(&g) + 63) / 64 * 64);
+        size_t sb = dn_wino_scratch_bytes(&g, 2);
+        void *scratch = malloc(sb);
+        size_t ny = (size_t)(n * cop * ho * wo);
+        float *yl = malloc((ny + 8) * sizeof *yl);
+        assert_true(u && scratch && yl);
+        for (size_t k = 0; k < ny + 8; k++)
+          yl[k] = 12345.f; /* written over where it should be */
+        dn_wino_weights(&g, wt->data, u);
+        dn_wino_run(&g, xl, u, b->data, yl, scratch, 2);
+        const float *ref = y->data;
+        double num = 0, den = 0;
+        for (int64_t im = 0; im < n; im++)
+          for (int64_t k = 0; k < cop; k++)
+            for (int64_t p = 0; p < ho * wo; p++) {
+              float v = yl[(im * cop + k / yb * yb) * ho * wo + p * yb + k % yb];
+              if (k >= co) {
+                if (v != 0.f)
+                  fail_msg("case %zu, block %lld: padded channel %lld is %g", i, (long long)yb,
+                           (long long)k, v);
+                continue;
+              }
+              double r = ref[(im * co + k) * ho * wo + p];
+              num += (v - r) * (v - r);
+              den += r * r;
+            }
+        for (size_t k = ny; k < ny + 8; k++)
+          if (yl[k] != 12345.f)
+            fail_msg("case %zu, block %lld: written past the output", i, (long long)yb);
+        double e = sqrt(num / den);
+        if (!(e <= (m == 2 ? 1e-5 : 1e-4)))
+          fail_msg("F(%d,3) case %zu, blocks %lld/%lld: relative L2 error %.3g", m, i,
+                   (long long)xb, (long long)yb, e);
+        free(xl);
+        free(u);
+        free(scratch);
+        free(yl);
+        free_all();
+      }
 }
 
 static void test_primitive_cache(void **state) {
@@ -725,7 +875,10 @@ static void test_conv_relu_fused(void **state) {
   print_message("fused: %d of 48 outputs blocked, %llu convolutions rearranged\n", n_blocked,
                 (unsigned long long)(ecs_dnnl_phased_ops() - ph0));
   assert_true(n_blocked >= 12);
-  assert_true(ecs_dnnl_phased_ops() - ph0 >= 2);
+  if (g_expect && g_expect->split_fwd)
+    assert_true(ecs_dnnl_phased_ops() - ph0 >= 2);
+  else
+    expect_path("fused, rearranged", ecs_dnnl_phased_ops() - ph0, 0);
 }
 
 /* A fused activation belongs to the forward: a backward op carrying one, or an activation that
@@ -1015,8 +1168,15 @@ static void test_two_threads(void **state) {
 static int setup(void **state) {
   (void)state;
   ecs_err err = {0};
-  g_cpu = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
-  g_ref = ecs_backend_init(ecs_device_find("cpu-ref", &err), &(ecs_backend_params){.n_threads = 2}, &err);
+  g_cpu =
+      ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 2}, &err);
+  g_ref = ecs_backend_init(ecs_device_find("cpu-ref", &err), &(ecs_backend_params){.n_threads = 2},
+                           &err);
+  g_expect = cpu_expectations();
+  if (g_expect)
+    print_message("paths expected of %s (oneDNN's ISA here)\n", g_expect->isa);
+  else
+    print_message("an ISA below AVX2: the fast paths are not checked, only the results\n");
   return g_cpu && g_ref ? 0 : -1;
 }
 
@@ -1034,6 +1194,7 @@ int main(void) {
       cmocka_unit_test(test_dilated_conv_phases),
       cmocka_unit_test(test_narrow_maps_side_by_side),
       cmocka_unit_test(test_winograd_conv),
+      cmocka_unit_test(test_winograd_layouts),
       cmocka_unit_test(test_primitive_cache),
       cmocka_unit_test(test_weight_cache_sees_updates),
       cmocka_unit_test(test_backward_ops_on_dnnl),

@@ -100,7 +100,7 @@ static ecs_backend *cpu_init_backend(ecs_device *dev, const ecs_backend_params *
   be->context = c;
 #ifdef ECS_USE_DNNL
   if (((cpu_device_ctx *)dev->context)->use_dnnl) {
-    c->dnnl = ecs_dnnl_create(c->n_threads, err);
+    c->dnnl = ecs_dnnl_create(c->n_threads, params, err);
     if (!c->dnnl) {
       cpu_be_free(be);
       return NULL;

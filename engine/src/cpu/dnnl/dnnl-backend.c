@@ -105,9 +105,10 @@ typedef struct wentry {
 struct ecs_dnnl {
   dw_engine *eng;
   int n_threads;
-  int pack_w; /* ECSNET_DNNL_PACK: widest output row of maps side by side (0: never) */
-  int phases; /* ECSNET_DNNL_PHASES: 0 never split, N > 1 split by N, unset: by default */
-  int wino;   /* ECSNET_WINOGRAD: Winograd tile of forward 3x3 convolutions, 0: never */
+  int pack_w;      /* widest output row of maps side by side (0: never) */
+  int phases;      /* 0 never split, N > 1 split by N, -1: where it gains (dn_phase_factor) */
+  int wino;        /* Winograd tile of forward 3x3 convolutions, 0: never */
+  int wino_forced; /* the tile was asked for: every convolution it can run, not where it gains */
   ecs_backend_stats stats;
   /* interned descriptions */
   dw_md **mds;
@@ -132,13 +133,18 @@ dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
 int dn_threads(ecs_dnnl *d) { return d->n_threads; }
 int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
 int dn_wino_tile(ecs_dnnl *d) { return d->wino; }
+int dn_wino_forced(ecs_dnnl *d) { return d->wino_forced; }
 
 /* Measured on AVX2 (tests/bench: bench_engine dilated): oneDNN 2.6 runs dilation 2 on its jit
  * kernel about as fast as the dense 3x3, but dilation 4 on its GEMM path, 1.2-1.5x slower in
  * the forward than a dilation-2 jit convolution on the 2x2 phases (which beat a full split into
  * 4x4 dense phases by ~10%). Splitting dilation 2 lost 6-18%, and the backward ops gained
  * nothing (0.97-1.01x at dilation 4), so by default only the forward of even dilations >= 4 is
- * split, by dil / 2. ECSNET_DNNL_PHASES=N forces a split by N for every conv op (tests). */
+ * split, by dil / 2. The split runs only where oneDNN has its direct jit kernel for the split
+ * convolution (phase_prim in dnnl-ops.c): on AVX-512 it picks its brgemm kernel, which runs
+ * dilation 4 as fast as the split would (0.94-1.04x measured on Zen 4), so nothing is split
+ * there. ecs_backend_params.phases = N forces a split by N for every conv op where that kernel
+ * exists (tests). */
 int64_t dn_phase_factor(ecs_dnnl *d, int type, int64_t dil) {
   if (d->phases == 0 || dil < 2) return 1;
   if (d->phases > 0) return dil % d->phases == 0 ? d->phases : 1;
@@ -837,20 +843,19 @@ int dn_can(const ecs_op *op);
 
 int ecs_dnnl_supports(const ecs_op *op) { return dn_can(op) || plain_supported(op); }
 
-ecs_dnnl *ecs_dnnl_create(int n_threads, ecs_err *err) {
+ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *err) {
   ecs_dnnl *d = calloc(1, sizeof *d);
   if (!d) {
     ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate the oneDNN backend");
     return NULL;
   }
+  const ecs_backend_params none = {0};
+  if (!p) p = &none;
   d->n_threads = n_threads > 0 ? n_threads : 1;
-  const char *ph = getenv("ECSNET_DNNL_PHASES");
-  d->phases = ph && *ph ? atoi(ph) : -1;
-  const char *pk = getenv("ECSNET_DNNL_PACK");
-  d->pack_w = pk && *pk ? atoi(pk) : 64;
-  const char *wi = getenv("ECSNET_WINOGRAD");
-  d->wino = wi && *wi ? atoi(wi) : 4;
-  if (d->wino != 2 && d->wino != 4) d->wino = 0;
+  d->phases = p->phases == 0 ? -1 : p->phases < 0 ? 0 : p->phases;
+  d->pack_w = p->pack_width == 0 ? 64 : p->pack_width < 0 ? 0 : p->pack_width;
+  d->wino = p->winograd == 0 ? 4 : p->winograd == 2 || p->winograd == 4 ? p->winograd : 0;
+  d->wino_forced = p->winograd > 0;
   if (!dn_wino_cpu()) d->wino = 0;
   for (int i = 0; i < MD_BUCKETS; i++) d->md_bucket[i] = -1;
   d->eng = dw_engine_create(err);

@@ -13,7 +13,8 @@
 
 typedef struct ecs_dnnl ecs_dnnl;
 
-ecs_dnnl *ecs_dnnl_create(int n_threads, ecs_err *err);
+/* The fast paths come from p (winograd, phases, pack_width; NULL: the defaults). */
+ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *err);
 void ecs_dnnl_free(ecs_dnnl *d); /* accepts NULL */
 /* Whether the "cpu" device can run op: on oneDNN, or on a reference kernel after reordering
  * blocked operands to plain. Needs no backend: it looks at the op only. */
@@ -24,13 +25,13 @@ void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out);
 void ecs_dnnl_reset_stats(ecs_dnnl *d);
 /* Convolutions run on rearranged activations (dnnl-phase.c: dilated ones as space-to-batch,
  * batches of narrow maps side by side) by all backends of the process so far: for tests.
- * ECSNET_DNNL_PHASES (0: never split; N: split every conv op by N) and ECSNET_DNNL_PACK (widest
- * output row put side by side; 0: never), read when a backend is created, change this for
+ * ecs_backend_params.phases (ECS_OPT_OFF: never split; N: split every conv op by N) and
+ * .pack_width (widest output row put side by side; ECS_OPT_OFF: never) change this for
  * comparisons and tests. */
 uint64_t ecs_dnnl_phased_ops(void);
 /* Forward 3x3 convolutions run by Winograd (dnnl-wino.c) by all backends of the process so far:
- * for tests. ECSNET_WINOGRAD (0: never; 2 or 4: the output tile, 4 by default), read when a
- * backend is created. */
+ * for tests. ecs_backend_params.winograd: 0 F(4x4, 3x3) where it is faster than oneDNN's own
+ * kernel, ECS_OPT_OFF never, 2 or 4 that output tile on every convolution it can run. */
 uint64_t ecs_dnnl_wino_ops(void);
 /* Winograd-transformed weights are shared by all backends of the process (one copy per weight
  * tensor and values, freed with the last backend that used it): how many there are and how many

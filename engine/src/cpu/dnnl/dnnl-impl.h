@@ -59,13 +59,17 @@ typedef struct dn_plan {
     int m;    /* output tile side, 2 or 4 */
     int relu; /* ReLU after the bias */
     int64_t n, ic, oc, h, w, ho, wo, pad_t, pad_l, dil;
+    int64_t xb, yb; /* channel blocks of x's and y's layouts (dw_md_cblock): 8, 16, or C (nhwc) */
   } wino;
 } dn_plan;
 
 typedef struct dn_wino dn_wino;
 
-/* dnnl-wino.c: Winograd F(m x m, 3 x 3) on nChw8c activations (x, y) with plain bias. */
-int dn_wino_cpu(void); /* the CPU runs dnnl-wino.c's kernels (AVX2 and FMA) */
+/* dnnl-wino.c: Winograd F(m x m, 3 x 3) on activations (x, y) laid out [N][C/B][H][W][B] with
+ * B a multiple of 8 (nChw8c, nChw16c) or B = C (nhwc, any C), with plain bias. */
+int dn_wino_layout(int64_t block, int64_t channels); /* dnnl-wino.c reads and writes it */
+int dn_wino_cpu(void);                   /* the CPU runs dnnl-wino.c's kernels (AVX2 and FMA) */
+int64_t dn_wino_tiles(const dn_wino *g); /* output tiles of the batch, over all phases */
 size_t dn_wino_weight_bytes(const dn_wino *g);
 /* w: the plain (OC, IC, 3, 3) weights; u: dn_wino_weight_bytes, 32-byte aligned */
 void dn_wino_weights(const dn_wino *g, const float *w, float *u);
@@ -93,8 +97,10 @@ int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);
 /* Forward convolutions of a batch of narrow maps run side by side in wide maps of output rows at
  * most this wide (0: never). */
 int dn_pack_width(ecs_dnnl *d);
-/* The Winograd tile for forward 3x3 convolutions (2 or 4; 0: never), ECSNET_WINOGRAD. */
+/* The Winograd tile for forward 3x3 convolutions (2 or 4; 0: never), and whether it was asked
+ * for (then every convolution it can run runs so, not only where it is the faster). */
 int dn_wino_tile(ecs_dnnl *d);
+int dn_wino_forced(ecs_dnnl *d);
 /* Interned description of t as it is laid out (plain: dense of its dims, or `view` when given);
  * NULL when t's layout is not one this backend reads. */
 const dw_md *dn_tensor_md(ecs_dnnl *d, const ecs_tensor *t, const dw_md *view, int32_t *id);

@@ -266,11 +266,70 @@ static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key
 
 /* ---- Winograd (dnnl-wino.c) ------------------------------------------------------------- */
 
+/* Whether dnnl-wino.c reads and writes the activation layouts of primitive p. */
+static int wino_serves(const dw_prim *p, int64_t ic, int64_t oc) {
+  const dw_md *xm = dw_prim_md(p, DW_SRC), *ym = dw_prim_md(p, DW_DST);
+  return xm && ym && dn_wino_layout(dw_md_cblock(xm), ic) && dn_wino_layout(dw_md_cblock(ym), oc);
+}
+
+/* Whether dnnl-wino.c beats oneDNN's brgemm convolution, the kernel oneDNN 2.6 picks on AVX-512
+ * (nhwc), on this many tiles (over the batch and the phases) with transformed weights of this
+ * size. Every tile's products stream all the transformed weights, so few tiles on large weights
+ * lose. Measured on Zen 4 (tests/bench: conv_ab, dilated and small_ab against the backend with
+ * Winograd off, 1 and 2 threads): 16-64 tiles 0.67-1.02x whatever the weights (7x7 at batch 8,
+ * 28x28 at dilation 2 and 4, 15x15 and 13x13 dilated); 100 tiles on 2.4 MB (128 channels at
+ * 40x40) 1.03-1.28x; 128 on 9.4 MB (256 channels, 14x14, batch 8) 0.95-1.08x; 196-1568 tiles
+ * (56x56 at batch 1 to 8, dilation 1, 2 and 4, up to 75 MB) 1.08-1.5x. Against AVX2's direct
+ * jit kernel Winograd wins at every size the tests and models have (1.5-2.5x), so it always
+ * runs there. */
+static int wino_beats_brgemm(int64_t tiles, size_t weight_bytes) {
+  return tiles >= 192 || (tiles >= 96 && weight_bytes <= ((size_t)4 << 20));
+}
+
+/* The primitive whose bindings and layouts a Winograd convolution takes (it never runs), or
+ * NULL where Winograd should not run this convolution. The layouts are the ones oneDNN picks
+ * for it, so the layers around it stay without reorders; where oneDNN picks a layout that
+ * dnnl-wino.c cannot read (plain nchw for its GEMM path of dilation 4 on AVX2), the ones it
+ * picks for the dense 3x3 convolution of the same channels, which are those of the layers
+ * around it. */
+static dw_prim *wino_prim(ecs_dnnl *d, const ecs_op *op, const ecs_tensor *x, const ecs_tensor *y,
+                          const conv_geo *g, const dw_md *wa, const dw_md *bm, const dn_wino *wg) {
+  dw_engine *e = dn_engine(d);
+  const dw_md *xa = dn_any(d, 4, x->ne, NULL), *ya = dn_any(d, 4, y->ne, NULL);
+  if (!xa || !ya) return NULL;
+  dw_prim *p = dw_conv_fwd(e, 0, xa, wa, bm, ya, &g->win, conv_relu(op), NULL);
+  if (!p) return NULL;
+  if (!dn_wino_forced(d) && strncmp(dw_prim_impl(p), "brg", 3) == 0 &&
+      !wino_beats_brgemm(dn_wino_tiles(wg), dn_wino_weight_bytes(wg))) {
+    dw_prim_free(p);
+    return NULL;
+  }
+  if (wino_serves(p, x->ne[1], y->ne[1])) return p;
+  dw_prim_free(p);
+  int64_t yd[4] = {x->ne[0], y->ne[1], x->ne[2], x->ne[3]};
+  dw_window dense = {.k = {3, 3}, .stride = {1, 1}, .pad_l = {1, 1}, .pad_r = {1, 1}};
+  const dw_md *yda = dn_any(d, 4, yd, NULL);
+  dw_prim *q = yda ? dw_conv_fwd(e, 0, xa, wa, bm, yda, &dense, conv_relu(op), NULL) : NULL;
+  if (!q) return NULL;
+  dw_md *xl = dw_md_like(dw_prim_md(q, DW_SRC), 4, x->ne),
+        *yl = dw_md_like(dw_prim_md(q, DW_DST), 4, y->ne);
+  dw_prim_free(q);
+  const dw_md *xs = xl ? dn_intern(d, xl, NULL) : NULL, *ys = yl ? dn_intern(d, yl, NULL) : NULL;
+  dw_md_free(xl);
+  dw_md_free(yl);
+  p = xs && ys ? dw_conv_fwd(e, 0, xs, wa, bm, ys, &g->win, conv_relu(op), NULL) : NULL;
+  if (p && !wino_serves(p, x->ne[1], y->ne[1])) {
+    dw_prim_free(p);
+    p = NULL;
+  }
+  return p;
+}
+
 /* Fills pl for op as a Winograd convolution when it is one that runs so: a forward 3x3, stride
  * 1, one dilation for both dims, no groups, weights plain and not being trained (their
  * transform is cached). Small layers stay direct: below 16 channels either side the transforms
- * cost more than the products save. The plan's primitive is the direct convolution with nChw8c
- * activations, for the executor's bindings and layouts; it does not run. 0: not Winograd. */
+ * cost more than the products save. The plan's primitive is oneDNN's own convolution with the
+ * layouts it picks, for the executor's bindings; it does not run. 0: not Winograd. */
 static int build_wino(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *k0, ecs_tensor *x,
                       ecs_tensor *w, ecs_tensor *y, ecs_tensor *b, const conv_geo *g, const dw_md *wa,
                       const dw_md *bm, ecs_status *st, ecs_err *err) {
@@ -284,21 +343,19 @@ static int build_wino(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *
   dn_key_i(&k, 3); /* after build_phased's kinds 1 and 2 */
   int found;
   dw_prim *prim = dn_cache_get(d, &k, &found);
+  dn_wino wg = {.m = m, .relu = conv_relu(op), .n = x->ne[0], .ic = x->ne[1], .oc = y->ne[1],
+                .h = x->ne[2], .w = x->ne[3], .ho = y->ne[2], .wo = y->ne[3],
+                .pad_t = g->win.pad_l[0], .pad_l = g->win.pad_l[1], .dil = g->win.dil[0] + 1};
   if (!found) {
-    dw_md *x8 = dw_md_nchw8c(x->ne), *y8 = dw_md_nchw8c(y->ne);
-    const dw_md *xs = x8 ? dn_intern(d, x8, NULL) : NULL, *ys = y8 ? dn_intern(d, y8, NULL) : NULL;
-    dw_md_free(x8);
-    dw_md_free(y8);
-    if (!xs || !ys) return (*st = NOMEM()), 1;
-    prim = dw_conv_fwd(dn_engine(d), 0, xs, wa, bm, ys, &g->win, conv_relu(op), NULL);
+    prim = wino_prim(d, op, x, y, g, wa, bm, &wg);
     if ((*st = dn_cache_put(d, &k, prim, err)) != ECS_OK) return 1;
   }
   if (!prim) return 0;
   *st = ECS_OK;
   pl->prim = prim;
-  pl->wino = (dn_wino){.m = m, .relu = conv_relu(op), .n = x->ne[0], .ic = x->ne[1], .oc = y->ne[1],
-                       .h = x->ne[2], .w = x->ne[3], .ho = y->ne[2], .wo = y->ne[3],
-                       .pad_t = g->win.pad_l[0], .pad_l = g->win.pad_l[1], .dil = g->win.dil[0] + 1};
+  wg.xb = dw_md_cblock(dw_prim_md(prim, DW_SRC));
+  wg.yb = dw_md_cblock(dw_prim_md(prim, DW_DST));
+  pl->wino = wg;
   in(pl, DW_SRC, BK_ACT, x, NULL);
   in(pl, DW_WEIGHTS, BK_WINO, w, NULL);
   in(pl, DW_BIAS, BK_ACT, b, NULL);

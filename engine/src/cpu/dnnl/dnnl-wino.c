@@ -1,13 +1,15 @@
 /* dnnl-wino.c - 3x3 stride-1 forward convolutions by Winograd's minimal filtering F(m x m, 3 x 3)
- * (Lavin and Gray, 2016), on activations in oneDNN's nChw8c layout, with AVX2 and FMA.
+ * (Lavin and Gray, 2016), on activations in the layout oneDNN picks for the convolution (nChw8c
+ * on AVX2, nhwc or nChw16c on AVX-512), with AVX2 and FMA.
  *
  * oneDNN 2.6 has Winograd convolutions for AVX-512 only; on AVX2 its direct jit kernel spends
  * 9 multiply-adds per input channel, output channel and output pixel. F(m, 3) computes an m x m
  * output tile from an (m + 2) x (m + 2) input tile with (m + 2)^2 instead of 9 m^2 of them
  * (F(4, 3): 36 for 144, F(2, 3): 16 for 36): each tile is transformed (B^T d B), multiplied
  * element-wise with the transformed filter (G g G^T, once per weight tensor and process:
- * dnnl-backend.c shares it between backends) and summed over input channels, which for every one of the (m + 2)^2 elements is a
- * matrix product [tiles x IC] x [IC x OC]; the products are transformed back (A^T M A).
+ * dnnl-backend.c shares it between backends) and summed over input channels, which for every one of
+ * the (m + 2)^2 elements is a matrix product [tiles x IC] x [IC x OC]; the products are transformed
+ * back (A^T M A).
  *
  * Dilation d: output pixels of one phase (y mod d, x mod d) only read input pixels of the same
  * phase, so tiles are laid over each phase's sub-grid (spacing d) and read their input at
@@ -49,7 +51,9 @@
 typedef struct wgeo {
   int64_t a, e;          /* tile side m + 2, elements (m + 2)^2 */
   int64_t icb, icp;      /* input channel blocks of 8, channels padded to them */
-  int64_t ocb, ocp, ocq; /* output blocks of 8; channels padded to 16; panels of 16 */
+  int64_t ocb, ocp, ocq; /* output groups of 8 written; channels padded to 16; panels of 16 */
+  int64_t xis, yis;      /* floats per image of x and y */
+  int xtail, ytail;      /* nhwc with channels not a multiple of 8: the last group's lanes */
   int64_t per_image;     /* tiles per image, over all phases */
   int64_t tiles, tc, chunks;
   int shared; /* one chunk of all tiles that the threads share, phase by phase */
@@ -69,7 +73,13 @@ static void geometry(const dn_wino *g, int n_threads, wgeo *o) {
   o->e = o->a * o->a;
   o->icb = (g->ic + 7) / 8;
   o->icp = o->icb * 8;
-  o->ocb = (g->oc + 7) / 8;
+  /* every group of 8 of the layout's blocks, the padded ones too (they come out zero) */
+  const int64_t xb = g->xb > 0 ? g->xb : 8, yb = g->yb > 0 ? g->yb : 8; /* 0: not laid out yet */
+  o->ocb = (up(g->oc, yb) + 7) / 8;
+  o->xis = up(g->ic, xb) * g->h * g->w;
+  o->yis = up(g->oc, yb) * g->ho * g->wo;
+  o->xtail = (int)(g->xb == g->ic ? g->ic % 8 : 0);
+  o->ytail = (int)(g->yb == g->oc ? g->oc % 8 : 0);
   o->ocp = up(g->oc, 16);
   o->ocq = o->ocp / 16;
   int64_t per = 0;
@@ -121,12 +131,22 @@ static void tile_at(const dn_wino *g, const wgeo *o, int64_t t, int64_t *n, int6
   *oy = *ox = 0; /* not reached: t < tiles */
 }
 
+int dn_wino_layout(int64_t block, int64_t channels) {
+  return block > 0 && (block % 8 == 0 || block == channels);
+}
+
 int dn_wino_cpu(void) {
 #if WINO_X86
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
   return 0;
 #endif
+}
+
+int64_t dn_wino_tiles(const dn_wino *g) {
+  wgeo o;
+  geometry(g, 1, &o);
+  return o.tiles;
 }
 
 size_t dn_wino_weight_bytes(const dn_wino *g) {
@@ -227,11 +247,17 @@ TGT static inline void at6(const v8 *x, int s, v8 *y) {
   y[3 * s] = _mm256_add_ps(_mm256_fmadd_ps(c8, db, da), x[5 * s]);
 }
 
+/* The mask of a group's first n lanes (n = 0: none). */
+TGT static inline __m256i lanes(int n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /* Rows k0 .. k1 - 1 of the chunk's input tiles (tiles t0 .. t0 + n - 1; rows from n on zero)
  * into v. */
 TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int64_t t0, int64_t n, float *v,
                             int64_t k0, int64_t k1) {
   const int64_t a = o->a, d = g->dil;
+  const __m256i xmask = lanes(o->xtail);
   v8 dt[36], tt[36];
   for (int64_t k = k0; k < k1; k++) {
     if (k >= n) {
@@ -243,17 +269,22 @@ TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int
     int64_t iy = oy - g->pad_t, ix = ox - g->pad_l;
     int inside = iy >= 0 && ix >= 0 && iy + (a - 1) * d < g->h && ix + (a - 1) * d < g->w;
     for (int64_t cb = 0; cb < o->icb; cb++) {
-      const float *plane = x + (img * o->icb + cb) * g->h * g->w * 8;
-      if (inside) {
+      const int64_t c0 = cb * 8, bs = g->xb;
+      const float *plane = x + img * o->xis + c0 / bs * g->h * g->w * bs + c0 % bs;
+      const int part = o->xtail && cb == o->icb - 1;
+      if (inside && !part) {
         for (int64_t i = 0; i < a; i++)
-          for (int64_t j = 0; j < a; j++) dt[i * a + j] = _mm256_loadu_ps(plane + ((iy + i * d) * g->w + ix + j * d) * 8);
+          for (int64_t j = 0; j < a; j++)
+            dt[i * a + j] = _mm256_loadu_ps(plane + ((iy + i * d) * g->w + ix + j * d) * bs);
       } else {
         for (int64_t i = 0; i < a; i++) {
           int64_t yy = iy + i * d;
           for (int64_t j = 0; j < a; j++) {
             int64_t xx = ix + j * d;
-            dt[i * a + j] = yy >= 0 && yy < g->h && xx >= 0 && xx < g->w ? _mm256_loadu_ps(plane + (yy * g->w + xx) * 8)
-                                                                          : _mm256_setzero_ps();
+            const float *p = plane + (yy * g->w + xx) * bs;
+            dt[i * a + j] = !(yy >= 0 && yy < g->h && xx >= 0 && xx < g->w) ? _mm256_setzero_ps()
+                            : part ? _mm256_maskload_ps(p, xmask)
+                                   : _mm256_loadu_ps(p);
           }
         }
       }
@@ -313,13 +344,15 @@ TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, fl
     }
 }
 
-/* Output tiles k0 .. k1 - 1 of the chunk (all real): A^T M A, bias (padded to whole blocks of
- * 8), ReLU, into the pixels that exist. */
-TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, const float *bias, int64_t t0,
-                             float *y, int64_t k0, int64_t k1) {
+/* Output tiles k0 .. k1 - 1 of the chunk (all real): A^T M A, bias (padded to whole groups of
+ * 8), ReLU, into the pixels that exist: every group of the layout's blocks, or (nhwc) the
+ * channels that exist. */
+TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, const float *bias,
+                             int64_t t0, float *y, int64_t k0, int64_t k1) {
   const int64_t a = o->a, m = g->m, d = g->dil;
   v8 mt[36], tt[24], ot[16];
   const v8 zero = _mm256_setzero_ps();
+  const __m256i ymask = lanes(o->ytail);
   for (int64_t k = k0; k < k1; k++) {
     int64_t img, oy, ox;
     tile_at(g, o, t0 + k, &img, &oy, &ox);
@@ -337,12 +370,18 @@ TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, c
         for (int i = 0; i < 2; i++) at4(tt + i * 4, 1, ot + i * 2);
       }
       v8 bv = bias ? _mm256_loadu_ps(bias + ob * 8) : zero;
-      float *plane = y + (img * o->ocb + ob) * g->ho * g->wo * 8;
+      const int64_t c0 = ob * 8, bs = g->yb;
+      float *plane = y + img * o->yis + c0 / bs * g->ho * g->wo * bs + c0 % bs;
+      const int part = o->ytail && ob == o->ocb - 1;
       for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
           v8 val = _mm256_add_ps(ot[i * m + j], bv);
           if (g->relu) val = _mm256_max_ps(val, zero);
-          _mm256_storeu_ps(plane + ((oy + i * d) * g->wo + ox + j * d) * 8, val);
+          float *p = plane + ((oy + i * d) * g->wo + ox + j * d) * bs;
+          if (part)
+            _mm256_maskstore_ps(p, ymask, val);
+          else
+            _mm256_storeu_ps(p, val);
         }
     }
   }

@@ -125,13 +125,12 @@ static int tag4_index(const dw_md *m) {
   return -1;
 }
 
-int dw_md_cblock(const dw_md *md) {
-  static const int blocks[] = {1, 0, 8, 16, 4}; /* per g_tags4 */
+int64_t dw_md_cblock(const dw_md *md) {
+  static const int blocks[] = {1, -1, 8, 16, 4}; /* per g_tags4; nhwc: all channels */
   int k = tag4_index(md);
-  return k < 0 ? 0 : blocks[k];
+  if (k < 0) return 0;
+  return blocks[k] < 0 ? md->d.dims[1] : blocks[k];
 }
-
-dw_md *dw_md_nchw8c(const int64_t *dims) { return md_by_tag(4, dims, dnnl_aBcd8b); }
 
 dw_md *dw_md_like(const dw_md *proto, int nd, const int64_t *dims) {
   if (proto->d.ndims != nd) return NULL;

@@ -68,8 +68,6 @@ dw_md *dw_md_plain(int nd, const int64_t *dims); /* f32, dense row-major; NULL: 
 dw_md *dw_md_any(int nd, const int64_t *dims);   /* f32, format chosen by the primitive */
 /* f32 with dims, laid out in the same blocked format as proto (same rank), or NULL. */
 dw_md *dw_md_like(const dw_md *proto, int nd, const int64_t *dims);
-/* f32 4-D dims laid out as nChw8c, or NULL. */
-dw_md *dw_md_nchw8c(const int64_t *dims);
 dw_md *dw_md_dup(const dw_md *md);
 void dw_md_free(dw_md *md); /* accepts NULL */
 int dw_md_equal(const dw_md *a, const dw_md *b);
@@ -78,9 +76,9 @@ size_t dw_md_size(const dw_md *md); /* bytes, padding included */
 int dw_md_ndims(const dw_md *md);
 int64_t dw_md_dim(const dw_md *md, int i);
 int dw_md_is_f32(const dw_md *md);
-/* For a 4-D f32 description laid out densely as [N][C/B][H][W][B] (nchw: B = 1, nChw4c,
- * nChw8c, nChw16c), B; otherwise 0. */
-int dw_md_cblock(const dw_md *md);
+/* For a 4-D f32 description laid out densely as [N][C/B][H][W][B], B: nchw 1, nChw4c 4, nChw8c
+ * 8, nChw16c 16, and nhwc C (one block of all channels, unpadded); otherwise 0. */
+int64_t dw_md_cblock(const dw_md *md);
 /* Describes md in a short human string ("nChw8c 1x64x56x56") for error messages. */
 const char *dw_md_str(const dw_md *md, char *buf, size_t n);
 

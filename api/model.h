@@ -100,6 +100,9 @@ typedef struct api_model_load_opts {
   const char *device;   /* "auto", "cpu", "cuda", "cuda:N" */
   int n_workers;
   int threads;          /* compute threads in total */
+  /* The shipped model (--shipped-model, api_shipped_model_path): NULL to look beside the
+   * program, "" or "none" for none, else the file. */
+  const char *shipped_model;
 } api_model_load_opts;
 
 /* Loads the model to serve: opts->path when given, else the registry's active version under

@@ -60,7 +60,8 @@ static const char *g_help =
     "      [--json] [--write-alpha]   (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
     "  info MODEL\n"
-    "MODEL defaults to $ECSNET_MODEL, else the shipped model (models/ beside the program).\n"
+    "MODEL defaults to $ECSNET_MODEL, else the shipped model ($ECSNET_SHIPPED_MODEL, else\n"
+    "models/ beside the program).\n"
     "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
 /* ---- small parsing helpers ---------------------------------------------------------------- */
@@ -201,7 +202,7 @@ static int write_mask(const char *dir, const char *name, const uint8_t *m, int h
  * given no --model: the same default for the CLI and the server. */
 static const char *shipped_model(void) {
   static char path[4096];
-  return api_shipped_model_path(path, sizeof path) ? path : NULL;
+  return api_shipped_model_path(getenv("ECSNET_SHIPPED_MODEL"), path, sizeof path) ? path : NULL;
 }
 
 static int cmd_cam(int argc, char **argv) {

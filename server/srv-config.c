@@ -43,6 +43,8 @@ static const setting k_settings[] = {
      "address to listen on (port 0: any free port)", 0},
     {"model", T_STRING, OFF(model), 0, 0, "", NULL, "PATH",
      "model file to serve (overrides the registry)", 0},
+    {"shipped-model", T_STRING, OFF(shipped_model), 0, 0, "auto", NULL, "PATH|auto|none",
+     "served when no version is active (auto: models/ beside the program)", 0},
     {"data-dir", T_STRING, OFF(data_dir), 0, 0, "./data", NULL, "DIR",
      "jobs, models and datasets", 0},
     {"device", T_ENUM, OFF(device), 0, 0, "auto", "auto|cpu|cuda", "DEV",

@@ -20,6 +20,7 @@ typedef struct srv_config {
   char host[256];   /* parsed from listen */
   int port;
   char model[SRV_PATH_MAX];
+  char shipped_model[SRV_PATH_MAX]; /* "auto": models/ beside the program; "" or "none": none */
   char data_dir[SRV_PATH_MAX];
   char device[32];
   int workers;

@@ -39,6 +39,18 @@ void srv_model_release(srv_model_ref *m) {
   }
 }
 
+/* What loading a model takes from the settings: path (NULL: the registry decides), the
+ * device, the workers' threads and the shipped model. */
+static api_model_load_opts model_opts(const srv *s, const char *path) {
+  const char *shipped = s->cfg.shipped_model;
+  return (api_model_load_opts){.path = path,
+                               .data_dir = s->cfg.data_dir,
+                               .device = s->cfg.device,
+                               .n_workers = s->cfg.workers,
+                               .threads = s->cfg.threads,
+                               .shipped_model = strcmp(shipped, "auto") == 0 ? NULL : shipped};
+}
+
 ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
   api_reg *reg = api_reg_open(s->cfg.data_dir, false, err);
   if (!reg) return err ? err->status : ECS_ERR_IO;
@@ -46,8 +58,7 @@ ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
   ecs_status st = api_reg_path(reg, name, version, path, sizeof path, err);
   api_reg_free(reg);
   if (st != ECS_OK) return st;
-  api_model_load_opts o = {.path = path, .data_dir = s->cfg.data_dir, .device = s->cfg.device,
-                           .n_workers = s->cfg.workers, .threads = s->cfg.threads};
+  api_model_load_opts o = model_opts(s, path);
   api_model *m = NULL;
   /* loaded before the lock is taken: requests keep flowing to the old model meanwhile */
   if ((st = api_ecsnet_open(path, name, version, &o, &m, err)) != ECS_OK) return st;
@@ -456,9 +467,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 static ecs_status load_model(srv *s, ecs_err *err) {
-  api_model_load_opts o = {.path = s->cfg.model[0] ? s->cfg.model : NULL,
-                           .data_dir = s->cfg.data_dir, .device = s->cfg.device,
-                           .n_workers = s->cfg.workers, .threads = s->cfg.threads};
+  api_model_load_opts o = model_opts(s, s->cfg.model[0] ? s->cfg.model : NULL);
   api_model *m = NULL;
   ecs_err e;
   ecs_err_clear(&e);

@@ -34,6 +34,7 @@ static void test_defaults(void **state) {
   assert_string_equal(c.log_format, "text");
   assert_string_equal(c.cors_origin, "");
   assert_string_equal(c.admin_token, "");
+  assert_string_equal(c.shipped_model, "auto");
 }
 
 static void test_precedence(void **state) {
@@ -122,11 +123,28 @@ static void test_token_file(void **state) {
   unlink(path);
 }
 
+/* --shipped-model and ECSNET_SHIPPED_MODEL: "auto" looks beside the program; an empty value
+ * means none, as the variable always did. */
+static void test_shipped_model(void **state) {
+  (void)state;
+  srv_config c;
+  char msg[256];
+  char *argv[] = {"s", "--shipped-model", "/models/x.safetensors", NULL};
+  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_string_equal(c.shipped_model, "/models/x.safetensors");
+  char *argv0[] = {"s", NULL};
+  char *none[] = {"ECSNET_SHIPPED_MODEL=none", NULL}, *empty[] = {"ECSNET_SHIPPED_MODEL=", NULL};
+  assert_int_equal(load(&c, argv0, none, msg), SRV_CONFIG_OK);
+  assert_string_equal(c.shipped_model, "none");
+  assert_int_equal(load(&c, argv0, empty, msg), SRV_CONFIG_OK);
+  assert_string_equal(c.shipped_model, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_defaults),         cmocka_unit_test(test_precedence),
-      cmocka_unit_test(test_bad_usage),        cmocka_unit_test(test_help_and_version),
-      cmocka_unit_test(test_token_file),
+      cmocka_unit_test(test_defaults),   cmocka_unit_test(test_precedence),
+      cmocka_unit_test(test_bad_usage),  cmocka_unit_test(test_help_and_version),
+      cmocka_unit_test(test_token_file), cmocka_unit_test(test_shipped_model),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

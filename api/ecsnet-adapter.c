@@ -36,6 +36,7 @@ typedef struct ecsnet_adapter {
   const char *class_ptrs[ECS_MAX_CLASSES];
   int n_workers;
   int threads_per_worker;
+  ecs_backend_params engine; /* the engine options of every worker's backend */
   worker_slot *slots;
 } ecsnet_adapter;
 
@@ -57,7 +58,8 @@ static ecs_ctx *worker_ctx(ecsnet_adapter *a, int worker, ecs_err *err) {
   worker_slot *s = &a->slots[worker];
   if (s->ctx) return s->ctx;
   if (!s->be) {
-    ecs_backend_params bp = {.n_threads = a->threads_per_worker};
+    ecs_backend_params bp = a->engine;
+    bp.n_threads = a->threads_per_worker;
     s->be = ecs_backend_init(a->dev, &bp, err);
     if (!s->be) return NULL;
   }
@@ -191,6 +193,7 @@ ecs_status api_ecsnet_open(const char *path, const char *name, int version,
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int total = opts->threads > 0 ? opts->threads : (int)(cores > 0 ? cores : 1);
   a->threads_per_worker = total / workers > 0 ? total / workers : 1;
+  a->engine = opts->engine;
   snprintf(a->name, sizeof a->name, "%s", name);
   a->version = version;
   snprintf(a->device, sizeof a->device, "%s", ecs_device_name(dev));

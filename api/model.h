@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ecs/backend.h"
 #include "ecs/base.h"
 
 /* The outputs a request may ask for (the `outputs` parameter), as bits. */
@@ -100,6 +101,12 @@ typedef struct api_model_load_opts {
   const char *device;   /* "auto", "cpu", "cuda", "cuda:N" */
   int n_workers;
   int threads;          /* compute threads in total */
+  /* The shipped model (--shipped-model, api_shipped_model_path): NULL to look beside the
+   * program, "" or "none" for none, else the file. */
+  const char *shipped_model;
+  /* The engine options of every worker's backend; n_threads is ignored (threads is shared
+   * out among the workers). */
+  ecs_backend_params engine;
 } api_model_load_opts;
 
 /* Loads the model to serve: opts->path when given, else the registry's active version under

@@ -532,11 +532,10 @@ static bool first_model_in(const char *dir, char *out, size_t n) {
   return found;
 }
 
-bool api_shipped_model_path(char *out, size_t n) {
-  const char *env = getenv("ECSNET_SHIPPED_MODEL");
-  if (env) {
-    if (!env[0] || strcmp(env, "none") == 0) return false;
-    return (size_t)snprintf(out, n, "%s", env) < n && access(out, R_OK) == 0;
+bool api_shipped_model_path(const char *setting, char *out, size_t n) {
+  if (setting) {
+    if (!setting[0] || strcmp(setting, "none") == 0) return false;
+    return (size_t)snprintf(out, n, "%s", setting) < n && access(out, R_OK) == 0;
   }
   char exe[PATH_MAX];
   ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -595,10 +594,10 @@ ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t 
     goto out;
   }
   char shipped[PATH_MAX];
-  if (!api_shipped_model_path(shipped, sizeof shipped)) {
+  if (!api_shipped_model_path(opts->shipped_model, shipped, sizeof shipped)) {
     st = ecs_err_set(err, ECS_ERR_IO,
                      "no model to serve: no --model, no active version in %s, and no shipped "
-                     "model (ECSNET_SHIPPED_MODEL, or models/*.safetensors next to the program)",
+                     "model (--shipped-model, or models/*.safetensors next to the program)",
                      r->dir);
     goto out;
   }

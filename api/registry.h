@@ -77,10 +77,11 @@ void api_model_summary_free(api_model_summary *s); /* frees the classes, not s; 
 ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t n,
                             char name[API_REG_NAME_MAX], int *version, ecs_err *err);
 
-/* The model shipped with the program: $ECSNET_SHIPPED_MODEL when set ("" or "none": no shipped
- * model), else the first *.safetensors (by name) in EXE/../../models or EXE/../models, EXE
- * being the folder of the running executable. false when there is none. */
-bool api_shipped_model_path(char *out, size_t n);
+/* The model shipped with the program: the file setting names when it is not NULL ("" or
+ * "none": no shipped model; the server's --shipped-model, $ECSNET_SHIPPED_MODEL), else the
+ * first *.safetensors (by name) in EXE/../../models or EXE/../models, EXE being the folder of
+ * the running executable. false when there is none. */
+bool api_shipped_model_path(const char *setting, char *out, size_t n);
 
 /* GET /v1/models (only_name NULL) or /v1/models/{name}: the registry's names with their
  * versions and metadata, plus the served model when it is not a registry version. *status

@@ -7,11 +7,14 @@
  *   ecsnet info MODEL
  *
  * Exit status: 0 success, 2 bad usage, 1 failure; errors are one line on stderr. MODEL
- * defaults to $ECSNET_MODEL. */
+ * defaults to $ECSNET_MODEL. The environment is read here, at the edge, and passed in: the
+ * engine options (ECSNET_WINOGRAD, ECSNET_FUSE, ... as ecsnet-server takes them, ecs/options.h)
+ * into every backend, ECSNET_SHIPPED_MODEL into the shipped-model lookup. */
 #include "ecs/ecsnet.h"
 #include "ecs/eval.h"
 #include "ecs/image.h"
 #include "ecs/optim.h"
+#include "ecs/options.h"
 #include "ecs/safetensors.h"
 #include "ecs/synth.h"
 #include "ecs/train.h"
@@ -60,7 +63,11 @@ static const char *g_help =
     "      [--json] [--write-alpha]   (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
     "  info MODEL\n"
-    "MODEL defaults to $ECSNET_MODEL, else the shipped model (models/ beside the program).\n"
+    "MODEL defaults to $ECSNET_MODEL, else the shipped model ($ECSNET_SHIPPED_MODEL, else\n"
+    "models/ beside the program). The engine options are ecsnet-server's, from the\n"
+    "environment: ECSNET_WINOGRAD auto|off|2|4, ECSNET_DNNL_PHASES auto|off|N,\n"
+    "ECSNET_DNNL_PACK auto|off|N, ECSNET_FUSE auto|off, ECSNET_TF32 on|off,\n"
+    "ECSNET_CUDA_WORKSPACE_MB N. $ECSNET_DEVICE picks the device (default cpu).\n"
     "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
 /* ---- small parsing helpers ---------------------------------------------------------------- */
@@ -105,11 +112,32 @@ static const char *val(args *a) {
   return a->argv[++a->i];
 }
 
+/* What the commands take from the environment, read once by read_environment. */
+static ecs_backend_params g_engine; /* the engine options of every backend */
+static const char *g_shipped;       /* ECSNET_SHIPPED_MODEL; NULL: models/ beside the program */
+static const char *g_device;        /* ECSNET_DEVICE */
+
+static int read_environment(void) {
+  size_t n;
+  const ecs_backend_option *o = ecs_backend_options(&n);
+  for (size_t i = 0; i < n; i++) {
+    const char *v = getenv(o[i].env);
+    ecs_err e;
+    ecs_err_clear(&e);
+    if (v && ecs_backend_option_set(&g_engine, o[i].name, v, &e) != ECS_OK)
+      return usage("%s: %s", o[i].env, e.msg);
+  }
+  g_shipped = getenv("ECSNET_SHIPPED_MODEL");
+  g_device = getenv("ECSNET_DEVICE");
+  return 0;
+}
+
 static ecs_ctx *make_ctx(int threads, ecs_backend **be, ecs_err *e) {
-  const char *dev = getenv("ECSNET_DEVICE");
-  ecs_device *d = ecs_device_find(dev && *dev ? dev : "cpu", e);
+  ecs_device *d = ecs_device_find(g_device && *g_device ? g_device : "cpu", e);
   if (!d) return NULL;
-  *be = ecs_backend_init(d, &(ecs_backend_params){.n_threads = threads}, e);
+  ecs_backend_params p = g_engine;
+  p.n_threads = threads;
+  *be = ecs_backend_init(d, &p, e);
   return *be ? ecs_ctx_new(*be, e) : NULL;
 }
 
@@ -201,7 +229,7 @@ static int write_mask(const char *dir, const char *name, const uint8_t *m, int h
  * given no --model: the same default for the CLI and the server. */
 static const char *shipped_model(void) {
   static char path[4096];
-  return api_shipped_model_path(path, sizeof path) ? path : NULL;
+  return api_shipped_model_path(g_shipped, path, sizeof path) ? path : NULL;
 }
 
 static int cmd_cam(int argc, char **argv) {
@@ -909,6 +937,8 @@ int main(int argc, char **argv) {
     fputs(g_help, stdout);
     return 0;
   }
+  int rc = read_environment();
+  if (rc) return rc;
   if (strcmp(c, "info") == 0) return cmd_info(argc, argv);
   if (strcmp(c, "cam") == 0) return cmd_cam(argc, argv);
   if (strcmp(c, "train") == 0) return cmd_train(argc, argv);

@@ -614,6 +614,7 @@ ecs_status srv_admin_open_jobs(srv *s, ecs_err *err) {
   srv_jobs_env env = {.data_dir = s->cfg.data_dir,
                       .device = s->cfg.device,
                       .threads = threads > 0 ? threads : 1,
+                      .engine = s->cfg.engine,
                       .busy = inference_busy,
                       .activate = activate_version,
                       .user = s,

@@ -18,8 +18,10 @@
 #include <arpa/inet.h>
 
 #include "ecs/base.h"
+#include "ecs/options.h"
 
-typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN } ctype_t;
+/* T_ENGINE: one field of srv_config.engine, named and parsed by ecs/options.h */
+typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN, T_ENGINE } ctype_t;
 
 enum { F_NO_FLAG = 1 }; /* secrets: environment and file only, never argv (ps shows argv) */
 
@@ -43,6 +45,8 @@ static const setting k_settings[] = {
      "address to listen on (port 0: any free port)", 0},
     {"model", T_STRING, OFF(model), 0, 0, "", NULL, "PATH",
      "model file to serve (overrides the registry)", 0},
+    {"shipped-model", T_STRING, OFF(shipped_model), 0, 0, "auto", NULL, "PATH|auto|none",
+     "served when no version is active (auto: models/ beside the program)", 0},
     {"data-dir", T_STRING, OFF(data_dir), 0, 0, "./data", NULL, "DIR",
      "jobs, models and datasets", 0},
     {"device", T_ENUM, OFF(device), 0, 0, "auto", "auto|cpu|cuda", "DEV",
@@ -83,6 +87,18 @@ static const setting k_settings[] = {
      "one line per request on stdout", 0},
     {"cors-origin", T_STRING, OFF(cors_origin), 0, 0, "", NULL, "ORIGIN",
      "allowed CORS origin ('*' for any); empty: CORS off", 0},
+    {"winograd", T_ENGINE, OFF(engine), 0, 0, "auto", NULL, "auto|off|2|4",
+     "CPU: 3x3 convolutions at inference by Winograd F(2x2,3x3) or F(4x4,3x3)", 0},
+    {"dnnl-phases", T_ENGINE, OFF(engine), 0, 0, "auto", NULL, "auto|off|N",
+     "CPU: dilated convolutions split into N x N phase images (space-to-batch)", 0},
+    {"dnnl-pack", T_ENGINE, OFF(engine), 0, 0, "auto", NULL, "auto|off|N",
+     "CPU: narrow maps convolved side by side in maps up to N columns wide (auto: 64)", 0},
+    {"fuse", T_ENGINE, OFF(engine), 0, 0, "auto", NULL, "auto|off",
+     "ReLU fused into the convolution before it at inference", 0},
+    {"tf32", T_ENGINE, OFF(engine), 0, 0, "off", NULL, "on|off",
+     "CUDA: TF32 tensor cores for float32 convolutions and GEMMs", 0},
+    {"cuda-workspace-mb", T_ENGINE, OFF(engine), 0, 0, "0", NULL, "MIB",
+     "CUDA: cuDNN workspace per worker in MiB (0: 256)", 0},
     {"config", T_STRING, OFF(config), 0, 0, "", NULL, "FILE",
      "read settings from FILE (lines 'name value'; '#' comments)", 0},
 };
@@ -188,6 +204,13 @@ static bool set_value(srv_config *c, const setting *s, const char *v, const char
     if (!parse_listen(c, v, where, msg, n)) return false;
     memcpy(field, v, strlen(v) + 1);
     return true;
+  case T_ENGINE: {
+    ecs_err e;
+    ecs_err_clear(&e);
+    if (ecs_backend_option_set((ecs_backend_params *)field, s->name, v, &e) != ECS_OK)
+      return fail(msg, n, "%s: %s", where, e.msg);
+    return true;
+  }
   }
   return fail(msg, n, "%s: bad setting type", where);
 }

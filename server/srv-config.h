@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ecs/backend.h"
+
 #define SRV_PATH_MAX 1024
 
 typedef struct srv_config {
@@ -20,6 +22,7 @@ typedef struct srv_config {
   char host[256];   /* parsed from listen */
   int port;
   char model[SRV_PATH_MAX];
+  char shipped_model[SRV_PATH_MAX]; /* "auto": models/ beside the program; "" or "none": none */
   char data_dir[SRV_PATH_MAX];
   char device[32];
   int workers;
@@ -40,6 +43,9 @@ typedef struct srv_config {
   char log_format[8];    /* text | json */
   char access_log[8];    /* on | off */
   char cors_origin[256]; /* empty: CORS off */
+  /* The engine options (ecs/options.h), passed to every backend the server makes; n_threads
+   * is left 0 here and set per backend from threads and train_threads. */
+  ecs_backend_params engine;
   char config[SRV_PATH_MAX];
 } srv_config;
 

@@ -384,10 +384,12 @@ void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *req, bo
   ecs_backend *be = NULL;
   ecs_ctx *ctx = NULL;
   ecs_device *dev = NULL;
+  ecs_backend_params bp = env->engine; /* the server's engine options, the job's threads */
+  bp.n_threads = env->threads;
   if (srv_jobs_dir(j, id, dir, sizeof dir, &e) != ECS_OK) goto end;
   if (!(ds = ecs_dataset_open(f_str(req, "dataset_dir"), &e))) goto end;
   if (!(dev = ecs_device_find(env->device, &e))) goto end;
-  if (!(be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = env->threads}, &e))) goto end;
+  if (!(be = ecs_backend_init(dev, &bp, &e))) goto end;
   if (!(ctx = ecs_ctx_new(be, &e))) goto end;
   e.status = ECS_ERR_INVALID;
   if (strcmp(kind, "train") == 0)

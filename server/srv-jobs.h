@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ecs/backend.h"
 #include "ecs/base.h"
 
 typedef struct srv_jobs srv_jobs;
@@ -33,6 +34,7 @@ typedef struct srv_jobs_env {
   const char *data_dir;
   const char *device; /* "cpu", "auto", "cuda:N" */
   int threads;        /* compute threads of the job's backend (>= 1) */
+  ecs_backend_params engine; /* the engine options of the job's backend (n_threads ignored) */
   /* Non-zero while inference requests wait or run: the job then pauses between ops. */
   int (*busy)(void *user);
   /* Serve this registry version now (activation of a finished job's model). */

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "ecs/options.h"
 #include "ecsnet-adapter.h"
 #include "openapi.h"
 #include "registry.h"
@@ -39,6 +40,19 @@ void srv_model_release(srv_model_ref *m) {
   }
 }
 
+/* What loading a model takes from the settings: path (NULL: the registry decides), the
+ * device, the workers' threads, the shipped model and the engine options of every backend. */
+static api_model_load_opts model_opts(const srv *s, const char *path) {
+  const char *shipped = s->cfg.shipped_model;
+  return (api_model_load_opts){.path = path,
+                               .data_dir = s->cfg.data_dir,
+                               .device = s->cfg.device,
+                               .n_workers = s->cfg.workers,
+                               .threads = s->cfg.threads,
+                               .shipped_model = strcmp(shipped, "auto") == 0 ? NULL : shipped,
+                               .engine = s->cfg.engine};
+}
+
 ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
   api_reg *reg = api_reg_open(s->cfg.data_dir, false, err);
   if (!reg) return err ? err->status : ECS_ERR_IO;
@@ -46,8 +60,7 @@ ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
   ecs_status st = api_reg_path(reg, name, version, path, sizeof path, err);
   api_reg_free(reg);
   if (st != ECS_OK) return st;
-  api_model_load_opts o = {.path = path, .data_dir = s->cfg.data_dir, .device = s->cfg.device,
-                           .n_workers = s->cfg.workers, .threads = s->cfg.threads};
+  api_model_load_opts o = model_opts(s, path);
   api_model *m = NULL;
   /* loaded before the lock is taken: requests keep flowing to the old model meanwhile */
   if ((st = api_ecsnet_open(path, name, version, &o, &m, err)) != ECS_OK) return st;
@@ -455,10 +468,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
+/* The engine options set away from their defaults, as one event line (none: no line). */
+static void log_engine_options(srv *s) {
+  size_t n;
+  const ecs_backend_option *o = ecs_backend_options(&n);
+  ecs_backend_params def = {0};
+  char line[512] = "", v[32], d[32];
+  size_t len = 0;
+  for (size_t i = 0; i < n && len < sizeof line; i++) {
+    ecs_backend_option_get(&s->cfg.engine, &o[i], v, sizeof v);
+    if (strcmp(v, ecs_backend_option_get(&def, &o[i], d, sizeof d)) != 0)
+      len +=
+          (size_t)snprintf(line + len, sizeof line - len, "%s%s %s", len ? ", " : "", o[i].name, v);
+  }
+  if (len) srv_log_event(s, "info", "engine options: %s", line);
+}
+
 static ecs_status load_model(srv *s, ecs_err *err) {
-  api_model_load_opts o = {.path = s->cfg.model[0] ? s->cfg.model : NULL,
-                           .data_dir = s->cfg.data_dir, .device = s->cfg.device,
-                           .n_workers = s->cfg.workers, .threads = s->cfg.threads};
+  api_model_load_opts o = model_opts(s, s->cfg.model[0] ? s->cfg.model : NULL);
   api_model *m = NULL;
   ecs_err e;
   ecs_err_clear(&e);
@@ -513,6 +540,7 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     srv_free(s);
     return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   }
+  log_engine_options(s);
   ecs_status st = load_model(s, err);
   if (st != ECS_OK) {
     srv_free(s);

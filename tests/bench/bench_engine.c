@@ -12,14 +12,16 @@
  *   alternately: dilated (dilated convolutions; BENCH_DIL_SHAPE=i picks one shape,
  *   BENCH_DIL_KINDS a bit mask of fwd, bwd_data, bwd_weights), conv_ab (conv's shapes;
  *   BENCH_DIL_SHAPE too), resnet38d_ab, small_ab, train_ab (whole passes or steps).
- *   BENCH_BASE="NAME=VALUE" is the baseline backend's setting: ECSNET_DNNL_PHASES=0 (no
- *   space-to-batch) unless given. ECSNET_FUSE=0 there (or for the whole run) runs ReLU as its
- *   own op instead of fused into the convolution before it.
+ *   BENCH_BASE="NAME=VALUE" is the baseline backend's engine option, on top of those of the
+ *   whole run: ECSNET_DNNL_PHASES=0 (no space-to-batch) unless given. ECSNET_FUSE=0 there (or
+ *   for the whole run) runs ReLU as its own op instead of fused into the convolution before
+ *   it. The engine options of the run come from ECSNET_* (tool_env.h, ecs/options.h).
  *
  * Inference passes run as the served model does (ecs_model_fold_bn, backbone.c): each batch
  * norm that follows a convolution folded into it (weights and a bias), and the ReLU after it
  * fused into the convolution (ECS_OP_CONV2D with p.conv.act). Training steps keep every op. */
 #include "ecs/backend.h"
+#include "tool_env.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -32,14 +34,8 @@ typedef struct bench {
   ecs_buffer_type *bt;
   double flop; /* counted while the network runs */
   int training;
-  int fuse; /* inference: ReLU fused into the convolution before it (ECSNET_FUSE != 0) */
+  int fuse; /* inference: ReLU fused into the convolution before it (fuse option not off) */
 } bench;
-
-/* ECSNET_FUSE as backbone.c reads it: anything but "0" fuses */
-static int env_fuse(void) {
-  const char *v = getenv("ECSNET_FUSE");
-  return !(v && strcmp(v, "0") == 0);
-}
 
 static void die(const char *what, const ecs_err *err) {
   fprintf(stderr, "bench_engine: %s: %s\n", what, err ? err->msg : "");
@@ -652,10 +648,13 @@ int main(int argc, char **argv) {
     }
   }
   if (runs < 1 || runs > 64) runs = 5;
+  ecs_backend_params params = {.n_threads = threads};
+  if (!tool_engine_from_env(&params, "bench_engine")) return 2;
   ecs_err err = {0};
   ecs_device *dev = ecs_device_find("cpu", &err);
-  bench b = {.fuse = env_fuse()};
-  b.be = dev ? ecs_backend_init(dev, &(ecs_backend_params){.n_threads = threads}, &err) : NULL;
+  /* as backbone.c decides: fused unless the backend's fuse option is off */
+  bench b = {.fuse = params.fuse != ECS_OPT_OFF};
+  b.be = dev ? ecs_backend_init(dev, &params, &err) : NULL;
   if (!b.be) die("backend", &err);
   b.bt = ecs_device_buffer_type(dev);
   double ms[64];
@@ -663,21 +662,21 @@ int main(int argc, char **argv) {
     bench_conv(&b, runs);
   } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab") || !strcmp(what, "small_ab") ||
              !strcmp(what, "train_ab") || !strcmp(what, "conv_ab")) {
-    /* BENCH_BASE="NAME=VALUE": the baseline backend's setting, read when it is created */
+    /* BENCH_BASE="NAME=VALUE": the baseline backend's engine option over the run's */
     const char *bb = getenv("BENCH_BASE");
     char name[64] = "ECSNET_DNNL_PHASES", val[64] = "0";
     if (bb && strchr(bb, '=')) {
       snprintf(name, sizeof name, "%.*s", (int)(strchr(bb, '=') - bb), bb);
       snprintf(val, sizeof val, "%s", strchr(bb, '=') + 1);
     }
-    char *old = getenv(name) ? strdup(getenv(name)) : NULL;
-    setenv(name, val, 1);
+    ecs_backend_params base_params = params;
+    if (ecs_backend_option_set(&base_params, name, val, &err) != ECS_OK) {
+      fprintf(stderr, "bench_engine: BENCH_BASE: %s: %s\n", name, err.msg);
+      return 2;
+    }
     bench base = b;
-    base.be = ecs_backend_init(dev, &(ecs_backend_params){.n_threads = threads}, &err);
-    base.fuse = env_fuse();
-    if (old) setenv(name, old, 1);
-    else unsetenv(name);
-    free(old);
+    base.be = ecs_backend_init(dev, &base_params, &err);
+    base.fuse = base_params.fuse != ECS_OPT_OFF;
     if (!base.be) die("backend", &err);
     if (what[0] == 'd') {
       bench_dilated(&base, &b, runs, batch);

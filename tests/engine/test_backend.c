@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ecs/backend.h"
+#include "ecs/options.h"
 
 static void test_registry_has_cpu_devices(void **state) {
   (void)state;
@@ -59,11 +60,107 @@ static void test_add_on_each_cpu_backend(void **state) {
   }
 }
 
+/* The options by name (ecs/options.h): every spelling the edges accept, the values the
+ * variables took before they were options, and bad values refused with p unchanged. */
+static void test_options_from_text(void **state) {
+  (void)state;
+  static const struct {
+    const char *name, *value;
+    size_t field;
+    int want;
+  } ok[] = {
+      {"winograd", "auto", offsetof(ecs_backend_params, winograd), 0},
+      {"winograd", "off", offsetof(ecs_backend_params, winograd), ECS_OPT_OFF},
+      {"ECSNET_WINOGRAD", "0", offsetof(ecs_backend_params, winograd), ECS_OPT_OFF},
+      {"winograd", "2", offsetof(ecs_backend_params, winograd), 2},
+      {"winograd", "4", offsetof(ecs_backend_params, winograd), 4},
+      {"dnnl-phases", "off", offsetof(ecs_backend_params, phases), ECS_OPT_OFF},
+      {"ECSNET_DNNL_PHASES", "0", offsetof(ecs_backend_params, phases), ECS_OPT_OFF},
+      {"dnnl-phases", "4", offsetof(ecs_backend_params, phases), 4},
+      {"dnnl-pack", "auto", offsetof(ecs_backend_params, pack_width), 0},
+      {"ECSNET_DNNL_PACK", "0", offsetof(ecs_backend_params, pack_width), ECS_OPT_OFF},
+      {"dnnl-pack", "20", offsetof(ecs_backend_params, pack_width), 20},
+      {"fuse", "off", offsetof(ecs_backend_params, fuse), ECS_OPT_OFF},
+      {"ECSNET_FUSE", "0", offsetof(ecs_backend_params, fuse), ECS_OPT_OFF},
+      {"ECSNET_FUSE", "1", offsetof(ecs_backend_params, fuse), 0},
+      {"fuse", "auto", offsetof(ecs_backend_params, fuse), 0},
+      {"tf32", "on", offsetof(ecs_backend_params, tf32), 1},
+      {"ECSNET_TF32", "1", offsetof(ecs_backend_params, tf32), 1},
+      {"tf32", "off", offsetof(ecs_backend_params, tf32), 0},
+      {"cuda-workspace-mb", "512", offsetof(ecs_backend_params, workspace_mb), 512},
+      {"ECSNET_CUDA_WORKSPACE_MB", "0", offsetof(ecs_backend_params, workspace_mb), 0},
+      {"ECSNET_WINOGRAD", "", offsetof(ecs_backend_params, winograd), 0},
+      {"tf32", "", offsetof(ecs_backend_params, tf32), 0},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    ecs_backend_params p = {
+        .winograd = 7, .phases = 7, .pack_width = 7, .fuse = 7, .tf32 = 7, .workspace_mb = 7};
+    ecs_err err = {0};
+    if (ecs_backend_option_set(&p, ok[i].name, ok[i].value, &err) != ECS_OK)
+      fail_msg("%s=%s: %s", ok[i].name, ok[i].value, err.msg);
+    assert_int_equal(*(const int *)((const char *)&p + ok[i].field), ok[i].want);
+  }
+  static const char *const bad[][2] = {
+      {"winograd", "3"},
+      {"winograd", "yes"},
+      {"dnnl-phases", "1"},
+      {"dnnl-phases", "-2"},
+      {"dnnl-pack", "lots"},
+      {"fuse", "2"},
+      {"fuse", "OFF"},
+      {"tf32", "auto"},
+      {"cuda-workspace-mb", "-1"},
+      {"cuda-workspace-mb", "1e3"},
+      {"cuda-workspace-mb", "99999999999"},
+      {"ECSNET_BOGUS", "1"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ecs_backend_params p = {0}, zero = {0};
+    ecs_err err = {0};
+    if (ecs_backend_option_set(&p, bad[i][0], bad[i][1], &err) != ECS_ERR_INVALID)
+      fail_msg("%s=%s was accepted", bad[i][0], bad[i][1]);
+    assert_memory_equal(&p, &zero, sizeof p);
+    assert_non_null(strstr(err.msg, bad[i][0][0] == 'E' ? bad[i][0] : bad[i][1]));
+  }
+  ecs_err err = {0};
+  ecs_backend_params p = {0};
+  assert_int_equal(ecs_backend_option_set(&p, "winograd", "5", &err), ECS_ERR_INVALID);
+  assert_string_equal(err.msg, "'5' is not one of auto|off|2|4");
+}
+
+/* Every option's default text sets the zero the backends take as their default, and each
+ * value reads back as the text that sets it. */
+static void test_options_defaults_and_back(void **state) {
+  (void)state;
+  size_t n;
+  const ecs_backend_option *o = ecs_backend_options(&n);
+  assert_int_equal(n, 6);
+  ecs_backend_params p = {.winograd = 4, .phases = ECS_OPT_OFF, .tf32 = 1, .workspace_mb = 9};
+  for (size_t i = 0; i < n; i++) {
+    assert_ptr_equal(ecs_backend_option_find(o[i].name), &o[i]);
+    assert_ptr_equal(ecs_backend_option_find(o[i].env), &o[i]);
+    assert_int_equal(ecs_backend_option_set(&p, o[i].name, o[i].def, NULL), ECS_OK);
+  }
+  ecs_backend_params zero = {0};
+  assert_memory_equal(&p, &zero, sizeof p);
+  ecs_backend_params q = {.winograd = 2, .phases = ECS_OPT_OFF, .pack_width = 20, .tf32 = 1};
+  const char *want[] = {"2", "off", "20", "auto", "on", "0"};
+  for (size_t i = 0; i < n; i++) {
+    char buf[32];
+    assert_string_equal(ecs_backend_option_get(&q, &o[i], buf, sizeof buf), want[i]);
+    ecs_backend_params r = {0};
+    assert_int_equal(ecs_backend_option_set(&r, o[i].name, buf, NULL), ECS_OK);
+  }
+  assert_null(ecs_backend_option_find("n_threads"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry_has_cpu_devices),
       cmocka_unit_test(test_unknown_device_is_an_error),
       cmocka_unit_test(test_add_on_each_cpu_backend),
+      cmocka_unit_test(test_options_from_text),
+      cmocka_unit_test(test_options_defaults_and_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

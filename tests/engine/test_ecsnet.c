@@ -253,23 +253,50 @@ static float *forward_host(ecs_model *m, ecs_ctx *ctx, const float *x, int n, in
   return v;
 }
 
-/* Inference fuses ReLU into the convolution before it (ecs_conv2d_act) unless ECSNET_FUSE=0:
- * the fused forward runs n_fused fewer ops than the unfused one and matches it within 1e-5 of
- * the output's scale (the same convolutions; only where ReLU is applied changes). Returns the
- * largest absolute output. */
-static double check_fused(ecs_model *m, ecs_ctx *ctx, ecs_backend *be, const float *x, int h,
-                          int w, int n_fused) {
-  ecs_backend_stats s0, s1, s2;
+/* Two "cpu" backends on two threads, the second made with the fuse option off, and a ctx on
+ * each: the same model run on both, with and without ReLU fused into the convolutions. */
+typedef struct fuse_pair {
+  ecs_backend *be, *be_off;
+  ecs_ctx *ctx, *ctx_off;
+} fuse_pair;
+
+static void fuse_pair_init(fuse_pair *p) {
+  ecs_err e = {0};
+  ecs_device *cpu = ecs_device_find("cpu", NULL);
+  p->be = ecs_backend_init(cpu, &(ecs_backend_params){.n_threads = 2}, &e);
+  p->be_off = ecs_backend_init(cpu, &(ecs_backend_params){.n_threads = 2, .fuse = ECS_OPT_OFF}, &e);
+  assert_non_null(p->be);
+  assert_non_null(p->be_off);
+  assert_int_equal(ecs_backend_get_params(p->be_off)->fuse, ECS_OPT_OFF);
+  p->ctx = ecs_ctx_new(p->be, &e);
+  p->ctx_off = ecs_ctx_new(p->be_off, &e);
+  assert_non_null(p->ctx);
+  assert_non_null(p->ctx_off);
+}
+
+static void fuse_pair_free(fuse_pair *p) {
+  ecs_ctx_free(p->ctx);
+  ecs_ctx_free(p->ctx_off);
+  ecs_backend_free(p->be);
+  ecs_backend_free(p->be_off);
+}
+
+/* Inference fuses ReLU into the convolution before it (ecs_conv2d_act) unless the backend was
+ * made with .fuse = ECS_OPT_OFF: the fused forward runs n_fused fewer ops than the unfused one
+ * and matches it within 1e-5 of the output's scale (the same convolutions; only where ReLU is
+ * applied changes). Returns the largest absolute output. */
+static double check_fused(ecs_model *m, const fuse_pair *p, const float *x, int h, int w,
+                          int n_fused) {
+  ecs_backend_stats s0, s1, t0, t1;
   int64_t n0, n1;
-  ecs_backend_get_stats(be, &s0);
-  float *fused = forward_host(m, ctx, x, 2, h, w, 0, &n0);
-  ecs_backend_get_stats(be, &s1);
-  setenv("ECSNET_FUSE", "0", 1);
-  float *plain = forward_host(m, ctx, x, 2, h, w, 0, &n1);
-  unsetenv("ECSNET_FUSE");
-  ecs_backend_get_stats(be, &s2);
+  ecs_backend_get_stats(p->be, &s0);
+  float *fused = forward_host(m, p->ctx, x, 2, h, w, 0, &n0);
+  ecs_backend_get_stats(p->be, &s1);
+  ecs_backend_get_stats(p->be_off, &t0);
+  float *plain = forward_host(m, p->ctx_off, x, 2, h, w, 0, &n1);
+  ecs_backend_get_stats(p->be_off, &t1);
   assert_int_equal(n0, n1);
-  uint64_t ops_fused = s1.ops - s0.ops, ops_plain = s2.ops - s1.ops;
+  uint64_t ops_fused = s1.ops - s0.ops, ops_plain = t1.ops - t0.ops;
   if (ops_plain - ops_fused != (uint64_t)n_fused)
     fail_msg("fusion saved %lld ops, expected %d", (long long)(ops_plain - ops_fused), n_fused);
   double scale = 0, diff = 0;
@@ -293,23 +320,20 @@ static void check_fold(ecs_backbone bb, int h, int w, int n_fused) {
   ecs_model *m = ecs_model_new(&cfg, NULL, 3, &e);
   assert_non_null(m);
   perturb_bn(m);
-  ecs_backend *be =
-      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
-  ecs_ctx *ctx = ecs_ctx_new(be, &e);
-  assert_non_null(ctx);
+  fuse_pair p;
+  fuse_pair_init(&p);
   float *x = malloc(sizeof(float) * 2 * 3 * (size_t)(h * w));
-  for (int j = 0; j < 2 * 3 * h * w; j++) x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
+  for (int j = 0; j < 2 * 3 * h * w; j++)
+    x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
   int64_t n0, n1, n2;
-  setenv("ECSNET_FUSE", "0", 1);
-  float *ref = forward_host(m, ctx, x, 2, h, w, 0, &n0);
-  unsetenv("ECSNET_FUSE");
+  float *ref = forward_host(m, p.ctx_off, x, 2, h, w, 0, &n0);
   assert_false(ecs_model_is_folded(m));
-  check_fused(m, ctx, be, x, h, w, 0); /* batch norm between conv and relu: nothing to fuse */
+  check_fused(m, &p, x, h, w, 0); /* batch norm between conv and relu: nothing to fuse */
   assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
   assert_true(ecs_model_is_folded(m));
-  check_fused(m, ctx, be, x, h, w, n_fused);
-  float *fold = forward_host(m, ctx, x, 2, h, w, 0, &n1);
-  float *grad = forward_host(m, ctx, x, 2, h, w, 1, &n2);
+  check_fused(m, &p, x, h, w, n_fused);
+  float *fold = forward_host(m, p.ctx, x, 2, h, w, 0, &n1);
+  float *grad = forward_host(m, p.ctx, x, 2, h, w, 1, &n2);
   assert_int_equal(n0, n1);
   assert_int_equal(n0, n2);
   double scale = 0, diff = 0, diff_grad = 0;
@@ -322,8 +346,7 @@ static void check_fold(ecs_backbone bb, int h, int w, int n_fused) {
   assert_true(diff <= 1e-4 * scale);
   assert_true(diff_grad <= 1e-6 * scale); /* the unfolded path: the same ops as ref */
   free(ref), free(fold), free(grad), free(x);
-  ecs_ctx_free(ctx);
-  ecs_backend_free(be);
+  fuse_pair_free(&p);
   ecs_model_free(m);
 }
 
@@ -354,17 +377,15 @@ static void test_fold_bn_vgg16d_has_nothing_to_fold(void **state) {
   assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
   assert_false(ecs_model_is_folded(m));
   /* nothing folded, but its conv+relu pairs still fuse for inference */
-  ecs_backend *be =
-      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
-  ecs_ctx *ctx = ecs_ctx_new(be, &e);
-  assert_non_null(ctx);
+  fuse_pair p;
+  fuse_pair_init(&p);
   int h = 24, w = 17;
   float *x = malloc(sizeof(float) * 2 * 3 * (size_t)(h * w));
-  for (int j = 0; j < 2 * 3 * h * w; j++) x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
-  check_fused(m, ctx, be, x, h, w, FUSED_VGG);
+  for (int j = 0; j < 2 * 3 * h * w; j++)
+    x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
+  check_fused(m, &p, x, h, w, FUSED_VGG);
   free(x);
-  ecs_ctx_free(ctx);
-  ecs_backend_free(be);
+  fuse_pair_free(&p);
   ecs_model_free(m);
 }
 

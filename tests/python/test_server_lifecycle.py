@@ -47,6 +47,10 @@ def test_version():
     ([], {"ECSNET_MAX_PIXELS": "-5"}, "ECSNET_MAX_PIXELS"),
     (["--config", "/nonexistent.conf"], {}, "cannot read"),
     (["--train-threads", "8", "--threads", "2"], {}, "--train-threads"),
+    (["--winograd", "3"], {}, "--winograd: '3' is not one of auto|off|2|4"),
+    (["--fuse", "maybe"], {}, "--fuse"),
+    ([], {"ECSNET_DNNL_PACK": "wide"}, "ECSNET_DNNL_PACK"),
+    ([], {"ECSNET_TF32": "yes"}, "ECSNET_TF32"),
 ])
 def test_bad_usage_exits_2_with_one_line(args, env, needle):
     r = run(*args, env=env)

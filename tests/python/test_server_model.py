@@ -237,6 +237,37 @@ def test_same_result_as_ecsnet_cam(served, photo, model_file, bin_path, tmp_path
         assert abs(float(scores[s["name"]]) - s["score"]) < 2e-6
 
 
+def test_engine_options_give_the_same_answer(served, photo, model_file, tmp_path):
+    """A server started with the engine's fast paths turned off (--fuse off --winograd off)
+    answers /cam with the defaults' mask, and CAMs and scores within rounding."""
+    fields = {"labels": "dog,bird", "outputs": "cam,mask,scores"}
+    want = cam_request(served, photo.read_bytes(), **fields).json()
+    s = Server("--model", str(model_file), "--device", "cpu", "--fuse", "off", "--winograd", "off",
+               data_dir=tmp_path / "data")
+    try:
+        assert s.wait_line(r"engine options: winograd off, fuse off") is not None
+        r = cam_request(s, photo.read_bytes(), **fields)
+        assert r.status_code == 200, r.text
+        got = r.json()
+    finally:
+        assert s.stop() == 0
+    assert np.array_equal(np.asarray(decode_png(got["mask"])), np.asarray(decode_png(want["mask"])))
+    for a, b in zip(got["cams"], want["cams"]):
+        diff = np.abs(np.asarray(decode_png(a["png"]), dtype=int) - np.asarray(decode_png(b["png"]), dtype=int))
+        assert diff.max() <= 1
+    for a, b in zip(got["scores"], want["scores"]):
+        assert a["name"] == b["name"] and abs(a["score"] - b["score"]) < 1e-5
+
+
+def test_bad_engine_option_in_the_environment_is_bad_usage(bin_path):
+    """ecsnet reads the same ECSNET_* engine options as the server, with the same check."""
+    env = {**os.environ, "ECSNET_WINOGRAD": "3"}
+    p = subprocess.run([str(bin_path("ecsnet")), "info", "x.safetensors"], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert "ECSNET_WINOGRAD: '3' is not one of auto|off|2|4" in p.stderr
+
+
 def test_models_routes_list_the_served_model(served, model_file):
     j = served.get("/v1/models").json()
     [m] = j["models"]

@@ -226,8 +226,8 @@ static void test_served_model_choice(void **state) {
   char path[600], name[API_REG_NAME_MAX];
   int v = 0;
   /* nothing anywhere */
-  setenv("ECSNET_SHIPPED_MODEL", "none", 1);
-  api_model_load_opts o = {.data_dir = f->data, .device = "cpu", .n_workers = 1, .threads = 1};
+  api_model_load_opts o = {
+      .data_dir = f->data, .device = "cpu", .n_workers = 1, .threads = 1, .shipped_model = "none"};
   assert_int_equal(api_served_model(&o, path, sizeof path, name, &v, &e), ECS_ERR_IO);
   assert_non_null(strstr(e.msg, "no model to serve"));
   /* --model wins, named after its file */
@@ -238,7 +238,7 @@ static void test_served_model_choice(void **state) {
   assert_int_equal(v, 1);
   /* the shipped model is registered as version 1 of its name and activated */
   o.path = NULL;
-  setenv("ECSNET_SHIPPED_MODEL", f->model, 1);
+  o.shipped_model = f->model;
   assert_int_equal(api_served_model(&o, path, sizeof path, name, &v, &e), ECS_OK);
   assert_string_equal(name, "src");
   assert_int_equal(v, 1);
@@ -268,8 +268,21 @@ static void test_served_model_choice(void **state) {
   snprintf(p, sizeof p, "%s/models/ACTIVE", f->data);
   write_file(p, "nonsense");
   assert_int_equal(api_served_model(&o, path, sizeof path, name, &v, &e), ECS_ERR_FORMAT);
-  unsetenv("ECSNET_SHIPPED_MODEL");
   api_reg_free(r);
+}
+
+/* The shipped-model setting: a file, "" or "none" for none; nothing is read from the
+ * environment. */
+static void test_shipped_model_setting(void **state) {
+  fx *f = *state;
+  char path[600];
+  assert_true(api_shipped_model_path(f->model, path, sizeof path));
+  assert_string_equal(path, f->model);
+  assert_false(api_shipped_model_path("none", path, sizeof path));
+  assert_false(api_shipped_model_path("", path, sizeof path));
+  char missing[600];
+  snprintf(missing, sizeof missing, "%s/missing.safetensors", f->root);
+  assert_false(api_shipped_model_path(missing, path, sizeof path));
 }
 
 static void test_models_json(void **state) {
@@ -350,9 +363,12 @@ static void test_models_json(void **state) {
 static void test_adapter_outputs(void **state) {
   fx *f = *state;
   ecs_err e = {0};
-  api_model_load_opts o = {.path = f->model, .data_dir = f->data, .device = "cpu",
-                           .n_workers = 2, .threads = 2};
-  setenv("ECSNET_SHIPPED_MODEL", "none", 1);
+  api_model_load_opts o = {.path = f->model,
+                           .data_dir = f->data,
+                           .device = "cpu",
+                           .n_workers = 2,
+                           .threads = 2,
+                           .shipped_model = "none"};
   api_model *m = NULL;
   assert_int_equal(api_model_load(&o, &m, &e), ECS_OK);
   api_model_info info;
@@ -421,7 +437,6 @@ static void test_adapter_outputs(void **state) {
   ecs_err_clear(&e);
   assert_int_equal(api_model_load(&o, &m, &e), ECS_ERR_UNSUPPORTED);
   assert_non_null(strstr(e.msg, "cuda:63"));
-  unsetenv("ECSNET_SHIPPED_MODEL");
 }
 
 static void test_overlay_colours(void **state) {
@@ -445,6 +460,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_corrupt_pointer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_that_escape_are_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_served_model_choice, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shipped_model_setting, setup, teardown),
       cmocka_unit_test_setup_teardown(test_models_json, setup, teardown),
       cmocka_unit_test_setup_teardown(test_adapter_outputs, setup, teardown),
       cmocka_unit_test(test_overlay_colours),

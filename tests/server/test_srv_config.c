@@ -34,6 +34,9 @@ static void test_defaults(void **state) {
   assert_string_equal(c.log_format, "text");
   assert_string_equal(c.cors_origin, "");
   assert_string_equal(c.admin_token, "");
+  assert_string_equal(c.shipped_model, "auto");
+  ecs_backend_params zero = {0}; /* every engine option at the engine's default */
+  assert_memory_equal(&c.engine, &zero, sizeof zero);
 }
 
 static void test_precedence(void **state) {
@@ -81,6 +84,13 @@ static void test_bad_usage(void **state) {
       {{"s", "--admin-token-file", "/nonexistent/t", NULL}, "cannot read"},
       {{"s", "--config", "/nonexistent/c", NULL}, "cannot read"},
       {{"s", "stray", NULL}, "unexpected argument"},
+      {{"s", "--winograd", "3", NULL}, "--winograd: '3' is not one of auto|off|2|4"},
+      {{"s", "--winograd", NULL}, "needs a value"},
+      {{"s", "--dnnl-phases", "1", NULL}, "--dnnl-phases: '1' is not one of auto|off|N"},
+      {{"s", "--dnnl-pack", "wide", NULL}, "--dnnl-pack"},
+      {{"s", "--fuse", "on-ish", NULL}, "--fuse: 'on-ish' is not one of auto|off"},
+      {{"s", "--tf32", "auto", NULL}, "--tf32: 'auto' is not one of on|off"},
+      {{"s", "--cuda-workspace-mb", "-5", NULL}, "--cuda-workspace-mb"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     assert_int_equal(load(&c, cases[i].argv, NULL, msg), SRV_CONFIG_USAGE);
@@ -96,6 +106,12 @@ static void test_bad_usage(void **state) {
   assert_non_null(strstr(msg, "ECSNET_MAX_BODY"));
   char *envp2[] = {"ECSNET_ADMIN_TOKEN=short", NULL};
   assert_int_equal(load(&c, argv, envp2, msg), SRV_CONFIG_USAGE);
+  char *envp3[] = {"ECSNET_WINOGRAD=1", NULL};
+  assert_int_equal(load(&c, argv, envp3, msg), SRV_CONFIG_USAGE);
+  assert_string_equal(msg, "ECSNET_WINOGRAD: '1' is not one of auto|off|2|4");
+  char *envp4[] = {"ECSNET_TF32=yes", NULL};
+  assert_int_equal(load(&c, argv, envp4, msg), SRV_CONFIG_USAGE);
+  assert_non_null(strstr(msg, "ECSNET_TF32"));
 }
 
 static void test_help_and_version(void **state) {
@@ -122,11 +138,97 @@ static void test_token_file(void **state) {
   unlink(path);
 }
 
+/* --shipped-model and ECSNET_SHIPPED_MODEL: "auto" looks beside the program; an empty value
+ * means none, as the variable always did. */
+static void test_shipped_model(void **state) {
+  (void)state;
+  srv_config c;
+  char msg[256];
+  char *argv[] = {"s", "--shipped-model", "/models/x.safetensors", NULL};
+  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_string_equal(c.shipped_model, "/models/x.safetensors");
+  char *argv0[] = {"s", NULL};
+  char *none[] = {"ECSNET_SHIPPED_MODEL=none", NULL}, *empty[] = {"ECSNET_SHIPPED_MODEL=", NULL};
+  assert_int_equal(load(&c, argv0, none, msg), SRV_CONFIG_OK);
+  assert_string_equal(c.shipped_model, "none");
+  assert_int_equal(load(&c, argv0, empty, msg), SRV_CONFIG_OK);
+  assert_string_equal(c.shipped_model, "");
+}
+
+/* The engine options: flags, config lines and the ECSNET_* variables, whose names and old
+ * numeric values (WINOGRAD=0, DNNL_PACK=0, FUSE=0 off, TF32=1 on) existing users rely on. */
+static void test_engine_options(void **state) {
+  (void)state;
+  srv_config c;
+  char msg[256];
+  char *argv[] = {"s",
+                  "--winograd=off",
+                  "--dnnl-phases",
+                  "4",
+                  "--dnnl-pack=32",
+                  "--fuse=off",
+                  "--tf32",
+                  "on",
+                  "--cuda-workspace-mb=512",
+                  NULL};
+  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(c.engine.winograd, ECS_OPT_OFF);
+  assert_int_equal(c.engine.phases, 4);
+  assert_int_equal(c.engine.pack_width, 32);
+  assert_int_equal(c.engine.fuse, ECS_OPT_OFF);
+  assert_int_equal(c.engine.tf32, 1);
+  assert_int_equal(c.engine.workspace_mb, 512);
+  assert_int_equal(c.engine.n_threads, 0); /* set per backend, not here */
+
+  char *argv0[] = {"s", NULL};
+  char *old[] = {"ECSNET_WINOGRAD=0",
+                 "ECSNET_DNNL_PACK=0",
+                 "ECSNET_FUSE=0",
+                 "ECSNET_TF32=1",
+                 "ECSNET_DNNL_PHASES=0",
+                 "ECSNET_CUDA_WORKSPACE_MB=64",
+                 NULL};
+  assert_int_equal(load(&c, argv0, old, msg), SRV_CONFIG_OK);
+  assert_int_equal(c.engine.winograd, ECS_OPT_OFF);
+  assert_int_equal(c.engine.pack_width, ECS_OPT_OFF);
+  assert_int_equal(c.engine.fuse, ECS_OPT_OFF);
+  assert_int_equal(c.engine.tf32, 1);
+  assert_int_equal(c.engine.phases, ECS_OPT_OFF);
+  assert_int_equal(c.engine.workspace_mb, 64);
+
+  /* file < environment < flag, as for every setting */
+  char path[] = "/tmp/ecs-config-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  fprintf(f, "winograd 2\nfuse off\ntf32 on\n");
+  fclose(f);
+  char *argv2[] = {"s", "--config", path, "--winograd", "auto", NULL};
+  char *env2[] = {"ECSNET_WINOGRAD=4", "ECSNET_FUSE=auto", NULL};
+  assert_int_equal(load(&c, argv2, env2, msg), SRV_CONFIG_OK);
+  assert_int_equal(c.engine.winograd, 0);
+  assert_int_equal(c.engine.fuse, 0);
+  assert_int_equal(c.engine.tf32, 1);
+  char *argv3[] = {"s", "--config", path, NULL};
+  assert_int_equal(load(&c, argv3, env2, msg), SRV_CONFIG_OK);
+  assert_int_equal(c.engine.winograd, 4);
+  assert_int_equal(load(&c, argv3, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(c.engine.winograd, 2);
+  assert_int_equal(c.engine.fuse, ECS_OPT_OFF);
+  f = fopen(path, "w");
+  fprintf(f, "dnnl-pack narrow\n");
+  fclose(f);
+  assert_int_equal(load(&c, argv3, NULL, msg), SRV_CONFIG_USAGE);
+  assert_non_null(strstr(msg, ":1: 'narrow' is not one of auto|off|N"));
+  unlink(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_defaults),         cmocka_unit_test(test_precedence),
-      cmocka_unit_test(test_bad_usage),        cmocka_unit_test(test_help_and_version),
-      cmocka_unit_test(test_token_file),
+      cmocka_unit_test(test_defaults),       cmocka_unit_test(test_precedence),
+      cmocka_unit_test(test_bad_usage),      cmocka_unit_test(test_help_and_version),
+      cmocka_unit_test(test_token_file),     cmocka_unit_test(test_shipped_model),
+      cmocka_unit_test(test_engine_options),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

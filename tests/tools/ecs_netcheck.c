@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ecs/safetensors.h"
+#include "tool_env.h"
 
 typedef struct net {
   ecs_ctx *ctx;
@@ -112,13 +113,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: ecs_netcheck resblocks|vgg DEVICE IN.safetensors OUT.safetensors\n");
     return 2;
   }
+  ecs_backend_params bp = {.n_threads = 2};
+  if (!tool_engine_from_env(&bp, "ecs_netcheck")) return 2;
   ecs_err err = {0};
   ecs_st_file *in = ecs_st_open(argv[3], &err);
   if (!in) return fail("input", err.msg);
   const char *bnmode = ecs_st_meta(in, "bn");
   net n = {.bn_train = bnmode && strcmp(bnmode, "train") == 0};
   ecs_device *dev = ecs_device_find(argv[2], &err);
-  ecs_backend *be = dev ? ecs_backend_init(dev, &(ecs_backend_params){.n_threads = 2}, &err) : NULL;
+  ecs_backend *be = dev ? ecs_backend_init(dev, &bp, &err) : NULL;
   if (!be || !(n.ctx = ecs_ctx_new(be, &err))) return fail("backend", err.msg);
 
   /* the store: every float tensor of the file but the three inputs */

@@ -22,6 +22,7 @@
 
 #include "ecs/backend.h"
 #include "ecs/safetensors.h"
+#include "tool_env.h"
 
 #define MAX_T 16
 
@@ -278,10 +279,12 @@ int main(int argc, char **argv) {
     }
   }
   if (i >= argc || (argc - i) % 2) return usage(argv[0]);
+  ecs_backend_params bp = {.n_threads = threads};
+  if (!tool_engine_from_env(&bp, "ecs_opcheck")) return 2;
   ecs_err err = {0};
   run r = {0};
   r.dev = ecs_device_find(device, &err);
-  if (!r.dev || !(r.be = ecs_backend_init(r.dev, &(ecs_backend_params){.n_threads = threads}, &err))) {
+  if (!r.dev || !(r.be = ecs_backend_init(r.dev, &bp, &err))) {
     fprintf(stderr, "ecs_opcheck: %s\n", err.msg);
     return 1;
   }

@@ -7,9 +7,11 @@
  *                                                 with one of the comma-separated PREFIXES)
  *   ecsnet_tool infer MODEL IN OUT             IN: rgb (H,W,3) U8, labels I32?, opts F32?
  *
- * Errors go to stderr as one line; exit status 1. */
+ * The engine options come from ECSNET_* (tool_env.h). Errors go to stderr as one line; exit
+ * status 1 (2 for bad usage or a bad option value). */
 #include "ecs/ecsnet.h"
 #include "ecs/safetensors.h"
+#include "tool_env.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,11 +148,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: ecsnet_tool forward|step|infer MODEL IN OUT [train]\n");
     return 2;
   }
+  ecs_backend_params bp = {.n_threads = 2};
+  if (!tool_engine_from_env(&bp, "ecsnet_tool")) return 2;
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(argv[2], NULL, &e);
   if (!m) return fail("load", &e);
-  ecs_backend *be =
-      ecs_backend_init(ecs_device_find("cpu", NULL), &(ecs_backend_params){.n_threads = 2}, &e);
+  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", NULL), &bp, &e);
   ecs_ctx *ctx = be ? ecs_ctx_new(be, &e) : NULL;
   ecs_st_file *in = ctx ? ecs_st_open(argv[3], &e) : NULL;
   ecs_st_writer *w = in ? ecs_st_writer_new(&e) : NULL;

@@ -178,11 +178,11 @@ static ecs_tensor *bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, cons
 
 /* Whether this pass runs ReLU fused into the convolution before it (ecs_conv2d_act): inference
  * only, that is neither training nor recording gradients, so training keeps its separate ops.
- * ECSNET_FUSE=0 turns it off (read per call: for A/B measurements and tests). */
-static int fuse_relu(const ecs_ctx *ctx, int training) {
+ * The fuse option of the ctx's backend (ecs_backend_params) set to ECS_OPT_OFF turns it off,
+ * for A/B measurements and tests. */
+static int fuse_relu(ecs_ctx *ctx, int training) {
   if (training || ecs_ctx_grad_enabled(ctx)) return 0;
-  const char *v = getenv("ECSNET_FUSE");
-  return !(v && strcmp(v, "0") == 0);
+  return ecs_backend_get_params(ecs_ctx_backend(ctx))->fuse != ECS_OPT_OFF;
 }
 
 /* ReLU(conv(x)) */

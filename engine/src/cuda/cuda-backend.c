@@ -1,7 +1,9 @@
-/* cuda-backend.c - the CUDA devices, their buffer type and backends.
+/* cuda-backend.c - the CUDA devices, their buffer type and backends, and the module's entry.
  *
- * A device is registered for each GPU that answers cudaGetDeviceProperties at start-up; a
- * machine without a driver or a GPU simply has no "cuda:N" devices. The device records are
+ * This backend is a module, libecsnet-cuda.so, that backend.c loads on first need and enters
+ * once through ecs_backend_module_register (backend-impl.h). A device is registered for each
+ * GPU that answers cudaGetDeviceProperties then; a machine without a driver or a GPU has no
+ * "cuda:N" devices, and the entry says why. The device records are
  * immutable after registration; everything mutable (stream, cuDNN and cuBLAS handles,
  * workspace, algorithm cache, counters) belongs to one backend, and a backend is used by one
  * thread at a time, so workers on several threads need no locks.
@@ -309,13 +311,21 @@ static int cuda_dev_supports(ecs_device *dev, const ecs_op *op) {
   return ecs_cuda_supports(op);
 }
 
-void ecs_cuda_register(void) {
+__attribute__((visibility("default"))) ecs_status
+ecs_backend_module_register(const ecs_module_host *host, ecs_err *err) {
+  if (!ecs_module_host_matches(host))
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "the CUDA backend module was built against another engine (ecsnet %s)",
+                       ecs_version());
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError(); /* no driver or no GPU: no devices, and no error */
-    return;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError(); /* no driver or no GPU: no devices */
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "no CUDA GPU answered (%s)",
+                       cudaGetErrorString(e));
   }
-  for (int i = 0, k = 0; i < n && k < MAX_GPUS; i++) {
+  int k = 0;
+  for (int i = 0; i < n && k < MAX_GPUS; i++) {
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
       cudaGetLastError();
@@ -344,7 +354,11 @@ void ecs_cuda_register(void) {
             },
         .context = d,
     };
-    ecs_device_register(&g_devs[k]);
+    host->device_register(&g_devs[k]);
     k++;
   }
+  if (k == 0)
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "no CUDA GPU answered (%d found, none readable)",
+                       n);
+  return ECS_OK;
 }

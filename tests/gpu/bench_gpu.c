@@ -5,7 +5,9 @@
  * The input batch lives in its own device buffer, outside the timed loop, as the PyTorch side
  * of tests/gpu/check.sh keeps its input on the GPU. Each measurement runs warm-up iterations
  * first (they also fill the convolution algorithm cache), then times `iters` iterations ending
- * with a stream synchronisation. TF32 follows ECSNET_TF32, read when the backend starts.
+ * with a stream synchronisation. TF32 follows ECSNET_TF32 (1: on) and the cuDNN workspace bound
+ * ECSNET_CUDA_WORKSPACE_MB, read here and passed to the backend in ecs_backend_params (the
+ * engine reads no environment).
  *
  * Output: one line per measurement, "RESULT engine <fwd|train> <batch> <images/s> <ms/iter>",
  * for check.sh to collect. Exit 77 when the device does not exist (no GPU), 1 on an error. */
@@ -157,7 +159,9 @@ int main(int argc, char **argv) {
     printf("bench_gpu: skipped: %s\n", err.msg);
     return 77;
   }
-  ecs_backend *be = ecs_backend_init(dev, NULL, &err);
+  const char *tf32 = getenv("ECSNET_TF32"), *ws = getenv("ECSNET_CUDA_WORKSPACE_MB");
+  ecs_backend_params bp = {.tf32 = tf32 && !strcmp(tf32, "1"), .workspace_mb = ws ? atoi(ws) : 0};
+  ecs_backend *be = ecs_backend_init(dev, &bp, &err);
   ecs_model_config cfg;
   ecs_model_config_default(&cfg, ECS_BACKBONE_RESNET38D, 20);
   ecs_model *m = be ? ecs_model_new(&cfg, ecs_device_buffer_type(dev), 1, &err) : NULL;
@@ -167,9 +171,8 @@ int main(int argc, char **argv) {
     ecs_backend_free(be);
     return 1;
   }
-  const char *tf32 = getenv("ECSNET_TF32");
   fprintf(stderr, "bench_gpu: resnet38d on %s (%s), TF32 %s\n", ecs_device_name(dev),
-          ecs_device_description(dev), tf32 && !strcmp(tf32, "1") ? "on" : "off");
+          ecs_device_description(dev), ecs_backend_get_params(be)->tf32 == 1 ? "on" : "off");
   int ok = 1;
   for (int i = 0; i < o.n_batches; i++) ok &= measure(m, be, dev, &o, o.batches[i], 0);
   if (o.train_batch > 0) ok &= measure(m, be, dev, &o, o.train_batch, 1);

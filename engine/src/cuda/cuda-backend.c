@@ -231,19 +231,13 @@ static void cuda_be_reset_stats(ecs_backend *be) {
   ((ecs_cuda_backend *)be->context)->stats = (ecs_backend_stats){0};
 }
 
-static size_t env_size_mb(const char *name, size_t def) {
-  const char *v = getenv(name);
-  if (!v || !*v) return def;
-  char *end;
-  unsigned long long mb = strtoull(v, &end, 10);
-  return (*end == '\0' && mb > 0) ? (size_t)mb : def;
-}
-
-static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, ecs_err *err) {
+/* TF32 and the workspace bound come from the caller's options (the engine reads no environment) */
+static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, const ecs_backend_params *params,
+                                ecs_err *err) {
   c->device = device;
-  const char *tf32 = getenv("ECSNET_TF32");
-  c->tf32 = tf32 && strcmp(tf32, "1") == 0;
-  c->workspace_limit = env_size_mb("ECSNET_CUDA_WORKSPACE_MB", DEFAULT_WORKSPACE_MB) << 20;
+  c->tf32 = params->tf32 == 1;
+  size_t mb = params->workspace_mb > 0 ? (size_t)params->workspace_mb : DEFAULT_WORKSPACE_MB;
+  c->workspace_limit = mb << 20;
   CU_CHECK(cudaSetDevice(device));
   CU_CHECK(cudaStreamCreate(&c->stream));
   CUDNN_CHECK(cudnnCreate(&c->cudnn));
@@ -256,7 +250,7 @@ static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, ecs_err *err) {
 
 static ecs_backend *cuda_init_backend(ecs_device *dev, const ecs_backend_params *params,
                                       ecs_err *err) {
-  (void)params; /* n_threads is a CPU notion */
+  /* of params, tf32 and workspace_mb are this backend's; n_threads is a CPU notion */
   ecs_backend *be = calloc(1, sizeof *be);
   ecs_cuda_backend *c = calloc(1, sizeof *c);
   if (!be || !c) {
@@ -265,7 +259,7 @@ static ecs_backend *cuda_init_backend(ecs_device *dev, const ecs_backend_params 
     ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate a CUDA backend");
     return NULL;
   }
-  if (cuda_ctx_init(c, dev_index(dev), err) != ECS_OK) {
+  if (cuda_ctx_init(c, dev_index(dev), params, err) != ECS_OK) {
     cuda_ctx_free(c);
     free(be);
     return NULL;

@@ -4,7 +4,9 @@
 # Both build on Debian 12 with deploy/install-deps.sh, the same script CI runs, so what CI
 # tests is what the image builds. The CUDA image adds NVIDIA's CUDA 13 toolkit and cuDNN 9
 # from NVIDIA's Debian 12 repository; at run time it needs the NVIDIA container toolkit
-# (docker run --gpus all, or the GPU reservation in deploy/docker-compose.yml).
+# (docker run --gpus all, or the GPU reservation in deploy/docker-compose.yml). The CUDA backend
+# is a module, /opt/ecsnet/lib/libecsnet-cuda.so, which the server loads from beside its bin/
+# only for --device cuda or auto; the CPU image has no module and no CUDA library.
 ARG ECSNET_CUDA=OFF
 
 FROM debian:12 AS build
@@ -26,6 +28,8 @@ RUN bash /opt/ecsnet/deploy/install-deps.sh --runtime-only && \
     rm -rf /var/lib/apt/lists/* && useradd --system --home /var/lib/ecsnet ecsnet && \
     mkdir -p /var/lib/ecsnet && chown ecsnet /var/lib/ecsnet
 COPY --from=build /src/build/bin/ /opt/ecsnet/bin/
+# the CUDA backend module (the CPU build leaves the folder empty)
+COPY --from=build /src/build/lib/ /opt/ecsnet/lib/
 COPY --from=build /src/models/ /opt/ecsnet/models/
 ENV PATH=/opt/ecsnet/bin:$PATH \
     ECSNET_LISTEN=0.0.0.0:8080 \

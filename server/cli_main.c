@@ -50,24 +50,27 @@ static int failure(const ecs_err *e) {
 static const char *g_help =
     "usage: ecsnet COMMAND ...\n"
     "  cam IMAGE --out DIR [--model MODEL] [--labels a,b] [--float] [--scales 1,0.5] [--flip]\n"
-    "      [--threads N]   CAMs, erased CAMs and masks of one image as PNGs\n"
+    "      [--threads N] [--device DEV]   CAMs, erased CAMs and masks of one image as PNGs\n"
     "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d] [--init MODEL]\n"
     "      [--epochs N | --steps N] [--batch N] [--lr F] [--optim sgd|adam] [--crop PX]\n"
     "      [--resize MIN,MAX]\n"
     "      [--no-flip] [--no-jitter] [--seed N] [--split S] [--checkpoint FILE]\n"
     "      [--checkpoint-every N] [--resume CHECKPOINT] [--stop-after N] [--threads N]\n"
+    "      [--device DEV]\n"
     "      [--log-every N] [--warmup F] [--no-erase]\n"
     "      [--delta F] [--theta F] [--beta F] [--lambda F] [--overlay K] [--no-overlay]\n"
     "      [--no-bg-in-phi] [--no-phi-filter] [--no-cls-on-erased] [--quiet]\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
-    "      [--json] [--write-alpha]   (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
+    "      [--json] [--write-alpha] [--device DEV]\n"
+    "      (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
     "  info MODEL\n"
     "MODEL defaults to $ECSNET_MODEL, else the shipped model ($ECSNET_SHIPPED_MODEL, else\n"
-    "models/ beside the program). The engine options are ecsnet-server's, from the\n"
-    "environment: ECSNET_WINOGRAD auto|off|2|4, ECSNET_DNNL_PHASES auto|off|N,\n"
-    "ECSNET_DNNL_PACK auto|off|N, ECSNET_FUSE auto|off, ECSNET_TF32 on|off,\n"
-    "ECSNET_CUDA_WORKSPACE_MB N. $ECSNET_DEVICE picks the device (default cpu).\n"
+    "models/ beside the program). DEV is cpu (the default; also $ECSNET_DEVICE), auto, cuda or\n"
+    "cuda:N; the CUDA backend module is looked for beside the program, or in\n"
+    "$ECSNET_BACKEND_PATH. The engine options are ecsnet-server's, from the environment:\n"
+    "ECSNET_WINOGRAD auto|off|2|4, ECSNET_DNNL_PHASES auto|off|N, ECSNET_DNNL_PACK auto|off|N,\n"
+    "ECSNET_FUSE auto|off, ECSNET_TF32 on|off, ECSNET_CUDA_WORKSPACE_MB N.\n"
     "Exit status: 0 ok, 1 failure, 2 bad usage.\n";
 
 /* ---- small parsing helpers ---------------------------------------------------------------- */
@@ -115,7 +118,7 @@ static const char *val(args *a) {
 /* What the commands take from the environment, read once by read_environment. */
 static ecs_backend_params g_engine; /* the engine options of every backend */
 static const char *g_shipped;       /* ECSNET_SHIPPED_MODEL; NULL: models/ beside the program */
-static const char *g_device;        /* ECSNET_DEVICE */
+static const char *g_env_device;    /* ECSNET_DEVICE */
 
 static int read_environment(void) {
   size_t n;
@@ -128,13 +131,26 @@ static int read_environment(void) {
       return usage("%s: %s", o[i].env, e.msg);
   }
   g_shipped = getenv("ECSNET_SHIPPED_MODEL");
-  g_device = getenv("ECSNET_DEVICE");
+  g_env_device = getenv("ECSNET_DEVICE");
   return 0;
 }
 
-static ecs_ctx *make_ctx(int threads, ecs_backend **be, ecs_err *e) {
-  ecs_device *d = ecs_device_find(g_device && *g_device ? g_device : "cpu", e);
-  if (!d) return NULL;
+/* --device of cam, train and eval, else $ECSNET_DEVICE, else cpu: the device is found before
+ * the model loads, into its memory, so a device that cannot be used fails at once, one line. */
+static const char *g_device;
+
+static int device_name_ok(const char *s) {
+  long n;
+  return !strcmp(s, "auto") || !strcmp(s, "cpu") || !strcmp(s, "cpu-ref") || !strcmp(s, "cuda") ||
+         (!strncmp(s, "cuda:", 5) && parse_int(s + 5, 0, 63, &n));
+}
+
+static ecs_device *cli_device(ecs_err *e) {
+  const char *d = g_device ? g_device : g_env_device;
+  return ecs_device_find(d && *d ? d : "cpu", e);
+}
+
+static ecs_ctx *make_ctx(ecs_device *d, int threads, ecs_backend **be, ecs_err *e) {
   ecs_backend_params p = g_engine;
   p.n_threads = threads;
   *be = ecs_backend_init(d, &p, e);
@@ -256,6 +272,9 @@ static int cmd_cam(int argc, char **argv) {
     } else if (strcmp(o_, "--threads") == 0) {
       if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads))
         return usage("--threads needs 1..1024");
+    } else if (strcmp(o_, "--device") == 0) {
+      if (!(g_device = val(&a)) || !device_name_ok(g_device))
+        return usage("--device needs auto, cpu, cuda or cuda:N");
     } else if (o_[0] == '-') {
       return usage("cam: unknown option %s", o_);
     } else if (!image) {
@@ -269,7 +288,9 @@ static int cmd_cam(int argc, char **argv) {
   if ((!model || !*model) && !(model = shipped_model()))
     return usage("cam needs --model MODEL (or $ECSNET_MODEL; no shipped model was found)");
   ecs_err e = {0};
-  ecs_model *m = ecs_model_load(model, NULL, &e);
+  ecs_device *dev = cli_device(&e);
+  if (!dev) return failure(&e);
+  ecs_model *m = ecs_model_load(model, ecs_device_buffer_type(dev), &e);
   if (m && ecs_model_fold_bn(m, &e) != ECS_OK) ecs_model_free(m), m = NULL;
   if (!m) return failure(&e);
   int ids[ECS_MAX_CLASSES], n_ids = 0, rc = 1;
@@ -303,7 +324,7 @@ static int cmd_cam(int argc, char **argv) {
     ecs_err_set(&e, ECS_ERR_IO, "%s: cannot create the folder: %s", out, strerror(errno));
     goto done;
   }
-  if (!(ctx = make_ctx((int)threads, &be, &e))) goto done;
+  if (!(ctx = make_ctx(dev, (int)threads, &be, &e))) goto done;
   if (ecs_model_infer(m, ctx, img->data, img->height, img->width, &o, &r, &e) != ECS_OK) goto done;
   int h = r->h, w = r->w;
   size_t hw = (size_t)h * w;
@@ -559,6 +580,7 @@ static int cmd_train(int argc, char **argv) {
       {"--resume", OPT_STR, &o.resume, 0, 0},
       {"--resize", OPT_STR, &resize, 0, 0},
       {"--optim", OPT_STR, &optim, 0, 0},
+      {"--device", OPT_STR, &g_device, 0, 0},
       {"--no-flip", OPT_FLAG, &no_flip, 0, 0},
       {"--no-jitter", OPT_FLAG, &no_jitter, 0, 0},
       {"--no-erase", OPT_FLAG, &no_erase, 0, 0},
@@ -617,20 +639,24 @@ static int cmd_train(int argc, char **argv) {
   ecs_backbone b;
   ecs_err e = {0};
   if (ecs_backbone_parse(bb, &b, &e) != ECS_OK) return usage("%s", e.msg);
+  if (g_device && !device_name_ok(g_device))
+    return usage("--device needs auto, cpu, cuda or cuda:N");
   if (!o.max_steps && !o.epochs) o.epochs = 8;
 
+  ecs_device *dev = cli_device(&e);
+  if (!dev) return failure(&e);
   ecs_dataset *ds = ecs_dataset_open(data, &e);
   if (!ds) return failure(&e);
   ecs_model *m = NULL;
   if (o.resume || init) {
-    m = ecs_model_load(o.resume ? o.resume : init, NULL, &e);
+    m = ecs_model_load(o.resume ? o.resume : init, ecs_device_buffer_type(dev), &e);
   } else {
     ecs_model_config *cfg = malloc(sizeof *cfg);
     if (cfg) {
       ecs_model_config_default(cfg, b, ecs_dataset_n_classes(ds));
       for (int k = 1; k <= cfg->n_classes && k <= ECS_MAX_CLASSES - 1; k++)
         snprintf(cfg->class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
-      m = ecs_model_new(cfg, NULL, o.seed, &e);
+      m = ecs_model_new(cfg, ecs_device_buffer_type(dev), o.seed, &e);
       free(cfg);
     }
   }
@@ -657,7 +683,7 @@ static int cmd_train(int argc, char **argv) {
              (unsigned long long)o.seed, init ? ", from " : "", init ? init : "");
   }
   ecs_backend *be = NULL;
-  ecs_ctx *ctx = make_ctx((int)threads, &be, &e);
+  ecs_ctx *ctx = make_ctx(dev, (int)threads, &be, &e);
   int rc = 1;
   if (ctx) {
     train_ui ui = {.tty = isatty(STDOUT_FILENO),
@@ -819,6 +845,9 @@ static int cmd_eval(int argc, char **argv) {
     } else if (strcmp(op, "--threads") == 0) {
       if (!(v = val(&a)) || !parse_int(v, 1, 1024, &threads))
         return usage("--threads needs 1..1024");
+    } else if (strcmp(op, "--device") == 0) {
+      if (!(g_device = val(&a)) || !device_name_ok(g_device))
+        return usage("--device needs auto, cpu, cuda or cuda:N");
     } else if (strcmp(op, "--scales") == 0) {
       if (!(v = val(&a)) || !parse_scales(v, o.infer.scales, &o.infer.n_scales))
         return usage("--scales needs numbers in 0.25..2");
@@ -829,11 +858,13 @@ static int cmd_eval(int argc, char **argv) {
   if ((!model || !*model) && !(model = shipped_model()))
     return usage("eval needs --model MODEL (or $ECSNET_MODEL; no shipped model was found)");
   ecs_err e = {0};
-  ecs_model *m = ecs_model_load(model, NULL, &e);
+  ecs_device *dev = cli_device(&e);
+  if (!dev) return failure(&e);
+  ecs_model *m = ecs_model_load(model, ecs_device_buffer_type(dev), &e);
   if (m && ecs_model_fold_bn(m, &e) != ECS_OK) ecs_model_free(m), m = NULL;
   ecs_dataset *ds = m ? ecs_dataset_open(data, &e) : NULL;
   ecs_backend *be = NULL;
-  ecs_ctx *ctx = ds ? make_ctx((int)threads, &be, &e) : NULL;
+  ecs_ctx *ctx = ds ? make_ctx(dev, (int)threads, &be, &e) : NULL;
   ecs_eval_result *r = ctx ? calloc(1, sizeof *r) : NULL;
   int rc = 1;
   if (r && ecs_eval_run(m, ctx, ds, &o, r, &e) == ECS_OK) {
@@ -924,6 +955,10 @@ static int cmd_synth(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2) return usage("no command");
+  /* where the CUDA backend module is, when not beside the program (the engine reads no
+   * environment) */
+  const char *mp = getenv("ECSNET_BACKEND_PATH");
+  if (mp && *mp) ecs_backend_set_module_path(mp, NULL);
   const char *c = argv[1];
   if (strcmp(c, "--help") == 0 || strcmp(c, "-h") == 0 || strcmp(c, "help") == 0) {
     fputs(g_help, stdout);

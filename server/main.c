@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ecs/backend.h"
 #include "srv.h"
 
 extern char **environ;
@@ -45,6 +46,10 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &block, &old);
   /* Idle OpenMP teams must not spin while another worker computes (design: thread pools). */
   setenv("OMP_WAIT_POLICY", "passive", 0);
+  /* Where the CUDA backend module is, when not beside the program (the engine reads no
+   * environment). */
+  const char *module_path = getenv("ECSNET_BACKEND_PATH");
+  if (module_path && *module_path) ecs_backend_set_module_path(module_path, NULL);
 
   srv *s = NULL;
   ecs_err err;

@@ -1,12 +1,15 @@
 /* backend-impl.h - what a backend implements: tables of function pointers plus a context.
  *
  * Every object is { iface, owner, context }. Optional entries may be NULL; the thin wrappers in
- * backend.c skip them. Tables are written with designated initialisers. Each backend exports one
- * registration function (ecs_cpu_register, ecs_cuda_register) that backend.c calls once. */
+ * backend.c skip them. Tables are written with designated initialisers. Each backend has one
+ * registration function that backend.c calls once: ecs_cpu_register, linked in, and the CUDA
+ * module's ecs_backend_module_register, found with dlsym once the module is loaded. */
 #ifndef ECS_BACKEND_IMPL_H
 #define ECS_BACKEND_IMPL_H
 
 #include "ecs/backend.h"
+
+#include <string.h>
 
 struct ecs_buffer_type_i {
   const char *(*get_name)(ecs_buffer_type *buft);
@@ -71,9 +74,6 @@ struct ecs_backend {
 /* Registration: called once by backend.c; each adds its devices with ecs_device_register. */
 void ecs_device_register(ecs_device *dev);
 void ecs_cpu_register(void); /* "cpu" and "cpu-ref", engine/src/cpu/cpu-backend.c */
-#ifdef ECS_USE_CUDA
-void ecs_cuda_register(void);
-#endif
 
 /* The host buffer type shared by the CPU devices (64-byte aligned malloc). */
 ecs_buffer_type *ecs_host_buffer_type(void);
@@ -81,5 +81,49 @@ ecs_buffer_type *ecs_host_buffer_type(void);
 /* Checks every op of the generic contract shared by all backends: non-NULL required tensors,
  * matching dtypes and shapes between src and dst. Returns ECS_OK or fills err. */
 ecs_status ecs_op_validate(const ecs_op *op, ecs_err *err);
+
+/* ---- backend modules ----------------------------------------------------------------------
+ * A backend built as a shared module (the CUDA backend, libecsnet-cuda.so) exports one
+ * function, ECS_MODULE_ENTRY, of type ecs_module_register_fn. backend.c loads the module when
+ * it is first needed and calls it once with the host's table; the module checks that it was
+ * built against this engine (ecs_module_host_matches) and adds its devices through
+ * host->device_register. The module links its own copy of the engine's stateless helpers
+ * (base.c, tensor.c, op.c, op-validate.c) and calls nothing else in the engine, so it resolves
+ * no symbol in the program that loads it; the program exports nothing. Objects cross the
+ * boundary both ways (devices, backends, buffers, ops, tensors, errors), hence the sizes.
+ *
+ * The module's answer: ECS_OK when it added at least one device; ECS_ERR_UNSUPPORTED with the
+ * reason ("no CUDA GPU answered (...)") when it works but found none; another status when it
+ * cannot run here (built against another engine). */
+#define ECS_MODULE_ABI   1
+#define ECS_MODULE_ENTRY "ecs_backend_module_register"
+
+typedef struct ecs_module_sizes {
+  size_t device, backend, buffer_type, buffer, op, tensor, params, err;
+} ecs_module_sizes;
+
+typedef struct ecs_module_host {
+  int abi;                /* ECS_MODULE_ABI */
+  const char *version;    /* ecs_version() */
+  ecs_module_sizes sizes; /* ecs_module_sizes_here() */
+  void (*device_register)(ecs_device *dev);
+} ecs_module_host;
+
+typedef ecs_status (*ecs_module_register_fn)(const ecs_module_host *host, ecs_err *err);
+/* The CUDA module's entry (src/cuda/cuda-backend.c), found by backend.c with dlsym. */
+ecs_status ecs_backend_module_register(const ecs_module_host *host, ecs_err *err);
+
+static inline ecs_module_sizes ecs_module_sizes_here(void) {
+  return (ecs_module_sizes){
+      sizeof(ecs_device), sizeof(ecs_backend), sizeof(ecs_buffer_type),    sizeof(ecs_buffer),
+      sizeof(ecs_op),     sizeof(ecs_tensor),  sizeof(ecs_backend_params), sizeof(ecs_err)};
+}
+
+/* 1 when the loader's table describes the engine this module was built against. */
+static inline int ecs_module_host_matches(const ecs_module_host *host) {
+  ecs_module_sizes here = ecs_module_sizes_here();
+  return host && host->abi == ECS_MODULE_ABI && host->device_register && host->version &&
+         strcmp(host->version, ecs_version()) == 0 && memcmp(&host->sizes, &here, sizeof here) == 0;
+}
 
 #endif

@@ -1,59 +1,265 @@
 /* backend.c - the device registry and the thin wrappers over each backend's function table.
  *
- * Registration happens once, lazily, under pthread_once: the CPU devices always, the CUDA ones
- * when the build has the backend and a GPU answers. The wrappers skip optional entries. */
+ * The CPU devices register once, lazily, under pthread_once. The CUDA backend is a module
+ * (libecsnet-cuda.so, backend-impl.h) loaded on first need: a "cuda"/"cuda:N" lookup loads it
+ * whatever it takes, so that its absence or the lack of a GPU can be told precisely; "auto" and
+ * the enumeration (ecs_device_count, ecs_device_get) load it only when the NVIDIA driver library
+ * is there, since without it no GPU can answer and the module would map cudart, cuBLAS and cuDNN
+ * for nothing. A lookup of "cpu" or "cpu-ref" never loads it. Devices are only ever appended,
+ * so an index stays valid once read. The wrappers skip optional entries. */
 #include "backend-impl.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define ECS_MAX_DEVICES 32
 
 static ecs_device *g_devices[ECS_MAX_DEVICES];
-static size_t g_n_devices;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static atomic_size_t g_n_devices; /* entries below it are written before it grows */
+static pthread_mutex_t g_register_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
 
 void ecs_device_register(ecs_device *dev) {
-  if (g_n_devices < ECS_MAX_DEVICES) g_devices[g_n_devices++] = dev;
+  pthread_mutex_lock(&g_register_mu);
+  size_t n = atomic_load_explicit(&g_n_devices, memory_order_relaxed);
+  if (n < ECS_MAX_DEVICES) {
+    g_devices[n] = dev;
+    atomic_store_explicit(&g_n_devices, n + 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&g_register_mu);
 }
 
-static void register_all(void) {
-  ecs_cpu_register();
+static size_t n_devices(void) {
+  pthread_once(&g_cpu_once, ecs_cpu_register);
+  return atomic_load_explicit(&g_n_devices, memory_order_acquire);
+}
+
+/* ---- the CUDA module ---------------------------------------------------------------------- */
+
+#define MODULE_NAME "libecsnet-cuda.so"
+
+enum { MOD_UNTRIED, MOD_NO_DRIVER, MOD_DONE };
+
+static struct {
+  pthread_mutex_t mu;
+  int state;
+  int loaded;        /* the module loaded and ran */
+  ecs_status status; /* MOD_DONE: ECS_OK when the module added devices, else why not */
+  char why[1024];    /* the reason, one line */
+  char path[4096];   /* the caller's search path (ecs_backend_set_module_path) */
+} g_cuda = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+ecs_status ecs_backend_set_module_path(const char *path, ecs_err *err) {
+  if (!path) path = "";
+  pthread_mutex_lock(&g_cuda.mu);
+  ecs_status st = ECS_OK;
+  if (g_cuda.state == MOD_DONE)
+    st = ecs_err_set(err, ECS_ERR_INVALID, "the backend modules are loaded already");
+  else if (strlen(path) >= sizeof g_cuda.path)
+    st = ecs_err_set(err, ECS_ERR_INVALID, "the backend module path is longer than %zu bytes",
+                     sizeof g_cuda.path - 1);
+  else
+    snprintf(g_cuda.path, sizeof g_cuda.path, "%s", path);
+  pthread_mutex_unlock(&g_cuda.mu);
+  return st;
+}
+
 #ifdef ECS_USE_CUDA
-  ecs_cuda_register();
+/* Folders to look in, in order, without repeats. */
+typedef struct dirs {
+  char d[8][PATH_MAX];
+  int n;
+} dirs;
+
+static void dirs_add(dirs *ds, const char *dir) {
+  char real[PATH_MAX];
+  if (!dir || !*dir || ds->n == 8) return;
+  if (realpath(dir, real)) dir = real; /* a folder that does not exist is still named */
+  for (int i = 0; i < ds->n; i++)
+    if (strcmp(ds->d[i], dir) == 0) return;
+  snprintf(ds->d[ds->n++], PATH_MAX, "%s", dir);
+}
+
+/* dir/../lib and dir, for the folder holding file */
+static void dirs_add_beside(dirs *ds, const char *file) {
+  char dir[PATH_MAX], lib[PATH_MAX + 8];
+  snprintf(dir, sizeof dir, "%s", file);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return;
+  *slash = '\0';
+  snprintf(lib, sizeof lib, "%s/../lib", dir);
+  dirs_add(ds, lib);
+  dirs_add(ds, dir);
+}
+
+static int driver_present(void) {
+  /* what cudart itself opens; kept open, the module is loaded next */
+  return dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL) != NULL;
+}
+
+/* Takes cand when it exists; else adds label to the places looked in. */
+static int take(const char *cand, const char *label, char *file, size_t file_n, char *looked,
+                size_t looked_n) {
+  if (access(cand, F_OK) == 0) {
+    snprintf(file, file_n, "%s", cand);
+    return 1;
+  }
+  size_t used = strlen(looked);
+  if (used + 1 < looked_n)
+    snprintf(looked + used, looked_n - used, "%s%s", used ? ", " : "", label);
+  return 0;
+}
+
+/* Finds, loads and registers the module; leaves g_cuda.status and g_cuda.why. */
+static void cuda_module_load(void) {
+  char file[PATH_MAX + 64] = "", looked[900] = "", cand[PATH_MAX + 64];
+  if (g_cuda.path[0]) {
+    /* the caller's list, and nothing else: entries are folders or the module's file itself */
+    char list[sizeof g_cuda.path];
+    snprintf(list, sizeof list, "%s", g_cuda.path);
+    struct stat sb;
+    for (char *save, *e = strtok_r(list, ":", &save); e; e = strtok_r(NULL, ":", &save)) {
+      if (stat(e, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        snprintf(cand, sizeof cand, "%s", e);
+      else
+        snprintf(cand, sizeof cand, "%s/%s", e, MODULE_NAME);
+      if (take(cand, e, file, sizeof file, looked, sizeof looked)) break;
+    }
+  } else {
+    dirs ds = {.n = 0};
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+      exe[n] = '\0';
+      dirs_add_beside(&ds, exe);
+    }
+    Dl_info info; /* the engine inside a shared library rather than the program */
+    if (dladdr((void *)ecs_device_find, &info) && info.dli_fname && info.dli_fname[0] == '/')
+      dirs_add_beside(&ds, info.dli_fname);
+    dirs_add(&ds, ECS_MODULE_BUILD_DIR);
+    dirs_add(&ds, ECS_MODULE_INSTALL_DIR);
+    for (int i = 0; i < ds.n; i++) {
+      snprintf(cand, sizeof cand, "%s/%s", ds.d[i], MODULE_NAME);
+      if (take(cand, ds.d[i], file, sizeof file, looked, sizeof looked)) break;
+    }
+  }
+  g_cuda.status = ECS_ERR_UNSUPPORTED;
+  if (!file[0]) {
+    snprintf(g_cuda.why, sizeof g_cuda.why,
+             "the CUDA backend module %s was not found (looked in %s)", MODULE_NAME, looked);
+    return;
+  }
+  void *h = dlopen(file, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    const char *e = dlerror();
+    snprintf(g_cuda.why, sizeof g_cuda.why, "the CUDA backend module cannot be loaded: %s",
+             e ? e : file);
+    return;
+  }
+  ecs_module_register_fn reg = (ecs_module_register_fn)dlsym(h, ECS_MODULE_ENTRY);
+  if (!reg) {
+    snprintf(g_cuda.why, sizeof g_cuda.why, "%s is not an ecsnet backend module (no %s)", file,
+             ECS_MODULE_ENTRY);
+    dlclose(h);
+    return;
+  }
+  ecs_module_host host = {.abi = ECS_MODULE_ABI,
+                          .version = ecs_version(),
+                          .sizes = ecs_module_sizes_here(),
+                          .device_register = ecs_device_register};
+  ecs_err e = {0};
+  g_cuda.loaded = 1;
+  g_cuda.status = reg(&host, &e);
+  if (g_cuda.status != ECS_OK)
+    snprintf(g_cuda.why, sizeof g_cuda.why, "%s", e.msg[0] ? e.msg : ecs_status_str(g_cuda.status));
+  /* never unloaded: the CUDA libraries it pulled in are not made to be unloaded */
+}
 #endif
+
+/* probe ("auto", enumeration): load only where the driver library is; else load regardless */
+static void cuda_ensure(int probe) {
+  n_devices(); /* the CPU devices come first */
+  pthread_mutex_lock(&g_cuda.mu);
+  if (g_cuda.state == MOD_DONE || (probe && g_cuda.state == MOD_NO_DRIVER)) {
+    pthread_mutex_unlock(&g_cuda.mu);
+    return;
+  }
+#ifdef ECS_USE_CUDA
+  int driver = driver_present();
+  if (probe && !driver) {
+    g_cuda.state = MOD_NO_DRIVER;
+  } else {
+    cuda_module_load();
+    g_cuda.state = MOD_DONE;
+    /* cudart words a missing driver as "driver version is insufficient": say what it is */
+    if (g_cuda.loaded && g_cuda.status == ECS_ERR_UNSUPPORTED && !driver)
+      snprintf(g_cuda.why, sizeof g_cuda.why,
+               "no CUDA GPU answered (the NVIDIA driver, libcuda.so.1, is not installed)");
+  }
+#else
+  g_cuda.state = MOD_DONE;
+  g_cuda.status = ECS_ERR_UNSUPPORTED;
+  snprintf(g_cuda.why, sizeof g_cuda.why, "this build has no CUDA backend");
+#endif
+  pthread_mutex_unlock(&g_cuda.mu);
 }
 
 size_t ecs_device_count(void) {
-  pthread_once(&g_once, register_all);
-  return g_n_devices;
+  cuda_ensure(1);
+  return n_devices();
 }
 
 ecs_device *ecs_device_get(size_t i) {
   return i < ecs_device_count() ? g_devices[i] : NULL;
 }
 
+static ecs_device *by_name(const char *name) {
+  size_t n = n_devices();
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(ecs_device_name(g_devices[i]), name) == 0) return g_devices[i];
+  return NULL;
+}
+
 ecs_device *ecs_device_find(const char *name, ecs_err *err) {
-  size_t n = ecs_device_count();
   if (!name || !*name || strcmp(name, "auto") == 0) {
+    cuda_ensure(1);
+    size_t n = n_devices();
     for (size_t i = 0; i < n; i++)
       if (!g_devices[i]->iface.is_host) return g_devices[i];
-    name = "cpu";
+    return by_name("cpu");
   }
-  const char *want = strcmp(name, "cuda") == 0 ? "cuda:0" : name;
-  for (size_t i = 0; i < n; i++)
-    if (strcmp(ecs_device_name(g_devices[i]), want) == 0) return g_devices[i];
-  if (strncmp(name, "cuda", 4) == 0) {
-#ifdef ECS_USE_CUDA
-    ecs_err_set(err, ECS_ERR_UNSUPPORTED, "device '%s' not found: no CUDA GPU answered", name);
-#else
-    ecs_err_set(err, ECS_ERR_UNSUPPORTED,
-                "device '%s' requested, but this build has no CUDA backend", name);
-#endif
-  } else {
+  int cuda = strcmp(name, "cuda") == 0 || strncmp(name, "cuda:", 5) == 0;
+  if (cuda) cuda_ensure(0);
+  ecs_device *dev = by_name(strcmp(name, "cuda") == 0 ? "cuda:0" : name);
+  if (dev) return dev;
+  if (!cuda) {
     ecs_err_set(err, ECS_ERR_INVALID, "unknown device '%s' (expected auto, cpu or cuda[:N])",
                 name);
+    return NULL;
+  }
+  pthread_mutex_lock(&g_cuda.mu);
+  ecs_status st = g_cuda.status;
+  char why[sizeof g_cuda.why];
+  snprintf(why, sizeof why, "%s", g_cuda.why);
+  pthread_mutex_unlock(&g_cuda.mu);
+  if (st != ECS_OK) {
+    ecs_err_set(err, ECS_ERR_UNSUPPORTED, "device '%s' requested, but %s", name, why);
+  } else {
+    char have[256] = "";
+    size_t n = n_devices(), used = 0;
+    for (size_t i = 0; i < n && used < sizeof have; i++)
+      if (!g_devices[i]->iface.is_host)
+        used += snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "",
+                         ecs_device_name(g_devices[i]));
+    ecs_err_set(err, ECS_ERR_UNSUPPORTED, "device '%s' not found: the CUDA GPUs here are %s", name,
+                have);
   }
   return NULL;
 }

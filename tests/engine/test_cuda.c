@@ -1,5 +1,6 @@
-/* test_cuda.c - the CUDA backend as CI sees it: built in (ECS_USE_CUDA), no "cuda" device and a
- * clear message when no GPU answers, and the GPU tests reported as skipped there.
+/* test_cuda.c - the CUDA backend as CI sees it: built (ECS_USE_CUDA) as the module
+ * libecsnet-cuda.so, loaded only when a CUDA device is asked for, no "cuda" device and a clear
+ * message when no GPU answers, and the GPU tests reported as skipped there.
  *
  * On a machine with a GPU the same program runs the GPU tests: buffers, a few ops against
  * values computed here on the host (not against the reference kernels: tests/gpu/ compares
@@ -12,10 +13,22 @@
 #include <cmocka.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ecs/backend.h"
+
+/* 1 when a file whose name contains needle is mapped into this process */
+static int mapped(const char *needle) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  char line[4096];
+  int found = 0;
+  while (f && !found && fgets(line, sizeof line, f))
+    found = strstr(line, needle) != NULL;
+  if (f) fclose(f);
+  return found;
+}
 
 static ecs_device *gpu(void) {
   for (size_t i = 0; i < ecs_device_count(); i++) {
@@ -23,6 +36,20 @@ static ecs_device *gpu(void) {
     if (strncmp(ecs_device_name(d), "cuda:", 5) == 0) return d;
   }
   return NULL;
+}
+
+/* ---- the module ------------------------------------------------------------------------------
+ * Runs first, before anything asks for a GPU: the CPU devices alone load no CUDA library. */
+
+static void test_cpu_lookups_map_no_cuda_library(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  assert_non_null(ecs_device_find("cpu", &err));
+  assert_non_null(ecs_device_find("cpu-ref", &err));
+  assert_null(ecs_device_find("tpu", &err));
+  const char *libs[] = {"libecsnet-cuda", "libcudart", "libcublas", "libcudnn"};
+  for (int i = 0; i < 4; i++)
+    if (mapped(libs[i])) fail_msg("%s is mapped after CPU lookups only", libs[i]);
 }
 
 /* ---- without a GPU (every CI run) ----------------------------------------------------------
@@ -38,8 +65,10 @@ static void test_cuda_lookup_without_gpu_is_a_clear_error(void **state) {
     assert_null(ecs_device_find(names[i], &err));
     assert_int_equal(err.status, ECS_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.msg, names[i]));
+    assert_null(strchr(err.msg, '\n'));
 #ifdef ECS_USE_CUDA
     assert_non_null(strstr(err.msg, "no CUDA GPU answered"));
+    assert_true(mapped("libecsnet-cuda.so")); /* found in the build tree and loaded */
 #else
     assert_non_null(strstr(err.msg, "no CUDA backend"));
 #endif
@@ -305,6 +334,7 @@ static void test_gpu_two_workers_on_two_threads(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cpu_lookups_map_no_cuda_library),
       cmocka_unit_test(test_cuda_lookup_without_gpu_is_a_clear_error),
       cmocka_unit_test(test_gpu_device_and_buffers),
       cmocka_unit_test(test_gpu_elementwise_and_dropout),

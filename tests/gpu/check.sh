@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# GPU check: builds the engine-only CUDA configuration, compares every op on cuda:0 with the
-# reference kernels, and benchmarks resnet38d against PyTorch + cuDNN on the same GPU.
+# GPU check: builds the engine-only CUDA configuration (the engine and the CUDA backend module
+# build-gpu/lib/libecsnet-cuda.so), compares every op on cuda:0 with the reference kernels, and
+# benchmarks resnet38d against PyTorch + cuDNN on the same GPU.
+#
+# Everything before the GPU steps also runs on a machine without a GPU (CI runs it so): the
+# build, the module's checks, and the comparison harness on the CPU; then the check stops with
+# status 77.
 #
 # For a fresh machine with an NVIDIA GPU, nvcc, CMake, a C compiler and PyTorch with CUDA, and
 # cuDNN as the nvidia-cudnn-cu13 wheel in Python's site-packages; none of our Debian libraries
@@ -11,7 +16,7 @@
 #   python3), PYTHON (default python3), CHECK_BUDGET_S (480), CHECK_JOBS (16),
 #   CHECK_WERROR (OFF: another compiler version may warn where CI's does not),
 #   CHECK_BENCH (1; 0 skips the benchmark), ECSNET_CUDA_ARCHS (90).
-# Exit status: 0 all passed, 1 a step failed, 77 no GPU answered.
+# Exit status: 0 all passed, 1 a step failed, 77 no GPU answered (the CPU steps passed).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -105,11 +110,33 @@ if [ ${#failed[@]} -eq 0 ] && ! grep -q '^cuda=ON' "$build/ecsnet-config.txt"; t
   failed+=("configure (the CUDA backend is off)")
 fi
 if [ ${#failed[@]} -eq 0 ]; then
-  # the engine (with the CUDA backend) and the two programs this check runs; the cmocka tests
-  # are not built here (cmocka is usually absent, and they run in CI)
-  step "build" 240 cmake --build "$build" -j"$jobs" --target ecsengine backend_check bench_gpu ||
-    failed+=("build ($(why $?))")
+  # the engine, the CUDA backend module and the two programs this check runs; the cmocka
+  # tests are not built here (cmocka is usually absent, and they run in CI)
+  step "build" 240 cmake --build "$build" -j"$jobs" --target ecsengine ecsnet-cuda backend_check \
+    bench_gpu || failed+=("build ($(why $?))")
 fi
+# The programs link no CUDA library: they load the module, found beside them (bin/../lib).
+module=$build/lib/libecsnet-cuda.so
+if [ ${#failed[@]} -eq 0 ]; then
+  if [ ! -f "$module" ]; then
+    failed+=("build (no $module)")
+  elif command -v ldd >/dev/null 2>&1; then
+    for prog in backend_check bench_gpu; do
+      if ldd "$build/bin/$prog" | grep -E 'libcudart|libcudnn|libcublas' >>"$log"; then
+        failed+=("build ($prog links CUDA libraries; only the module may)")
+      fi
+    done
+    say "module $module: $(ldd "$module" | grep -cE 'libcudart|libcudnn|libcublas') CUDA libraries linked"
+  fi
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+  say "FAILED: ${failed[*]}"
+  exit 1
+fi
+
+# ---- the harness itself, on the CPU (no GPU needed) ----------------------------------------
+step "comparison harness on the CPU: every op, cpu against cpu-ref" 60 "$build/bin/backend_check" cpu ||
+  failed+=("harness on the CPU ($(why $?))")
 if [ ${#failed[@]} -gt 0 ]; then
   say "FAILED: ${failed[*]}"
   exit 1
@@ -119,7 +146,11 @@ fi
 step "backend comparison: every op, cuda:0 against cpu-ref" 150 "$build/bin/backend_check" cuda:0
 rc=$?
 if [ "$rc" -eq 77 ]; then
-  say "no CUDA GPU answered: nothing was checked"
+  if [ ${#failed[@]} -gt 0 ]; then
+    say "FAILED: ${failed[*]}"
+    exit 1
+  fi
+  say "no CUDA GPU answered: the CPU steps passed, the GPU was not checked"
   exit 77
 fi
 [ "$rc" -ne 0 ] && failed+=("backend comparison ($(why $rc))")

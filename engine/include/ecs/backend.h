@@ -7,7 +7,13 @@
  *
  * Devices known to every build: "cpu-ref" (the plain-C reference kernels, the test oracle) and
  * "cpu" (oneDNN where the build has it, falling back to the reference kernel op by op). A build
- * with the CUDA backend adds "cuda:0", "cuda:1", ... for each GPU that answers at run time. */
+ * with the CUDA backend adds "cuda:0", "cuda:1", ... for each GPU that answers at run time.
+ *
+ * The CUDA backend is a shared module, libecsnet-cuda.so, loaded at run time on first need: by a
+ * lookup of "cuda" or "cuda:N" (always), of "auto" and by ecs_device_count/ecs_device_get (when
+ * the NVIDIA driver library, libcuda.so.1, is present). A process that asks only for "cpu" or
+ * "cpu-ref" never maps cudart, cuBLAS or cuDNN. Where the module is missing or cannot load, or
+ * no GPU answers, "cuda" lookups fail with one line saying which, and "auto" is "cpu". */
 #ifndef ECS_BACKEND_H
 #define ECS_BACKEND_H
 
@@ -52,6 +58,13 @@ size_t ecs_device_count(void);
 ecs_device *ecs_device_get(size_t i);
 /* "cpu", "cpu-ref", "cuda" (= cuda:0), "cuda:N", or "auto" (the first GPU, else "cpu"). */
 ecs_device *ecs_device_find(const char *name, ecs_err *err);
+/* Where to look for backend modules, instead of the defaults: entries separated by ':', each a
+ * folder holding libecsnet-cuda.so or the module's file itself. The defaults, in order: beside
+ * the program (its folder's ../lib, then the folder; likewise for a shared library holding the
+ * engine), the build tree's lib/, the install libdir. NULL or "" restores them. Call it before
+ * the first device lookup (the server and the command line pass $ECSNET_BACKEND_PATH); once
+ * the module is loaded it is ECS_ERR_INVALID. */
+ecs_status ecs_backend_set_module_path(const char *path, ecs_err *err);
 const char *ecs_device_name(ecs_device *dev);
 const char *ecs_device_description(ecs_device *dev);
 int ecs_device_is_host(ecs_device *dev); /* memory addressable by the CPU */

@@ -1,7 +1,9 @@
-/* cuda-backend.c - the CUDA devices, their buffer type and backends.
+/* cuda-backend.c - the CUDA devices, their buffer type and backends, and the module's entry.
  *
- * A device is registered for each GPU that answers cudaGetDeviceProperties at start-up; a
- * machine without a driver or a GPU simply has no "cuda:N" devices. The device records are
+ * This backend is a module, libecsnet-cuda.so, that backend.c loads on first need and enters
+ * once through ecs_backend_module_register (backend-impl.h). A device is registered for each
+ * GPU that answers cudaGetDeviceProperties then; a machine without a driver or a GPU has no
+ * "cuda:N" devices, and the entry says why. The device records are
  * immutable after registration; everything mutable (stream, cuDNN and cuBLAS handles,
  * workspace, algorithm cache, counters) belongs to one backend, and a backend is used by one
  * thread at a time, so workers on several threads need no locks.
@@ -229,19 +231,13 @@ static void cuda_be_reset_stats(ecs_backend *be) {
   ((ecs_cuda_backend *)be->context)->stats = (ecs_backend_stats){0};
 }
 
-static size_t env_size_mb(const char *name, size_t def) {
-  const char *v = getenv(name);
-  if (!v || !*v) return def;
-  char *end;
-  unsigned long long mb = strtoull(v, &end, 10);
-  return (*end == '\0' && mb > 0) ? (size_t)mb : def;
-}
-
-static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, ecs_err *err) {
+/* TF32 and the workspace bound come from the caller's options (the engine reads no environment) */
+static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, const ecs_backend_params *params,
+                                ecs_err *err) {
   c->device = device;
-  const char *tf32 = getenv("ECSNET_TF32");
-  c->tf32 = tf32 && strcmp(tf32, "1") == 0;
-  c->workspace_limit = env_size_mb("ECSNET_CUDA_WORKSPACE_MB", DEFAULT_WORKSPACE_MB) << 20;
+  c->tf32 = params->tf32 == 1;
+  size_t mb = params->workspace_mb > 0 ? (size_t)params->workspace_mb : DEFAULT_WORKSPACE_MB;
+  c->workspace_limit = mb << 20;
   CU_CHECK(cudaSetDevice(device));
   CU_CHECK(cudaStreamCreate(&c->stream));
   CUDNN_CHECK(cudnnCreate(&c->cudnn));
@@ -254,7 +250,7 @@ static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, ecs_err *err) {
 
 static ecs_backend *cuda_init_backend(ecs_device *dev, const ecs_backend_params *params,
                                       ecs_err *err) {
-  (void)params; /* n_threads is a CPU notion */
+  /* of params, tf32 and workspace_mb are this backend's; n_threads is a CPU notion */
   ecs_backend *be = calloc(1, sizeof *be);
   ecs_cuda_backend *c = calloc(1, sizeof *c);
   if (!be || !c) {
@@ -263,7 +259,7 @@ static ecs_backend *cuda_init_backend(ecs_device *dev, const ecs_backend_params 
     ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate a CUDA backend");
     return NULL;
   }
-  if (cuda_ctx_init(c, dev_index(dev), err) != ECS_OK) {
+  if (cuda_ctx_init(c, dev_index(dev), params, err) != ECS_OK) {
     cuda_ctx_free(c);
     free(be);
     return NULL;
@@ -309,13 +305,21 @@ static int cuda_dev_supports(ecs_device *dev, const ecs_op *op) {
   return ecs_cuda_supports(op);
 }
 
-void ecs_cuda_register(void) {
+__attribute__((visibility("default"))) ecs_status
+ecs_backend_module_register(const ecs_module_host *host, ecs_err *err) {
+  if (!ecs_module_host_matches(host))
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "the CUDA backend module was built against another engine (ecsnet %s)",
+                       ecs_version());
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError(); /* no driver or no GPU: no devices, and no error */
-    return;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError(); /* no driver or no GPU: no devices */
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "no CUDA GPU answered (%s)",
+                       cudaGetErrorString(e));
   }
-  for (int i = 0, k = 0; i < n && k < MAX_GPUS; i++) {
+  int k = 0;
+  for (int i = 0; i < n && k < MAX_GPUS; i++) {
     struct cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) {
       cudaGetLastError();
@@ -344,7 +348,11 @@ void ecs_cuda_register(void) {
             },
         .context = d,
     };
-    ecs_device_register(&g_devs[k]);
+    host->device_register(&g_devs[k]);
     k++;
   }
+  if (k == 0)
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "no CUDA GPU answered (%d found, none readable)",
+                       n);
+  return ECS_OK;
 }

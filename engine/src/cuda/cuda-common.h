@@ -77,7 +77,7 @@ typedef struct ecs_cuda_backend {
   cudaStream_t stream;
   cudnnHandle_t cudnn;
   cublasHandle_t cublas;
-  int tf32;                /* allow TF32 tensor-core math (ECSNET_TF32=1) */
+  int tf32;                /* allow TF32 tensor-core math (ecs_backend_params.tf32 = 1) */
   void *workspace;         /* cuDNN workspace, grown on demand up to workspace_limit */
   size_t workspace_size, workspace_limit;
   void *scratch;           /* small per-op temporaries: reduction results, per-channel sums */

@@ -6,9 +6,10 @@
  * fails, cuDNN's heuristic ranking (cudnnGet*_v7) is the fallback. The cache is a plain array:
  * a network has a few dozen distinct convolutions, and the backend is used by one thread.
  *
- * fp32 math is plain FMA by default; ECSNET_TF32=1 lets cuDNN use TF32 tensor cores, the same
- * switch as PyTorch's allow_tf32 (CUDNN_DEFAULT_MATH versus CUDNN_FMA_MATH). The legacy
- * descriptor API takes int sizes: tensors beyond 2^31 elements are refused, not truncated. */
+ * fp32 math is plain FMA by default; ecs_backend_params.tf32 = 1 lets cuDNN use TF32 tensor
+ * cores, the same switch as PyTorch's allow_tf32 (CUDNN_DEFAULT_MATH versus CUDNN_FMA_MATH).
+ * The legacy descriptor API takes int sizes: tensors beyond 2^31 elements are refused, not
+ * truncated. */
 #include "cuda-common.h"
 
 #include <limits.h>

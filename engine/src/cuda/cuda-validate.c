@@ -78,14 +78,19 @@ int ecs_cuda_supports(const ecs_op *op) {
 
 /* ---- validation -------------------------------------------------------------------------- */
 
+/* The module has no backend.c (its wrappers, ecs_device_name and the like): tables directly. */
+static const char *dev_name(ecs_device *dev) {
+  return dev->iface.get_name(dev);
+}
+
 static ecs_status on_device(ecs_device *dev, const ecs_op *op, const ecs_tensor *t,
                             const char *role, ecs_err *err) {
   if (!t->data || !t->buffer)
     return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s has no memory", NAME(op), role);
   if (t->buffer->buft->device != dev)
-    return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s lives in %s memory, not on %s", NAME(op),
-                       role, ecs_buffer_type_name(t->buffer->buft), ecs_device_name(dev));
-  const char *base = ecs_buffer_base(t->buffer), *p = t->data;
+    return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s lives in %s memory, not on %s", NAME(op), role,
+                       t->buffer->buft->iface.get_name(t->buffer->buft), dev_name(dev));
+  const char *base = t->buffer->iface.get_base(t->buffer), *p = t->data;
   size_t need = ecs_plain_nbytes(t);
   if (p < base || (size_t)(p - base) > t->buffer->size || need > t->buffer->size - (size_t)(p - base))
     return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s (%zu bytes) reaches outside its buffer",
@@ -357,8 +362,9 @@ static void required(const ecs_op *op, unsigned *src, unsigned *dst) {
 
 ecs_status ecs_cuda_validate(ecs_device *dev, const ecs_op *op, ecs_err *err) {
   if (!ecs_cuda_supports(op))
-    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "%s: not supported on %s with these dtypes, "
-                       "layouts or parameters", NAME(op), ecs_device_name(dev));
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED,
+                       "%s: not supported on %s with these dtypes, layouts or parameters", NAME(op),
+                       dev_name(dev));
   /* the contract every backend shares first, so messages match the CPU's; then what this
    * backend's kernels assume and where the memory lives */
   CHECK(ecs_op_validate(op, err));

@@ -1,6 +1,7 @@
 /* dnnl-backend.c - the "cpu" backend on oneDNN: layouts, caches and execution.
  *
- * Layouts. Convolutions choose their own ("any") destination format, usually nChw8c on AVX2;
+ * Layouts. Convolutions choose their own ("any") destination format: nChw8c on AVX2; on
+ * AVX-512 nhwc for forward convolutions (oneDNN's brgemm kernel) and nChw16c for backward ones;
  * element-wise ops, batch norm, pooling, resize, softmax and the sums keep their input's format,
  * so activations stay blocked from layer to layer. Reorders happen only where a primitive wants
  * another format than the tensor has (counted in stats.reorders): at the network's edges
@@ -20,8 +21,10 @@
  * 16). As many images go to a wide map as keep its output rows within 64 columns (8 of 7x7,
  * 4 of 14x14 (0.98-1.08x), 2 of 28x28 (1.01x)). A cap, because rows of a whole batch lost
  * (8 of 56x56 in 455 columns: 0.82x; 8 of 14x14 in 119: 0.92x); 16 of 7x7 in 127 columns
- * measured 1.00x once and 1.34x once on this shared machine, against 1.26-1.32x as two rows
- * of 63. ECSNET_DNNL_PACK=N sets the width, 0 turns it off.
+ * measured 1.00-1.34x on a shared machine, against 1.26-1.32x as two rows of 63. Only where
+ * oneDNN runs the wide map on its direct jit kernel (AVX2): its AVX-512 brgemm kernel walks
+ * narrow rows well, and side by side measured 0.86-0.95x there. ecs_backend_params.pack_width
+ * sets the width (--dnnl-pack), ECS_OPT_OFF turns it off.
  *
  * Descriptions are interned: each distinct memory description gets one copy, owned by the
  * backend until it is freed, so a tensor's layout_desc can point at it and cache keys can use

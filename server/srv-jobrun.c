@@ -12,6 +12,7 @@
  * for more than the one op in progress. Cancelling is checked at the same place, which is why a
  * DELETE stops a job within one step. */
 #include "srv-jobs.h"
+#include "ecs/path.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -228,9 +229,9 @@ static int64_t checkpoint_step(const char *path) {
 /* Saves the trained model, adds it to the registry and activates it when asked. */
 static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const json_t *req,
                           json_t *result, ecs_err *e) {
-  char path[4400];
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  ecs_status st = ecs_model_save(m, path, e);
+  char path[ECS_PATH_MAX];
+  ecs_status st = ecs_path_join(path, sizeof path, dir, "model.safetensors", e);
+  if (st == ECS_OK) st = ecs_model_save(m, path, e);
   if (st != ECS_OK) return st;
   api_reg *reg = api_reg_open(r->env->data_dir, true, e);
   if (!reg) return e->status;
@@ -254,8 +255,8 @@ static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const jso
 static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset *ds,
                       ecs_device *dev, ecs_ctx *ctx, const char *dir, bool *cancelled,
                       json_t *result, ecs_err *e) {
-  char ckpt[4400];
-  snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
+  char ckpt[ECS_PATH_MAX];
+  if (ecs_path_join(ckpt, sizeof ckpt, dir, "checkpoint.safetensors", e) != ECS_OK) return;
   ecs_buffer_type *buft = ecs_device_buffer_type(dev);
   bool from_ckpt = resume && access(ckpt, R_OK) == 0;
   ecs_model *m = NULL;
@@ -336,7 +337,7 @@ void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *req, bo
   e.status = ECS_ERR_INVALID;
   bool cancelled = false;
   json_t *result = json_object();
-  char dir[4200];
+  char dir[ECS_PATH_MAX];
   ecs_dataset *ds = NULL;
   ecs_backend *be = NULL;
   ecs_ctx *ctx = NULL;

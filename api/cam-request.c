@@ -377,12 +377,29 @@ static bool parse_json(const api_http_in *in, const api_cam_limits *lim, param *
   return true;
 }
 
-bool api_cam_request_parse(const api_http_in *in, const api_cam_limits *lim, api_cam_request *req,
-                           api_error *err) {
+static void request_defaults(api_cam_request *req) {
   memset(req, 0, sizeof *req);
   req->outputs = API_OUT_DEFAULT;
   req->scales[0] = 1.0f;
   req->n_scales = 1;
+}
+
+bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *lim,
+                          api_cam_request *req, api_error *err) {
+  request_defaults(req);
+  if (n > MAX_PARAMS) return api_fail(err, 400, "invalid_query", "too many parameters");
+  param ps[MAX_PARAMS];
+  for (size_t i = 0; i < n; i++)
+    ps[i] = (param){.name = params[i].key,
+                    .text = params[i].value ? params[i].value : "",
+                    .len = params[i].value ? strlen(params[i].value) : 0,
+                    .where = "options"};
+  return apply_params(req, ps, n, lim, err) && check_png(req, err);
+}
+
+bool api_cam_request_parse(const api_http_in *in, const api_cam_limits *lim, api_cam_request *req,
+                           api_error *err) {
+  request_defaults(req);
   if (!in->content_type || !in->content_type[0])
     return api_fail(err, 415, "unsupported_media_type",
                     "Content-Type is required: multipart/form-data, image/jpeg, image/png or "

@@ -68,6 +68,12 @@ bool api_cam_request_parse(const api_http_in *in, const api_cam_limits *lim, api
                            api_error *err);
 void api_cam_request_free(api_cam_request *req);
 
+/* The parameters alone, as text (the command line's options): the same names, values,
+ * defaults and errors as api_cam_request_parse, with no image (req->image stays NULL; the
+ * caller reads it). */
+bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *lim,
+                          api_cam_request *req, api_error *err);
+
 /* Maps the request's labels (and png label) to class ids 1..K of a model: 422 unknown_label
  * for a name it does not have or an id outside 0..K. ids receives at most API_LABELS_HARD_MAX;
  * *png_id is the png label's id (or -1). */

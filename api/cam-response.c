@@ -1,13 +1,16 @@
 /* cam-response.c - rendering a model's result: JSON with base64 PNGs, or a single PNG. */
 #include "cam-response.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base64.h"
 #include "ecs/image.h"
+#include "ecs/path.h"
 
 /* A fast zlib level: at libpng's default (6) encoding a few PNGs took 15% of a request's time
  * on a 500x375 image (docs/server.md); level 1 with a fixed filter is several times faster for
@@ -199,4 +202,83 @@ bool api_cam_render(const api_cam_request *req, const api_model_info *info,
   json_decref(root);
   *type = "application/json";
   return ok;
+}
+
+/* ---- files (ecsnet cam) --------------------------------------------------------------------- */
+
+/* Writes DIR/PREFIXNAME.png and frees png (NULL: an encoding that failed, err filled). */
+static bool write_file(const char *dir, const char *prefix, const char *name, uint8_t *png,
+                       size_t n, api_error *err) {
+  if (!png) return false;
+  char path[ECS_PATH_MAX];
+  ecs_err e;
+  ecs_err_clear(&e);
+  bool ok = ecs_path_fmt(path, sizeof path, &e, "%s/%s%s.png", dir, prefix, name) == ECS_OK &&
+            ecs_file_write(path, png, n, &e) == ECS_OK;
+  if (!ok) api_fail(err, 500, "write_failed", "%s", e.msg);
+  free(png);
+  return ok;
+}
+
+static bool write_scores(const char *dir, const api_model_info *info, const api_cam_result *res,
+                         api_error *err) {
+  char path[ECS_PATH_MAX];
+  ecs_err e;
+  if (ecs_path_join(path, sizeof path, dir, "scores.txt", &e) != ECS_OK)
+    return api_fail(err, 500, "write_failed", "%s", e.msg);
+  FILE *f = fopen(path, "w");
+  if (!f) return api_fail(err, 500, "write_failed", "%s: %s", path, strerror(errno));
+  for (int k = 1; k <= info->n_classes; k++) {
+    bool used = false;
+    for (int i = 0; i < res->n_labels; i++)
+      used |= res->labels[i] == k;
+    fprintf(f, "%s %.6f%s\n", class_name(info, k), res->scores[k - 1], used ? " *" : "");
+  }
+  if (fclose(f) != 0) return api_fail(err, 500, "write_failed", "%s: write failed", path);
+  return true;
+}
+
+bool api_cam_write_files(const char *dir, const api_model_info *info, const api_cam_result *res,
+                         api_error *err) {
+  int w = res->width, h = res->height;
+  size_t plane = (size_t)w * (size_t)h, n = 0;
+  if (w <= 0 || h <= 0 || res->n_labels < 0 || (res->n_labels > 0 && !res->labels))
+    return api_fail(err, 500, "internal_error", "the model returned a malformed result");
+  static const char *const cam_prefix[2] = {"cam_", "erased_cam_"};
+  for (int c = 0; c < 2; c++) {
+    const float *src = c == 0 ? res->cams : res->erased_cams;
+    for (int i = 0; src && i < res->n_labels; i++) {
+      uint8_t *png = png_of_cam(src + plane * (size_t)i, w, h, &n, err);
+      if (!write_file(dir, cam_prefix[c], class_name(info, res->labels[i]), png, n, err))
+        return false;
+    }
+  }
+  const struct {
+    const char *name;
+    const uint8_t *px;
+    bool rgb;
+  } pics[] = {
+      {"mask", res->mask, false},
+      {"cam_mask", res->cam_mask, false},
+      {"ecs_mask", res->ecs_mask, false},
+      {"head_mask", res->head_mask, false},
+      {"erased_image", res->erased_image, true},
+      {"overlay", res->overlay, true},
+  };
+  for (size_t p = 0; p < sizeof pics / sizeof pics[0]; p++) {
+    if (!pics[p].px) continue;
+    uint8_t *png =
+        pics[p].rgb ? png_of(pics[p].px, w, h, 3, &n, err) : png_of_mask(pics[p].px, w, h, &n, err);
+    if (!write_file(dir, "", pics[p].name, png, n, err)) return false;
+  }
+  if (res->erase_region) {
+    uint8_t *g = malloc(plane ? plane : 1);
+    if (!g) return api_fail(err, 503, "out_of_memory", "out of memory");
+    for (size_t i = 0; i < plane; i++)
+      g[i] = res->erase_region[i] ? 255 : 0;
+    uint8_t *png = png_of(g, w, h, 1, &n, err);
+    free(g);
+    if (!write_file(dir, "", "erase_region", png, n, err)) return false;
+  }
+  return !res->scores || write_scores(dir, info, res, err);
 }

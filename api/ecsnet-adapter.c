@@ -117,9 +117,12 @@ static ecs_status adapter_run(void *ctx, const api_cam_input *in, api_cam_result
   for (int i = 0; i < in->n_labels && nl < ECS_MAX_CLASSES; i++)
     if (in->labels[i] > 0) labels[nl++] = in->labels[i];
   unsigned want = in->outputs;
-  ecs_infer_opts o = {.labels = nl ? labels : NULL, .n_labels = nl, .flip = in->flip,
+  ecs_infer_opts o = {.labels = nl ? labels : NULL,
+                      .n_labels = nl,
+                      .flip = in->flip,
                       .label_threshold = in->label_threshold,
-                      .want_erased = (want & (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK |
+                      .want_erased = in->want_erase_region ||
+                                     (want & (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK |
                                               API_OUT_ERASED_IMAGE)) != 0};
   o.n_scales = in->n_scales < ECS_MAX_SCALES ? in->n_scales : ECS_MAX_SCALES;
   for (int i = 0; i < o.n_scales; i++) o.scales[i] = in->scales[i];
@@ -134,6 +137,7 @@ static ecs_status adapter_run(void *ctx, const api_cam_input *in, api_cam_result
   out->width = r->w;
   out->height = r->h;
   out->n_labels = r->n_labels;
+  out->phi = r->phi;
   out->labels = malloc(sizeof(int) * (size_t)(r->n_labels ? r->n_labels : 1));
   if (!out->labels) {
     ecs_cam_result_free(r);
@@ -152,6 +156,7 @@ static ecs_status adapter_run(void *ctx, const api_cam_input *in, api_cam_result
   if (want & API_OUT_ECS_MASK) TAKE(out->ecs_mask, r->ecs_mask);
   if (want & API_OUT_HEAD_MASK) TAKE(out->head_mask, r->head_mask);
   if (want & API_OUT_ERASED_IMAGE) TAKE(out->erased_image, r->erased_image);
+  if (in->want_erase_region) TAKE(out->erase_region, r->erase_region);
   ecs_cam_result_free(r);
   if (st != ECS_OK) api_cam_result_free(out);
   return st;

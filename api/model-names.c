@@ -37,5 +37,6 @@ void api_cam_result_free(api_cam_result *r) {
   free(r->head_mask);
   free(r->erased_image);
   free(r->overlay);
+  free(r->erase_region);
   memset(r, 0, sizeof *r);
 }

@@ -6,6 +6,7 @@
  * without a model and says so (503 model_not_ready) instead of inventing results. */
 #include "model.h"
 
+#include "ecs/path.h"
 #include "ecsnet-adapter.h"
 #include "registry.h"
 
@@ -14,7 +15,7 @@
 
 ecs_status api_model_load(const api_model_load_opts *opts, api_model **out, ecs_err *err) {
   *out = NULL;
-  char path[4096], name[API_REG_NAME_MAX];
+  char path[ECS_PATH_MAX], name[API_REG_NAME_MAX];
   int version = 0;
   ecs_status st = api_served_model(opts, path, sizeof path, name, &version, err);
   if (st != ECS_OK) return st;

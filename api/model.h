@@ -64,6 +64,9 @@ typedef struct api_cam_input {
   float scales[API_MAX_SCALES];
   int n_scales;       /* >= 1 */
   bool flip;
+  /* Also return the erase region (the pixels erased to make the erased image); no HTTP
+   * output asks for it yet, `ecsnet cam` writes it. */
+  bool want_erase_region;
   int worker;         /* the calling worker's index */
   /* Set when the client has gone or the deadline has passed; a long run may poll it and
    * return ECS_ERR_CANCELLED. */
@@ -79,6 +82,8 @@ typedef struct api_cam_result {
   float *erased_cams;    /* the same for the erased image; NULL if not asked */
   uint8_t *mask, *cam_mask, *ecs_mask, *head_mask; /* height x width class ids, 255 ignore */
   uint8_t *erased_image, *overlay;                 /* height x width x 3 RGB */
+  uint8_t *erase_region; /* height x width, 1 erased, 0 kept; only with want_erase_region */
+  int64_t phi;           /* pixels in Phi, the region the ECS loss is computed on */
   double infer_ms;       /* time inside the network */
 } api_cam_result;
 

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ecs/path.h"
 #include "ecs/safetensors.h"
 
 #define POINTER_FILE "ACTIVE"
@@ -29,7 +30,7 @@
 #define EXT ".safetensors"
 
 struct api_reg {
-  char dir[PATH_MAX]; /* DATA_DIR/models */
+  char dir[ECS_PATH_MAX]; /* DATA_DIR/models */
 };
 
 bool api_reg_name_valid(const char *name) {
@@ -66,8 +67,7 @@ api_reg *api_reg_open(const char *data_dir, bool create, ecs_err *err) {
     ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     return NULL;
   }
-  if ((size_t)snprintf(r->dir, sizeof r->dir, "%s/models", data_dir) >= sizeof r->dir) {
-    ecs_err_set(err, ECS_ERR_INVALID, "data directory path too long");
+  if (ecs_path_join(r->dir, sizeof r->dir, data_dir, "models", err) != ECS_OK) {
     free(r);
     return NULL;
   }
@@ -87,9 +87,7 @@ ecs_status api_reg_path(const api_reg *r, const char *name, int version, char *o
   ecs_status st = check_name(name, err);
   if (st != ECS_OK) return st;
   if (version < 1) return ecs_err_set(err, ECS_ERR_INVALID, "version %d: versions start at 1", version);
-  if ((size_t)snprintf(out, n, "%s/%s/%d" EXT, r->dir, name, version) >= n)
-    return ecs_err_set(err, ECS_ERR_INVALID, "path too long");
-  return ECS_OK;
+  return ecs_path_fmt(out, n, err, "%s/%s/%d" EXT, r->dir, name, version);
 }
 
 static ecs_status fsync_dir(const char *dir, ecs_err *err) {
@@ -104,8 +102,8 @@ static ecs_status fsync_dir(const char *dir, ecs_err *err) {
 
 /* Exclusive lock on models/.lock for one mutation; returns the fd (>= 0) or -1 (err filled). */
 static int lock_registry(const api_reg *r, ecs_err *err) {
-  char p[PATH_MAX + 16];
-  snprintf(p, sizeof p, "%s/" LOCK_FILE, r->dir);
+  char p[ECS_PATH_MAX];
+  if (ecs_path_join(p, sizeof p, r->dir, LOCK_FILE, err) != ECS_OK) return -1;
   int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) {
     ecs_err_set(err, ECS_ERR_IO, "cannot open %s: %s", p, strerror(errno));
@@ -138,7 +136,7 @@ static ecs_status write_all(int fd, const void *buf, size_t n, const char *path,
 
 /* Creates a temporary file in dir; returns its fd and fills tmp, or -1 (err filled). */
 static int temp_in(const char *dir, char *tmp, size_t n, ecs_err *err) {
-  snprintf(tmp, n, "%s/.tmp-XXXXXX", dir);
+  if (ecs_path_join(tmp, n, dir, ".tmp-XXXXXX", err) != ECS_OK) return -1;
   int fd = mkostemp(tmp, O_CLOEXEC);
   if (fd < 0) ecs_err_set(err, ECS_ERR_IO, "cannot create a file in %s: %s", dir, strerror(errno));
   return fd;
@@ -180,8 +178,8 @@ ecs_status api_reg_versions(const api_reg *r, const char *name, int **versions, 
   *n = 0;
   ecs_status st = check_name(name, err);
   if (st != ECS_OK) return st;
-  char dir[PATH_MAX + API_REG_NAME_MAX + 2];
-  snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
+  char dir[ECS_PATH_MAX];
+  if ((st = ecs_path_join(dir, sizeof dir, r->dir, name, err)) != ECS_OK) return st;
   DIR *d = opendir(dir);
   if (!d) {
     if (errno == ENOENT || errno == ENOTDIR) return ECS_OK;
@@ -345,8 +343,8 @@ ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *versi
   if ((st = mkdir_one(r->dir, err)) != ECS_OK) return st;
   int lk = lock_registry(r, err);
   if (lk < 0) return err ? err->status : ECS_ERR_IO;
-  char dir[PATH_MAX + API_REG_NAME_MAX + 2], tmp[sizeof dir + 16], dst[sizeof dir + 32];
-  snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
+  char dir[ECS_PATH_MAX], tmp[ECS_PATH_MAX], dst[ECS_PATH_MAX];
+  if ((st = ecs_path_join(dir, sizeof dir, r->dir, name, err)) != ECS_OK) goto out;
   struct stat sb;
   bool new_dir = stat(dir, &sb) != 0;
   if ((st = mkdir_one(dir, err)) != ECS_OK) goto out;
@@ -358,9 +356,9 @@ ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *versi
   free(vers);
   if (st == ECS_OK && next < 1) st = ecs_err_set(err, ECS_ERR_LIMIT, "%s has too many versions", name);
   if (st == ECS_OK) {
-    snprintf(dst, sizeof dst, "%s/%d" EXT, dir, next);
+    st = ecs_path_fmt(dst, sizeof dst, err, "%s/%d" EXT, dir, next);
     /* link, not rename: an existing version is never replaced, whatever happens */
-    if (link(tmp, dst) != 0)
+    if (st == ECS_OK && link(tmp, dst) != 0)
       st = ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", dst, strerror(errno));
   }
   unlink(tmp);
@@ -376,8 +374,9 @@ static ecs_status read_pointer(const api_reg *r, char name[API_REG_NAME_MAX], in
                                ecs_err *err) {
   *version = 0;
   name[0] = '\0';
-  char p[PATH_MAX + 16];
-  snprintf(p, sizeof p, "%s/" POINTER_FILE, r->dir);
+  char p[ECS_PATH_MAX];
+  ecs_status st = ecs_path_join(p, sizeof p, r->dir, POINTER_FILE, err);
+  if (st != ECS_OK) return st;
   FILE *f = fopen(p, "re");
   if (!f) {
     if (errno == ENOENT) return ECS_OK;
@@ -414,9 +413,8 @@ ecs_status api_reg_active(const api_reg *r, char name[API_REG_NAME_MAX], int *ve
                           ecs_err *err) {
   ecs_status st = read_pointer(r, name, version, err);
   if (st != ECS_OK || *version == 0) return st;
-  char p[PATH_MAX + 128];
-  api_reg_path(r, name, *version, p, sizeof p, NULL);
-  if (access(p, R_OK) != 0) {
+  char p[ECS_PATH_MAX];
+  if (api_reg_path(r, name, *version, p, sizeof p, NULL) != ECS_OK || access(p, R_OK) != 0) {
     int v = *version;
     *version = 0;
     return ecs_err_set(err, ECS_ERR_IO, "%s/" POINTER_FILE " names %s version %d, but %s: %s",
@@ -426,7 +424,7 @@ ecs_status api_reg_active(const api_reg *r, char name[API_REG_NAME_MAX], int *ve
 }
 
 ecs_status api_reg_activate(api_reg *r, const char *name, int version, ecs_err *err) {
-  char p[PATH_MAX + 128], tmp[PATH_MAX + 32], dst[PATH_MAX + 16], line[128];
+  char p[ECS_PATH_MAX], tmp[ECS_PATH_MAX], dst[ECS_PATH_MAX], line[128];
   ecs_status st = api_reg_path(r, name, version, p, sizeof p, err);
   if (st != ECS_OK) return st;
   int lk = lock_registry(r, err);
@@ -444,7 +442,7 @@ ecs_status api_reg_activate(api_reg *r, const char *name, int version, ecs_err *
   st = write_all(fd, line, (size_t)len, tmp, err);
   if (st == ECS_OK) st = finish_temp(fd, tmp, err);
   else close(fd);
-  snprintf(dst, sizeof dst, "%s/" POINTER_FILE, r->dir);
+  if (st == ECS_OK) st = ecs_path_join(dst, sizeof dst, r->dir, POINTER_FILE, err);
   if (st == ECS_OK && rename(tmp, dst) != 0)
     st = ecs_err_set(err, ECS_ERR_IO, "cannot replace %s: %s", dst, strerror(errno));
   if (st != ECS_OK) unlink(tmp);
@@ -455,7 +453,7 @@ out:
 }
 
 ecs_status api_reg_delete(api_reg *r, const char *name, int version, ecs_err *err) {
-  char p[PATH_MAX + 128], an[API_REG_NAME_MAX];
+  char p[ECS_PATH_MAX], an[API_REG_NAME_MAX];
   ecs_status st = api_reg_path(r, name, version, p, sizeof p, err);
   if (st != ECS_OK) return st;
   int lk = lock_registry(r, err);
@@ -474,9 +472,9 @@ ecs_status api_reg_delete(api_reg *r, const char *name, int version, ecs_err *er
                      p, strerror(errno));
     goto out;
   }
-  char dir[PATH_MAX + API_REG_NAME_MAX + 2];
-  snprintf(dir, sizeof dir, "%s/%s", r->dir, name);
-  st = fsync_dir(dir, err);
+  char dir[ECS_PATH_MAX];
+  st = ecs_path_join(dir, sizeof dir, r->dir, name, err);
+  if (st == ECS_OK) st = fsync_dir(dir, err);
   if (st == ECS_OK && rmdir(dir) == 0) st = fsync_dir(r->dir, err); /* fails while not empty */
 out:
   unlock_registry(lk);
@@ -525,7 +523,7 @@ static bool first_model_in(const char *dir, char *out, size_t n) {
   qsort(names, (size_t)k, sizeof names[0], cmp_str);
   bool found = false;
   for (int i = 0; i < k; i++) {
-    if (!found && (size_t)snprintf(out, n, "%s/%s", dir, names[i]) < n && access(out, R_OK) == 0)
+    if (!found && ecs_path_join(out, n, dir, names[i], NULL) == ECS_OK && access(out, R_OK) == 0)
       found = true;
     free(names[i]);
   }
@@ -535,9 +533,9 @@ static bool first_model_in(const char *dir, char *out, size_t n) {
 bool api_shipped_model_path(const char *setting, char *out, size_t n) {
   if (setting) {
     if (!setting[0] || strcmp(setting, "none") == 0) return false;
-    return (size_t)snprintf(out, n, "%s", setting) < n && access(out, R_OK) == 0;
+    return ecs_path_join(out, n, NULL, setting, NULL) == ECS_OK && access(out, R_OK) == 0;
   }
-  char exe[PATH_MAX];
+  char exe[ECS_PATH_MAX];
   ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (k <= 0) return false;
   exe[k] = '\0';
@@ -546,9 +544,10 @@ bool api_shipped_model_path(const char *setting, char *out, size_t n) {
   *slash = '\0';
   static const char *const rel[] = {"/../../models", "/../models"};
   for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-    char dir[PATH_MAX + 16];
-    snprintf(dir, sizeof dir, "%s%s", exe, rel[i]);
-    if (first_model_in(dir, out, n)) return true;
+    char dir[ECS_PATH_MAX];
+    if (ecs_path_fmt(dir, sizeof dir, NULL, "%s%s", exe, rel[i]) == ECS_OK &&
+        first_model_in(dir, out, n))
+      return true;
   }
   return false;
 }
@@ -556,7 +555,7 @@ bool api_shipped_model_path(const char *setting, char *out, size_t n) {
 /* When path is DATA/models/NAME/V.safetensors, its name and version. */
 static bool path_in_registry(const api_reg *r, const char *path, char name[API_REG_NAME_MAX],
                              int *version) {
-  char rp[PATH_MAX], rd[PATH_MAX];
+  char rp[PATH_MAX], rd[PATH_MAX]; /* realpath's size */
   if (!realpath(path, rp) || !realpath(r->dir, rd)) return false;
   size_t dl = strlen(rd);
   if (strncmp(rp, rd, dl) != 0 || rp[dl] != '/') return false;
@@ -580,9 +579,8 @@ ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t 
   if (!r) return err ? err->status : ECS_ERR_NOMEM;
   ecs_status st = ECS_OK;
   if (opts->path && opts->path[0]) {
-    if ((size_t)snprintf(path, n, "%s", opts->path) >= n)
-      st = ecs_err_set(err, ECS_ERR_INVALID, "model path too long");
-    else if (!path_in_registry(r, path, name, version)) {
+    st = ecs_path_join(path, n, NULL, opts->path, err);
+    if (st == ECS_OK && !path_in_registry(r, path, name, version)) {
       name_from_path(path, name);
       *version = 1;
     }
@@ -593,7 +591,7 @@ ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t 
     st = api_reg_path(r, name, *version, path, n, err);
     goto out;
   }
-  char shipped[PATH_MAX];
+  char shipped[ECS_PATH_MAX];
   if (!api_shipped_model_path(opts->shipped_model, shipped, sizeof shipped)) {
     st = ecs_err_set(err, ECS_ERR_IO,
                      "no model to serve: no --model, no active version in %s, and no shipped "
@@ -616,7 +614,7 @@ ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t 
     st = ecs_err_set(err, ig.status, "shipped model: %s", ig.msg);
   } else {
     *version = 1;
-    snprintf(path, n, "%s", shipped);
+    st = ecs_path_join(path, n, NULL, shipped, err);
   }
   api_reg_free(w);
 out:
@@ -667,7 +665,7 @@ static json_t *name_json(const api_reg *r, const char *name, const char *active_
   json_t *list = json_array(), *pick = NULL;
   json_object_set_new(entry, "versions", list);
   for (int i = 0; i < nv; i++) {
-    char p[PATH_MAX + 128];
+    char p[ECS_PATH_MAX];
     api_model_summary s;
     if (api_reg_path(r, name, vers[i], p, sizeof p, &e) != ECS_OK ||
         api_model_summarise(p, &s, &e) != ECS_OK)

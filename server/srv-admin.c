@@ -84,13 +84,20 @@ static bool resolve_dataset(const srv *s, const char *name, char out[PATH_MAX], 
              "(letters, digits, '.', '_', '-'; not a path)");
     return false;
   }
-  char base[PATH_MAX + 16], rb[PATH_MAX], p[2 * PATH_MAX];
-  snprintf(base, sizeof base, "%s/datasets", s->cfg.data_dir);
+  char base[ECS_PATH_MAX], rb[PATH_MAX], p[ECS_PATH_MAX];
+  ecs_err e;
+  if (ecs_path_join(base, sizeof base, s->cfg.data_dir, "datasets", &e) != ECS_OK) {
+    snprintf(msg, n, "%s", e.msg);
+    return false;
+  }
   if (!realpath(base, rb)) {
     snprintf(msg, n, "there is no datasets folder in the data directory: create datasets/%s", name);
     return false;
   }
-  snprintf(p, sizeof p, "%s/%s", rb, name);
+  if (ecs_path_join(p, sizeof p, rb, name, &e) != ECS_OK) {
+    snprintf(msg, n, "%s", e.msg);
+    return false;
+  }
   struct stat sb;
   if (!realpath(p, out) || stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
     snprintf(msg, n, "no dataset named '%s' under datasets/", name);
@@ -453,10 +460,11 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static enum MHD_Result get_datasets(srv_req *r) {
-  char base[PATH_MAX + 16];
-  snprintf(base, sizeof base, "%s/datasets", r->s->cfg.data_dir);
+  char base[ECS_PATH_MAX];
   json_t *arr = json_array();
-  DIR *d = opendir(base);
+  DIR *d = ecs_path_join(base, sizeof base, r->s->cfg.data_dir, "datasets", NULL) == ECS_OK
+               ? opendir(base)
+               : NULL;
   char **names = NULL;
   size_t n = 0;
   struct dirent *de;

@@ -292,7 +292,7 @@ static bool load_file(srv_config *c, const char *path, char *msg, size_t n) {
       v[vl - 1] = '\0';
       v++;
     }
-    char where[SRV_PATH_MAX + 32];
+    char where[ECS_PATH_MAX + 32];
     snprintf(where, sizeof where, "%s:%d", path, lineno);
     if (strcmp(s, "config") == 0) ok = fail(msg, n, "%s: 'config' cannot be nested", where);
     else ok = srv_config_set(c, s, v, where, msg, n);

@@ -14,16 +14,15 @@
 #include <stdio.h>
 
 #include "ecs/backend.h"
-
-#define SRV_PATH_MAX 1024
+#include "ecs/path.h"
 
 typedef struct srv_config {
   char listen[300]; /* HOST:PORT as given */
   char host[256];   /* parsed from listen */
   int port;
-  char model[SRV_PATH_MAX];
-  char shipped_model[SRV_PATH_MAX]; /* "auto": models/ beside the program; "" or "none": none */
-  char data_dir[SRV_PATH_MAX];
+  char model[ECS_PATH_MAX];
+  char shipped_model[ECS_PATH_MAX]; /* "auto": models/ beside the program; "" or "none": none */
+  char data_dir[ECS_PATH_MAX];
   char device[32];
   int workers;
   int threads;
@@ -38,7 +37,7 @@ typedef struct srv_config {
   int max_connections;
   int http_threads;
   double label_threshold;
-  char admin_token_file[SRV_PATH_MAX];
+  char admin_token_file[ECS_PATH_MAX];
   char admin_token[256]; /* ECSNET_ADMIN_TOKEN, or read from admin_token_file at start */
   char log_format[8];    /* text | json */
   char access_log[8];    /* on | off */
@@ -46,7 +45,7 @@ typedef struct srv_config {
   /* The engine options (ecs/options.h), passed to every backend the server makes; n_threads
    * is left 0 here and set per backend from threads and train_threads. */
   ecs_backend_params engine;
-  char config[SRV_PATH_MAX];
+  char config[ECS_PATH_MAX];
 } srv_config;
 
 typedef enum srv_config_result {

@@ -12,6 +12,7 @@
  * for more than the one op in progress. Cancelling is checked at the same place, which is why a
  * DELETE stops a job within one step. */
 #include "srv-jobs.h"
+#include "ecs/path.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -133,40 +134,6 @@ static const char *ds_class(const void *ds, int k) {
   return ecs_dataset_class_name((const ecs_dataset *)ds, k);
 }
 
-/* A model with the dataset's classes whose weights, except the classifier fc8, come from
- * base: fine-tuning onto a new class list. */
-static ecs_model *reinit_classifier(ecs_model *base, ecs_dataset *ds, ecs_buffer_type *buft,
-                                    uint64_t seed, ecs_err *e) {
-  ecs_model_config *cfg = malloc(sizeof *cfg);
-  if (!cfg) {
-    ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
-    return NULL;
-  }
-  *cfg = *ecs_model_get_config(base);
-  cfg->n_classes = ecs_dataset_n_classes(ds);
-  for (int k = 1; k <= cfg->n_classes; k++)
-    snprintf(cfg->class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
-  ecs_model *m = ecs_model_new(cfg, buft, seed, e);
-  free(cfg);
-  if (!m) return NULL;
-  ecs_params *dst = ecs_model_params(m), *src = ecs_model_params(base);
-  for (size_t i = 0; i < ecs_params_count(dst); i++) {
-    ecs_tensor *t = ecs_params_at(dst, i), *s = ecs_params_find(src, t->name);
-    if (!s || strncmp(t->name, "fc8", 3) == 0 || !ecs_same_shape(t, s)) continue;
-    size_t nb = ecs_plain_nbytes(t);
-    void *tmp = malloc(nb);
-    ecs_status st = tmp ? ecs_tensor_get_bytes(s, tmp, 0, nb, e)
-                        : ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
-    if (st == ECS_OK) st = ecs_tensor_set_bytes(t, tmp, 0, nb, e);
-    free(tmp);
-    if (st != ECS_OK) {
-      ecs_model_free(m);
-      return NULL;
-    }
-  }
-  return m;
-}
-
 /* The model a (non-resumed) training job starts from. */
 static ecs_model *start_model(run_state *r, const json_t *req, ecs_dataset *ds,
                               ecs_buffer_type *buft, ecs_err *e) {
@@ -187,7 +154,7 @@ static ecs_model *start_model(run_state *r, const json_t *req, ecs_dataset *ds,
                "the dataset's classes (%s) differ from the base model's (%s): the classifier "
                "(fc8) was re-initialised, the other weights come from %s",
                now, was, f_str(req, "base_model"));
-      m = reinit_classifier(base, ds, buft, seed, e);
+      m = ecs_model_for_dataset(ds, bc->backbone, base, buft, seed, e);
       ecs_model_free(base);
       if (m) srv_jobs_note(r->j, r->id, note);
     }
@@ -195,16 +162,7 @@ static ecs_model *start_model(run_state *r, const json_t *req, ecs_dataset *ds,
     ecs_backbone b = ECS_BACKBONE_SMALL;
     const char *bb = f_str(req, "backbone");
     if (bb && ecs_backbone_parse(bb, &b, e) != ECS_OK) return NULL;
-    ecs_model_config *cfg = malloc(sizeof *cfg);
-    if (!cfg) {
-      ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
-      return NULL;
-    }
-    ecs_model_config_default(cfg, b, ecs_dataset_n_classes(ds));
-    for (int k = 1; k <= cfg->n_classes; k++)
-      snprintf(cfg->class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
-    m = ecs_model_new(cfg, buft, seed, e);
-    free(cfg);
+    m = ecs_model_for_dataset(ds, b, NULL, buft, seed, e);
   }
   if (!m) return NULL;
   ecs_model_config *c = ecs_model_config_mut(m);
@@ -271,9 +229,9 @@ static int64_t checkpoint_step(const char *path) {
 /* Saves the trained model, adds it to the registry and activates it when asked. */
 static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const json_t *req,
                           json_t *result, ecs_err *e) {
-  char path[4400];
-  snprintf(path, sizeof path, "%s/model.safetensors", dir);
-  ecs_status st = ecs_model_save(m, path, e);
+  char path[ECS_PATH_MAX];
+  ecs_status st = ecs_path_join(path, sizeof path, dir, "model.safetensors", e);
+  if (st == ECS_OK) st = ecs_model_save(m, path, e);
   if (st != ECS_OK) return st;
   api_reg *reg = api_reg_open(r->env->data_dir, true, e);
   if (!reg) return e->status;
@@ -297,8 +255,8 @@ static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const jso
 static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset *ds,
                       ecs_device *dev, ecs_ctx *ctx, const char *dir, bool *cancelled,
                       json_t *result, ecs_err *e) {
-  char ckpt[4400];
-  snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
+  char ckpt[ECS_PATH_MAX];
+  if (ecs_path_join(ckpt, sizeof ckpt, dir, "checkpoint.safetensors", e) != ECS_OK) return;
   ecs_buffer_type *buft = ecs_device_buffer_type(dev);
   bool from_ckpt = resume && access(ckpt, R_OK) == 0;
   ecs_model *m = NULL;
@@ -379,7 +337,7 @@ void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *req, bo
   e.status = ECS_ERR_INVALID;
   bool cancelled = false;
   json_t *result = json_object();
-  char dir[4200];
+  char dir[ECS_PATH_MAX];
   ecs_dataset *ds = NULL;
   ecs_backend *be = NULL;
   ecs_ctx *ctx = NULL;

@@ -7,6 +7,7 @@
  * every committed row across a process crash (only an OS crash can lose the last commits),
  * which is what "jobs survive a restart" needs without an fsync per training step. */
 #include "srv-jobs.h"
+#include "ecs/path.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -20,7 +21,7 @@
 
 struct srv_jobs {
   srv_jobs_env env;
-  char data_dir[4096];
+  char data_dir[ECS_PATH_MAX];
   sqlite3 *db;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -84,7 +85,10 @@ srv_jobs *srv_jobs_open(const srv_jobs_env *env, ecs_err *err) {
     return NULL;
   }
   j->env = *env;
-  snprintf(j->data_dir, sizeof j->data_dir, "%s", env->data_dir);
+  if (ecs_path_join(j->data_dir, sizeof j->data_dir, NULL, env->data_dir, err) != ECS_OK) {
+    free(j);
+    return NULL;
+  }
   j->env.data_dir = j->data_dir;
   if (j->env.threads < 1) j->env.threads = 1;
   pthread_mutex_init(&j->mu, NULL);
@@ -94,8 +98,11 @@ srv_jobs *srv_jobs_open(const srv_jobs_env *env, ecs_err *err) {
     srv_jobs_free(j);
     return NULL;
   }
-  char path[4200];
-  snprintf(path, sizeof path, "%s/jobs.db", j->data_dir);
+  char path[ECS_PATH_MAX];
+  if (ecs_path_join(path, sizeof path, j->data_dir, "jobs.db", err) != ECS_OK) {
+    srv_jobs_free(j);
+    return NULL;
+  }
   int rc = sqlite3_open_v2(
       path, &j->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
   if (rc != SQLITE_OK) {
@@ -142,12 +149,12 @@ const srv_jobs_env *srv_jobs_get_env(const srv_jobs *j) {
 }
 
 ecs_status srv_jobs_dir(const srv_jobs *j, int64_t id, char *out, size_t n, ecs_err *err) {
-  char base[4200];
-  snprintf(base, sizeof base, "%s/jobs", j->data_dir);
+  char base[ECS_PATH_MAX];
+  ecs_status st = ecs_path_join(base, sizeof base, j->data_dir, "jobs", err);
+  if (st != ECS_OK) return st;
   if (mkdir(base, 0755) != 0 && errno != EEXIST)
     return ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", base, strerror(errno));
-  if ((size_t)snprintf(out, n, "%s/%lld", base, (long long)id) >= n)
-    return ecs_err_set(err, ECS_ERR_INVALID, "the data directory's path is too long");
+  if ((st = ecs_path_fmt(out, n, err, "%s/%lld", base, (long long)id)) != ECS_OK) return st;
   if (mkdir(out, 0755) != 0 && errno != EEXIST)
     return ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", out, strerror(errno));
   return ECS_OK;

@@ -6,6 +6,7 @@
  * burst of inference never blocks /health/live or /metrics. The pool's bounded queue is the
  * back-pressure: when it is full the request is answered 503 + Retry-After at once. */
 #include "srv-impl.h"
+#include "ecs/path.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -56,7 +57,7 @@ static api_model_load_opts model_opts(const srv *s, const char *path) {
 ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
   api_reg *reg = api_reg_open(s->cfg.data_dir, false, err);
   if (!reg) return err ? err->status : ECS_ERR_IO;
-  char path[4096];
+  char path[ECS_PATH_MAX];
   ecs_status st = api_reg_path(reg, name, version, path, sizeof path, err);
   api_reg_free(reg);
   if (st != ECS_OK) return st;

@@ -8,6 +8,7 @@
  * for nothing. A lookup of "cpu" or "cpu-ref" never loads it. Devices are only ever appended,
  * so an index stays valid once read. The wrappers skip optional entries. */
 #include "backend-impl.h"
+#include "ecs/path.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -84,7 +85,7 @@ static void dirs_add(dirs *ds, const char *dir) {
   if (realpath(dir, real)) dir = real; /* a folder that does not exist is still named */
   for (int i = 0; i < ds->n; i++)
     if (strcmp(ds->d[i], dir) == 0) return;
-  snprintf(ds->d[ds->n++], PATH_MAX, "%s", dir);
+  if (ecs_path_join(ds->d[ds->n], sizeof ds->d[0], NULL, dir, NULL) == ECS_OK) ds->n++;
 }
 
 /* dir/../lib and dir, for the folder holding file */

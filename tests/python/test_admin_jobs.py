@@ -162,3 +162,17 @@ def test_registry_admin(env, trained):
     r = admin(s, "POST", "/admin/models/syn/versions/1/activate")
     assert r.status_code == 200
     assert cam(s, img).json()["model"] == {"name": "syn", "version": 1}
+
+
+@pytest.mark.parametrize("name", ["d" * 64, "d" * 5000, "a/" * 3000])
+def test_a_too_long_dataset_name_is_a_client_error(tmp_path, name):
+    """A dataset name too long for a path is refused with a 4xx JSON error, never cut short
+    (a truncated path names another folder) and never a crash."""
+    s = admin_server(tmp_path / "data")
+    try:
+        r = admin(s, "POST", "/admin/train", json={"dataset": name, "steps": 1})
+        assert 400 <= r.status_code < 500, r.text
+        assert r.json()["error"]["code"]
+        assert admin(s, "GET", "/admin/jobs").status_code == 200  # still serving
+    finally:
+        assert s.stop() == 0

@@ -331,14 +331,48 @@ static void test_error_json(void **state) {
   free(j);
 }
 
+/* The command line's options go through the same parameter code as a request's. */
+static void test_params_alone(void **state) {
+  (void)state;
+  api_cam_request req;
+  api_error e;
+  api_cam_limits lim = {0};
+  const api_kv ok[] = {
+      {"labels", "dog,2"}, {"scales", "1,0.5"}, {"flip", "true"}, {"outputs", "cam,ecs_mask"}};
+  assert_true(api_cam_params_parse(ok, 4, &lim, &req, &e));
+  assert_null(req.image);
+  assert_int_equal(req.n_labels, 2);
+  assert_string_equal(req.labels[0].name, "dog");
+  assert_int_equal(req.labels[1].id, 2);
+  assert_int_equal(req.n_scales, 2);
+  assert_true(req.flip);
+  assert_int_equal(req.outputs, API_OUT_CAM | API_OUT_ECS_MASK);
+  assert_true(api_cam_params_parse(NULL, 0, &lim, &req, &e));
+  assert_int_equal(req.outputs, API_OUT_DEFAULT);
+  assert_int_equal(req.n_scales, 1);
+  const api_kv bad[] = {{"scales", "9"}};
+  assert_false(api_cam_params_parse(bad, 1, &lim, &req, &e));
+  assert_int_equal(e.status, 422);
+  const api_kv twice[] = {{"labels", "dog"}, {"labels", "cat"}};
+  assert_false(api_cam_params_parse(twice, 2, &lim, &req, &e));
+  assert_int_equal(e.status, 400);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_base64_round_trip), cmocka_unit_test(test_base64_known_and_bad),
-      cmocka_unit_test(test_content_type),      cmocka_unit_test(test_multipart_parts),
-      cmocka_unit_test(test_multipart_malformed), cmocka_unit_test(test_cam_raw_defaults),
-      cmocka_unit_test(test_cam_labels),        cmocka_unit_test(test_cam_values),
-      cmocka_unit_test(test_cam_png_rules),     cmocka_unit_test(test_cam_json_and_multipart),
-      cmocka_unit_test(test_cam_media_types),   cmocka_unit_test(test_resolve_labels),
+      cmocka_unit_test(test_params_alone),
+      cmocka_unit_test(test_base64_round_trip),
+      cmocka_unit_test(test_base64_known_and_bad),
+      cmocka_unit_test(test_content_type),
+      cmocka_unit_test(test_multipart_parts),
+      cmocka_unit_test(test_multipart_malformed),
+      cmocka_unit_test(test_cam_raw_defaults),
+      cmocka_unit_test(test_cam_labels),
+      cmocka_unit_test(test_cam_values),
+      cmocka_unit_test(test_cam_png_rules),
+      cmocka_unit_test(test_cam_json_and_multipart),
+      cmocka_unit_test(test_cam_media_types),
+      cmocka_unit_test(test_resolve_labels),
       cmocka_unit_test(test_error_json),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base64.h"
 #include "cam-response.h"
@@ -136,10 +137,92 @@ static void test_png_and_contract(void **state) {
   api_cam_result_free(&res);
 }
 
+/* The PNG file at dir/name, decoded (indexed: palette indices). */
+static ecs_image *read_png(const char *dir, const char *name, bool indexed) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  uint8_t *png;
+  size_t n;
+  ecs_err e;
+  assert_int_equal(ecs_file_read(path, 1 << 20, &png, &n, &e), ECS_OK);
+  ecs_image *img = NULL;
+  ecs_status st = indexed ? ecs_image_decode_indexed(png, n, 0, &img, &e)
+                          : ecs_image_decode_ex(png, n, 0, ECS_DECODE_KEEP_GREY, &img, &e);
+  free(png);
+  assert_int_equal(st, ECS_OK);
+  return img;
+}
+
+/* api_cam_write_files (ecsnet cam) writes the very pixels api_cam_render answers with. */
+static void test_files_match_the_answer(void **state) {
+  (void)state;
+  api_cam_result res;
+  make_result(&res);
+  res.erase_region = calloc(W * H, 1);
+  res.erase_region[3] = 1;
+  api_cam_request req = {.outputs = API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK,
+                         .format = API_FORMAT_JSON};
+  api_cam_timings t = {0};
+  char *body;
+  size_t len;
+  const char *type;
+  api_error e;
+  assert_true(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
+  json_t *j = json_loadb(body, len, 0, NULL);
+  free(body);
+  char dir[] = "/tmp/test_cam_files_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  assert_true(api_cam_write_files(dir, &k_info, &res, &e));
+  static const char *const files[2][2] = {{"cam_cat.png", "cam_dog.png"},
+                                          {"erased_cam_cat.png", "erased_cam_dog.png"}};
+  static const char *const keys[2] = {"cams", "erased_cams"};
+  for (int c = 0; c < 2; c++)
+    for (int l = 0; l < 2; l++) {
+      json_t *item = json_array_get(json_object_get(j, keys[c]), (size_t)l);
+      ecs_image *a = decode_b64(json_string_value(json_object_get(item, "png")), false);
+      ecs_image *b = read_png(dir, files[c][l], false);
+      assert_int_equal(b->channels, 1);
+      assert_memory_equal(a->data, b->data, W * H);
+      ecs_image_free(a);
+      ecs_image_free(b);
+    }
+  ecs_image *a = decode_b64(json_string_value(json_object_get(j, "mask")), true);
+  ecs_image *b = read_png(dir, "mask.png", true);
+  assert_memory_equal(a->data, b->data, W * H);
+  ecs_image_free(a);
+  ecs_image_free(b);
+  b = read_png(dir, "erase_region.png", false);
+  assert_int_equal(b->data[3], 255);
+  assert_int_equal(b->data[4], 0);
+  ecs_image_free(b);
+  char path[512], line[128];
+  snprintf(path, sizeof path, "%s/scores.txt", dir);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_string_equal(line, "aeroplane 0.000000\n");
+  assert_non_null(fgets(line, sizeof line, f));
+  assert_string_equal(line, "cat 0.250000 *\n");
+  fclose(f);
+  /* outputs the result lacks are not written */
+  snprintf(path, sizeof path, "%s/ecs_mask.png", dir);
+  assert_int_not_equal(access(path, F_OK), 0);
+  /* a folder that does not exist: an error naming the file, not a crash */
+  assert_false(api_cam_write_files("/nonexistent/dir", &k_info, &res, &e));
+  assert_int_equal(e.status, 500);
+  assert_non_null(strstr(e.message, "/nonexistent/dir"));
+  json_decref(j);
+  api_cam_result_free(&res);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json),
       cmocka_unit_test(test_png_and_contract),
+      cmocka_unit_test(test_files_match_the_answer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,15 @@ float ecs_train_lambda(const ecs_model *m, int64_t step, int64_t max_steps);
 ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_train_opts *opts,
                      ecs_err *err);
 
+/* The model a training run on ds starts from, with the dataset's classes (ids 1..K, in order).
+ * base NULL: a new model with the default configuration of backbone b. Otherwise base's
+ * configuration (backbone, hyper-parameters, normalisation) with the classes replaced, and
+ * base's weights copied in wherever the shapes agree except the classifier fc8, which starts
+ * afresh: fine-tuning onto a new class list (b is then unused). The one implementation behind
+ * `ecsnet train` and the server's training jobs. */
+ecs_model *ecs_model_for_dataset(const ecs_dataset *ds, ecs_backbone b, const ecs_model *base,
+                                 ecs_buffer_type *buft, uint64_t seed, ecs_err *err);
+
 #ifdef __cplusplus
 }
 #endif

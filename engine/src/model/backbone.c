@@ -40,7 +40,8 @@ static ecs_status bn(ecs_model *m, const char *name, int64_t c, int trainable, e
   char n[96];
   ecs_status st = ECS_OK;
   for (int i = 0; i < 4 && st == ECS_OK; i++) {
-    snprintf(n, sizeof n, "%s.%s", name, suf[i]);
+    if ((size_t)snprintf(n, sizeof n, "%s.%s", name, suf[i]) >= sizeof n)
+      return ecs_err_set(err, ECS_ERR_INVALID, "parameter name too long: %s.%s", name, suf[i]);
     st = add(m, n, 1, c, 1, 1, 1, trainable && i < 2, err);
   }
   return st;
@@ -152,7 +153,7 @@ ecs_status ecs_model_declare(ecs_model *m, ecs_err *err) {
 /* ---- forward ---------------------------------------------------------------------------- */
 static ecs_tensor *P(const ecs_model *m, const char *fmt, const char *a, const char *b) {
   char n[96];
-  snprintf(n, sizeof n, fmt, a, b);
+  if ((size_t)snprintf(n, sizeof n, fmt, a, b) >= sizeof n) return NULL; /* no such name */
   return ecs_params_find(m->ps, n);
 }
 

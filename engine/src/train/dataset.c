@@ -123,8 +123,9 @@ static ecs_status each_line(const char *path, ecs_status (*fn)(void *, char *, i
     st = fn(user, s, no, err);
     if (st != ECS_OK) {
       char where[4200];
-      snprintf(where, sizeof where, "%s:%d", path, no);
-      err_prefix(err, where);
+      err_prefix(err, (size_t)snprintf(where, sizeof where, "%s:%d", path, no) < sizeof where
+                          ? where
+                          : path);
     }
   }
   fclose(f);

@@ -1,0 +1,127 @@
+"""`ecsnet cam` and `POST /cam` are one door: for the same image, model, labels and options the
+files the command line writes hold exactly the pixels of the server's answer (every CAM,
+erased CAM, mask and image output, decoded and compared as arrays), and the same labels and
+scores. Also: the command line links the engine and the api, not the HTTP server nor the job
+store (no libmicrohttpd, no SQLite)."""
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_server_fixture import Server
+from test_server_model import cam_request, decode_png, model_file, photo  # noqa: F401 (fixtures)
+
+IMAGE_OUTPUTS = ["mask", "cam_mask", "ecs_mask", "head_mask", "erased_image", "overlay"]
+
+# (labels, scales, flip, outputs): label names and ids, several scales, flip, every output
+CASES = [
+    ("dog,bird", None, False, None),
+    ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image"),
+    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores"),
+    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay"),
+    (None, None, False, "cam,mask,scores"),  # predicted labels
+]
+
+
+@pytest.fixture(scope="module")
+def one_worker(model_file, tmp_path_factory):  # noqa: F811
+    """The server computing as the command line does: one worker on one CPU thread."""
+    s = Server("--model", str(model_file), "--device", "cpu", "--workers", "1",
+               data_dir=tmp_path_factory.mktemp("data"))
+    yield s
+    s.stop()
+
+
+def run_cli(bin_path, image, model, out, labels, scales, flip, outputs):
+    cmd = [str(bin_path("ecsnet")), "cam", str(image), "--model", str(model), "--out", str(out),
+           "--threads", "1"]
+    if labels:
+        cmd += ["--labels", labels]
+    if scales:
+        cmd += ["--scales", scales]
+    if flip:
+        cmd += ["--flip"]
+    if outputs:
+        cmd += ["--outputs", outputs]
+    p = subprocess.run(cmd, capture_output=True, text=True,
+                       env={**os.environ, "ECSNET_DEVICE": "cpu"})
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def pixels(img):
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("labels,scales,flip,outputs", CASES)
+def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_file,  # noqa: F811
+                                             tmp_path, labels, scales, flip, outputs):
+    out = tmp_path / "cli"
+    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs)
+    fields = {"outputs": outputs or "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,"
+                                    "erased_image"}
+    if labels:
+        fields["labels"] = labels
+    if scales:
+        fields["scales"] = scales
+    if flip:
+        fields["flip"] = "true"
+    r = cam_request(one_worker, photo.read_bytes(), **fields)
+    assert r.status_code == 200, r.text
+    j = r.json()
+    names = [lab["name"] for lab in j["labels"]]
+    assert stdout.startswith("labels: " + " ".join(names) + "\n"), stdout
+    wanted = fields["outputs"].split(",")
+    compared = 0
+    for key, prefix in (("cams", "cam_"), ("erased_cams", "erased_cam_")):
+        if key[:-1] not in wanted:
+            for name in names:
+                assert not (out / f"{prefix}{name}.png").exists(), key
+            continue
+        for item in j[key]:
+            cli = pixels(Image.open(out / f"{prefix}{item['name']}.png"))
+            srv = pixels(decode_png(item["png"]))
+            assert cli.dtype == srv.dtype == np.uint8 and cli.shape == srv.shape, key
+            assert np.array_equal(cli, srv), f"{key} {item['name']}"
+            compared += 1
+    for key in IMAGE_OUTPUTS:
+        f = out / f"{key}.png"
+        if key not in wanted:
+            assert not f.exists(), key
+            continue
+        cli_img, srv_img = Image.open(f), decode_png(j[key])
+        assert cli_img.mode == srv_img.mode, key
+        assert np.array_equal(pixels(cli_img), pixels(srv_img)), key
+        compared += 1
+    assert compared == sum(1 for k in wanted if k in IMAGE_OUTPUTS) + \
+        len(names) * sum(1 for k in ("cam", "erased_cam") if k in wanted)
+    if "scores" in wanted:
+        lines = (out / "scores.txt").read_text().splitlines()
+        cli_scores = {ln.split()[0]: float(ln.split()[1]) for ln in lines}
+        for s in j["scores"]:
+            assert abs(cli_scores[s["name"]] - s["score"]) <= 6e-7, s["name"]
+        starred = [ln.split()[0] for ln in lines if ln.endswith(" *")]
+        assert sorted(starred) == sorted(names)
+    else:
+        assert not (out / "scores.txt").exists()
+
+
+def test_cli_links_neither_the_http_server_nor_the_job_store(bin_path, build_dir):
+    exe = bin_path("ecsnet")
+    deps = subprocess.run(["ldd", str(exe)], capture_output=True, text=True, check=True).stdout
+    for lib in ("libmicrohttpd", "libsqlite3"):
+        assert lib not in deps, deps
+    # ldd alone would pass with a linker that drops unused libraries (--as-needed): the link
+    # line itself must not name them, nor the server library
+    link = pathlib.Path(build_dir) / "cli" / "CMakeFiles" / "ecsnet.dir" / "link.txt"
+    if link.exists():
+        text = link.read_text()
+        for name in ("microhttpd", "sqlite3", "libecsserver"):
+            assert name not in text, text
+    # and the server still does
+    srv = subprocess.run(["ldd", str(bin_path("ecsnet-server"))], capture_output=True, text=True,
+                         check=True).stdout
+    assert "libmicrohttpd" in srv

@@ -200,8 +200,8 @@ static bool p_label(api_cam_request *req, const param *p, api_error *err) {
 }
 
 static bool scale_item(api_cam_request *req, double v, api_error *err) {
-  if (!(v >= 0.25 && v <= 4.0))
-    return api_fail(err, 422, "invalid_value", "each scale must lie in [0.25, 4]");
+  if (!(v >= 0.25 && v <= 2.0)) /* the engine's range (ecs_model_infer) */
+    return api_fail(err, 422, "invalid_value", "each scale must lie in [0.25, 2]");
   if (req->n_scales >= API_MAX_SCALES)
     return api_fail(err, 422, "invalid_value", "at most %d scales", API_MAX_SCALES);
   req->scales[req->n_scales++] = (float)v;

@@ -216,6 +216,7 @@ def test_cam_truncated_and_corrupt_images(server):
     ("format=png&outputs=cam&labels=a,b&label=c", 422, "unknown_label"),
     ("label=a", 400, "ambiguous_request"),
     ("scales=0.1", 422, "invalid_value"),
+    ("scales=3", 422, "invalid_value"),  # past the engine's 2: a 422, never a 500
     ("scales=abc", 422, "invalid_value"),
     ("flip=maybe", 422, "invalid_value"),
     ("colour=red", 422, "unknown_parameter"),

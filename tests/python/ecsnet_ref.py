@@ -52,6 +52,29 @@ def dropout(x, p, training):
     return F.dropout(x, p, training)
 
 
+RECORD = None  # a list to collect the inputs of the ReLUs and max-pools on a gradient path
+NUDGE = None  # a callable (x, bias, on a gradient path) -> x shifted per channel (test fixtures)
+
+
+def relu(x, bias=None):
+    """F.relu; with RECORD set, also keeps its input when a gradient flows through it, so that a
+    test can measure how far each element is from flipping the mask of the backward. bias: the
+    parameter that adds to x per channel, where there is one; NUDGE may move it."""
+    if NUDGE is not None and bias is not None:
+        x = NUDGE(x, bias, x.requires_grad)
+    if RECORD is not None and x.requires_grad:
+        RECORD.append(("relu", x.detach(), bias))
+    return F.relu(x)
+
+
+def max_pool(x, k, s, p, conv=None):
+    """F.max_pool2d, recorded as relu() is (which element wins each window). conv: (name, input,
+    dilation) of the 3x3 convolution whose ReLU'd output x is, where there is one."""
+    if RECORD is not None and x.requires_grad:
+        RECORD.append(("pool", x.detach(), k, s, p, conv and (conv[0], conv[1].detach(), conv[2])))
+    return F.max_pool2d(x, k, s, p)
+
+
 # ---- backbones -------------------------------------------------------------------------
 class Small(nn.Module):
     """4 conv layers (7/2, 5/2, 5/2, 3/1) with BN + ReLU, receptive field 47 px."""
@@ -67,12 +90,12 @@ class Small(nn.Module):
 
     def trunk(self, x):
         for i in range(1, 4):
-            x = F.relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)))
+            x = relu(getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x)), f"bn{i}.bias")
         return (x,)
 
     def head(self, t, dil):
         x = F.conv2d(t[0], self.conv4.weight, None, 1, dil, dil)
-        return self.fc8(F.relu(self.bn4(x)))
+        return self.fc8(relu(self.bn4(x), "bn4.bias"))
 
 
 class ResBlock(nn.Module):
@@ -88,9 +111,9 @@ class ResBlock(nn.Module):
             self.conv_branch1 = nn.Conv2d(cin, cout, 1, stride, bias=False)
 
     def forward(self, x):
-        b2 = F.relu(self.bn_branch2a(x))
+        b2 = relu(self.bn_branch2a(x))
         b1 = x if self.same else self.conv_branch1(b2)
-        b2 = self.conv_branch2b1(F.relu(self.bn_branch2b1(self.conv_branch2a(b2))))
+        b2 = self.conv_branch2b1(relu(self.bn_branch2b1(self.conv_branch2a(b2))))
         return b1 + b2
 
 
@@ -107,14 +130,14 @@ class ResBlockBot(nn.Module):
         self.conv_branch1 = nn.Conv2d(cin, cout, 1, bias=False)
 
     def pre(self, x):
-        b2 = F.relu(self.bn_branch2a(x))
+        b2 = relu(self.bn_branch2a(x))
         b1 = self.conv_branch1(b2)
-        b2 = dropout(F.relu(self.bn_branch2b1(self.conv_branch2a(b2))), self.p, self.training)
+        b2 = dropout(relu(self.bn_branch2b1(self.conv_branch2a(b2))), self.p, self.training)
         return b2, b1
 
     def post(self, t, dil):
         b2 = F.conv2d(t[0], self.conv_branch2b1.weight, None, 1, dil, dil)
-        b2 = dropout(F.relu(self.bn_branch2b2(b2)), self.p, self.training)
+        b2 = dropout(relu(self.bn_branch2b2(b2)), self.p, self.training)
         return t[1] + self.conv_branch2b2(b2)
 
     def forward(self, x):
@@ -159,7 +182,7 @@ class Resnet38d(nn.Module):
         return self.b7.pre(x)
 
     def head(self, t, dil):
-        return self.fc8(F.relu(self.bn7(self.b7.post(t, dil))))
+        return self.fc8(relu(self.bn7(self.b7.post(t, dil))))
 
 
 VGG = [("conv1_1", 3, 64, 1), ("conv1_2", 64, 64, 1), ("conv2_1", 64, 128, 1), ("conv2_2", 128, 128, 1),
@@ -180,17 +203,19 @@ class Vgg16d(nn.Module):
         self.fc8 = nn.Conv2d(1024, C, 1, bias=False)
 
     def trunk(self, x):
-        for n, _, _, _ in VGG:
-            x = F.relu(getattr(self, n)(x))
+        for n, _, _, d in VGG:
+            y = relu(getattr(self, n)(x), f"{n}.bias")
             if n in ("conv1_2", "conv2_2", "conv3_3"):
-                x = F.max_pool2d(x, 3, 2, 1)
+                y = max_pool(y, 3, 2, 1, (n, x, d))
             elif n == "conv4_3":
-                x = F.max_pool2d(x, 3, 1, 1)
+                y = max_pool(y, 3, 1, 1, (n, x, d))
+            x = y
         return (x,)
 
     def head(self, t, dil):
-        x = dropout(F.relu(F.conv2d(t[0], self.fc6.weight, self.fc6.bias, 1, dil, dil)), 0.5, self.training)
-        x = dropout(F.relu(self.fc7(x)), 0.5, self.training)
+        x = dropout(relu(F.conv2d(t[0], self.fc6.weight, self.fc6.bias, 1, dil, dil), "fc6.bias"), 0.5,
+                    self.training)
+        x = dropout(relu(self.fc7(x), "fc7.bias"), 0.5, self.training)
         return self.fc8(x)
 
 
@@ -267,7 +292,7 @@ def blur(x, sigma, k):
     num = F.conv2d(F.conv2d(xd, gx, padding=(0, r), groups=c), gy, padding=(r, 0), groups=c)
     den = F.conv2d(F.conv2d(ones, gx, padding=(0, r), groups=c), gy, padding=(r, 0), groups=c)
     # the engine renormalises each 1-D pass; for a separable kernel the product is the same
-    return (num / den).float()
+    return (num / den).to(x.dtype)
 
 
 def resize(x, h, w):
@@ -280,9 +305,9 @@ def grid(n):
     return n
 
 
-def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=None):
+def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=None, backward=True):
     """One ECS-Net iteration; returns a dict of losses, Phi counts and the reliable labels.
-    Gradients accumulate in model's parameters."""
+    Gradients accumulate in model's parameters (backward=False: the forward passes only)."""
     N, _, H, W = images.shape
     K = labels.shape[1]
     model.train()
@@ -297,7 +322,8 @@ def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=
         with torch.no_grad():
             a = maxmin(h[:, 1:], hp["eps"]) * y
             s = a.max(1, keepdim=True)[0].clamp(min=0)
-            R = resize(s, H, W)[:, 0] > hp["delta"]
+            su = resize(s, H, W)[:, 0]
+            R = su > hp["delta"]
             sigma, k = blur_params(H, W, hp["sigma_factor"])
             ie = torch.where(R[:, None], blur(images, sigma, k), images)
             rates = overlay if overlay is not None else []
@@ -328,8 +354,10 @@ def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=
             loss = loss + lcls2
         loss = loss + lam * lseg
         out.update(loss_seg=lseg, phi=int(phi.sum()), phi_fg=int(fg.sum()), phi_bg=int((phi & ~fg).sum()),
-                   erased=int(R.sum()), target=target, R=R, cells=phi.numel())
-    loss.backward()
+                   erased=int(R.sum()), target=target, R=R, cells=phi.numel(),
+                   score_up=su, sprime=sprime, full=full, in_r=rr)
+    if backward:
+        loss.backward()
     out["loss"] = loss
     return out
 

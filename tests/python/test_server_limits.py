@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+import pytest
 import requests
 
 from test_server_fixture import (jpeg_bytes, jpeg_declared, png_bomb, png_bytes,  # noqa: F401
@@ -142,30 +143,61 @@ def test_deadline_drops_queued_work(server_factory):
     assert metric(m, "ecsnet_queue_expired_total") >= 1
 
 
+def _queue_state(s):
+    """(queue depth, busy workers, decodes finished, gone): where the requests of /cam are."""
+    m = s.get("/metrics").text
+    return tuple(metric(m, n) for n in ("ecsnet_queue_depth", "ecsnet_workers_busy",
+                                        "ecsnet_decode_seconds_count", "ecsnet_queue_gone_total"))
+
+
+def _wait_state(s, ok, what, timeout=10.0):
+    """The queue state once ok(state) held on two reads in a row."""
+    deadline, held = time.monotonic() + timeout, 0
+    while True:
+        st = _queue_state(s)
+        held = held + 1 if ok(st) else 0
+        if held == 2:
+            return st
+        assert time.monotonic() < deadline, f"{what}: depth, busy, decoded, gone = {st}"
+        time.sleep(0.002)
+
+
 def test_client_gone_is_dropped(server_factory):
-    s = server_factory("--workers", "1", "--queue", "16")
+    """Three clients that close their connection while their request waits for the one worker:
+    each is dropped without running and counted in ecsnet_queue_gone_total. The worker is kept
+    busy by big JPEGs queued ahead of them (the queue is first in, first out), and /metrics
+    says when the three are queued and that a big one still waits ahead of them once they have
+    closed, so the test does not rest on how long a decode takes: a 24 Mpx JPEG decodes in
+    ~60 ms on a Zen 4, and the one JPEG of an earlier version of this test left the worker free
+    before the first client closed (gone stayed 0 in 7 runs of 10)."""
+    s = server_factory("--workers", "1", "--queue", "32")
     big = jpeg_bytes(6000, 4000, quality=50, smooth=True)
-    threads, results = _burst(s.url, big, 1)  # keeps the worker busy
-    time.sleep(0.05)
     small = png_bytes()
     req = (f"POST /cam HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
            f"Content-Length: {len(small)}\r\n\r\n").encode() + small
-    for _ in range(3):
-        c = socket.create_connection(("127.0.0.1", s.port))
-        c.sendall(req)
-        time.sleep(0.02)
-        c.close()  # gone before a worker is free
-    for t in threads:
-        t.join()
-    deadline = time.monotonic() + 10
-    gone = 0
-    while time.monotonic() < deadline:
-        m = s.get("/metrics").text
-        gone = metric(m, "ecsnet_queue_gone_total")
-        if gone >= 1:
+    for ahead in (6, 12, 24):
+        _, _, dec0, gone0 = _wait_state(s, lambda st: st[0] == st[1] == 0, "idle")
+
+        def accepted(st):  # each request is queued, running or decoded (a moment both: twice)
+            return st[0] + st[1] + st[2] - dec0 + st[3] - gone0
+
+        threads, _ = _burst(s.url, big, ahead)
+        _wait_state(s, lambda st: accepted(st) == ahead and st[0] > 0, "the big JPEGs queued")
+        conns = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+        for c in conns:
+            c.sendall(req)
+        _wait_state(s, lambda st: accepted(st) == ahead + 3, "the three requests queued")
+        for c in conns:
+            c.close()  # gone before a worker is free
+        behind_big = _queue_state(s)[0] > 3  # so no worker has taken one of the three yet
+        for t in threads:
+            t.join()
+        _, _, _, gone = _wait_state(s, lambda st: st[0] == st[1] == 0, "drained")
+        if behind_big:
+            assert gone - gone0 == 3
             break
-        time.sleep(0.1)
-    assert gone >= 1
+    else:
+        pytest.fail("the worker got through the big JPEGs before three clients could close")
     assert s.get("/health/live").status_code == 200
 
 

@@ -166,6 +166,17 @@ def test_cls_on_erased_is_the_default_and_can_be_turned_off(bin_path, dataset, t
     assert len(erased(log_off)) == 2 and all(v == 0 for v in erased(log_off))
 
 
+def test_overlay_k_beyond_the_models_rates_is_refused_before_training(bin_path, dataset, tmp_path):
+    """The small network has three overlay rates: K = 4 is one clear line before any step, not
+    a convolution error from inside the first ECS step."""
+    out = tmp_path / "m.safetensors"
+    p = run(bin_path, "train", "--data", dataset, "--out", out, "--overlay", "4", "--epochs", "1",
+            "--quiet", ok=False)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines() == ["ecsnet: overlay K = 4, but this model has 3 overlay rates"]
+    assert not out.exists()
+
+
 def test_missing_model_file_is_a_failure(bin_path, tmp_path):
     p = run(bin_path, "info", tmp_path / "none.safetensors", ok=False)
     assert p.returncode == 1 and "none.safetensors" in p.stderr

@@ -87,6 +87,8 @@ const char *ecs_backbone_name(ecs_backbone b);
 ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err);
 const char *ecs_norm_name(ecs_norm_kind n);
 void ecs_hparams_default(ecs_hparams *hp);
+/* ECS_ERR_INVALID naming the first value out of its range (K more than the model's rates...). */
+ecs_status ecs_hparams_check(const ecs_hparams *hp, ecs_err *err);
 /* Defaults for a backbone (its normalisation, alpha_bg of SEAM) and K classes named c1..cK. */
 void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_classes);
 

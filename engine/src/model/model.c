@@ -95,7 +95,10 @@ static ecs_status check_config(const ecs_model_config *cfg, ecs_err *err) {
         return ecs_err_set(err, ECS_ERR_INVALID, "class name '%s' appears twice",
                            cfg->class_names[i]);
   }
-  const ecs_hparams *hp = &cfg->hp;
+  return ecs_hparams_check(&cfg->hp, err);
+}
+
+ecs_status ecs_hparams_check(const ecs_hparams *hp, ecs_err *err) {
   if (!(hp->delta > 0 && hp->delta < 1) || !(hp->theta > 0 && hp->theta < 1))
     return ecs_err_set(err, ECS_ERR_INVALID, "delta and theta must lie in (0, 1)");
   if (hp->beta > 1 || !(hp->sigma_factor > 0) || hp->overlay_k > ECS_MAX_RATES)
@@ -103,7 +106,8 @@ static ecs_status check_config(const ecs_model_config *cfg, ecs_err *err) {
                        ECS_MAX_RATES);
   for (int k = 0; k < hp->overlay_k; k++)
     if (hp->overlay_rates[k] < 1)
-      return ecs_err_set(err, ECS_ERR_INVALID, "overlay rate %d is not a positive dilation", k);
+      return ecs_err_set(err, ECS_ERR_INVALID,
+                         "overlay K = %d, but this model has %d overlay rates", hp->overlay_k, k);
   return ECS_OK;
 }
 

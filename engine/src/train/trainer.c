@@ -161,7 +161,10 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
   ecs_params *ps = ecs_model_params(m);
   if (o.batch < 1 || !(o.lr > 0))
     return ecs_err_set(err, ECS_ERR_INVALID, "training needs batch >= 1 and lr > 0");
-  ecs_status st = ecs_params_alloc_grads(ps, err);
+  /* the hyper-parameters may have been set after the model was made (--overlay, a job's) */
+  ecs_status st = ecs_hparams_check(&ecs_model_get_config(m)->hp, err);
+  if (st != ECS_OK) return st;
+  st = ecs_params_alloc_grads(ps, err);
   if (st != ECS_OK) return st;
   ecs_optim_params op = {
       .kind = o.optimizer == ECS_OPTIM_ADAM ? ECS_OPTIM_ADAM : ECS_OPTIM_SGD,

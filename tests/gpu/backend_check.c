@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_util.h"
 #include "ecs/backend.h"
 
 /* how an input is filled: normal, wide normal (x5, reaches ReLU6's clip), positive, binary
@@ -184,18 +185,8 @@ out:
 
 /* normalised L2 error; exact comparison for integer tensors (returns 0 or 1) */
 static double compare(const ecs_tensor *t, const void *a, const void *b) {
-  int64_t n = ecs_nelements(t);
   if (t->type != ECS_F32) return memcmp(a, b, ecs_plain_nbytes(t)) ? 1.0 : 0.0;
-  const float *x = a, *y = b;
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < n; i++) {
-    if (isinf(y[i]) && x[i] == y[i]) continue; /* -inf where masked, on both */
-    double d = (double)x[i] - y[i];
-    num += d * d;
-    den += (double)y[i] * y[i];
-  }
-  if (den == 0) return sqrt(num);
-  return sqrt(num / den);
+  return ecs_rel_l2(a, b, ecs_nelements(t));
 }
 
 static int check_case(ecs_device *gpu, ecs_device *ref, const ocase *c) {

@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "check_util.h"
 #include "ecs/ecsnet.h"
 #include "tool_env.h"
 
@@ -23,12 +23,6 @@ typedef struct opts {
   int size, iters, warmup, train_batch;
   int batches[8], n_batches;
 } opts;
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int usage(void) {
   fprintf(stderr, "usage: bench_gpu [--device NAME] [--size PX] [--batches 1,8,32] "
@@ -124,12 +118,12 @@ static int measure(ecs_model *m, ecs_backend *be, ecs_device *dev, const opts *o
   for (int i = 0; ok && i < o->warmup + o->iters; i++) {
     if (i == o->warmup) {
       ok = ecs_backend_synchronize(be, &err) == ECS_OK;
-      t0 = now_s();
+      t0 = ecs_now_s();
     }
     ok = ok && iteration(m, ctx, x, train ? t : NULL, &err) == ECS_OK;
   }
   ok = ok && ecs_backend_synchronize(be, &err) == ECS_OK;
-  t1 = now_s();
+  t1 = ecs_now_s();
   const char *what = train ? "train" : "fwd";
   if (ok) {
     double per = (t1 - t0) / o->iters;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check: builds the engine-only CUDA configuration (the engine and the CUDA backend module
-# build-gpu/lib/libecsnet-cuda.so), compares every op on cuda:0 with the reference kernels, and
-# benchmarks resnet38d against PyTorch + cuDNN on the same GPU.
+# build-gpu/lib/libecsnet-cuda.so), compares every op on cuda:0 with the reference kernels and
+# a whole ECS-Net training step and inference with the CPU, and benchmarks resnet38d against
+# PyTorch + cuDNN on the same GPU.
 #
 # Everything before the GPU steps also runs on a machine without a GPU (CI runs it so): the
 # build, the module's checks, and the comparison harness on the CPU; then the check stops with
@@ -9,11 +10,11 @@
 #
 # For a fresh machine with an NVIDIA GPU, nvcc, CMake, a C compiler and PyTorch with CUDA, and
 # cuDNN as the nvidia-cudnn-cu13 wheel in Python's site-packages; none of our Debian libraries
-# and no network. Everything fits in about 8 minutes: each step gets what is left of the budget.
+# and no network. Everything fits in about 10 minutes: each step gets what is left of the budget.
 #
 # Usage: tests/gpu/check.sh            (from anywhere; builds in <repo>/build-gpu)
 # Environment: ECSNET_CUDNN_ROOT (where cudnn.h and libcudnn.so.9 live; default: found through
-#   python3), PYTHON (default python3), CHECK_BUDGET_S (480), CHECK_JOBS (16),
+#   python3), PYTHON (default python3), CHECK_BUDGET_S (570), CHECK_JOBS (16),
 #   CHECK_WERROR (OFF: another compiler version may warn where CI's does not),
 #   CHECK_BENCH (1; 0 skips the benchmark), ECSNET_CUDA_ARCHS (90).
 # Exit status: 0 all passed, 1 a step failed, 77 no GPU answered (the CPU steps passed).
@@ -22,7 +23,7 @@ set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${ECSNET_GPU_BUILD:-$root/build-gpu}
 py=${PYTHON:-python3}
-budget=${CHECK_BUDGET_S:-480}
+budget=${CHECK_BUDGET_S:-570}
 jobs=${CHECK_JOBS:-16}
 start=$(date +%s)
 failed=()
@@ -110,10 +111,10 @@ if [ ${#failed[@]} -eq 0 ] && ! grep -q '^cuda=ON' "$build/ecsnet-config.txt"; t
   failed+=("configure (the CUDA backend is off)")
 fi
 if [ ${#failed[@]} -eq 0 ]; then
-  # the engine, the CUDA backend module and the two programs this check runs; the cmocka
-  # tests are not built here (cmocka is usually absent, and they run in CI)
+  # the engine, the CUDA backend module and the programs this check runs; the cmocka tests
+  # are not built here (cmocka is usually absent, and they run in CI)
   step "build" 240 cmake --build "$build" -j"$jobs" --target ecsengine ecsnet-cuda backend_check \
-    bench_gpu || failed+=("build ($(why $?))")
+    model_check bench_gpu || failed+=("build ($(why $?))")
 fi
 # The programs link no CUDA library: they load the module, found beside them (bin/../lib).
 module=$build/lib/libecsnet-cuda.so
@@ -121,7 +122,7 @@ if [ ${#failed[@]} -eq 0 ]; then
   if [ ! -f "$module" ]; then
     failed+=("build (no $module)")
   elif command -v ldd >/dev/null 2>&1; then
-    for prog in backend_check bench_gpu; do
+    for prog in backend_check model_check bench_gpu; do
       if ldd "$build/bin/$prog" | grep -E 'libcudart|libcudnn|libcublas' >>"$log"; then
         failed+=("build ($prog links CUDA libraries; only the module may)")
       fi
@@ -155,6 +156,17 @@ if [ "$rc" -eq 77 ]; then
 fi
 [ "$rc" -ne 0 ] && failed+=("backend comparison ($(why $rc))")
 
+# ---- the model as a whole ---------------------------------------------------------------
+# one ECS-Net training step and the server's inference call, small network and resnet38d, on
+# cuda:0 against the CPU; TF32 reaches the backend both ways (ECSNET_TF32, --tf32)
+for tf32 in 0 1; do
+  out=$build/model-check-tf32-$tf32.txt
+  : >"$out"
+  STEP_OUT=$out step "model comparison: ECS-Net step and inference, cuda:0 against the CPU, TF32 $tf32" \
+    180 env ECSNET_TF32=$tf32 "$build/bin/model_check" cuda:0 --tf32 $tf32 ||
+    failed+=("model comparison TF32 $tf32 ($(why $?))")
+done
+
 # ---- benchmark --------------------------------------------------------------------------
 results=$build/gpu-bench.txt
 : >"$results"
@@ -179,6 +191,10 @@ fi
   echo
   echo "GPU check summary ($(( $(date +%s) - start ))s)"
   grep -E '^backend_check: [0-9]+ of' "$log" | tail -1
+  for tf32 in 0 1; do
+    m=$(grep -E '^model_check: [0-9]+ of' "$build/model-check-tf32-$tf32.txt" 2>/dev/null | tail -1)
+    echo "TF32 $tf32: ${m:-model_check did not finish}"
+  done
   if [ -s "$results" ]; then
     "$py" - "$results" <<'EOF'
 import sys

@@ -140,6 +140,11 @@ typedef struct ecs_step_input {
   int ecs_phase;       /* 0: warm-up (L_cls only), 1: the erasing branch and L_seg run */
   float lambda;        /* weight of L_seg this step (the ramp is the caller's) */
   uint64_t seed;       /* dropout masks */
+  /* Optional outputs of the erasing branch, for checks and tools (NULL: not wanted); written
+   * only when that branch ran (ecs_phase set, no_erase off): */
+  int32_t *phi_out;   /* (n, gh, gw) on the grid of H' (ecs_model_step_grid): L' at the cells
+                       * of Phi, 255 elsewhere */
+  uint8_t *erase_out; /* (n, h, w) the erase region R, 0/1 */
 } ecs_step_input;
 
 typedef struct ecs_step_stats {
@@ -158,6 +163,8 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
 /* The beta and overlay branch count the step uses for images of h x w. */
 float ecs_model_step_beta(const ecs_model *m, int h, int w);
 int ecs_model_step_overlay(const ecs_model *m, int h, int w);
+/* The side of the grid of H' (where Phi lives) for an image side of n pixels. */
+int ecs_model_step_grid(const ecs_model *m, int n);
 
 /* ---- inference ----------------------------------------------------------------------- */
 typedef struct ecs_infer_opts {

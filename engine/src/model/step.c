@@ -22,6 +22,10 @@ int ecs_model_step_overlay(const ecs_model *m, int h, int w) {
   return ecs_h_grid(m, h) > 16 && ecs_h_grid(m, w) > 16 ? 3 : 0;
 }
 
+int ecs_model_step_grid(const ecs_model *m, int n) {
+  return ecs_h_grid(m, n);
+}
+
 /* L_cls over channels 1..K of GAP(H): a fixed 0/1 1x1 projection picks the object channels
  * (GAP commutes with it), since the op set has no differentiable channel slice. */
 static ecs_tensor *cls_loss(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *h, ecs_tensor *y) {
@@ -236,6 +240,8 @@ ecs_status ecs_model_step(const ecs_model *m, ecs_ctx *ctx, const ecs_step_input
     if (he && status == ECS_OK) {
       ecs_to_host(ctx, he, w.hbuf, sizeof(float) * (size_t)in->n * C * fh * fw);
       reliable_set(m, in, w.hbuf, fh, fw, &w, st); /* step 9 */
+      if (in->phi_out) memcpy(in->phi_out, w.lab, sizeof(int32_t) * (size_t)in->n * fh * fw);
+      if (in->erase_out) memcpy(in->erase_out, w.R, (size_t)in->n * hw);
       if (m->cfg.hp.cls_on_erased) lcls2 = cls_loss(m, ctx, he, y);
 
       /* step 11: masked CE over {0} and the present classes, H resized to the grid of L' */

@@ -398,8 +398,10 @@ static ecs_status read_pointer(const api_reg *r, char name[API_REG_NAME_MAX], in
     for (; ok && *v; v++) {
       ok = *v >= '0' && *v <= '9' && (ver = ver * 10 + (*v - '0')) <= INT_MAX;
     }
+    size_t len = strlen(buf);
+    ok = ok && len < API_REG_NAME_MAX;
     if (ok) {
-      snprintf(name, API_REG_NAME_MAX, "%s", buf);
+      memcpy(name, buf, len + 1);
       *version = (int)ver;
     }
   }

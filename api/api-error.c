@@ -1,9 +1,11 @@
-/* api-error.c - building API errors and their JSON bodies. */
+/* api-error.c - building API errors, their JSON bodies and error answers. */
 #include "api-error.h"
 
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 bool api_fail(api_error *err, unsigned status, const char *code, const char *fmt, ...) {
   if (err) {
@@ -27,4 +29,18 @@ char *api_error_json(const api_error *err) {
   char *s = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return s;
+}
+
+void api_response_error(api_response *out, const api_error *err, int retry_after) {
+  char *body = api_error_json(err);
+  *out = (api_response){.status = err->status, .type = "application/json", .body = body,
+                        .len = body ? strlen(body) : 0,
+                        .retry_after = retry_after > 0 ? retry_after : err->status == 503};
+}
+
+void api_response_free(api_response *r) {
+  if (!r) return;
+  free(r->body);
+  r->body = NULL;
+  r->len = 0;
 }

@@ -1,9 +1,16 @@
-/* api-error.h - the API's error value: an HTTP status, a snake_case code and a message.
+/* api-error.h - the API's error value (an HTTP status, a snake_case code and a message) and a
+ * rendered answer.
  *
- * Every failure the API reports reaches the client as
- *   {"error": {"code": "<snake_case>", "message": "<human text>"}}
- * with the status carried here. Parsing code fills an api_error and returns false; only the
- * HTTP layer turns it into a response, so the parsers stay testable without a server. */
+ * The api has two error conventions, one per kind of caller, and no third:
+ *  - what answers an HTTP request (parsing, rendering, the /cam door, /v1/models) fills an
+ *    api_error and returns false (or NULL). Every such failure reaches the client as
+ *      {"error": {"code": "<snake_case>", "message": "<human text>"}}
+ *    with the status carried here, the one error shape of the HTTP API;
+ *  - what works on files and the engine for both the server and the command line (the model
+ *    registry, opening a model, writing `ecsnet cam`'s files) returns an ecs_status and fills
+ *    an ecs_err, the engine's status + message.
+ * Only the HTTP layer turns an api_error into bytes on a socket, so the parsers stay testable
+ * without a server. */
 #ifndef API_ERROR_H
 #define API_ERROR_H
 
@@ -24,5 +31,19 @@ bool api_fail(api_error *err, unsigned status, const char *code, const char *fmt
 
 /* The JSON error body for err, newly allocated (free()); NULL only when out of memory. */
 char *api_error_json(const api_error *err);
+
+/* A rendered answer: what the server writes to the socket, headers included. */
+typedef struct api_response {
+  unsigned status;
+  const char *type; /* static media type */
+  char *body;       /* malloc'd (api_response_free); NULL only when out of memory */
+  size_t len;
+  int retry_after; /* seconds for a Retry-After header; 0: none */
+} api_response;
+
+/* err as an answer: the JSON error body, and Retry-After 1 on a 503 unless retry_after > 0
+ * asks for longer. */
+void api_response_error(api_response *out, const api_error *err, int retry_after);
+void api_response_free(api_response *r); /* frees the body, not r; accepts NULL */
 
 #endif

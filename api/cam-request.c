@@ -30,6 +30,24 @@ typedef struct param {
 
 /* ---- values -------------------------------------------------------------------------------- */
 
+static const char *const k_output_names[API_OUT_COUNT] = {
+    "cam", "erased_cam", "mask", "cam_mask", "ecs_mask", "head_mask", "scores", "erased_image",
+    "overlay",
+};
+
+const char *api_output_name(unsigned bit) {
+  for (int i = 0; i < API_OUT_COUNT; i++)
+    if (bit == 1u << i) return k_output_names[i];
+  return NULL;
+}
+
+unsigned api_output_parse(const char *name, size_t len) {
+  for (int i = 0; i < API_OUT_COUNT; i++)
+    if (strlen(k_output_names[i]) == len && memcmp(k_output_names[i], name, len) == 0)
+      return 1u << i;
+  return 0;
+}
+
 static bool is_label_char(unsigned char c) {
   return isalnum(c) || c == '_' || c == '-' || c == ' ' || c == '.' || c == '/' || c == '\'' ||
          c >= 0x80; /* UTF-8 class names */
@@ -377,8 +395,9 @@ static bool parse_json(const api_http_in *in, const api_cam_limits *lim, param *
   return true;
 }
 
-static void request_defaults(api_cam_request *req) {
+static void request_defaults(api_cam_request *req, const api_cam_limits *lim) {
   memset(req, 0, sizeof *req);
+  req->max_pixels = lim->max_pixels;
   req->outputs = API_OUT_DEFAULT;
   req->scales[0] = 1.0f;
   req->n_scales = 1;
@@ -386,7 +405,7 @@ static void request_defaults(api_cam_request *req) {
 
 bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *lim,
                           api_cam_request *req, api_error *err) {
-  request_defaults(req);
+  request_defaults(req, lim);
   if (n > MAX_PARAMS) return api_fail(err, 400, "invalid_query", "too many parameters");
   param ps[MAX_PARAMS];
   for (size_t i = 0; i < n; i++)
@@ -399,7 +418,7 @@ bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *
 
 bool api_cam_request_parse(const api_http_in *in, const api_cam_limits *lim, api_cam_request *req,
                            api_error *err) {
-  request_defaults(req);
+  request_defaults(req, lim);
   if (!in->content_type || !in->content_type[0])
     return api_fail(err, 415, "unsupported_media_type",
                     "Content-Type is required: multipart/form-data, image/jpeg, image/png or "
@@ -451,7 +470,8 @@ void api_cam_request_free(api_cam_request *req) {
   req->image_len = 0;
 }
 
-static bool resolve(const api_label *l, const api_model_info *info, int *id, api_error *err) {
+bool api_cam_resolve_label(const api_label *l, const api_model_info *info, int *id,
+                           api_error *err) {
   if (l->id >= 0) {
     if (l->id > info->n_classes)
       return api_fail(err, 422, "unknown_label", "label id %d is out of range 0..%d", l->id,
@@ -472,17 +492,15 @@ static bool resolve(const api_label *l, const api_model_info *info, int *id, api
 }
 
 bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,
-                            int *n_ids, int *png_id, api_error *err) {
+                            int *n_ids, api_error *err) {
   *n_ids = 0;
-  *png_id = -1;
   for (int i = 0; i < req->n_labels; i++) {
     int id;
-    if (!resolve(&req->labels[i], info, &id, err)) return false;
+    if (!api_cam_resolve_label(&req->labels[i], info, &id, err)) return false;
     for (int j = 0; j < *n_ids; j++)
       if (ids[j] == id)
         return api_fail(err, 422, "duplicate_label", "class %d is named twice", id);
     ids[(*n_ids)++] = id;
   }
-  if (req->png_label_given && !resolve(&req->png_label, info, png_id, err)) return false;
   return true;
 }

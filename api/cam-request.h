@@ -1,5 +1,6 @@
 /* cam-request.h - POST /cam: from an HTTP request (content type, query, body) to a validated
- * api_cam_request, before any image decoding.
+ * api_cam_request, before any image decoding. The api_cam_request is the one description of a
+ * /cam request, for the server and for `ecsnet cam` alike (cam.h runs it).
  *
  * Three encodings carry the same parameters: multipart/form-data (field `image` plus text
  * fields), a raw image/jpeg or image/png body (parameters in the query string), and JSON
@@ -19,6 +20,30 @@
 
 #define API_LABEL_MAX 64   /* bytes of a class name, NUL included */
 #define API_LABELS_HARD_MAX 256
+#define API_MAX_SCALES ECS_MAX_SCALES
+
+/* The outputs a request may ask for (the `outputs` parameter), as bits. */
+typedef enum api_output {
+  API_OUT_CAM = 1u << 0,
+  API_OUT_ERASED_CAM = 1u << 1,
+  API_OUT_MASK = 1u << 2, /* the combined mask */
+  API_OUT_CAM_MASK = 1u << 3,
+  API_OUT_ECS_MASK = 1u << 4, /* 255 outside Phi */
+  API_OUT_HEAD_MASK = 1u << 5,
+  API_OUT_SCORES = 1u << 6,
+  API_OUT_ERASED_IMAGE = 1u << 7,
+  API_OUT_OVERLAY = 1u << 8,
+} api_output;
+#define API_OUT_COUNT 9
+#define API_OUT_DEFAULT (API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_SCORES)
+/* The outputs that need the erasing branch (ecs_infer_opts.want_erased). */
+#define API_OUT_ERASING \
+  (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK | API_OUT_ERASED_IMAGE)
+
+/* "cam", "erased_cam", ... for one bit; NULL for anything else. */
+const char *api_output_name(unsigned bit);
+/* The bit for a name, or 0 when unknown. */
+unsigned api_output_parse(const char *name, size_t len);
 
 typedef struct api_kv {
   const char *key;
@@ -28,6 +53,7 @@ typedef struct api_kv {
 typedef struct api_cam_limits {
   size_t max_labels;  /* --max-labels */
   size_t max_image;   /* bytes of the encoded image (the body limit bounds it anyway) */
+  size_t max_pixels;  /* --max-pixels: width x height, read from the header; 0: no limit */
 } api_cam_limits;
 
 typedef struct api_label {
@@ -52,6 +78,7 @@ typedef struct api_cam_request {
   float scales[API_MAX_SCALES];
   int n_scales;
   bool flip;
+  size_t max_pixels; /* the limit the image is decoded under (api_cam_limits) */
 } api_cam_request;
 
 typedef struct api_http_in {
@@ -74,10 +101,13 @@ void api_cam_request_free(api_cam_request *req);
 bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *lim,
                           api_cam_request *req, api_error *err);
 
-/* Maps the request's labels (and png label) to class ids 1..K of a model: 422 unknown_label
- * for a name it does not have or an id outside 0..K. ids receives at most API_LABELS_HARD_MAX;
- * *png_id is the png label's id (or -1). */
+/* Maps the request's labels to class ids 0..K of a model (0: background): 422 unknown_label
+ * for a name it does not have or an id outside 0..K, 422 duplicate_label for a class named
+ * twice. ids receives at most API_LABELS_HARD_MAX. */
 bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,
-                            int *n_ids, int *png_id, api_error *err);
+                            int *n_ids, api_error *err);
+/* One label (the png label, `label=`) as a class id 0..K, with the same errors. */
+bool api_cam_resolve_label(const api_label *l, const api_model_info *info, int *id,
+                           api_error *err);
 
 #endif

@@ -1,4 +1,8 @@
-/* cam-response.c - rendering a model's result: JSON with base64 PNGs, or a single PNG. */
+/* cam-response.c - rendering an engine result: JSON with base64 PNGs, a single PNG, or files.
+ *
+ * The encoders work in the engine's convention (ecs_status + ecs_err) so that the files of
+ * `ecsnet cam` and the answer of POST /cam share them; the answer maps their failures to the
+ * HTTP error shape once, in encode_failed. */
 #include "cam-response.h"
 
 #include <errno.h>
@@ -9,7 +13,6 @@
 #include <string.h>
 
 #include "base64.h"
-#include "ecs/image.h"
 #include "ecs/path.h"
 
 /* A fast zlib level: at libpng's default (6) encoding a few PNGs took 15% of a request's time
@@ -17,39 +20,32 @@
  * responses a fifth larger. */
 #define API_PNG_LEVEL 1
 
-/* Encodes a grey or RGB picture; returns the PNG bytes or NULL (err filled). */
-static uint8_t *png_of(const uint8_t *px, int w, int h, int channels, size_t *n, api_error *err) {
-  ecs_err e;
-  ecs_err_clear(&e);
+/* ---- encoders --------------------------------------------------------------------------- */
+
+/* A grey or RGB picture as PNG bytes (malloc'd), or NULL with e filled. */
+static uint8_t *png_of(const uint8_t *px, int w, int h, int channels, size_t *n, ecs_err *e) {
   ecs_image img = {.width = w, .height = h, .channels = channels, .data = (uint8_t *)px};
   uint8_t *out = NULL;
-  if (ecs_image_encode_png_level(&img, API_PNG_LEVEL, &out, n, &e) != ECS_OK) {
-    api_fail(err, 500, "encode_failed", "PNG encoding failed: %s", e.msg);
-    return NULL;
-  }
+  if (ecs_image_encode_png_level(&img, API_PNG_LEVEL, &out, n, e) != ECS_OK) return NULL;
   return out;
 }
 
-static uint8_t *png_of_mask(const uint8_t *mask, int w, int h, size_t *n, api_error *err) {
+static uint8_t *png_of_mask(const uint8_t *mask, int w, int h, size_t *n, ecs_err *e) {
   uint8_t pal[256][3];
   ecs_voc_palette(pal);
-  ecs_err e;
-  ecs_err_clear(&e);
   uint8_t *out = NULL;
   if (ecs_png_encode_palette_level(mask, w, h, (const uint8_t(*)[3])pal, 256, API_PNG_LEVEL, &out,
-                                   n, &e) != ECS_OK) {
-    api_fail(err, 500, "encode_failed", "PNG encoding failed: %s", e.msg);
+                                   n, e) != ECS_OK)
     return NULL;
-  }
   return out;
 }
 
 /* A CAM in [0, 1] as 8-bit grey; NaN and values outside are clamped. */
-static uint8_t *png_of_cam(const float *cam, int w, int h, size_t *n, api_error *err) {
+static uint8_t *png_of_cam(const float *cam, int w, int h, size_t *n, ecs_err *e) {
   size_t px = (size_t)w * (size_t)h;
   uint8_t *g = malloc(px ? px : 1);
   if (!g) {
-    api_fail(err, 503, "out_of_memory", "the server is short of memory");
+    ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
     return NULL;
   }
   for (size_t i = 0; i < px; i++) {
@@ -57,9 +53,83 @@ static uint8_t *png_of_cam(const float *cam, int w, int h, size_t *n, api_error 
     v = v > 0 ? (v < 1 ? v : 1) : 0; /* NaN -> 0 */
     g[i] = (uint8_t)lrintf(v * 255.0f);
   }
-  uint8_t *out = png_of(g, w, h, 1, n, err);
+  uint8_t *out = png_of(g, w, h, 1, n, e);
   free(g);
   return out;
+}
+
+void api_overlay_jet(const uint8_t *rgb, const float *cam, int w, int h, uint8_t *out) {
+  size_t n = (size_t)w * (size_t)h;
+  for (size_t p = 0; p < n; p++) {
+    float v = cam ? cam[p] : 0.0f;
+    v = v > 0 ? (v < 1 ? v : 1) : 0;
+    float col[3] = {1.5f - __builtin_fabsf(4 * v - 3), 1.5f - __builtin_fabsf(4 * v - 2),
+                    1.5f - __builtin_fabsf(4 * v - 1)};
+    for (int c = 0; c < 3; c++) {
+      float k = col[c] < 0 ? 0 : col[c] > 1 ? 1 : col[c];
+      out[p * 3 + c] = (uint8_t)(0.5f * rgb[p * 3 + c] + 127.5f * k + 0.5f);
+    }
+  }
+}
+
+/* The overlay (the labels' pixel-wise max CAM over the image) as a PNG, or NULL. */
+static uint8_t *png_of_overlay(const ecs_image *img, const ecs_cam_result *r, size_t *n,
+                               ecs_err *e) {
+  size_t hw = (size_t)r->h * (size_t)r->w;
+  float *mx = calloc(hw ? hw : 1, sizeof *mx);
+  uint8_t *px = malloc(hw ? hw * 3 : 1);
+  uint8_t *out = NULL;
+  if (!mx || !px) {
+    ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
+  } else {
+    for (int i = 0; i < r->n_labels; i++)
+      for (size_t p = 0; p < hw; p++)
+        if (r->cams[(size_t)i * hw + p] > mx[p]) mx[p] = r->cams[(size_t)i * hw + p];
+    api_overlay_jet(img->data, mx, r->w, r->h, px);
+    out = png_of(px, r->w, r->h, 3, n, e);
+  }
+  free(mx);
+  free(px);
+  return out;
+}
+
+/* The pictures other than CAMs: which output, where its pixels are, how it is encoded. */
+typedef enum pic_kind { PIC_MASK, PIC_RGB, PIC_OVERLAY } pic_kind;
+typedef struct pic {
+  unsigned bit;
+  size_t off; /* of its buffer in ecs_cam_result (unused for the overlay) */
+  pic_kind kind;
+} pic;
+
+static const pic k_pics[] = {
+    {API_OUT_MASK, offsetof(ecs_cam_result, mask), PIC_MASK},
+    {API_OUT_CAM_MASK, offsetof(ecs_cam_result, cam_mask), PIC_MASK},
+    {API_OUT_ECS_MASK, offsetof(ecs_cam_result, ecs_mask), PIC_MASK},
+    {API_OUT_HEAD_MASK, offsetof(ecs_cam_result, head_mask), PIC_MASK},
+    {API_OUT_ERASED_IMAGE, offsetof(ecs_cam_result, erased_image), PIC_RGB},
+    {API_OUT_OVERLAY, 0, PIC_OVERLAY},
+};
+#define N_PICS (sizeof k_pics / sizeof k_pics[0])
+
+/* Whether the result holds what picture p needs. */
+static bool pic_present(const pic *p, const ecs_image *img, const ecs_cam_result *r) {
+  if (p->kind == PIC_OVERLAY)
+    return img && img->data && img->channels == 3 && img->width == r->w && img->height == r->h &&
+           r->cams;
+  return *(uint8_t *const *)((const char *)r + p->off) != NULL;
+}
+
+static uint8_t *png_of_pic(const pic *p, const ecs_image *img, const ecs_cam_result *r, size_t *n,
+                           ecs_err *e) {
+  if (p->kind == PIC_OVERLAY) return png_of_overlay(img, r, n, e);
+  const uint8_t *px = *(uint8_t *const *)((const char *)r + p->off);
+  return p->kind == PIC_RGB ? png_of(px, r->w, r->h, 3, n, e) : png_of_mask(px, r->w, r->h, n, e);
+}
+
+static const pic *pic_of(unsigned bit) {
+  for (size_t i = 0; i < N_PICS; i++)
+    if (k_pics[i].bit == bit) return &k_pics[i];
+  return NULL;
 }
 
 static const char *class_name(const api_model_info *info, int id) {
@@ -68,8 +138,21 @@ static const char *class_name(const api_model_info *info, int id) {
   return "";
 }
 
-static bool add_b64(json_t *obj, const char *key, uint8_t *png, size_t n, api_error *err) {
-  if (!png) return false;
+static bool well_formed(const ecs_cam_result *r) {
+  return r && r->w > 0 && r->h > 0 && r->n_labels >= 0 && r->n_labels <= ECS_MAX_CLASSES;
+}
+
+/* ---- the answer ------------------------------------------------------------------------- */
+
+static bool encode_failed(api_error *err, const ecs_err *e) {
+  if (e->status == ECS_ERR_NOMEM)
+    return api_fail(err, 503, "out_of_memory", "the server is short of memory");
+  return api_fail(err, 500, "encode_failed", "PNG encoding failed: %s", e->msg);
+}
+
+static bool add_b64(json_t *obj, const char *key, uint8_t *png, size_t n, const ecs_err *e,
+                    api_error *err) {
+  if (!png) return encode_failed(err, e);
   char *b = api_base64_encode(png, n);
   free(png);
   if (!b) return api_fail(err, 503, "out_of_memory", "the server is short of memory");
@@ -82,24 +165,13 @@ static bool missing(api_error *err, const char *what) {
   return api_fail(err, 500, "internal_error", "the model returned no '%s'", what);
 }
 
-static bool render_json(const api_cam_request *req, const api_model_info *info,
-                        const api_cam_result *res, const api_cam_timings *t, json_t *root,
-                        api_error *err) {
-  int w = res->width, h = res->height;
-  size_t plane = (size_t)w * (size_t)h;
-  json_t *labels = json_array();
-  json_object_set_new(root, "labels", labels);
-  for (int i = 0; i < res->n_labels; i++)
-    json_array_append_new(labels, json_pack("{s:i, s:s}", "id", res->labels[i], "name",
-                                            class_name(info, res->labels[i])));
-  if (req->outputs & API_OUT_SCORES) {
-    if (!res->scores) return missing(err, "scores");
-    json_t *sc = json_array();
-    json_object_set_new(root, "scores", sc);
-    for (int k = 1; k <= info->n_classes; k++)
-      json_array_append_new(sc, json_pack("{s:i, s:s, s:f}", "id", k, "name",
-                                          class_name(info, k), "score", res->scores[k - 1]));
-  }
+static json_t *label_json(const api_model_info *info, int id) {
+  return json_pack("{s:i, s:s}", "id", id, "name", class_name(info, id));
+}
+
+static bool render_cams(const api_cam_request *req, const api_model_info *info,
+                        const ecs_cam_result *res, json_t *root, api_error *err) {
+  size_t plane = (size_t)res->w * (size_t)res->h;
   static const struct {
     unsigned bit;
     const char *key;
@@ -111,34 +183,41 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
     json_t *list = json_array();
     json_object_set_new(root, cams[c].key, list);
     for (int i = 0; i < res->n_labels; i++) {
-      json_t *item = json_pack("{s:i, s:s}", "id", res->labels[i], "name",
-                               class_name(info, res->labels[i]));
+      json_t *item = label_json(info, res->labels[i]);
       json_array_append_new(list, item);
       size_t n = 0;
-      uint8_t *png = png_of_cam(src + plane * (size_t)i, w, h, &n, err);
-      if (!add_b64(item, "png", png, n, err)) return false;
+      ecs_err e = {0};
+      uint8_t *png = png_of_cam(src + plane * (size_t)i, res->w, res->h, &n, &e);
+      if (!add_b64(item, "png", png, n, &e, err)) return false;
     }
   }
-  static const struct {
-    unsigned bit;
-    size_t off;
-    bool rgb;
-  } pics[] = {
-      {API_OUT_MASK, offsetof(api_cam_result, mask), false},
-      {API_OUT_CAM_MASK, offsetof(api_cam_result, cam_mask), false},
-      {API_OUT_ECS_MASK, offsetof(api_cam_result, ecs_mask), false},
-      {API_OUT_HEAD_MASK, offsetof(api_cam_result, head_mask), false},
-      {API_OUT_ERASED_IMAGE, offsetof(api_cam_result, erased_image), true},
-      {API_OUT_OVERLAY, offsetof(api_cam_result, overlay), true},
-  };
-  for (size_t p = 0; p < sizeof pics / sizeof pics[0]; p++) {
-    if (!(req->outputs & pics[p].bit)) continue;
-    const uint8_t *px = *(uint8_t *const *)((const char *)res + pics[p].off);
-    const char *name = api_output_name(pics[p].bit);
-    if (!px) return missing(err, name);
+  return true;
+}
+
+static bool render_json(const api_cam_request *req, const api_model_info *info,
+                        const ecs_image *img, const ecs_cam_result *res, const api_cam_timings *t,
+                        json_t *root, api_error *err) {
+  json_t *labels = json_array();
+  json_object_set_new(root, "labels", labels);
+  for (int i = 0; i < res->n_labels; i++)
+    json_array_append_new(labels, label_json(info, res->labels[i]));
+  if (req->outputs & API_OUT_SCORES) {
+    if (!res->scores) return missing(err, "scores");
+    json_t *sc = json_array();
+    json_object_set_new(root, "scores", sc);
+    for (int k = 1; k <= info->n_classes; k++)
+      json_array_append_new(sc, json_pack("{s:i, s:s, s:f}", "id", k, "name", class_name(info, k),
+                                          "score", res->scores[k - 1]));
+  }
+  if (!render_cams(req, info, res, root, err)) return false;
+  for (size_t p = 0; p < N_PICS; p++) {
+    if (!(req->outputs & k_pics[p].bit)) continue;
+    const char *name = api_output_name(k_pics[p].bit);
+    if (!pic_present(&k_pics[p], img, res)) return missing(err, name);
     size_t n = 0;
-    uint8_t *png = pics[p].rgb ? png_of(px, w, h, 3, &n, err) : png_of_mask(px, w, h, &n, err);
-    if (!add_b64(root, name, png, n, err)) return false;
+    ecs_err e = {0};
+    uint8_t *png = png_of_pic(&k_pics[p], img, res, &n, &e);
+    if (!add_b64(root, name, png, n, &e, err)) return false;
   }
   json_object_set_new(root, "timings",
                       json_pack("{s:f, s:f, s:f, s:f}", "decode_ms", t->decode_ms, "queue_ms",
@@ -146,139 +225,123 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
   return true;
 }
 
-static bool render_png(const api_cam_request *req, const api_cam_result *res, int png_id,
-                       char **body, size_t *len, api_error *err) {
-  int w = res->width, h = res->height;
-  size_t plane = (size_t)w * (size_t)h, n = 0;
-  unsigned out = req->outputs;
+static bool render_png(const api_cam_request *req, const api_model_info *info, const ecs_image *img,
+                       const ecs_cam_result *res, api_response *out, api_error *err) {
+  size_t plane = (size_t)res->w * (size_t)res->h, n = 0;
+  unsigned want = req->outputs;
   uint8_t *png = NULL;
-  if (out == API_OUT_CAM || out == API_OUT_ERASED_CAM) {
-    const float *src = out == API_OUT_CAM ? res->cams : res->erased_cams;
-    if (!src) return missing(err, api_output_name(out));
+  ecs_err e = {0};
+  if (want == API_OUT_CAM || want == API_OUT_ERASED_CAM) {
+    const float *src = want == API_OUT_CAM ? res->cams : res->erased_cams;
+    if (!src) return missing(err, api_output_name(want));
+    int png_id = -1;
+    if (req->png_label_given && !api_cam_resolve_label(&req->png_label, info, &png_id, err))
+      return false;
     int idx = res->n_labels == 1 && png_id < 0 ? 0 : -1;
     for (int i = 0; i < res->n_labels && idx < 0; i++)
       if (res->labels[i] == png_id) idx = i;
     if (idx < 0)
       return api_fail(err, 422, "unknown_label", "label %d has no CAM in this result", png_id);
-    png = png_of_cam(src + plane * (size_t)idx, w, h, &n, err);
+    png = png_of_cam(src + plane * (size_t)idx, res->w, res->h, &n, &e);
   } else {
-    const uint8_t *px = out == API_OUT_MASK         ? res->mask
-                        : out == API_OUT_CAM_MASK   ? res->cam_mask
-                        : out == API_OUT_ECS_MASK   ? res->ecs_mask
-                        : out == API_OUT_HEAD_MASK  ? res->head_mask
-                        : out == API_OUT_ERASED_IMAGE ? res->erased_image
-                                                    : res->overlay;
-    if (!px) return missing(err, api_output_name(out));
-    bool rgb = out == API_OUT_ERASED_IMAGE || out == API_OUT_OVERLAY;
-    png = rgb ? png_of(px, w, h, 3, &n, err) : png_of_mask(px, w, h, &n, err);
+    const pic *p = pic_of(want);
+    if (!p || !pic_present(p, img, res)) return missing(err, api_output_name(want));
+    png = png_of_pic(p, img, res, &n, &e);
   }
-  if (!png) return false;
-  *body = (char *)png;
-  *len = n;
+  if (!png) return encode_failed(err, &e);
+  *out = (api_response){.status = 200, .type = "image/png", .body = (char *)png, .len = n};
   return true;
 }
 
-bool api_cam_render(const api_cam_request *req, const api_model_info *info,
-                    const api_cam_result *res, int png_id, const api_cam_timings *t, char **body,
-                    size_t *len, const char **type, api_error *err) {
-  *body = NULL;
-  *len = 0;
-  if (res->width <= 0 || res->height <= 0 || res->n_labels < 0 ||
-      (res->n_labels > 0 && !res->labels))
+bool api_cam_render(const api_cam_request *req, const api_model_info *info, const ecs_image *img,
+                    const ecs_cam_result *res, const api_cam_timings *t, api_response *out,
+                    api_error *err) {
+  *out = (api_response){0};
+  if (!well_formed(res))
     return api_fail(err, 500, "internal_error", "the model returned a malformed result");
-  if (req->format == API_FORMAT_PNG) {
-    *type = "image/png";
-    return render_png(req, res, png_id, body, len, err);
-  }
-  json_t *root = json_pack("{s:i, s:i, s:{s:s, s:i}}", "width", res->width, "height",
-                           res->height, "model", "name", info->name, "version", info->version);
+  if (req->format == API_FORMAT_PNG) return render_png(req, info, img, res, out, err);
+  json_t *root = json_pack("{s:i, s:i, s:{s:s, s:i}}", "width", res->w, "height", res->h, "model",
+                           "name", info->name, "version", info->version);
   if (!root) return api_fail(err, 503, "out_of_memory", "the server is short of memory");
-  bool ok = render_json(req, info, res, t, root, err);
-  if (ok) {
-    *body = json_dumps(root, JSON_COMPACT);
-    if (!*body) ok = api_fail(err, 503, "out_of_memory", "the server is short of memory");
-    else *len = strlen(*body);
-  }
+  bool ok = render_json(req, info, img, res, t, root, err);
+  char *body = ok ? json_dumps(root, JSON_COMPACT) : NULL;
   json_decref(root);
-  *type = "application/json";
+  if (ok && !body) ok = api_fail(err, 503, "out_of_memory", "the server is short of memory");
+  if (ok)
+    *out = (api_response){
+        .status = 200, .type = "application/json", .body = body, .len = strlen(body)};
   return ok;
 }
 
-/* ---- files (ecsnet cam) --------------------------------------------------------------------- */
+/* ---- files (ecsnet cam) ----------------------------------------------------------------- */
 
-/* Writes DIR/PREFIXNAME.png and frees png (NULL: an encoding that failed, err filled). */
-static bool write_file(const char *dir, const char *prefix, const char *name, uint8_t *png,
-                       size_t n, api_error *err) {
-  if (!png) return false;
+/* Writes DIR/PREFIXNAME.png and frees png (NULL: an encoding that failed, e filled). */
+static ecs_status write_file(const char *dir, const char *prefix, const char *name, uint8_t *png,
+                             size_t n, ecs_err *e) {
+  if (!png) return e->status ? e->status : ECS_ERR_INVALID;
   char path[ECS_PATH_MAX];
-  ecs_err e;
-  ecs_err_clear(&e);
-  bool ok = ecs_path_fmt(path, sizeof path, &e, "%s/%s%s.png", dir, prefix, name) == ECS_OK &&
-            ecs_file_write(path, png, n, &e) == ECS_OK;
-  if (!ok) api_fail(err, 500, "write_failed", "%s", e.msg);
+  ecs_status st = ecs_path_fmt(path, sizeof path, e, "%s/%s%s.png", dir, prefix, name);
+  if (st == ECS_OK) st = ecs_file_write(path, png, n, e);
   free(png);
-  return ok;
+  return st;
 }
 
-static bool write_scores(const char *dir, const api_model_info *info, const api_cam_result *res,
-                         api_error *err) {
+static ecs_status write_scores(const char *dir, const api_model_info *info,
+                               const ecs_cam_result *res, ecs_err *e) {
   char path[ECS_PATH_MAX];
-  ecs_err e;
-  if (ecs_path_join(path, sizeof path, dir, "scores.txt", &e) != ECS_OK)
-    return api_fail(err, 500, "write_failed", "%s", e.msg);
+  ecs_status st = ecs_path_join(path, sizeof path, dir, "scores.txt", e);
+  if (st != ECS_OK) return st;
   FILE *f = fopen(path, "w");
-  if (!f) return api_fail(err, 500, "write_failed", "%s: %s", path, strerror(errno));
+  if (!f) return ecs_err_set(e, ECS_ERR_IO, "%s: %s", path, strerror(errno));
   for (int k = 1; k <= info->n_classes; k++) {
     bool used = false;
     for (int i = 0; i < res->n_labels; i++)
       used |= res->labels[i] == k;
     fprintf(f, "%s %.6f%s\n", class_name(info, k), res->scores[k - 1], used ? " *" : "");
   }
-  if (fclose(f) != 0) return api_fail(err, 500, "write_failed", "%s: write failed", path);
-  return true;
+  if (fclose(f) != 0) return ecs_err_set(e, ECS_ERR_IO, "%s: write failed", path);
+  return ECS_OK;
 }
 
-bool api_cam_write_files(const char *dir, const api_model_info *info, const api_cam_result *res,
-                         api_error *err) {
-  int w = res->width, h = res->height;
-  size_t plane = (size_t)w * (size_t)h, n = 0;
-  if (w <= 0 || h <= 0 || res->n_labels < 0 || (res->n_labels > 0 && !res->labels))
-    return api_fail(err, 500, "internal_error", "the model returned a malformed result");
+static ecs_status write_region(const char *dir, const ecs_cam_result *res, ecs_err *e) {
+  size_t plane = (size_t)res->w * (size_t)res->h, n = 0;
+  uint8_t *g = malloc(plane ? plane : 1);
+  if (!g) return ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < plane; i++)
+    g[i] = res->erase_region[i] ? 255 : 0;
+  uint8_t *png = png_of(g, res->w, res->h, 1, &n, e);
+  free(g);
+  return write_file(dir, "", "erase_region", png, n, e);
+}
+
+ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
+                               const api_model_info *info, const ecs_image *img,
+                               const ecs_cam_result *res, ecs_err *e) {
+  if (!well_formed(res)) return ecs_err_set(e, ECS_ERR_INVALID, "a malformed result");
+  size_t plane = (size_t)res->w * (size_t)res->h, n = 0;
   static const char *const cam_prefix[2] = {"cam_", "erased_cam_"};
-  for (int c = 0; c < 2; c++) {
+  static const unsigned cam_bit[2] = {API_OUT_CAM, API_OUT_ERASED_CAM};
+  ecs_status st = ECS_OK;
+  for (int c = 0; c < 2 && st == ECS_OK; c++) {
     const float *src = c == 0 ? res->cams : res->erased_cams;
-    for (int i = 0; src && i < res->n_labels; i++) {
-      uint8_t *png = png_of_cam(src + plane * (size_t)i, w, h, &n, err);
-      if (!write_file(dir, cam_prefix[c], class_name(info, res->labels[i]), png, n, err))
-        return false;
+    if (!(req->outputs & cam_bit[c])) continue;
+    if (!src) return ecs_err_set(e, ECS_ERR_INVALID, "the result has no %s", cam_prefix[c]);
+    for (int i = 0; i < res->n_labels && st == ECS_OK; i++) {
+      uint8_t *png = png_of_cam(src + plane * (size_t)i, res->w, res->h, &n, e);
+      st = write_file(dir, cam_prefix[c], class_name(info, res->labels[i]), png, n, e);
     }
   }
-  const struct {
-    const char *name;
-    const uint8_t *px;
-    bool rgb;
-  } pics[] = {
-      {"mask", res->mask, false},
-      {"cam_mask", res->cam_mask, false},
-      {"ecs_mask", res->ecs_mask, false},
-      {"head_mask", res->head_mask, false},
-      {"erased_image", res->erased_image, true},
-      {"overlay", res->overlay, true},
-  };
-  for (size_t p = 0; p < sizeof pics / sizeof pics[0]; p++) {
-    if (!pics[p].px) continue;
-    uint8_t *png =
-        pics[p].rgb ? png_of(pics[p].px, w, h, 3, &n, err) : png_of_mask(pics[p].px, w, h, &n, err);
-    if (!write_file(dir, "", pics[p].name, png, n, err)) return false;
+  for (size_t p = 0; p < N_PICS && st == ECS_OK; p++) {
+    const char *name = api_output_name(k_pics[p].bit);
+    if (!(req->outputs & k_pics[p].bit)) continue;
+    if (!pic_present(&k_pics[p], img, res))
+      return ecs_err_set(e, ECS_ERR_INVALID, "the result has no %s", name);
+    uint8_t *png = png_of_pic(&k_pics[p], img, res, &n, e);
+    st = write_file(dir, "", name, png, n, e);
   }
-  if (res->erase_region) {
-    uint8_t *g = malloc(plane ? plane : 1);
-    if (!g) return api_fail(err, 503, "out_of_memory", "out of memory");
-    for (size_t i = 0; i < plane; i++)
-      g[i] = res->erase_region[i] ? 255 : 0;
-    uint8_t *png = png_of(g, w, h, 1, &n, err);
-    free(g);
-    if (!write_file(dir, "", "erase_region", png, n, err)) return false;
-  }
-  return !res->scores || write_scores(dir, info, res, err);
+  if (st == ECS_OK && (req->outputs & API_OUT_ERASED_IMAGE) && res->erase_region)
+    st = write_region(dir, res, e);
+  if (st == ECS_OK && (req->outputs & API_OUT_SCORES) && res->scores)
+    st = write_scores(dir, info, res, e);
+  return st;
 }

@@ -486,7 +486,7 @@ out:
 /* ---- the served model ----------------------------------------------------------------------- */
 
 /* A registry name from a file name: its stem with anything outside the name alphabet as '-'. */
-static void name_from_path(const char *path, char name[API_REG_NAME_MAX]) {
+void api_name_of_file(const char *path, char name[API_REG_NAME_MAX]) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
   while (*base == '.') base++;
@@ -573,7 +573,7 @@ static bool path_in_registry(const api_reg *r, const char *path, char name[API_R
   return true;
 }
 
-ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t n,
+ecs_status api_served_model(const api_model_opts *opts, char *path, size_t n,
                             char name[API_REG_NAME_MAX], int *version, ecs_err *err) {
   *version = 0;
   const char *data_dir = opts->data_dir && opts->data_dir[0] ? opts->data_dir : ".";
@@ -583,7 +583,7 @@ ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t 
   if (opts->path && opts->path[0]) {
     st = ecs_path_join(path, n, NULL, opts->path, err);
     if (st == ECS_OK && !path_in_registry(r, path, name, version)) {
-      name_from_path(path, name);
+      api_name_of_file(path, name);
       *version = 1;
     }
     goto out;
@@ -601,7 +601,7 @@ ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t 
                      r->dir);
     goto out;
   }
-  name_from_path(shipped, name);
+  api_name_of_file(shipped, name);
   /* First start: the shipped model becomes a registry version. Where the data directory
    * cannot be written, it is served from where it lies. */
   api_reg *w = api_reg_open(data_dir, true, NULL);

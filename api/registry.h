@@ -74,8 +74,12 @@ void api_model_summary_free(api_model_summary *s); /* frees the classes, not s; 
  * version; else the shipped model (api_shipped_model_path), added to the registry as the next
  * version of its name (version 1 on a first start) and activated. Fills path (n bytes), name
  * and version. ECS_ERR_IO with a message naming every place looked at when there is none. */
-ecs_status api_served_model(const api_model_load_opts *opts, char *path, size_t n,
+ecs_status api_served_model(const api_model_opts *opts, char *path, size_t n,
                             char name[API_REG_NAME_MAX], int *version, ecs_err *err);
+
+/* A registry name for a model file outside the registry: its stem, with anything outside the
+ * name alphabet as '-' ("model" when nothing valid is left). */
+void api_name_of_file(const char *path, char name[API_REG_NAME_MAX]);
 
 /* The model shipped with the program: the file setting names when it is not NULL ("" or
  * "none": no shipped model; the server's --shipped-model, $ECSNET_SHIPPED_MODEL), else the

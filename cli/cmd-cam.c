@@ -1,11 +1,12 @@
 /* cmd-cam.c - `ecsnet cam IMAGE --out DIR`: the CAMs, erased CAMs and masks of one image as
  * files.
  *
- * The command goes through the same door as POST /cam: its options are the request's
- * parameters (api_cam_params_parse), labels resolve as the server resolves them
- * (api_cam_resolve_labels), the model runs through the api's ECS-Net adapter, and the files
- * are rendered by the server's own encoders (api_cam_write_files). So for the same image,
- * model and options `ecsnet cam` and POST /cam give the same pixels. */
+ * The command goes through the same door as POST /cam (api/cam.h): its options are the
+ * request's parameters (api_cam_params_parse), the model is opened as the server opens it
+ * (api_model_open), the image is decoded, its labels resolved and the model run by the code a
+ * server worker runs (api_cam_compute), and the files are rendered by the answer's own
+ * encoders (api_cam_write_files). So for the same image, model and options `ecsnet cam` and
+ * POST /cam give the same pixels. */
 #include "cli.h"
 
 #include <errno.h>
@@ -14,13 +15,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cam-request.h"
-#include "cam-response.h"
+#include "cam.h"
 #include "ecs/ecsnet.h"
 #include "ecs/image.h"
 #include "ecs/path.h"
 #include "ecs/safetensors.h"
-#include "ecsnet-adapter.h"
 
 /* Every image output but the overlay, and the scores: what `ecsnet cam` has always written. */
 #define CAM_DEFAULT_OUTPUTS "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image"
@@ -85,24 +84,15 @@ static int cam_request(const cam_args *c, api_cam_request *req) {
   return 0;
 }
 
-static int unknown_label(const api_error *ae, const api_model_info *info) {
-  fprintf(stderr, "ecsnet: %s (the model's classes:", ae->message);
-  for (int k = 0; k < info->n_classes; k++)
-    fprintf(stderr, " %s", info->class_names[k]);
-  fprintf(stderr, ")\n");
-  return USAGE_EXIT;
-}
-
 /* --float: the float32 CAMs, erased CAMs, scores and labels the result holds. */
-static ecs_status write_floats(const char *dir, const api_model_info *info, const api_cam_result *r,
-                               ecs_err *e) {
+static ecs_status write_floats(const char *dir, const api_model_info *info,
+                               const ecs_cam_result *r, ecs_err *e) {
   char path[ECS_PATH_MAX];
   ecs_status st = ecs_path_join(path, sizeof path, dir, "cams.safetensors", e);
   if (st != ECS_OK) return st;
   ecs_st_writer *sw = ecs_st_writer_new(e);
   if (!sw) return e->status;
-  int64_t ne[3] = {r->n_labels, r->height, r->width}, ns[1] = {info->n_classes},
-          nl[1] = {r->n_labels};
+  int64_t ne[3] = {r->n_labels, r->h, r->w}, ns[1] = {info->n_classes}, nl[1] = {r->n_labels};
   if (r->cams) st = ecs_st_writer_add(sw, "cams", ECS_F32, 3, ne, r->cams, e);
   if (st == ECS_OK && r->erased_cams)
     st = ecs_st_writer_add(sw, "erased_cams", ECS_F32, 3, ne, r->erased_cams, e);
@@ -113,58 +103,72 @@ static ecs_status write_floats(const char *dir, const api_model_info *info, cons
   return st;
 }
 
+/* Reads the image file into the request, as a body carries it to the server. */
+static ecs_status read_image(const char *path, api_cam_request *req, ecs_err *e) {
+  uint8_t *bytes = NULL;
+  size_t n = 0;
+  ecs_status st = ecs_file_read(path, 0, &bytes, &n, e);
+  if (st != ECS_OK) return st;
+  req->image_owned = bytes;
+  req->image = bytes;
+  req->image_len = n;
+  return ECS_OK;
+}
+
+/* An api error of the run as one line: an unknown label is a usage error and lists the
+ * model's classes; the image's name goes before a decoding error. */
+static int run_failed(const api_error *ae, const cam_args *c, const api_model_info *info) {
+  if (ae->status == 422) {
+    fprintf(stderr, "ecsnet: %s (the model's classes:", ae->message);
+    for (int k = 0; k < info->n_classes; k++) fprintf(stderr, " %s", info->class_names[k]);
+    fprintf(stderr, ")\n");
+    return USAGE_EXIT;
+  }
+  if (ae->status == 400 || ae->status == 413)
+    fprintf(stderr, "ecsnet: %s: %s\n", c->image, ae->message);
+  else fprintf(stderr, "ecsnet: %s\n", ae->message);
+  return 1;
+}
+
 int cmd_cam(int argc, char **argv) {
   cam_args c = {.model = getenv("ECSNET_MODEL")};
   api_cam_request req;
   int rc = parse_cam_args(argc, argv, &c);
   if (rc || (rc = cam_request(&c, &req))) return rc;
   ecs_err e = {0};
-  api_model_load_opts lo = {
-      .device = cli_device_name(), .n_workers = 1, .threads = (int)c.threads, .engine = g_engine};
+  api_model_opts mo = {.path = c.model, .device = cli_device_name(), .n_workers = 1,
+                       .threads = (int)c.threads, .engine = g_engine};
   api_model *m = NULL;
-  if (api_ecsnet_open(c.model, "ecsnet-cam", 1, &lo, &m, &e) != ECS_OK) return failure(&e);
-  api_model_info info;
-  m->iface->info(m->ctx, &info);
-  int ids[API_LABELS_HARD_MAX], n_ids = 0, png_id = -1;
-  api_error ae = {0};
-  if (!api_cam_resolve_labels(&req, &info, ids, &n_ids, &png_id, &ae)) {
-    rc = unknown_label(&ae, &info);
-    api_model_free(m);
-    return rc;
-  }
+  if (api_model_open(&mo, &m, &e) != ECS_OK) return failure(&e);
+  const api_model_info *info = api_model_describe(m);
   ecs_image *img = NULL;
-  api_cam_result r = {0};
+  ecs_cam_result *r = NULL;
+  api_cam_timings t;
+  api_cam_call call = {0};
+  api_error ae;
   rc = 1;
-  if (ecs_image_read(c.image, 0, 0, &img, &e) != ECS_OK) goto done;
+  if (read_image(c.image, &req, &e) != ECS_OK) goto fail;
   if (mkdir(c.out, 0777) != 0 && errno != EEXIST) {
     ecs_err_set(&e, ECS_ERR_IO, "%s: cannot create the folder: %s", c.out, strerror(errno));
+    goto fail;
+  }
+  if (!api_cam_compute(&req, m, &call, &img, &r, &t, &ae)) {
+    rc = run_failed(&ae, &c, info);
     goto done;
   }
-  api_cam_input in = {.rgb = img->data,
-                      .width = img->width,
-                      .height = img->height,
-                      .labels = ids,
-                      .n_labels = n_ids,
-                      .outputs = req.outputs,
-                      .n_scales = req.n_scales,
-                      .flip = req.flip,
-                      .want_erase_region = (req.outputs & API_OUT_ERASED_IMAGE) != 0};
-  memcpy(in.scales, req.scales, sizeof in.scales);
-  if (m->iface->run(m->ctx, &in, &r, &e) != ECS_OK) goto done;
-  if (!api_cam_write_files(c.out, &info, &r, &ae)) {
-    ecs_err_set(&e, ECS_ERR_IO, "%s", ae.message);
-    goto done;
-  }
-  if (c.want_float && write_floats(c.out, &info, &r, &e) != ECS_OK) goto done;
+  if (api_cam_write_files(c.out, &req, info, img, r, &e) != ECS_OK) goto fail;
+  if (c.want_float && write_floats(c.out, info, r, &e) != ECS_OK) goto fail;
   printf("labels:");
-  for (int i = 0; i < r.n_labels; i++)
-    printf(" %s", info.class_names[r.labels[i] - 1]);
-  printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", c.out, r.width, r.height, (long long)r.phi);
+  for (int i = 0; i < r->n_labels; i++) printf(" %s", info->class_names[r->labels[i] - 1]);
+  printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", c.out, r->w, r->h, (long long)r->phi);
   rc = 0;
+  goto done;
+fail:
+  failure(&e);
 done:
-  if (rc) failure(&e);
-  api_cam_result_free(&r);
+  ecs_cam_result_free(r);
   ecs_image_free(img);
+  api_cam_request_free(&req);
   api_model_free(m);
   return rc;
 }

@@ -3,9 +3,10 @@
  * Request lifecycle (one srv_req per HTTP request):
  *   first callback      -> srv_req allocated, request id and route fixed, early limits;
  *   body callbacks      -> bytes appended up to --max-body (beyond: discarded, 413 at the end);
- *   last callback       -> the route's handler answers at once, or (POST /cam) the request is
- *                          parsed, the connection suspended and a job submitted to the pool;
- *   worker              -> decodes, runs the model, renders, stores the response, resumes;
+ *   last callback       -> the route's handler answers at once, or (POST /cam) the api prepares
+ *                          the request, the connection is suspended and a job submitted;
+ *   worker              -> the api decodes, runs the model and renders; the worker stores the
+ *                          answer and resumes;
  *   callback after resume -> the stored response is queued;
  *   completed callback  -> access log, metrics, srv_req freed.
  * The worker never touches the request after MHD_resume_connection: from then on the HTTP
@@ -28,10 +29,10 @@
 #include "srv-metrics.h"
 #include "srv.h"
 
-/* A loaded model and the requests using it; freed when the last user lets go after a swap. */
+/* The served model and the requests using it; freed when the last user lets go after a swap. */
 typedef struct srv_model_ref {
   api_model *model;
-  api_model_info info;
+  api_model_info info; /* api_model_describe(model) */
   atomic_int refs;
 } srv_model_ref;
 
@@ -78,9 +79,7 @@ typedef struct srv_req {
   api_cam_request cam;
   ecs_job job;
   atomic_bool cancel;
-  int img_w, img_h;
   uint64_t submit_ns;
-  double decode_ms, queue_ms, infer_ms;
   /* the response, stored by a worker or set when queued */
   unsigned status;
   char *resp;

@@ -19,7 +19,6 @@
 #include <netinet/in.h>
 
 #include "ecs/options.h"
-#include "ecsnet-adapter.h"
 #include "openapi.h"
 #include "registry.h"
 #include "srv-jobs.h"
@@ -41,38 +40,45 @@ void srv_model_release(srv_model_ref *m) {
   }
 }
 
-/* What loading a model takes from the settings: path (NULL: the registry decides), the
- * device, the workers' threads, the shipped model and the engine options of every backend. */
-static api_model_load_opts model_opts(const srv *s, const char *path) {
+/* What opening a model takes from the settings: which one (a path, a registry version, or
+ * neither: the registry decides), the device, the workers' threads, the shipped model and the
+ * engine options of every backend. */
+static api_model_opts model_opts(const srv *s, const char *path, const char *name, int version) {
   const char *shipped = s->cfg.shipped_model;
-  return (api_model_load_opts){.path = path,
-                               .data_dir = s->cfg.data_dir,
-                               .device = s->cfg.device,
-                               .n_workers = s->cfg.workers,
-                               .threads = s->cfg.threads,
-                               .shipped_model = strcmp(shipped, "auto") == 0 ? NULL : shipped,
-                               .engine = s->cfg.engine};
+  return (api_model_opts){.path = path,
+                          .name = name,
+                          .version = version,
+                          .data_dir = s->cfg.data_dir,
+                          .device = s->cfg.device,
+                          .n_workers = s->cfg.workers,
+                          .threads = s->cfg.threads,
+                          .shipped_model = strcmp(shipped, "auto") == 0 ? NULL : shipped,
+                          .engine = s->cfg.engine};
 }
 
-ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
-  api_reg *reg = api_reg_open(s->cfg.data_dir, false, err);
-  if (!reg) return err ? err->status : ECS_ERR_IO;
-  char path[ECS_PATH_MAX];
-  ecs_status st = api_reg_path(reg, name, version, path, sizeof path, err);
-  api_reg_free(reg);
-  if (st != ECS_OK) return st;
-  api_model_load_opts o = model_opts(s, path);
+/* Opens a model as a new reference for the slot. */
+static ecs_status open_ref(const api_model_opts *o, srv_model_ref **out, ecs_err *err) {
   api_model *m = NULL;
-  /* loaded before the lock is taken: requests keep flowing to the old model meanwhile */
-  if ((st = api_ecsnet_open(path, name, version, &o, &m, err)) != ECS_OK) return st;
+  ecs_status st = api_model_open(o, &m, err);
+  if (st != ECS_OK) return st;
   srv_model_ref *ref = calloc(1, sizeof *ref);
   if (!ref) {
     api_model_free(m);
     return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   }
   ref->model = m;
-  m->iface->info(m->ctx, &ref->info);
+  ref->info = *api_model_describe(m);
   atomic_init(&ref->refs, 1);
+  *out = ref;
+  return ECS_OK;
+}
+
+ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
+  api_model_opts o = model_opts(s, NULL, name, version);
+  srv_model_ref *ref = NULL;
+  /* loaded before the lock is taken: requests keep flowing to the old model meanwhile */
+  ecs_status st = open_ref(&o, &ref, err);
+  if (st != ECS_OK) return st;
   pthread_mutex_lock(&s->model_mu);
   srv_model_ref *old = s->model;
   s->model = ref;
@@ -486,23 +492,12 @@ static void log_engine_options(srv *s) {
 }
 
 static ecs_status load_model(srv *s, ecs_err *err) {
-  api_model_load_opts o = model_opts(s, s->cfg.model[0] ? s->cfg.model : NULL);
-  api_model *m = NULL;
-  ecs_err e;
-  ecs_err_clear(&e);
-  ecs_status st = api_model_load(&o, &m, &e);
+  api_model_opts o = model_opts(s, s->cfg.model[0] ? s->cfg.model : NULL, NULL, 0);
+  ecs_err e = {0};
+  ecs_status st = open_ref(&o, &s->model, &e);
   if (st == ECS_OK) {
-    srv_model_ref *ref = calloc(1, sizeof *ref);
-    if (!ref) {
-      api_model_free(m);
-      return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
-    }
-    ref->model = m;
-    m->iface->info(m->ctx, &ref->info);
-    atomic_init(&ref->refs, 1);
-    s->model = ref;
-    srv_log_event(s, "info", "serving model %s version %d on %s", ref->info.name,
-                  ref->info.version, ref->info.device ? ref->info.device : "?");
+    srv_log_event(s, "info", "serving model %s version %d on %s", s->model->info.name,
+                  s->model->info.version, s->model->info.device ? s->model->info.device : "?");
     return ECS_OK;
   }
   /* An explicit --model that cannot be served, or a device that cannot be used, is a failed

@@ -5,6 +5,7 @@ scores. Also: the command line links the engine and the api, not the HTTP server
 store (no libmicrohttpd, no SQLite)."""
 import os
 import pathlib
+import re
 import subprocess
 
 import numpy as np
@@ -107,6 +108,33 @@ def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_
         assert sorted(starred) == sorted(names)
     else:
         assert not (out / "scores.txt").exists()
+
+
+def cli_cam_options(bin_path):
+    """The options `ecsnet cam` documents in `ecsnet --help` (its usage lines)."""
+    p = subprocess.run([str(bin_path("ecsnet")), "--help"], capture_output=True, text=True)
+    text = p.stdout + p.stderr
+    lines, inside = [], False
+    for ln in text.splitlines():
+        if ln.startswith("  ") and not ln.startswith("   "):
+            inside = ln.split()[0] == "cam"
+        if inside:
+            lines.append(ln)
+    return set(re.findall(r"--([a-z][a-z-]*)", "\n".join(lines)))
+
+
+def test_every_shared_option_is_compared(one_worker, bin_path):
+    """An option `ecsnet cam` shares with POST /cam (same name as a /cam parameter) must be
+    exercised above with a value off its default, so one added later cannot drift."""
+    spec = one_worker.get("/openapi.json").json()
+    params = {p["name"] for p in spec["components"]["parameters"].values()}
+    shared = {o.replace("-", "_") for o in cli_cam_options(bin_path)} & params
+    assert {"labels", "scales", "flip", "outputs"} <= shared, shared
+    covered = set()
+    for labels, scales, flip, outputs in CASES:
+        covered |= {name for name, v in (("labels", labels), ("scales", scales),
+                                         ("flip", flip), ("outputs", outputs)) if v}
+    assert shared <= covered, f"not compared: {sorted(shared - covered)}"
 
 
 def test_cli_links_neither_the_http_server_nor_the_job_store(bin_path, build_dir):

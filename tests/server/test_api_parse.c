@@ -306,20 +306,25 @@ static void test_resolve_labels(void **state) {
   api_error e;
   int ids[8], n, png;
   assert_true(parse_raw("labels", "dog,1", &r, &e));
-  assert_true(api_cam_resolve_labels(&r, &info, ids, &n, &png, &e));
+  assert_true(api_cam_resolve_labels(&r, &info, ids, &n, &e));
   assert_int_equal(n, 2);
   assert_int_equal(ids[0], 3);
   assert_int_equal(ids[1], 1);
-  assert_int_equal(png, -1);
+  api_label l = {.id = -1, .name = "background"};
+  assert_true(api_cam_resolve_label(&l, &info, &png, &e));
+  assert_int_equal(png, 0);
+  l = (api_label){.id = 4};
+  assert_false(api_cam_resolve_label(&l, &info, &png, &e));
+  assert_string_equal(e.code, "unknown_label");
   assert_true(parse_raw("labels", "cat,2", &r, &e));
-  assert_false(api_cam_resolve_labels(&r, &info, ids, &n, &png, &e));
+  assert_false(api_cam_resolve_labels(&r, &info, ids, &n, &e));
   assert_string_equal(e.code, "duplicate_label");
   assert_true(parse_raw("labels", "horse", &r, &e));
-  assert_false(api_cam_resolve_labels(&r, &info, ids, &n, &png, &e));
+  assert_false(api_cam_resolve_labels(&r, &info, ids, &n, &e));
   assert_int_equal(e.status, 422);
   assert_string_equal(e.code, "unknown_label");
   assert_true(parse_raw("labels", "4", &r, &e));
-  assert_false(api_cam_resolve_labels(&r, &info, ids, &n, &png, &e));
+  assert_false(api_cam_resolve_labels(&r, &info, ids, &n, &e));
 }
 
 static void test_error_json(void **state) {

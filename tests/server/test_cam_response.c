@@ -21,12 +21,12 @@ static const char *k_names[K] = {"aeroplane", "cat", "dog"};
 static const api_model_info k_info = {.name = "tiny", .version = 2, .n_classes = K,
                                       .class_names = k_names, .backbone = "small"};
 
-static void make_result(api_cam_result *r) {
+static void make_result(ecs_cam_result *r) {
   memset(r, 0, sizeof *r);
-  r->width = W;
-  r->height = H;
+  r->w = W;
+  r->h = H;
+  r->n_classes = K;
   r->n_labels = 2;
-  r->labels = malloc(2 * sizeof(int));
   r->labels[0] = 2;
   r->labels[1] = 3;
   r->scores = malloc(K * sizeof(float));
@@ -41,6 +41,17 @@ static void make_result(api_cam_result *r) {
   r->cams[1] = 7.0f;
   r->mask = malloc(W * H);
   for (int i = 0; i < W * H; i++) r->mask[i] = (uint8_t)(i % 4 == 3 ? 255 : i % 4);
+}
+
+/* The buffers of a result made here (ecs_cam_result_free would also free the struct). */
+static void free_result(ecs_cam_result *r) {
+  free(r->scores);
+  free(r->cams);
+  free(r->erased_cams);
+  free(r->mask);
+  free(r->erase_region);
+  free(r->erased_image);
+  memset(r, 0, sizeof *r);
 }
 
 static ecs_image *decode_b64(const char *b64, bool indexed) {
@@ -60,18 +71,17 @@ static ecs_image *decode_b64(const char *b64, bool indexed) {
 
 static void test_json(void **state) {
   (void)state;
-  api_cam_result res;
+  ecs_cam_result res;
   make_result(&res);
   api_cam_request req = {.outputs = API_OUT_DEFAULT, .format = API_FORMAT_JSON};
   api_cam_timings t = {1, 2, 3, 6};
-  char *body;
-  size_t len;
-  const char *type;
+  api_response a;
   api_error e;
   req.outputs &= ~(unsigned)API_OUT_ERASED_CAM;
-  assert_true(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
-  assert_string_equal(type, "application/json");
-  json_t *j = json_loadb(body, len, 0, NULL);
+  assert_true(api_cam_render(&req, &k_info, NULL, &res, &t, &a, &e));
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.type, "application/json");
+  json_t *j = json_loadb(a.body, a.len, 0, NULL);
   assert_non_null(j);
   assert_int_equal(json_integer_value(json_object_get(j, "width")), W);
   assert_string_equal(json_string_value(json_object_get(json_object_get(j, "model"), "name")),
@@ -102,39 +112,45 @@ static void test_json(void **state) {
   assert_memory_equal(m->data, res.mask, W * H);
   ecs_image_free(m);
   json_decref(j);
-  free(body);
-  api_cam_result_free(&res);
+  api_response_free(&a);
+  free_result(&res);
 }
 
 static void test_png_and_contract(void **state) {
   (void)state;
-  api_cam_result res;
+  ecs_cam_result res;
   make_result(&res);
   api_cam_timings t = {0};
-  char *body;
-  size_t len;
-  const char *type;
+  api_response a;
   api_error e;
-  api_cam_request req = {.outputs = API_OUT_CAM, .format = API_FORMAT_PNG};
-  assert_true(api_cam_render(&req, &k_info, &res, 3, &t, &body, &len, &type, &e));
-  assert_string_equal(type, "image/png");
+  api_cam_request req = {.outputs = API_OUT_CAM, .format = API_FORMAT_PNG,
+                         .png_label_given = true, .png_label = {.id = 3}};
+  assert_true(api_cam_render(&req, &k_info, NULL, &res, &t, &a, &e));
+  assert_string_equal(a.type, "image/png");
   ecs_image *img = NULL;
   ecs_err ee;
-  assert_int_equal(ecs_image_decode_ex(body, len, 0, ECS_DECODE_KEEP_GREY, &img, &ee), ECS_OK);
+  assert_int_equal(ecs_image_decode_ex(a.body, a.len, 0, ECS_DECODE_KEEP_GREY, &img, &ee),
+                   ECS_OK);
   assert_int_equal(img->data[0], (int)lrintf(res.cams[W * H] * 255)); /* label 3 is the 2nd */
   ecs_image_free(img);
-  free(body);
+  api_response_free(&a);
   /* a label the result has no CAM for */
-  assert_false(api_cam_render(&req, &k_info, &res, 1, &t, &body, &len, &type, &e));
+  req.png_label.id = 1;
+  assert_false(api_cam_render(&req, &k_info, NULL, &res, &t, &a, &e));
   assert_int_equal(e.status, 422);
-  /* an output the model did not fill breaks the contract: 500, not a crash */
-  req.outputs = API_OUT_OVERLAY;
-  assert_false(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
+  /* an output the result lacks (the overlay without its image) breaks the contract: 500 */
+  req = (api_cam_request){.outputs = API_OUT_OVERLAY, .format = API_FORMAT_PNG};
+  assert_false(api_cam_render(&req, &k_info, NULL, &res, &t, &a, &e));
   assert_int_equal(e.status, 500);
   req.format = API_FORMAT_JSON;
-  assert_false(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
+  assert_false(api_cam_render(&req, &k_info, NULL, &res, &t, &a, &e));
   assert_int_equal(e.status, 500);
-  api_cam_result_free(&res);
+  /* the overlay over its image: half the image plus the colour map of the max CAM */
+  ecs_image rgb = {.width = W, .height = H, .channels = 3, .data = calloc(W * H * 3, 1)};
+  assert_true(api_cam_render(&req, &k_info, &rgb, &res, &t, &a, &e));
+  api_response_free(&a);
+  free(rgb.data);
+  free_result(&res);
 }
 
 /* The PNG file at dir/name, decoded (indexed: palette indices). */
@@ -156,23 +172,24 @@ static ecs_image *read_png(const char *dir, const char *name, bool indexed) {
 /* api_cam_write_files (ecsnet cam) writes the very pixels api_cam_render answers with. */
 static void test_files_match_the_answer(void **state) {
   (void)state;
-  api_cam_result res;
+  ecs_cam_result res;
   make_result(&res);
   res.erase_region = calloc(W * H, 1);
   res.erase_region[3] = 1;
-  api_cam_request req = {.outputs = API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK,
+  res.erased_image = calloc(W * H * 3, 1);
+  api_cam_request req = {.outputs = API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK |
+                                    API_OUT_SCORES | API_OUT_ERASED_IMAGE,
                          .format = API_FORMAT_JSON};
   api_cam_timings t = {0};
-  char *body;
-  size_t len;
-  const char *type;
+  api_response ans;
   api_error e;
-  assert_true(api_cam_render(&req, &k_info, &res, -1, &t, &body, &len, &type, &e));
-  json_t *j = json_loadb(body, len, 0, NULL);
-  free(body);
+  assert_true(api_cam_render(&req, &k_info, NULL, &res, &t, &ans, &e));
+  json_t *j = json_loadb(ans.body, ans.len, 0, NULL);
+  api_response_free(&ans);
   char dir[] = "/tmp/test_cam_files_XXXXXX";
   assert_non_null(mkdtemp(dir));
-  assert_true(api_cam_write_files(dir, &k_info, &res, &e));
+  ecs_err ee = {0};
+  assert_int_equal(api_cam_write_files(dir, &req, &k_info, NULL, &res, &ee), ECS_OK);
   static const char *const files[2][2] = {{"cam_cat.png", "cam_dog.png"},
                                           {"erased_cam_cat.png", "erased_cam_dog.png"}};
   static const char *const keys[2] = {"cams", "erased_cams"};
@@ -204,15 +221,15 @@ static void test_files_match_the_answer(void **state) {
   assert_non_null(fgets(line, sizeof line, f));
   assert_string_equal(line, "cat 0.250000 *\n");
   fclose(f);
-  /* outputs the result lacks are not written */
+  /* outputs not asked for are not written */
   snprintf(path, sizeof path, "%s/ecs_mask.png", dir);
   assert_int_not_equal(access(path, F_OK), 0);
   /* a folder that does not exist: an error naming the file, not a crash */
-  assert_false(api_cam_write_files("/nonexistent/dir", &k_info, &res, &e));
-  assert_int_equal(e.status, 500);
-  assert_non_null(strstr(e.message, "/nonexistent/dir"));
+  assert_int_not_equal(api_cam_write_files("/nonexistent/dir", &req, &k_info, NULL, &res, &ee),
+                       ECS_OK);
+  assert_non_null(strstr(ee.msg, "/nonexistent/dir"));
   json_decref(j);
-  api_cam_result_free(&res);
+  free_result(&res);
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   assert_int_equal(system(cmd), 0);

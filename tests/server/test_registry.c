@@ -1,5 +1,5 @@
 /* test_registry.c - the model registry on disk, the served-model choice, /v1/models JSON, and
- * the ECS-Net adapter's run on a small freshly initialised model. */
+ * opening and running a small freshly initialised model through the api (model.h, cam.h). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "ecs/ecsnet.h"
-#include "ecsnet-adapter.h"
+#include "cam.h"
 #include "registry.h"
 
 typedef struct fx {
@@ -226,7 +226,7 @@ static void test_served_model_choice(void **state) {
   char path[600], name[API_REG_NAME_MAX];
   int v = 0;
   /* nothing anywhere */
-  api_model_load_opts o = {
+  api_model_opts o = {
       .data_dir = f->data, .device = "cpu", .n_workers = 1, .threads = 1, .shipped_model = "none"};
   assert_int_equal(api_served_model(&o, path, sizeof path, name, &v, &e), ECS_ERR_IO);
   assert_non_null(strstr(e.msg, "no model to serve"));
@@ -359,83 +359,133 @@ static void test_models_json(void **state) {
   api_reg_free(r);
 }
 
-/* The adapter computes only what was asked, maps every output, and honours cancel. */
-static void test_adapter_outputs(void **state) {
+/* A request for the encoded image png with the text parameters kv. */
+static void cam_req(api_cam_request *req, const api_kv *kv, size_t n, uint8_t *png, size_t len) {
+  api_cam_limits lim = {0};
+  api_error ae;
+  assert_true(api_cam_params_parse(kv, n, &lim, req, &ae));
+  req->image = png;
+  req->image_len = len;
+}
+
+/* The model opens as the server opens it, runs on the engine's types, and the door answers. */
+static void test_model_and_door(void **state) {
   fx *f = *state;
   ecs_err e = {0};
-  api_model_load_opts o = {.path = f->model,
-                           .data_dir = f->data,
-                           .device = "cpu",
-                           .n_workers = 2,
-                           .threads = 2,
-                           .shipped_model = "none"};
+  api_model_opts o = {.path = f->model,
+                      .data_dir = f->data,
+                      .device = "cpu",
+                      .n_workers = 2,
+                      .threads = 2,
+                      .shipped_model = "none"};
   api_model *m = NULL;
-  assert_int_equal(api_model_load(&o, &m, &e), ECS_OK);
-  api_model_info info;
-  m->iface->info(m->ctx, &info);
-  assert_string_equal(info.name, "src");
-  assert_int_equal(info.n_classes, 3);
-  assert_string_equal(info.class_names[2], "bird");
-  assert_string_equal(info.device, "cpu");
+  assert_int_equal(api_model_open(&o, &m, &e), ECS_OK);
+  const api_model_info *info = api_model_describe(m);
+  assert_string_equal(info->name, "src");
+  assert_int_equal(info->n_classes, 3);
+  assert_string_equal(info->class_names[2], "bird");
+  assert_string_equal(info->device, "cpu");
   int w = 40, h = 24;
-  uint8_t *rgb = malloc((size_t)w * h * 3);
-  for (int i = 0; i < w * h * 3; i++) rgb[i] = (uint8_t)(i * 37 + (i / 3) * 11);
-  int labels[] = {0, 2}; /* background is implicit: dropped */
+  ecs_image img = {.width = w, .height = h, .channels = 3, .data = malloc((size_t)w * h * 3)};
+  for (int i = 0; i < w * h * 3; i++) img.data[i] = (uint8_t)(i * 37 + (i / 3) * 11);
+  /* the engine's own options and result */
   atomic_bool cancel = false;
-  api_cam_input in = {.rgb = rgb, .width = w, .height = h, .labels = labels, .n_labels = 2,
-                      .outputs = API_OUT_CAM | API_OUT_HEAD_MASK, .n_scales = 1,
-                      .scales = {1.0f}, .worker = 1, .cancel = &cancel};
-  api_cam_result r;
-  assert_int_equal(m->iface->run(m->ctx, &in, &r, &e), ECS_OK);
-  assert_int_equal(r.width, w);
-  assert_int_equal(r.n_labels, 1);
-  assert_int_equal(r.labels[0], 2);
-  assert_non_null(r.cams);
-  assert_non_null(r.head_mask);
-  assert_null(r.erased_cams); /* not asked: the erasing branch did not run */
-  assert_null(r.mask);
-  assert_null(r.scores);
-  for (int p = 0; p < w * h; p++) {
-    assert_true(r.cams[p] >= 0.0f && r.cams[p] <= 1.0f);
-    assert_true(r.head_mask[p] == 0 || r.head_mask[p] == 2);
-  }
-  assert_true(r.infer_ms > 0);
-  api_cam_result_free(&r);
-  /* everything, predicted labels, two scales and flip */
-  in.n_labels = 0;
-  in.outputs = (1u << API_OUT_COUNT) - 1;
-  in.n_scales = 2;
-  in.scales[1] = 0.5f;
-  in.flip = true;
-  in.worker = 0;
-  assert_int_equal(m->iface->run(m->ctx, &in, &r, &e), ECS_OK);
-  assert_true(r.n_labels >= 1);
-  assert_non_null(r.scores);
-  assert_non_null(r.erased_cams);
-  assert_non_null(r.mask);
-  assert_non_null(r.cam_mask);
-  assert_non_null(r.ecs_mask);
-  assert_non_null(r.erased_image);
-  assert_non_null(r.overlay);
-  for (int p = 0; p < w * h; p++) {
-    assert_true(r.ecs_mask[p] == 255 || r.ecs_mask[p] <= 3);
-    assert_true(r.mask[p] <= 3); /* the combined mask falls back to the CAM mask outside Phi */
-  }
-  api_cam_result_free(&r);
-  /* a worker index beyond the pool is a clear error, not a crash */
-  in.worker = 2;
-  assert_int_equal(m->iface->run(m->ctx, &in, &r, &e), ECS_ERR_INVALID);
-  /* a cancelled request stops */
-  in.worker = 0;
+  int labels[] = {2};
+  ecs_infer_opts io = {.labels = labels, .n_labels = 1, .n_scales = 1, .scales = {1.0f}};
+  ecs_cam_result *r = NULL;
+  assert_int_equal(api_model_infer(m, 1, &cancel, &img, &io, &r, &e), ECS_OK);
+  assert_int_equal(r->w, w);
+  assert_int_equal(r->n_labels, 1);
+  assert_int_equal(r->labels[0], 2);
+  assert_null(r->erased_cams); /* not asked: the erasing branch did not run */
+  for (int p = 0; p < w * h; p++) assert_true(r->cams[p] >= 0.0f && r->cams[p] <= 1.0f);
+  ecs_cam_result_free(r);
+  /* a worker index beyond the pool is a clear error, not a crash; a cancelled run stops */
+  assert_int_equal(api_model_infer(m, 2, &cancel, &img, &io, &r, &e), ECS_ERR_INVALID);
   atomic_store(&cancel, true);
-  assert_int_equal(m->iface->run(m->ctx, &in, &r, &e), ECS_ERR_CANCELLED);
-  api_cam_result_free(&r);
+  assert_int_equal(api_model_infer(m, 0, &cancel, &img, &io, &r, &e), ECS_ERR_CANCELLED);
+  atomic_store(&cancel, false);
+
+  /* the door: an encoded image in, a rendered answer out */
+  uint8_t *png = NULL;
+  size_t len = 0;
+  assert_int_equal(ecs_image_encode_png(&img, &png, &len, &e), ECS_OK);
+  api_kv kv[] = {{"labels", "background,bird"}, {"outputs", "cam,head_mask,overlay"}};
+  api_cam_request req;
+  cam_req(&req, kv, 2, png, len);
+  api_cam_call call = {.worker = 1, .cancel = &cancel};
+  api_response a;
+  api_cam_timings t;
+  api_cam_run(&req, m, &call, &a, &t);
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.type, "application/json");
+  assert_true(t.decode_ms >= 0 && t.infer_ms > 0);
+  json_t *j = json_loadb(a.body, a.len, 0, NULL);
+  assert_int_equal(json_array_size(json_object_get(j, "cams")), 1); /* background has none */
+  assert_non_null(json_object_get(j, "head_mask"));
+  assert_non_null(json_object_get(j, "overlay"));
+  assert_null(json_object_get(j, "erased_cams"));
+  assert_null(json_object_get(j, "scores"));
+  json_decref(j);
+  api_response_free(&a);
+  /* every output, predicted labels, two scales and flip */
+  api_kv all[] = {{"outputs", "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,"
+                              "erased_image,overlay"},
+                  {"scales", "1,0.5"}, {"flip", "true"}};
+  cam_req(&req, all, 3, png, len);
+  call.worker = 0;
+  api_cam_run(&req, m, &call, &a, &t);
+  assert_int_equal(a.status, 200);
+  j = json_loadb(a.body, a.len, 0, NULL);
+  static const char *const keys[] = {"cams", "erased_cams", "mask", "cam_mask", "ecs_mask",
+                                     "head_mask", "scores", "erased_image", "overlay"};
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+    assert_non_null(json_object_get(j, keys[k]));
+  json_decref(j);
+  api_response_free(&a);
+  /* the errors: an unknown label, no model, a cancelled request, a broken image */
+  api_kv bad[] = {{"labels", "zebra"}};
+  cam_req(&req, bad, 1, png, len);
+  api_cam_run(&req, m, &call, &a, &t);
+  assert_int_equal(a.status, 422);
+  assert_non_null(strstr(a.body, "unknown_label"));
+  api_response_free(&a);
+  cam_req(&req, kv, 2, png, len);
+  api_cam_run(&req, NULL, &call, &a, &t);
+  assert_int_equal(a.status, 503);
+  assert_int_equal(a.retry_after, 5);
+  assert_non_null(strstr(a.body, "model_not_ready"));
+  api_response_free(&a);
+  atomic_store(&cancel, true);
+  api_cam_run(&req, m, &call, &a, &t);
+  assert_int_equal(a.status, 503);
+  assert_int_equal(a.retry_after, 1);
+  api_response_free(&a);
+  req.image_len = len / 2;
+  api_cam_run(&req, m, &call, &a, &t);
+  assert_int_equal(a.status, 400);
+  assert_true(t.infer_ms < 0);
+  api_response_free(&a);
+  free(png);
+  free(img.data);
   api_model_free(m);
-  free(rgb);
-  /* a device this build or machine does not have is refused at load time */
+
+  /* a registry version opens by name and version */
+  api_reg *reg = api_reg_open(f->data, true, &e);
+  int v = 0;
+  assert_int_equal(api_reg_add(reg, "voc", f->model, &v, &e), ECS_OK);
+  api_reg_free(reg);
+  api_model_opts ro = {.name = "voc", .version = v, .data_dir = f->data, .device = "cpu"};
+  assert_int_equal(api_model_open(&ro, &m, &e), ECS_OK);
+  assert_string_equal(api_model_describe(m)->name, "voc");
+  assert_int_equal(api_model_describe(m)->version, v);
+  api_model_free(m);
+  ro.version = v + 1;
+  assert_int_not_equal(api_model_open(&ro, &m, &e), ECS_OK);
+  /* a device this build or machine does not have is refused at open time */
   o.device = "cuda:63";
   ecs_err_clear(&e);
-  assert_int_equal(api_model_load(&o, &m, &e), ECS_ERR_UNSUPPORTED);
+  assert_int_equal(api_model_open(&o, &m, &e), ECS_ERR_UNSUPPORTED);
   assert_non_null(strstr(e.msg, "cuda:63"));
 }
 
@@ -462,7 +512,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_served_model_choice, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shipped_model_setting, setup, teardown),
       cmocka_unit_test_setup_teardown(test_models_json, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_adapter_outputs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_model_and_door, setup, teardown),
       cmocka_unit_test(test_overlay_colours),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,108 @@
+/* cam.c - the /cam door (cam.h): prepare on the HTTP thread, compute and render on a worker. */
+#include "cam.h"
+
+#include <string.h>
+
+#include "ecs/pool.h"
+
+static double ms_since(uint64_t t0) {
+  return (double)(ecs_monotonic_ns() - t0) / 1e6;
+}
+
+bool api_cam_prepare(const api_http_in *in, const api_cam_limits *lim, api_cam_request *req,
+                     api_error *err) {
+  if (!api_cam_request_parse(in, lim, req, err)) return false;
+  int w = 0, h = 0;
+  ecs_err e = {0};
+  bool ok = true;
+  if (ecs_image_probe(req->image, req->image_len, &w, &h, NULL, &e) != ECS_OK)
+    ok = api_fail(err, 400, "invalid_image", "%s", e.msg);
+  else if (lim->max_pixels && (uint64_t)w * (uint64_t)h > (uint64_t)lim->max_pixels)
+    ok = api_fail(err, 413, "too_many_pixels",
+                  "the image is %dx%d, more than the limit of %zu pixels", w, h, lim->max_pixels);
+  if (!ok) api_cam_request_free(req);
+  return ok;
+}
+
+static bool decode_failed(api_error *err, const ecs_err *e) {
+  switch (e->status) {
+  case ECS_ERR_LIMIT: return api_fail(err, 413, "too_many_pixels", "%s", e->msg);
+  case ECS_ERR_NOMEM:
+    return api_fail(err, 503, "out_of_memory", "the server is short of memory: %s", e->msg);
+  default: return api_fail(err, 400, "invalid_image", "%s", e->msg);
+  }
+}
+
+static bool infer_failed(api_error *err, const ecs_err *e) {
+  switch (e->status) {
+  case ECS_ERR_NOMEM: return api_fail(err, 503, "out_of_memory", "%s", e->msg);
+  case ECS_ERR_CANCELLED: return api_fail(err, 503, "timeout", "the request was cancelled");
+  default: return api_fail(err, 500, "inference_failed", "%s", e->msg);
+  }
+}
+
+/* The request as the engine's options, its labels resolved against info. */
+static bool infer_opts(const api_cam_request *req, const api_model_info *info, float threshold,
+                       ecs_infer_opts *o, int *labels, api_error *err) {
+  int ids[API_LABELS_HARD_MAX], n_ids = 0, png_id;
+  if (!api_cam_resolve_labels(req, info, ids, &n_ids, err)) return false;
+  if (req->png_label_given && !api_cam_resolve_label(&req->png_label, info, &png_id, err))
+    return false;
+  *o = (ecs_infer_opts){.flip = req->flip,
+                        .label_threshold = threshold,
+                        .want_erased = (req->outputs & API_OUT_ERASING) != 0};
+  /* Background (0) is implicit in every mask and has no CAM of its own. */
+  for (int i = 0; i < n_ids && o->n_labels < ECS_MAX_CLASSES; i++)
+    if (ids[i] > 0) labels[o->n_labels++] = ids[i];
+  o->labels = o->n_labels ? labels : NULL;
+  o->n_scales = req->n_scales < ECS_MAX_SCALES ? req->n_scales : ECS_MAX_SCALES;
+  memcpy(o->scales, req->scales, sizeof(float) * (size_t)o->n_scales);
+  return true;
+}
+
+static bool compute(const api_cam_request *req, api_model *m, const api_cam_call *call,
+                    ecs_image **img, ecs_cam_result **res, api_cam_timings *t, api_error *err) {
+  uint64_t t0 = ecs_monotonic_ns();
+  ecs_err e = {0};
+  ecs_status st = ecs_image_decode(req->image, req->image_len, req->max_pixels, img, &e);
+  t->decode_ms = ms_since(t0);
+  if (st != ECS_OK) return decode_failed(err, &e);
+  if (!m)
+    return api_fail(err, 503, "model_not_ready",
+                    "the request is valid, but no model is loaded yet; retry later");
+  ecs_infer_opts o;
+  int labels[ECS_MAX_CLASSES];
+  if (!infer_opts(req, api_model_describe(m), call->label_threshold, &o, labels, err)) return false;
+  t0 = ecs_monotonic_ns();
+  st = api_model_infer(m, call->worker, call->cancel, *img, &o, res, &e);
+  t->infer_ms = ms_since(t0);
+  return st == ECS_OK || infer_failed(err, &e);
+}
+
+bool api_cam_compute(const api_cam_request *req, api_model *m, const api_cam_call *call,
+                     ecs_image **img, ecs_cam_result **res, api_cam_timings *t, api_error *err) {
+  *img = NULL;
+  *res = NULL;
+  *t = (api_cam_timings){.decode_ms = -1, .queue_ms = call->queue_ms, .infer_ms = -1};
+  if (compute(req, m, call, img, res, t, err)) return true;
+  ecs_cam_result_free(*res);
+  ecs_image_free(*img);
+  *res = NULL;
+  *img = NULL;
+  return false;
+}
+
+void api_cam_run(const api_cam_request *req, api_model *m, const api_cam_call *call,
+                 api_response *out, api_cam_timings *t) {
+  ecs_image *img = NULL;
+  ecs_cam_result *res = NULL;
+  api_error err;
+  bool ok = api_cam_compute(req, m, call, &img, &res, t, &err);
+  if (ok) {
+    t->total_ms = call->t0_ns ? ms_since(call->t0_ns) : t->decode_ms + t->infer_ms;
+    ok = api_cam_render(req, api_model_describe(m), img, res, t, out, &err);
+  }
+  if (!ok) api_response_error(out, &err, strcmp(err.code, "model_not_ready") == 0 ? 5 : 0);
+  ecs_cam_result_free(res);
+  ecs_image_free(img);
+}

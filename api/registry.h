@@ -87,11 +87,4 @@ void api_name_of_file(const char *path, char name[API_REG_NAME_MAX]);
  * the running executable. false when there is none. */
 bool api_shipped_model_path(const char *setting, char *out, size_t n);
 
-/* GET /v1/models (only_name NULL) or /v1/models/{name}: the registry's names with their
- * versions and metadata, plus the served model when it is not a registry version. *status
- * is 200, or 404 when only_name is unknown. Returns malloc'd JSON text, NULL when out of
- * memory or the registry cannot be read (*status 500, msg filled). */
-char *api_models_json(const char *data_dir, const api_model_info *served, const char *only_name,
-                      int *status, char *msg, size_t msg_n);
-
 #endif

@@ -33,6 +33,7 @@
 
 #include "ecs/dataset.h"
 #include "ecs/ecsnet.h"
+#include "models-response.h"
 #include "registry.h"
 #include "srv-jobs.h"
 
@@ -489,12 +490,10 @@ static enum MHD_Result get_datasets(srv_req *r) {
 
 static enum MHD_Result get_models(srv_req *r) {
   srv_model_ref *m = srv_model_acquire(r->s);
-  int status = 500;
-  char msg[256] = "";
-  char *text =
-      api_models_json(r->s->cfg.data_dir, m ? &m->info : NULL, NULL, &status, msg, sizeof msg);
+  api_error e;
+  char *text = api_models_json(r->s->cfg.data_dir, m ? &m->info : NULL, NULL, &e);
   srv_model_release(m);
-  if (!text) return fail(r, 500, "internal_error", "%s", msg);
+  if (!text) return srv_respond_error(r, &e);
   return srv_respond(r, 200, "application/json", text, strlen(text), false);
 }
 

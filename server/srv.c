@@ -20,7 +20,7 @@
 
 #include "ecs/options.h"
 #include "openapi.h"
-#include "registry.h"
+#include "models-response.h"
 #include "srv-jobs.h"
 
 /* ---- the model slot ------------------------------------------------------------------------ */
@@ -293,15 +293,11 @@ static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url
   case SRV_ROUTE_MODEL: {
     /* The registry on disk, so versions added by another replica show up too. */
     srv_model_ref *m = srv_model_acquire(s);
-    int status = 500;
-    char msg[256] = "";
+    api_error e;
     char *text = api_models_json(s->cfg.data_dir, m ? &m->info : NULL,
-                                 d->route == SRV_ROUTE_MODEL ? url + strlen(d->path) : NULL,
-                                 &status, msg, sizeof msg);
+                                 d->route == SRV_ROUTE_MODEL ? url + strlen(d->path) : NULL, &e);
     srv_model_release(m);
     if (text) return srv_respond(r, 200, "application/json", text, strlen(text), false);
-    api_error e;
-    api_fail(&e, status, status == 404 ? "model_not_found" : "internal_error", "%s", msg);
     return srv_respond_error(r, &e);
   }
   case SRV_ROUTE_OPENAPI:

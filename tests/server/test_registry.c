@@ -14,6 +14,7 @@
 
 #include "ecs/ecsnet.h"
 #include "cam.h"
+#include "models-response.h"
 #include "registry.h"
 
 typedef struct fx {
@@ -289,9 +290,9 @@ static void test_models_json(void **state) {
   fx *f = *state;
   ecs_err e = {0};
   api_reg *r = api_reg_open(f->data, true, &e);
-  int v = 0, status = 0;
-  char msg[256];
-  char *t = api_models_json(f->data, NULL, NULL, &status, msg, sizeof msg);
+  int v = 0;
+  api_error ae = {0};
+  char *t = api_models_json(f->data, NULL, NULL, &ae);
   assert_non_null(t);
   assert_string_equal(t, "{\"models\":[]}");
   free(t);
@@ -303,8 +304,8 @@ static void test_models_json(void **state) {
   static const char *const cls[] = {"cat", "dog", "bird"};
   api_model_info served = {.name = "voc", .version = 1, .n_classes = 3, .class_names = cls,
                            .backbone = "small", .path = served_path};
-  t = api_models_json(f->data, &served, NULL, &status, msg, sizeof msg);
-  assert_int_equal(status, 200);
+  t = api_models_json(f->data, &served, NULL, &ae);
+  assert_non_null(t);
   json_t *j = json_loads(t, 0, NULL);
   free(t);
   json_t *models = json_object_get(j, "models");
@@ -324,19 +325,20 @@ static void test_models_json(void **state) {
                       "test_registry");
   json_decref(j);
   /* one name, and an unknown one */
-  t = api_models_json(f->data, &served, "voc", &status, msg, sizeof msg);
-  assert_int_equal(status, 200);
+  t = api_models_json(f->data, &served, "voc", &ae);
+  assert_non_null(t);
   j = json_loads(t, 0, NULL);
   free(t);
   assert_string_equal(json_string_value(json_object_get(j, "name")), "voc");
   json_decref(j);
-  assert_null(api_models_json(f->data, &served, "nope", &status, msg, sizeof msg));
-  assert_int_equal(status, 404);
+  assert_null(api_models_json(f->data, &served, "nope", &ae));
+  assert_int_equal(ae.status, 404);
+  assert_string_equal(ae.code, "model_not_found");
   /* the same registry file spelled another way is still recognised as served */
   char other_spelling[700];
   snprintf(other_spelling, sizeof other_spelling, "%s/./models/voc/1.safetensors", f->data);
   served.path = other_spelling;
-  t = api_models_json(f->data, &served, NULL, &status, msg, sizeof msg);
+  t = api_models_json(f->data, &served, NULL, &ae);
   j = json_loads(t, 0, NULL);
   free(t);
   assert_int_equal(json_array_size(json_object_get(j, "models")), 1);
@@ -346,7 +348,7 @@ static void test_models_json(void **state) {
   /* a served model outside the registry is listed too */
   api_model_info outside = {.name = "src", .version = 1, .n_classes = 3, .class_names = cls,
                             .backbone = "small", .path = f->model};
-  t = api_models_json(f->data, &outside, NULL, &status, msg, sizeof msg);
+  t = api_models_json(f->data, &outside, NULL, &ae);
   j = json_loads(t, 0, NULL);
   free(t);
   models = json_object_get(j, "models");

@@ -333,14 +333,35 @@ static ecs_status copy_to_temp(const char *src, const char *dir, char *tmp, size
   return st;
 }
 
-ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *version, ecs_err *err) {
-  *version = 0;
-  ecs_status st = check_name(name, err);
-  if (st != ECS_OK) return st;
+/* The new version's bytes, written to a fresh temporary file *tmp in dir (fsync'd). */
+typedef ecs_status (*fill_fn)(const void *src, const char *dir, char *tmp, size_t tmp_n,
+                              ecs_err *err);
+
+static ecs_status fill_copy(const void *src, const char *dir, char *tmp, size_t tmp_n,
+                            ecs_err *err) {
+  return copy_to_temp(src, dir, tmp, tmp_n, err);
+}
+
+/* ecs_model_save writes its own temporary file and renames it over the placeholder. */
+static ecs_status fill_save(const void *src, const char *dir, char *tmp, size_t tmp_n,
+                            ecs_err *err) {
+  int fd = temp_in(dir, tmp, tmp_n, err);
+  if (fd < 0) return ECS_ERR_IO;
+  close(fd);
   api_model_summary sum;
-  if ((st = api_model_summarise(src, &sum, err)) != ECS_OK) return st;
-  api_model_summary_free(&sum);
-  if ((st = mkdir_one(r->dir, err)) != ECS_OK) return st;
+  ecs_status st = ecs_model_save(src, tmp, err);
+  if (st == ECS_OK && (st = api_model_summarise(tmp, &sum, err)) == ECS_OK)
+    api_model_summary_free(&sum);
+  if (st != ECS_OK) unlink(tmp);
+  return st;
+}
+
+/* Adds the next version of name, its bytes from fill: under the lock, into a temporary file in
+ * the name's folder, then hard-linked to its number. */
+static ecs_status add_version(api_reg *r, const char *name, fill_fn fill, const void *src,
+                              int *version, ecs_err *err) {
+  ecs_status st = mkdir_one(r->dir, err);
+  if (st != ECS_OK) return st;
   int lk = lock_registry(r, err);
   if (lk < 0) return err ? err->status : ECS_ERR_IO;
   char dir[ECS_PATH_MAX], tmp[ECS_PATH_MAX], dst[ECS_PATH_MAX];
@@ -349,7 +370,7 @@ ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *versi
   bool new_dir = stat(dir, &sb) != 0;
   if ((st = mkdir_one(dir, err)) != ECS_OK) goto out;
   if (new_dir && (st = fsync_dir(r->dir, err)) != ECS_OK) goto out;
-  if ((st = copy_to_temp(src, dir, tmp, sizeof tmp, err)) != ECS_OK) goto out;
+  if ((st = fill(src, dir, tmp, sizeof tmp, err)) != ECS_OK) goto out;
   int *vers = NULL, nv = 0;
   st = api_reg_versions(r, name, &vers, &nv, err);
   int next = nv ? vers[nv - 1] + 1 : 1;
@@ -367,6 +388,24 @@ ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *versi
 out:
   unlock_registry(lk);
   return st;
+}
+
+ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *version, ecs_err *err) {
+  *version = 0;
+  ecs_status st = check_name(name, err);
+  if (st != ECS_OK) return st;
+  api_model_summary sum;
+  if ((st = api_model_summarise(src, &sum, err)) != ECS_OK) return st;
+  api_model_summary_free(&sum);
+  return add_version(r, name, fill_copy, src, version, err);
+}
+
+ecs_status api_reg_add_model(api_reg *r, const char *name, const ecs_model *m, int *version,
+                             ecs_err *err) {
+  *version = 0;
+  ecs_status st = check_name(name, err);
+  if (st != ECS_OK) return st;
+  return add_version(r, name, fill_save, m, version, err);
 }
 
 /* Reads models/ACTIVE without checking that the version exists. */

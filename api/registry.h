@@ -1,5 +1,9 @@
 /* registry.h - the model registry under DATA_DIR/models, and the choice of the served model.
  *
+ * The registry is one of the two owners of DATA_DIR (docs/data-dir.md; the job store,
+ * server/srv-jobs.h, is the other): it alone writes models/, for the server and the command
+ * line alike.
+ *
  * Layout: models/NAME/VERSION.safetensors (VERSION = 1, 2, ...) plus one pointer file,
  * models/ACTIVE, holding "NAME VERSION". Files are never written in place: every write goes
  * to a temporary file in the same folder, is fsync'd, renamed (or hard-linked, so an existing
@@ -37,6 +41,10 @@ bool api_reg_name_valid(const char *name);
  * be an ECS-Net model (a safetensors file with a backbone and classes). *version receives the
  * new version. */
 ecs_status api_reg_add(api_reg *r, const char *name, const char *src, int *version, ecs_err *err);
+/* Saves a model (a finished training job's) straight in as the next version of name, with no
+ * copy of it anywhere else. */
+ecs_status api_reg_add_model(api_reg *r, const char *name, const ecs_model *m, int *version,
+                             ecs_err *err);
 /* Points models/ACTIVE at an existing version. */
 ecs_status api_reg_activate(api_reg *r, const char *name, int version, ecs_err *err);
 /* Removes a version; the active one is refused (ECS_ERR_INVALID). A name left without versions

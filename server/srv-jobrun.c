@@ -226,18 +226,15 @@ static int64_t checkpoint_step(const char *path) {
   return step;
 }
 
-/* Saves the trained model, adds it to the registry and activates it when asked. */
-static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const json_t *req,
-                          json_t *result, ecs_err *e) {
-  char path[ECS_PATH_MAX];
-  ecs_status st = ecs_path_join(path, sizeof path, dir, "model.safetensors", e);
-  if (st == ECS_OK) st = ecs_model_save(m, path, e);
-  if (st != ECS_OK) return st;
+/* Adds the trained model to the registry (which saves it there, and nowhere else) and
+ * activates it when asked. */
+static ecs_status publish(run_state *r, ecs_model *m, const json_t *req, json_t *result,
+                          ecs_err *e) {
   api_reg *reg = api_reg_open(r->env->data_dir, true, e);
   if (!reg) return e->status;
   const char *name = f_str(req, "model_name");
   int version = 0;
-  st = api_reg_add(reg, name, path, &version, e);
+  ecs_status st = api_reg_add_model(reg, name, m, &version, e);
   bool activated = false;
   if (st == ECS_OK && f_bool(req, "activate")) {
     st = api_reg_activate(reg, name, version, e);
@@ -245,7 +242,6 @@ static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const jso
     activated = st == ECS_OK;
   }
   api_reg_free(reg);
-  unlink(path);
   if (version > 0)
     json_object_set_new(result, "model", json_pack("{s:s, s:i}", "name", name, "version", version));
   json_object_set_new(result, "activated", json_boolean(activated));
@@ -253,10 +249,8 @@ static ecs_status publish(run_state *r, ecs_model *m, const char *dir, const jso
 }
 
 static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset *ds,
-                      ecs_device *dev, ecs_ctx *ctx, const char *dir, bool *cancelled,
+                      ecs_device *dev, ecs_ctx *ctx, const char *ckpt, bool *cancelled,
                       json_t *result, ecs_err *e) {
-  char ckpt[ECS_PATH_MAX];
-  if (ecs_path_join(ckpt, sizeof ckpt, dir, "checkpoint.safetensors", e) != ECS_OK) return;
   ecs_buffer_type *buft = ecs_device_buffer_type(dev);
   bool from_ckpt = resume && access(ckpt, R_OK) == 0;
   ecs_model *m = NULL;
@@ -301,7 +295,7 @@ static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset 
   if (st == ECS_OK) st = evaluate(r, m, ctx, ds, "val", 0, &ev, e);
   if (st == ECS_ERR_CANCELLED) *cancelled = true;
   if (ev) json_object_set_new(result, "evaluation", ev);
-  if (st == ECS_OK) st = publish(r, m, dir, req, result, e);
+  if (st == ECS_OK) st = publish(r, m, req, result, e);
   if (st == ECS_OK) e->status = ECS_OK;
   ecs_model_free(m);
 }
@@ -337,21 +331,21 @@ void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *req, bo
   e.status = ECS_ERR_INVALID;
   bool cancelled = false;
   json_t *result = json_object();
-  char dir[ECS_PATH_MAX];
+  char ckpt[ECS_PATH_MAX];
   ecs_dataset *ds = NULL;
   ecs_backend *be = NULL;
   ecs_ctx *ctx = NULL;
   ecs_device *dev = NULL;
   ecs_backend_params bp = env->engine; /* the server's engine options, the job's threads */
   bp.n_threads = env->threads;
-  if (srv_jobs_dir(j, id, dir, sizeof dir, &e) != ECS_OK) goto end;
+  if (srv_jobs_checkpoint(j, id, ckpt, sizeof ckpt, &e) != ECS_OK) goto end;
   if (!(ds = ecs_dataset_open(f_str(req, "dataset_dir"), &e))) goto end;
   if (!(dev = ecs_device_find(env->device, &e))) goto end;
   if (!(be = ecs_backend_init(dev, &bp, &e))) goto end;
   if (!(ctx = ecs_ctx_new(be, &e))) goto end;
   e.status = ECS_ERR_INVALID;
   if (strcmp(kind, "train") == 0)
-    run_train(&r, req, resume, ds, dev, ctx, dir, &cancelled, result, &e);
+    run_train(&r, req, resume, ds, dev, ctx, ckpt, &cancelled, result, &e);
   else
     run_eval(&r, req, ds, dev, ctx, &cancelled, result, &e);
 end:

@@ -148,16 +148,17 @@ const srv_jobs_env *srv_jobs_get_env(const srv_jobs *j) {
   return &j->env;
 }
 
-ecs_status srv_jobs_dir(const srv_jobs *j, int64_t id, char *out, size_t n, ecs_err *err) {
-  char base[ECS_PATH_MAX];
+ecs_status srv_jobs_checkpoint(const srv_jobs *j, int64_t id, char *out, size_t n, ecs_err *err) {
+  char base[ECS_PATH_MAX], dir[ECS_PATH_MAX];
   ecs_status st = ecs_path_join(base, sizeof base, j->data_dir, "jobs", err);
   if (st != ECS_OK) return st;
   if (mkdir(base, 0755) != 0 && errno != EEXIST)
     return ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", base, strerror(errno));
-  if ((st = ecs_path_fmt(out, n, err, "%s/%lld", base, (long long)id)) != ECS_OK) return st;
-  if (mkdir(out, 0755) != 0 && errno != EEXIST)
-    return ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", out, strerror(errno));
-  return ECS_OK;
+  if ((st = ecs_path_fmt(dir, sizeof dir, err, "%s/%lld", base, (long long)id)) != ECS_OK)
+    return st;
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+    return ecs_err_set(err, ECS_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+  return ecs_path_join(out, n, dir, "checkpoint.safetensors", err);
 }
 
 /* ---- statements ------------------------------------------------------------------------- */

@@ -9,9 +9,10 @@
  * hook says inference is waiting or running: inference keeps priority without the pool having
  * to preempt anything.
  *
- * A job's files live in DATA_DIR/jobs/ID/: checkpoint.safetensors (written by the trainer every
- * checkpoint_every steps and when it stops) and the finished model before it is copied into the
- * registry. Statuses: queued, running, succeeded, failed, cancelled, interrupted. A job found
+ * The store is one of the two owners of DATA_DIR (docs/data-dir.md): it alone writes jobs.db
+ * and jobs/. A job's one file is DATA_DIR/jobs/ID/checkpoint.safetensors (written by the trainer
+ * every checkpoint_every steps and when it stops, through a temporary file and a rename); the
+ * finished model goes straight into the registry (api_reg_add_model), never through jobs/. Statuses: queued, running, succeeded, failed, cancelled, interrupted. A job found
  * "running" when the store opens was running when the process died: it becomes interrupted,
  * and a resume queues it again to continue from its checkpoint's step.
  *
@@ -91,8 +92,9 @@ void srv_jobs_note(srv_jobs *j, int64_t id, const char *text);
  * NULL) and error (may be NULL) are stored. */
 void srv_jobs_finish(srv_jobs *j, int64_t id, const char *status, const json_t *result,
                      const char *error);
-/* DATA_DIR/jobs/ID (created) into out. */
-ecs_status srv_jobs_dir(const srv_jobs *j, int64_t id, char *out, size_t n, ecs_err *err);
+/* DATA_DIR/jobs/ID/checkpoint.safetensors into out, its folder created: where the job's
+ * trainer writes its checkpoints and a resume reads them. */
+ecs_status srv_jobs_checkpoint(const srv_jobs *j, int64_t id, char *out, size_t n, ecs_err *err);
 const srv_jobs_env *srv_jobs_get_env(const srv_jobs *j);
 
 /* Runs one claimed job to its end (srv-jobrun.c); cancel is polled between ops. Records its

@@ -46,7 +46,9 @@ def test_training_job_succeeds_and_is_served(env, trained):
     assert p["loss"] > 0 and p["images_per_s"] > 0 and p["eta_s"] == 0
     assert p["ecs_phase"] == 1 and p["phi"] > 0  # the ECS phase ran: Phi is not empty
     assert job["checkpoint"] == {"step": 12}
-    assert (data / "jobs" / str(job["id"]) / "checkpoint.safetensors").exists()
+    # the job's folder holds its checkpoint alone: the model went straight into the registry
+    job_files = sorted(f.name for f in (data / "jobs" / str(job["id"])).iterdir())
+    assert job_files == ["checkpoint.safetensors"], job_files
     res = job["result"]
     assert res["model"] == {"name": "syn", "version": 1} and res["activated"] is True
     ev = res["evaluation"]

@@ -221,6 +221,32 @@ static void test_names_that_escape_are_refused(void **state) {
   api_reg_free(r);
 }
 
+/* A model object is saved straight in as the next version, nothing left beside it. */
+static void test_add_model(void **state) {
+  fx *f = *state;
+  ecs_err e = {0};
+  api_reg *r = api_reg_open(f->data, true, &e);
+  ecs_model *m = ecs_model_load(f->model, NULL, &e);
+  assert_non_null(m);
+  int v = 0;
+  assert_int_equal(api_reg_add(r, "trained", f->model, &v, &e), ECS_OK);
+  assert_int_equal(api_reg_add_model(r, "trained", m, &v, &e), ECS_OK);
+  assert_int_equal(v, 2);
+  char dir[400], p[600];
+  snprintf(dir, sizeof dir, "%s/models/trained", f->data);
+  assert_no_temp(dir);
+  snprintf(p, sizeof p, "%s/2.safetensors", dir);
+  api_model_summary s;
+  assert_int_equal(api_model_summarise(p, &s, &e), ECS_OK);
+  assert_int_equal(s.n_classes, 3);
+  assert_string_equal(s.classes[2], "bird");
+  api_model_summary_free(&s);
+  assert_int_not_equal(api_reg_add_model(r, "../x", m, &v, &e), ECS_OK);
+  assert_int_equal(v, 0);
+  ecs_model_free(m);
+  api_reg_free(r);
+}
+
 static void test_served_model_choice(void **state) {
   fx *f = *state;
   ecs_err e = {0};
@@ -511,6 +537,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_not_a_model_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrupt_pointer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_names_that_escape_are_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_add_model, setup, teardown),
       cmocka_unit_test_setup_teardown(test_served_model_choice, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shipped_model_setting, setup, teardown),
       cmocka_unit_test_setup_teardown(test_models_json, setup, teardown),

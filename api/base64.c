@@ -35,13 +35,12 @@ static int sextet(unsigned char c) {
 }
 
 bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **out,
-                       size_t *out_len, bool *too_big) {
+                       size_t *out_len, api_error *err) {
   *out = NULL;
   *out_len = 0;
-  if (too_big) *too_big = false;
   if (len >= 5 && strncmp(src, "data:", 5) == 0) {
     const char *comma = memchr(src, ',', len);
-    if (!comma) return false;
+    if (!comma) return api_fail(err, 400, "invalid_base64", "a data URL without a comma");
     size_t skip = (size_t)(comma - src) + 1;
     src += skip;
     len -= skip;
@@ -50,7 +49,7 @@ bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **ou
   size_t cap = len / 4 * 3 + 3;
   if (cap > max_out + 3) cap = max_out + 3;
   uint8_t *buf = malloc(cap ? cap : 1);
-  if (!buf) return false;
+  if (!buf) return api_fail(err, 503, "out_of_memory", "the server is short of memory");
   uint32_t acc = 0;
   int nbits = 0, pad = 0;
   size_t n = 0, nchars = 0;
@@ -70,8 +69,8 @@ bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **ou
     if (nbits >= 8) {
       nbits -= 8;
       if (n >= max_out) {
-        if (too_big) *too_big = true;
-        goto bad;
+        free(buf);
+        return api_fail(err, 413, "payload_too_large", "the image is too large");
       }
       buf[n++] = (uint8_t)(acc >> nbits);
     }
@@ -83,5 +82,5 @@ bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **ou
   return true;
 bad:
   free(buf);
-  return false;
+  return api_fail(err, 400, "invalid_base64", "'image' is not valid base64");
 }

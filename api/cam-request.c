@@ -380,11 +380,9 @@ static bool parse_json(const api_http_in *in, const api_cam_limits *lim, param *
       if (!json_is_string(v))
         return api_fail(err, 400, "invalid_image", "'image' must be a base64 string");
       size_t max = lim->max_image ? lim->max_image : in->body_len;
-      bool too_big;
       if (!api_base64_decode(json_string_value(v), json_string_length(v), max, &req->image_owned,
-                             &req->image_len, &too_big))
-        return too_big ? api_fail(err, 413, "payload_too_large", "the image is too large")
-                       : api_fail(err, 400, "invalid_base64", "'image' is not valid base64");
+                             &req->image_len, err))
+        return false;
       req->image = req->image_owned;
       continue;
     }

@@ -25,8 +25,8 @@ static void test_base64_round_trip(void **state) {
     assert_int_equal(strlen(enc), 4 * ((n + 2) / 3));
     uint8_t *dec;
     size_t dl;
-    bool big;
-    assert_true(api_base64_decode(enc, strlen(enc), 1000, &dec, &dl, &big));
+    api_error e;
+    assert_true(api_base64_decode(enc, strlen(enc), 1000, &dec, &dl, &e));
     assert_int_equal(dl, n);
     assert_memory_equal(dec, src, n);
     free(dec);
@@ -38,22 +38,24 @@ static void test_base64_known_and_bad(void **state) {
   (void)state;
   uint8_t *d;
   size_t n;
-  bool big;
-  assert_true(api_base64_decode("aGVsbG8=", 8, 100, &d, &n, &big));
+  api_error e;
+  assert_true(api_base64_decode("aGVsbG8=", 8, 100, &d, &n, &e));
   assert_int_equal(n, 5);
   assert_memory_equal(d, "hello", 5);
   free(d);
   /* unpadded, wrapped, and as a data URL */
-  assert_true(api_base64_decode("data:image/png;base64,aGVs\r\nbG8", 31, 100, &d, &n, &big));
+  assert_true(api_base64_decode("data:image/png;base64,aGVs\r\nbG8", 31, 100, &d, &n, &e));
   assert_int_equal(n, 5);
   assert_memory_equal(d, "hello", 5);
   free(d);
-  assert_false(api_base64_decode("aGV*bG8=", 8, 100, &d, &n, &big));
-  assert_false(big);
-  assert_false(api_base64_decode("a", 1, 100, &d, &n, &big));
-  assert_false(api_base64_decode("aG=V", 4, 100, &d, &n, &big));
-  assert_false(api_base64_decode("aGVsbG8=", 8, 4, &d, &n, &big));
-  assert_true(big);
+  assert_false(api_base64_decode("aGV*bG8=", 8, 100, &d, &n, &e));
+  assert_int_equal(e.status, 400);
+  assert_string_equal(e.code, "invalid_base64");
+  assert_false(api_base64_decode("a", 1, 100, &d, &n, &e));
+  assert_false(api_base64_decode("aG=V", 4, 100, &d, &n, &e));
+  assert_false(api_base64_decode("aGVsbG8=", 8, 4, &d, &n, &e));
+  assert_int_equal(e.status, 413);
+  assert_string_equal(e.code, "payload_too_large");
   assert_null(d);
 }
 

@@ -57,8 +57,8 @@ static void free_result(ecs_cam_result *r) {
 static ecs_image *decode_b64(const char *b64, bool indexed) {
   uint8_t *png;
   size_t n;
-  bool big;
-  assert_true(api_base64_decode(b64, strlen(b64), 1 << 20, &png, &n, &big));
+  api_error ae;
+  assert_true(api_base64_decode(b64, strlen(b64), 1 << 20, &png, &n, &ae));
   ecs_image *img = NULL;
   ecs_err e;
   ecs_status st = indexed ? ecs_image_decode_indexed(png, n, 0, &img, &e)

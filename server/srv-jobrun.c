@@ -3,8 +3,9 @@
  *
  * The job owns everything it touches: its dataset index, its model copy, its backend of
  * env->threads threads and its ctx. Nothing is shared with the inference workers until the
- * finished model file is added to the registry and (when asked) handed to env->activate, which
- * loads it afresh for serving; so a job can never disturb a request mid-flight.
+ * finished model is saved into the registry (api_reg_add_model; the job's folder only ever
+ * holds its checkpoint, named by the job store) and (when asked) handed to env->activate,
+ * which loads it afresh for serving; so a job can never disturb a request mid-flight.
  *
  * Sharing the CPU: the trainer calls yield_between_ops between every two ops of the forward
  * and backward passes (ecs_ctx_set_yield through ecs_train_opts.yield); while env->busy says

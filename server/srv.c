@@ -6,7 +6,6 @@
  * burst of inference never blocks /health/live or /metrics. The pool's bounded queue is the
  * back-pressure: when it is full the request is answered 503 + Retry-After at once. */
 #include "srv-impl.h"
-#include "ecs/path.h"
 
 #include <jansson.h>
 #include <stdlib.h>

@@ -28,8 +28,6 @@ typedef struct srv_config {
   int threads;
   int train_threads;
   int queue;
-  int batch_max;
-  int batch_delay_ms;
   int64_t max_body;
   int64_t max_pixels;
   int max_labels;

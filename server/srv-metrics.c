@@ -169,21 +169,6 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
       g->queue_depth, g->queue_capacity, g->running, g->workers, g->in_flight,
       (unsigned long long)g->rejected, (unsigned long long)g->expired,
       (unsigned long long)g->gone);
-  put(&b, "# HELP ecsnet_batch_size Requests run together in one batch.\n"
-          "# TYPE ecsnet_batch_size histogram\n");
-  uint64_t cum = 0, sum = 0;
-  static const int k_sizes[] = {1, 2, 4, 8, 16, 32, 64};
-  for (size_t i = 0; i < sizeof k_sizes / sizeof k_sizes[0]; i++) {
-    for (int n = i ? k_sizes[i - 1] + 1 : 1; n <= k_sizes[i]; n++)
-      if (g->batches && n <= g->n_batches) {
-        cum += g->batches[n];
-        sum += g->batches[n] * (uint64_t)n;
-      }
-    put(&b, "ecsnet_batch_size_bucket{le=\"%d\"} %llu\n", k_sizes[i], (unsigned long long)cum);
-  }
-  put(&b, "ecsnet_batch_size_bucket{le=\"+Inf\"} %llu\necsnet_batch_size_sum %llu\n"
-          "ecsnet_batch_size_count %llu\n",
-      (unsigned long long)cum, (unsigned long long)sum, (unsigned long long)cum);
   put(&b, "# HELP ecsnet_model_info The model being served (absent while none is loaded).\n"
           "# TYPE ecsnet_model_info gauge\n");
   if (g->model_name) {

@@ -40,8 +40,6 @@ void srv_metrics_inference(srv_metrics *m, double seconds);
 typedef struct srv_gauges {
   int queue_depth, queue_capacity, running, workers, in_flight;
   uint64_t rejected, expired, gone;
-  const uint64_t *batches; /* batches[n], n = 1..n_batches (NULL: none yet) */
-  int n_batches;
   const char *model_name; /* NULL: no model */
   int model_version;
   double uptime_s;

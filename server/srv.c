@@ -261,8 +261,7 @@ static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url
     srv_gauges g = {.queue_depth = st.queued, .queue_capacity = st.queue_capacity,
                     .running = st.running, .workers = st.n_workers,
                     .in_flight = atomic_load(&s->in_flight), .rejected = st.rejected,
-                    .expired = st.expired, .gone = st.gone, .batches = st.batches,
-                    .n_batches = ECS_POOL_MAX_BATCH,
+                    .expired = st.expired, .gone = st.gone,
                     .model_name = m ? m->info.name : NULL,
                     .model_version = m ? m->info.version : 0,
                     .uptime_s = (double)(ecs_monotonic_ns() - s->start_ns) / 1e9};
@@ -548,7 +547,7 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     return st;
   }
   ecs_pool_opts po = {.n_workers = cfg->workers, .queue_capacity = cfg->queue,
-                      .worker_init = worker_init, .worker_free = worker_free, .max_batch = 1};
+                      .worker_init = worker_init, .worker_free = worker_free};
   s->pool = ecs_pool_new_opts(&po, err);
   if (!s->pool) {
     srv_free(s);

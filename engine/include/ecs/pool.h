@@ -12,7 +12,7 @@
  * called. done is the last time the pool touches the job, so done may free it. A job is
  * submitted at most once at a time.
  *
- * Threads: run, run_batch, done, and still_wanted run on worker threads, except that the jobs
+ * Threads: run, done and still_wanted run on worker threads, except that the jobs
  * still queued when ecs_pool_free is called without a drain get done(ECS_JOB_CANCELLED) on the
  * freeing thread with worker_state NULL. Callbacks must not call ecs_pool_drain or
  * ecs_pool_free; they may submit new jobs. */
@@ -40,7 +40,7 @@ typedef enum ecs_job_priority {
 
 /* How a job ended, as told to its done callback. */
 typedef enum ecs_job_end {
-  ECS_JOB_DONE = 0,   /* run (or run_batch) returned */
+  ECS_JOB_DONE = 0,   /* run returned */
   ECS_JOB_EXPIRED,    /* its deadline passed before it started; it never ran */
   ECS_JOB_GONE,       /* still_wanted said no just before the start; it never ran */
   ECS_JOB_CANCELLED,  /* the pool was freed without a drain while it was queued */
@@ -50,7 +50,7 @@ const char *ecs_job_end_str(ecs_job_end e);
 
 struct ecs_job {
   /* Runs the job on a worker; worker_state is what worker_init made for that worker.
-   * Required unless the pool has run_batch and the job a batch_key (then optional). */
+   * Required. */
   void (*run)(ecs_job *job, void *worker_state);
   /* Called exactly once per accepted job, after run or instead of it. Optional. */
   void (*done)(ecs_job *job, ecs_job_end end, void *worker_state);
@@ -59,14 +59,10 @@ struct ecs_job {
   int (*still_wanted)(ecs_job *job);
   uint64_t deadline_ns;      /* ecs_monotonic_ns() value after which the job is dropped; 0: none */
   ecs_job_priority priority;
-  /* Jobs with the same non-zero key may be run together by the pool's run_batch (the server
-   * uses the input size); 0 never batches. */
-  uint64_t batch_key;
   void *user;                /* for the caller */
 
   /* Owned by the pool while the job is queued; leave zeroed. */
   ecs_job *pool_next_;
-  uint64_t pool_enqueued_ns_;
 };
 
 /* Makes one worker's private state; index is 0..n_workers-1. Returning an error fails
@@ -74,41 +70,26 @@ struct ecs_job {
 typedef ecs_status (*ecs_worker_init_fn)(int index, void *user, void **state, ecs_err *err);
 /* Frees one worker's state, on that worker's thread as it exits. */
 typedef void (*ecs_worker_free_fn)(void *state, void *user);
-/* Runs n (1..max_batch) queued jobs that share a batch_key, in queue order. Each of them then
- * gets done(ECS_JOB_DONE). */
-typedef void (*ecs_batch_run_fn)(ecs_job **jobs, int n, void *worker_state, void *user);
-
-#define ECS_POOL_MAX_BATCH 64
-
 typedef struct ecs_pool_opts {
   int n_workers;       /* 1..256 */
   int queue_capacity;  /* queued (not running) jobs, both priorities together; >= 1 */
   ecs_worker_init_fn worker_init; /* optional: state is then NULL */
   ecs_worker_free_fn worker_free; /* optional */
-  void *user;          /* passed to worker_init, worker_free and run_batch */
-  /* Batching: with run_batch set, a job with a non-zero batch_key is always run through
-   * run_batch. The worker that takes it also takes up to max_batch-1 more queued jobs of the
-   * same key and priority; while it has fewer than max_batch it waits for more until
-   * max_delay_ms after the first job was queued (never once a drain or free has begun, and
-   * never for low-priority jobs), then calls run_batch once, even for a single job. */
-  ecs_batch_run_fn run_batch;
-  int max_batch;       /* 1..ECS_POOL_MAX_BATCH; 0 is taken as 1 */
-  int max_delay_ms;    /* >= 0 */
+  void *user;          /* passed to worker_init and worker_free */
 } ecs_pool_opts;
 
 /* Starts opts->n_workers threads, each with its own worker_init state, and waits until all of
  * them are initialised. NULL and err filled on failure (ECS_ERR_INVALID for bad options, or
  * worker_init's own error). */
 ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err);
-/* The same without batching. */
+/* The same with the options as arguments. */
 ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn worker_init,
                        ecs_worker_free_fn worker_free, void *user, ecs_err *err);
 
 /* Queues a job; never blocks. When the queue is full, jobs in it whose deadline has passed are
  * taken out first (a worker then calls their done with ECS_JOB_EXPIRED); if it is still full,
  * ECS_ERR_LIMIT (answer 503),
- * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run (and not
- * batchable). On failure the pool does not keep the job and done is not called. */
+ * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run. On failure the pool does not keep the job and done is not called. */
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err);
 
 /* Number of high-priority jobs queued right now. A long low-priority job polls it between
@@ -130,16 +111,13 @@ typedef struct ecs_pool_stats {
   int queue_capacity;
   int queued;          /* both priorities */
   int queued_high;
-  int running;         /* jobs inside run or run_batch now */
+  int running;         /* jobs inside run now */
   uint64_t submitted;  /* accepted by ecs_pool_submit */
   uint64_t completed;  /* ended with ECS_JOB_DONE */
   uint64_t expired;    /* dropped: deadline passed */
   uint64_t gone;       /* dropped: still_wanted said no */
   uint64_t rejected;   /* refused by ecs_pool_submit because the queue was full */
   uint64_t cancelled;  /* dropped by ecs_pool_free */
-  /* batches[n]: how many times run_batch was called with n jobs (n = 1..ECS_POOL_MAX_BATCH);
-   * batches[0] counts plain run calls. */
-  uint64_t batches[ECS_POOL_MAX_BATCH + 1];
 } ecs_pool_stats;
 
 /* A consistent snapshot of the counters. */

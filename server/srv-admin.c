@@ -8,17 +8,8 @@
  * refused too, since a typo in a hyper-parameter would otherwise train silently with the
  * default.
  *
- * Routes:
- *   POST   /admin/train                                 202 job
- *   POST   /admin/eval                                  202 job
- *   GET    /admin/jobs                                  200 {jobs}
- *   GET    /admin/jobs/{id}                             200 job
- *   DELETE /admin/jobs/{id}                             202 job (cancel)
- *   POST   /admin/jobs/{id}/resume                      202 job
- *   GET    /admin/datasets                              200 {datasets}
- *   GET    /admin/models                                200 (as /v1/models)
- *   POST   /admin/models/{name}/versions/{v}/activate   200
- *   DELETE /admin/models/{name}/versions/{v}            200 */
+ * The routes are rows of the server's route table (srv-routes.h), which matches the path and
+ * its {id}, {name} and {version} segments; each handler here answers one method of one path. */
 #include "srv-impl.h"
 
 #include <dirent.h>
@@ -35,32 +26,6 @@
 #include "ecs/ecsnet.h"
 #include "registry.h"
 #include "srv-jobs.h"
-
-/* ---- answers ----------------------------------------------------------------------------- */
-
-static enum MHD_Result fail(srv_req *r, unsigned status, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static enum MHD_Result fail(srv_req *r, unsigned status, const char *code, const char *fmt, ...) {
-  api_error e = {.status = status, .code = code};
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(e.message, sizeof e.message, fmt, ap);
-  va_end(ap);
-  return srv_respond_error(r, &e);
-}
-
-static enum MHD_Result answer(srv_req *r, unsigned status, json_t *j) {
-  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  if (!s) return fail(r, 500, "internal_error", "cannot build the response");
-  return srv_respond(r, status, "application/json", s, strlen(s), false);
-}
-
-static enum MHD_Result not_allowed(srv_req *r, const char *allow) {
-  r->allow = strdup(allow);
-  return fail(r, 405, "method_not_allowed", "method not allowed on this route");
-}
 
 /* ---- names and paths --------------------------------------------------------------------- */
 
@@ -250,20 +215,20 @@ static enum MHD_Result invalid(srv_req *r, const char *field_name, const char *m
   free(body);
   json_t *err = json_object_get(j, "error");
   if (err) json_object_set_new(err, "field", json_string(field_name));
-  return j ? answer(r, 422, j) : fail(r, 422, "invalid_field", "%s", e.message);
+  return j ? srv_answer_json(r, 422, j) : srv_fail(r, 422, "invalid_field", "%s", e.message);
 }
 
 static json_t *body_object(srv_req *r, enum MHD_Result *ret) {
   json_error_t je;
   json_t *b = r->len ? json_loadb((const char *)r->body, r->len, 0, &je) : json_object();
   if (!b) {
-    *ret =
-        fail(r, 400, "bad_request", "the body is not valid JSON: %s (line %d)", je.text, je.line);
+    *ret = srv_fail(r, 400, "bad_request", "the body is not valid JSON: %s (line %d)", je.text,
+                    je.line);
     return NULL;
   }
   if (!json_is_object(b)) {
     json_decref(b);
-    *ret = fail(r, 400, "bad_request", "the body must be a JSON object");
+    *ret = srv_fail(r, 400, "bad_request", "the body must be a JSON object");
     return NULL;
   }
   return b;
@@ -274,13 +239,13 @@ static enum MHD_Result submitted(srv_req *r, const char *kind, json_t *req) {
   ecs_err e = {0};
   ecs_status st = srv_jobs_submit(r->s->jobs, kind, req, &id, &e);
   json_decref(req);
-  if (st != ECS_OK) return fail(r, 500, "internal_error", "%s", e.msg);
+  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e.msg);
   json_t *job = srv_jobs_get(r->s->jobs, id);
-  if (!job) return fail(r, 500, "internal_error", "the job was not recorded");
-  return answer(r, 202, job);
+  if (!job) return srv_fail(r, 500, "internal_error", "the job was not recorded");
+  return srv_answer_json(r, 202, job);
 }
 
-static enum MHD_Result post_train(srv_req *r) {
+enum MHD_Result srv_admin_train(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
   json_t *b = body_object(r, &ret);
   if (!b) return ret;
@@ -334,7 +299,7 @@ static enum MHD_Result post_train(srv_req *r) {
   return submitted(r, "train", b);
 }
 
-static enum MHD_Result post_eval(srv_req *r) {
+enum MHD_Result srv_admin_eval(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
   json_t *b = body_object(r, &ret);
   if (!b) return ret;
@@ -396,36 +361,52 @@ static bool parse_id(const char *s, size_t n, int64_t *id) {
   return v > 0;
 }
 
-static enum MHD_Result job_route(srv_req *r, const char *rest) {
-  srv_jobs *jobs = r->s->jobs;
-  const char *slash = strchr(rest, '/');
-  size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
-  int64_t id;
-  bool resume = slash && strcmp(slash, "/resume") == 0;
-  if ((slash && !resume) || !parse_id(rest, n, &id))
-    return fail(r, 404, "not_found", "no such admin route");
-  char msg[256] = "";
-  srv_jobs_result res = SRV_JOBS_OK;
-  unsigned ok_status = 200;
-  if (resume) {
-    if (strcmp(r->method, "POST") != 0) return not_allowed(r, "POST");
-    res = srv_jobs_resume(jobs, id, msg, sizeof msg);
-    ok_status = 202;
-  } else if (strcmp(r->method, "DELETE") == 0) {
-    res = srv_jobs_cancel(jobs, id, msg, sizeof msg);
-    ok_status = 202;
-  } else if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
-    return not_allowed(r, "GET, HEAD, DELETE");
-  }
+/* The {id} of /admin/jobs/{id}[/resume]; false when it is not a job id. */
+static bool job_id(const srv_req *r, int64_t *id) {
+  char text[24];
+  return srv_req_param(r, 0, text, sizeof text) && parse_id(text, strlen(text), id);
+}
+
+/* The job as it is now, or the answer for a job-store result. */
+static enum MHD_Result job_answer(srv_req *r, int64_t id, srv_jobs_result res, const char *msg,
+                                  unsigned ok_status) {
   switch (res) {
-  case SRV_JOBS_NOT_FOUND: return fail(r, 404, "job_not_found", "%s", msg);
-  case SRV_JOBS_CONFLICT: return fail(r, 409, "conflict", "%s", msg);
-  case SRV_JOBS_ERROR: return fail(r, 500, "internal_error", "%s", msg);
+  case SRV_JOBS_NOT_FOUND: return srv_fail(r, 404, "job_not_found", "%s", msg);
+  case SRV_JOBS_CONFLICT: return srv_fail(r, 409, "conflict", "%s", msg);
+  case SRV_JOBS_ERROR: return srv_fail(r, 500, "internal_error", "%s", msg);
   case SRV_JOBS_OK: break;
   }
-  json_t *job = srv_jobs_get(jobs, id);
-  if (!job) return fail(r, 404, "job_not_found", "no job %lld", (long long)id);
-  return answer(r, ok_status, job);
+  json_t *job = srv_jobs_get(r->s->jobs, id);
+  if (!job) return srv_fail(r, 404, "job_not_found", "no job %lld", (long long)id);
+  return srv_answer_json(r, ok_status, job);
+}
+
+enum MHD_Result srv_admin_jobs(srv_req *r) {
+  json_t *list = srv_jobs_list(r->s->jobs, 1000);
+  if (!list) return srv_fail(r, 500, "internal_error", "the job store cannot be read");
+  return srv_answer_json(r, 200, json_pack("{s:o}", "jobs", list));
+}
+
+enum MHD_Result srv_admin_job(srv_req *r) {
+  int64_t id;
+  if (!job_id(r, &id)) return srv_fail(r, 404, "not_found", "no such admin route");
+  return job_answer(r, id, SRV_JOBS_OK, "", 200);
+}
+
+enum MHD_Result srv_admin_job_cancel(srv_req *r) {
+  int64_t id;
+  if (!job_id(r, &id)) return srv_fail(r, 404, "not_found", "no such admin route");
+  char msg[256] = "";
+  srv_jobs_result res = srv_jobs_cancel(r->s->jobs, id, msg, sizeof msg);
+  return job_answer(r, id, res, msg, 202);
+}
+
+enum MHD_Result srv_admin_job_resume(srv_req *r) {
+  int64_t id;
+  if (!job_id(r, &id)) return srv_fail(r, 404, "not_found", "no such admin route");
+  char msg[256] = "";
+  srv_jobs_result res = srv_jobs_resume(r->s->jobs, id, msg, sizeof msg);
+  return job_answer(r, id, res, msg, 202);
 }
 
 /* ---- datasets ---------------------------------------------------------------------------- */
@@ -459,7 +440,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static enum MHD_Result get_datasets(srv_req *r) {
+enum MHD_Result srv_admin_datasets(srv_req *r) {
   char base[ECS_PATH_MAX];
   json_t *arr = json_array();
   DIR *d = ecs_path_join(base, sizeof base, r->s->cfg.data_dir, "datasets", NULL) == ECS_OK
@@ -482,60 +463,53 @@ static enum MHD_Result get_datasets(srv_req *r) {
     free(names[i]);
   }
   free(names);
-  return answer(r, 200, json_pack("{s:o}", "datasets", arr));
+  return srv_answer_json(r, 200, json_pack("{s:o}", "datasets", arr));
 }
 
 /* ---- models ------------------------------------------------------------------------------ */
 
-static enum MHD_Result get_models(srv_req *r) {
-  srv_model_ref *m = srv_model_acquire(r->s);
-  int status = 500;
-  char msg[256] = "";
-  char *text =
-      api_models_json(r->s->cfg.data_dir, m ? &m->info : NULL, NULL, &status, msg, sizeof msg);
-  srv_model_release(m);
-  if (!text) return fail(r, 500, "internal_error", "%s", msg);
-  return srv_respond(r, 200, "application/json", text, strlen(text), false);
+/* The {name} and {version} of /admin/models/{name}/versions/{version}[/activate], naming a
+ * file of the registry; else the 404 was queued. */
+static bool registry_version(srv_req *r, char name[API_REG_NAME_MAX], int *version,
+                             enum MHD_Result *ret) {
+  char vtext[16] = "", path[PATH_MAX];
+  bool ok = srv_req_param(r, 0, name, API_REG_NAME_MAX) &&
+            srv_req_param(r, 1, vtext, sizeof vtext) && api_reg_name_valid(name) &&
+            parse_version(vtext, version) &&
+            version_exists(r->s, name, *version, path, sizeof path);
+  if (!ok) {
+    char shown[API_REG_NAME_MAX] = "?";
+    srv_req_param(r, 0, shown, sizeof shown);
+    *ret = srv_fail(r, 404, "model_not_found", "no version %s of model %s in the registry",
+                    vtext[0] ? vtext : "?", shown);
+  }
+  return ok;
 }
 
-/* /admin/models/{name}/versions/{v}[/activate] */
-static enum MHD_Result model_route(srv_req *r, const char *rest) {
-  char name[API_REG_NAME_MAX], vtext[16], tail[16];
-  const char *a = strchr(rest, '/');
-  if (!a || (size_t)(a - rest) >= sizeof name || strncmp(a, "/versions/", 10) != 0)
-    return fail(r, 404, "not_found", "no such admin route");
-  memcpy(name, rest, (size_t)(a - rest));
-  name[a - rest] = '\0';
-  const char *v = a + 10, *b = strchr(v, '/');
-  size_t vl = b ? (size_t)(b - v) : strlen(v);
-  if (vl >= sizeof vtext || (b && strlen(b) >= sizeof tail))
-    return fail(r, 404, "not_found", "no such admin route");
-  memcpy(vtext, v, vl);
-  vtext[vl] = '\0';
-  snprintf(tail, sizeof tail, "%s", b ? b : "");
-  bool activate = strcmp(tail, "/activate") == 0;
-  if (tail[0] && !activate) return fail(r, 404, "not_found", "no such admin route");
-  if (activate ? strcmp(r->method, "POST") != 0 : strcmp(r->method, "DELETE") != 0)
-    return not_allowed(r, activate ? "POST" : "DELETE");
+enum MHD_Result srv_admin_activate(srv_req *r) {
+  char name[API_REG_NAME_MAX];
   int version;
-  char path[PATH_MAX];
-  if (!api_reg_name_valid(name) || !parse_version(vtext, &version) ||
-      !version_exists(r->s, name, version, path, sizeof path))
-    return fail(r, 404, "model_not_found", "no version %s of model %s in the registry", vtext,
-                name);
+  enum MHD_Result ret;
+  if (!registry_version(r, name, &version, &ret)) return ret;
   ecs_err e = {0};
-  if (activate) {
-    /* served first: a file that cannot be loaded leaves the pointer where it was */
-    if (srv_model_swap(r->s, name, version, &e) != ECS_OK)
-      return fail(r, 422, "model_unusable", "%s", e.msg);
-    api_reg *reg = api_reg_open(r->s->cfg.data_dir, true, &e);
-    ecs_status st = reg ? api_reg_activate(reg, name, version, &e) : e.status;
-    api_reg_free(reg);
-    if (st != ECS_OK) return fail(r, 500, "internal_error", "%s", e.msg);
-    return answer(r, 200,
-                  json_pack("{s:s, s:i, s:b, s:b}", "name", name, "version", version, "active", 1,
-                            "served", 1));
-  }
+  /* served first: a file that cannot be loaded leaves the pointer where it was */
+  if (srv_model_swap(r->s, name, version, &e) != ECS_OK)
+    return srv_fail(r, 422, "model_unusable", "%s", e.msg);
+  api_reg *reg = api_reg_open(r->s->cfg.data_dir, true, &e);
+  ecs_status st = reg ? api_reg_activate(reg, name, version, &e) : e.status;
+  api_reg_free(reg);
+  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e.msg);
+  return srv_answer_json(r, 200,
+                         json_pack("{s:s, s:i, s:b, s:b}", "name", name, "version", version,
+                                   "active", 1, "served", 1));
+}
+
+enum MHD_Result srv_admin_version_delete(srv_req *r) {
+  char name[API_REG_NAME_MAX];
+  int version;
+  enum MHD_Result ret;
+  if (!registry_version(r, name, &version, &ret)) return ret;
+  ecs_err e = {0};
   api_reg *reg = api_reg_open(r->s->cfg.data_dir, false, &e);
   char an[API_REG_NAME_MAX] = "";
   int av = 0;
@@ -545,60 +519,19 @@ static enum MHD_Result model_route(srv_req *r, const char *rest) {
   if (reg && api_reg_active(reg, an, &av, NULL) == ECS_OK && av == version &&
       strcmp(an, name) == 0) {
     api_reg_free(reg);
-    return fail(r, 409, "model_active",
-                "%s version %d is the active version: activate another one first", name, version);
+    return srv_fail(r, 409, "model_active",
+                    "%s version %d is the active version: activate another one first", name,
+                    version);
   }
   if (served) {
     api_reg_free(reg);
-    return fail(r, 409, "model_served", "%s version %d is being served", name, version);
+    return srv_fail(r, 409, "model_served", "%s version %d is being served", name, version);
   }
   ecs_status st = reg ? api_reg_delete(reg, name, version, &e) : e.status;
   api_reg_free(reg);
-  if (st != ECS_OK) return fail(r, 500, "internal_error", "%s", e.msg);
-  return answer(r, 200, json_pack("{s:{s:s, s:i}}", "deleted", "name", name, "version", version));
-}
-
-/* ---- dispatch ---------------------------------------------------------------------------- */
-
-static bool is_get(const srv_req *r) {
-  return strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0;
-}
-
-enum MHD_Result srv_admin_begin(srv_req *r) {
-  if (strcmp(r->method, "POST") != 0) return srv_admin_handle(r);
-  r->receiving = true;
-  atomic_fetch_add(&r->s->receiving, 1);
-  const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
-  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)r->s->cfg.max_body)
-    return fail(r, 413, "payload_too_large", "the body exceeds the limit of %lld bytes",
-                (long long)r->s->cfg.max_body);
-  return MHD_YES;
-}
-
-enum MHD_Result srv_admin_handle(srv_req *r) {
-  const char *p = r->path;
-  if (!r->s->jobs) return fail(r, 503, "admin_unavailable", "the job store is not open");
-  if (strcmp(p, "/admin/train") == 0 || strcmp(p, "/admin/eval") == 0) {
-    if (strcmp(r->method, "POST") != 0) return not_allowed(r, "POST");
-    return p[7] == 't' ? post_train(r) : post_eval(r);
-  }
-  if (strcmp(p, "/admin/jobs") == 0) {
-    if (!is_get(r)) return not_allowed(r, "GET, HEAD");
-    json_t *list = srv_jobs_list(r->s->jobs, 1000);
-    if (!list) return fail(r, 500, "internal_error", "the job store cannot be read");
-    return answer(r, 200, json_pack("{s:o}", "jobs", list));
-  }
-  if (strncmp(p, "/admin/jobs/", 12) == 0) return job_route(r, p + 12);
-  if (strcmp(p, "/admin/datasets") == 0) {
-    if (!is_get(r)) return not_allowed(r, "GET, HEAD");
-    return get_datasets(r);
-  }
-  if (strcmp(p, "/admin/models") == 0) {
-    if (!is_get(r)) return not_allowed(r, "GET, HEAD");
-    return get_models(r);
-  }
-  if (strncmp(p, "/admin/models/", 14) == 0) return model_route(r, p + 14);
-  return fail(r, 404, "not_found", "no such admin route");
+  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e.msg);
+  return srv_answer_json(r, 200,
+                         json_pack("{s:{s:s, s:i}}", "deleted", "name", name, "version", version));
 }
 
 /* ---- the job store's hooks --------------------------------------------------------------- */

@@ -16,6 +16,23 @@
 
 #define MAX_QUERY 16
 
+/* What only POST /cam needs of a request (srv_req.cam), allocated once the route is known. */
+struct srv_cam_state {
+  api_cam_request req;
+  ecs_job job;
+  atomic_bool cancel;
+  int img_w, img_h;
+  uint64_t submit_ns;
+  double decode_ms, queue_ms, infer_ms;
+};
+
+void srv_cam_free(srv_req *r) {
+  if (!r->cam) return;
+  api_cam_request_free(&r->cam->req);
+  free(r->cam);
+  r->cam = NULL;
+}
+
 typedef struct query_acc {
   api_kv kv[MAX_QUERY];
   size_t n;
@@ -46,7 +63,7 @@ static void store(srv_req *r, unsigned status, const char *type, char *body, siz
 
 void srv_req_set_error(srv_req *r, const api_error *e) {
   char *body = api_error_json(e);
-  if (e->status == 503 && r->retry_after == 0) r->retry_after = 1;
+  if (e->status == 503) r->retry_after = srv_retry_after(e->code);
   store(r, e->status, "application/json", body, body ? strlen(body) : 0);
 }
 
@@ -59,7 +76,7 @@ static int cam_still_wanted(ecs_job *job) {
   ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   /* 0: orderly close by the client; an error other than "nothing to read": reset. */
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-    atomic_store(&r->cancel, true);
+    atomic_store(&r->cam->cancel, true);
     return 0;
   }
   return 1;
@@ -80,23 +97,23 @@ static void decode_error(srv_req *r, const ecs_err *e) {
 static void run_model(srv_req *r, srv_model_ref *m, const ecs_image *img, int worker) {
   api_error ae;
   int ids[API_LABELS_HARD_MAX], n_ids = 0, png_id = -1;
-  if (!api_cam_resolve_labels(&r->cam, &m->info, ids, &n_ids, &png_id, &ae)) {
+  if (!api_cam_resolve_labels(&r->cam->req, &m->info, ids, &n_ids, &png_id, &ae)) {
     srv_req_set_error(r, &ae);
     return;
   }
   api_cam_input in = {.rgb = img->data, .width = img->width, .height = img->height,
                       .labels = ids, .n_labels = n_ids,
                       .label_threshold = (float)r->s->cfg.label_threshold,
-                      .outputs = r->cam.outputs, .n_scales = r->cam.n_scales,
-                      .flip = r->cam.flip, .worker = worker, .cancel = &r->cancel};
-  memcpy(in.scales, r->cam.scales, sizeof in.scales);
+                      .outputs = r->cam->req.outputs, .n_scales = r->cam->req.n_scales,
+                      .flip = r->cam->req.flip, .worker = worker, .cancel = &r->cam->cancel};
+  memcpy(in.scales, r->cam->req.scales, sizeof in.scales);
   api_cam_result res = {0};
   ecs_err e;
   ecs_err_clear(&e);
   uint64_t t = ecs_monotonic_ns();
   ecs_status st = m->model->iface->run(m->model->ctx, &in, &res, &e);
-  r->infer_ms = ms_since(t);
-  srv_metrics_inference(r->s->metrics, r->infer_ms / 1e3);
+  r->cam->infer_ms = ms_since(t);
+  srv_metrics_inference(r->s->metrics, r->cam->infer_ms / 1e3);
   if (st != ECS_OK) {
     if (st == ECS_ERR_NOMEM) api_fail(&ae, 503, "out_of_memory", "%s", e.msg);
     else if (st == ECS_ERR_CANCELLED) api_fail(&ae, 503, "timeout", "the request was cancelled");
@@ -105,12 +122,12 @@ static void run_model(srv_req *r, srv_model_ref *m, const ecs_image *img, int wo
     api_cam_result_free(&res);
     return;
   }
-  api_cam_timings tm = {.decode_ms = r->decode_ms, .queue_ms = r->queue_ms,
-                        .infer_ms = r->infer_ms, .total_ms = ms_since(r->t0_ns)};
+  api_cam_timings tm = {.decode_ms = r->cam->decode_ms, .queue_ms = r->cam->queue_ms,
+                        .infer_ms = r->cam->infer_ms, .total_ms = ms_since(r->t0_ns)};
   char *body = NULL;
   size_t len = 0;
   const char *type = NULL;
-  if (api_cam_render(&r->cam, &m->info, &res, png_id, &tm, &body, &len, &type, &ae))
+  if (api_cam_render(&r->cam->req, &m->info, &res, png_id, &tm, &body, &len, &type, &ae))
     store(r, 200, type, body, len);
   else srv_req_set_error(r, &ae);
   api_cam_result_free(&res);
@@ -118,15 +135,15 @@ static void run_model(srv_req *r, srv_model_ref *m, const ecs_image *img, int wo
 
 static void cam_run(ecs_job *job, void *worker_state) {
   srv_req *r = job->user;
-  r->queue_ms = ms_since(r->submit_ns);
+  r->cam->queue_ms = ms_since(r->cam->submit_ns);
   uint64_t t = ecs_monotonic_ns();
   ecs_image *img = NULL;
   ecs_err e;
   ecs_err_clear(&e);
-  ecs_status st = ecs_image_decode(r->cam.image, r->cam.image_len, (size_t)r->s->cfg.max_pixels,
-                                   &img, &e);
-  r->decode_ms = ms_since(t);
-  srv_metrics_decode(r->s->metrics, r->decode_ms / 1e3);
+  ecs_status st = ecs_image_decode(r->cam->req.image, r->cam->req.image_len,
+                                   (size_t)r->s->cfg.max_pixels, &img, &e);
+  r->cam->decode_ms = ms_since(t);
+  srv_metrics_decode(r->s->metrics, r->cam->decode_ms / 1e3);
   if (st != ECS_OK) {
     decode_error(r, &e);
     return;
@@ -136,7 +153,6 @@ static void cam_run(ecs_job *job, void *worker_state) {
     api_error ae;
     api_fail(&ae, 503, "model_not_ready",
              "the request is valid, but no model is loaded yet; retry later");
-    r->retry_after = 5;
     srv_req_set_error(r, &ae);
   } else {
     run_model(r, m, img, worker_state ? *(int *)worker_state : 0);
@@ -172,6 +188,8 @@ static void cam_done(ecs_job *job, ecs_job_end end, void *worker_state) {
 
 enum MHD_Result srv_cam_start(srv_req *r) {
   srv *s = r->s;
+  if (!(r->cam = calloc(1, sizeof *r->cam)))
+    return srv_fail(r, 503, "out_of_memory", "the server is short of memory");
   query_acc q = {0};
   MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, on_arg, &q);
   api_error ae;
@@ -184,13 +202,13 @@ enum MHD_Result srv_cam_start(srv_req *r) {
       .body = r->body, .body_len = r->len, .query = q.kv, .n_query = q.n};
   api_cam_limits lim = {.max_labels = (size_t)s->cfg.max_labels,
                         .max_image = (size_t)s->cfg.max_body};
-  if (!api_cam_request_parse(&in, &lim, &r->cam, &ae)) return srv_respond_error(r, &ae);
+  if (!api_cam_request_parse(&in, &lim, &r->cam->req, &ae)) return srv_respond_error(r, &ae);
 
   /* The header alone tells the size: a decompression bomb never reaches a decoder. */
   int w = 0, h = 0;
   ecs_err e;
   ecs_err_clear(&e);
-  if (ecs_image_probe(r->cam.image, r->cam.image_len, &w, &h, NULL, &e) != ECS_OK) {
+  if (ecs_image_probe(r->cam->req.image, r->cam->req.image_len, &w, &h, NULL, &e) != ECS_OK) {
     api_fail(&ae, 400, "invalid_image", "%s", e.msg);
     return srv_respond_error(r, &ae);
   }
@@ -199,23 +217,23 @@ enum MHD_Result srv_cam_start(srv_req *r) {
              w, h, (long long)s->cfg.max_pixels);
     return srv_respond_error(r, &ae);
   }
-  r->img_w = w;
-  r->img_h = h;
+  r->cam->img_w = w;
+  r->cam->img_h = h;
 
-  r->job = (ecs_job){.run = cam_run, .done = cam_done, .still_wanted = cam_still_wanted,
-                     .deadline_ns = r->t0_ns + (uint64_t)s->cfg.request_timeout_ms * 1000000ull,
-                     .priority = ECS_PRIO_HIGH, .user = r};
+  r->cam->job =
+      (ecs_job){.run = cam_run, .done = cam_done, .still_wanted = cam_still_wanted,
+                .deadline_ns = r->t0_ns + (uint64_t)s->cfg.request_timeout_ms * 1000000ull,
+                .priority = ECS_PRIO_HIGH, .user = r};
   /* Suspend before submitting, so a fast worker can never resume a connection that is not
    * suspended yet. */
   r->phase = PHASE_QUEUED;
   MHD_suspend_connection(r->conn);
-  r->submit_ns = ecs_monotonic_ns();
-  if (ecs_pool_submit(s->pool, &r->job, &e) != ECS_OK) {
+  r->cam->submit_ns = ecs_monotonic_ns();
+  if (ecs_pool_submit(s->pool, &r->cam->job, &e) != ECS_OK) {
     if (e.status == ECS_ERR_LIMIT)
       api_fail(&ae, 503, "queue_full", "the server is busy (%d requests queued); retry later",
                s->cfg.queue);
     else api_fail(&ae, 503, "shutting_down", "the server is shutting down");
-    r->retry_after = 1;
     srv_req_set_error(r, &ae);
     r->phase = PHASE_READY;
     MHD_resume_connection(r->conn);

@@ -41,39 +41,28 @@ static bool plain_name(const char *s) {
 }
 
 /* DATA_DIR/datasets/NAME as a real path that stays inside the datasets folder. */
-static bool resolve_dataset(const srv *s, const char *name, char out[PATH_MAX], char *msg,
-                            size_t n) {
-  if (!plain_name(name)) {
-    snprintf(msg, n,
-             "dataset must be the name of a folder under the data directory's datasets/ "
-             "(letters, digits, '.', '_', '-'; not a path)");
-    return false;
-  }
+static ecs_status resolve_dataset(const srv *s, const char *name, char out[PATH_MAX],
+                                  ecs_err *err) {
+  if (!plain_name(name))
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "dataset must be the name of a folder under the data directory's "
+                       "datasets/ (letters, digits, '.', '_', '-'; not a path)");
   char base[ECS_PATH_MAX], rb[PATH_MAX], p[ECS_PATH_MAX];
-  ecs_err e;
-  if (ecs_path_join(base, sizeof base, s->cfg.data_dir, "datasets", &e) != ECS_OK) {
-    snprintf(msg, n, "%s", e.msg);
-    return false;
-  }
-  if (!realpath(base, rb)) {
-    snprintf(msg, n, "there is no datasets folder in the data directory: create datasets/%s", name);
-    return false;
-  }
-  if (ecs_path_join(p, sizeof p, rb, name, &e) != ECS_OK) {
-    snprintf(msg, n, "%s", e.msg);
-    return false;
-  }
+  ecs_status st = ecs_path_join(base, sizeof base, s->cfg.data_dir, "datasets", err);
+  if (st != ECS_OK) return st;
+  if (!realpath(base, rb))
+    return ecs_err_set(err, ECS_ERR_NOT_FOUND,
+                       "there is no datasets folder in the data directory: create datasets/%s",
+                       name);
+  if ((st = ecs_path_join(p, sizeof p, rb, name, err)) != ECS_OK) return st;
   struct stat sb;
-  if (!realpath(p, out) || stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-    snprintf(msg, n, "no dataset named '%s' under datasets/", name);
-    return false;
-  }
+  if (!realpath(p, out) || stat(out, &sb) != 0 || !S_ISDIR(sb.st_mode))
+    return ecs_err_set(err, ECS_ERR_NOT_FOUND, "no dataset named '%s' under datasets/", name);
   size_t lb = strlen(rb);
-  if (strncmp(out, rb, lb) != 0 || out[lb] != '/') {
-    snprintf(msg, n, "dataset '%s' leads outside the datasets folder (a symbolic link?)", name);
-    return false;
-  }
-  return true;
+  if (strncmp(out, rb, lb) != 0 || out[lb] != '/')
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "dataset '%s' leads outside the datasets folder (a symbolic link?)", name);
+  return ECS_OK;
 }
 
 static bool parse_version(const char *s, int *v) {
@@ -94,8 +83,8 @@ static bool version_exists(const srv *s, const char *name, int version, char *pa
 }
 
 /* "name" (its highest version) or "name/version" in the registry, as a file path. */
-static bool resolve_model(const srv *s, const char *spec, char *path, size_t n, char *msg,
-                          size_t mn) {
+static ecs_status resolve_model(const srv *s, const char *spec, char *path, size_t n,
+                                ecs_err *err) {
   char name[API_REG_NAME_MAX];
   const char *slash = strchr(spec, '/');
   size_t ln = slash ? (size_t)(slash - spec) : strlen(spec);
@@ -103,10 +92,8 @@ static bool resolve_model(const srv *s, const char *spec, char *path, size_t n, 
   memcpy(name, spec, ln);
   name[ln] = '\0';
   int version = 0;
-  if (!api_reg_name_valid(name) || (slash && !parse_version(slash + 1, &version))) {
-    snprintf(msg, mn, "a registry model is NAME or NAME/VERSION");
-    return false;
-  }
+  if (!api_reg_name_valid(name) || (slash && !parse_version(slash + 1, &version)))
+    return ecs_err_set(err, ECS_ERR_INVALID, "a registry model is NAME or NAME/VERSION");
   if (!version) {
     api_reg *reg = api_reg_open(s->cfg.data_dir, false, NULL);
     int *vs = NULL, nv = 0;
@@ -115,11 +102,9 @@ static bool resolve_model(const srv *s, const char *spec, char *path, size_t n, 
     free(vs);
     api_reg_free(reg);
   }
-  if (!version || !version_exists(s, name, version, path, n)) {
-    snprintf(msg, mn, "no model %s in the registry", spec);
-    return false;
-  }
-  return true;
+  if (!version || !version_exists(s, name, version, path, n))
+    return ecs_err_set(err, ECS_ERR_NOT_FOUND, "no model %s in the registry", spec);
+  return ECS_OK;
 }
 
 /* ---- request validation -------------------------------------------------------------------- */
@@ -164,9 +149,9 @@ static const field k_eval_fields[] = {
     {"max_images", F_INT, 0, 1e7},
 };
 
-/* Checks every key of body against the table; on failure msg names the field. */
-static bool check_fields(const json_t *body, const field *tab, size_t nt, const char **bad,
-                         char *msg, size_t n) {
+/* Checks every key of body against the table; on failure *bad is the field and err says why. */
+static ecs_status check_fields(const json_t *body, const field *tab, size_t nt, const char **bad,
+                               ecs_err *err) {
   const char *key;
   json_t *v;
   json_object_foreach((json_t *)body, key, v) {
@@ -174,37 +159,28 @@ static bool check_fields(const json_t *body, const field *tab, size_t nt, const 
     for (size_t i = 0; i < nt; i++)
       if (strcmp(tab[i].name, key) == 0) f = &tab[i];
     *bad = key;
-    if (!f) {
-      snprintf(msg, n, "unknown field '%.64s'", key);
-      return false;
-    }
+    if (!f) return ecs_err_set(err, ECS_ERR_INVALID, "unknown field '%.64s'", key);
     switch (f->kind) {
     case F_STR:
-      if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 200) {
-        snprintf(msg, n, "%s must be a non-empty string", key);
-        return false;
-      }
+      if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 200)
+        return ecs_err_set(err, ECS_ERR_INVALID, "%s must be a non-empty string", key);
       break;
     case F_BOOL:
-      if (!json_is_boolean(v)) {
-        snprintf(msg, n, "%s must be true or false", key);
-        return false;
-      }
+      if (!json_is_boolean(v))
+        return ecs_err_set(err, ECS_ERR_INVALID, "%s must be true or false", key);
       break;
     case F_INT:
     case F_NUM: {
       double x = json_number_value(v);
       bool ok = f->kind == F_INT ? json_is_integer(v) : json_is_number(v);
-      if (!ok || !isfinite(x) || x < f->lo || x > f->hi) {
-        snprintf(msg, n, "%s must be %s from %g to %g", key,
-                 f->kind == F_INT ? "an integer" : "a number", f->lo, f->hi);
-        return false;
-      }
+      if (!ok || !isfinite(x) || x < f->lo || x > f->hi)
+        return ecs_err_set(err, ECS_ERR_INVALID, "%s must be %s from %g to %g", key,
+                           f->kind == F_INT ? "an integer" : "a number", f->lo, f->hi);
       break;
     }
     }
   }
-  return true;
+  return ECS_OK;
 }
 
 static enum MHD_Result invalid(srv_req *r, const char *field_name, const char *msg) {
@@ -234,6 +210,68 @@ static json_t *body_object(srv_req *r, enum MHD_Result *ret) {
   return b;
 }
 
+/* A bad field: *field names it and err says why (the 422's message). */
+static ecs_status bad_field(const char **field, const char *name, ecs_err *err, const char *why) {
+  *field = name;
+  return why ? ecs_err_set(err, ECS_ERR_INVALID, "%s", why) : err->status;
+}
+
+/* POST /admin/train's fields beyond their types; dir and base receive the resolved paths. */
+static ecs_status check_train(const srv *s, const json_t *b, char dir[PATH_MAX],
+                              char base[PATH_MAX], const char **field, ecs_err *err) {
+  const char *ds = json_string_value(json_object_get(b, "dataset"));
+  const char *bm = json_string_value(json_object_get(b, "base_model"));
+  const char *bb = json_string_value(json_object_get(b, "backbone"));
+  const char *mn = json_string_value(json_object_get(b, "model_name"));
+  ecs_backbone backbone;
+  if (!ds)
+    return bad_field(field, "dataset", err, "required: the name of a folder under datasets/");
+  if (resolve_dataset(s, ds, dir, err) != ECS_OK) return bad_field(field, "dataset", err, NULL);
+  if (json_object_get(b, "steps") && json_object_get(b, "epochs"))
+    return bad_field(field, "steps", err, "give steps or epochs, not both");
+  if (bm && bb)
+    return bad_field(field, "backbone", err, "a fine-tuned model keeps its base model's backbone");
+  if (bb && ecs_backbone_parse(bb, &backbone, NULL) != ECS_OK)
+    return bad_field(field, "backbone", err, "one of small, resnet38d, vgg16d");
+  if (bm && resolve_model(s, bm, base, PATH_MAX, err) != ECS_OK)
+    return bad_field(field, "base_model", err, NULL);
+  if (!mn && !api_reg_name_valid(ds))
+    return bad_field(field, "model_name", err,
+                     "required when the dataset's name is not a valid model name");
+  if (mn && !api_reg_name_valid(mn))
+    return bad_field(field, "model_name", err,
+                     "1..63 of letters, digits, '.', '_', '-', not starting with '.'");
+  return ECS_OK;
+}
+
+/* POST /admin/eval's fields beyond their types; dir and path receive the resolved paths, and
+ * a request without a model gets the served one's name. */
+static ecs_status check_eval(const srv *s, json_t *b, char dir[PATH_MAX], char path[PATH_MAX],
+                             const char **field, ecs_err *err) {
+  const char *ds = json_string_value(json_object_get(b, "dataset"));
+  const char *model = json_string_value(json_object_get(b, "model"));
+  const char *split = json_string_value(json_object_get(b, "split"));
+  if (!ds)
+    return bad_field(field, "dataset", err, "required: the name of a folder under datasets/");
+  if (resolve_dataset(s, ds, dir, err) != ECS_OK) return bad_field(field, "dataset", err, NULL);
+  if (split && !plain_name(split))
+    return bad_field(field, "split", err, "a split name such as val or train");
+  if (model)
+    return resolve_model(s, model, path, PATH_MAX, err) == ECS_OK
+               ? ECS_OK
+               : bad_field(field, "model", err, NULL);
+  srv_model_ref *served = srv_model_acquire((srv *)s);
+  ecs_status st = ECS_OK;
+  if (!served || !served->info.path) {
+    st = bad_field(field, "model", err, "no model is served: name one from the registry");
+  } else {
+    snprintf(path, PATH_MAX, "%s", served->info.path);
+    json_object_set_new(b, "model", json_sprintf("%s/%d", served->info.name, served->info.version));
+  }
+  srv_model_release(served);
+  return st;
+}
+
 static enum MHD_Result submitted(srv_req *r, const char *kind, json_t *req) {
   int64_t id = 0;
   ecs_err e = {0};
@@ -245,106 +283,56 @@ static enum MHD_Result submitted(srv_req *r, const char *kind, json_t *req) {
   return srv_answer_json(r, 202, job);
 }
 
+/* The request's JSON object checked against its field table; NULL when answered. */
+static json_t *checked_body(srv_req *r, const field *tab, size_t nt, enum MHD_Result *ret) {
+  json_t *b = body_object(r, ret);
+  const char *bad = NULL;
+  ecs_err e = {0};
+  if (b && check_fields(b, tab, nt, &bad, &e) != ECS_OK) {
+    *ret = invalid(r, bad, e.msg);
+    json_decref(b);
+    return NULL;
+  }
+  return b;
+}
+
 enum MHD_Result srv_admin_train(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
-  json_t *b = body_object(r, &ret);
+  json_t *b =
+      checked_body(r, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], &ret);
   if (!b) return ret;
-  char msg[512], dir[PATH_MAX], base[PATH_MAX];
+  char dir[PATH_MAX], base[PATH_MAX];
   const char *bad = NULL;
-  if (!check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], &bad, msg,
-                    sizeof msg)) {
-    ret = invalid(r, bad, msg);
+  ecs_err e = {0};
+  if (check_train(r->s, b, dir, base, &bad, &e) != ECS_OK) {
+    ret = invalid(r, bad, e.msg);
     json_decref(b);
     return ret;
   }
-  const char *ds = json_string_value(json_object_get(b, "dataset"));
-  const char *bm = json_string_value(json_object_get(b, "base_model"));
-  const char *bb = json_string_value(json_object_get(b, "backbone"));
-  const char *mn = json_string_value(json_object_get(b, "model_name"));
-  ecs_backbone backbone;
-  const char *field_name = NULL;
-  if (!ds) {
-    field_name = "dataset";
-    snprintf(msg, sizeof msg, "required: the name of a folder under datasets/");
-  } else if (!resolve_dataset(r->s, ds, dir, msg, sizeof msg)) {
-    field_name = "dataset";
-  } else if (json_object_get(b, "steps") && json_object_get(b, "epochs")) {
-    field_name = "steps";
-    snprintf(msg, sizeof msg, "give steps or epochs, not both");
-  } else if (bm && bb) {
-    field_name = "backbone";
-    snprintf(msg, sizeof msg, "a fine-tuned model keeps its base model's backbone");
-  } else if (bb && ecs_backbone_parse(bb, &backbone, NULL) != ECS_OK) {
-    field_name = "backbone";
-    snprintf(msg, sizeof msg, "one of small, resnet38d, vgg16d");
-  } else if (bm && !resolve_model(r->s, bm, base, sizeof base, msg, sizeof msg)) {
-    field_name = "base_model";
-  } else if (!mn && !api_reg_name_valid(ds)) {
-    field_name = "model_name";
-    snprintf(msg, sizeof msg, "required when the dataset's name is not a valid model name");
-  } else if (mn && !api_reg_name_valid(mn)) {
-    field_name = "model_name";
-    snprintf(msg, sizeof msg, "1..63 of letters, digits, '.', '_', '-', not starting with '.'");
-  }
-  if (field_name) {
-    ret = invalid(r, field_name, msg);
-    json_decref(b);
-    return ret;
-  }
-  if (!mn) json_object_set_new(b, "model_name", json_string(ds));
+  if (!json_object_get(b, "model_name"))
+    json_object_set(b, "model_name", json_object_get(b, "dataset"));
   if (!json_object_get(b, "steps") && !json_object_get(b, "epochs"))
     json_object_set_new(b, "epochs", json_integer(1));
   json_object_set_new(b, "dataset_dir", json_string(dir));
-  if (bm) json_object_set_new(b, "base_path", json_string(base));
+  if (json_object_get(b, "base_model")) json_object_set_new(b, "base_path", json_string(base));
   return submitted(r, "train", b);
 }
 
 enum MHD_Result srv_admin_eval(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
-  json_t *b = body_object(r, &ret);
+  json_t *b = checked_body(r, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], &ret);
   if (!b) return ret;
-  char msg[512], dir[PATH_MAX], path[PATH_MAX];
-  const char *bad = NULL, *field_name = NULL;
-  if (!check_fields(b, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], &bad, msg,
-                    sizeof msg)) {
-    ret = invalid(r, bad, msg);
-    json_decref(b);
-    return ret;
-  }
-  const char *ds = json_string_value(json_object_get(b, "dataset"));
-  const char *model = json_string_value(json_object_get(b, "model"));
-  const char *split = json_string_value(json_object_get(b, "split"));
-  srv_model_ref *served = NULL;
-  if (!ds) {
-    field_name = "dataset";
-    snprintf(msg, sizeof msg, "required: the name of a folder under datasets/");
-  } else if (!resolve_dataset(r->s, ds, dir, msg, sizeof msg)) {
-    field_name = "dataset";
-  } else if (split && !plain_name(split)) {
-    field_name = "split";
-    snprintf(msg, sizeof msg, "a split name such as val or train");
-  } else if (model && !resolve_model(r->s, model, path, sizeof path, msg, sizeof msg)) {
-    field_name = "model";
-  } else if (!model) {
-    served = srv_model_acquire(r->s);
-    if (!served || !served->info.path) {
-      field_name = "model";
-      snprintf(msg, sizeof msg, "no model is served: name one from the registry");
-    } else {
-      snprintf(path, sizeof path, "%s", served->info.path);
-      json_object_set_new(b, "model",
-                          json_sprintf("%s/%d", served->info.name, served->info.version));
-    }
-    srv_model_release(served);
-  }
-  if (field_name) {
-    ret = invalid(r, field_name, msg);
+  char dir[PATH_MAX], path[PATH_MAX];
+  const char *bad = NULL;
+  ecs_err e = {0};
+  if (check_eval(r->s, b, dir, path, &bad, &e) != ECS_OK) {
+    ret = invalid(r, bad, e.msg);
     json_decref(b);
     return ret;
   }
   json_object_set_new(b, "dataset_dir", json_string(dir));
   json_object_set_new(b, "model_path", json_string(path));
-  if (!split) json_object_set_new(b, "split", json_string("val"));
+  if (!json_object_get(b, "split")) json_object_set_new(b, "split", json_string("val"));
   return submitted(r, "eval", b);
 }
 
@@ -367,15 +355,12 @@ static bool job_id(const srv_req *r, int64_t *id) {
   return srv_req_param(r, 0, text, sizeof text) && parse_id(text, strlen(text), id);
 }
 
-/* The job as it is now, or the answer for a job-store result. */
-static enum MHD_Result job_answer(srv_req *r, int64_t id, srv_jobs_result res, const char *msg,
+/* The job as it is now after st (a job-store status), or the error that st says. */
+static enum MHD_Result job_answer(srv_req *r, int64_t id, ecs_status st, const ecs_err *e,
                                   unsigned ok_status) {
-  switch (res) {
-  case SRV_JOBS_NOT_FOUND: return srv_fail(r, 404, "job_not_found", "%s", msg);
-  case SRV_JOBS_CONFLICT: return srv_fail(r, 409, "conflict", "%s", msg);
-  case SRV_JOBS_ERROR: return srv_fail(r, 500, "internal_error", "%s", msg);
-  case SRV_JOBS_OK: break;
-  }
+  if (st == ECS_ERR_NOT_FOUND) return srv_fail(r, 404, "job_not_found", "%s", e->msg);
+  if (st == ECS_ERR_CONFLICT) return srv_fail(r, 409, "conflict", "%s", e->msg);
+  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e->msg);
   json_t *job = srv_jobs_get(r->s->jobs, id);
   if (!job) return srv_fail(r, 404, "job_not_found", "no job %lld", (long long)id);
   return srv_answer_json(r, ok_status, job);
@@ -390,32 +375,32 @@ enum MHD_Result srv_admin_jobs(srv_req *r) {
 enum MHD_Result srv_admin_job(srv_req *r) {
   int64_t id;
   if (!job_id(r, &id)) return srv_fail(r, 404, "not_found", "no such admin route");
-  return job_answer(r, id, SRV_JOBS_OK, "", 200);
+  return job_answer(r, id, ECS_OK, NULL, 200);
 }
 
 enum MHD_Result srv_admin_job_cancel(srv_req *r) {
   int64_t id;
   if (!job_id(r, &id)) return srv_fail(r, 404, "not_found", "no such admin route");
-  char msg[256] = "";
-  srv_jobs_result res = srv_jobs_cancel(r->s->jobs, id, msg, sizeof msg);
-  return job_answer(r, id, res, msg, 202);
+  ecs_err e = {0};
+  ecs_status st = srv_jobs_cancel(r->s->jobs, id, &e);
+  return job_answer(r, id, st, &e, 202);
 }
 
 enum MHD_Result srv_admin_job_resume(srv_req *r) {
   int64_t id;
   if (!job_id(r, &id)) return srv_fail(r, 404, "not_found", "no such admin route");
-  char msg[256] = "";
-  srv_jobs_result res = srv_jobs_resume(r->s->jobs, id, msg, sizeof msg);
-  return job_answer(r, id, res, msg, 202);
+  ecs_err e = {0};
+  ecs_status st = srv_jobs_resume(r->s->jobs, id, &e);
+  return job_answer(r, id, st, &e, 202);
 }
 
 /* ---- datasets ---------------------------------------------------------------------------- */
 
 static json_t *dataset_json(const srv *s, const char *name) {
-  char dir[PATH_MAX], msg[256];
-  if (!resolve_dataset(s, name, dir, msg, sizeof msg))
-    return json_pack("{s:s, s:b, s:s}", "name", name, "ok", 0, "error", msg);
+  char dir[PATH_MAX];
   ecs_err e = {0};
+  if (resolve_dataset(s, name, dir, &e) != ECS_OK)
+    return json_pack("{s:s, s:b, s:s}", "name", name, "ok", 0, "error", e.msg);
   ecs_dataset *ds = ecs_dataset_open(dir, &e);
   ecs_dataset_summary sum;
   if (!ds || ecs_dataset_check(ds, 1, &sum, &e) != ECS_OK) {

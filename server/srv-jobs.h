@@ -59,19 +59,14 @@ json_t *srv_jobs_get(srv_jobs *j, int64_t id);
 /* Every job, newest first, at most limit (new reference; NULL when the store fails). */
 json_t *srv_jobs_list(srv_jobs *j, int limit);
 
-typedef enum srv_jobs_result {
-  SRV_JOBS_OK = 0,
-  SRV_JOBS_NOT_FOUND,
-  SRV_JOBS_CONFLICT, /* the job's status does not allow it */
-  SRV_JOBS_ERROR,
-} srv_jobs_result;
-
 /* Cancels a queued job at once, or asks the running one to stop (it ends cancelled within
- * one step, keeping its checkpoint). A finished job is a conflict. */
-srv_jobs_result srv_jobs_cancel(srv_jobs *j, int64_t id, char *msg, size_t n);
+ * one step, keeping its checkpoint). ECS_ERR_NOT_FOUND for no such job, ECS_ERR_CONFLICT for
+ * a finished one, ECS_ERR_IO when the store fails. */
+ecs_status srv_jobs_cancel(srv_jobs *j, int64_t id, ecs_err *err);
 /* Queues an interrupted, cancelled or failed training job again; it continues from its
- * checkpoint when there is one (from step 0 otherwise, which its notes then say). */
-srv_jobs_result srv_jobs_resume(srv_jobs *j, int64_t id, char *msg, size_t n);
+ * checkpoint when there is one (from step 0 otherwise, which its notes then say). The same
+ * statuses as srv_jobs_cancel; ECS_ERR_CONFLICT for a job in any other state. */
+ecs_status srv_jobs_resume(srv_jobs *j, int64_t id, ecs_err *err);
 
 /* Prometheus lines for /metrics (malloc'd text; NULL when out of memory). */
 char *srv_jobs_metrics(srv_jobs *j);

@@ -53,7 +53,7 @@ static const char *status_of(srv_jobs *j, int64_t id, char buf[32]) {
 
 static void test_records_survive_a_reopen(void **state) {
   (void)state;
-  char dir[300], st[32], msg[256];
+  char dir[300], st[32];
   snprintf(dir, sizeof dir, "%s/a", g_root);
   srv_jobs *j = open_store(dir, false);
   assert_non_null(j);
@@ -104,15 +104,15 @@ static void test_records_survive_a_reopen(void **state) {
   assert_string_equal(status_of(j, id2, st), "queued");
 
   /* cancel: queued at once; interrupted (finished) is a conflict; unknown is not found */
-  assert_int_equal(srv_jobs_cancel(j, id2, msg, sizeof msg), SRV_JOBS_OK);
+  assert_int_equal(srv_jobs_cancel(j, id2, &e), ECS_OK);
   assert_string_equal(status_of(j, id2, st), "cancelled");
-  assert_int_equal(srv_jobs_cancel(j, id1, msg, sizeof msg), SRV_JOBS_CONFLICT);
-  assert_int_equal(srv_jobs_cancel(j, 999, msg, sizeof msg), SRV_JOBS_NOT_FOUND);
+  assert_int_equal(srv_jobs_cancel(j, id1, &e), ECS_ERR_CONFLICT);
+  assert_int_equal(srv_jobs_cancel(j, 999, &e), ECS_ERR_NOT_FOUND);
   /* resume: interrupted and cancelled training jobs queue again; eval jobs and queued don't */
-  assert_int_equal(srv_jobs_resume(j, id3, msg, sizeof msg), SRV_JOBS_CONFLICT);
-  assert_int_equal(srv_jobs_resume(j, id1, msg, sizeof msg), SRV_JOBS_OK);
-  assert_int_equal(srv_jobs_resume(j, id1, msg, sizeof msg), SRV_JOBS_CONFLICT);
-  assert_int_equal(srv_jobs_resume(j, 999, msg, sizeof msg), SRV_JOBS_NOT_FOUND);
+  assert_int_equal(srv_jobs_resume(j, id3, &e), ECS_ERR_CONFLICT);
+  assert_int_equal(srv_jobs_resume(j, id1, &e), ECS_OK);
+  assert_int_equal(srv_jobs_resume(j, id1, &e), ECS_ERR_CONFLICT);
+  assert_int_equal(srv_jobs_resume(j, 999, &e), ECS_ERR_NOT_FOUND);
   assert_int_equal(srv_jobs_claim(j, kind, &got, &resume), id1);
   assert_true(resume);
   json_decref(got);

@@ -521,13 +521,11 @@ enum MHD_Result srv_admin_version_delete(srv_req *r) {
 
 /* ---- the job store's hooks --------------------------------------------------------------- */
 
-/* Inference is waiting, running, or about to arrive (a /cam body is being received). */
-static int inference_busy(void *user) {
+/* Waits while inference requests are queued or running (the pool wakes the job when the last
+ * one ends); non-zero when they still are after max_ms. */
+static int inference_wait(void *user, int max_ms) {
   srv *s = user;
-  if (ecs_pool_high_waiting(s->pool) > 0) return 1;
-  ecs_pool_stats st;
-  ecs_pool_get_stats(s->pool, &st);
-  return st.running > 0;
+  return !ecs_pool_wait_idle(s->pool, max_ms);
 }
 
 static ecs_status activate_version(void *user, const char *name, int version, ecs_err *err) {
@@ -541,7 +539,7 @@ ecs_status srv_admin_open_jobs(srv *s, ecs_err *err) {
                       .device = s->cfg.device,
                       .threads = threads > 0 ? threads : 1,
                       .engine = s->cfg.engine,
-                      .busy = inference_busy,
+                      .wait_idle = inference_wait,
                       .activate = activate_version,
                       .user = s,
                       .start_runner = true};

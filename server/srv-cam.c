@@ -223,7 +223,7 @@ enum MHD_Result srv_cam_start(srv_req *r) {
   r->cam->job =
       (ecs_job){.run = cam_run, .done = cam_done, .still_wanted = cam_still_wanted,
                 .deadline_ns = r->t0_ns + (uint64_t)s->cfg.request_timeout_ms * 1000000ull,
-                .priority = ECS_PRIO_HIGH, .user = r};
+                .user = r};
   /* Suspend before submitting, so a fast worker can never resume a connection that is not
    * suspended yet. */
   r->phase = PHASE_QUEUED;

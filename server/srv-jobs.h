@@ -5,9 +5,10 @@
  * in WAL mode under DATA_DIR/jobs.db gives crash-safe single-row updates with readers that
  * never block the runner. Exactly one runner thread takes queued jobs in id order, so one job
  * runs at a time and the others wait; it owns its own backend (--train-threads threads) and
- * context, separate from the inference workers, and pauses between ops whenever the env's busy
- * hook says inference is waiting or running: inference keeps priority without the pool having
- * to preempt anything.
+ * context, separate from the inference workers, and between ops it waits in the env's wait_idle
+ * hook while inference requests are queued or running (the pool wakes it when they are done):
+ * inference keeps priority without the pool having to preempt anything, and a request waits
+ * for at most the one training op in progress.
  *
  * A job's files live in DATA_DIR/jobs/ID/: checkpoint.safetensors (written by the trainer every
  * checkpoint_every steps and when it stops) and the finished model before it is copied into the
@@ -35,8 +36,9 @@ typedef struct srv_jobs_env {
   const char *device; /* "cpu", "auto", "cuda:N" */
   int threads;        /* compute threads of the job's backend (>= 1) */
   ecs_backend_params engine; /* the engine options of the job's backend (n_threads ignored) */
-  /* Non-zero while inference requests wait or run: the job then pauses between ops. */
-  int (*busy)(void *user);
+  /* Waits while inference requests wait or run, at most max_ms; non-zero when they still do.
+   * The job calls it between ops and so pauses while inference has work. */
+  int (*wait_idle)(void *user, int max_ms);
   /* Serve this registry version now (activation of a finished job's model). */
   ecs_status (*activate)(void *user, const char *name, int version, ecs_err *err);
   void *user;

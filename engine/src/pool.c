@@ -1,21 +1,21 @@
-/* pool.c - worker threads over a bounded two-priority queue (see ecs/pool.h for the contract).
+/* pool.c - worker threads over a bounded job queue (see ecs/pool.h for the contract).
  *
  * One mutex guards everything; the work per job (a forward pass) dwarfs the locking, and one
  * lock keeps the invariants easy to state:
- *  - queued jobs sit in two intrusive FIFO lists (high, low); capacity bounds their sum;
+ *  - queued jobs sit in one intrusive FIFO list; capacity bounds its length;
  *  - `busy` counts workers holding a job taken off the queue (checking still_wanted, running,
- *    calling done); a drain is over when queued == 0 and busy == 0;
+ *    calling done); the pool is idle, and a drain over, when queued == 0 and busy == 0, and
+ *    idle_cv is broadcast each time that becomes true;
  *  - callbacks are never called with the lock held, so they may submit.
  * The condition variables use CLOCK_MONOTONIC, the clock of the deadlines. */
 #include "ecs/pool.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-enum { N_PRIO = 2, MAX_WORKERS = 256 };
+enum { MAX_WORKERS = 256 };
 
 typedef struct worker {
   struct ecs_pool *pool;
@@ -32,11 +32,10 @@ struct ecs_pool {
   ecs_pool_opts opts;
   pthread_mutex_t mu;
   pthread_cond_t work_cv;  /* a job was queued, or the pool is stopping */
-  pthread_cond_t idle_cv;  /* a worker went idle (drain), or a worker finished initialising */
-  ecs_job *head[N_PRIO], *tail[N_PRIO];
-  int queued[N_PRIO];
+  pthread_cond_t idle_cv;  /* the pool went idle (drain, wait_idle), or a worker initialised */
+  ecs_job *head, *tail;
+  int queued;
   ecs_job *expired; /* swept out of a full queue, waiting for a worker to call their done */
-  atomic_int high_waiting; /* mirrors queued[ECS_PRIO_HIGH] for the lock-free reader */
   int busy;
   int running;
   int accepting;
@@ -61,37 +60,30 @@ const char *ecs_job_end_str(ecs_job_end e) {
   return "unknown";
 }
 
-static int total_queued(const ecs_pool *p) { return p->queued[0] + p->queued[1]; }
-
 /* Nothing left for the workers: no queued job and no swept one awaiting its done call. */
-static int no_work(const ecs_pool *p) { return total_queued(p) == 0 && p->expired == NULL; }
+static int no_work(const ecs_pool *p) { return p->queued == 0 && p->expired == NULL; }
 
 static void push_job(ecs_pool *p, ecs_job *j) {
-  int q = j->priority == ECS_PRIO_LOW ? 1 : 0;
   j->pool_next_ = NULL;
-  if (p->tail[q]) p->tail[q]->pool_next_ = j;
-  else p->head[q] = j;
-  p->tail[q] = j;
-  p->queued[q]++;
-  if (q == 0) atomic_store(&p->high_waiting, p->queued[0]);
+  if (p->tail) p->tail->pool_next_ = j;
+  else p->head = j;
+  p->tail = j;
+  p->queued++;
 }
 
-/* Unlinks j, whose predecessor in list q is prev (NULL for the head). */
-static void unlink_job(ecs_pool *p, int q, ecs_job *prev, ecs_job *j) {
+/* Unlinks j, whose predecessor in the queue is prev (NULL for the head). */
+static void unlink_job(ecs_pool *p, ecs_job *prev, ecs_job *j) {
   if (prev) prev->pool_next_ = j->pool_next_;
-  else p->head[q] = j->pool_next_;
-  if (p->tail[q] == j) p->tail[q] = prev;
+  else p->head = j->pool_next_;
+  if (p->tail == j) p->tail = prev;
   j->pool_next_ = NULL;
-  p->queued[q]--;
-  if (q == 0) atomic_store(&p->high_waiting, p->queued[0]);
+  p->queued--;
 }
 
-/* Called with the lock held and a job queued: takes the oldest high-priority job, else the
- * oldest low-priority one. */
+/* Called with the lock held and a job queued: takes the oldest. */
 static ecs_job *take_job(ecs_pool *p) {
-  int q = p->queued[0] > 0 ? 0 : 1;
-  ecs_job *j = p->head[q];
-  unlink_job(p, q, NULL, j);
+  ecs_job *j = p->head;
+  unlink_job(p, NULL, j);
   return j;
 }
 
@@ -240,7 +232,6 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
   p->accepting = 1;
   p->st.n_workers = o.n_workers;
   p->st.queue_capacity = o.queue_capacity;
-  atomic_init(&p->high_waiting, 0);
   if (init_sync(p) != 0) {
     free(ws);
     free(p);
@@ -288,37 +279,32 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
 static void sweep_expired(ecs_pool *p) {
   uint64_t now = ecs_monotonic_ns();
   int moved = 0;
-  for (int q = 0; q < N_PRIO; q++) {
-    ecs_job *prev = NULL, *j = p->head[q];
-    while (j) {
-      ecs_job *next = j->pool_next_;
-      if (j->deadline_ns != 0 && now > j->deadline_ns) {
-        unlink_job(p, q, prev, j);
-        j->pool_next_ = p->expired;
-        p->expired = j;
-        moved = 1;
-      } else {
-        prev = j;
-      }
-      j = next;
+  ecs_job *prev = NULL, *j = p->head;
+  while (j) {
+    ecs_job *next = j->pool_next_;
+    if (j->deadline_ns != 0 && now > j->deadline_ns) {
+      unlink_job(p, prev, j);
+      j->pool_next_ = p->expired;
+      p->expired = j;
+      moved = 1;
+    } else {
+      prev = j;
     }
+    j = next;
   }
   if (moved) pthread_cond_signal(&p->work_cv);
 }
 
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err) {
   if (!pool || !job) return ecs_err_set(err, ECS_ERR_INVALID, "pool: no pool or no job");
-  if (!job->run)
-    return ecs_err_set(err, ECS_ERR_INVALID, "pool: job has no run callback");
-  if (job->priority != ECS_PRIO_HIGH && job->priority != ECS_PRIO_LOW)
-    return ecs_err_set(err, ECS_ERR_INVALID, "pool: bad job priority %d", (int)job->priority);
+  if (!job->run) return ecs_err_set(err, ECS_ERR_INVALID, "pool: job has no run callback");
   pthread_mutex_lock(&pool->mu);
   if (!pool->accepting) {
     pthread_mutex_unlock(&pool->mu);
     return ecs_err_set(err, ECS_ERR_CANCELLED, "pool: shutting down, not accepting jobs");
   }
-  if (total_queued(pool) >= pool->opts.queue_capacity) sweep_expired(pool);
-  if (total_queued(pool) >= pool->opts.queue_capacity) {
+  if (pool->queued >= pool->opts.queue_capacity) sweep_expired(pool);
+  if (pool->queued >= pool->opts.queue_capacity) {
     pool->st.rejected++;
     int cap = pool->opts.queue_capacity;
     pthread_mutex_unlock(&pool->mu);
@@ -331,8 +317,20 @@ ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err) {
   return ECS_OK;
 }
 
-int ecs_pool_high_waiting(const ecs_pool *pool) {
-  return pool ? atomic_load(&((ecs_pool *)pool)->high_waiting) : 0;
+int ecs_pool_wait_idle(ecs_pool *pool, int timeout_ms) {
+  if (!pool) return 1;
+  pthread_mutex_lock(&pool->mu);
+  if ((!no_work(pool) || pool->busy > 0) && timeout_ms > 0) {
+    uint64_t until = ecs_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                          .tv_nsec = (long)(until % 1000000000u)};
+    while ((!no_work(pool) || pool->busy > 0) &&
+           pthread_cond_timedwait(&pool->idle_cv, &pool->mu, &ts) == 0) {
+    }
+  }
+  int idle = no_work(pool) && pool->busy == 0;
+  pthread_mutex_unlock(&pool->mu);
+  return idle;
 }
 
 void ecs_pool_drain(ecs_pool *pool) {
@@ -347,24 +345,18 @@ void ecs_pool_free(ecs_pool *pool) {
   if (!pool) return;
   /* Take what is still queued before the workers see `stopping`, so they exit instead of
    * starting it. */
-  ecs_job *left[N_PRIO];
   pthread_mutex_lock(&pool->mu);
   pool->accepting = 0;
-  for (int q = 0; q < N_PRIO; q++) {
-    left[q] = pool->head[q];
-    pool->head[q] = pool->tail[q] = NULL;
-    pool->st.cancelled += (uint64_t)pool->queued[q];
-    pool->queued[q] = 0;
-  }
-  atomic_store(&pool->high_waiting, 0);
+  ecs_job *left = pool->head;
+  pool->head = pool->tail = NULL;
+  pool->st.cancelled += (uint64_t)pool->queued;
+  pool->queued = 0;
   pthread_mutex_unlock(&pool->mu);
-  for (int q = 0; q < N_PRIO; q++) {
-    for (ecs_job *j = left[q]; j;) {
-      ecs_job *next = j->pool_next_;
-      j->pool_next_ = NULL;
-      finish(j, ECS_JOB_CANCELLED, NULL);
-      j = next;
-    }
+  for (ecs_job *j = left; j;) {
+    ecs_job *next = j->pool_next_;
+    j->pool_next_ = NULL;
+    finish(j, ECS_JOB_CANCELLED, NULL);
+    j = next;
   }
   stop_workers(pool);
   destroy(pool);
@@ -376,8 +368,7 @@ void ecs_pool_get_stats(ecs_pool *pool, ecs_pool_stats *stats) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mu);
   *stats = pool->st;
-  stats->queued = total_queued(pool);
-  stats->queued_high = pool->queued[0];
+  stats->queued = pool->queued;
   stats->running = pool->running;
   pthread_mutex_unlock(&pool->mu);
 }

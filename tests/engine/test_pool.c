@@ -1,5 +1,5 @@
-/* test_pool.c - the worker pool: order, back-pressure, deadlines, still_wanted, priorities,
- * drain under load, shutdown and worker state.
+/* test_pool.c - the worker pool: order, back-pressure, deadlines, still_wanted, waiting for
+ * idle, drain under load, shutdown and worker state.
  *
  * Most tests park the single worker on a "gate" job so that everything submitted afterwards is
  * queued at a known moment; opening the gate lets the pool schedule what it holds. */
@@ -299,76 +299,52 @@ static void test_still_wanted_is_asked_just_before_start(void **state) {
   gate_destroy(&g);
 }
 
-static void test_high_priority_runs_before_low(void **state) {
+/* ecs_pool_wait_idle: at once on an idle pool; a timeout while a job runs; woken (well before
+ * the timeout) when the last job ends. */
+typedef struct waiter {
+  ecs_pool *pool;
+  int result;
+  uint64_t waited_ns;
+} waiter;
+
+static void *wait_main(void *arg) {
+  waiter *w = arg;
+  uint64_t t0 = ecs_monotonic_ns();
+  w->result = ecs_pool_wait_idle(w->pool, 10000);
+  w->waited_ns = ecs_monotonic_ns() - t0;
+  return NULL;
+}
+
+static void test_wait_idle(void **state) {
   (void)state;
   ecs_err err = {0};
-  ecs_pool *p = ecs_pool_new(1, 16, NULL, NULL, NULL, &err);
+  ecs_pool *p = ecs_pool_new(1, 8, NULL, NULL, NULL, &err);
+  assert_int_equal(ecs_pool_wait_idle(p, 0), 1);
+  assert_int_equal(ecs_pool_wait_idle(p, 5000), 1); /* idle: no wait at all */
   gate g;
   gate_init(&g);
   gate_close(p, &g);
   log_t lg;
   log_init(&lg);
-  rjob js[6];
-  ecs_job_priority pr[6] = {ECS_PRIO_LOW, ECS_PRIO_HIGH, ECS_PRIO_LOW,
-                            ECS_PRIO_HIGH, ECS_PRIO_LOW, ECS_PRIO_HIGH};
-  assert_int_equal(ecs_pool_high_waiting(p), 0);
-  for (int i = 0; i < 6; i++) {
-    rjob_init(&js[i], &lg, i);
-    js[i].job.priority = pr[i];
-    assert_int_equal(ecs_pool_submit(p, &js[i].job, &err), ECS_OK);
-  }
-  assert_int_equal(ecs_pool_high_waiting(p), 3);
-  ecs_pool_stats st;
-  ecs_pool_get_stats(p, &st);
-  assert_int_equal(st.queued_high, 3);
-  assert_int_equal(st.queued, 6);
-  gate_open(&g);
-  ecs_pool_drain(p);
-  int want[6] = {1, 3, 5, 0, 2, 4};
-  assert_int_equal(lg.n, 6);
-  for (int i = 0; i < 6; i++) assert_int_equal(lg.order[i], want[i]);
-  assert_int_equal(ecs_pool_high_waiting(p), 0);
+  rjob queued;
+  rjob_init(&queued, &lg, 0);
+  assert_int_equal(ecs_pool_submit(p, &queued.job, &err), ECS_OK);
+  assert_int_equal(ecs_pool_wait_idle(p, 0), 0);
+  uint64_t t0 = ecs_monotonic_ns();
+  assert_int_equal(ecs_pool_wait_idle(p, 30), 0); /* busy throughout: times out */
+  assert_true(ecs_monotonic_ns() - t0 >= 29000000u);
+  waiter w = {.pool = p};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, wait_main, &w), 0);
+  sleep_ms(20);
+  gate_open(&g); /* the gate ends, then the queued job runs: then the pool is idle */
+  pthread_join(th, NULL);
+  assert_int_equal(w.result, 1);
+  assert_true(w.waited_ns < 5000000000ull);
+  assert_int_equal(lg.ends[0], ECS_JOB_DONE + 1); /* idle means its done had returned too */
+  assert_int_equal(ecs_pool_wait_idle(NULL, 10), 1);
   ecs_pool_free(p);
   gate_destroy(&g);
-}
-
-/* A long low-priority job sees a high-priority arrival through ecs_pool_high_waiting. */
-typedef struct yjob {
-  ecs_job job;
-  ecs_pool *pool;
-  atomic_int started;
-  int yielded;
-} yjob;
-
-static void yjob_run(ecs_job *job, void *ws) {
-  (void)ws;
-  yjob *y = (yjob *)job;
-  atomic_store(&y->started, 1);
-  for (int step = 0; step < 5000; step++) { /* at most 5 s */
-    if (ecs_pool_high_waiting(y->pool) > 0) {
-      y->yielded = 1;
-      return;
-    }
-    sleep_ms(1);
-  }
-}
-
-static void test_low_priority_job_can_yield(void **state) {
-  (void)state;
-  ecs_err err = {0};
-  ecs_pool *p = ecs_pool_new(1, 4, NULL, NULL, NULL, &err);
-  yjob y = {.job = {.run = yjob_run, .priority = ECS_PRIO_LOW}, .pool = p};
-  assert_int_equal(ecs_pool_submit(p, &y.job, &err), ECS_OK);
-  while (!atomic_load(&y.started)) sleep_ms(1);
-  log_t lg;
-  log_init(&lg);
-  rjob h;
-  rjob_init(&h, &lg, 0);
-  assert_int_equal(ecs_pool_submit(p, &h.job, &err), ECS_OK);
-  ecs_pool_drain(p);
-  assert_true(y.yielded);
-  assert_int_equal(lg.ends[0], ECS_JOB_DONE + 1);
-  ecs_pool_free(p);
 }
 
 /* ---- load: several submitters, several workers, then a drain ------------------------------ */
@@ -434,7 +410,6 @@ static void *submit_main(void *arg) {
   submitter *s = arg;
   for (int i = 0; i < PER_SUBMITTER; i++) {
     s->jobs[i] = (cjob){.job = {.run = cjob_run, .done = cjob_done}, .ran = s->ran, .done = s->done};
-    s->jobs[i].job.priority = (i % 3 == 0) ? ECS_PRIO_LOW : ECS_PRIO_HIGH;
     ecs_err err;
     while (ecs_pool_submit(s->pool, &s->jobs[i].job, &err) == ECS_ERR_LIMIT) {
       s->rejections++;
@@ -556,9 +531,6 @@ static void test_bad_arguments(void **state) {
   ecs_pool *p = ecs_pool_new(1, 1, NULL, NULL, NULL, &err);
   ecs_job j = {0}; /* no run */
   assert_int_equal(ecs_pool_submit(p, &j, &err), ECS_ERR_INVALID);
-  j.run = rjob_run;
-  j.priority = (ecs_job_priority)7;
-  assert_int_equal(ecs_pool_submit(p, &j, &err), ECS_ERR_INVALID);
   assert_int_equal(ecs_pool_submit(p, NULL, &err), ECS_ERR_INVALID);
   assert_string_equal(ecs_job_end_str(ECS_JOB_EXPIRED), "expired");
   ecs_pool_free(p);
@@ -571,8 +543,7 @@ int main(void) {
       cmocka_unit_test(test_expired_jobs_are_dropped_before_they_start),
       cmocka_unit_test(test_full_queue_of_expired_jobs_takes_a_live_one),
       cmocka_unit_test(test_still_wanted_is_asked_just_before_start),
-      cmocka_unit_test(test_high_priority_runs_before_low),
-      cmocka_unit_test(test_low_priority_job_can_yield),
+      cmocka_unit_test(test_wait_idle),
       cmocka_unit_test(test_drain_under_load),
       cmocka_unit_test(test_free_cancels_queued_jobs),
       cmocka_unit_test(test_worker_init_failure),

@@ -154,13 +154,15 @@ static void test_unwritable_data_dir_is_an_error(void **state) {
 typedef struct hooks {
   atomic_int busy_calls;
   atomic_int busy_left; /* answer busy this many more times */
+  atomic_int max_ms;    /* the longest wait the job asked for */
   char name[64];
   int version;
 } hooks;
 
-static int busy(void *user) {
+static int wait_idle(void *user, int max_ms) {
   hooks *h = user;
   atomic_fetch_add(&h->busy_calls, 1);
+  if (max_ms > atomic_load(&h->max_ms)) atomic_store(&h->max_ms, max_ms);
   return atomic_fetch_sub(&h->busy_left, 1) > 0;
 }
 
@@ -190,7 +192,7 @@ static void test_runner_trains_yields_and_registers(void **state) {
   srv_jobs_env env = {.data_dir = dir,
                       .device = "cpu",
                       .threads = 1,
-                      .busy = busy,
+                      .wait_idle = wait_idle,
                       .activate = activate,
                       .user = &h,
                       .start_runner = true};
@@ -218,6 +220,8 @@ static void test_runner_trains_yields_and_registers(void **state) {
   assert_string_equal(st, "succeeded");
   /* asked between ops, not only between the 3 steps; the first 40 answers were "busy" */
   assert_true(atomic_load(&h.busy_calls) > 40 + 3 * 10);
+  /* each wait is bounded, so a cancel is seen while inference stays busy */
+  assert_true(atomic_load(&h.max_ms) > 0 && atomic_load(&h.max_ms) <= 100);
   json_t *model = json_object_get(json_object_get(job, "result"), "model");
   assert_string_equal(json_string_value(json_object_get(model, "name")), "tiny");
   assert_int_equal(json_integer_value(json_object_get(model, "version")), 1);

@@ -1,11 +1,17 @@
-/* ecs/pool.h - a fixed set of worker threads fed by a bounded, two-priority job queue.
+/* ecs/pool.h - a fixed set of worker threads fed by a bounded job queue.
  *
  * Why it looks like this: the server must never queue without bound (a full queue is an
  * immediate 503, not a slow death), a request whose client has gone or whose deadline has passed
- * must not cost a forward pass, inference must not wait behind training, and each worker keeps
- * its own expensive state (a backend stream plus a context) for its whole life instead of
- * building one per request. The pool knows nothing about models: a job is a run callback, a done
- * callback and a few scheduling fields.
+ * must not cost a forward pass, and each worker keeps its own expensive state (a backend stream
+ * plus a context) for its whole life instead of building one per request. The pool knows nothing
+ * about models: a job is a run callback, a done callback and a few scheduling fields.
+ *
+ * Work that must yield to the pool's (the server's training job) does not run on it: it runs on
+ * its own thread and calls ecs_pool_wait_idle between its ops, which returns at once while the
+ * pool is idle and otherwise sleeps until the last queued or running job has ended. That keeps
+ * the wait for a request arriving mid-training to one op; a job on the pool would hold a worker
+ * for a whole training step (about 110 ms for the small network at the admin defaults, seconds
+ * for resnet38d), and with one worker nothing else would run meanwhile.
  *
  * Ownership: jobs are allocated by the caller (usually embedded in its request state) and are
  * borrowed by the pool from a successful ecs_pool_submit until their done callback has been
@@ -33,11 +39,6 @@ typedef struct ecs_job ecs_job;
 /* CLOCK_MONOTONIC in nanoseconds, the clock of ecs_job.deadline_ns. */
 uint64_t ecs_monotonic_ns(void);
 
-typedef enum ecs_job_priority {
-  ECS_PRIO_HIGH = 0, /* inference */
-  ECS_PRIO_LOW = 1,  /* training: starts only while no high-priority job is queued */
-} ecs_job_priority;
-
 /* How a job ended, as told to its done callback. */
 typedef enum ecs_job_end {
   ECS_JOB_DONE = 0,   /* run returned */
@@ -58,7 +59,6 @@ struct ecs_job {
    * server asks whether the client is still connected. Optional. */
   int (*still_wanted)(ecs_job *job);
   uint64_t deadline_ns;      /* ecs_monotonic_ns() value after which the job is dropped; 0: none */
-  ecs_job_priority priority;
   void *user;                /* for the caller */
 
   /* Owned by the pool while the job is queued; leave zeroed. */
@@ -72,7 +72,7 @@ typedef ecs_status (*ecs_worker_init_fn)(int index, void *user, void **state, ec
 typedef void (*ecs_worker_free_fn)(void *state, void *user);
 typedef struct ecs_pool_opts {
   int n_workers;       /* 1..256 */
-  int queue_capacity;  /* queued (not running) jobs, both priorities together; >= 1 */
+  int queue_capacity;  /* queued (not running) jobs; >= 1 */
   ecs_worker_init_fn worker_init; /* optional: state is then NULL */
   ecs_worker_free_fn worker_free; /* optional */
   void *user;          /* passed to worker_init and worker_free */
@@ -92,9 +92,10 @@ ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn wor
  * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run. On failure the pool does not keep the job and done is not called. */
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err);
 
-/* Number of high-priority jobs queued right now. A long low-priority job polls it between
- * layers or steps and yields (saves, returns, resubmits itself) when it is non-zero. Lock-free. */
-int ecs_pool_high_waiting(const ecs_pool *pool);
+/* Returns 1 at once when no job is queued or running; otherwise waits until that is so (woken
+ * when the last job's done has returned, not by polling) or timeout_ms has passed, and returns
+ * 1 when the pool is idle, 0 when it is still busy. timeout_ms <= 0 only looks. */
+int ecs_pool_wait_idle(ecs_pool *pool, int timeout_ms);
 
 /* Stops accepting jobs, then blocks until every queued and running job has finished (each gets
  * its done callback as usual: expired or gone jobs are still dropped). Idempotent; the workers
@@ -109,8 +110,7 @@ void ecs_pool_free(ecs_pool *pool);
 typedef struct ecs_pool_stats {
   int n_workers;
   int queue_capacity;
-  int queued;          /* both priorities */
-  int queued_high;
+  int queued;          /* waiting for a worker */
   int running;         /* jobs inside run now */
   uint64_t submitted;  /* accepted by ecs_pool_submit */
   uint64_t completed;  /* ended with ECS_JOB_DONE */

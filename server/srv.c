@@ -1,10 +1,16 @@
-/* srv.c - the HTTP daemon: libmicrohttpd set-up, request lifecycle, routing, small routes.
+/* srv.c - the HTTP daemon: libmicrohttpd set-up, request lifecycle, dispatch, replies, small
+ * routes.
  *
  * libmicrohttpd runs in thread-pool mode (--http-threads polling threads, each owning a share
  * of the connections). Those threads only parse and answer; POST /cam work goes to the
  * engine's worker pool while the connection is suspended (MHD_ALLOW_SUSPEND_RESUME), so a
  * burst of inference never blocks /health/live or /metrics. The pool's bounded queue is the
- * back-pressure: when it is full the request is answered 503 + Retry-After at once. */
+ * back-pressure: when it is full the request is answered 503 + Retry-After at once.
+ *
+ * Which handler answers is the route table's business (srv-routes.h): route() matches the
+ * request there, checks the admin token, answers 404 and 405, and hands the request to the
+ * row's handler, at once or once the row's body has arrived. Every reply goes through
+ * srv_respond (common headers), every error through srv_respond_error (the one JSON shape). */
 #include "srv-impl.h"
 #include "ecs/path.h"
 

@@ -133,13 +133,10 @@ static void put_escaped(buf *b, const char *s) {
   }
 }
 
-char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
-  buf b = {.cap = 16384};
-  b.p = malloc(b.cap);
-  if (!b.p) return NULL;
-  b.p[0] = '\0';
-  put(&b, "# HELP ecsnet_requests_total HTTP requests answered, by route and status.\n"
-          "# TYPE ecsnet_requests_total counter\n");
+/* The per-route series: one per label, the routes that share it added together. */
+static void put_routes(buf *b, srv_metrics *m) {
+  put(b, "# HELP ecsnet_requests_total HTTP requests answered, by route and status.\n"
+         "# TYPE ecsnet_requests_total counter\n");
   for (int r = 0; r < SRV_ROUTE_COUNT; r++) {
     if (!first_of_label(r)) continue;
     for (size_t s = 0; s < N_STATUS; s++) {
@@ -150,12 +147,12 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
       char st[16];
       if (k_statuses[s]) snprintf(st, sizeof st, "%u", k_statuses[s]);
       else snprintf(st, sizeof st, "other");
-      put(&b, "ecsnet_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+      put(b, "ecsnet_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
           srv_route_label((srv_route)r), st, (unsigned long long)v);
     }
   }
-  put(&b, "# HELP ecsnet_request_duration_seconds Time from the request line to the response.\n"
-          "# TYPE ecsnet_request_duration_seconds histogram\n");
+  put(b, "# HELP ecsnet_request_duration_seconds Time from the request line to the response.\n"
+         "# TYPE ecsnet_request_duration_seconds histogram\n");
   for (int r = 0; r < SRV_ROUTE_COUNT; r++) {
     if (!first_of_label(r)) continue;
     histo h;
@@ -164,8 +161,16 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
       if (same_label(q, r)) add_histo(&h, &m->latency[q]);
     char lab[96];
     snprintf(lab, sizeof lab, "route=\"%s\"", srv_route_label((srv_route)r));
-    put_histo(&b, "ecsnet_request_duration_seconds", lab, &h);
+    put_histo(b, "ecsnet_request_duration_seconds", lab, &h);
   }
+}
+
+char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
+  buf b = {.cap = 16384};
+  b.p = malloc(b.cap);
+  if (!b.p) return NULL;
+  b.p[0] = '\0';
+  put_routes(&b, m);
   put(&b, "# HELP ecsnet_decode_seconds Time to decode an uploaded image.\n"
           "# TYPE ecsnet_decode_seconds histogram\n");
   put_histo(&b, "ecsnet_decode_seconds", "", &m->decode);

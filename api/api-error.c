@@ -31,11 +31,17 @@ char *api_error_json(const api_error *err) {
   return s;
 }
 
-void api_response_error(api_response *out, const api_error *err, int retry_after) {
+int api_retry_after(const char *code) {
+  return code && (strcmp(code, "model_not_ready") == 0 || strcmp(code, "not_ready") == 0)
+             ? API_RETRY_NOT_READY_S
+             : API_RETRY_BUSY_S;
+}
+
+void api_response_error(api_response *out, const api_error *err) {
   char *body = api_error_json(err);
   *out = (api_response){.status = err->status, .type = "application/json", .body = body,
                         .len = body ? strlen(body) : 0,
-                        .retry_after = retry_after > 0 ? retry_after : err->status == 503};
+                        .retry_after = err->status == 503 ? api_retry_after(err->code) : 0};
 }
 
 void api_response_free(api_response *r) {

@@ -41,9 +41,14 @@ typedef struct api_response {
   int retry_after; /* seconds for a Retry-After header; 0: none */
 } api_response;
 
-/* err as an answer: the JSON error body, and Retry-After 1 on a 503 unless retry_after > 0
- * asks for longer. */
-void api_response_error(api_response *out, const api_error *err, int retry_after);
+/* Seconds a client should wait before retrying a 503 with this error code: longer while no
+ * model is loaded (a load takes seconds), short for a full queue or an expired request. */
+#define API_RETRY_BUSY_S      1
+#define API_RETRY_NOT_READY_S 5
+int api_retry_after(const char *code);
+
+/* err as an answer: the JSON error body, and on a 503 the Retry-After of its code. */
+void api_response_error(api_response *out, const api_error *err);
 void api_response_free(api_response *r); /* frees the body, not r; accepts NULL */
 
 #endif

@@ -102,7 +102,7 @@ void api_cam_run(const api_cam_request *req, api_model *m, const api_cam_call *c
     t->total_ms = call->t0_ns ? ms_since(call->t0_ns) : t->decode_ms + t->infer_ms;
     ok = api_cam_render(req, api_model_describe(m), img, res, t, out, &err);
   }
-  if (!ok) api_response_error(out, &err, strcmp(err.code, "model_not_ready") == 0 ? 5 : 0);
+  if (!ok) api_response_error(out, &err);
   ecs_cam_result_free(res);
   ecs_image_free(img);
 }

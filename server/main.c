@@ -5,6 +5,7 @@
  * since nothing in it is async-signal-safe. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,12 +24,14 @@ static void on_signal(int sig) {
 
 int main(int argc, char **argv) {
   srv_config cfg;
-  char msg[512];
-  switch (srv_config_load(&cfg, argc, argv, environ, stdout, msg, sizeof msg)) {
-  case SRV_CONFIG_EXIT_OK: return 0;
-  case SRV_CONFIG_USAGE: fprintf(stderr, "ecsnet-server: %s\n", msg); return 2;
-  case SRV_CONFIG_OK: break;
+  bool done = false;
+  ecs_err err;
+  ecs_err_clear(&err);
+  if (srv_config_load(&cfg, argc, argv, environ, stdout, &done, &err) != ECS_OK) {
+    fprintf(stderr, "ecsnet-server: %s\n", err.msg);
+    return 2;
   }
+  if (done) return 0;
   /* A client that disconnects mid-response must not kill the daemon. */
   signal(SIGPIPE, SIG_IGN);
   struct sigaction sa;
@@ -52,8 +55,6 @@ int main(int argc, char **argv) {
   if (module_path && *module_path) ecs_backend_set_module_path(module_path, NULL);
 
   srv *s = NULL;
-  ecs_err err;
-  ecs_err_clear(&err);
   if (srv_new(&cfg, stdout, &s, &err) != ECS_OK) {
     fprintf(stderr, "ecsnet-server: %s\n", err.msg);
     return 1;

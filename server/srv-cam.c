@@ -17,6 +17,21 @@
 
 #define MAX_QUERY 16
 
+/* What only POST /cam needs of a request (srv_req.cam), allocated once the route is known. */
+struct srv_cam_state {
+  api_cam_request req;
+  ecs_job job;
+  atomic_bool cancel;
+  uint64_t submit_ns;
+};
+
+void srv_cam_free(srv_req *r) {
+  if (!r->cam) return;
+  api_cam_request_free(&r->cam->req);
+  free(r->cam);
+  r->cam = NULL;
+}
+
 typedef struct query_acc {
   api_kv kv[MAX_QUERY];
   size_t n;
@@ -48,7 +63,7 @@ static void store(srv_req *r, api_response *a) {
 
 void srv_req_set_error(srv_req *r, const api_error *e) {
   api_response a;
-  api_response_error(&a, e, r->retry_after);
+  api_response_error(&a, e);
   store(r, &a);
 }
 
@@ -61,7 +76,7 @@ static int cam_still_wanted(ecs_job *job) {
   ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   /* 0: orderly close by the client; an error other than "nothing to read": reset. */
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-    atomic_store(&r->cancel, true);
+    atomic_store(&r->cam->cancel, true);
     return 0;
   }
   return 1;
@@ -71,14 +86,14 @@ static void cam_run(ecs_job *job, void *worker_state) {
   srv_req *r = job->user;
   srv *s = r->s;
   api_cam_call call = {.worker = worker_state ? *(int *)worker_state : 0,
-                       .cancel = &r->cancel,
+                       .cancel = &r->cam->cancel,
                        .label_threshold = (float)s->cfg.label_threshold,
                        .t0_ns = r->t0_ns,
-                       .queue_ms = (double)(ecs_monotonic_ns() - r->submit_ns) / 1e6};
+                       .queue_ms = (double)(ecs_monotonic_ns() - r->cam->submit_ns) / 1e6};
   srv_model_ref *m = srv_model_acquire(s);
   api_response a;
   api_cam_timings t;
-  api_cam_run(&r->cam, m ? m->model : NULL, &call, &a, &t);
+  api_cam_run(&r->cam->req, m ? m->model : NULL, &call, &a, &t);
   srv_model_release(m);
   if (t.decode_ms >= 0) srv_metrics_decode(s->metrics, t.decode_ms / 1e3);
   if (t.infer_ms >= 0) srv_metrics_inference(s->metrics, t.infer_ms / 1e3);
@@ -112,6 +127,8 @@ static void cam_done(ecs_job *job, ecs_job_end end, void *worker_state) {
 
 enum MHD_Result srv_cam_start(srv_req *r) {
   srv *s = r->s;
+  if (!(r->cam = calloc(1, sizeof *r->cam)))
+    return srv_fail(r, 503, "out_of_memory", "the server is short of memory");
   query_acc q = {0};
   MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, on_arg, &q);
   api_error ae;
@@ -125,23 +142,23 @@ enum MHD_Result srv_cam_start(srv_req *r) {
   api_cam_limits lim = {.max_labels = (size_t)s->cfg.max_labels,
                         .max_image = (size_t)s->cfg.max_body,
                         .max_pixels = (size_t)s->cfg.max_pixels};
-  if (!api_cam_prepare(&in, &lim, &r->cam, &ae)) return srv_respond_error(r, &ae);
+  if (!api_cam_prepare(&in, &lim, &r->cam->req, &ae)) return srv_respond_error(r, &ae);
 
-  r->job = (ecs_job){.run = cam_run, .done = cam_done, .still_wanted = cam_still_wanted,
-                     .deadline_ns = r->t0_ns + (uint64_t)s->cfg.request_timeout_ms * 1000000ull,
-                     .priority = ECS_PRIO_HIGH, .user = r};
+  r->cam->job =
+      (ecs_job){.run = cam_run, .done = cam_done, .still_wanted = cam_still_wanted,
+                .deadline_ns = r->t0_ns + (uint64_t)s->cfg.request_timeout_ms * 1000000ull,
+                .user = r};
   /* Suspend before submitting, so a fast worker can never resume a connection that is not
    * suspended yet. */
   r->phase = PHASE_QUEUED;
   MHD_suspend_connection(r->conn);
-  r->submit_ns = ecs_monotonic_ns();
+  r->cam->submit_ns = ecs_monotonic_ns();
   ecs_err e = {0};
-  if (ecs_pool_submit(s->pool, &r->job, &e) != ECS_OK) {
+  if (ecs_pool_submit(s->pool, &r->cam->job, &e) != ECS_OK) {
     if (e.status == ECS_ERR_LIMIT)
       api_fail(&ae, 503, "queue_full", "the server is busy (%d requests queued); retry later",
                s->cfg.queue);
     else api_fail(&ae, 503, "shutting_down", "the server is shutting down");
-    r->retry_after = 1;
     srv_req_set_error(r, &ae);
     r->phase = PHASE_READY;
     MHD_resume_connection(r->conn);

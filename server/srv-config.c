@@ -2,9 +2,8 @@
  *
  * After Redis's config.c: each setting is one row (name, type, where it lives in srv_config,
  * bounds, default, help), and every source goes through srv_config_set, so flags, environment
- * and file can never disagree on what a value means. Settings that configure parts of the
- * system not built yet (training threads, the admin token) are parsed and validated like the
- * others, so deployments can set them today. */
+ * and file can never disagree on what a value means. Every row is read by the server: a
+ * setting is added here only together with the code that uses it. */
 #include "srv-config.h"
 
 #include <ctype.h>
@@ -55,13 +54,9 @@ static const setting k_settings[] = {
     {"threads", T_INT, OFF(threads), 0, 1024, "0", NULL, "N",
      "compute threads in total, shared out among workers (0: one per core)", 0},
     {"train-threads", T_INT, OFF(train_threads), 0, 1024, "0", NULL, "N",
-     "threads for training jobs (0: half of --threads; used once training is served)", 0},
+     "threads of an admin training or evaluation job (0: half of --threads)", 0},
     {"queue", T_INT, OFF(queue), 1, 100000, "64", NULL, "N",
      "requests waiting for a worker; beyond it: 503 + Retry-After", 0},
-    {"batch-max", T_INT, OFF(batch_max), 1, 64, "1", NULL, "N",
-     "largest batch of same-size requests (used once the model runs batches)", 0},
-    {"batch-delay-ms", T_INT, OFF(batch_delay_ms), 0, 10000, "0", NULL, "MS",
-     "how long a worker waits to fill a batch", 0},
     {"max-body", T_I64, OFF(max_body), 1024, 4294967296.0, "33554432", NULL, "BYTES",
      "largest request body (413 beyond)", 0},
     {"max-pixels", T_I64, OFF(max_pixels), 1, 268435456.0, "25000000", NULL, "N",
@@ -104,13 +99,17 @@ static const setting k_settings[] = {
 };
 #define N_SETTINGS (sizeof k_settings / sizeof k_settings[0])
 
-static bool fail(char *msg, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static bool fail(char *msg, size_t n, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, n, fmt, ap);
-  va_end(ap);
-  return false;
+/* A bad setting: ECS_ERR_INVALID, with one line (no newline) in err. */
+static ecs_status bad(ecs_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static ecs_status bad(ecs_err *err, const char *fmt, ...) {
+  if (err) {
+    err->status = ECS_ERR_INVALID;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+  }
+  return ECS_ERR_INVALID;
 }
 
 static const setting *find_setting(const char *name, size_t len) {
@@ -120,19 +119,18 @@ static const setting *find_setting(const char *name, size_t len) {
   return NULL;
 }
 
-static bool parse_listen(srv_config *c, const char *v, const char *where, char *msg, size_t n) {
+static ecs_status parse_listen(srv_config *c, const char *v, const char *where, ecs_err *err) {
   const char *colon = strrchr(v, ':');
-  if (!colon || colon == v)
-    return fail(msg, n, "%s: '%s' is not HOST:PORT", where, v);
+  if (!colon || colon == v) return bad(err, "%s: '%s' is not HOST:PORT", where, v);
   size_t hl = (size_t)(colon - v);
   const char *h = v;
   if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') h++, hl -= 2; /* [::1]:8080 */
-  if (hl == 0 || hl >= sizeof c->host) return fail(msg, n, "%s: bad host in '%s'", where, v);
+  if (hl == 0 || hl >= sizeof c->host) return bad(err, "%s: bad host in '%s'", where, v);
   char *end;
   errno = 0;
   long port = strtol(colon + 1, &end, 10);
   if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
-    return fail(msg, n, "%s: port in '%s' must be 0..65535", where, v);
+    return bad(err, "%s: port in '%s' must be 0..65535", where, v);
   memcpy(c->host, h, hl);
   c->host[hl] = '\0';
   /* Addresses only (and localhost): resolving names at start would make the bind depend on
@@ -140,14 +138,13 @@ static bool parse_listen(srv_config *c, const char *v, const char *where, char *
   unsigned char addr[16];
   if (strcmp(c->host, "localhost") != 0 && inet_pton(AF_INET, c->host, addr) != 1 &&
       inet_pton(AF_INET6, c->host, addr) != 1)
-    return fail(msg, n, "%s: '%s' is not an IPv4 or IPv6 address (or localhost)", where,
-                c->host);
+    return bad(err, "%s: '%s' is not an IPv4 or IPv6 address (or localhost)", where, c->host);
   c->port = (int)port;
-  return true;
+  return ECS_OK;
 }
 
-static bool set_value(srv_config *c, const setting *s, const char *v, const char *where, char *msg,
-                      size_t n) {
+static ecs_status set_value(srv_config *c, const setting *s, const char *v, const char *where,
+                            ecs_err *err) {
   char *field = (char *)c + s->offset;
   char *end;
   errno = 0;
@@ -158,20 +155,20 @@ static bool set_value(srv_config *c, const setting *s, const char *v, const char
     long long x = strtoll(v, &end, 10);
     while (isspace((unsigned char)*end)) end++;
     if (errno || *end || end == v || *v == '+')
-      return fail(msg, n, "%s: '%s' is not an integer", where, v);
+      return bad(err, "%s: '%s' is not an integer", where, v);
     if (x < s->min || x > s->max)
-      return fail(msg, n, "%s: %lld is outside %.0f..%.0f", where, x, s->min, s->max);
+      return bad(err, "%s: %lld is outside %.0f..%.0f", where, x, s->min, s->max);
     if (s->type == T_INT) *(int *)field = (int)x;
     else *(int64_t *)field = x;
-    return true;
+    return ECS_OK;
   }
   case T_DOUBLE: {
     double x = strtod(v, &end);
-    if (errno || *end || end == v) return fail(msg, n, "%s: '%s' is not a number", where, v);
+    if (errno || *end || end == v) return bad(err, "%s: '%s' is not a number", where, v);
     if (!(x >= s->min && x <= s->max))
-      return fail(msg, n, "%s: %s is outside %g..%g", where, v, s->min, s->max);
+      return bad(err, "%s: %s is outside %g..%g", where, v, s->min, s->max);
     *(double *)field = x;
-    return true;
+    return ECS_OK;
   }
   case T_ENUM: {
     const char *p = s->choices;
@@ -188,46 +185,45 @@ static bool set_value(srv_config *c, const setting *s, const char *v, const char
       long x = strtol(v + 5, &end, 10);
       if (!*end && x >= 0 && x < 64) goto ok;
     }
-    return fail(msg, n, "%s: '%s' is not one of %s", where, v, s->choices);
+    return bad(err, "%s: '%s' is not one of %s", where, v, s->choices);
   ok:
-    if (vl >= s->size) return fail(msg, n, "%s: '%s' is too long", where, v);
+    if (vl >= s->size) return bad(err, "%s: '%s' is too long", where, v);
     memcpy(field, v, vl + 1);
-    return true;
+    return ECS_OK;
   }
   case T_STRING:
     if (strlen(v) >= s->size)
-      return fail(msg, n, "%s: value is longer than %zu bytes", where, s->size - 1);
+      return bad(err, "%s: value is longer than %zu bytes", where, s->size - 1);
     memcpy(field, v, strlen(v) + 1);
-    return true;
+    return ECS_OK;
   case T_LISTEN:
-    if (strlen(v) >= s->size) return fail(msg, n, "%s: value is too long", where);
-    if (!parse_listen(c, v, where, msg, n)) return false;
+    if (strlen(v) >= s->size) return bad(err, "%s: value is too long", where);
+    if (parse_listen(c, v, where, err) != ECS_OK) return ECS_ERR_INVALID;
     memcpy(field, v, strlen(v) + 1);
-    return true;
+    return ECS_OK;
   case T_ENGINE: {
     ecs_err e;
     ecs_err_clear(&e);
     if (ecs_backend_option_set((ecs_backend_params *)field, s->name, v, &e) != ECS_OK)
-      return fail(msg, n, "%s: %s", where, e.msg);
-    return true;
+      return bad(err, "%s: %s", where, e.msg);
+    return ECS_OK;
   }
   }
-  return fail(msg, n, "%s: bad setting type", where);
+  return bad(err, "%s: bad setting type", where);
 }
 
-bool srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
-                    char *msg, size_t msg_len) {
+ecs_status srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
+                          ecs_err *err) {
   const setting *s = find_setting(name, strlen(name));
-  if (!s) return fail(msg, msg_len, "%s: unknown setting '%s'", where, name);
-  return set_value(c, s, value, where, msg, msg_len);
+  if (!s) return bad(err, "%s: unknown setting '%s'", where, name);
+  return set_value(c, s, value, where, err);
 }
 
 void srv_config_defaults(srv_config *c) {
   memset(c, 0, sizeof *c);
-  char msg[256];
   for (size_t i = 0; i < N_SETTINGS; i++) {
-    bool ok = set_value(c, &k_settings[i], k_settings[i].def, "default", msg, sizeof msg);
-    ECS_ASSERT(ok);
+    ecs_status st = set_value(c, &k_settings[i], k_settings[i].def, "default", NULL);
+    ECS_ASSERT(st == ECS_OK);
   }
 }
 
@@ -272,13 +268,13 @@ static char *trim(char *s) {
   return s;
 }
 
-static bool load_file(srv_config *c, const char *path, char *msg, size_t n) {
+static ecs_status load_file(srv_config *c, const char *path, ecs_err *err) {
   FILE *f = fopen(path, "r");
-  if (!f) return fail(msg, n, "--config: cannot read '%s': %s", path, strerror(errno));
+  if (!f) return bad(err, "--config: cannot read '%s': %s", path, strerror(errno));
   char line[2048];
   int lineno = 0;
-  bool ok = true;
-  while (ok && fgets(line, sizeof line, f)) {
+  ecs_status st = ECS_OK;
+  while (st == ECS_OK && fgets(line, sizeof line, f)) {
     lineno++;
     char *s = trim(line);
     if (!*s || *s == '#') continue;
@@ -294,97 +290,88 @@ static bool load_file(srv_config *c, const char *path, char *msg, size_t n) {
     }
     char where[ECS_PATH_MAX + 32];
     snprintf(where, sizeof where, "%s:%d", path, lineno);
-    if (strcmp(s, "config") == 0) ok = fail(msg, n, "%s: 'config' cannot be nested", where);
-    else ok = srv_config_set(c, s, v, where, msg, n);
+    if (strcmp(s, "config") == 0) st = bad(err, "%s: 'config' cannot be nested", where);
+    else st = srv_config_set(c, s, v, where, err);
   }
   fclose(f);
-  return ok;
+  return st;
 }
 
-static bool read_token_file(srv_config *c, char *msg, size_t n) {
+static ecs_status read_token_file(srv_config *c, ecs_err *err) {
   FILE *f = fopen(c->admin_token_file, "r");
   if (!f)
-    return fail(msg, n, "--admin-token-file: cannot read '%s': %s", c->admin_token_file,
-                strerror(errno));
+    return bad(err, "--admin-token-file: cannot read '%s': %s", c->admin_token_file,
+               strerror(errno));
   char buf[512] = {0};
   size_t got = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   char *t = trim(buf);
   if (got == sizeof buf - 1 || strlen(t) >= sizeof c->admin_token)
-    return fail(msg, n, "--admin-token-file: the token is longer than %zu bytes",
-                sizeof c->admin_token - 1);
+    return bad(err, "--admin-token-file: the token is longer than %zu bytes",
+               sizeof c->admin_token - 1);
   if (strlen(t) < 16)
-    return fail(msg, n, "--admin-token-file: the token is shorter than 16 characters");
+    return bad(err, "--admin-token-file: the token is shorter than 16 characters");
   strcpy(c->admin_token, t);
-  return true;
+  return ECS_OK;
 }
 
-srv_config_result srv_config_load(srv_config *c, int argc, char **argv, char **envp, FILE *out,
-                                  char *msg, size_t msg_len) {
+ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FILE *out, bool *done,
+                           ecs_err *err) {
+  *done = false;
   srv_config_defaults(c);
   /* First pass over argv: --help/--version win, and --config must be known before the rest. */
   const char *config_path = env_get(envp, "ECSNET_CONFIG");
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       srv_config_usage(out);
-      return SRV_CONFIG_EXIT_OK;
+      *done = true;
+      return ECS_OK;
     }
     if (strcmp(argv[i], "--version") == 0) {
       fprintf(out, "ecsnet-server %s\n", ecs_version());
-      return SRV_CONFIG_EXIT_OK;
+      *done = true;
+      return ECS_OK;
     }
     if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config_path = argv[i + 1];
     else if (strncmp(argv[i], "--config=", 9) == 0) config_path = argv[i] + 9;
   }
   if (config_path && *config_path) {
-    if (!srv_config_set(c, "config", config_path, "--config", msg, msg_len) ||
-        !load_file(c, config_path, msg, msg_len))
-      return SRV_CONFIG_USAGE;
+    if (srv_config_set(c, "config", config_path, "--config", err) != ECS_OK ||
+        load_file(c, config_path, err) != ECS_OK)
+      return ECS_ERR_INVALID;
   }
   for (size_t i = 0; i < N_SETTINGS; i++) {
     char key[64];
     env_name(k_settings[i].name, key, sizeof key);
     const char *v = env_get(envp, key);
-    if (v && !set_value(c, &k_settings[i], v, key, msg, msg_len)) return SRV_CONFIG_USAGE;
+    if (v && set_value(c, &k_settings[i], v, key, err) != ECS_OK) return ECS_ERR_INVALID;
   }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (strncmp(a, "--", 2) != 0) {
-      fail(msg, msg_len, "unexpected argument '%s' (see --help)", a);
-      return SRV_CONFIG_USAGE;
-    }
+    if (strncmp(a, "--", 2) != 0) return bad(err, "unexpected argument '%s' (see --help)", a);
     const char *eq = strchr(a + 2, '=');
     size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
     const setting *s = find_setting(a + 2, nl);
-    if (!s || (s->flags & F_NO_FLAG)) {
-      fail(msg, msg_len, "unknown option '%.*s' (see --help)", (int)(nl + 2), a);
-      return SRV_CONFIG_USAGE;
-    }
+    if (!s || (s->flags & F_NO_FLAG))
+      return bad(err, "unknown option '%.*s' (see --help)", (int)(nl + 2), a);
     const char *v = eq ? eq + 1 : NULL;
     if (!v) {
-      if (i + 1 >= argc) {
-        fail(msg, msg_len, "--%s needs a value", s->name);
-        return SRV_CONFIG_USAGE;
-      }
+      if (i + 1 >= argc) return bad(err, "--%s needs a value", s->name);
       v = argv[++i];
     }
     char where[80];
     snprintf(where, sizeof where, "--%s", s->name);
-    if (!set_value(c, s, v, where, msg, msg_len)) return SRV_CONFIG_USAGE;
+    if (set_value(c, s, v, where, err) != ECS_OK) return ECS_ERR_INVALID;
   }
   /* Cross-field checks and derived values. */
   if (c->threads == 0) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = cores > 0 ? (int)cores : 1;
   }
-  if (c->train_threads > c->threads) {
-    fail(msg, msg_len, "--train-threads %d exceeds --threads %d", c->train_threads, c->threads);
-    return SRV_CONFIG_USAGE;
-  }
-  if (c->admin_token_file[0] && !read_token_file(c, msg, msg_len)) return SRV_CONFIG_USAGE;
-  if (c->admin_token[0] && strlen(c->admin_token) < 16) {
-    fail(msg, msg_len, "ECSNET_ADMIN_TOKEN: the token is shorter than 16 characters");
-    return SRV_CONFIG_USAGE;
-  }
-  return SRV_CONFIG_OK;
+  if (c->train_threads > c->threads)
+    return bad(err, "--train-threads %d exceeds --threads %d", c->train_threads, c->threads);
+  if (c->admin_token_file[0] && read_token_file(c, err) != ECS_OK) return ECS_ERR_INVALID;
+  if (c->admin_token[0] && strlen(c->admin_token) < 16)
+    return bad(err, "ECSNET_ADMIN_TOKEN: the token is shorter than 16 characters");
+  return ECS_OK;
 }

@@ -28,8 +28,6 @@ typedef struct srv_config {
   int threads;
   int train_threads;
   int queue;
-  int batch_max;
-  int batch_delay_ms;
   int64_t max_body;
   int64_t max_pixels;
   int max_labels;
@@ -48,24 +46,20 @@ typedef struct srv_config {
   char config[ECS_PATH_MAX];
 } srv_config;
 
-typedef enum srv_config_result {
-  SRV_CONFIG_OK = 0,
-  SRV_CONFIG_EXIT_OK,  /* --help or --version was printed: exit 0 */
-  SRV_CONFIG_USAGE,    /* bad usage: msg holds one line; exit 2 */
-} srv_config_result;
-
 void srv_config_defaults(srv_config *c);
 
 /* Applies defaults, the config file (--config or ECSNET_CONFIG), the environment (envp, NULL-
  * terminated NAME=VALUE strings; NULL for none) and argv, then checks the whole. --help and
- * --version print to out. msg receives one line without a newline on SRV_CONFIG_USAGE. */
-srv_config_result srv_config_load(srv_config *c, int argc, char **argv, char **envp, FILE *out,
-                                  char *msg, size_t msg_len);
+ * --version print to out and set *done (exit 0). Bad usage is ECS_ERR_INVALID with one line
+ * without a newline in err (exit 2). */
+ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FILE *out, bool *done,
+                           ecs_err *err);
 
-/* Sets one setting by name from text (as a config line would); false and msg on a bad name or
- * value. where names the source for the message ("--workers", "ECSNET_WORKERS", "file:3"). */
-bool srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
-                    char *msg, size_t msg_len);
+/* Sets one setting by name from text (as a config line would); ECS_ERR_INVALID and err on a
+ * bad name or value. where names the source for the message ("--workers", "ECSNET_WORKERS",
+ * "file:3"). */
+ecs_status srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
+                          ecs_err *err);
 
 /* Writes the --help text. */
 void srv_config_usage(FILE *out);

@@ -1,19 +1,24 @@
 /* srv-impl.h - what the server's modules share: the server object and per-request state.
  *
  * Request lifecycle (one srv_req per HTTP request):
- *   first callback      -> srv_req allocated, request id and route fixed, early limits;
- *   body callbacks      -> bytes appended up to --max-body (beyond: discarded, 413 at the end);
+ *   first callback      -> srv_req allocated, request id fixed, the route matched in the one
+ *                          table (srv-routes.h): 404, admin token, 405, early body limit;
+ *                          a route without a body is answered here by its handler;
+ *   body callbacks      -> bytes appended up to the route's limit (beyond: discarded, 413);
  *   last callback       -> the route's handler answers at once, or (POST /cam) the api prepares
  *                          the request, the connection is suspended and a job submitted;
  *   worker              -> the api decodes, runs the model and renders; the worker stores the
  *                          answer and resumes;
  *   callback after resume -> the stored response is queued;
  *   completed callback  -> access log, metrics, srv_req freed.
- * The worker never touches the request after MHD_resume_connection: from then on the HTTP
- * threads own it again. */
+ * srv_req holds what every route needs; what only POST /cam needs (the parsed request, the pool
+ * job, timings) is allocated by srv_cam_start behind r->cam, so a /health/live costs a small
+ * calloc. The worker never touches the request after MHD_resume_connection: from then on the
+ * HTTP threads own it again. */
 #ifndef SRV_IMPL_H
 #define SRV_IMPL_H
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +32,7 @@
 #include "model.h"
 #include "srv-config.h"
 #include "srv-metrics.h"
+#include "srv-routes.h"
 #include "srv.h"
 
 /* The served model and the requests using it; freed when the last user lets go after a swap. */
@@ -60,6 +66,8 @@ typedef enum req_phase {
   PHASE_ANSWERED,
 } req_phase;
 
+typedef struct srv_cam_state srv_cam_state; /* POST /cam only (srv-cam.c) */
+
 typedef struct srv_req {
   srv *s;
   struct MHD_Connection *conn;
@@ -69,46 +77,70 @@ typedef struct srv_req {
   char path[256];
   char remote[64];
   srv_route route;
+  srv_param params[SRV_MAX_PARAMS]; /* the route's {name} segments, in r->path */
+  int n_params;
   req_phase phase;
-  bool receiving;  /* counted in srv.receiving */
-  /* body */
+  bool receiving; /* counted in srv.receiving */
+  /* body (routes that take one) */
   uint8_t *body;
-  size_t len, cap;
-  uint64_t discarded; /* bytes beyond --max-body */
-  /* POST /cam */
-  api_cam_request cam;
-  ecs_job job;
-  atomic_bool cancel;
-  uint64_t submit_ns;
+  size_t len, cap, limit;
+  uint64_t discarded; /* bytes beyond limit */
+  srv_cam_state *cam;
   /* the response, stored by a worker or set when queued */
   unsigned status;
   char *resp;
   size_t resp_len;
   const char *resp_type;
   int retry_after; /* seconds; 0: no header */
-  char *allow;     /* Allow header for 405 */
+  char allow[64];  /* Allow header for 405 ("": none) */
 } srv_req;
 
+/* ---- replies (srv.c) ---------------------------------------------------------------------- */
+
 /* Queues a response (takes body, malloc'd, or copies it when copy is true) with the common
- * headers: X-Request-Id, CORS, Retry-After. */
+ * headers: X-Request-Id, CORS, Retry-After, Allow. */
 enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body,
                             size_t len, bool copy);
+/* The one JSON error shape, {"error": {"code", "message"}}; a 503 gets its Retry-After. */
 enum MHD_Result srv_respond_error(srv_req *r, const api_error *e);
+enum MHD_Result srv_fail(srv_req *r, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* j (a new reference, taken; NULL: out of memory) as the JSON body. */
+enum MHD_Result srv_answer_json(srv_req *r, unsigned status, json_t *j);
 enum MHD_Result srv_respond_json(srv_req *r, unsigned status, const char *json_text);
 
 /* Stores an error as the response of a suspended request (worker side). */
 void srv_req_set_error(srv_req *r, const api_error *e);
 
+/* Path parameter i of the matched route, copied into out (n bytes); false when it does not fit. */
+bool srv_req_param(const srv_req *r, int i, char *out, size_t n);
+
 /* Marks the end of a request's upload (idempotent). */
 void srv_req_received(srv_req *r);
 
-/* POST /cam: called once the body is complete. Answers at once or suspends the connection. */
-enum MHD_Result srv_cam_start(srv_req *r);
+/* ---- route handlers (the table in srv-routes.h names them) ---------------------------------- */
 
-/* Admin routes (srv-admin.c), after the token was checked: begin answers at once or, for a
- * POST, lets the body arrive; handle answers once it has. open_jobs starts the job store. */
-enum MHD_Result srv_admin_begin(srv_req *r);
-enum MHD_Result srv_admin_handle(srv_req *r);
+/* srv.c */
+enum MHD_Result srv_get_health(srv_req *r);
+enum MHD_Result srv_get_ready(srv_req *r);
+enum MHD_Result srv_get_metrics(srv_req *r);
+enum MHD_Result srv_get_openapi(srv_req *r);
+enum MHD_Result srv_get_models(srv_req *r); /* /v1/models, /v1/models/{name}, /admin/models */
+/* srv-cam.c: POST /cam, once the body is complete. Answers at once or suspends the connection;
+ * srv_cam_free releases r->cam. */
+enum MHD_Result srv_cam_start(srv_req *r);
+void srv_cam_free(srv_req *r);
+/* srv-admin.c, after the token was checked */
+enum MHD_Result srv_admin_train(srv_req *r);
+enum MHD_Result srv_admin_eval(srv_req *r);
+enum MHD_Result srv_admin_jobs(srv_req *r);
+enum MHD_Result srv_admin_job(srv_req *r);
+enum MHD_Result srv_admin_job_cancel(srv_req *r);
+enum MHD_Result srv_admin_job_resume(srv_req *r);
+enum MHD_Result srv_admin_datasets(srv_req *r);
+enum MHD_Result srv_admin_activate(srv_req *r);
+enum MHD_Result srv_admin_version_delete(srv_req *r);
+/* Starts the job store when admin is on (srv-admin.c). */
 ecs_status srv_admin_open_jobs(srv *s, ecs_err *err);
 
 /* Loads registry version name/version and makes it the served model: requests already running

@@ -8,10 +8,11 @@
  * which loads it afresh for serving; so a job can never disturb a request mid-flight.
  *
  * Sharing the CPU: the trainer calls yield_between_ops between every two ops of the forward
- * and backward passes (ecs_ctx_set_yield through ecs_train_opts.yield); while env->busy says
- * inference is waiting or running, the job sleeps there in short naps, so a request never waits
- * for more than the one op in progress. Cancelling is checked at the same place, which is why a
- * DELETE stops a job within one step. */
+ * and backward passes (ecs_ctx_set_yield through ecs_train_opts.yield); while inference
+ * requests are queued or running the job waits there in env->wait_idle until the pool has none
+ * (woken by the pool, not polling), so a request never waits for more than the one op in
+ * progress. Cancelling is checked at the same place, which is why a DELETE stops a job within
+ * one step. */
 #include "srv-jobs.h"
 #include "ecs/path.h"
 
@@ -41,12 +42,10 @@ typedef struct run_state {
 static int yield_between_ops(void *user) {
   run_state *r = user;
   if (*r->cancel) return 1;
-  if (!r->env->busy) return 0;
-  const struct timespec nap = {0, 500 * 1000};
-  while (r->env->busy(r->env->user)) {
+  if (!r->env->wait_idle) return 0;
+  /* at once while inference is idle; else woken when it is, or to look at the cancel flag */
+  while (r->env->wait_idle(r->env->user, 50))
     if (*r->cancel) return 1;
-    nanosleep(&nap, NULL);
-  }
   return 0;
 }
 

@@ -290,59 +290,55 @@ static bool status_of(srv_jobs *j, int64_t id, char out[16], char kind[16]) {
   return found;
 }
 
-srv_jobs_result srv_jobs_cancel(srv_jobs *j, int64_t id, char *msg, size_t n) {
-  srv_jobs_result res = SRV_JOBS_OK;
+ecs_status srv_jobs_cancel(srv_jobs *j, int64_t id, ecs_err *err) {
+  ecs_status st = ECS_OK;
   char status[16];
   pthread_mutex_lock(&j->mu);
   if (!status_of(j, id, status, NULL)) {
-    snprintf(msg, n, "no job %lld", (long long)id);
-    res = SRV_JOBS_NOT_FOUND;
+    st = ecs_err_set(err, ECS_ERR_NOT_FOUND, "no job %lld", (long long)id);
   } else if (strcmp(status, "queued") == 0) {
     if (!run_stmt(prep(j,
                        "UPDATE jobs SET status='cancelled', cancel_requested=1, finished=? "
                        "WHERE id=?",
                        "di", now_unix(), id)))
-      res = SRV_JOBS_ERROR;
+      st = ecs_err_set(err, ECS_ERR_IO, "jobs.db: %s", sqlite3_errmsg(j->db));
     else
       j->finished[2]++;
   } else if (strcmp(status, "running") == 0) {
     if (j->running_id == id) j->cancel = 1;
     run_stmt(prep(j, "UPDATE jobs SET cancel_requested=1 WHERE id=?", "i", id));
   } else {
-    snprintf(msg, n, "job %lld is %s: only queued or running jobs can be cancelled", (long long)id,
-             status);
-    res = SRV_JOBS_CONFLICT;
+    st = ecs_err_set(err, ECS_ERR_CONFLICT,
+                     "job %lld is %s: only queued or running jobs can be cancelled", (long long)id,
+                     status);
   }
-  if (res == SRV_JOBS_ERROR) snprintf(msg, n, "jobs.db: %s", sqlite3_errmsg(j->db));
   pthread_mutex_unlock(&j->mu);
-  return res;
+  return st;
 }
 
-srv_jobs_result srv_jobs_resume(srv_jobs *j, int64_t id, char *msg, size_t n) {
-  srv_jobs_result res = SRV_JOBS_OK;
+ecs_status srv_jobs_resume(srv_jobs *j, int64_t id, ecs_err *err) {
+  ecs_status st = ECS_OK;
   char status[16], kind[16];
   pthread_mutex_lock(&j->mu);
   if (!status_of(j, id, status, kind)) {
-    snprintf(msg, n, "no job %lld", (long long)id);
-    res = SRV_JOBS_NOT_FOUND;
+    st = ecs_err_set(err, ECS_ERR_NOT_FOUND, "no job %lld", (long long)id);
   } else if (strcmp(kind, "train") != 0 ||
              (strcmp(status, "interrupted") != 0 && strcmp(status, "cancelled") != 0 &&
               strcmp(status, "failed") != 0)) {
-    snprintf(msg, n,
-             "job %lld (%s) is %s: only interrupted, cancelled or failed training jobs resume",
-             (long long)id, kind, status);
-    res = SRV_JOBS_CONFLICT;
+    st = ecs_err_set(err, ECS_ERR_CONFLICT,
+                     "job %lld (%s) is %s: only interrupted, cancelled or failed training jobs "
+                     "resume",
+                     (long long)id, kind, status);
   } else if (!run_stmt(prep(j,
                             "UPDATE jobs SET status='queued', resume=1, cancel_requested=0, "
                             "error=NULL, finished=NULL WHERE id=?",
                             "i", id))) {
-    snprintf(msg, n, "jobs.db: %s", sqlite3_errmsg(j->db));
-    res = SRV_JOBS_ERROR;
+    st = ecs_err_set(err, ECS_ERR_IO, "jobs.db: %s", sqlite3_errmsg(j->db));
   } else {
     pthread_cond_broadcast(&j->cv);
   }
   pthread_mutex_unlock(&j->mu);
-  return res;
+  return st;
 }
 
 /* ---- the runner side ---------------------------------------------------------------------- */

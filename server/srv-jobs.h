@@ -5,9 +5,10 @@
  * in WAL mode under DATA_DIR/jobs.db gives crash-safe single-row updates with readers that
  * never block the runner. Exactly one runner thread takes queued jobs in id order, so one job
  * runs at a time and the others wait; it owns its own backend (--train-threads threads) and
- * context, separate from the inference workers, and pauses between ops whenever the env's busy
- * hook says inference is waiting or running: inference keeps priority without the pool having
- * to preempt anything.
+ * context, separate from the inference workers, and between ops it waits in the env's wait_idle
+ * hook while inference requests are queued or running (the pool wakes it when they are done):
+ * inference keeps priority without the pool having to preempt anything, and a request waits
+ * for at most the one training op in progress.
  *
  * The store is one of the two owners of DATA_DIR (docs/data-dir.md): it alone writes jobs.db
  * and jobs/. A job's one file is DATA_DIR/jobs/ID/checkpoint.safetensors (written by the trainer
@@ -36,8 +37,9 @@ typedef struct srv_jobs_env {
   const char *device; /* "cpu", "auto", "cuda:N" */
   int threads;        /* compute threads of the job's backend (>= 1) */
   ecs_backend_params engine; /* the engine options of the job's backend (n_threads ignored) */
-  /* Non-zero while inference requests wait or run: the job then pauses between ops. */
-  int (*busy)(void *user);
+  /* Waits while inference requests wait or run, at most max_ms; non-zero when they still do.
+   * The job calls it between ops and so pauses while inference has work. */
+  int (*wait_idle)(void *user, int max_ms);
   /* Serve this registry version now (activation of a finished job's model). */
   ecs_status (*activate)(void *user, const char *name, int version, ecs_err *err);
   void *user;
@@ -60,19 +62,14 @@ json_t *srv_jobs_get(srv_jobs *j, int64_t id);
 /* Every job, newest first, at most limit (new reference; NULL when the store fails). */
 json_t *srv_jobs_list(srv_jobs *j, int limit);
 
-typedef enum srv_jobs_result {
-  SRV_JOBS_OK = 0,
-  SRV_JOBS_NOT_FOUND,
-  SRV_JOBS_CONFLICT, /* the job's status does not allow it */
-  SRV_JOBS_ERROR,
-} srv_jobs_result;
-
 /* Cancels a queued job at once, or asks the running one to stop (it ends cancelled within
- * one step, keeping its checkpoint). A finished job is a conflict. */
-srv_jobs_result srv_jobs_cancel(srv_jobs *j, int64_t id, char *msg, size_t n);
+ * one step, keeping its checkpoint). ECS_ERR_NOT_FOUND for no such job, ECS_ERR_CONFLICT for
+ * a finished one, ECS_ERR_IO when the store fails. */
+ecs_status srv_jobs_cancel(srv_jobs *j, int64_t id, ecs_err *err);
 /* Queues an interrupted, cancelled or failed training job again; it continues from its
- * checkpoint when there is one (from step 0 otherwise, which its notes then say). */
-srv_jobs_result srv_jobs_resume(srv_jobs *j, int64_t id, char *msg, size_t n);
+ * checkpoint when there is one (from step 0 otherwise, which its notes then say). The same
+ * statuses as srv_jobs_cancel; ECS_ERR_CONFLICT for a job in any other state. */
+ecs_status srv_jobs_resume(srv_jobs *j, int64_t id, ecs_err *err);
 
 /* Prometheus lines for /metrics (malloc'd text; NULL when out of memory). */
 char *srv_jobs_metrics(srv_jobs *j);

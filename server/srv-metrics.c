@@ -8,15 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const k_routes[SRV_ROUTE_COUNT] = {
-    "/cam", "/health", "/health/live", "/health/ready", "/metrics", "/v1/models",
-    "/v1/models/{name}", "/openapi.json", "/admin", "other",
-};
-
-const char *srv_route_name(srv_route r) {
-  return (unsigned)r < SRV_ROUTE_COUNT ? k_routes[r] : "other";
-}
-
 static const unsigned k_statuses[] = {200, 202, 204, 400, 401, 403, 404, 405,
                                       408, 413, 415, 422, 500, 503, 0 /* other */};
 #define N_STATUS (sizeof k_statuses / sizeof k_statuses[0])
@@ -111,6 +102,28 @@ static void put_histo(buf *b, const char *name, const char *labels, const histo 
       (unsigned long long)atomic_load_explicit(&h->count, memory_order_relaxed));
 }
 
+static bool same_label(int a, int b) {
+  return strcmp(srv_route_label((srv_route)a), srv_route_label((srv_route)b)) == 0;
+}
+
+/* The first route of its label, which renders the series of all routes with that label. */
+static bool first_of_label(int r) {
+  for (int q = 0; q < r; q++)
+    if (same_label(q, r)) return false;
+  return true;
+}
+
+static void add_histo(histo *sum, const histo *h) {
+  for (size_t i = 0; i <= N_BOUNDS; i++)
+    atomic_fetch_add_explicit(&sum->buckets[i],
+                              atomic_load_explicit(&h->buckets[i], memory_order_relaxed),
+                              memory_order_relaxed);
+  atomic_fetch_add_explicit(&sum->count, atomic_load_explicit(&h->count, memory_order_relaxed),
+                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&sum->sum_us, atomic_load_explicit(&h->sum_us, memory_order_relaxed),
+                            memory_order_relaxed);
+}
+
 /* Label values are from our tables except the model name, which is escaped. */
 static void put_escaped(buf *b, const char *s) {
   for (; *s; s++) {
@@ -120,30 +133,44 @@ static void put_escaped(buf *b, const char *s) {
   }
 }
 
+/* The per-route series: one per label, the routes that share it added together. */
+static void put_routes(buf *b, srv_metrics *m) {
+  put(b, "# HELP ecsnet_requests_total HTTP requests answered, by route and status.\n"
+         "# TYPE ecsnet_requests_total counter\n");
+  for (int r = 0; r < SRV_ROUTE_COUNT; r++) {
+    if (!first_of_label(r)) continue;
+    for (size_t s = 0; s < N_STATUS; s++) {
+      uint64_t v = 0;
+      for (int q = r; q < SRV_ROUTE_COUNT; q++)
+        if (same_label(q, r)) v += atomic_load_explicit(&m->requests[q][s], memory_order_relaxed);
+      if (!v) continue;
+      char st[16];
+      if (k_statuses[s]) snprintf(st, sizeof st, "%u", k_statuses[s]);
+      else snprintf(st, sizeof st, "other");
+      put(b, "ecsnet_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+          srv_route_label((srv_route)r), st, (unsigned long long)v);
+    }
+  }
+  put(b, "# HELP ecsnet_request_duration_seconds Time from the request line to the response.\n"
+         "# TYPE ecsnet_request_duration_seconds histogram\n");
+  for (int r = 0; r < SRV_ROUTE_COUNT; r++) {
+    if (!first_of_label(r)) continue;
+    histo h;
+    memset(&h, 0, sizeof h);
+    for (int q = r; q < SRV_ROUTE_COUNT; q++)
+      if (same_label(q, r)) add_histo(&h, &m->latency[q]);
+    char lab[96];
+    snprintf(lab, sizeof lab, "route=\"%s\"", srv_route_label((srv_route)r));
+    put_histo(b, "ecsnet_request_duration_seconds", lab, &h);
+  }
+}
+
 char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
   buf b = {.cap = 16384};
   b.p = malloc(b.cap);
   if (!b.p) return NULL;
   b.p[0] = '\0';
-  put(&b, "# HELP ecsnet_requests_total HTTP requests answered, by route and status.\n"
-          "# TYPE ecsnet_requests_total counter\n");
-  for (int r = 0; r < SRV_ROUTE_COUNT; r++)
-    for (size_t s = 0; s < N_STATUS; s++) {
-      uint64_t v = atomic_load_explicit(&m->requests[r][s], memory_order_relaxed);
-      if (!v) continue;
-      char st[16];
-      if (k_statuses[s]) snprintf(st, sizeof st, "%u", k_statuses[s]);
-      else snprintf(st, sizeof st, "other");
-      put(&b, "ecsnet_requests_total{route=\"%s\",status=\"%s\"} %llu\n", k_routes[r], st,
-          (unsigned long long)v);
-    }
-  put(&b, "# HELP ecsnet_request_duration_seconds Time from the request line to the response.\n"
-          "# TYPE ecsnet_request_duration_seconds histogram\n");
-  for (int r = 0; r < SRV_ROUTE_COUNT; r++) {
-    char lab[64];
-    snprintf(lab, sizeof lab, "route=\"%s\"", k_routes[r]);
-    put_histo(&b, "ecsnet_request_duration_seconds", lab, &m->latency[r]);
-  }
+  put_routes(&b, m);
   put(&b, "# HELP ecsnet_decode_seconds Time to decode an uploaded image.\n"
           "# TYPE ecsnet_decode_seconds histogram\n");
   put_histo(&b, "ecsnet_decode_seconds", "", &m->decode);
@@ -169,21 +196,6 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
       g->queue_depth, g->queue_capacity, g->running, g->workers, g->in_flight,
       (unsigned long long)g->rejected, (unsigned long long)g->expired,
       (unsigned long long)g->gone);
-  put(&b, "# HELP ecsnet_batch_size Requests run together in one batch.\n"
-          "# TYPE ecsnet_batch_size histogram\n");
-  uint64_t cum = 0, sum = 0;
-  static const int k_sizes[] = {1, 2, 4, 8, 16, 32, 64};
-  for (size_t i = 0; i < sizeof k_sizes / sizeof k_sizes[0]; i++) {
-    for (int n = i ? k_sizes[i - 1] + 1 : 1; n <= k_sizes[i]; n++)
-      if (g->batches && n <= g->n_batches) {
-        cum += g->batches[n];
-        sum += g->batches[n] * (uint64_t)n;
-      }
-    put(&b, "ecsnet_batch_size_bucket{le=\"%d\"} %llu\n", k_sizes[i], (unsigned long long)cum);
-  }
-  put(&b, "ecsnet_batch_size_bucket{le=\"+Inf\"} %llu\necsnet_batch_size_sum %llu\n"
-          "ecsnet_batch_size_count %llu\n",
-      (unsigned long long)cum, (unsigned long long)sum, (unsigned long long)cum);
   put(&b, "# HELP ecsnet_model_info The model being served (absent while none is loaded).\n"
           "# TYPE ecsnet_model_info gauge\n");
   if (g->model_name) {

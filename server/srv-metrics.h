@@ -1,29 +1,16 @@
 /* srv-metrics.h - counters and histograms for GET /metrics (Prometheus text format 0.0.4).
  *
- * Routes and statuses come from fixed tables so every series is preallocated: recording is a
- * few relaxed atomic additions on the HTTP threads, with no lock and no allocation, and a
- * client cannot grow the label space by requesting odd paths. */
+ * Routes (the route table's labels, srv-routes.h) and statuses come from fixed tables so every
+ * series is preallocated: recording is a few relaxed atomic additions on the HTTP threads, with
+ * no lock and no allocation, and a client cannot grow the label space by requesting odd paths.
+ * Routes that share a label (/cam and /v1/cam) are added together when rendered. */
 #ifndef SRV_METRICS_H
 #define SRV_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum srv_route {
-  SRV_ROUTE_CAM = 0,
-  SRV_ROUTE_HEALTH,
-  SRV_ROUTE_HEALTH_LIVE,
-  SRV_ROUTE_HEALTH_READY,
-  SRV_ROUTE_METRICS,
-  SRV_ROUTE_MODELS,
-  SRV_ROUTE_MODEL,
-  SRV_ROUTE_OPENAPI,
-  SRV_ROUTE_ADMIN,
-  SRV_ROUTE_OTHER, /* unknown paths */
-  SRV_ROUTE_COUNT
-} srv_route;
-
-const char *srv_route_name(srv_route r);
+#include "srv-routes.h"
 
 typedef struct srv_metrics srv_metrics;
 
@@ -40,8 +27,6 @@ void srv_metrics_inference(srv_metrics *m, double seconds);
 typedef struct srv_gauges {
   int queue_depth, queue_capacity, running, workers, in_flight;
   uint64_t rejected, expired, gone;
-  const uint64_t *batches; /* batches[n], n = 1..n_batches (NULL: none yet) */
-  int n_batches;
   const char *model_name; /* NULL: no model */
   int model_version;
   double uptime_s;

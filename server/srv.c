@@ -1,13 +1,20 @@
-/* srv.c - the HTTP daemon: libmicrohttpd set-up, request lifecycle, routing, small routes.
+/* srv.c - the HTTP daemon: libmicrohttpd set-up, request lifecycle, dispatch, replies, small
+ * routes.
  *
  * libmicrohttpd runs in thread-pool mode (--http-threads polling threads, each owning a share
  * of the connections). Those threads only parse and answer; POST /cam work goes to the
  * engine's worker pool while the connection is suspended (MHD_ALLOW_SUSPEND_RESUME), so a
  * burst of inference never blocks /health/live or /metrics. The pool's bounded queue is the
- * back-pressure: when it is full the request is answered 503 + Retry-After at once. */
+ * back-pressure: when it is full the request is answered 503 + Retry-After at once.
+ *
+ * Which handler answers is the route table's business (srv-routes.h): route() matches the
+ * request there, checks the admin token, answers 404 and 405, and hands the request to the
+ * row's handler, at once or once the row's body has arrived. Every reply goes through
+ * srv_respond (common headers), every error through srv_respond_error (the one JSON shape). */
 #include "srv-impl.h"
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -87,7 +94,7 @@ ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
   return ECS_OK;
 }
 
-/* ---- responses ------------------------------------------------------------------------------- */
+/* ---- replies --------------------------------------------------------------------------------- */
 
 enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body,
                             size_t len, bool copy) {
@@ -112,7 +119,7 @@ enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char 
     snprintf(ra, sizeof ra, "%d", r->retry_after);
     MHD_add_response_header(resp, "Retry-After", ra);
   }
-  if (r->allow) MHD_add_response_header(resp, "Allow", r->allow);
+  if (r->allow[0]) MHD_add_response_header(resp, "Allow", r->allow);
   if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"ecsnet\"");
   r->status = status;
   r->resp_len = len;
@@ -129,21 +136,31 @@ enum MHD_Result srv_respond_json(srv_req *r, unsigned status, const char *json_t
 enum MHD_Result srv_respond_error(srv_req *r, const api_error *e) {
   char *body = api_error_json(e);
   if (!body) return MHD_NO;
-  if (e->status == 503 && r->retry_after == 0) r->retry_after = 1;
+  if (e->status == 503) r->retry_after = api_retry_after(e->code);
   return srv_respond(r, e->status, "application/json", body, strlen(body), false);
 }
 
-static enum MHD_Result fail(srv_req *r, unsigned status, const char *code, const char *msg) {
-  api_error e;
-  api_fail(&e, status, code, "%s", msg);
+enum MHD_Result srv_fail(srv_req *r, unsigned status, const char *code, const char *fmt, ...) {
+  api_error e = {.status = status, .code = code};
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e.message, sizeof e.message, fmt, ap);
+  va_end(ap);
   return srv_respond_error(r, &e);
 }
 
-static enum MHD_Result respond_json_t(srv_req *r, unsigned status, json_t *j) {
+enum MHD_Result srv_answer_json(srv_req *r, unsigned status, json_t *j) {
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
-  if (!s) return fail(r, 500, "internal_error", "cannot build the response");
+  if (!s) return srv_fail(r, 500, "internal_error", "cannot build the response");
   return srv_respond(r, status, "application/json", s, strlen(s), false);
+}
+
+bool srv_req_param(const srv_req *r, int i, char *out, size_t n) {
+  if (i < 0 || i >= r->n_params || r->params[i].len >= n) return false;
+  memcpy(out, r->path + r->params[i].off, r->params[i].len);
+  out[r->params[i].len] = '\0';
+  return true;
 }
 
 /* ---- request ids ----------------------------------------------------------------------------- */
@@ -175,37 +192,10 @@ static void new_id(char *out, size_t n) {
   out[k] = '\0';
 }
 
-/* ---- routing --------------------------------------------------------------------------------- */
+/* ---- the small routes ------------------------------------------------------------------------ */
 
-typedef struct route_def {
-  const char *path; /* exact, or a prefix ending in '/' when prefix is set */
-  bool prefix;
-  srv_route route;
-  const char *allow;
-} route_def;
-
-static const route_def k_routes[] = {
-    {"/cam", false, SRV_ROUTE_CAM, "POST, OPTIONS"},
-    {"/v1/cam", false, SRV_ROUTE_CAM, "POST, OPTIONS"},
-    {"/health", false, SRV_ROUTE_HEALTH, "GET, HEAD, OPTIONS"},
-    {"/health/live", false, SRV_ROUTE_HEALTH_LIVE, "GET, HEAD, OPTIONS"},
-    {"/health/ready", false, SRV_ROUTE_HEALTH_READY, "GET, HEAD, OPTIONS"},
-    {"/metrics", false, SRV_ROUTE_METRICS, "GET, HEAD, OPTIONS"},
-    {"/v1/models", false, SRV_ROUTE_MODELS, "GET, HEAD, OPTIONS"},
-    {"/v1/models/", true, SRV_ROUTE_MODEL, "GET, HEAD, OPTIONS"},
-    {"/openapi.json", false, SRV_ROUTE_OPENAPI, "GET, HEAD, OPTIONS"},
-    {"/admin", false, SRV_ROUTE_ADMIN, NULL},
-    {"/admin/", true, SRV_ROUTE_ADMIN, NULL},
-};
-
-static const route_def *find_route(const char *url) {
-  for (size_t i = 0; i < sizeof k_routes / sizeof k_routes[0]; i++) {
-    const route_def *d = &k_routes[i];
-    if (d->prefix ? strncmp(url, d->path, strlen(d->path)) == 0 && url[strlen(d->path)]
-                  : strcmp(url, d->path) == 0)
-      return d;
-  }
-  return NULL;
+enum MHD_Result srv_get_health(srv_req *r) {
+  return srv_respond_json(r, 200, "{\"status\":\"UP\"}");
 }
 
 static json_t *model_json(const srv_model_ref *m) {
@@ -217,6 +207,76 @@ static json_t *model_json(const srv_model_ref *m) {
                    "classes", classes, "active", 1);
 }
 
+enum MHD_Result srv_get_ready(srv_req *r) {
+  srv_model_ref *m = srv_model_acquire(r->s);
+  enum MHD_Result ret;
+  if (m && !atomic_load(&r->s->stopping)) {
+    ret = srv_answer_json(r, 200, json_pack("{s:s, s:o}", "status", "UP", "model", model_json(m)));
+  } else {
+    r->retry_after = api_retry_after("not_ready");
+    ret = srv_respond_json(r, 503,
+                           m ? "{\"status\":\"DOWN\",\"reason\":\"shutting down\"}"
+                             : "{\"status\":\"DOWN\",\"reason\":\"no model is loaded\"}");
+  }
+  srv_model_release(m);
+  return ret;
+}
+
+enum MHD_Result srv_get_metrics(srv_req *r) {
+  srv *s = r->s;
+  ecs_pool_stats st;
+  ecs_pool_get_stats(s->pool, &st);
+  srv_model_ref *m = srv_model_acquire(s);
+  srv_gauges g = {.queue_depth = st.queued,
+                  .queue_capacity = st.queue_capacity,
+                  .running = st.running,
+                  .workers = st.n_workers,
+                  .in_flight = atomic_load(&s->in_flight),
+                  .rejected = st.rejected,
+                  .expired = st.expired,
+                  .gone = st.gone,
+                  .model_name = m ? m->info.name : NULL,
+                  .model_version = m ? m->info.version : 0,
+                  .uptime_s = (double)(ecs_monotonic_ns() - s->start_ns) / 1e9};
+  size_t len = 0;
+  char *text = srv_metrics_render(s->metrics, &g, &len);
+  srv_model_release(m);
+  char *jobs = text && s->jobs ? srv_jobs_metrics(s->jobs) : NULL;
+  if (jobs) {
+    size_t jl = strlen(jobs);
+    char *both = realloc(text, len + jl + 1);
+    if (both) {
+      memcpy(both + len, jobs, jl + 1);
+      text = both;
+      len += jl;
+    }
+    free(jobs);
+  }
+  if (!text) return srv_fail(r, 503, "out_of_memory", "the server is short of memory");
+  return srv_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
+}
+
+/* The registry on disk, so versions added by another replica show up too. */
+enum MHD_Result srv_get_models(srv_req *r) {
+  char name[API_REG_NAME_MAX + 1];
+  bool one = r->route == SRV_ROUTE_MODEL;
+  if (one && !srv_req_param(r, 0, name, sizeof name))
+    return srv_fail(r, 404, "model_not_found", "no model of that name");
+  srv_model_ref *m = srv_model_acquire(r->s);
+  api_error e;
+  char *text = api_models_json(r->s->cfg.data_dir, m ? &m->info : NULL, one ? name : NULL, &e);
+  srv_model_release(m);
+  if (text) return srv_respond(r, 200, "application/json", text, strlen(text), false);
+  return srv_respond_error(r, &e);
+}
+
+enum MHD_Result srv_get_openapi(srv_req *r) {
+  return srv_respond(r, 200, "application/json", (char *)api_openapi_json, api_openapi_json_len,
+                     true);
+}
+
+/* ---- routing --------------------------------------------------------------------------------- */
+
 /* Constant-time comparison, so the token cannot be guessed byte by byte from timings. */
 static bool token_equal(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
@@ -225,98 +285,31 @@ static bool token_equal(const char *a, const char *b) {
   return d == 0 && la == lb;
 }
 
-static enum MHD_Result route_admin(srv_req *r) {
+/* The bearer token of /admin; MHD_YES when it is right, else the answer was queued. */
+static bool admin_authorised(srv_req *r, enum MHD_Result *ret) {
   const char *token = r->s->cfg.admin_token;
-  if (!token[0])
-    return fail(r, 403, "admin_disabled",
-                "admin is not enabled: start the server with --admin-token-file or "
-                "ECSNET_ADMIN_TOKEN");
   const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
-  if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
-    return fail(r, 401, "unauthorized", "a bearer token is required");
-  if (!token_equal(auth + 7, token)) return fail(r, 401, "unauthorized", "the token is not valid");
-  return srv_admin_begin(r);
+  if (!token[0])
+    *ret = srv_fail(r, 403, "admin_disabled",
+                    "admin is not enabled: start the server with --admin-token-file or "
+                    "ECSNET_ADMIN_TOKEN");
+  else if (!auth || strncasecmp(auth, "Bearer ", 7) != 0)
+    *ret = srv_fail(r, 401, "unauthorized", "a bearer token is required");
+  else if (!token_equal(auth + 7, token))
+    *ret = srv_fail(r, 401, "unauthorized", "the token is not valid");
+  else if (!r->s->jobs)
+    *ret = srv_fail(r, 503, "admin_unavailable", "the job store is not open");
+  else
+    return true;
+  return false;
 }
 
-static enum MHD_Result route_get(srv_req *r, const route_def *d, const char *url) {
-  srv *s = r->s;
-  switch (d->route) {
-  case SRV_ROUTE_HEALTH:
-  case SRV_ROUTE_HEALTH_LIVE:
-    return srv_respond_json(r, 200, "{\"status\":\"UP\"}");
-  case SRV_ROUTE_HEALTH_READY: {
-    srv_model_ref *m = srv_model_acquire(s);
-    enum MHD_Result ret;
-    if (atomic_load(&s->stopping)) {
-      r->retry_after = 5;
-      ret = srv_respond_json(r, 503, "{\"status\":\"DOWN\",\"reason\":\"shutting down\"}");
-    } else if (m) {
-      ret = respond_json_t(r, 200, json_pack("{s:s, s:o}", "status", "UP", "model", model_json(m)));
-    } else {
-      r->retry_after = 5;
-      ret = srv_respond_json(r, 503, "{\"status\":\"DOWN\",\"reason\":\"no model is loaded\"}");
-    }
-    srv_model_release(m);
-    return ret;
-  }
-  case SRV_ROUTE_METRICS: {
-    ecs_pool_stats st;
-    ecs_pool_get_stats(s->pool, &st);
-    srv_model_ref *m = srv_model_acquire(s);
-    srv_gauges g = {.queue_depth = st.queued, .queue_capacity = st.queue_capacity,
-                    .running = st.running, .workers = st.n_workers,
-                    .in_flight = atomic_load(&s->in_flight), .rejected = st.rejected,
-                    .expired = st.expired, .gone = st.gone, .batches = st.batches,
-                    .n_batches = ECS_POOL_MAX_BATCH,
-                    .model_name = m ? m->info.name : NULL,
-                    .model_version = m ? m->info.version : 0,
-                    .uptime_s = (double)(ecs_monotonic_ns() - s->start_ns) / 1e9};
-    size_t len = 0;
-    char *text = srv_metrics_render(s->metrics, &g, &len);
-    srv_model_release(m);
-    char *jobs = text && s->jobs ? srv_jobs_metrics(s->jobs) : NULL;
-    if (jobs) {
-      size_t jl = strlen(jobs);
-      char *both = realloc(text, len + jl + 1);
-      if (both) {
-        memcpy(both + len, jobs, jl + 1);
-        text = both;
-        len += jl;
-      }
-      free(jobs);
-    }
-    if (!text) return fail(r, 503, "out_of_memory", "the server is short of memory");
-    return srv_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, false);
-  }
-  case SRV_ROUTE_MODELS:
-  case SRV_ROUTE_MODEL: {
-    /* The registry on disk, so versions added by another replica show up too. */
-    srv_model_ref *m = srv_model_acquire(s);
-    api_error e;
-    char *text = api_models_json(s->cfg.data_dir, m ? &m->info : NULL,
-                                 d->route == SRV_ROUTE_MODEL ? url + strlen(d->path) : NULL, &e);
-    srv_model_release(m);
-    if (text) return srv_respond(r, 200, "application/json", text, strlen(text), false);
-    return srv_respond_error(r, &e);
-  }
-  case SRV_ROUTE_OPENAPI:
-    return srv_respond(r, 200, "application/json", (char *)api_openapi_json,
-                       api_openapi_json_len, true);
-  default:
-    return fail(r, 404, "not_found", "no such route");
-  }
-}
-
-static enum MHD_Result answer_options(srv_req *r, const route_def *d) {
-  if (!r->s->cfg.cors_origin[0] || !d || !d->allow) {
-    r->allow = strdup(d && d->allow ? d->allow : "");
-    return fail(r, 405, "method_not_allowed", "OPTIONS is only answered with CORS enabled");
-  }
+static enum MHD_Result answer_options(srv_req *r, const char *allow) {
   struct MHD_Response *resp = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
   if (!resp) return MHD_NO;
   MHD_add_response_header(resp, "X-Request-Id", r->id);
   MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->s->cfg.cors_origin);
-  MHD_add_response_header(resp, "Access-Control-Allow-Methods", d->allow);
+  MHD_add_response_header(resp, "Access-Control-Allow-Methods", allow);
   MHD_add_response_header(resp, "Access-Control-Allow-Headers",
                           "Content-Type, Authorization, X-Request-Id");
   MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
@@ -327,6 +320,50 @@ static enum MHD_Result answer_options(srv_req *r, const route_def *d) {
   return ret;
 }
 
+static size_t body_limit(const srv *s, srv_body kind) {
+  size_t max = (size_t)s->cfg.max_body;
+  return kind == SRV_BODY_JSON && max > SRV_JSON_BODY_MAX ? SRV_JSON_BODY_MAX : max;
+}
+
+static enum MHD_Result too_large(srv_req *r) {
+  return srv_fail(r, 413, "payload_too_large", "the body exceeds the limit of %zu bytes", r->limit);
+}
+
+/* The first callback of a request: the table decides. Under /admin the token is checked before
+ * a 404 or 405, so a client without it learns nothing about the routes there. */
+static enum MHD_Result route(srv_req *r, const char *url) {
+  srv_match m;
+  srv_route_match(r->method, url, &m);
+  r->route = m.path_known ? m.path_route : SRV_ROUTE_OTHER; /* the label of a 401, 404, 405 */
+  bool admin_area = strcmp(url, "/admin") == 0 || strncmp(url, "/admin/", 7) == 0;
+  enum MHD_Result ret;
+  if ((m.auth || (admin_area && !m.path_known)) && !admin_authorised(r, &ret)) return ret;
+  if (!m.path_known || strlen(url) >= sizeof r->path)
+    return srv_fail(r, 404, "not_found", "no such route");
+  if (m.route == SRV_ROUTE_OTHER) {
+    bool options = strcmp(r->method, "OPTIONS") == 0;
+    if (options && strstr(m.allow, "OPTIONS") && r->s->cfg.cors_origin[0])
+      return answer_options(r, m.allow);
+    snprintf(r->allow, sizeof r->allow, "%s", m.allow);
+    if (options)
+      return srv_fail(r, 405, "method_not_allowed", "OPTIONS is only answered with CORS enabled");
+    return srv_fail(r, 405, "method_not_allowed", "method not allowed on this route");
+  }
+  r->route = m.route;
+  memcpy(r->params, m.params, sizeof r->params);
+  r->n_params = m.n_params;
+  size_t n;
+  const srv_route_def *d = &srv_route_table(&n)[m.route];
+  if (d->body == SRV_BODY_NONE) return d->handler(r);
+  r->limit = body_limit(r->s, d->body);
+  r->receiving = true;
+  atomic_fetch_add(&r->s->receiving, 1);
+  /* A declared length beyond the limit is refused before a byte of it is read. */
+  const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)r->limit) return too_large(r);
+  return MHD_YES;
+}
+
 /* ---- the libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, const char *method) {
@@ -335,6 +372,7 @@ static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, co
   r->s = s;
   r->conn = conn;
   r->t0_ns = ecs_monotonic_ns();
+  r->route = SRV_ROUTE_OTHER;
   snprintf(r->method, sizeof r->method, "%s", method);
   snprintf(r->path, sizeof r->path, "%s", url);
   const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -356,7 +394,7 @@ static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, co
 }
 
 static bool append_body(srv_req *r, const char *data, size_t n) {
-  size_t max = (size_t)r->s->cfg.max_body;
+  size_t max = r->limit;
   if (r->discarded || r->len + n > max) {
     r->discarded += n;
     return true;
@@ -384,47 +422,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r = req_new(s, conn, url, method);
     if (!r) return MHD_NO;
     *state = r;
-    const route_def *d = find_route(url);
-    r->route = d ? d->route : SRV_ROUTE_OTHER;
-    if (!d) return fail(r, 404, "not_found", "no such route");
-    if (d->route == SRV_ROUTE_ADMIN) return route_admin(r);
-    if (strcmp(method, "OPTIONS") == 0) return answer_options(r, d);
-    bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if (d->route == SRV_ROUTE_CAM ? strcmp(method, "POST") != 0 : !is_get) {
-      r->allow = strdup(d->allow);
-      return fail(r, 405, "method_not_allowed", "method not allowed on this route");
-    }
-    if (d->route != SRV_ROUTE_CAM) return route_get(r, d, url);
-    r->receiving = true;
-    atomic_fetch_add(&s->receiving, 1);
-    /* A declared length beyond the limit is refused before a byte of it is read. */
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.max_body) {
-      api_error e;
-      api_fail(&e, 413, "payload_too_large", "the body exceeds the limit of %lld bytes",
-               (long long)s->cfg.max_body);
-      return srv_respond_error(r, &e);
-    }
-    return MHD_YES;
+    return route(r, url);
   }
   switch (r->phase) {
   case PHASE_RECEIVING:
     if (*upload_size) {
       if (!append_body(r, upload, *upload_size)) return MHD_NO;
       /* A chunked body far past the limit is not worth reading to the end. */
-      if (r->discarded > (uint64_t)s->cfg.max_body * 4) return MHD_NO;
+      if (r->discarded > (uint64_t)r->limit * 4) return MHD_NO;
       *upload_size = 0;
       return MHD_YES;
     }
     srv_req_received(r);
-    if (r->discarded) {
-      api_error e;
-      api_fail(&e, 413, "payload_too_large", "the body exceeds the limit of %lld bytes",
-               (long long)s->cfg.max_body);
-      return srv_respond_error(r, &e);
-    }
-    if (r->route == SRV_ROUTE_ADMIN) return srv_admin_handle(r);
-    return srv_cam_start(r);
+    if (r->discarded) return too_large(r);
+    size_t n;
+    return srv_route_table(&n)[r->route].handler(r);
   case PHASE_QUEUED:
     /* Resumed spuriously (MHD may call again on resume before the worker stored anything). */
     return MHD_YES;
@@ -458,10 +470,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
   if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PHASE_ANSWERED) r->status = 499;
   srv_metrics_request(s->metrics, r->route, r->status, secs);
   srv_log_access(s, r, secs);
-  api_cam_request_free(&r->cam);
+  srv_cam_free(r);
   free(r->body);
   free(r->resp);
-  free(r->allow);
   free(r);
   *state = NULL;
   atomic_fetch_sub(&s->in_flight, 1);
@@ -538,7 +549,7 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     return st;
   }
   ecs_pool_opts po = {.n_workers = cfg->workers, .queue_capacity = cfg->queue,
-                      .worker_init = worker_init, .worker_free = worker_free, .max_batch = 1};
+                      .worker_init = worker_init, .worker_free = worker_free};
   s->pool = ecs_pool_new_opts(&po, err);
   if (!s->pool) {
     srv_free(s);

@@ -38,6 +38,8 @@ const char *ecs_status_str(ecs_status s) {
   case ECS_ERR_BACKEND: return "backend failure";
   case ECS_ERR_CANCELLED: return "cancelled";
   case ECS_ERR_LIMIT: return "limit exceeded";
+  case ECS_ERR_NOT_FOUND: return "not found";
+  case ECS_ERR_CONFLICT: return "conflict";
   }
   return "unknown status";
 }

@@ -1,23 +1,21 @@
-/* pool.c - worker threads over a bounded two-priority queue (see ecs/pool.h for the contract).
+/* pool.c - worker threads over a bounded job queue (see ecs/pool.h for the contract).
  *
  * One mutex guards everything; the work per job (a forward pass) dwarfs the locking, and one
  * lock keeps the invariants easy to state:
- *  - queued jobs sit in two intrusive FIFO lists (high, low); capacity bounds their sum;
- *  - `busy` counts workers holding jobs taken off the queue (gathering a batch, checking
- *    still_wanted, running, calling done); a drain is over when queued == 0 and busy == 0;
+ *  - queued jobs sit in one intrusive FIFO list; capacity bounds its length;
+ *  - `busy` counts workers holding a job taken off the queue (checking still_wanted, running,
+ *    calling done); the pool is idle, and a drain over, when queued == 0 and busy == 0, and
+ *    idle_cv is broadcast each time that becomes true;
  *  - callbacks are never called with the lock held, so they may submit.
- * A worker gathering a batch waits on its own condition variable (batch_cv) so that a submit's
- * signal on work_cv reaches an idle worker rather than one that only wants one key. Timed waits
- * use CLOCK_MONOTONIC, the clock of the deadlines. */
+ * The condition variables use CLOCK_MONOTONIC, the clock of the deadlines. */
 #include "ecs/pool.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-enum { N_PRIO = 2, MAX_WORKERS = 256 };
+enum { MAX_WORKERS = 256 };
 
 typedef struct worker {
   struct ecs_pool *pool;
@@ -34,17 +32,13 @@ struct ecs_pool {
   ecs_pool_opts opts;
   pthread_mutex_t mu;
   pthread_cond_t work_cv;  /* a job was queued, or the pool is stopping */
-  pthread_cond_t batch_cv; /* same, for workers waiting to fill a batch */
-  pthread_cond_t idle_cv;  /* a worker went idle (drain), or a worker finished initialising */
-  ecs_job *head[N_PRIO], *tail[N_PRIO];
-  int queued[N_PRIO];
+  pthread_cond_t idle_cv;  /* the pool went idle (drain, wait_idle), or a worker initialised */
+  ecs_job *head, *tail;
+  int queued;
   ecs_job *expired; /* swept out of a full queue, waiting for a worker to call their done */
-  atomic_int high_waiting; /* mirrors queued[ECS_PRIO_HIGH] for the lock-free reader */
   int busy;
   int running;
-  int batch_waiters;
   int accepting;
-  int draining; /* drain or free begun: no batch waits */
   int stopping; /* free begun: workers exit once the queue is empty */
   ecs_pool_stats st;
   worker *workers;
@@ -66,119 +60,56 @@ const char *ecs_job_end_str(ecs_job_end e) {
   return "unknown";
 }
 
-static int job_batchable(const ecs_pool *p, const ecs_job *j) {
-  return p->opts.run_batch != NULL && j->batch_key != 0;
-}
-
-static int total_queued(const ecs_pool *p) { return p->queued[0] + p->queued[1]; }
-
 /* Nothing left for the workers: no queued job and no swept one awaiting its done call. */
-static int no_work(const ecs_pool *p) { return total_queued(p) == 0 && p->expired == NULL; }
+static int no_work(const ecs_pool *p) { return p->queued == 0 && p->expired == NULL; }
 
 static void push_job(ecs_pool *p, ecs_job *j) {
-  int q = j->priority == ECS_PRIO_LOW ? 1 : 0;
   j->pool_next_ = NULL;
-  if (p->tail[q]) p->tail[q]->pool_next_ = j;
-  else p->head[q] = j;
-  p->tail[q] = j;
-  p->queued[q]++;
-  if (q == 0) atomic_store(&p->high_waiting, p->queued[0]);
+  if (p->tail) p->tail->pool_next_ = j;
+  else p->head = j;
+  p->tail = j;
+  p->queued++;
 }
 
-/* Unlinks j, whose predecessor in list q is prev (NULL for the head). */
-static void unlink_job(ecs_pool *p, int q, ecs_job *prev, ecs_job *j) {
+/* Unlinks j, whose predecessor in the queue is prev (NULL for the head). */
+static void unlink_job(ecs_pool *p, ecs_job *prev, ecs_job *j) {
   if (prev) prev->pool_next_ = j->pool_next_;
-  else p->head[q] = j->pool_next_;
-  if (p->tail[q] == j) p->tail[q] = prev;
+  else p->head = j->pool_next_;
+  if (p->tail == j) p->tail = prev;
   j->pool_next_ = NULL;
-  p->queued[q]--;
-  if (q == 0) atomic_store(&p->high_waiting, p->queued[0]);
+  p->queued--;
 }
 
-/* Moves queued jobs of list q with the given key into batch[*n..max). */
-static void gather_same_key(ecs_pool *p, int q, uint64_t key, ecs_job **batch, int *n, int max) {
-  ecs_job *prev = NULL, *j = p->head[q];
-  while (j && *n < max) {
-    ecs_job *next = j->pool_next_;
-    if (j->batch_key == key) {
-      unlink_job(p, q, prev, j);
-      batch[(*n)++] = j;
-    } else {
-      prev = j;
-    }
-    j = next;
-  }
-}
-
-static struct timespec ns_to_ts(uint64_t ns) {
-  struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u)};
-  return ts;
-}
-
-/* Called with the lock held and a job at the head of a queue; takes the job (and, for a batch,
- * its companions) and returns how many were taken. */
-static int take_jobs(ecs_pool *p, ecs_job **batch) {
-  int q = p->queued[0] > 0 ? 0 : 1;
-  ecs_job *first = p->head[q];
-  unlink_job(p, q, NULL, first);
-  batch[0] = first;
-  int n = 1;
-  if (!job_batchable(p, first)) return n;
-  int max = p->opts.max_batch;
-  gather_same_key(p, q, first->batch_key, batch, &n, max);
-  uint64_t until = first->pool_enqueued_ns_ + (uint64_t)p->opts.max_delay_ms * 1000000u;
-  /* Only high-priority work waits for company: a low-priority batch that waited could hold a
-   * worker while inference queues up. */
-  while (n < max && q == 0 && !p->draining) {
-    if (ecs_monotonic_ns() >= until) break;
-    struct timespec ts = ns_to_ts(until);
-    p->batch_waiters++;
-    pthread_cond_timedwait(&p->batch_cv, &p->mu, &ts);
-    p->batch_waiters--;
-    gather_same_key(p, q, first->batch_key, batch, &n, max);
-  }
-  return n;
+/* Called with the lock held and a job queued: takes the oldest. */
+static ecs_job *take_job(ecs_pool *p) {
+  ecs_job *j = p->head;
+  unlink_job(p, NULL, j);
+  return j;
 }
 
 static void finish(ecs_job *j, ecs_job_end end, void *state) {
   if (j->done) j->done(j, end, state);
 }
 
-/* Outside the lock: drops expired and unwanted jobs, runs the rest, calls done. */
-static void process(ecs_pool *p, worker *w, ecs_job **batch, int n) {
-  ecs_job *live[ECS_POOL_MAX_BATCH];
-  int n_live = 0;
-  uint64_t expired = 0, gone = 0;
-  uint64_t now = ecs_monotonic_ns();
-  for (int i = 0; i < n; i++) {
-    ecs_job *j = batch[i];
-    if (j->deadline_ns != 0 && now > j->deadline_ns) {
-      expired++;
-      finish(j, ECS_JOB_EXPIRED, w->state);
-    } else if (j->still_wanted && !j->still_wanted(j)) {
-      gone++;
-      finish(j, ECS_JOB_GONE, w->state);
-    } else {
-      live[n_live++] = j;
-    }
+/* Outside the lock: drops the job when it expired or is no longer wanted, else runs it; then
+ * calls done. */
+static void process(ecs_pool *p, worker *w, ecs_job *j) {
+  ecs_job_end end = ECS_JOB_DONE;
+  if (j->deadline_ns != 0 && ecs_monotonic_ns() > j->deadline_ns) end = ECS_JOB_EXPIRED;
+  else if (j->still_wanted && !j->still_wanted(j)) end = ECS_JOB_GONE;
+  pthread_mutex_lock(&p->mu);
+  if (end == ECS_JOB_EXPIRED) p->st.expired++;
+  else if (end == ECS_JOB_GONE) p->st.gone++;
+  else p->running++;
+  pthread_mutex_unlock(&p->mu);
+  if (end == ECS_JOB_DONE) {
+    j->run(j, w->state);
+    pthread_mutex_lock(&p->mu);
+    p->running--;
+    p->st.completed++;
+    pthread_mutex_unlock(&p->mu);
   }
-  pthread_mutex_lock(&p->mu);
-  p->st.expired += expired;
-  p->st.gone += gone;
-  p->running += n_live;
-  pthread_mutex_unlock(&p->mu);
-  if (n_live == 0) return;
-
-  int batched = job_batchable(p, live[0]);
-  if (batched) p->opts.run_batch(live, n_live, w->state, p->opts.user);
-  else live[0]->run(live[0], w->state);
-
-  pthread_mutex_lock(&p->mu);
-  p->running -= n_live;
-  p->st.completed += (uint64_t)n_live;
-  p->st.batches[batched ? n_live : 0]++;
-  pthread_mutex_unlock(&p->mu);
-  for (int i = 0; i < n_live; i++) finish(live[i], ECS_JOB_DONE, w->state);
+  finish(j, end, w->state);
 }
 
 static void *worker_main(void *arg) {
@@ -199,12 +130,10 @@ static void *worker_main(void *arg) {
     return NULL;
   }
 
-  ecs_job *batch[ECS_POOL_MAX_BATCH];
   for (;;) {
     while (!p->stopping && no_work(p)) pthread_cond_wait(&p->work_cv, &p->mu);
     if (no_work(p)) break; /* stopping */
-    /* Busy from the moment the first job leaves the queue: a drain must also wait for jobs
-     * held while a batch fills. */
+    /* Busy from the moment the job leaves the queue until its done has returned. */
     p->busy++;
     if (p->expired) {
       ecs_job *j = p->expired;
@@ -220,9 +149,9 @@ static void *worker_main(void *arg) {
       pthread_mutex_lock(&p->mu);
       p->st.expired += k;
     } else {
-      int n = take_jobs(p, batch);
+      ecs_job *j = take_job(p);
       pthread_mutex_unlock(&p->mu);
-      process(p, w, batch, n);
+      process(p, w, j);
       pthread_mutex_lock(&p->mu);
     }
     p->busy--;
@@ -240,8 +169,7 @@ ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn wor
                      .queue_capacity = queue_capacity,
                      .worker_init = worker_init,
                      .worker_free = worker_free,
-                     .user = user,
-                     .max_batch = 1};
+                     .user = user};
   return ecs_pool_new_opts(&o, err);
 }
 
@@ -250,10 +178,8 @@ ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn wor
 static void stop_workers(ecs_pool *p) {
   pthread_mutex_lock(&p->mu);
   p->stopping = 1;
-  p->draining = 1;
   p->accepting = 0;
   pthread_cond_broadcast(&p->work_cv);
-  pthread_cond_broadcast(&p->batch_cv);
   pthread_mutex_unlock(&p->mu);
   for (int i = 0; i < p->opts.n_workers; i++)
     if (p->workers[i].started) pthread_join(p->workers[i].thread, NULL);
@@ -261,7 +187,6 @@ static void stop_workers(ecs_pool *p) {
 
 static void destroy(ecs_pool *p) {
   pthread_cond_destroy(&p->work_cv);
-  pthread_cond_destroy(&p->batch_cv);
   pthread_cond_destroy(&p->idle_cv);
   pthread_mutex_destroy(&p->mu);
   free(p->workers);
@@ -274,7 +199,6 @@ static int init_sync(ecs_pool *p) {
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   int rc = pthread_mutex_init(&p->mu, NULL);
   rc |= pthread_cond_init(&p->work_cv, &ca);
-  rc |= pthread_cond_init(&p->batch_cv, &ca);
   rc |= pthread_cond_init(&p->idle_cv, &ca);
   pthread_condattr_destroy(&ca);
   return rc == 0 ? 0 : -1;
@@ -286,7 +210,6 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
     return NULL;
   }
   ecs_pool_opts o = *opts;
-  if (o.max_batch == 0) o.max_batch = 1;
   if (o.n_workers < 1 || o.n_workers > MAX_WORKERS) {
     ecs_err_set(err, ECS_ERR_INVALID, "pool: %d workers (must be 1..%d)", o.n_workers,
                 MAX_WORKERS);
@@ -295,11 +218,6 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
   if (o.queue_capacity < 1) {
     ecs_err_set(err, ECS_ERR_INVALID, "pool: queue capacity %d (must be >= 1)",
                 o.queue_capacity);
-    return NULL;
-  }
-  if (o.max_batch < 1 || o.max_batch > ECS_POOL_MAX_BATCH || o.max_delay_ms < 0) {
-    ecs_err_set(err, ECS_ERR_INVALID, "pool: max_batch %d (must be 1..%d), max_delay_ms %d",
-                o.max_batch, ECS_POOL_MAX_BATCH, o.max_delay_ms);
     return NULL;
   }
   ecs_pool *p = calloc(1, sizeof *p);
@@ -314,7 +232,6 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
   p->accepting = 1;
   p->st.n_workers = o.n_workers;
   p->st.queue_capacity = o.queue_capacity;
-  atomic_init(&p->high_waiting, 0);
   if (init_sync(p) != 0) {
     free(ws);
     free(p);
@@ -362,61 +279,64 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
 static void sweep_expired(ecs_pool *p) {
   uint64_t now = ecs_monotonic_ns();
   int moved = 0;
-  for (int q = 0; q < N_PRIO; q++) {
-    ecs_job *prev = NULL, *j = p->head[q];
-    while (j) {
-      ecs_job *next = j->pool_next_;
-      if (j->deadline_ns != 0 && now > j->deadline_ns) {
-        unlink_job(p, q, prev, j);
-        j->pool_next_ = p->expired;
-        p->expired = j;
-        moved = 1;
-      } else {
-        prev = j;
-      }
-      j = next;
+  ecs_job *prev = NULL, *j = p->head;
+  while (j) {
+    ecs_job *next = j->pool_next_;
+    if (j->deadline_ns != 0 && now > j->deadline_ns) {
+      unlink_job(p, prev, j);
+      j->pool_next_ = p->expired;
+      p->expired = j;
+      moved = 1;
+    } else {
+      prev = j;
     }
+    j = next;
   }
   if (moved) pthread_cond_signal(&p->work_cv);
 }
 
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err) {
   if (!pool || !job) return ecs_err_set(err, ECS_ERR_INVALID, "pool: no pool or no job");
-  if (!job->run && !job_batchable(pool, job))
-    return ecs_err_set(err, ECS_ERR_INVALID, "pool: job has no run callback");
-  if (job->priority != ECS_PRIO_HIGH && job->priority != ECS_PRIO_LOW)
-    return ecs_err_set(err, ECS_ERR_INVALID, "pool: bad job priority %d", (int)job->priority);
+  if (!job->run) return ecs_err_set(err, ECS_ERR_INVALID, "pool: job has no run callback");
   pthread_mutex_lock(&pool->mu);
   if (!pool->accepting) {
     pthread_mutex_unlock(&pool->mu);
     return ecs_err_set(err, ECS_ERR_CANCELLED, "pool: shutting down, not accepting jobs");
   }
-  if (total_queued(pool) >= pool->opts.queue_capacity) sweep_expired(pool);
-  if (total_queued(pool) >= pool->opts.queue_capacity) {
+  if (pool->queued >= pool->opts.queue_capacity) sweep_expired(pool);
+  if (pool->queued >= pool->opts.queue_capacity) {
     pool->st.rejected++;
     int cap = pool->opts.queue_capacity;
     pthread_mutex_unlock(&pool->mu);
     return ecs_err_set(err, ECS_ERR_LIMIT, "pool: queue full (%d jobs waiting)", cap);
   }
-  job->pool_enqueued_ns_ = ecs_monotonic_ns();
   push_job(pool, job);
   pool->st.submitted++;
   pthread_cond_signal(&pool->work_cv);
-  if (pool->batch_waiters > 0) pthread_cond_broadcast(&pool->batch_cv);
   pthread_mutex_unlock(&pool->mu);
   return ECS_OK;
 }
 
-int ecs_pool_high_waiting(const ecs_pool *pool) {
-  return pool ? atomic_load(&((ecs_pool *)pool)->high_waiting) : 0;
+int ecs_pool_wait_idle(ecs_pool *pool, int timeout_ms) {
+  if (!pool) return 1;
+  pthread_mutex_lock(&pool->mu);
+  if ((!no_work(pool) || pool->busy > 0) && timeout_ms > 0) {
+    uint64_t until = ecs_monotonic_ns() + (uint64_t)timeout_ms * 1000000u;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                          .tv_nsec = (long)(until % 1000000000u)};
+    while ((!no_work(pool) || pool->busy > 0) &&
+           pthread_cond_timedwait(&pool->idle_cv, &pool->mu, &ts) == 0) {
+    }
+  }
+  int idle = no_work(pool) && pool->busy == 0;
+  pthread_mutex_unlock(&pool->mu);
+  return idle;
 }
 
 void ecs_pool_drain(ecs_pool *pool) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mu);
   pool->accepting = 0;
-  pool->draining = 1;
-  pthread_cond_broadcast(&pool->batch_cv);
   while (!no_work(pool) || pool->busy > 0) pthread_cond_wait(&pool->idle_cv, &pool->mu);
   pthread_mutex_unlock(&pool->mu);
 }
@@ -425,25 +345,18 @@ void ecs_pool_free(ecs_pool *pool) {
   if (!pool) return;
   /* Take what is still queued before the workers see `stopping`, so they exit instead of
    * starting it. */
-  ecs_job *left[N_PRIO];
   pthread_mutex_lock(&pool->mu);
   pool->accepting = 0;
-  pool->draining = 1;
-  for (int q = 0; q < N_PRIO; q++) {
-    left[q] = pool->head[q];
-    pool->head[q] = pool->tail[q] = NULL;
-    pool->st.cancelled += (uint64_t)pool->queued[q];
-    pool->queued[q] = 0;
-  }
-  atomic_store(&pool->high_waiting, 0);
+  ecs_job *left = pool->head;
+  pool->head = pool->tail = NULL;
+  pool->st.cancelled += (uint64_t)pool->queued;
+  pool->queued = 0;
   pthread_mutex_unlock(&pool->mu);
-  for (int q = 0; q < N_PRIO; q++) {
-    for (ecs_job *j = left[q]; j;) {
-      ecs_job *next = j->pool_next_;
-      j->pool_next_ = NULL;
-      finish(j, ECS_JOB_CANCELLED, NULL);
-      j = next;
-    }
+  for (ecs_job *j = left; j;) {
+    ecs_job *next = j->pool_next_;
+    j->pool_next_ = NULL;
+    finish(j, ECS_JOB_CANCELLED, NULL);
+    j = next;
   }
   stop_workers(pool);
   destroy(pool);
@@ -455,8 +368,7 @@ void ecs_pool_get_stats(ecs_pool *pool, ecs_pool_stats *stats) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mu);
   *stats = pool->st;
-  stats->queued = total_queued(pool);
-  stats->queued_high = pool->queued[0];
+  stats->queued = pool->queued;
   stats->running = pool->running;
   pthread_mutex_unlock(&pool->mu);
 }

@@ -1,5 +1,5 @@
-/* test_pool.c - the worker pool: order, back-pressure, deadlines, still_wanted, priorities,
- * batching, drain under load, shutdown and worker state.
+/* test_pool.c - the worker pool: order, back-pressure, deadlines, still_wanted, waiting for
+ * idle, drain under load, shutdown and worker state.
  *
  * Most tests park the single worker on a "gate" job so that everything submitted afterwards is
  * queued at a known moment; opening the gate lets the pool schedule what it holds. */
@@ -74,11 +74,8 @@ typedef struct log {
   int n;
   int ends[256];  /* per id: ecs_job_end + 1, 0 = done not called yet */
   int done_calls;
-  int batch_of[256]; /* per id: the size of the batch it ran in (0: plain run) */
   int anomalies;     /* seen on worker threads, checked by the test thread (cmocka's asserts
                       * longjmp and so must stay on the test's own thread) */
-  uint64_t batch_keys[64];
-  int n_batches;
 } log_t;
 
 typedef struct rjob {
@@ -111,21 +108,6 @@ static int rjob_wanted(ecs_job *job) {
   rjob *r = (rjob *)job;
   r->asked++;
   return r->wanted;
-}
-
-static void batch_run(ecs_job **jobs, int n, void *ws, void *user) {
-  (void)ws;
-  (void)user;
-  log_t *lg = ((rjob *)jobs[0])->log;
-  pthread_mutex_lock(&lg->mu);
-  lg->batch_keys[lg->n_batches++] = jobs[0]->batch_key;
-  for (int i = 0; i < n; i++) {
-    rjob *r = (rjob *)jobs[i];
-    if (jobs[i]->batch_key != jobs[0]->batch_key) lg->anomalies++;
-    lg->order[lg->n++] = r->id;
-    lg->batch_of[r->id] = n;
-  }
-  pthread_mutex_unlock(&lg->mu);
 }
 
 static void log_init(log_t *lg) {
@@ -176,7 +158,6 @@ static void test_fifo_order(void **state) {
   assert_int_equal(st.submitted, 11);
   assert_int_equal(st.queued, 0);
   assert_int_equal(st.running, 0);
-  assert_int_equal(st.batches[0], 11);
   ecs_pool_free(p);
   gate_destroy(&g);
 }
@@ -318,226 +299,52 @@ static void test_still_wanted_is_asked_just_before_start(void **state) {
   gate_destroy(&g);
 }
 
-static void test_high_priority_runs_before_low(void **state) {
-  (void)state;
-  ecs_err err = {0};
-  ecs_pool *p = ecs_pool_new(1, 16, NULL, NULL, NULL, &err);
-  gate g;
-  gate_init(&g);
-  gate_close(p, &g);
-  log_t lg;
-  log_init(&lg);
-  rjob js[6];
-  ecs_job_priority pr[6] = {ECS_PRIO_LOW, ECS_PRIO_HIGH, ECS_PRIO_LOW,
-                            ECS_PRIO_HIGH, ECS_PRIO_LOW, ECS_PRIO_HIGH};
-  assert_int_equal(ecs_pool_high_waiting(p), 0);
-  for (int i = 0; i < 6; i++) {
-    rjob_init(&js[i], &lg, i);
-    js[i].job.priority = pr[i];
-    assert_int_equal(ecs_pool_submit(p, &js[i].job, &err), ECS_OK);
-  }
-  assert_int_equal(ecs_pool_high_waiting(p), 3);
-  ecs_pool_stats st;
-  ecs_pool_get_stats(p, &st);
-  assert_int_equal(st.queued_high, 3);
-  assert_int_equal(st.queued, 6);
-  gate_open(&g);
-  ecs_pool_drain(p);
-  int want[6] = {1, 3, 5, 0, 2, 4};
-  assert_int_equal(lg.n, 6);
-  for (int i = 0; i < 6; i++) assert_int_equal(lg.order[i], want[i]);
-  assert_int_equal(ecs_pool_high_waiting(p), 0);
-  ecs_pool_free(p);
-  gate_destroy(&g);
-}
-
-/* A long low-priority job sees a high-priority arrival through ecs_pool_high_waiting. */
-typedef struct yjob {
-  ecs_job job;
+/* ecs_pool_wait_idle: at once on an idle pool; a timeout while a job runs; woken (well before
+ * the timeout) when the last job ends. */
+typedef struct waiter {
   ecs_pool *pool;
-  atomic_int started;
-  int yielded;
-} yjob;
+  int result;
+  uint64_t waited_ns;
+} waiter;
 
-static void yjob_run(ecs_job *job, void *ws) {
-  (void)ws;
-  yjob *y = (yjob *)job;
-  atomic_store(&y->started, 1);
-  for (int step = 0; step < 5000; step++) { /* at most 5 s */
-    if (ecs_pool_high_waiting(y->pool) > 0) {
-      y->yielded = 1;
-      return;
-    }
-    sleep_ms(1);
-  }
+static void *wait_main(void *arg) {
+  waiter *w = arg;
+  uint64_t t0 = ecs_monotonic_ns();
+  w->result = ecs_pool_wait_idle(w->pool, 10000);
+  w->waited_ns = ecs_monotonic_ns() - t0;
+  return NULL;
 }
 
-static void test_low_priority_job_can_yield(void **state) {
+static void test_wait_idle(void **state) {
   (void)state;
   ecs_err err = {0};
-  ecs_pool *p = ecs_pool_new(1, 4, NULL, NULL, NULL, &err);
-  yjob y = {.job = {.run = yjob_run, .priority = ECS_PRIO_LOW}, .pool = p};
-  assert_int_equal(ecs_pool_submit(p, &y.job, &err), ECS_OK);
-  while (!atomic_load(&y.started)) sleep_ms(1);
-  log_t lg;
-  log_init(&lg);
-  rjob h;
-  rjob_init(&h, &lg, 0);
-  assert_int_equal(ecs_pool_submit(p, &h.job, &err), ECS_OK);
-  ecs_pool_drain(p);
-  assert_true(y.yielded);
-  assert_int_equal(lg.ends[0], ECS_JOB_DONE + 1);
-  ecs_pool_free(p);
-}
-
-static void test_batches_by_key(void **state) {
-  (void)state;
-  ecs_err err = {0};
-  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 32, .run_batch = batch_run,
-                     .max_batch = 3, .max_delay_ms = 20};
-  ecs_pool *p = ecs_pool_new_opts(&o, &err);
-  assert_non_null(p);
+  ecs_pool *p = ecs_pool_new(1, 8, NULL, NULL, NULL, &err);
+  assert_int_equal(ecs_pool_wait_idle(p, 0), 1);
+  assert_int_equal(ecs_pool_wait_idle(p, 5000), 1); /* idle: no wait at all */
   gate g;
   gate_init(&g);
   gate_close(p, &g);
   log_t lg;
   log_init(&lg);
-  /* keys: A B A A B A 0(plain) */
-  uint64_t keys[7] = {7, 9, 7, 7, 9, 7, 0};
-  rjob js[7];
-  for (int i = 0; i < 7; i++) {
-    rjob_init(&js[i], &lg, i);
-    js[i].job.batch_key = keys[i];
-    assert_int_equal(ecs_pool_submit(p, &js[i].job, &err), ECS_OK);
-  }
-  gate_open(&g);
-  ecs_pool_drain(p);
-  /* A takes the next two As; then B with its one companion (waiting out the delay); then the
-   * last A alone (also after the delay), then the plain job. */
-  int want[7] = {0, 2, 3, 1, 4, 5, 6};
-  assert_int_equal(lg.n, 7);
-  for (int i = 0; i < 7; i++) assert_int_equal(lg.order[i], want[i]);
-  assert_int_equal(lg.n_batches, 3);
-  assert_int_equal(lg.batch_keys[0], 7);
-  assert_int_equal(lg.batch_keys[1], 9);
-  assert_int_equal(lg.batch_keys[2], 7);
-  assert_int_equal(lg.batch_of[0], 3);
-  assert_int_equal(lg.batch_of[1], 2);
-  assert_int_equal(lg.batch_of[5], 1);
-  assert_int_equal(lg.batch_of[6], 0);
-  for (int i = 0; i < 7; i++) assert_int_equal(lg.ends[i], ECS_JOB_DONE + 1);
-  ecs_pool_stats st;
-  assert_int_equal(lg.anomalies, 0);
-  ecs_pool_get_stats(p, &st);
-  assert_int_equal(st.batches[3], 1);
-  assert_int_equal(st.batches[2], 1);
-  assert_int_equal(st.batches[1], 1);
-  assert_int_equal(st.batches[0], 2); /* gate and the plain job */
-  assert_int_equal(st.completed, 8);
+  rjob queued;
+  rjob_init(&queued, &lg, 0);
+  assert_int_equal(ecs_pool_submit(p, &queued.job, &err), ECS_OK);
+  assert_int_equal(ecs_pool_wait_idle(p, 0), 0);
+  uint64_t t0 = ecs_monotonic_ns();
+  assert_int_equal(ecs_pool_wait_idle(p, 30), 0); /* busy throughout: times out */
+  assert_true(ecs_monotonic_ns() - t0 >= 29000000u);
+  waiter w = {.pool = p};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, wait_main, &w), 0);
+  sleep_ms(20);
+  gate_open(&g); /* the gate ends, then the queued job runs: then the pool is idle */
+  pthread_join(th, NULL);
+  assert_int_equal(w.result, 1);
+  assert_true(w.waited_ns < 5000000000ull);
+  assert_int_equal(lg.ends[0], ECS_JOB_DONE + 1); /* idle means its done had returned too */
+  assert_int_equal(ecs_pool_wait_idle(NULL, 10), 1);
   ecs_pool_free(p);
   gate_destroy(&g);
-}
-
-/* The worker waits up to max_delay for a companion that arrives after it took the first job,
- * and no longer than that when none comes. */
-static void test_batch_waits_for_late_arrival(void **state) {
-  (void)state;
-  ecs_err err = {0};
-  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 8, .run_batch = batch_run,
-                     .max_batch = 2, .max_delay_ms = 2000};
-  ecs_pool *p = ecs_pool_new_opts(&o, &err);
-  assert_non_null(p);
-  log_t lg;
-  log_init(&lg);
-  rjob a, b;
-  rjob_init(&a, &lg, 0);
-  rjob_init(&b, &lg, 1);
-  a.job.batch_key = b.job.batch_key = 5;
-  uint64_t t0 = ecs_monotonic_ns();
-  assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
-  sleep_ms(30);
-  assert_int_equal(lg.n, 0); /* still waiting for a second job */
-  assert_int_equal(ecs_pool_submit(p, &b.job, &err), ECS_OK);
-  ecs_pool_drain(p);
-  assert_true(ecs_monotonic_ns() - t0 < 1500000000ull); /* did not sit out the delay */
-  assert_int_equal(lg.n_batches, 1);
-  assert_int_equal(lg.batch_of[0], 2);
-  assert_int_equal(lg.batch_of[1], 2);
-  ecs_pool_free(p);
-
-  o.max_delay_ms = 40;
-  p = ecs_pool_new_opts(&o, &err);
-  log_init(&lg);
-  rjob_init(&a, &lg, 0);
-  a.job.batch_key = 5;
-  t0 = ecs_monotonic_ns();
-  assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
-  while (1) {
-    pthread_mutex_lock(&lg.mu);
-    int n = lg.n;
-    pthread_mutex_unlock(&lg.mu);
-    if (n) break;
-    sleep_ms(1);
-  }
-  uint64_t waited = ecs_monotonic_ns() - t0;
-  assert_true(waited >= 40000000u);
-  assert_true(waited < 1000000000u);
-  assert_int_equal(lg.batch_of[0], 1);
-  ecs_pool_drain(p);
-  ecs_pool_free(p);
-}
-
-/* A drain that begins while a worker holds jobs for a batch waits for them, and cuts the
- * batching delay short. */
-static void test_drain_waits_for_a_filling_batch(void **state) {
-  (void)state;
-  ecs_err err = {0};
-  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 8, .run_batch = batch_run,
-                     .max_batch = 4, .max_delay_ms = 5000};
-  ecs_pool *p = ecs_pool_new_opts(&o, &err);
-  log_t lg;
-  log_init(&lg);
-  rjob a;
-  rjob_init(&a, &lg, 0);
-  a.job.batch_key = 1;
-  assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
-  sleep_ms(30); /* the worker has taken it and waits for company */
-  ecs_pool_stats st;
-  ecs_pool_get_stats(p, &st);
-  assert_int_equal(st.queued, 0);
-  uint64_t t0 = ecs_monotonic_ns();
-  ecs_pool_drain(p);
-  assert_true(ecs_monotonic_ns() - t0 < 2000000000ull);
-  assert_int_equal(lg.ends[0], ECS_JOB_DONE + 1);
-  assert_int_equal(lg.batch_of[0], 1);
-  ecs_pool_free(p);
-}
-
-static void test_low_priority_batch_does_not_wait(void **state) {
-  (void)state;
-  ecs_err err = {0};
-  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 8, .run_batch = batch_run,
-                     .max_batch = 4, .max_delay_ms = 5000};
-  ecs_pool *p = ecs_pool_new_opts(&o, &err);
-  log_t lg;
-  log_init(&lg);
-  rjob a;
-  rjob_init(&a, &lg, 0);
-  a.job.batch_key = 1;
-  a.job.priority = ECS_PRIO_LOW;
-  uint64_t t0 = ecs_monotonic_ns();
-  assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
-  for (int i = 0; i < 2000; i++) {
-    pthread_mutex_lock(&lg.mu);
-    int ended = lg.ends[0];
-    pthread_mutex_unlock(&lg.mu);
-    if (ended) break;
-    sleep_ms(1);
-  }
-  assert_true(ecs_monotonic_ns() - t0 < 2000000000ull);
-  ecs_pool_drain(p);
-  assert_int_equal(lg.batch_of[0], 1);
-  ecs_pool_free(p);
 }
 
 /* ---- load: several submitters, several workers, then a drain ------------------------------ */
@@ -603,7 +410,6 @@ static void *submit_main(void *arg) {
   submitter *s = arg;
   for (int i = 0; i < PER_SUBMITTER; i++) {
     s->jobs[i] = (cjob){.job = {.run = cjob_run, .done = cjob_done}, .ran = s->ran, .done = s->done};
-    s->jobs[i].job.priority = (i % 3 == 0) ? ECS_PRIO_LOW : ECS_PRIO_HIGH;
     ecs_err err;
     while (ecs_pool_submit(s->pool, &s->jobs[i].job, &err) == ECS_ERR_LIMIT) {
       s->rejections++;
@@ -718,16 +524,12 @@ static void test_bad_arguments(void **state) {
   assert_int_equal(err.status, ECS_ERR_INVALID);
   assert_null(ecs_pool_new(2, 0, NULL, NULL, NULL, &err));
   assert_int_equal(err.status, ECS_ERR_INVALID);
-  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 1, .max_batch = ECS_POOL_MAX_BATCH + 1};
+  ecs_pool_opts o = {.n_workers = 1, .queue_capacity = 0};
   assert_null(ecs_pool_new_opts(&o, &err));
   assert_int_equal(err.status, ECS_ERR_INVALID);
   assert_null(ecs_pool_new_opts(NULL, &err));
   ecs_pool *p = ecs_pool_new(1, 1, NULL, NULL, NULL, &err);
-  ecs_job j = {0}; /* no run, and the pool has no run_batch */
-  j.batch_key = 3;
-  assert_int_equal(ecs_pool_submit(p, &j, &err), ECS_ERR_INVALID);
-  j.run = rjob_run;
-  j.priority = (ecs_job_priority)7;
+  ecs_job j = {0}; /* no run */
   assert_int_equal(ecs_pool_submit(p, &j, &err), ECS_ERR_INVALID);
   assert_int_equal(ecs_pool_submit(p, NULL, &err), ECS_ERR_INVALID);
   assert_string_equal(ecs_job_end_str(ECS_JOB_EXPIRED), "expired");
@@ -741,12 +543,7 @@ int main(void) {
       cmocka_unit_test(test_expired_jobs_are_dropped_before_they_start),
       cmocka_unit_test(test_full_queue_of_expired_jobs_takes_a_live_one),
       cmocka_unit_test(test_still_wanted_is_asked_just_before_start),
-      cmocka_unit_test(test_high_priority_runs_before_low),
-      cmocka_unit_test(test_low_priority_job_can_yield),
-      cmocka_unit_test(test_batches_by_key),
-      cmocka_unit_test(test_batch_waits_for_late_arrival),
-      cmocka_unit_test(test_drain_waits_for_a_filling_batch),
-      cmocka_unit_test(test_low_priority_batch_does_not_wait),
+      cmocka_unit_test(test_wait_idle),
       cmocka_unit_test(test_drain_under_load),
       cmocka_unit_test(test_free_cancels_queued_jobs),
       cmocka_unit_test(test_worker_init_failure),

@@ -129,6 +129,17 @@ def test_bad_bodies_and_routes(env):
     assert admin(s, "DELETE", "/admin/models/../versions/1").status_code == 404
     r = admin(s, "POST", "/admin/eval", json={"dataset": "syn"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "model"  # none served yet
+    # an admin request is small JSON: a body past 1 MiB is refused before it is read
+    r = admin(s, "POST", "/admin/train", data=b" " * (1 << 20 | 1),
+              headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    # each route of the table is its own metrics series; unknown paths count as "other"
+    m = requests.get(s.url + "/metrics", timeout=10).text
+    assert re.search(r'ecsnet_requests_total\{route="/admin/jobs/\{id\}",status="404"\} [1-9]', m)
+    assert 'ecsnet_requests_total{route="/admin/train",status="405"} 1' in m
+    assert 'ecsnet_requests_total{route="/admin/train",status="413"} 1' in m
+    assert re.search(r'ecsnet_requests_total\{route="other",status="404"\} [1-9]', m)
+    assert 'route="/admin"' not in m
 
 
 def test_admin_routes_against_the_schema_with_the_token(env):

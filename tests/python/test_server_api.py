@@ -247,10 +247,11 @@ def test_metrics(server):
     assert re.search(r'ecsnet_request_duration_seconds_bucket\{route="/cam",le="\+Inf"\} 1', t)
     assert re.search(r"^ecsnet_decode_seconds_count 1$", t, re.M)
     for name in ("ecsnet_queue_depth 0", "ecsnet_queue_capacity 64", "ecsnet_workers 1",
-                 "ecsnet_model_ready 0", "ecsnet_batch_size_count 0",
+                 "ecsnet_model_ready 0",
                  "ecsnet_inference_seconds_count 0"):
         assert re.search("^" + re.escape(name) + "$", t, re.M), name
     assert "ecsnet_model_info{" not in t  # no model, no series
+    assert "ecsnet_batch_size" not in t  # requests run one at a time: no batch histogram
     # every sample line is well formed: name{labels} value
     for line in t.splitlines():
         if line and not line.startswith("#"):

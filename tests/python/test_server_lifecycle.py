@@ -14,7 +14,7 @@ import requests
 from test_server_fixture import Server, jpeg_bytes, server_binary, server_factory  # noqa: F401
 
 DESIGN_FLAGS = ["--listen", "--model", "--data-dir", "--device", "--workers", "--threads",
-                "--train-threads", "--queue", "--batch-max", "--batch-delay-ms", "--max-body",
+                "--train-threads", "--queue", "--max-body",
                 "--max-pixels", "--max-labels", "--request-timeout-ms", "--max-connections",
                 "--label-threshold", "--admin-token-file", "--log-format", "--help",
                 "--version", "--config", "--cors-origin"]
@@ -31,6 +31,15 @@ def test_help_lists_every_flag():
     for flag in DESIGN_FLAGS:
         assert flag in r.stdout, flag
     assert "ECSNET_ADMIN_TOKEN" in r.stdout
+
+
+def test_batching_flags_are_gone():
+    """Same-size batching was measured slower per image on the CPU and was never wired in, so
+    its flags were removed rather than parsed and ignored."""
+    assert "--batch" not in run("--help").stdout
+    for flag in ("--batch-max", "--batch-delay-ms"):
+        r = run(flag, "2")
+        assert r.returncode == 2 and "unknown option" in r.stderr, (flag, r.stderr)
 
 
 def test_version():

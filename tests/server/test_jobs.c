@@ -53,7 +53,7 @@ static const char *status_of(srv_jobs *j, int64_t id, char buf[32]) {
 
 static void test_records_survive_a_reopen(void **state) {
   (void)state;
-  char dir[300], st[32], msg[256];
+  char dir[300], st[32];
   snprintf(dir, sizeof dir, "%s/a", g_root);
   srv_jobs *j = open_store(dir, false);
   assert_non_null(j);
@@ -104,15 +104,15 @@ static void test_records_survive_a_reopen(void **state) {
   assert_string_equal(status_of(j, id2, st), "queued");
 
   /* cancel: queued at once; interrupted (finished) is a conflict; unknown is not found */
-  assert_int_equal(srv_jobs_cancel(j, id2, msg, sizeof msg), SRV_JOBS_OK);
+  assert_int_equal(srv_jobs_cancel(j, id2, &e), ECS_OK);
   assert_string_equal(status_of(j, id2, st), "cancelled");
-  assert_int_equal(srv_jobs_cancel(j, id1, msg, sizeof msg), SRV_JOBS_CONFLICT);
-  assert_int_equal(srv_jobs_cancel(j, 999, msg, sizeof msg), SRV_JOBS_NOT_FOUND);
+  assert_int_equal(srv_jobs_cancel(j, id1, &e), ECS_ERR_CONFLICT);
+  assert_int_equal(srv_jobs_cancel(j, 999, &e), ECS_ERR_NOT_FOUND);
   /* resume: interrupted and cancelled training jobs queue again; eval jobs and queued don't */
-  assert_int_equal(srv_jobs_resume(j, id3, msg, sizeof msg), SRV_JOBS_CONFLICT);
-  assert_int_equal(srv_jobs_resume(j, id1, msg, sizeof msg), SRV_JOBS_OK);
-  assert_int_equal(srv_jobs_resume(j, id1, msg, sizeof msg), SRV_JOBS_CONFLICT);
-  assert_int_equal(srv_jobs_resume(j, 999, msg, sizeof msg), SRV_JOBS_NOT_FOUND);
+  assert_int_equal(srv_jobs_resume(j, id3, &e), ECS_ERR_CONFLICT);
+  assert_int_equal(srv_jobs_resume(j, id1, &e), ECS_OK);
+  assert_int_equal(srv_jobs_resume(j, id1, &e), ECS_ERR_CONFLICT);
+  assert_int_equal(srv_jobs_resume(j, 999, &e), ECS_ERR_NOT_FOUND);
   assert_int_equal(srv_jobs_claim(j, kind, &got, &resume), id1);
   assert_true(resume);
   json_decref(got);
@@ -154,13 +154,15 @@ static void test_unwritable_data_dir_is_an_error(void **state) {
 typedef struct hooks {
   atomic_int busy_calls;
   atomic_int busy_left; /* answer busy this many more times */
+  atomic_int max_ms;    /* the longest wait the job asked for */
   char name[64];
   int version;
 } hooks;
 
-static int busy(void *user) {
+static int wait_idle(void *user, int max_ms) {
   hooks *h = user;
   atomic_fetch_add(&h->busy_calls, 1);
+  if (max_ms > atomic_load(&h->max_ms)) atomic_store(&h->max_ms, max_ms);
   return atomic_fetch_sub(&h->busy_left, 1) > 0;
 }
 
@@ -190,7 +192,7 @@ static void test_runner_trains_yields_and_registers(void **state) {
   srv_jobs_env env = {.data_dir = dir,
                       .device = "cpu",
                       .threads = 1,
-                      .busy = busy,
+                      .wait_idle = wait_idle,
                       .activate = activate,
                       .user = &h,
                       .start_runner = true};
@@ -218,6 +220,8 @@ static void test_runner_trains_yields_and_registers(void **state) {
   assert_string_equal(st, "succeeded");
   /* asked between ops, not only between the 3 steps; the first 40 answers were "busy" */
   assert_true(atomic_load(&h.busy_calls) > 40 + 3 * 10);
+  /* each wait is bounded, so a cancel is seen while inference stays busy */
+  assert_true(atomic_load(&h.max_ms) > 0 && atomic_load(&h.max_ms) <= 100);
   json_t *model = json_object_get(json_object_get(job, "result"), "model");
   assert_string_equal(json_string_value(json_object_get(model, "name")), "tiny");
   assert_int_equal(json_integer_value(json_object_get(model, "version")), 1);

@@ -10,21 +10,29 @@
 
 #include "srv-config.h"
 
-static srv_config_result load(srv_config *c, char **argv, char **envp, char *msg) {
+/* What srv_config_load tells main: start, exit 0 (--help, --version), or exit 2 with msg. */
+enum { LOAD_OK, LOAD_EXIT, LOAD_USAGE };
+
+static int load(srv_config *c, char **argv, char **envp, char *msg) {
   int argc = 0;
   while (argv[argc]) argc++;
   FILE *out = fopen("/dev/null", "w");
-  srv_config_result r = srv_config_load(c, argc, argv, envp, out, msg, 256);
+  bool done = false;
+  ecs_err e;
+  ecs_err_clear(&e);
+  ecs_status st = srv_config_load(c, argc, argv, envp, out, &done, &e);
   fclose(out);
-  return r;
+  memcpy(msg, e.msg, sizeof e.msg);
+  if (st != ECS_OK) return st == ECS_ERR_INVALID ? LOAD_USAGE : -1;
+  return done ? LOAD_EXIT : LOAD_OK;
 }
 
 static void test_defaults(void **state) {
   (void)state;
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   char *argv[] = {"ecsnet-server", NULL};
-  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv, NULL, msg), LOAD_OK);
   assert_string_equal(c.host, "127.0.0.1");
   assert_int_equal(c.port, 8080);
   assert_string_equal(c.data_dir, "./data");
@@ -48,10 +56,10 @@ static void test_precedence(void **state) {
   fprintf(f, "# comment\nworkers 3\nqueue = 7\nlog-format \"json\"\n\nmax-labels 5\n");
   fclose(f);
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   char *argv[] = {"ecsnet-server", "--config", path, "--queue=9", "--listen", "[::1]:0", NULL};
   char *envp[] = {"ECSNET_WORKERS=4", "ECSNET_QUEUE=8", "ECSNET_DEVICE=cuda:1", NULL};
-  assert_int_equal(load(&c, argv, envp, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv, envp, msg), LOAD_OK);
   assert_int_equal(c.workers, 4);   /* env over file */
   assert_int_equal(c.queue, 9);     /* flag over env */
   assert_int_equal(c.max_labels, 5); /* file over default */
@@ -65,7 +73,7 @@ static void test_precedence(void **state) {
 static void test_bad_usage(void **state) {
   (void)state;
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   struct {
     char *argv[4];
     const char *needle;
@@ -93,7 +101,7 @@ static void test_bad_usage(void **state) {
       {{"s", "--cuda-workspace-mb", "-5", NULL}, "--cuda-workspace-mb"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    assert_int_equal(load(&c, cases[i].argv, NULL, msg), SRV_CONFIG_USAGE);
+    assert_int_equal(load(&c, cases[i].argv, NULL, msg), LOAD_USAGE);
     if (!strstr(msg, cases[i].needle)) {
       fprintf(stderr, "case %zu: '%s' lacks '%s'\n", i, msg, cases[i].needle);
       fail();
@@ -102,26 +110,26 @@ static void test_bad_usage(void **state) {
   }
   char *envp[] = {"ECSNET_MAX_BODY=12", NULL};
   char *argv[] = {"s", NULL};
-  assert_int_equal(load(&c, argv, envp, msg), SRV_CONFIG_USAGE);
+  assert_int_equal(load(&c, argv, envp, msg), LOAD_USAGE);
   assert_non_null(strstr(msg, "ECSNET_MAX_BODY"));
   char *envp2[] = {"ECSNET_ADMIN_TOKEN=short", NULL};
-  assert_int_equal(load(&c, argv, envp2, msg), SRV_CONFIG_USAGE);
+  assert_int_equal(load(&c, argv, envp2, msg), LOAD_USAGE);
   char *envp3[] = {"ECSNET_WINOGRAD=1", NULL};
-  assert_int_equal(load(&c, argv, envp3, msg), SRV_CONFIG_USAGE);
+  assert_int_equal(load(&c, argv, envp3, msg), LOAD_USAGE);
   assert_string_equal(msg, "ECSNET_WINOGRAD: '1' is not one of auto|off|2|4");
   char *envp4[] = {"ECSNET_TF32=yes", NULL};
-  assert_int_equal(load(&c, argv, envp4, msg), SRV_CONFIG_USAGE);
+  assert_int_equal(load(&c, argv, envp4, msg), LOAD_USAGE);
   assert_non_null(strstr(msg, "ECSNET_TF32"));
 }
 
 static void test_help_and_version(void **state) {
   (void)state;
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   char *argv[] = {"s", "--workers", "0", "--help", NULL}; /* --help wins over a bad value */
-  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_EXIT_OK);
+  assert_int_equal(load(&c, argv, NULL, msg), LOAD_EXIT);
   char *argv2[] = {"s", "--version", NULL};
-  assert_int_equal(load(&c, argv2, NULL, msg), SRV_CONFIG_EXIT_OK);
+  assert_int_equal(load(&c, argv2, NULL, msg), LOAD_EXIT);
 }
 
 static void test_token_file(void **state) {
@@ -131,9 +139,9 @@ static void test_token_file(void **state) {
   assert_true(write(fd, "0123456789abcdef0123\n", 21) == 21);
   close(fd);
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   char *argv[] = {"s", "--admin-token-file", path, NULL};
-  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv, NULL, msg), LOAD_OK);
   assert_string_equal(c.admin_token, "0123456789abcdef0123");
   unlink(path);
 }
@@ -143,15 +151,15 @@ static void test_token_file(void **state) {
 static void test_shipped_model(void **state) {
   (void)state;
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   char *argv[] = {"s", "--shipped-model", "/models/x.safetensors", NULL};
-  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv, NULL, msg), LOAD_OK);
   assert_string_equal(c.shipped_model, "/models/x.safetensors");
   char *argv0[] = {"s", NULL};
   char *none[] = {"ECSNET_SHIPPED_MODEL=none", NULL}, *empty[] = {"ECSNET_SHIPPED_MODEL=", NULL};
-  assert_int_equal(load(&c, argv0, none, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv0, none, msg), LOAD_OK);
   assert_string_equal(c.shipped_model, "none");
-  assert_int_equal(load(&c, argv0, empty, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv0, empty, msg), LOAD_OK);
   assert_string_equal(c.shipped_model, "");
 }
 
@@ -160,7 +168,7 @@ static void test_shipped_model(void **state) {
 static void test_engine_options(void **state) {
   (void)state;
   srv_config c;
-  char msg[256];
+  char msg[ECS_ERR_MSG_MAX];
   char *argv[] = {"s",
                   "--winograd=off",
                   "--dnnl-phases",
@@ -171,7 +179,7 @@ static void test_engine_options(void **state) {
                   "on",
                   "--cuda-workspace-mb=512",
                   NULL};
-  assert_int_equal(load(&c, argv, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv, NULL, msg), LOAD_OK);
   assert_int_equal(c.engine.winograd, ECS_OPT_OFF);
   assert_int_equal(c.engine.phases, 4);
   assert_int_equal(c.engine.pack_width, 32);
@@ -188,7 +196,7 @@ static void test_engine_options(void **state) {
                  "ECSNET_DNNL_PHASES=0",
                  "ECSNET_CUDA_WORKSPACE_MB=64",
                  NULL};
-  assert_int_equal(load(&c, argv0, old, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv0, old, msg), LOAD_OK);
   assert_int_equal(c.engine.winograd, ECS_OPT_OFF);
   assert_int_equal(c.engine.pack_width, ECS_OPT_OFF);
   assert_int_equal(c.engine.fuse, ECS_OPT_OFF);
@@ -205,20 +213,20 @@ static void test_engine_options(void **state) {
   fclose(f);
   char *argv2[] = {"s", "--config", path, "--winograd", "auto", NULL};
   char *env2[] = {"ECSNET_WINOGRAD=4", "ECSNET_FUSE=auto", NULL};
-  assert_int_equal(load(&c, argv2, env2, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv2, env2, msg), LOAD_OK);
   assert_int_equal(c.engine.winograd, 0);
   assert_int_equal(c.engine.fuse, 0);
   assert_int_equal(c.engine.tf32, 1);
   char *argv3[] = {"s", "--config", path, NULL};
-  assert_int_equal(load(&c, argv3, env2, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv3, env2, msg), LOAD_OK);
   assert_int_equal(c.engine.winograd, 4);
-  assert_int_equal(load(&c, argv3, NULL, msg), SRV_CONFIG_OK);
+  assert_int_equal(load(&c, argv3, NULL, msg), LOAD_OK);
   assert_int_equal(c.engine.winograd, 2);
   assert_int_equal(c.engine.fuse, ECS_OPT_OFF);
   f = fopen(path, "w");
   fprintf(f, "dnnl-pack narrow\n");
   fclose(f);
-  assert_int_equal(load(&c, argv3, NULL, msg), SRV_CONFIG_USAGE);
+  assert_int_equal(load(&c, argv3, NULL, msg), LOAD_USAGE);
   assert_non_null(strstr(msg, ":1: 'narrow' is not one of auto|off|N"));
   unlink(path);
 }

@@ -22,6 +22,8 @@ typedef enum ecs_status {
   ECS_ERR_BACKEND,     /* the backend library reported a failure */
   ECS_ERR_CANCELLED,   /* stopped by a cancel flag */
   ECS_ERR_LIMIT,       /* a configured limit was exceeded (pixels, sizes) */
+  ECS_ERR_NOT_FOUND,   /* no such record, name or version */
+  ECS_ERR_CONFLICT,    /* the object's state does not allow it (cancel a finished job) */
 } ecs_status;
 
 #define ECS_ERR_MSG_MAX 512

@@ -1,18 +1,24 @@
-/* ecs/pool.h - a fixed set of worker threads fed by a bounded, two-priority job queue.
+/* ecs/pool.h - a fixed set of worker threads fed by a bounded job queue.
  *
  * Why it looks like this: the server must never queue without bound (a full queue is an
  * immediate 503, not a slow death), a request whose client has gone or whose deadline has passed
- * must not cost a forward pass, inference must not wait behind training, and each worker keeps
- * its own expensive state (a backend stream plus a context) for its whole life instead of
- * building one per request. The pool knows nothing about models: a job is a run callback, a done
- * callback and a few scheduling fields.
+ * must not cost a forward pass, and each worker keeps its own expensive state (a backend stream
+ * plus a context) for its whole life instead of building one per request. The pool knows nothing
+ * about models: a job is a run callback, a done callback and a few scheduling fields.
+ *
+ * Work that must yield to the pool's (the server's training job) does not run on it: it runs on
+ * its own thread and calls ecs_pool_wait_idle between its ops, which returns at once while the
+ * pool is idle and otherwise sleeps until the last queued or running job has ended. That keeps
+ * the wait for a request arriving mid-training to one op; a job on the pool would hold a worker
+ * for a whole training step (about 110 ms for the small network at the admin defaults, seconds
+ * for resnet38d), and with one worker nothing else would run meanwhile.
  *
  * Ownership: jobs are allocated by the caller (usually embedded in its request state) and are
  * borrowed by the pool from a successful ecs_pool_submit until their done callback has been
  * called. done is the last time the pool touches the job, so done may free it. A job is
  * submitted at most once at a time.
  *
- * Threads: run, run_batch, done, and still_wanted run on worker threads, except that the jobs
+ * Threads: run, done and still_wanted run on worker threads, except that the jobs
  * still queued when ecs_pool_free is called without a drain get done(ECS_JOB_CANCELLED) on the
  * freeing thread with worker_state NULL. Callbacks must not call ecs_pool_drain or
  * ecs_pool_free; they may submit new jobs. */
@@ -33,14 +39,9 @@ typedef struct ecs_job ecs_job;
 /* CLOCK_MONOTONIC in nanoseconds, the clock of ecs_job.deadline_ns. */
 uint64_t ecs_monotonic_ns(void);
 
-typedef enum ecs_job_priority {
-  ECS_PRIO_HIGH = 0, /* inference */
-  ECS_PRIO_LOW = 1,  /* training: starts only while no high-priority job is queued */
-} ecs_job_priority;
-
 /* How a job ended, as told to its done callback. */
 typedef enum ecs_job_end {
-  ECS_JOB_DONE = 0,   /* run (or run_batch) returned */
+  ECS_JOB_DONE = 0,   /* run returned */
   ECS_JOB_EXPIRED,    /* its deadline passed before it started; it never ran */
   ECS_JOB_GONE,       /* still_wanted said no just before the start; it never ran */
   ECS_JOB_CANCELLED,  /* the pool was freed without a drain while it was queued */
@@ -50,7 +51,7 @@ const char *ecs_job_end_str(ecs_job_end e);
 
 struct ecs_job {
   /* Runs the job on a worker; worker_state is what worker_init made for that worker.
-   * Required unless the pool has run_batch and the job a batch_key (then optional). */
+   * Required. */
   void (*run)(ecs_job *job, void *worker_state);
   /* Called exactly once per accepted job, after run or instead of it. Optional. */
   void (*done)(ecs_job *job, ecs_job_end end, void *worker_state);
@@ -58,15 +59,10 @@ struct ecs_job {
    * server asks whether the client is still connected. Optional. */
   int (*still_wanted)(ecs_job *job);
   uint64_t deadline_ns;      /* ecs_monotonic_ns() value after which the job is dropped; 0: none */
-  ecs_job_priority priority;
-  /* Jobs with the same non-zero key may be run together by the pool's run_batch (the server
-   * uses the input size); 0 never batches. */
-  uint64_t batch_key;
   void *user;                /* for the caller */
 
   /* Owned by the pool while the job is queued; leave zeroed. */
   ecs_job *pool_next_;
-  uint64_t pool_enqueued_ns_;
 };
 
 /* Makes one worker's private state; index is 0..n_workers-1. Returning an error fails
@@ -74,46 +70,32 @@ struct ecs_job {
 typedef ecs_status (*ecs_worker_init_fn)(int index, void *user, void **state, ecs_err *err);
 /* Frees one worker's state, on that worker's thread as it exits. */
 typedef void (*ecs_worker_free_fn)(void *state, void *user);
-/* Runs n (1..max_batch) queued jobs that share a batch_key, in queue order. Each of them then
- * gets done(ECS_JOB_DONE). */
-typedef void (*ecs_batch_run_fn)(ecs_job **jobs, int n, void *worker_state, void *user);
-
-#define ECS_POOL_MAX_BATCH 64
-
 typedef struct ecs_pool_opts {
   int n_workers;       /* 1..256 */
-  int queue_capacity;  /* queued (not running) jobs, both priorities together; >= 1 */
+  int queue_capacity;  /* queued (not running) jobs; >= 1 */
   ecs_worker_init_fn worker_init; /* optional: state is then NULL */
   ecs_worker_free_fn worker_free; /* optional */
-  void *user;          /* passed to worker_init, worker_free and run_batch */
-  /* Batching: with run_batch set, a job with a non-zero batch_key is always run through
-   * run_batch. The worker that takes it also takes up to max_batch-1 more queued jobs of the
-   * same key and priority; while it has fewer than max_batch it waits for more until
-   * max_delay_ms after the first job was queued (never once a drain or free has begun, and
-   * never for low-priority jobs), then calls run_batch once, even for a single job. */
-  ecs_batch_run_fn run_batch;
-  int max_batch;       /* 1..ECS_POOL_MAX_BATCH; 0 is taken as 1 */
-  int max_delay_ms;    /* >= 0 */
+  void *user;          /* passed to worker_init and worker_free */
 } ecs_pool_opts;
 
 /* Starts opts->n_workers threads, each with its own worker_init state, and waits until all of
  * them are initialised. NULL and err filled on failure (ECS_ERR_INVALID for bad options, or
  * worker_init's own error). */
 ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err);
-/* The same without batching. */
+/* The same with the options as arguments. */
 ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn worker_init,
                        ecs_worker_free_fn worker_free, void *user, ecs_err *err);
 
 /* Queues a job; never blocks. When the queue is full, jobs in it whose deadline has passed are
  * taken out first (a worker then calls their done with ECS_JOB_EXPIRED); if it is still full,
  * ECS_ERR_LIMIT (answer 503),
- * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run (and not
- * batchable). On failure the pool does not keep the job and done is not called. */
+ * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run. On failure the pool does not keep the job and done is not called. */
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err);
 
-/* Number of high-priority jobs queued right now. A long low-priority job polls it between
- * layers or steps and yields (saves, returns, resubmits itself) when it is non-zero. Lock-free. */
-int ecs_pool_high_waiting(const ecs_pool *pool);
+/* Returns 1 at once when no job is queued or running; otherwise waits until that is so (woken
+ * when the last job's done has returned, not by polling) or timeout_ms has passed, and returns
+ * 1 when the pool is idle, 0 when it is still busy. timeout_ms <= 0 only looks. */
+int ecs_pool_wait_idle(ecs_pool *pool, int timeout_ms);
 
 /* Stops accepting jobs, then blocks until every queued and running job has finished (each gets
  * its done callback as usual: expired or gone jobs are still dropped). Idempotent; the workers
@@ -128,18 +110,14 @@ void ecs_pool_free(ecs_pool *pool);
 typedef struct ecs_pool_stats {
   int n_workers;
   int queue_capacity;
-  int queued;          /* both priorities */
-  int queued_high;
-  int running;         /* jobs inside run or run_batch now */
+  int queued;          /* waiting for a worker */
+  int running;         /* jobs inside run now */
   uint64_t submitted;  /* accepted by ecs_pool_submit */
   uint64_t completed;  /* ended with ECS_JOB_DONE */
   uint64_t expired;    /* dropped: deadline passed */
   uint64_t gone;       /* dropped: still_wanted said no */
   uint64_t rejected;   /* refused by ecs_pool_submit because the queue was full */
   uint64_t cancelled;  /* dropped by ecs_pool_free */
-  /* batches[n]: how many times run_batch was called with n jobs (n = 1..ECS_POOL_MAX_BATCH);
-   * batches[0] counts plain run calls. */
-  uint64_t batches[ECS_POOL_MAX_BATCH + 1];
 } ecs_pool_stats;
 
 /* A consistent snapshot of the counters. */

@@ -4,7 +4,9 @@ The admin API trains on the serving engine; inference must keep priority (the jo
 between ops while a request waits or runs). This measures what a client sees: the p50 and p90
 of POST /cam with one client sending its next request as soon as the last answer arrives, first
 with the server idle, then while a training job runs, and prints both with their ratio (the
-target: within 2x). The job's own throughput meanwhile is printed too, from its progress."""
+target: within 2x). The job's own throughput meanwhile is printed too, from its progress, and
+what the server process spent per request in each phase: CPU time and context switches (all
+its threads; a training job that waited by polling would show up here as wake-ups)."""
 import argparse
 import io
 import os
@@ -63,6 +65,28 @@ def latencies(url, img, n):
     return out
 
 
+def proc_counts(pid):
+    """CPU seconds and context switches of the whole process so far."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    cpu = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    switches = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{tid}/status"):
+                if "ctxt_switches:" in line:
+                    switches += int(line.split()[-1])
+        except OSError:
+            pass  # a thread that ended meanwhile
+    return cpu, switches
+
+
+def measured(url, img, n, pid):
+    c0, s0 = proc_counts(pid)
+    lat = latencies(url, img, n)
+    c1, s1 = proc_counts(pid)
+    return lat, (c1 - c0) * 1000 / n, (s1 - s0) / n
+
+
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -94,13 +118,13 @@ def main():
             Image.fromarray(arr).save(buf, format="JPEG", quality=90)
             img = buf.getvalue()
             latencies(url, img, 5)  # warm-up: primitives, arenas
-            idle = latencies(url, img, a.requests)
+            idle, cpu_i, cs_i = measured(url, img, a.requests, p.pid)
             r = requests.post(f"{url}/admin/train", headers=AUTH, timeout=10,
                               json=dict(train, steps=100000, model_name="bench_bg"))
             jid = r.json()["id"]
             wait(url, jid, ("running",))
             j0 = requests.get(f"{url}/admin/jobs/{jid}", headers=AUTH, timeout=10).json()
-            busy = latencies(url, img, a.requests)
+            busy, cpu_b, cs_b = measured(url, img, a.requests, p.pid)
             j1 = requests.get(f"{url}/admin/jobs/{jid}", headers=AUTH, timeout=10).json()
             running = j1["status"] == "running"
             steps = ((j1["progress"] or {}).get("step", 0) - (j0["progress"] or {}).get("step", 0))
@@ -112,8 +136,10 @@ def main():
     p50i, p50b = statistics.median(idle), statistics.median(busy)
     print(f"image {w}x{h}, {a.requests} requests each, server --threads {a.threads} "
           f"--train-threads {a.train_threads}, one closed-loop client")
-    print(f"idle:          p50 {p50i:7.1f} ms   p90 {pct(idle, 0.9):7.1f} ms")
+    print(f"idle:          p50 {p50i:7.1f} ms   p90 {pct(idle, 0.9):7.1f} ms   "
+          f"server CPU {cpu_i:6.1f} ms, {cs_i:6.1f} context switches per request")
     print(f"while training: p50 {p50b:7.1f} ms   p90 {pct(busy, 0.9):7.1f} ms   "
+          f"server CPU {cpu_b:6.1f} ms, {cs_b:6.1f} context switches per request   "
           f"(job running throughout: {running}; {steps} training steps meanwhile)")
     print(f"ratio p50 training/idle: {p50b / p50i:.2f} (target <= 2)")
     return 0 if running else 1

@@ -43,7 +43,7 @@ def test_training_loss_falls(bin_path, dataset, tmp_path):
     assert len(ls) == 30
     assert np.mean(ls[-10:]) < 0.85 * np.mean(ls[:10]), ls
     info = run(bin_path, "info", tmp_path / "m.safetensors").stdout
-    assert "backbone:       small" in info and "no_erase 1" in info
+    assert "backbone:       small" in info and "no_erase true" in info
     assert re.search(r"classes:\s+3:", info)
 
 

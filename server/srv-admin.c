@@ -33,6 +33,8 @@
 
 #include "ecs/dataset.h"
 #include "ecs/ecsnet.h"
+#include "ecs/hparams.h"
+#include "ecs/train.h"
 #include "registry.h"
 #include "srv-jobs.h"
 
@@ -167,29 +169,14 @@ typedef struct field {
   double lo, hi;
 } field;
 
+/* POST /admin/train's own fields; every row of the table in ecs/hparams.h is one too, by its
+ * key (srv_train_hparams checks them). */
 static const field k_train_fields[] = {
     {"dataset", F_STR, 0, 0},
     {"base_model", F_STR, 0, 0},
     {"backbone", F_STR, 0, 0},
     {"model_name", F_STR, 0, 0},
     {"activate", F_BOOL, 0, 0},
-    {"steps", F_INT, 1, 1e8},
-    {"epochs", F_INT, 1, 10000},
-    {"batch_size", F_INT, 1, 1024},
-    {"learning_rate", F_NUM, 1e-9, 10},
-    {"crop", F_INT, 8, 4096},
-    {"checkpoint_every", F_INT, 1, 1e8},
-    {"seed", F_INT, 0, 2147483647},
-    {"delta", F_NUM, 0.01, 0.99},
-    {"theta", F_NUM, 0.01, 0.99},
-    {"beta", F_NUM, 0.1, 1},
-    {"warmup", F_NUM, 0, 1},
-    {"lambda", F_NUM, 0, 100},
-    {"overlay", F_INT, 0, ECS_MAX_RATES},
-    {"no_erase", F_BOOL, 0, 0},
-    {"no_overlay", F_BOOL, 0, 0},
-    {"bg_in_phi", F_BOOL, 0, 0},
-    {"cls_on_erased", F_BOOL, 0, 0},
 };
 
 static const field k_eval_fields[] = {
@@ -199,16 +186,25 @@ static const field k_eval_fields[] = {
     {"max_images", F_INT, 0, 1e7},
 };
 
-/* Checks every key of body against the table; on failure msg names the field. */
-static bool check_fields(const json_t *body, const field *tab, size_t nt, const char **bad,
-                         char *msg, size_t n) {
+/* Checks every key of body against the table (and, with hparams, the hyper-parameter table);
+ * on failure msg names the field. */
+static bool check_fields(const json_t *body, const field *tab, size_t nt, bool hparams,
+                         const char **bad, char *msg, size_t n) {
   const char *key;
   json_t *v;
+  if (hparams) {
+    ecs_hparams hp;
+    ecs_train_opts o;
+    ecs_hparams_default(&hp);
+    ecs_train_opts_default(&o);
+    if (!srv_train_hparams(body, &hp, &o, bad, msg, n)) return false;
+  }
   json_object_foreach((json_t *)body, key, v) {
     const field *f = NULL;
     for (size_t i = 0; i < nt; i++)
       if (strcmp(tab[i].name, key) == 0) f = &tab[i];
     *bad = key;
+    if (!f && hparams && ecs_hparam_by_key(key)) continue;
     if (!f) {
       snprintf(msg, n, "unknown field '%.64s'", key);
       return false;
@@ -286,8 +282,8 @@ static enum MHD_Result post_train(srv_req *r) {
   if (!b) return ret;
   char msg[512], dir[PATH_MAX], base[PATH_MAX];
   const char *bad = NULL;
-  if (!check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], &bad, msg,
-                    sizeof msg)) {
+  if (!check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], true, &bad,
+                    msg, sizeof msg)) {
     ret = invalid(r, bad, msg);
     json_decref(b);
     return ret;
@@ -327,8 +323,9 @@ static enum MHD_Result post_train(srv_req *r) {
     return ret;
   }
   if (!mn) json_object_set_new(b, "model_name", json_string(ds));
-  if (!json_object_get(b, "steps") && !json_object_get(b, "epochs"))
-    json_object_set_new(b, "epochs", json_integer(1));
+  if (!json_object_get(b, "steps") && !json_object_get(b, "epochs")) /* the job records it */
+    json_object_set_new(b, "epochs",
+                        json_integer(strtol(ecs_hparam_by_key("epochs")->dflt, NULL, 10)));
   json_object_set_new(b, "dataset_dir", json_string(dir));
   if (bm) json_object_set_new(b, "base_path", json_string(base));
   return submitted(r, "train", b);
@@ -340,8 +337,8 @@ static enum MHD_Result post_eval(srv_req *r) {
   if (!b) return ret;
   char msg[512], dir[PATH_MAX], path[PATH_MAX];
   const char *bad = NULL, *field_name = NULL;
-  if (!check_fields(b, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], &bad, msg,
-                    sizeof msg)) {
+  if (!check_fields(b, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], false, &bad,
+                    msg, sizeof msg)) {
     ret = invalid(r, bad, msg);
     json_decref(b);
     return ret;

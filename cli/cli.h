@@ -54,6 +54,8 @@ int cmd_info(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_cam(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+/* `ecsnet train --help`: every option, the hyper-parameters from the table of ecs/hparams.h */
+void cmd_train_help(void);
 int cmd_eval(int argc, char **argv);
 
 #endif

@@ -6,10 +6,86 @@
 #include <string.h>
 
 #include "ecs/ecsnet.h"
+#include "ecs/hparams.h"
 #include "ecs/safetensors.h"
 #include "ecs/synth.h"
 
+/* A JSON string of s (the table's texts are plain, but say so in code, not by hope). */
+static void json_str(const char *s) {
+  putchar('"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      printf("\\%c", *s);
+    else if ((unsigned char)*s < 0x20)
+      printf("\\u%04x", *s);
+    else
+      putchar(*s);
+  }
+  putchar('"');
+}
+
+/* A value of p in its JSON type: text as the table writes it. */
+static void json_value(const ecs_hparam *p, const char *text) {
+  if (p->kind == ECS_HP_ENUM)
+    json_str(text);
+  else if (p->kind == ECS_HP_RATES)
+    printf("[%s]", text);
+  else
+    fputs(text, stdout);
+}
+
+/* `ecsnet info --hparams [--json]`: the table of ecs/hparams.h, the one the command line, the
+ * admin API and the model file use (the tests hold openapi.yaml and the docs against it). */
+static int dump_hparams(int json) {
+  size_t n;
+  const ecs_hparam *tab = ecs_hparam_table(&n);
+  if (json) printf("{\"hparams\": [");
+  for (size_t i = 0; i < n; i++) {
+    const ecs_hparam *p = &tab[i];
+    char want[160];
+    ecs_hparam_expect(p, want, sizeof want);
+    if (!json) {
+      printf("%-16s %-6s %-8s default %-8s %s%s%s\n", p->name,
+             p->scope == ECS_HP_MODEL ? "model" : "run", ecs_hparam_json_type(p), p->dflt, want,
+             p->auto_doc ? "; " : "", p->auto_doc ? p->auto_doc : "");
+      continue;
+    }
+    printf("%s\n  {\"name\": \"%s\", \"key\": \"%s\", \"flag\": \"--%s\", \"scope\": \"%s\", "
+           "\"type\": \"%s\", \"default\": ",
+           i ? "," : "", p->name, p->key, p->flag, p->scope == ECS_HP_MODEL ? "model" : "run",
+           ecs_hparam_json_type(p));
+    json_value(p, p->dflt);
+    if (p->kind != ECS_HP_BOOL && p->kind != ECS_HP_ENUM)
+      printf(", \"minimum\": %.15g, \"maximum\": %.15g", p->lo, p->hi);
+    if (p->kind == ECS_HP_RATES) printf(", \"max_items\": %d", ECS_MAX_RATES);
+    if (p->kind == ECS_HP_BOOL && strncmp(p->flag, "no-", 3) != 0)
+      printf(", \"negation\": \"--no-%s\"", p->flag);
+    if (p->choices) {
+      printf(", \"choices\": [");
+      for (int k = 0; p->choices[k]; k++) {
+        printf(k ? ", " : "");
+        json_str(p->choices[k]);
+      }
+      printf("]");
+    }
+    if (p->auto_doc) {
+      printf(", \"auto\": ");
+      json_str(p->auto_doc);
+    }
+    printf(", \"doc\": ");
+    json_str(p->doc);
+    printf("}");
+  }
+  if (json) printf("\n]}\n");
+  return 0;
+}
+
 int cmd_info(int argc, char **argv) {
+  if (argc >= 3 && strcmp(argv[2], "--hparams") == 0) {
+    if (argc > 4 || (argc == 4 && strcmp(argv[3], "--json") != 0))
+      return usage("info --hparams takes only --json");
+    return dump_hparams(argc == 4);
+  }
   if (argc != 3) return usage("info takes one MODEL file");
   ecs_err e = {0};
   ecs_model *m = ecs_model_load(argv[2], NULL, &e);
@@ -22,7 +98,6 @@ int cmd_info(int argc, char **argv) {
     n += ecs_nelements(t);
     if (!t->frozen) tr += ecs_nelements(t);
   }
-  const ecs_hparams *h = &c->hp;
   printf("model:          %s\n", argv[2]);
   printf("backbone:       %s (output stride 8)\n", ecs_backbone_name(c->backbone));
   printf("normalisation:  %s\n", ecs_norm_name(c->norm));
@@ -32,15 +107,17 @@ int cmd_info(int argc, char **argv) {
   printf("\nparameters:     %lld (%lld trainable)\n", (long long)n, (long long)tr);
   printf("alpha_bg:       %g\n", c->alpha_bg);
   printf("label threshold %g\n", c->label_threshold);
-  printf("ecs:            beta %g%s delta %g theta %g sigma %g lambda %g (ramp %g) warmup %g\n",
-         h->beta, h->beta <= 0 ? " (auto)" : "", h->delta, h->theta, h->sigma_factor, h->lambda,
-         h->lambda_ramp, h->warmup);
-  printf("overlay:        K %d%s rates %d,%d,%d,%d\n", h->overlay_k,
-         h->overlay_k < 0 ? " (auto)" : "", h->overlay_rates[0], h->overlay_rates[1],
-         h->overlay_rates[2], h->overlay_rates[3]);
-  printf(
-      "switches:       bg_in_phi %d cls_on_erased %d no_erase %d no_overlay %d no_phi_filter %d\n",
-      h->bg_in_phi, h->cls_on_erased, h->no_erase, h->no_overlay, h->no_phi_filter);
+  size_t nh;
+  const ecs_hparam *tab = ecs_hparam_table(&nh);
+  printf("hyper-parameters:");
+  for (size_t i = 0, col = 0; i < nh; i++) {
+    if (tab[i].scope != ECS_HP_MODEL) continue;
+    char v[64];
+    ecs_hparam_format(&tab[i], ecs_hparam_cptr(&tab[i], &c->hp, NULL), v, sizeof v);
+    int is_auto = tab[i].auto_doc && strcmp(v, tab[i].dflt) == 0;
+    printf("%s%s %s%s", col++ % 5 ? " " : "\n  ", tab[i].name, v, is_auto ? " (auto)" : "");
+  }
+  printf("\n");
   printf("bg channel:     %s\n",
          c->bg_channel_added ? "added by the converter (zero-initialised)" : "trained");
   printf("provenance:     %s\n", c->provenance);

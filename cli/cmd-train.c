@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "ecs/ecsnet.h"
+#include "ecs/hparams.h"
 #include "ecs/optim.h"
 #include "ecs/safetensors.h"
 #include "ecs/train.h"
@@ -151,188 +152,244 @@ static ecs_status save_trained(const ecs_model *m, const char *path, const char 
   return st;
 }
 
-/* The options of `ecsnet train`, in one table: name, kind, where the value goes, bounds. */
-typedef enum { OPT_STR, OPT_FLAG, OPT_INT, OPT_FLOAT } opt_kind;
+/* The options of `ecsnet train` that are not hyper-parameters; those come from the table of
+ * ecs/hparams.h (train_help lists both). */
+typedef enum { OPT_STR, OPT_FLAG, OPT_INT } opt_kind;
 typedef struct opt {
   const char *name;
   opt_kind kind;
-  void *dst; /* const char **, int *, long *, float * */
-  double lo, hi;
+  void *dst; /* const char **, int *, long * */
+  long lo, hi;
+  const char *arg, *doc;
 } opt;
 
-/* Parses argv[2..] against the table; returns 0 or the usage exit status. */
-static int parse_opts(int argc, char **argv, const opt *tab, size_t n) {
+typedef struct train_args {
+  const char *data, *out, *init, *bb, *resize;
+  long threads, stop_after, log_every;
+  int quiet, no_flip, no_jitter;
+  ecs_hparams hp;            /* the model values given, where given[] says so */
+  int given[ECS_HPARAM_MAX]; /* per row: 0 not given, 1 given (a boolean: true), 2 false */
+} train_args;
+
+#define N_OPTS 15
+static void local_opts(opt tab[N_OPTS], train_args *t, ecs_train_opts *o) {
+  const opt k[N_OPTS] = {
+      {"--data", OPT_STR, &t->data, 0, 0, "DIR", "the dataset, VOC layout (required)"},
+      {"--out", OPT_STR, &t->out, 0, 0, "MODEL", "the trained model file (required)"},
+      {"--init", OPT_STR, &t->init, 0, 0, "MODEL", "start from this model's weights and values"},
+      {"--backbone", OPT_STR, &t->bb, 0, 0, "NAME", "small (default), resnet38d or vgg16d"},
+      {"--split", OPT_STR, &o->split, 0, 0, "S", "the split trained on (default train)"},
+      {"--checkpoint", OPT_STR, &o->checkpoint, 0, 0, "FILE", "checkpoints go here"},
+      {"--resume", OPT_STR, &o->resume, 0, 0, "FILE", "continue from this checkpoint"},
+      {"--resize", OPT_STR, &t->resize, 0, 0, "MIN,MAX", "random long side (default off)"},
+      {"--device", OPT_STR, &g_device, 0, 0, "DEV", "cpu (default), auto, cuda or cuda:N"},
+      {"--no-flip", OPT_FLAG, &t->no_flip, 0, 0, "", "no random horizontal flips"},
+      {"--no-jitter", OPT_FLAG, &t->no_jitter, 0, 0, "", "no colour jitter"},
+      {"--quiet", OPT_FLAG, &t->quiet, 0, 0, "", "no progress output"},
+      {"--threads", OPT_INT, &t->threads, 1, 1024, "N", "compute threads"},
+      {"--log-every", OPT_INT, &t->log_every, 1, 100000000, "N", "steps between log lines"},
+      {"--stop-after", OPT_INT, &t->stop_after, 1, 100000000, "N", "stop with a checkpoint"},
+  };
+  memcpy(tab, k, sizeof k);
+}
+
+/* One hyper-parameter flag: --FLAG VALUE, or a boolean's --FLAG, --no-FLAG or
+ * --FLAG=true|false. Returns 0, the usage exit status, or -1 when name is not one. */
+static int hparam_opt(args *a, const char *name, train_args *t, ecs_train_opts *o) {
+  size_t n;
+  char flag[64];
+  const char *eq = strchr(name, '=');
+  snprintf(flag, sizeof flag, "%.*s", eq ? (int)(eq - name - 2) : 60, name + 2);
+  const ecs_hparam *tab = ecs_hparam_table(&n), *p = ecs_hparam_by_flag(flag);
+  const char *v = eq ? eq + 1 : "true";
+  if (p && eq && p->kind != ECS_HP_BOOL) p = NULL;
+  if (!p && !eq && strncmp(flag, "no-", 3) == 0) { /* --no-FLAG of a boolean FLAG */
+    p = ecs_hparam_by_flag(flag + 3);
+    if (p && (p->kind != ECS_HP_BOOL || strncmp(p->flag, "no-", 3) == 0)) p = NULL;
+    v = "false";
+  }
+  if (!p) return -1;
+  if (p->kind != ECS_HP_BOOL && !(v = val(a))) return usage("%s needs a value", name);
+  size_t i = (size_t)(p - tab);
+  void *dst = ecs_hparam_ptr(p, &t->hp, o);
+  char want[160];
+  ecs_hparam_expect(p, want, sizeof want);
+  if (ecs_hparam_set(p, dst, v, 0, NULL) != ECS_OK) return usage("--%s needs %s", p->flag, want);
+  int g = p->kind == ECS_HP_BOOL ? 1 + !*(const int *)dst : 1;
+  if (p->kind == ECS_HP_BOOL && t->given[i] && t->given[i] != g)
+    return usage("--%s is given both true and false", p->flag);
+  t->given[i] = g;
+  return 0;
+}
+
+/* Parses argv[2..]; returns 0 or the usage exit status. */
+static int parse_train_args(int argc, char **argv, train_args *t, ecs_train_opts *o) {
+  opt tab[N_OPTS];
+  local_opts(tab, t, o);
   args a = {argc, argv, 1};
   for (a.i = 2; a.i < argc; a.i++) {
     const char *name = argv[a.i], *v;
-    const opt *o = NULL;
-    for (size_t k = 0; k < n && !o; k++)
-      if (strcmp(name, tab[k].name) == 0) o = &tab[k];
-    if (!o) return usage("%s: unknown option %s", argv[1], name);
-    if (o->kind == OPT_FLAG) {
-      *(int *)o->dst = 1;
+    const opt *op = NULL;
+    for (size_t k = 0; k < N_OPTS && !op; k++)
+      if (strcmp(name, tab[k].name) == 0) op = &tab[k];
+    if (!op) {
+      int rc = strncmp(name, "--", 2) == 0 ? hparam_opt(&a, name, t, o) : -1;
+      if (rc < 0) return usage("%s: unknown option %s", argv[1], name);
+      if (rc) return rc;
+      continue;
+    }
+    if (op->kind == OPT_FLAG) {
+      *(int *)op->dst = 1;
       continue;
     }
     if (!(v = val(&a))) return usage("%s needs a value", name);
-    if (o->kind == OPT_STR)
-      *(const char **)o->dst = v;
-    else if (o->kind == OPT_INT && !parse_int(v, (long)o->lo, (long)o->hi, (long *)o->dst))
-      return usage("%s needs a whole number in %g..%g", name, o->lo, o->hi);
-    else if (o->kind == OPT_FLOAT && !parse_float(v, (float)o->lo, (float)o->hi, (float *)o->dst))
-      return usage("%s needs a number in %g..%g", name, o->lo, o->hi);
+    if (op->kind == OPT_STR)
+      *(const char **)op->dst = v;
+    else if (!parse_int(v, op->lo, op->hi, (long *)op->dst))
+      return usage("%s needs a whole number in %ld..%ld", name, op->lo, op->hi);
   }
   return 0;
 }
 
-int cmd_train(int argc, char **argv) {
-  const char *data = NULL, *out = NULL, *init = NULL, *bb = "small", *resize = NULL, *optim = "sgd";
+void cmd_train_help(void) {
+  opt tab[N_OPTS];
+  train_args t;
   ecs_train_opts o;
-  ecs_train_opts_default(&o);
-  o.aug.resize_min = o.aug.resize_max = 0;
-  long threads = 0, stop_after = 0, log_every = 10, overlay = -2, epochs = 0, steps = 0, batch = 16,
-       crop = 128, seed = 1, every = 0;
-  int quiet = 0, no_erase = -1, no_bg = 0, no_overlay = 0, no_phi = 0, cls_erased = 0,
-      no_cls_erased = 0, no_flip = 0, no_jitter = 0;
-  float lambda = -1, warmup = -1, delta = -1, theta = -1, beta = -1;
-  const opt tab[] = {
-      {"--data", OPT_STR, &data, 0, 0},
-      {"--out", OPT_STR, &out, 0, 0},
-      {"--init", OPT_STR, &init, 0, 0},
-      {"--backbone", OPT_STR, &bb, 0, 0},
-      {"--split", OPT_STR, &o.split, 0, 0},
-      {"--checkpoint", OPT_STR, &o.checkpoint, 0, 0},
-      {"--resume", OPT_STR, &o.resume, 0, 0},
-      {"--resize", OPT_STR, &resize, 0, 0},
-      {"--optim", OPT_STR, &optim, 0, 0},
-      {"--device", OPT_STR, &g_device, 0, 0},
-      {"--no-flip", OPT_FLAG, &no_flip, 0, 0},
-      {"--no-jitter", OPT_FLAG, &no_jitter, 0, 0},
-      {"--no-erase", OPT_FLAG, &no_erase, 0, 0},
-      {"--no-bg-in-phi", OPT_FLAG, &no_bg, 0, 0},
-      {"--no-overlay", OPT_FLAG, &no_overlay, 0, 0},
-      {"--no-phi-filter", OPT_FLAG, &no_phi, 0, 0},
-      {"--cls-on-erased", OPT_FLAG, &cls_erased, 0, 0},
-      {"--no-cls-on-erased", OPT_FLAG, &no_cls_erased, 0, 0},
-      {"--quiet", OPT_FLAG, &quiet, 0, 0},
-      {"--epochs", OPT_INT, &epochs, 1, 100000},
-      {"--steps", OPT_INT, &steps, 1, 1e8},
-      {"--batch", OPT_INT, &batch, 1, 1024},
-      {"--crop", OPT_INT, &crop, 8, 4096},
-      {"--seed", OPT_INT, &seed, 0, 0x7fffffff},
-      {"--checkpoint-every", OPT_INT, &every, 1, 1e8},
-      {"--threads", OPT_INT, &threads, 1, 1024},
-      {"--log-every", OPT_INT, &log_every, 1, 1e8},
-      {"--stop-after", OPT_INT, &stop_after, 1, 1e8},
-      {"--overlay", OPT_INT, &overlay, 0, ECS_MAX_RATES},
-      {"--lr", OPT_FLOAT, &o.lr, 1e-9, 10},
-      {"--lambda", OPT_FLOAT, &lambda, 0, 100},
-      {"--warmup", OPT_FLOAT, &warmup, 0, 1},
-      {"--delta", OPT_FLOAT, &delta, 0.01, 0.99},
-      {"--theta", OPT_FLOAT, &theta, 0.01, 0.99},
-      {"--beta", OPT_FLOAT, &beta, 0.1, 1},
-  };
-  int rc_usage = parse_opts(argc, argv, tab, sizeof tab / sizeof tab[0]);
-  if (rc_usage) return rc_usage;
-  o.epochs = (int)epochs;
-  o.max_steps = steps;
-  o.batch = (int)batch;
-  o.aug.crop = (int)crop;
-  o.seed = (uint64_t)seed;
-  o.checkpoint_every = (int)every;
-  if (no_flip) o.aug.flip = 0;
-  if (no_jitter) o.aug.brightness = o.aug.contrast = o.aug.saturation = o.aug.hue = 0;
-  if (resize) {
-    const char *comma = strchr(resize, ',');
+  local_opts(tab, &t, &o);
+  printf("usage: ecsnet train --data DIR --out MODEL [options]\n"
+         "(a switch also takes --FLAG=true or --FLAG=false)\n");
+  for (size_t k = 0; k < N_OPTS; k++) {
+    char left[64];
+    snprintf(left, sizeof left, "%s %s", tab[k].name, tab[k].arg);
+    printf("  %-28s %s\n", left, tab[k].doc);
+  }
+  size_t n;
+  const ecs_hparam *h = ecs_hparam_table(&n);
+  for (int scope = ECS_HP_MODEL; scope <= ECS_HP_RUN; scope++) {
+    printf(scope == ECS_HP_MODEL ? "ECS-Net's hyper-parameters (stored in the model file):\n"
+                                 : "the training run:\n");
+    for (size_t i = 0; i < n; i++) {
+      const ecs_hparam *p = &h[i];
+      if ((int)p->scope != scope) continue;
+      char left[64], want[160];
+      const char *arg = p->kind == ECS_HP_FLOAT ? "F" : p->kind == ECS_HP_RATES ? "R,R,.." : "N";
+      if (p->kind == ECS_HP_BOOL && strncmp(p->flag, "no-", 3) != 0)
+        snprintf(left, sizeof left, "--%s, --no-%s", p->flag, p->flag);
+      else if (p->kind == ECS_HP_BOOL)
+        snprintf(left, sizeof left, "--%s", p->flag);
+      else
+        snprintf(left, sizeof left, "--%s %s", p->flag, p->kind == ECS_HP_ENUM ? "sgd|adam" : arg);
+      ecs_hparam_expect(p, want, sizeof want);
+      printf("  %-28s %s\n  %-28s   default %s; %s\n", left, p->doc, "",
+             p->auto_doc ? p->auto_doc : p->dflt, want);
+    }
+  }
+}
+
+/* The model values given on the command line, over those of the new or --init model. */
+static void apply_given(const train_args *t, ecs_hparams *hp) {
+  size_t n;
+  const ecs_hparam *tab = ecs_hparam_table(&n);
+  for (size_t i = 0; i < n; i++) {
+    if (!t->given[i] || tab[i].scope != ECS_HP_MODEL) continue;
+    char text[64];
+    ecs_hparam_format(&tab[i], ecs_hparam_cptr(&tab[i], &t->hp, NULL), text, sizeof text);
+    ecs_hparam_set(&tab[i], ecs_hparam_ptr(&tab[i], hp, NULL), text, 0, NULL);
+  }
+}
+
+/* What parse_train_args leaves to check: the augmentation switches, --resize, the required
+ * options and the combinations; 0 or the usage exit status. */
+static int finish_args(const train_args *t, ecs_train_opts *o) {
+  if (t->no_flip) o->aug.flip = 0;
+  if (t->no_jitter) o->aug.brightness = o->aug.contrast = o->aug.saturation = o->aug.hue = 0;
+  if (t->resize) {
+    const char *resize = t->resize, *comma = strchr(resize, ',');
     long mn, mx;
     char lo[32];
     snprintf(lo, sizeof lo, "%.*s", comma ? (int)(comma - resize) : 0, resize);
     if (!comma || !parse_int(lo, 8, 8192, &mn) || !parse_int(comma + 1, mn, 8192, &mx))
       return usage("--resize needs MIN,MAX long sides in pixels");
-    o.aug.resize_min = (int)mn;
-    o.aug.resize_max = (int)mx;
+    o->aug.resize_min = (int)mn;
+    o->aug.resize_max = (int)mx;
   }
-  if (strcmp(optim, "adam") == 0)
-    o.optimizer = ECS_OPTIM_ADAM;
-  else if (strcmp(optim, "sgd") != 0)
-    return usage("--optim takes sgd or adam, not '%s'", optim);
-  if (!data) return usage("train needs --data DIR");
-  if (!out) return usage("train needs --out MODEL");
-  if (o.resume && init) return usage("--resume and --init exclude each other");
-  if (cls_erased && no_cls_erased)
-    return usage("--cls-on-erased and --no-cls-on-erased exclude each other");
-  ecs_backbone b;
-  ecs_err e = {0};
-  if (ecs_backbone_parse(bb, &b, &e) != ECS_OK) return usage("%s", e.msg);
+  if (!t->data) return usage("train needs --data DIR");
+  if (!t->out) return usage("train needs --out MODEL");
+  if (o->resume && t->init) return usage("--resume and --init exclude each other");
   if (g_device && !device_name_ok(g_device))
     return usage("--device needs auto, cpu, cuda or cuda:N");
-  if (!o.max_steps && !o.epochs) o.epochs = 8;
+  return 0;
+}
+
+/* Trains m and saves it with its record; the exit status. */
+static int run_training(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, ecs_train_opts *o,
+                        const train_args *t, int argc, char **argv, ecs_err *e) {
+  train_ui ui = {.tty = isatty(STDOUT_FILENO),
+                 .quiet = t->quiet,
+                 .stop_after = t->stop_after,
+                 .log_every = t->log_every};
+  o->progress = on_progress;
+  o->user = &ui;
+  o->cancel = &g_cancel;
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  ecs_status st = ecs_train(m, ctx, ds, o, e);
+  if (ui.tty && !t->quiet) printf("\n");
+  char *cmd = command_line(argc, argv);
+  if (st == ECS_OK) st = save_trained(m, t->out, cmd, ui.log, e);
+  free(cmd);
+  free(ui.log);
+  if (st == ECS_OK) {
+    printf("saved %s\n", t->out);
+    return 0;
+  }
+  if (st == ECS_ERR_CANCELLED && t->stop_after > 0 && !g_cancel && o->checkpoint) {
+    printf("stopped after step %ld; resume with --resume %s\n", t->stop_after, o->checkpoint);
+    return 0;
+  }
+  if (st == ECS_ERR_CANCELLED && o->checkpoint)
+    fprintf(stderr, "ecsnet: %s; resume with --resume %s\n", e->msg, o->checkpoint);
+  else
+    failure(e);
+  return 1;
+}
+
+int cmd_train(int argc, char **argv) {
+  ecs_train_opts o;
+  ecs_train_opts_default(&o);
+  train_args t = {.bb = "small", .log_every = 10};
+  ecs_hparams_default(&t.hp);
+  int rc = parse_train_args(argc, argv, &t, &o);
+  if (!rc) rc = finish_args(&t, &o);
+  if (rc) return rc;
+  ecs_backbone b;
+  ecs_err e = {0};
+  if (ecs_backbone_parse(t.bb, &b, &e) != ECS_OK) return usage("%s", e.msg);
 
   ecs_device *dev = cli_device(&e);
   if (!dev) return failure(&e);
-  ecs_dataset *ds = ecs_dataset_open(data, &e);
+  ecs_dataset *ds = ecs_dataset_open(t.data, &e);
   if (!ds) return failure(&e);
   ecs_model *m = NULL;
-  if (o.resume || init) {
-    m = ecs_model_load(o.resume ? o.resume : init, ecs_device_buffer_type(dev), &e);
-  } else {
+  if (o.resume || t.init)
+    m = ecs_model_load(o.resume ? o.resume : t.init, ecs_device_buffer_type(dev), &e);
+  else
     m = ecs_model_for_dataset(ds, b, NULL, ecs_device_buffer_type(dev), o.seed, &e);
-  }
   if (!m) {
     ecs_dataset_free(ds);
     return failure(&e);
   }
   if (!o.resume) { /* a resumed run keeps the checkpoint's settings */
     ecs_model_config *c = ecs_model_config_mut(m);
-    if (warmup >= 0) c->hp.warmup = warmup;
-    if (delta > 0) c->hp.delta = delta;
-    if (theta > 0) c->hp.theta = theta;
-    if (beta > 0) c->hp.beta = beta;
-    if (overlay >= 0) c->hp.overlay_k = (int)overlay;
-    if (no_erase > 0) c->hp.no_erase = 1;
-    if (no_bg) c->hp.bg_in_phi = 0;
-    if (no_overlay) c->hp.no_overlay = 1;
-    if (no_phi) c->hp.no_phi_filter = 1;
-    if (cls_erased) c->hp.cls_on_erased = 1;
-    if (no_cls_erased) c->hp.cls_on_erased = 0;
-    if (lambda >= 0) c->hp.lambda = lambda;
+    apply_given(&t, &c->hp);
     snprintf(c->provenance, sizeof c->provenance,
-             "trained by ecsnet %s on %s (split %s, seed %llu%s%s)", ecs_version(), data, o.split,
-             (unsigned long long)o.seed, init ? ", from " : "", init ? init : "");
+             "trained by ecsnet %s on %s (split %s, seed %llu%s%s)", ecs_version(), t.data, o.split,
+             (unsigned long long)o.seed, t.init ? ", from " : "", t.init ? t.init : "");
   }
   ecs_backend *be = NULL;
-  ecs_ctx *ctx = make_ctx(dev, (int)threads, &be, &e);
-  int rc = 1;
-  if (ctx) {
-    train_ui ui = {.tty = isatty(STDOUT_FILENO),
-                   .quiet = quiet,
-                   .stop_after = stop_after,
-                   .log_every = log_every};
-    o.progress = on_progress;
-    o.user = &ui;
-    o.cancel = &g_cancel;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    ecs_status st = ecs_train(m, ctx, ds, &o, &e);
-    if (ui.tty && !quiet) printf("\n");
-    char *cmd = command_line(argc, argv);
-    if (st == ECS_OK) st = save_trained(m, out, cmd, ui.log, &e);
-    free(cmd);
-    free(ui.log);
-    if (st == ECS_OK) {
-      printf("saved %s\n", out);
-      rc = 0;
-    } else if (st == ECS_ERR_CANCELLED && stop_after > 0 && !g_cancel && o.checkpoint) {
-      printf("stopped after step %ld; resume with --resume %s\n", stop_after, o.checkpoint);
-      rc = 0;
-    } else if (st == ECS_ERR_CANCELLED && o.checkpoint) {
-      fprintf(stderr, "ecsnet: %s; resume with --resume %s\n", e.msg, o.checkpoint);
-    } else {
-      failure(&e);
-    }
-  } else {
-    failure(&e);
-  }
+  ecs_ctx *ctx = make_ctx(dev, (int)t.threads, &be, &e);
+  rc = ctx ? run_training(m, ctx, ds, &o, &t, argc, argv, &e) : failure(&e);
   ecs_ctx_free(ctx);
   ecs_backend_free(be);
   ecs_model_free(m);

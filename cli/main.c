@@ -6,7 +6,7 @@
  *   ecsnet train --data DIR --out MODEL [options]      (ecsnet train --help)
  *   ecsnet eval --data DIR --model MODEL [--split S] [--max-images N] [--json] [--write-alpha]
  *   ecsnet synth --out DIR --count N --seed S [--size PX] [--classes K]
- *   ecsnet info MODEL
+ *   ecsnet info MODEL | ecsnet info --hparams [--json]
  *
  * Exit status: 0 success, 2 bad usage, 1 failure; errors are one line on stderr. MODEL
  * defaults to $ECSNET_MODEL. The environment is read here, at the edge, and passed in: the
@@ -49,18 +49,15 @@ static const char *g_help =
     "      outputs: all but overlay; erase_region.png comes with erased_image)\n"
     "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d] [--init MODEL]\n"
     "      [--epochs N | --steps N] [--batch N] [--lr F] [--optim sgd|adam] [--crop PX]\n"
-    "      [--resize MIN,MAX]\n"
-    "      [--no-flip] [--no-jitter] [--seed N] [--split S] [--checkpoint FILE]\n"
-    "      [--checkpoint-every N] [--resume CHECKPOINT] [--stop-after N] [--threads N]\n"
-    "      [--device DEV]\n"
-    "      [--log-every N] [--warmup F] [--no-erase]\n"
-    "      [--delta F] [--theta F] [--beta F] [--lambda F] [--overlay K] [--no-overlay]\n"
-    "      [--no-bg-in-phi] [--no-phi-filter] [--no-cls-on-erased] [--quiet]\n"
+    "      [--resume CHECKPOINT] [--checkpoint FILE] [--device DEV] [HYPER-PARAMETERS] ...\n"
+    "      `ecsnet train --help` lists every option, with its default and range\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"
     "      [--json] [--write-alpha] [--device DEV]\n"
     "      (--write-alpha stores the best CAM alpha_bg in MODEL)\n"
     "  synth --out DIR --count N [--seed S] [--size PX] [--classes K]\n"
-    "  info MODEL\n"
+    "  info MODEL | info --hparams [--json]\n"
+    "      (--hparams: every hyper-parameter and run setting, as train and POST /admin/train\n"
+    "      take them)\n"
     "MODEL defaults to $ECSNET_MODEL, else the shipped model ($ECSNET_SHIPPED_MODEL, else\n"
     "models/ beside the program). DEV is cpu (the default; also $ECSNET_DEVICE), auto, cuda or\n"
     "cuda:N; the CUDA backend module is looked for beside the program, or in\n"
@@ -170,7 +167,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
-    fputs(g_help, stdout);
+    if (strcmp(c, "train") == 0)
+      cmd_train_help();
+    else
+      fputs(g_help, stdout);
     return 0;
   }
   int rc = read_environment();

@@ -23,6 +23,8 @@
 
 #include "ecs/dataset.h"
 #include "ecs/ecsnet.h"
+#include "ecs/hparams.h"
+#include "ecs/train.h"
 #include "models-response.h"
 #include "registry.h"
 #include "srv-jobs.h"
@@ -117,29 +119,14 @@ typedef struct field {
   double lo, hi;
 } field;
 
+/* POST /admin/train's own fields; every row of the table in ecs/hparams.h is one too, by its
+ * key (srv_train_hparams checks them). */
 static const field k_train_fields[] = {
     {"dataset", F_STR, 0, 0},
     {"base_model", F_STR, 0, 0},
     {"backbone", F_STR, 0, 0},
     {"model_name", F_STR, 0, 0},
     {"activate", F_BOOL, 0, 0},
-    {"steps", F_INT, 1, 1e8},
-    {"epochs", F_INT, 1, 10000},
-    {"batch_size", F_INT, 1, 1024},
-    {"learning_rate", F_NUM, 1e-9, 10},
-    {"crop", F_INT, 8, 4096},
-    {"checkpoint_every", F_INT, 1, 1e8},
-    {"seed", F_INT, 0, 2147483647},
-    {"delta", F_NUM, 0.01, 0.99},
-    {"theta", F_NUM, 0.01, 0.99},
-    {"beta", F_NUM, 0.1, 1},
-    {"warmup", F_NUM, 0, 1},
-    {"lambda", F_NUM, 0, 100},
-    {"overlay", F_INT, 0, ECS_MAX_RATES},
-    {"no_erase", F_BOOL, 0, 0},
-    {"no_overlay", F_BOOL, 0, 0},
-    {"bg_in_phi", F_BOOL, 0, 0},
-    {"cls_on_erased", F_BOOL, 0, 0},
 };
 
 static const field k_eval_fields[] = {
@@ -149,16 +136,25 @@ static const field k_eval_fields[] = {
     {"max_images", F_INT, 0, 1e7},
 };
 
-/* Checks every key of body against the table; on failure *bad is the field and err says why. */
-static ecs_status check_fields(const json_t *body, const field *tab, size_t nt, const char **bad,
-                               ecs_err *err) {
+/* Checks every key of body against the table (and, with hparams, the hyper-parameter table);
+ * on failure *bad is the field and err says why. */
+static ecs_status check_fields(const json_t *body, const field *tab, size_t nt, bool hparams,
+                               const char **bad, ecs_err *err) {
   const char *key;
   json_t *v;
+  if (hparams) {
+    ecs_hparams hp;
+    ecs_train_opts o;
+    ecs_hparams_default(&hp);
+    ecs_train_opts_default(&o);
+    if (srv_train_hparams(body, &hp, &o, bad, err) != ECS_OK) return err->status;
+  }
   json_object_foreach((json_t *)body, key, v) {
     const field *f = NULL;
     for (size_t i = 0; i < nt; i++)
       if (strcmp(tab[i].name, key) == 0) f = &tab[i];
     *bad = key;
+    if (!f && hparams && ecs_hparam_by_key(key)) continue;
     if (!f) return ecs_err_set(err, ECS_ERR_INVALID, "unknown field '%.64s'", key);
     switch (f->kind) {
     case F_STR:
@@ -284,11 +280,12 @@ static enum MHD_Result submitted(srv_req *r, const char *kind, json_t *req) {
 }
 
 /* The request's JSON object checked against its field table; NULL when answered. */
-static json_t *checked_body(srv_req *r, const field *tab, size_t nt, enum MHD_Result *ret) {
+static json_t *checked_body(srv_req *r, const field *tab, size_t nt, bool hparams,
+                            enum MHD_Result *ret) {
   json_t *b = body_object(r, ret);
   const char *bad = NULL;
   ecs_err e = {0};
-  if (b && check_fields(b, tab, nt, &bad, &e) != ECS_OK) {
+  if (b && check_fields(b, tab, nt, hparams, &bad, &e) != ECS_OK) {
     *ret = invalid(r, bad, e.msg);
     json_decref(b);
     return NULL;
@@ -299,7 +296,7 @@ static json_t *checked_body(srv_req *r, const field *tab, size_t nt, enum MHD_Re
 enum MHD_Result srv_admin_train(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
   json_t *b =
-      checked_body(r, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], &ret);
+      checked_body(r, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], true, &ret);
   if (!b) return ret;
   char dir[PATH_MAX], base[PATH_MAX];
   const char *bad = NULL;
@@ -311,8 +308,9 @@ enum MHD_Result srv_admin_train(srv_req *r) {
   }
   if (!json_object_get(b, "model_name"))
     json_object_set(b, "model_name", json_object_get(b, "dataset"));
-  if (!json_object_get(b, "steps") && !json_object_get(b, "epochs"))
-    json_object_set_new(b, "epochs", json_integer(1));
+  if (!json_object_get(b, "steps") && !json_object_get(b, "epochs")) /* the job records it */
+    json_object_set_new(b, "epochs",
+                        json_integer(strtol(ecs_hparam_by_key("epochs")->dflt, NULL, 10)));
   json_object_set_new(b, "dataset_dir", json_string(dir));
   if (json_object_get(b, "base_model")) json_object_set_new(b, "base_path", json_string(base));
   return submitted(r, "train", b);
@@ -320,7 +318,8 @@ enum MHD_Result srv_admin_train(srv_req *r) {
 
 enum MHD_Result srv_admin_eval(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
-  json_t *b = checked_body(r, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], &ret);
+  json_t *b = checked_body(r, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], false,
+                           &ret);
   if (!b) return ret;
   char dir[PATH_MAX], path[PATH_MAX];
   const char *bad = NULL;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "ecs/eval.h"
+#include "ecs/hparams.h"
 #include "ecs/safetensors.h"
 #include "ecs/train.h"
 #include "registry.h"
@@ -97,18 +98,48 @@ static bool f_bool(const json_t *req, const char *k) {
   return json_is_true(json_object_get(req, k));
 }
 
-static void apply_hparams(ecs_model_config *c, const json_t *req) {
-  const json_t *v;
-  if ((v = json_object_get(req, "delta"))) c->hp.delta = (float)json_number_value(v);
-  if ((v = json_object_get(req, "theta"))) c->hp.theta = (float)json_number_value(v);
-  if ((v = json_object_get(req, "beta"))) c->hp.beta = (float)json_number_value(v);
-  if ((v = json_object_get(req, "warmup"))) c->hp.warmup = (float)json_number_value(v);
-  if ((v = json_object_get(req, "lambda"))) c->hp.lambda = (float)json_number_value(v);
-  if ((v = json_object_get(req, "overlay"))) c->hp.overlay_k = (int)json_integer_value(v);
-  if ((v = json_object_get(req, "no_erase"))) c->hp.no_erase = json_is_true(v);
-  if ((v = json_object_get(req, "no_overlay"))) c->hp.no_overlay = json_is_true(v);
-  if ((v = json_object_get(req, "bg_in_phi"))) c->hp.bg_in_phi = json_is_true(v);
-  if ((v = json_object_get(req, "cls_on_erased"))) c->hp.cls_on_erased = json_is_true(v);
+/* The text of ecs_hparam_set for a JSON value of p's type; false when the type differs. */
+static bool json_text(const ecs_hparam *p, const json_t *v, char *out, size_t n) {
+  const char *type = ecs_hparam_json_type(p);
+  if (!strcmp(type, "boolean") && json_is_boolean(v))
+    snprintf(out, n, "%s", json_is_true(v) ? "true" : "false");
+  else if ((!strcmp(type, "integer") || !strcmp(type, "number")) && json_is_integer(v))
+    snprintf(out, n, "%lld", (long long)json_integer_value(v));
+  else if (!strcmp(type, "number") && json_is_real(v))
+    snprintf(out, n, "%.17g", json_real_value(v));
+  else if (!strcmp(type, "string") && json_is_string(v) && json_string_length(v) < 64)
+    snprintf(out, n, "%s", json_string_value(v));
+  else if (!strcmp(type, "array") && json_is_array(v) && json_array_size(v) > 0) {
+    size_t len = 0, i;
+    const json_t *x;
+    out[0] = '\0';
+    json_array_foreach(v, i, x) {
+      if (!json_is_integer(x) || len + 24 >= n) return false;
+      len += (size_t)snprintf(out + len, n - len, "%s%lld", i ? "," : "",
+                              (long long)json_integer_value(x));
+    }
+  } else
+    return false;
+  return true;
+}
+
+ecs_status srv_train_hparams(const json_t *req, ecs_hparams *hp, ecs_train_opts *o,
+                             const char **bad, ecs_err *err) {
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)req, key, v) {
+    const ecs_hparam *p = ecs_hparam_by_key(key);
+    void *dst = p ? ecs_hparam_ptr(p, hp, o) : NULL;
+    if (!dst) continue;
+    char text[256];
+    if (!json_text(p, v, text, sizeof text) || ecs_hparam_set(p, dst, text, 0, NULL) != ECS_OK) {
+      char want[160];
+      ecs_hparam_expect(p, want, sizeof want);
+      *bad = key;
+      return ecs_err_set(err, ECS_ERR_INVALID, "%s must be %s", key, want);
+    }
+  }
+  return ECS_OK;
 }
 
 static bool same_classes(const ecs_model_config *c, ecs_dataset *ds) {
@@ -136,8 +167,7 @@ static const char *ds_class(const void *ds, int k) {
 
 /* The model a (non-resumed) training job starts from. */
 static ecs_model *start_model(run_state *r, const json_t *req, ecs_dataset *ds,
-                              ecs_buffer_type *buft, ecs_err *e) {
-  uint64_t seed = (uint64_t)f_num(req, "seed", 1);
+                              ecs_buffer_type *buft, uint64_t seed, ecs_err *e) {
   const char *base_path = f_str(req, "base_path");
   ecs_model *m = NULL;
   if (base_path) {
@@ -166,7 +196,11 @@ static ecs_model *start_model(run_state *r, const json_t *req, ecs_dataset *ds,
   }
   if (!m) return NULL;
   ecs_model_config *c = ecs_model_config_mut(m);
-  apply_hparams(c, req);
+  const char *bad = NULL;
+  if (srv_train_hparams(req, &c->hp, NULL, &bad, e) != ECS_OK) { /* srv-admin.c checked */
+    ecs_model_free(m);
+    return NULL;
+  }
   snprintf(c->provenance, sizeof c->provenance,
            "trained by ecsnet-server job %lld on dataset %s (seed %llu%s%s)", (long long)r->id,
            f_str(req, "dataset"), (unsigned long long)seed, base_path ? ", from " : "",
@@ -253,6 +287,10 @@ static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset 
                       json_t *result, ecs_err *e) {
   ecs_buffer_type *buft = ecs_device_buffer_type(dev);
   bool from_ckpt = resume && access(ckpt, R_OK) == 0;
+  ecs_train_opts o;
+  ecs_train_opts_default(&o); /* the table's run settings, then the request's */
+  const char *bad = NULL;
+  if (srv_train_hparams(req, NULL, &o, &bad, e) != ECS_OK) return;
   ecs_model *m = NULL;
   if (from_ckpt) {
     r->resumed_from = checkpoint_step(ckpt);
@@ -266,20 +304,10 @@ static void run_train(run_state *r, const json_t *req, bool resume, ecs_dataset 
       srv_jobs_note(r->j, r->id,
                     "no checkpoint had been written before the stop: training starts again "
                     "from step 0");
-    m = start_model(r, req, ds, buft, e);
+    m = start_model(r, req, ds, buft, o.seed, e);
   }
   if (!m) return;
-  ecs_train_opts o;
-  ecs_train_opts_default(&o);
-  o.aug.resize_min = o.aug.resize_max = 0;
-  o.aug.crop = (int)f_num(req, "crop", 128);
-  o.batch = (int)f_num(req, "batch_size", 8);
-  o.max_steps = (int64_t)f_num(req, "steps", 0);
-  o.epochs = (int)f_num(req, "epochs", 1);
-  o.lr = (float)f_num(req, "learning_rate", 0.01);
-  o.seed = (uint64_t)f_num(req, "seed", 1);
   o.checkpoint = ckpt;
-  o.checkpoint_every = (int)f_num(req, "checkpoint_every", 10);
   o.resume = from_ckpt ? ckpt : NULL;
   o.progress = on_progress;
   o.user = r;

@@ -99,4 +99,14 @@ const srv_jobs_env *srv_jobs_get_env(const srv_jobs *j);
 void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *request, bool resume,
                 const volatile int *cancel, const volatile int *shutdown);
 
+/* The fields of a POST /admin/train body that are rows of the table in ecs/hparams.h, checked
+ * (JSON type, then the row's bounds) and set into hp (model values) or o (run settings); a
+ * NULL struct leaves its scope's fields alone. Other keys are skipped. On failure:
+ * ECS_ERR_INVALID, *bad the key and err "KEY must be ...". srv-admin.c validates with it, the runner applies with
+ * it, so the two cannot disagree. */
+struct ecs_hparams;
+struct ecs_train_opts;
+ecs_status srv_train_hparams(const json_t *req, struct ecs_hparams *hp, struct ecs_train_opts *o,
+                             const char **bad, ecs_err *err);
+
 #endif

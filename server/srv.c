@@ -27,6 +27,7 @@
 #include "ecs/options.h"
 #include "openapi.h"
 #include "models-response.h"
+#include "registry.h"
 #include "srv-jobs.h"
 
 /* ---- the model slot ------------------------------------------------------------------------ */

@@ -79,6 +79,12 @@ def expected_keys(backbone, C):
 NORM = {"small": "imagenet", "resnet38d": "imagenet", "vgg16d": "caffe_bgr"}
 
 
+# The model rows of the engine's table (engine/include/ecs/hparams.h; `ecsnet info --hparams
+# --json` dumps it, and tests/python/test_hparams_table.py holds these defaults to it). Each is
+# written as its own metadata key, "ecsnet.hparam.NAME", in the text the engine reads.
+BOOL_HPARAMS = ("bg_in_phi", "cls_on_erased", "no_erase", "no_overlay", "no_phi_filter")
+
+
 def default_hparams(backbone):
     return {"beta": 0.0, "delta": 0.6, "theta": 0.7, "sigma_factor": 0.08, "lambda": 1.0,
             "lambda_ramp": 0.5, "warmup": 0.6, "eps": 1e-5, "overlay_k": -1,
@@ -88,6 +94,18 @@ def default_hparams(backbone):
 
 class ConvertError(Exception):
     pass
+
+
+def hparam_text(name, v):
+    """A hyper-parameter's value as the engine's table reads it: true/false, "8,12,16", numbers."""
+    if name in BOOL_HPARAMS:
+        return "true" if v else "false"
+    if name == "overlay_rates":
+        r = [int(x) for x in v]
+        while r and r[-1] == 0:
+            r.pop()
+        return ",".join(map(str, r))
+    return "%.9g" % v if isinstance(v, float) else str(int(v))
 
 
 def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance=""):
@@ -113,9 +131,13 @@ def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance=""
         out[name] = np.ascontiguousarray(a)
     dropped = sorted(k for k in state if k not in exp)
     hp = default_hparams(backbone)
+    unknown = sorted(set(hparams or {}) - set(hp))
+    if unknown:
+        raise ConvertError(f"unknown hyper-parameters: {', '.join(unknown)} (known: {', '.join(hp)})")
     hp.update(hparams or {})
-    meta = {"format": "ecsnet-model/1", "backbone": backbone, "normalisation": NORM[backbone],
-            "classes": json.dumps(list(classes), ensure_ascii=False), "hparams": json.dumps(hp, separators=(",", ":")),
+    meta = {"format": "ecsnet-model/2", "backbone": backbone, "normalisation": NORM[backbone],
+            "classes": json.dumps(list(classes), ensure_ascii=False),
+            **{f"ecsnet.hparam.{k}": hparam_text(k, v) for k, v in hp.items()},
             "bg_channel_added": "1" if added else "0", "alpha_bg": repr(float(alpha_bg)),
             "label_threshold": "0.5",
             "provenance": provenance + (f"; dropped: {','.join(dropped)}" if dropped else "")}

@@ -363,9 +363,14 @@ def step(model, images, labels, hp, ecs_phase=True, lam=1.0, overlay=None, beta=
 
 
 # ---- inference -------------------------------------------------------------------------
+# The engine's defaults of the values inference reads (tests/python/test_hparams_table.py holds
+# them to `ecsnet info --hparams --json`, the engine's table).
+INFER_HP = {"delta": 0.6, "theta": 0.7, "sigma_factor": 0.08, "eps": 1e-5, "bg_in_phi": 1}
+
+
 def infer(model, rgb, backbone, labels=None, scales=(1.0,), flip=False, alpha_bg=0.26, threshold=0.5,
           hp=None, want_erased=True):
-    hp = hp or {"delta": 0.6, "theta": 0.7, "sigma_factor": 0.08, "eps": 1e-5, "bg_in_phi": 1}
+    hp = hp or INFER_HP
     model.eval()
     Hh, Ww = rgb.shape[:2]
     x = normalise(rgb, backbone)

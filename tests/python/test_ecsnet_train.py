@@ -43,7 +43,7 @@ def test_training_loss_falls(bin_path, dataset, tmp_path):
     assert len(ls) == 30
     assert np.mean(ls[-10:]) < 0.85 * np.mean(ls[:10]), ls
     info = run(bin_path, "info", tmp_path / "m.safetensors").stdout
-    assert "backbone:       small" in info and "no_erase 1" in info
+    assert "backbone:       small" in info and "no_erase true" in info
     assert re.search(r"classes:\s+3:", info)
 
 
@@ -159,7 +159,7 @@ def test_cls_on_erased_is_the_default_and_can_be_turned_off(bin_path, dataset, t
         return st_io.load(m)[1], out
     on, log_on = trained()
     off, log_off = trained("--no-cls-on-erased")
-    assert '"cls_on_erased":1' in on["hparams"] and '"cls_on_erased":0' in off["hparams"]
+    assert on["ecsnet.hparam.cls_on_erased"] == "true" and off["ecsnet.hparam.cls_on_erased"] == "false"
     # the ECS steps (2 and 3) log a non-zero erased-image loss only with the switch on
     erased = lambda log: [float(v) for v in re.findall(r"phase ecs .* cls_erased ([0-9.]+)", log)]
     assert len(erased(log_on)) == 2 and all(v > 0 for v in erased(log_on))

@@ -3,9 +3,10 @@
  * A model is a configuration (backbone, classes, normalisation, alpha_bg and every ECS
  * hyper-parameter of docs/method.md) plus an ecs_params store whose tensor names follow the
  * PyTorch state_dicts of SEAM/PSA, so converted weights load unchanged. The model file is a
- * safetensors file; the configuration lives in its __metadata__ as strings (one key per value,
- * "classes" as a JSON list), so that a weights file can always be read without a separate
- * configuration.
+ * safetensors file; the configuration lives in its __metadata__ as strings (one key per value:
+ * "classes" as a JSON list, each hyper-parameter as "ecsnet.hparam.NAME" in the text of its row
+ * of ecs/hparams.h; files written before that hold them as one JSON string "hparams", which
+ * still loads), so that a weights file can always be read without a separate configuration.
  *
  * Ownership: the model owns its params. Forward passes, inference and the training step borrow
  * the model read-only (the step writes gradients into the params' .grad and, for backbones
@@ -46,7 +47,8 @@ typedef enum ecs_norm_kind {
 #define ECS_MAX_RATES  4
 #define ECS_MAX_SCALES 8
 
-/* The hyper-parameters of method.md; names follow its symbols. */
+/* The hyper-parameters of method.md; names follow its symbols. Defaults, bounds and meanings
+ * are the model rows of the table in ecs/hparams.h; the numbers below are for reading. */
 typedef struct ecs_hparams {
   float beta;         /* step 1 rescale of F's input; <= 0: auto (0.5 from 320 px, else 1) */
   float delta;        /* step 6 erase threshold (0.6) */
@@ -86,8 +88,10 @@ typedef struct ecs_model ecs_model;
 const char *ecs_backbone_name(ecs_backbone b);
 ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err);
 const char *ecs_norm_name(ecs_norm_kind n);
+/* The table's defaults (ecs/hparams.h; the overlay rates are those of the big backbones). */
 void ecs_hparams_default(ecs_hparams *hp);
-/* ECS_ERR_INVALID naming the first value out of its range (K more than the model's rates...). */
+/* ECS_ERR_INVALID naming the first value outside its row's bounds, or K more than the model's
+ * rates. */
 ecs_status ecs_hparams_check(const ecs_hparams *hp, ecs_err *err);
 /* Defaults for a backbone (its normalisation, alpha_bg of SEAM) and K classes named c1..cK. */
 void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_classes);

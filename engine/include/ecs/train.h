@@ -58,10 +58,12 @@ typedef struct ecs_train_progress {
 
 typedef struct ecs_train_opts {
   const char *split; /* "train" */
-  int batch;         /* 8 */
-  int epochs;        /* used when max_steps = 0 */
+  /* batch, epochs, max_steps, lr, optimizer, aug.crop, seed and checkpoint_every are rows of
+   * the table in ecs/hparams.h, with their defaults and bounds there */
+  int batch;
+  int epochs; /* used when max_steps = 0 */
   int64_t max_steps;
-  float lr, weight_decay, momentum, fc8_lr_mult, poly_power; /* 0.01, 5e-4, 0.9, 10, 0.9 */
+  float lr, weight_decay, momentum, fc8_lr_mult, poly_power; /* weight decay 5e-4, 0.9, 10, 0.9 */
   ecs_aug_opts aug;
   uint64_t seed;
   size_t max_pixels;

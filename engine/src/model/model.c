@@ -7,6 +7,7 @@
  * backbone or class count fails with the tensor and the file named, before any weight is used. */
 #include "model-impl.h"
 
+#include "ecs/hparams.h"
 #include "ecs/safetensors.h"
 
 #include <math.h>
@@ -40,26 +41,6 @@ ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err)
 
 const char *ecs_norm_name(ecs_norm_kind n) {
   return (unsigned)n < ECS_NORM_COUNT ? g_norms[n] : "unknown";
-}
-
-void ecs_hparams_default(ecs_hparams *hp) {
-  *hp = (ecs_hparams){
-      .beta = 0.0f, /* auto */
-      .delta = 0.6f,
-      .theta = 0.7f,
-      .sigma_factor = 0.08f,
-      .lambda = 1.0f,
-      .lambda_ramp = 0.5f,
-      .warmup = 0.6f,
-      .eps = 1e-5f,
-      .overlay_k = -1, /* auto */
-      .overlay_rates = {8, 12, 16, 0},
-      .bg_in_phi = 1,
-      /* measured on the synthetic benchmark: from the warm start of the ECS phase, L_cls on
-       * the erased image too lifts CAM mIoU by 4-5 points over L_seg alone
-       * (docs/benchmark.md) */
-      .cls_on_erased = 1,
-  };
 }
 
 void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_classes) {
@@ -96,19 +77,6 @@ static ecs_status check_config(const ecs_model_config *cfg, ecs_err *err) {
                            cfg->class_names[i]);
   }
   return ecs_hparams_check(&cfg->hp, err);
-}
-
-ecs_status ecs_hparams_check(const ecs_hparams *hp, ecs_err *err) {
-  if (!(hp->delta > 0 && hp->delta < 1) || !(hp->theta > 0 && hp->theta < 1))
-    return ecs_err_set(err, ECS_ERR_INVALID, "delta and theta must lie in (0, 1)");
-  if (hp->beta > 1 || !(hp->sigma_factor > 0) || hp->overlay_k > ECS_MAX_RATES)
-    return ecs_err_set(err, ECS_ERR_INVALID, "beta must be <= 1, sigma factor > 0, overlay K <= %d",
-                       ECS_MAX_RATES);
-  for (int k = 0; k < hp->overlay_k; k++)
-    if (hp->overlay_rates[k] < 1)
-      return ecs_err_set(err, ECS_ERR_INVALID,
-                         "overlay K = %d, but this model has %d overlay rates", hp->overlay_k, k);
-  return ECS_OK;
 }
 
 /* ---- initialisation ------------------------------------------------------------------ */
@@ -332,16 +300,19 @@ static void json_str(char *dst, size_t n, size_t *pos, const char *s) {
   if (*pos < n) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\"");
 }
 
-static void hparams_json(const ecs_hparams *hp, char *buf, size_t n) {
-  snprintf(buf, n,
-           "{\"beta\":%.9g,\"delta\":%.9g,\"theta\":%.9g,\"sigma_factor\":%.9g,\"lambda\":%.9g,"
-           "\"lambda_ramp\":%.9g,\"warmup\":%.9g,\"eps\":%.9g,\"overlay_k\":%d,"
-           "\"overlay_rates\":[%d,%d,%d,%d],\"bg_in_phi\":%d,\"cls_on_erased\":%d,"
-           "\"no_erase\":%d,\"no_overlay\":%d,\"no_phi_filter\":%d}",
-           hp->beta, hp->delta, hp->theta, hp->sigma_factor, hp->lambda, hp->lambda_ramp,
-           hp->warmup, hp->eps, hp->overlay_k, hp->overlay_rates[0], hp->overlay_rates[1],
-           hp->overlay_rates[2], hp->overlay_rates[3], hp->bg_in_phi, hp->cls_on_erased,
-           hp->no_erase, hp->no_overlay, hp->no_phi_filter);
+/* One metadata key per model value of the table (ecs/hparams.h), typed by the table's text. */
+static ecs_status hparams_to_writer(const ecs_hparams *hp, struct ecs_st_writer *w, ecs_err *err) {
+  size_t n;
+  const ecs_hparam *tab = ecs_hparam_table(&n);
+  ecs_status st = ECS_OK;
+  for (size_t i = 0; st == ECS_OK && i < n; i++) {
+    if (tab[i].scope != ECS_HP_MODEL) continue;
+    char key[96], text[64];
+    snprintf(key, sizeof key, ECS_HPARAM_META_PREFIX "%s", tab[i].name);
+    ecs_hparam_format(&tab[i], ecs_hparam_cptr(&tab[i], hp, NULL), text, sizeof text);
+    st = ecs_st_writer_meta(w, key, text, err);
+  }
+  return st;
 }
 
 ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, ecs_err *err) {
@@ -361,7 +332,7 @@ ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, 
   }
   free(tmp);
   size_t cap = (size_t)m->cfg.n_classes * (ECS_CLASS_NAME_MAX * 6 + 4) + 8, pos = 0;
-  char *classes = malloc(cap), hp[1024], num[64];
+  char *classes = malloc(cap), num[64];
   if (!classes && st == ECS_OK) st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   if (st == ECS_OK) {
     classes[pos++] = '[';
@@ -371,18 +342,17 @@ ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, 
     }
     classes[pos++] = ']';
     classes[pos] = 0;
-    hparams_json(&m->cfg.hp, hp, sizeof hp);
     const char *kv[][2] = {
-        {"format", "ecsnet-model/1"},
+        {"format", "ecsnet-model/2"},
         {"backbone", ecs_backbone_name(m->cfg.backbone)},
         {"normalisation", ecs_norm_name(m->cfg.norm)},
         {"classes", classes},
-        {"hparams", hp},
         {"bg_channel_added", m->cfg.bg_channel_added ? "1" : "0"},
         {"provenance", m->cfg.provenance},
     };
     for (size_t i = 0; st == ECS_OK && i < sizeof kv / sizeof kv[0]; i++)
       st = ecs_st_writer_meta(w, kv[i][0], kv[i][1], err);
+    if (st == ECS_OK) st = hparams_to_writer(&m->cfg.hp, w, err);
     snprintf(num, sizeof num, "%.9g", m->cfg.alpha_bg);
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "alpha_bg", num, err);
     snprintf(num, sizeof num, "%.9g", m->cfg.label_threshold);
@@ -438,45 +408,60 @@ static int parse_classes(const char *s, ecs_model_config *cfg) {
   }
 }
 
-static int json_num(const char *obj, const char *key, double *out) {
+/* The text of one value of the "hparams" JSON object that files before one key per value held
+ * ({"beta":0,...,"overlay_rates":[8,12,16,0],...}): a number, or a list of rates as "8,12,16".
+ * Returns 0 when the key is absent or unreadable. */
+static int legacy_value(const char *obj, const ecs_hparam *p, char *out, size_t n) {
   char pat[64];
-  snprintf(pat, sizeof pat, "\"%s\":", key);
-  const char *p = strstr(obj, pat);
-  if (!p) return 0;
+  snprintf(pat, sizeof pat, "\"%s\":", p->name);
+  const char *v = strstr(obj, pat);
+  if (!v) return 0;
+  v += strlen(pat);
+  size_t len = 0;
+  if (p->kind == ECS_HP_RATES) {
+    if (*v++ != '[') return 0;
+    int r[ECS_MAX_RATES] = {0};
+    for (int k = 0; k < ECS_MAX_RATES && *v != ']'; k++) {
+      char *end;
+      r[k] = (int)strtol(v, &end, 10);
+      if (end == v) return 0;
+      v = end + (*end == ',');
+    }
+    ecs_hparam_format(p, r, out, n);
+    return 1;
+  }
+  while (v[len] && v[len] != ',' && v[len] != '}' && len + 1 < n)
+    len++;
+  snprintf(out, n, "%.*s", (int)len, v);
   char *end;
-  *out = strtod(p + strlen(pat), &end);
-  return end != p + strlen(pat);
+  double x = strtod(out, &end);
+  if (end == out) return 0;
+  /* the old files wrote any value at or below an auto default (beta <= 0) as meaning auto */
+  if (p->auto_doc && x <= strtod(p->dflt, NULL)) snprintf(out, n, "%s", p->dflt);
+  return 1;
 }
 
-static void parse_hparams(const char *s, ecs_hparams *hp) {
-  double v;
-  if (json_num(s, "beta", &v)) hp->beta = (float)v;
-  if (json_num(s, "delta", &v)) hp->delta = (float)v;
-  if (json_num(s, "theta", &v)) hp->theta = (float)v;
-  if (json_num(s, "sigma_factor", &v)) hp->sigma_factor = (float)v;
-  if (json_num(s, "lambda", &v)) hp->lambda = (float)v;
-  if (json_num(s, "lambda_ramp", &v)) hp->lambda_ramp = (float)v;
-  if (json_num(s, "warmup", &v)) hp->warmup = (float)v;
-  if (json_num(s, "eps", &v)) hp->eps = (float)v;
-  if (json_num(s, "overlay_k", &v)) hp->overlay_k = (int)v;
-  if (json_num(s, "bg_in_phi", &v)) hp->bg_in_phi = (int)v;
-  if (json_num(s, "cls_on_erased", &v)) hp->cls_on_erased = (int)v;
-  if (json_num(s, "no_erase", &v)) hp->no_erase = (int)v;
-  if (json_num(s, "no_overlay", &v)) hp->no_overlay = (int)v;
-  if (json_num(s, "no_phi_filter", &v)) hp->no_phi_filter = (int)v;
-  const char *r = strstr(s, "\"overlay_rates\":[");
-  if (r) {
-    r += strlen("\"overlay_rates\":[");
-    for (int k = 0; k < ECS_MAX_RATES; k++) {
-      char *end;
-      long x = strtol(r, &end, 10);
-      if (end == r) break;
-      hp->overlay_rates[k] = (int)x;
-      r = end;
-      while (*r == ',' || *r == ' ')
-        r++;
-    }
+/* The hyper-parameters of a model file: the old single JSON string where there is one, then
+ * one key per value (ecs/hparams.h), each checked by its row of the table. */
+static ecs_status read_hparams(const ecs_st_file *f, const char *path, ecs_hparams *hp,
+                               ecs_err *err) {
+  size_t n;
+  const ecs_hparam *tab = ecs_hparam_table(&n);
+  const char *legacy = ecs_st_meta(f, "hparams");
+  for (size_t i = 0; i < n; i++) {
+    const ecs_hparam *p = &tab[i];
+    if (p->scope != ECS_HP_MODEL) continue;
+    char key[96], text[64];
+    const char *v = NULL;
+    snprintf(key, sizeof key, ECS_HPARAM_META_PREFIX "%s", p->name);
+    if ((v = ecs_st_meta(f, key)) == NULL && legacy && legacy_value(legacy, p, text, sizeof text))
+      v = text;
+    ecs_err e = {0};
+    if (v && ecs_hparam_set(p, ecs_hparam_ptr(p, hp, NULL), v, 1, &e) != ECS_OK)
+      return ecs_err_set(err, ECS_ERR_FORMAT, "%s: metadata %s: %s", path,
+                         v == text ? "hparams" : key, e.msg);
   }
+  return ECS_OK;
 }
 
 static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_type *buft,
@@ -519,7 +504,10 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
   }
   if ((v = ecs_st_meta(f, "alpha_bg"))) cfg->alpha_bg = strtof(v, NULL);
   if ((v = ecs_st_meta(f, "label_threshold"))) cfg->label_threshold = strtof(v, NULL);
-  if ((v = ecs_st_meta(f, "hparams"))) parse_hparams(v, &cfg->hp);
+  if (read_hparams(f, path, &cfg->hp, err) != ECS_OK) {
+    free(cfg);
+    return NULL;
+  }
   if ((v = ecs_st_meta(f, "bg_channel_added"))) cfg->bg_channel_added = atoi(v);
   if ((v = ecs_st_meta(f, "provenance")))
     snprintf(cfg->provenance, sizeof cfg->provenance, "%s", v);

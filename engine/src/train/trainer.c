@@ -3,6 +3,7 @@
  * Resuming reproduces an uninterrupted run: batches and dropout seeds are functions of
  * (seed, step) (ecs/train.h), and a checkpoint holds the weights, the batch-norm statistics,
  * the optimiser's momentum and the step, so nothing else needs restoring. */
+#include "ecs/hparams.h"
 #include "ecs/optim.h"
 #include "ecs/train.h"
 
@@ -12,26 +13,20 @@
 #include <string.h>
 #include <time.h>
 
+/* The run settings of the table (ecs/hparams.h: steps, epochs, batch, lr, optimiser, crop,
+ * seed, checkpoints), then what the table does not hold: SGD's momentum and weight decay, the
+ * classifier's rate multiplier, the poly power and the augmentation (no random resize, flip,
+ * SEAM's colour jitter). */
 void ecs_train_opts_default(ecs_train_opts *o) {
   *o = (ecs_train_opts){
       .split = "train",
-      .batch = 8,
-      .epochs = 8,
-      .lr = 0.01f,
       .weight_decay = 5e-4f,
       .momentum = 0.9f,
       .fc8_lr_mult = 10.0f,
       .poly_power = 0.9f,
-      .aug = {.crop = 448,
-              .resize_min = 448,
-              .resize_max = 768,
-              .flip = 1,
-              .brightness = 0.3f,
-              .contrast = 0.3f,
-              .saturation = 0.3f,
-              .hue = 0.1f},
-      .seed = 1,
+      .aug = {.flip = 1, .brightness = 0.3f, .contrast = 0.3f, .saturation = 0.3f, .hue = 0.1f},
   };
+  ecs_hparams_run_default(o);
 }
 
 int64_t ecs_train_warmup_steps(const ecs_model *m, int64_t max_steps) {

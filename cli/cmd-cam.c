@@ -29,6 +29,7 @@ typedef struct cam_args {
   const char *labels, *scales, *outputs;
   int want_float, flip;
   long threads;
+  float label_threshold; /* 0: the model's own */
 } cam_args;
 
 static int parse_cam_args(int argc, char **argv, cam_args *c) {
@@ -49,6 +50,9 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
       c->flip = 1;
     } else if (strcmp(o, "--scales") == 0) {
       if (!(c->scales = val(&a))) return usage("--scales needs numbers, comma separated");
+    } else if (strcmp(o, "--label-threshold") == 0) {
+      if (!(v = val(&a)) || !parse_float(v, 0.0f, 1.0f, &c->label_threshold))
+        return usage("--label-threshold needs 0..1 (0: the model's own)");
     } else if (strcmp(o, "--threads") == 0) {
       if (!(v = val(&a)) || !parse_int(v, 1, 1024, &c->threads))
         return usage("--threads needs 1..1024");
@@ -144,7 +148,7 @@ int cmd_cam(int argc, char **argv) {
   ecs_image *img = NULL;
   ecs_cam_result *r = NULL;
   api_cam_timings t;
-  api_cam_call call = {0};
+  api_cam_call call = {.label_threshold = c.label_threshold};
   api_error ae;
   rc = 1;
   if (read_image(c.image, &req, &e) != ECS_OK) goto fail;

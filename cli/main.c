@@ -43,10 +43,11 @@ int failure(const ecs_err *e) {
 static const char *g_help =
     "usage: ecsnet COMMAND ...\n"
     "  cam IMAGE --out DIR [--model MODEL] [--labels a,b] [--float] [--scales 1,0.5] [--flip]\n"
-    "      [--outputs cam,mask,...] [--threads N] [--device DEV]\n"
+    "      [--outputs cam,mask,...] [--label-threshold P] [--threads N] [--device DEV]\n"
     "      CAMs, erased CAMs and masks of one image as PNGs, as POST /cam renders them;\n"
     "      --labels, --scales, --flip and --outputs take POST /cam's values (the default\n"
-    "      outputs: all but overlay; erase_region.png comes with erased_image)\n"
+    "      outputs: all but overlay; erase_region.png comes with erased_image); without\n"
+    "      --labels, labels scoring above --label-threshold (0: the model's own) are used\n"
     "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d] [--init MODEL]\n"
     "      [--epochs N | --steps N] [--batch N] [--lr F] [--optim sgd|adam] [--crop PX]\n"
     "      [--resume CHECKPOINT] [--checkpoint FILE] [--device DEV] [HYPER-PARAMETERS] ...\n"

@@ -3,6 +3,7 @@ files the command line writes hold exactly the pixels of the server's answer (ev
 erased CAM, mask and image output, decoded and compared as arrays), and the same labels and
 scores. Also: the command line links the engine and the api, not the HTTP server nor the job
 store (no libmicrohttpd, no SQLite)."""
+import json
 import os
 import pathlib
 import re
@@ -153,3 +154,41 @@ def test_cli_links_neither_the_http_server_nor_the_job_store(bin_path, build_dir
     srv = subprocess.run(["ldd", str(bin_path("ecsnet-server"))], capture_output=True, text=True,
                          check=True).stdout
     assert "libmicrohttpd" in srv
+
+
+def with_label_threshold(src, dst, value):
+    """A copy of the safetensors file src whose metadata says label_threshold = value."""
+    raw = src.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    header["__metadata__"]["label_threshold"] = repr(value)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    dst.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    return dst
+
+
+def test_predicted_labels_follow_the_models_threshold(bin_path, photo, model_file,  # noqa: F811
+                                                       tmp_path):
+    """Without labels, both sides predict with the model's own label_threshold (neither
+    --label-threshold is set), and an explicit --label-threshold overrides it on both."""
+    low = with_label_threshold(model_file, tmp_path / "low.safetensors", 0.001)
+    s = Server("--model", str(low), "--device", "cpu", "--workers", "1",
+               data_dir=tmp_path / "data")
+    try:
+        r = cam_request(s, photo.read_bytes(), outputs="scores")
+        assert r.status_code == 200, r.text
+        served = [lab["name"] for lab in r.json()["labels"]]
+        scores = {x["name"]: x["score"] for x in r.json()["scores"]}
+    finally:
+        s.stop()
+    assert sorted(served) == sorted(n for n, v in scores.items() if v > 0.001), served
+    assert len(served) > 1, scores  # the model's low threshold, not the server's 0.5
+    out = tmp_path / "cli"
+    stdout = run_cli(bin_path, photo, low, out, None, None, False, "scores")
+    assert stdout.startswith("labels: " + " ".join(served) + "\n"), stdout
+    p = subprocess.run([str(bin_path("ecsnet")), "cam", str(photo), "--model", str(low), "--out",
+                        str(tmp_path / "hi"), "--outputs", "scores", "--label-threshold", "0.999"],
+                       capture_output=True, text=True, env={**os.environ, "ECSNET_DEVICE": "cpu"})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[0].split()[1:] != served

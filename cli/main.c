@@ -106,16 +106,16 @@ ecs_backend_params g_engine;
 const char *g_shipped;
 static const char *g_env_device; /* ECSNET_DEVICE */
 
+static const char *env_lookup(const char *name, void *user) {
+  (void)user;
+  return getenv(name);
+}
+
 static int read_environment(void) {
-  size_t n;
-  const ecs_backend_option *o = ecs_backend_options(&n);
-  for (size_t i = 0; i < n; i++) {
-    const char *v = getenv(o[i].env);
-    ecs_err e;
-    ecs_err_clear(&e);
-    if (v && ecs_backend_option_set(&g_engine, o[i].name, v, &e) != ECS_OK)
-      return usage("%s: %s", o[i].env, e.msg);
-  }
+  ecs_err e;
+  ecs_err_clear(&e);
+  if (ecs_backend_options_lookup(&g_engine, env_lookup, NULL, &e) != ECS_OK)
+    return usage("%s", e.msg);
   g_shipped = getenv("ECSNET_SHIPPED_MODEL");
   g_env_device = getenv("ECSNET_DEVICE");
   return 0;

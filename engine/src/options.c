@@ -78,6 +78,19 @@ static int taken(const rule *r, int v) {
   return 0;
 }
 
+ecs_status ecs_backend_options_lookup(ecs_backend_params *p,
+                                      const char *(*lookup)(const char *env, void *user),
+                                      void *user, ecs_err *err) {
+  for (size_t i = 0; i < sizeof k_options / sizeof k_options[0]; i++) {
+    const char *v = lookup(k_options[i].env, user);
+    ecs_err e;
+    ecs_err_clear(&e);
+    if (v && ecs_backend_option_set(p, k_options[i].name, v, &e) != ECS_OK)
+      return ecs_err_set(err, e.status, "%s: %s", k_options[i].env, e.msg);
+  }
+  return ECS_OK;
+}
+
 ecs_status ecs_backend_option_set(ecs_backend_params *p, const char *name, const char *value,
                                   ecs_err *err) {
   const ecs_backend_option *o = ecs_backend_option_find(name);

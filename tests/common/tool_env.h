@@ -15,19 +15,17 @@
 
 /* Sets p's engine options from the variables that are set (the others keep p's values). On a
  * bad value prints "prog: NAME: why" on stderr and returns 0; 1 otherwise. */
+static inline const char *tool_getenv(const char *name, void *user) {
+  (void)user;
+  return getenv(name);
+}
+
 static inline int tool_engine_from_env(ecs_backend_params *p, const char *prog) {
-  size_t n;
-  const ecs_backend_option *o = ecs_backend_options(&n);
-  for (size_t i = 0; i < n; i++) {
-    const char *v = getenv(o[i].env);
-    ecs_err e;
-    ecs_err_clear(&e);
-    if (v && ecs_backend_option_set(p, o[i].name, v, &e) != ECS_OK) {
-      fprintf(stderr, "%s: %s: %s\n", prog, o[i].env, e.msg);
-      return 0;
-    }
-  }
-  return 1;
+  ecs_err e;
+  ecs_err_clear(&e);
+  if (ecs_backend_options_lookup(p, tool_getenv, NULL, &e) == ECS_OK) return 1;
+  fprintf(stderr, "%s: %s\n", prog, e.msg);
+  return 0;
 }
 
 #endif

@@ -128,6 +128,29 @@ static void test_options_from_text(void **state) {
   assert_string_equal(err.msg, "'5' is not one of auto|off|2|4");
 }
 
+/* A fake environment for ecs_backend_options_lookup: name=value pairs. */
+static const char *fake_env(const char *name, void *user) {
+  for (const char *const *kv = user; kv[0]; kv += 2)
+    if (strcmp(kv[0], name) == 0) return kv[1];
+  return NULL;
+}
+
+/* The variables that are set set their options, the others keep p's values, and a bad value
+ * names its variable and leaves the options already read set. */
+static void test_options_from_lookup(void **state) {
+  (void)state;
+  ecs_err err = {0};
+  ecs_backend_params p = {.pack_width = 12};
+  const char *env[] = {"ECSNET_WINOGRAD", "off", "ECSNET_TF32", "1", NULL};
+  assert_int_equal(ecs_backend_options_lookup(&p, fake_env, (void *)env, &err), ECS_OK);
+  assert_int_equal(p.winograd, ECS_OPT_OFF);
+  assert_int_equal(p.tf32, 1);
+  assert_int_equal(p.pack_width, 12);
+  const char *bad[] = {"ECSNET_FUSE", "sometimes", NULL};
+  assert_int_equal(ecs_backend_options_lookup(&p, fake_env, (void *)bad, &err), ECS_ERR_INVALID);
+  assert_non_null(strstr(err.msg, "ECSNET_FUSE: 'sometimes'"));
+}
+
 /* Every option's default text sets the zero the backends take as their default, and each
  * value reads back as the text that sets it. */
 static void test_options_defaults_and_back(void **state) {
@@ -161,6 +184,7 @@ int main(void) {
       cmocka_unit_test(test_add_on_each_cpu_backend),
       cmocka_unit_test(test_options_from_text),
       cmocka_unit_test(test_options_defaults_and_back),
+      cmocka_unit_test(test_options_from_lookup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,14 @@ const ecs_backend_option *ecs_backend_option_find(const char *name);
 ecs_status ecs_backend_option_set(ecs_backend_params *p, const char *name, const char *value,
                                   ecs_err *err);
 
+/* Sets every option whose variable lookup(env, user) finds (a non-NULL text) from it, in the
+ * table's order; the others keep p's values. The engine reads no environment itself: the
+ * command line and the test tools pass getenv. On a bad value, ECS_ERR_INVALID with err naming
+ * the variable ("ECSNET_FUSE: 'x' is not one of ..."). */
+ecs_status ecs_backend_options_lookup(ecs_backend_params *p,
+                                      const char *(*lookup)(const char *env, void *user),
+                                      void *user, ecs_err *err);
+
 /* The option's value in p as text ("auto", "off", "4"), in buf (n bytes); returns buf. */
 const char *ecs_backend_option_get(const ecs_backend_params *p, const ecs_backend_option *o,
                                    char *buf, size_t n);

@@ -103,6 +103,24 @@ static uint8_t *overlay_of(const uint8_t *rgb, const ecs_cam_result *r) {
 
 #define TAKE(dst, src) ((dst) = (src), (src) = NULL)
 
+/* Masks are 8-bit: the engine leaves them out for a label above ECS_MAX_MASK_ID. A mask output
+ * asked for then is an error naming the label (ECS_ERR_UNSUPPORTED, 422); ECS_OK otherwise. */
+static ecs_status masks_available(const ecsnet_adapter *a, const ecs_cam_result *r, unsigned want,
+                                  ecs_err *err) {
+  if (!(want & (API_OUT_MASK | API_OUT_CAM_MASK | API_OUT_ECS_MASK | API_OUT_HEAD_MASK)) ||
+      r->cam_mask)
+    return ECS_OK;
+  int id = 0;
+  for (int i = 0; i < r->n_labels && !id; i++)
+    if (r->labels[i] > ECS_MAX_MASK_ID) id = r->labels[i];
+  const ecs_model_config *c = ecs_model_get_config(a->model);
+  return ecs_err_set(err, ECS_ERR_UNSUPPORTED,
+                     "masks hold class ids up to %d, and label %d ('%s') is above: ask for "
+                     "outputs without masks (cam, erased_cam, scores, erased_image, overlay)",
+                     ECS_MAX_MASK_ID, id,
+                     id > 0 && id <= c->n_classes ? c->class_names[id - 1] : "?");
+}
+
 static ecs_status adapter_run(void *ctx, const api_cam_input *in, api_cam_result *out,
                               ecs_err *err) {
   ecsnet_adapter *a = ctx;
@@ -133,7 +151,11 @@ static ecs_status adapter_run(void *ctx, const api_cam_input *in, api_cam_result
   out->infer_ms = now_ms() - t0;
   ecs_ctx_set_yield(c, NULL, NULL);
   ecs_ctx_reset(c); /* the arena keeps its memory; the tensors of this image go */
-  if (st != ECS_OK) return st;
+  if (st == ECS_OK) st = masks_available(a, r, want, err);
+  if (st != ECS_OK) {
+    ecs_cam_result_free(r);
+    return st;
+  }
   out->width = r->w;
   out->height = r->h;
   out->n_labels = r->n_labels;

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ecs/ecsnet.h"
 #include "ecs/path.h"
 #include "ecs/safetensors.h"
 
@@ -270,7 +271,8 @@ ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err
   ecs_status st = ECS_OK;
   const char *bb = ecs_st_meta(f, "backbone"), *cl = ecs_st_meta(f, "classes");
   json_t *arr = cl ? json_loads(cl, 0, NULL) : NULL;
-  if (!bb || !json_is_array(arr) || json_array_size(arr) < 1 || json_array_size(arr) > 254) {
+  if (!bb || !json_is_array(arr) || json_array_size(arr) < 1 ||
+      json_array_size(arr) > ECS_MAX_CLASSES - 1) {
     st = ecs_err_set(err, ECS_ERR_FORMAT,
                      "%s is not an ECS-Net model: its metadata lacks a backbone or classes", path);
     goto done;

@@ -311,7 +311,7 @@ static enum MHD_Result post_train(srv_req *r) {
     snprintf(msg, sizeof msg, "a fine-tuned model keeps its base model's backbone");
   } else if (bb && ecs_backbone_parse(bb, &backbone, NULL) != ECS_OK) {
     field_name = "backbone";
-    snprintf(msg, sizeof msg, "one of small, resnet38d, vgg16d");
+    snprintf(msg, sizeof msg, "one of small, resnet38d, vgg16d, efficientnet_lite0");
   } else if (bm && !resolve_model(r->s, bm, base, sizeof base, msg, sizeof msg)) {
     field_name = "base_model";
   } else if (!mn && !api_reg_name_valid(ds)) {

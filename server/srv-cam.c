@@ -100,6 +100,7 @@ static void run_model(srv_req *r, srv_model_ref *m, const ecs_image *img, int wo
   if (st != ECS_OK) {
     if (st == ECS_ERR_NOMEM) api_fail(&ae, 503, "out_of_memory", "%s", e.msg);
     else if (st == ECS_ERR_CANCELLED) api_fail(&ae, 503, "timeout", "the request was cancelled");
+    else if (st == ECS_ERR_UNSUPPORTED) api_fail(&ae, 422, "unsupported_output", "%s", e.msg);
     else api_fail(&ae, 500, "inference_failed", "%s", e.msg);
     srv_req_set_error(r, &ae);
     api_cam_result_free(&res);

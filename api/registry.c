@@ -509,8 +509,14 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The first *.safetensors by name in dir, or false. */
+/* The shipped default of models/, preferred to the other files there (the ImageNet model that
+ * `make build` converts into models/ is served only when asked for, --model). */
+#define SHIPPED_DEFAULT "ecsnet-synth-small" EXT
+
+/* The shipped default in dir, else the first *.safetensors by name, or false. */
 static bool first_model_in(const char *dir, char *out, size_t n) {
+  if (ecs_path_join(out, n, dir, SHIPPED_DEFAULT, NULL) == ECS_OK && access(out, R_OK) == 0)
+    return true;
   DIR *d = opendir(dir);
   if (!d) return false;
   char *names[256];

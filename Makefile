@@ -6,6 +6,7 @@ JOBS       ?= $(shell nproc)
 WERROR     ?= ON
 CMAKE_ARGS ?=
 LISTEN     ?= 127.0.0.1:8080
+MODEL      ?=
 PYTHON     := .venv/bin/python
 
 .PHONY: all deps build run test test-c test-python bench format format-check clean
@@ -19,10 +20,12 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DECSNET_WERROR=$(WERROR) $(CMAKE_ARGS) >$(BUILD).configure.log 2>&1 \
 	  || { cat $(BUILD).configure.log; exit 1; }
 	@cmake --build $(BUILD) -j$(JOBS)
+	@bash engine/scripts/lite0-model.sh
 
-# Starts the server in the foreground on the shipped model (Ctrl-C stops it).
+# Starts the server in the foreground on the shipped model (Ctrl-C stops it); MODEL=PATH serves
+# that file instead (e.g. models/ecsnet-imagenet-lite0.safetensors).
 run: build
-	$(BUILD)/bin/ecsnet-server --listen $(LISTEN) --data-dir data
+	$(BUILD)/bin/ecsnet-server --listen $(LISTEN) --data-dir data$(if $(MODEL), --model $(MODEL))
 
 # Every C test (cmocka via ctest) and every Python test (pytest), then one line of counts.
 test: build

@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "base64.h"
+#include "ecs/ecsnet.h"
 #include "multipart.h"
 
 #define MAX_PARAMS 16
@@ -61,11 +62,12 @@ static bool label_from_text(const char *s, size_t n, api_label *out, api_error *
   bool digits = true;
   for (size_t i = 0; i < n; i++) digits &= isdigit((unsigned char)s[i]) != 0;
   if (digits) {
-    if (n > 3) return api_fail(err, 422, "unknown_label", "label id %.*s is out of range",
+    if (n > 4) return api_fail(err, 422, "unknown_label", "label id %.*s is out of range",
                                (int)(n > 16 ? 16 : n), s);
     int id = 0;
     for (size_t i = 0; i < n; i++) id = id * 10 + (s[i] - '0');
-    if (id > 255) return api_fail(err, 422, "unknown_label", "label id %d is out of range", id);
+    if (id > ECS_MAX_CLASSES - 1)
+      return api_fail(err, 422, "unknown_label", "label id %d is out of range", id);
     out->id = id;
     out->name[0] = '\0';
     return true;
@@ -86,7 +88,7 @@ static bool label_from_json(json_t *v, api_label *out, api_error *err) {
   if (json_is_string(v)) return label_from_text(json_string_value(v), json_string_length(v), out, err);
   if (json_is_integer(v)) {
     json_int_t id = json_integer_value(v);
-    if (id < 0 || id > 255)
+    if (id < 0 || id > ECS_MAX_CLASSES - 1)
       return api_fail(err, 422, "unknown_label", "label id %lld is out of range", (long long)id);
     out->id = (int)id;
     out->name[0] = '\0';

@@ -60,6 +60,22 @@ static bool infer_opts(const api_cam_request *req, const api_model_info *info, f
   return true;
 }
 
+/* Masks are 8-bit: the engine leaves them out for a label above ECS_MAX_MASK_ID. A mask output
+ * asked for then is a 422 naming the label; the other outputs work for every id. */
+static bool masks_available(const api_cam_request *req, const api_model_info *info,
+                            const ecs_cam_result *r, api_error *err) {
+  const unsigned masks = API_OUT_MASK | API_OUT_CAM_MASK | API_OUT_ECS_MASK | API_OUT_HEAD_MASK;
+  if (!(req->outputs & masks) || r->cam_mask) return true;
+  int id = 0;
+  for (int i = 0; i < r->n_labels && !id; i++)
+    if (r->labels[i] > ECS_MAX_MASK_ID) id = r->labels[i];
+  return api_fail(err, 422, "unsupported_output",
+                  "masks hold class ids up to %d, and label %d ('%s') is above: ask for outputs "
+                  "without masks (cam, erased_cam, scores, erased_image, overlay)",
+                  ECS_MAX_MASK_ID, id,
+                  id > 0 && id <= info->n_classes ? info->class_names[id - 1] : "?");
+}
+
 static bool compute(const api_cam_request *req, api_model *m, const api_cam_call *call,
                     ecs_image **img, ecs_cam_result **res, api_cam_timings *t, api_error *err) {
   uint64_t t0 = ecs_monotonic_ns();
@@ -76,7 +92,8 @@ static bool compute(const api_cam_request *req, api_model *m, const api_cam_call
   t0 = ecs_monotonic_ns();
   st = api_model_infer(m, call->worker, call->cancel, *img, &o, res, &e);
   t->infer_ms = ms_since(t0);
-  return st == ECS_OK || infer_failed(err, &e);
+  if (st != ECS_OK) return infer_failed(err, &e);
+  return masks_available(req, api_model_describe(m), *res, err);
 }
 
 bool api_cam_compute(const api_cam_request *req, api_model *m, const api_cam_call *call,

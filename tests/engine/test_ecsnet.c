@@ -356,6 +356,9 @@ static void check_fold(ecs_backbone bb, int h, int w, int n_fused) {
 #define FUSED_SMALL 4
 #define FUSED_R38   19
 #define FUSED_VGG   15
+/* efficientnet_lite0: the stem, the 15 expansions, the 16 depthwise convolutions and the head
+ * conv with ReLU6 (the projections fold but have no activation) */
+#define FUSED_LITE0 33
 
 static void test_fold_bn_small(void **state) {
   (void)state;
@@ -365,6 +368,42 @@ static void test_fold_bn_small(void **state) {
 static void test_fold_bn_resnet38d(void **state) {
   (void)state;
   check_fold(ECS_BACKBONE_RESNET38D, 24, 17, FUSED_R38);
+}
+
+static void test_fold_bn_lite0(void **state) {
+  (void)state;
+  check_fold(ECS_BACKBONE_EFFICIENTNET_LITE0, 65, 40, FUSED_LITE0);
+}
+
+/* efficientnet_lite0: the checkpoint's 4,694,024 floats (weights and running statistics, the
+ * 1000-way fc with its bias) plus fc8's background channel; output stride 32 with ceil, as its
+ * stride-2 convolutions give; inference sizes snap to 32m+1. */
+static void test_lite0_table(void **state) {
+  (void)state;
+  ecs_model_config cfg;
+  ecs_model_config_default(&cfg, ECS_BACKBONE_EFFICIENTNET_LITE0, 1000);
+  assert_int_equal(cfg.norm, ECS_NORM_TF128);
+  ecs_err e = {0};
+  ecs_model *m = ecs_model_new(&cfg, NULL, 1, &e);
+  assert_non_null(m);
+  /* the checkpoint's floats, plus fc8's background channel (1280 + 1) */
+  assert_int_equal(count_params(m, 0), 4694024 + 1281);
+  assert_non_null(ecs_params_find(ecs_model_params(m), "fc8.bias"));
+  assert_null(ecs_params_find(ecs_model_params(m), "_blocks.0._expand_conv.weight"));
+  assert_int_equal(ecs_params_find(ecs_model_params(m), "_blocks.15._depthwise_conv.weight")->ne[0],
+                   1152);
+  assert_int_equal(ecs_model_output_stride(m), 32);
+  assert_int_equal(ecs_model_step_grid(m, 225), 8);
+  assert_int_equal(ecs_model_step_grid(m, 224), 7);
+  int in[] = {8, 33, 48, 49, 224, 240, 241, 500}, snapped[] = {33, 33, 33, 65, 225, 225, 257, 513};
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(ecs_model_input_size(m, in[i]), snapped[i]);
+  ecs_model_free(m);
+  ecs_model_config_default(&cfg, ECS_BACKBONE_SMALL, 3);
+  m = ecs_model_new(&cfg, NULL, 1, &e);
+  assert_int_equal(ecs_model_output_stride(m), 8);
+  assert_int_equal(ecs_model_input_size(m, 224), 224);
+  ecs_model_free(m);
 }
 
 static void test_fold_bn_vgg16d_has_nothing_to_fold(void **state) {
@@ -430,6 +469,8 @@ int main(void) {
       cmocka_unit_test(test_fold_bn_small),
       cmocka_unit_test(test_fold_bn_resnet38d),
       cmocka_unit_test(test_fold_bn_vgg16d_has_nothing_to_fold),
+      cmocka_unit_test(test_fold_bn_lite0),
+      cmocka_unit_test(test_lite0_table),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

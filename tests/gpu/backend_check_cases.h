@@ -98,6 +98,29 @@ static void conv_cases(void) {
     c->op.p = p.p, c->src[0] = x, c->src[1] = y, c->dst[0] = wo;
     if (q->bias) c->dst[1] = bo;
   }
+  /* EfficientNet-Lite's inference convolutions: depthwise 3x3 and 5x5 at stride 1 and 2, the
+   * 1x1 expansion, each with its folded batch norm as bias and ReLU6 fused (p.conv.act); inputs
+   * of 32m+1 pixels a side as the backbone runs them. Unit-variance inputs and weights put many
+   * outputs above 6, so the clip is exercised. */
+  static const conv_variant lite[] = {
+      {"dw 3x3 s1 p1 +bias +relu6", 1, 32, 17, 17, 32, 3, 1, 1, 1, 32, 1},
+      {"dw 3x3 s2 p1 +bias +relu6", 1, 24, 33, 33, 24, 3, 2, 1, 1, 24, 1},
+      {"dw 5x5 s2 p2 +bias +relu6", 1, 48, 17, 17, 48, 5, 2, 2, 1, 48, 1},
+      {"dw 5x5 s1 p2 +bias +relu6", 1, 40, 9, 9, 40, 5, 1, 2, 1, 40, 1},
+      {"1x1 16->96 +bias +relu6", 1, 16, 17, 17, 96, 1, 1, 0, 1, 1, 1},
+  };
+  for (size_t i = 0; i < sizeof lite / sizeof lite[0]; i++) {
+    const conv_variant *q = &lite[i];
+    int64_t oh = ecs_conv_out_size(q->h, (int)q->k, q->stride, q->pad, q->dil);
+    int64_t ow = ecs_conv_out_size(q->w, (int)q->k, q->stride, q->pad, q->dil);
+    tdesc x = t4(q->n, q->ci, q->h, q->w, G_RANDN),
+          w = t4(q->co, q->ci / q->groups, q->k, q->k, G_RANDN);
+    tdesc yo = t4(q->n, q->co, oh, ow, G_NONE), b = t1(q->co, G_RANDN);
+    ocase *c = add(q->name, ECS_OP_CONV2D, 1e-4);
+    c->op.p.conv = (typeof(c->op.p.conv)){
+        {q->stride, q->stride}, {q->pad, q->pad}, {q->dil, q->dil}, q->groups, ECS_ACT_RELU6};
+    c->src[0] = x, c->src[1] = w, c->src[2] = b, c->dst[0] = yo;
+  }
 }
 
 static void bn_cases(void) {

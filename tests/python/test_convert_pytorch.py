@@ -119,3 +119,28 @@ def test_engine_rejects_wrong_shapes_and_backbone(bin_path, tmp_path):
                             str(tmp_path / "o.safetensors")], capture_output=True, text=True)
         assert r.returncode == 1
         assert str(path) in r.stderr and word in r.stderr, r.stderr
+
+
+def test_synonym_names_are_made_unique(tmp_path):
+    """--synonyms: the first synonym names the class; a name an earlier class has gets " 2"."""
+    syn = [["crane"], ["tench", "Tinca tinca"], ["crane"], ["maillot"], ["maillot", "tank suit"],
+           ["crane 2"]]
+    assert conv.unique_names(syn) == ["crane", "tench", "crane 2", "maillot", "maillot 2", "crane 2 2"]
+    f = tmp_path / "syn.txt"
+    f.write_text("tench, Tinca tinca\n\ngoldfish, Carassius auratus\n")
+    assert conv.read_synonyms(f) == [["tench", "Tinca tinca"], ["goldfish", "Carassius auratus"]]
+
+
+def test_lite0_classifier_keeps_its_bias():
+    """efficientnet_lite0: _fc (K, 1280) and its bias become fc8 with a zero background channel."""
+    state = {k: np.random.default_rng(0).standard_normal(s).astype(np.float32)
+             for k, s in conv.expected_keys("efficientnet_lite0", 4).items() if not k.startswith("fc8")}
+    state["_fc.weight"] = np.ones((3, 1280), np.float32)
+    state["_fc.bias"] = np.array([1, 2, 3], np.float32)
+    state["_bn1.num_batches_tracked"] = np.zeros((), np.float32)
+    tensors, meta, dropped = conv.convert(state, "efficientnet_lite0", ["a", "b", "c"],
+                                          meta_extra={"licence": "L"})
+    assert tensors["fc8.weight"].shape == (4, 1280, 1, 1) and not tensors["fc8.weight"][0].any()
+    assert list(tensors["fc8.bias"]) == [0, 1, 2, 3]
+    assert meta["bg_channel_added"] == "1" and meta["normalisation"] == "tf128"
+    assert meta["licence"] == "L" and dropped == ["_bn1.num_batches_tracked"]

@@ -168,7 +168,8 @@ static void test_cam_labels(void **state) {
     unsigned status;
   } bad[] = {{"cat,,dog", "invalid_labels", 422}, {"cat,cat", "duplicate_label", 422},
              {"a,b,c,d,e", "too_many_labels", 422}, {"<script>", "unknown_label", 422},
-             {"999", "unknown_label", 422}, {"", "invalid_labels", 422}};
+             {"1025", "unknown_label", 422}, {"99999", "unknown_label", 422},
+             {"", "invalid_labels", 422}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_false(parse_raw("labels", bad[i].v, &r, &e));
     assert_string_equal(e.code, bad[i].code);

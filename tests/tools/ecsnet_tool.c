@@ -1,13 +1,16 @@
 /* ecsnet_tool - runs the ECS-Net model on tensors from a safetensors file, for the Python
  * parity tests (tests/python/test_ecsnet_*.py):
  *
- *   ecsnet_tool forward MODEL IN OUT [train]   IN: x (N,3,H,W)          OUT: h
+ *   ecsnet_tool [--device NAME] [--fold] forward MODEL IN OUT [train]
+ *                                               IN: x (N,3,H,W)          OUT: h
  *   ecsnet_tool step MODEL IN OUT [PREFIXES]   IN: images, labels, args  OUT: losses, counts,
  *                                                 grad.<param>, <param> (only the names starting
  *                                                 with one of the comma-separated PREFIXES)
  *   ecsnet_tool infer MODEL IN OUT             IN: rgb (H,W,3) U8, labels I32?, opts F32?
  *
- * The engine options come from ECSNET_* (tool_env.h). Errors go to stderr as one line; exit
+ * --device picks the device (default "cpu"; "cpu-ref" for the reference kernels); --fold folds
+ * batch norm into the convolutions first, as the server does (ecs_model_fold_bn). The engine
+ * options come from ECSNET_* (tool_env.h). Errors go to stderr as one line; exit
  * status 1 (2 for bad usage or a bad option value). */
 #include "ecs/ecsnet.h"
 #include "ecs/safetensors.h"
@@ -130,20 +133,33 @@ static int cmd_infer(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_w
   ok &= add(w, "scores", ECS_F32, 1, K, 1, 1, 1, r->scores, e);
   ok &= add(w, "labels", ECS_I32, 1, L, 1, 1, 1, r->labels, e);
   ok &= add(w, "cams", ECS_F32, 3, L, h, wd, 1, r->cams, e);
-  ok &= add(w, "cam_mask", ECS_U8, 2, h, wd, 1, 1, r->cam_mask, e);
-  ok &= add(w, "head_mask", ECS_U8, 2, h, wd, 1, 1, r->head_mask, e);
-  ok &= add(w, "mask", ECS_U8, 2, h, wd, 1, 1, r->mask, e);
+  if (r->mask) { /* NULL with a label above ECS_MAX_MASK_ID */
+    ok &= add(w, "cam_mask", ECS_U8, 2, h, wd, 1, 1, r->cam_mask, e);
+    ok &= add(w, "head_mask", ECS_U8, 2, h, wd, 1, 1, r->head_mask, e);
+    ok &= add(w, "mask", ECS_U8, 2, h, wd, 1, 1, r->mask, e);
+  }
   if (r->erased_cams) {
     ok &= add(w, "erased_cams", ECS_F32, 3, L, h, wd, 1, r->erased_cams, e);
     ok &= add(w, "erase_region", ECS_U8, 2, h, wd, 1, 1, r->erase_region, e);
     ok &= add(w, "erased_image", ECS_U8, 3, h, wd, 3, 1, r->erased_image, e);
-    ok &= add(w, "ecs_mask", ECS_U8, 2, h, wd, 1, 1, r->ecs_mask, e);
+    if (r->ecs_mask) ok &= add(w, "ecs_mask", ECS_U8, 2, h, wd, 1, 1, r->ecs_mask, e);
   }
   ecs_cam_result_free(r);
   return ok;
 }
 
 int main(int argc, char **argv) {
+  const char *device = "cpu";
+  if (argc > 2 && strcmp(argv[1], "--device") == 0) {
+    device = argv[2];
+    argv += 2;
+    argc -= 2;
+  }
+  int fold = argc > 1 && strcmp(argv[1], "--fold") == 0;
+  if (fold) {
+    argv++;
+    argc--;
+  }
   if (argc < 5) {
     fprintf(stderr, "usage: ecsnet_tool forward|step|infer MODEL IN OUT [train]\n");
     return 2;
@@ -151,9 +167,15 @@ int main(int argc, char **argv) {
   ecs_backend_params bp = {.n_threads = 2};
   if (!tool_engine_from_env(&bp, "ecsnet_tool")) return 2;
   ecs_err e = {0};
-  ecs_model *m = ecs_model_load(argv[2], NULL, &e);
+  ecs_device *dev = ecs_device_find(device, &e);
+  if (!dev) return fail("device", &e);
+  ecs_model *m = ecs_model_load(argv[2], ecs_device_buffer_type(dev), &e);
   if (!m) return fail("load", &e);
-  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", NULL), &bp, &e);
+  if (fold && ecs_model_fold_bn(m, &e) != ECS_OK) {
+    ecs_model_free(m);
+    return fail("fold", &e);
+  }
+  ecs_backend *be = ecs_backend_init(dev, &bp, &e);
   ecs_ctx *ctx = be ? ecs_ctx_new(be, &e) : NULL;
   ecs_st_file *in = ctx ? ecs_st_open(argv[3], &e) : NULL;
   ecs_st_writer *w = in ? ecs_st_writer_new(&e) : NULL;

@@ -18,7 +18,8 @@
  *  - step 12: each dilation branch runs block B and everything after it up to fc8, so that
  *    H' = H'_0 + (1/K) sum_k H'_k holds for the heat maps as written;
  *  - dropout is element-wise (the engine's op), where SEAM/PSA use channel-wise Dropout2d;
- *  - step 9's cells are the 8x8 pixel squares of the output stride, clipped at the border;
+ *  - step 9's cells are the S x S pixel squares of the output stride S (8; efficientnet_lite0:
+ *    32), clipped at the border;
  *  - the CAMs returned by inference are upsampled before the max-min normalisation (the
  *    multi-scale rule, also at one scale); the erase region uses the training step's order
  *    (normalised on the grid, then upsampled), so the service erases what training erases. */
@@ -35,12 +36,18 @@ typedef enum ecs_backbone {
   ECS_BACKBONE_SMALL = 0, /* our 4-layer CPU network, output stride 8, receptive field 47 px */
   ECS_BACKBONE_RESNET38D, /* SEAM/PSA wide ResNet-38 */
   ECS_BACKBONE_VGG16D,    /* PSA VGG-16 with dilated conv5 */
+  /* EfficientNet-Lite0 (ImageNet), the names of efficientnet-lite-pytorch's state dict: 16
+   * MBConv blocks, ReLU6, batch norm eps 1e-3, output stride 32; its weights were trained with
+   * TF SAME padding, which the symmetric padding here equals on inputs of 32m+1 pixels a side
+   * (inference resizes to those, ecs_model_input_size) */
+  ECS_BACKBONE_EFFICIENTNET_LITE0,
   ECS_BACKBONE_COUNT
 } ecs_backbone;
 
 typedef enum ecs_norm_kind {
   ECS_NORM_IMAGENET = 0, /* RGB / 255, minus mean (0.485, 0.456, 0.406), over std (0.229, ...) */
   ECS_NORM_CAFFE_BGR,    /* BGR in 0..255 minus (104.008, 116.669, 122.675) */
+  ECS_NORM_TF128,        /* RGB in 0..255, (x - 127) / 128 (TF's EfficientNet-Lite) */
   ECS_NORM_COUNT
 } ecs_norm_kind;
 
@@ -68,7 +75,11 @@ typedef struct ecs_hparams {
   int no_phi_filter; /* Phi = every cell (still excluding nothing) */
 } ecs_hparams;
 
-#define ECS_MAX_CLASSES    255
+/* Up to ECS_MAX_CLASSES - 1 object classes (ImageNet's 1000 fit); masks are 8-bit, with 255
+ * for "ignore", so they hold class ids up to ECS_MAX_MASK_ID only: inference leaves the masks
+ * out (NULL) when a label above it is used. */
+#define ECS_MAX_CLASSES    1025
+#define ECS_MAX_MASK_ID    254
 #define ECS_CLASS_NAME_MAX 64
 
 typedef struct ecs_model_config {
@@ -127,12 +138,20 @@ int ecs_model_channels(const ecs_model *m);           /* 1 + K */
 /* Index (1..K) of a class name, or 0 when unknown. */
 int ecs_model_class_id(const ecs_model *m, const char *name);
 
+/* The backbone's output stride (8, or 32 for efficientnet_lite0): one cell of the heat maps
+ * per stride x stride pixels, ceil-divided at the border. */
+int ecs_model_output_stride(const ecs_model *m);
+/* The input side that inference runs an image side of n pixels at: n itself, or for
+ * efficientnet_lite0 the nearest 32m+1 (at least 33), where symmetric padding equals the TF
+ * SAME padding its weights were trained with. */
+int ecs_model_input_size(const ecs_model *m, int n);
+
 /* Host image (H, W, 3) RGB bytes -> (3, H, W) float in the backbone's normalisation. */
 void ecs_model_normalise(const ecs_model *m, const uint8_t *rgb, int h, int w, float *out);
 
-/* F: x (N, 3, H, W) normalised -> heat maps (N, 1 + K, H/8, W/8). training: dropout on and,
- * for the small backbone, batch statistics in batch norm. overlay_k > 0 adds the dilation
- * branches of step 12 at rates[0..k-1]. Differentiable when the ctx records gradients. */
+/* F: x (N, 3, H, W) normalised -> heat maps (N, 1 + K, H/s, W/s), s the output stride. training:
+ * dropout on and, for the small backbone, batch statistics in batch norm. overlay_k > 0 adds the
+ * dilation branches of step 12 at rates[0..k-1]. Differentiable when the ctx records gradients. */
 ecs_tensor *ecs_model_forward(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int training,
                               int overlay_k, const int *rates);
 
@@ -190,6 +209,7 @@ typedef struct ecs_cam_result {
   float *erased_cams;          /* (n_labels, h, w) or NULL */
   uint8_t *erase_region;       /* (h, w) 0/1 or NULL */
   uint8_t *erased_image;       /* (h, w, 3) RGB or NULL */
+  /* the masks: NULL when a label is above ECS_MAX_MASK_ID */
   uint8_t *cam_mask;           /* (h, w) class ids */
   uint8_t *head_mask;          /* (h, w) class ids */
   uint8_t *ecs_mask;           /* (h, w) class ids, 255 outside Phi; or NULL */

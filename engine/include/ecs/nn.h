@@ -51,7 +51,8 @@ ecs_tensor *ecs_to_plain(ecs_ctx *ctx, ecs_tensor *t); /* t itself when already 
 /* differentiable ops */
 ecs_tensor *ecs_conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, int stride,
                        int pad, int dil, int groups);
-/* act(conv2d(x)), e.g. ecs_relu(ctx, ecs_conv2d(...)) for ECS_ACT_RELU, as one op that the
+/* act(conv2d(x)), e.g. ecs_relu(ctx, ecs_conv2d(...)) for ECS_ACT_RELU (ecs_relu6 for
+ * ECS_ACT_RELU6), as one op that the
  * backend runs fused (oneDNN: a post-op of the convolution). When a gradient is recorded
  * through it, or the backend does not take the fused op, it runs and records the two ops
  * instead, so the result and its gradient are always those of the pair. */

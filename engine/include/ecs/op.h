@@ -26,8 +26,9 @@ typedef enum ecs_op_type {
   ECS_OP_MUL,   /* dst0 = src0 * src1, same shapes */
   /* convolution: src0 x, src1 w (O, I/g, KH, KW), src2 bias (O) or NULL. The forward may
    * apply an activation to its result, p.conv.act (ecs_act; ECS_ACT_NONE in every other conv
-   * op): y = relu(conv(x) + bias) as one op, for inference. A fused op has no backward: it is
-   * never recorded for autograd (ecs_conv2d_act records conv and relu separately instead). */
+   * op): y = relu(conv(x) + bias) or relu6(...) as one op, for inference. A fused op has no
+   * backward: it is never recorded for autograd (ecs_conv2d_act records conv and relu separately
+   * instead). */
   ECS_OP_CONV2D,            /* dst0 y */
   ECS_OP_CONV2D_BWD_DATA,   /* src0 dy, src1 w; dst0 dx (shape given by the caller) */
   ECS_OP_CONV2D_BWD_WEIGHT, /* src0 x, src1 dy; dst0 dw, dst1 db or NULL */
@@ -90,7 +91,8 @@ typedef enum ecs_pool_kind { ECS_POOL_MAX = 0, ECS_POOL_AVG } ecs_pool_kind;
 /* An activation fused into the op that produces its input (ECS_OP_CONV2D's p.conv.act). */
 typedef enum ecs_act {
   ECS_ACT_NONE = 0,
-  ECS_ACT_RELU, /* max(y, 0), ECS_OP_RELU with clip 0 */
+  ECS_ACT_RELU,  /* max(y, 0), ECS_OP_RELU with clip 0 */
+  ECS_ACT_RELU6, /* min(max(y, 0), 6), ECS_OP_RELU with clip 6 */
   ECS_ACT_COUNT
 } ecs_act;
 

@@ -1,5 +1,6 @@
 /* ref-conv.c - 2-D convolution and its two backward ops, as PyTorch's Conv2d defines them.
- * A forward with a fused ReLU (p.conv.act) applies it to each output as ECS_OP_RELU would, so
+ * A forward with a fused ReLU or ReLU6 (p.conv.act) applies it to each output as ECS_OP_RELU
+ * (clip 0 or 6) would, so
  * the fused op and conv-then-relu agree bit for bit here.
  *
  * Direct loops, no im2col: the oracle should be easy to read. Each parallel task owns one
@@ -53,7 +54,8 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
   const float *xd = x->data, *wd = w->data, *bd = ref_f(b);
   float *yd = y->data;
   int64_t plane = g.oh * g.ow;
-  int relu = op->p.conv.act == ECS_ACT_RELU;
+  int relu = op->p.conv.act == ECS_ACT_RELU || op->p.conv.act == ECS_ACT_RELU6;
+  float clip = op->p.conv.act == ECS_ACT_RELU6 ? 6.0f : 0.0f;
   ecs_status st = ECS_OK;
 #pragma omp parallel num_threads(nt)
   {
@@ -91,7 +93,8 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
       if (relu) /* the fused activation, on the rounded value: exactly ECS_OP_RELU's result */
         for (int64_t i = 0; i < plane; i++) {
           float v = (float)acc[i];
-          yp[i] = v > 0 ? v : 0;
+          v = v > 0 ? v : 0;
+          yp[i] = (clip > 0 && v > clip) ? clip : v;
         }
       else
         for (int64_t i = 0; i < plane; i++) yp[i] = (float)acc[i];

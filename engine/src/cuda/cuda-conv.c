@@ -213,9 +213,11 @@ ecs_status ecs_cuda_conv(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
                                       (cudnnConvolutionFwdAlgo_t)a->algo, c->workspace,
                                       a->workspace, &zero, d.y, yp));
     if (bias) CUDNN_TRY(cudnnAddTensor(c->cudnn, &one, d.b, op->src[2]->data, &one, d.y, yp));
-    /* a fused ReLU (p.conv.act): in place on the same stream, right after the convolution */
-    if (op->p.conv.act == ECS_ACT_RELU)
-      CU_TRY(ecs_cuk_relu(c->stream, yp, yp, ecs_nelements(y), 0));
+    /* a fused ReLU or ReLU6 (p.conv.act): in place on the same stream, right after the
+     * convolution */
+    if (op->p.conv.act == ECS_ACT_RELU || op->p.conv.act == ECS_ACT_RELU6)
+      CU_TRY(ecs_cuk_relu(c->stream, yp, yp, ecs_nelements(y),
+                          op->p.conv.act == ECS_ACT_RELU6 ? 6.0f : 0.0f));
     break;
   case ECS_OP_CONV2D_BWD_DATA:
     CUDNN_TRY(cudnnConvolutionBackwardData(c->cudnn, &one, d.w, wp, d.y, yp, d.conv,

@@ -36,9 +36,10 @@ static int params_ok(const ecs_op *op) {
   case ECS_OP_CONV2D_BWD_WEIGHT:
     for (int i = 0; i < 2; i++)
       if (op->p.conv.stride[i] < 1 || op->p.conv.dil[i] < 1 || op->p.conv.pad[i] < 0) return 0;
-    /* a fused activation: ReLU, on the forward only */
+    /* a fused activation: ReLU or ReLU6, on the forward only */
     if (op->p.conv.act != ECS_ACT_NONE &&
-        (op->type != ECS_OP_CONV2D || op->p.conv.act != ECS_ACT_RELU))
+        (op->type != ECS_OP_CONV2D ||
+         (op->p.conv.act != ECS_ACT_RELU && op->p.conv.act != ECS_ACT_RELU6)))
       return 0;
     return op->p.conv.groups >= 1;
   case ECS_OP_POOL2D:

@@ -1,10 +1,11 @@
-/* backbone.c - the three networks: parameter declarations and forward passes.
+/* backbone.c - the four networks: parameter declarations and forward passes.
  *
  * Declarations follow the PyTorch state_dicts of SEAM/PSA (method.md), so converted weights
  * load unchanged. Every forward is split at block B, the 3x3 convolution that step 12 runs at
  * extra dilation rates in F': the trunk runs once and the head (B at one dilation, then the
  * rest up to fc8) once per branch. Frozen parts (resnet38d's batch norm, conv1a and b2; vgg16d's
- * conv1-conv2) are declared non-trainable, so no gradient is ever recorded for them. */
+ * conv1-conv2; efficientnet_lite0's batch norm) are declared non-trainable, so no gradient is
+ * ever recorded for them. */
 #include "model-impl.h"
 
 #include <stdio.h>
@@ -117,6 +118,59 @@ static const struct {
 };
 #define N_VGG (int)(sizeof g_vgg / sizeof g_vgg[0])
 
+/* efficientnet_lite0 (TF's efficientnet_lite_builder; efficientnet-lite-pytorch's names): the
+ * stem, a 3x3 stride-2 convolution to 32 channels, then its 7 stages, (kernel, stride,
+ * expansion, repeats, channels out) = (3,1,1,1,16) (3,2,6,2,24) (5,2,6,2,40) (3,2,6,3,80)
+ * (5,1,6,3,112) (5,2,6,4,192) (3,1,6,1,320), as 16 MBConv blocks: a 1x1 expansion to in * e
+ * channels (none when e = 1), the depthwise k x k convolution (stride on the first block of a
+ * stage), a 1x1 projection without activation, and a residual add where stride is 1 and
+ * channels in equal channels out; every convolution has its batch norm, every activation is
+ * ReLU6. Then the head, 1x1 to 1280 with batch norm and ReLU6, and the classifier fc8 with
+ * bias. No squeeze-excite, no swish. Block B (the dilated branch of step 12) is the last
+ * block's depthwise 3x3. */
+typedef struct lblock {
+  int k, s, e, in, out;
+} lblock;
+
+static const lblock g_lite[] = {
+    {3, 1, 1, 32, 16},   {3, 2, 6, 16, 24},   {3, 1, 6, 24, 24},   {5, 2, 6, 24, 40},
+    {5, 1, 6, 40, 40},   {3, 2, 6, 40, 80},   {3, 1, 6, 80, 80},   {3, 1, 6, 80, 80},
+    {5, 1, 6, 80, 112},  {5, 1, 6, 112, 112}, {5, 1, 6, 112, 112}, {5, 2, 6, 112, 192},
+    {5, 1, 6, 192, 192}, {5, 1, 6, 192, 192}, {5, 1, 6, 192, 192}, {3, 1, 6, 192, 320},
+};
+#define N_LITE      (int)(sizeof g_lite / sizeof g_lite[0])
+#define LITE_STEM   32
+#define LITE_HEAD   1280
+#define LITE_BN_EPS 1e-3f /* TF's batch norm epsilon, which the weights were trained with */
+
+static ecs_status declare_lite(ecs_model *m, ecs_err *err) {
+  char c[64], n[64];
+  ecs_status st = conv(m, "_conv_stem", LITE_STEM, 3, 3, 0, 1, err);
+  if (st == ECS_OK) st = bn(m, "_bn0", LITE_STEM, 0, err);
+  for (int i = 0; i < N_LITE && st == ECS_OK; i++) {
+    const lblock *b = &g_lite[i];
+    int mid = b->in * b->e;
+    if (b->e != 1) {
+      snprintf(c, sizeof c, "_blocks.%d._expand_conv", i);
+      snprintf(n, sizeof n, "_blocks.%d._bn0", i);
+      st = conv(m, c, mid, b->in, 1, 0, 1, err);
+      if (st == ECS_OK) st = bn(m, n, mid, 0, err);
+    }
+    snprintf(c, sizeof c, "_blocks.%d._depthwise_conv", i);
+    snprintf(n, sizeof n, "_blocks.%d._bn1", i);
+    if (st == ECS_OK) st = conv(m, c, mid, 1, b->k, 0, 1, err);
+    if (st == ECS_OK) st = bn(m, n, mid, 0, err);
+    snprintf(c, sizeof c, "_blocks.%d._project_conv", i);
+    snprintf(n, sizeof n, "_blocks.%d._bn2", i);
+    if (st == ECS_OK) st = conv(m, c, b->out, mid, 1, 0, 1, err);
+    if (st == ECS_OK) st = bn(m, n, b->out, 0, err);
+  }
+  if (st == ECS_OK) st = conv(m, "_conv_head", LITE_HEAD, g_lite[N_LITE - 1].out, 1, 0, 1, err);
+  if (st == ECS_OK) st = bn(m, "_bn1", LITE_HEAD, 0, err);
+  if (st == ECS_OK) st = conv(m, "fc8", 1 + m->cfg.n_classes, LITE_HEAD, 1, 1, 1, err);
+  return st;
+}
+
 /* The small network: kernel, stride, channels; receptive field 7 + 4*2 + 4*4 + 2*8 = 47 px. */
 static const struct {
   int k, s, out;
@@ -146,6 +200,7 @@ ecs_status ecs_model_declare(ecs_model *m, ecs_err *err) {
     if (st == ECS_OK) st = conv(m, "fc8", 1 + m->cfg.n_classes, in, 1, 0, 1, err);
     return st;
   }
+  case ECS_BACKBONE_EFFICIENTNET_LITE0: return declare_lite(m, err);
   default: return ecs_err_set(err, ECS_ERR_INVALID, "unknown backbone");
   }
 }
@@ -157,17 +212,30 @@ static ecs_tensor *P(const ecs_model *m, const char *fmt, const char *a, const c
   return ecs_params_find(m->ps, n);
 }
 
+static ecs_tensor *conv_g_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *name,
+                            int stride, int pad, int dil, int groups) {
+  return ecs_conv2d(ctx, x, P(m, "%s%s.weight", name, ""), P(m, "%s%s.bias", name, ""), stride, pad,
+                    dil, groups);
+}
+
 static ecs_tensor *conv_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *name,
                           int stride, int pad, int dil) {
-  return ecs_conv2d(ctx, x, P(m, "%s%s.weight", name, ""), P(m, "%s%s.bias", name, ""), stride, pad,
-                    dil, 1);
+  return conv_g_f(m, ctx, x, name, stride, pad, dil, 1);
+}
+
+float ecs_model_bn_eps(const ecs_model *m) {
+  return m->cfg.backbone == ECS_BACKBONE_EFFICIENTNET_LITE0 ? LITE_BN_EPS : BN_EPS;
+}
+
+static ecs_tensor *act_f(ecs_ctx *ctx, ecs_tensor *x, ecs_act act) {
+  return act == ECS_ACT_RELU ? ecs_relu(ctx, x) : act == ECS_ACT_RELU6 ? ecs_relu6(ctx, x) : x;
 }
 
 static ecs_tensor *bn_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *name,
                         int training) {
   return ecs_batchnorm(ctx, x, P(m, "%s%s.weight", name, ""), P(m, "%s%s.bias", name, ""),
                        P(m, "%s%s.running_mean", name, ""), P(m, "%s%s.running_var", name, ""),
-                       training, BN_MOMENTUM, BN_EPS);
+                       training, BN_MOMENTUM, ecs_model_bn_eps(m));
 }
 
 static ecs_tensor *bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *blk,
@@ -195,12 +263,12 @@ static ecs_tensor *conv_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, 
   return ecs_relu(ctx, conv_f(m, ctx, x, name, stride, pad, dil));
 }
 
-/* ReLU(BN(conv(x))): one convolution with the folded weights when the model was folded for
- * inference and this pass neither trains nor records gradients (ecs_model_fold_bn), with the
- * ReLU fused into it (fuse_relu). */
-static ecs_tensor *conv_bn_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x,
-                                  const char *cname, const char *bnname, int stride, int pad,
-                                  int dil, int training) {
+/* act(BN(conv(x))) for act none, ReLU or ReLU6: one convolution with the folded weights when
+ * the model was folded for inference and this pass neither trains nor records gradients
+ * (ecs_model_fold_bn), with the activation fused into it (fuse_relu). */
+static ecs_tensor *conv_bn_act_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *cname,
+                                 const char *bnname, int stride, int pad, int dil, int groups,
+                                 ecs_act act, int training) {
   if (m->folded && !training && !ecs_ctx_grad_enabled(ctx)) {
     char n[96];
     snprintf(n, sizeof n, "%s.weight", cname);
@@ -208,11 +276,40 @@ static ecs_tensor *conv_bn_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *
     snprintf(n, sizeof n, "%s.bias", cname);
     ecs_tensor *b = ecs_params_find(m->folded, n);
     if (w && b)
-      return fuse_relu(ctx, training)
-                 ? ecs_conv2d_act(ctx, x, w, b, stride, pad, dil, 1, ECS_ACT_RELU)
-                 : ecs_relu(ctx, ecs_conv2d(ctx, x, w, b, stride, pad, dil, 1));
+      return act != ECS_ACT_NONE && fuse_relu(ctx, training)
+                 ? ecs_conv2d_act(ctx, x, w, b, stride, pad, dil, groups, act)
+                 : act_f(ctx, ecs_conv2d(ctx, x, w, b, stride, pad, dil, groups), act);
   }
-  return ecs_relu(ctx, bn_f(m, ctx, conv_f(m, ctx, x, cname, stride, pad, dil), bnname, training));
+  x = conv_g_f(m, ctx, x, cname, stride, pad, dil, groups);
+  return act_f(ctx, bn_f(m, ctx, x, bnname, training), act);
+}
+
+/* ReLU(BN(conv(x))) */
+static ecs_tensor *conv_bn_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x,
+                                  const char *cname, const char *bnname, int stride, int pad,
+                                  int dil, int training) {
+  return conv_bn_act_f(m, ctx, x, cname, bnname, stride, pad, dil, 1, ECS_ACT_RELU, training);
+}
+
+/* One MBConv block of efficientnet_lite0, its depthwise convolution at dilation dil. The batch
+ * norm is frozen (running statistics), as resnet38d's. */
+static ecs_tensor *lite_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int i, int dil) {
+  const lblock *b = &g_lite[i];
+  int mid = b->in * b->e;
+  char c[64], n[64];
+  ecs_tensor *y = x;
+  if (b->e != 1) {
+    snprintf(c, sizeof c, "_blocks.%d._expand_conv", i);
+    snprintf(n, sizeof n, "_blocks.%d._bn0", i);
+    y = conv_bn_act_f(m, ctx, y, c, n, 1, 0, 1, 1, ECS_ACT_RELU6, 0);
+  }
+  snprintf(c, sizeof c, "_blocks.%d._depthwise_conv", i);
+  snprintf(n, sizeof n, "_blocks.%d._bn1", i);
+  y = conv_bn_act_f(m, ctx, y, c, n, b->s, dil * (b->k / 2), dil, mid, ECS_ACT_RELU6, 0);
+  snprintf(c, sizeof c, "_blocks.%d._project_conv", i);
+  snprintf(n, sizeof n, "_blocks.%d._bn2", i);
+  y = conv_bn_act_f(m, ctx, y, c, n, 1, 0, 1, 1, ECS_ACT_NONE, 0);
+  return b->s == 1 && b->in == b->out ? ecs_add(ctx, x, y) : y;
 }
 
 /* resnet38d's conv, then the block's next batch norm (frozen) and ReLU */
@@ -291,6 +388,12 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
     }
     t.x = x;
     return t;
+  case ECS_BACKBONE_EFFICIENTNET_LITE0:
+    x = conv_bn_act_f(m, ctx, x, "_conv_stem", "_bn0", 2, 1, 1, 1, ECS_ACT_RELU6, 0);
+    for (int i = 0; i < N_LITE - 1; i++)
+      x = lite_block(m, ctx, x, i, 1);
+    t.x = x;
+    return t;
   default: return t;
   }
 }
@@ -318,12 +421,35 @@ ecs_status ecs_model_fold_pairs(ecs_model *m, ecs_fold_fn fn, void *ud, ecs_err 
       }
     }
     return st;
+  case ECS_BACKBONE_EFFICIENTNET_LITE0:
+    st = fn(m, "_conv_stem", "_bn0", ud, err);
+    for (int i = 0; i < N_LITE && st == ECS_OK; i++) {
+      static const char *const pair[3][2] = {
+          {"_expand_conv", "_bn0"}, {"_depthwise_conv", "_bn1"}, {"_project_conv", "_bn2"}};
+      for (int j = g_lite[i].e == 1; j < 3 && st == ECS_OK; j++) {
+        snprintf(c, sizeof c, "_blocks.%d.%s", i, pair[j][0]);
+        snprintf(b, sizeof b, "_blocks.%d.%s", i, pair[j][1]);
+        st = fn(m, c, b, ud, err);
+      }
+    }
+    if (st == ECS_OK) st = fn(m, "_conv_head", "_bn1", ud, err);
+    return st;
   default: return ECS_OK;
   }
 }
 
 int ecs_model_base_dilation(const ecs_model *m) {
   return m->cfg.backbone == ECS_BACKBONE_RESNET38D ? g_r38[N_R38 - 1].d : 1;
+}
+
+int ecs_model_output_stride(const ecs_model *m) {
+  return m->cfg.backbone == ECS_BACKBONE_EFFICIENTNET_LITE0 ? 32 : 8;
+}
+
+int ecs_model_input_size(const ecs_model *m, int n) {
+  if (m->cfg.backbone != ECS_BACKBONE_EFFICIENTNET_LITE0) return n;
+  int k = (n - 1 + 16) / 32; /* the nearest 32k + 1, ties up */
+  return 32 * (k < 1 ? 1 : k) + 1;
 }
 
 ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t, int dil,
@@ -340,6 +466,11 @@ ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t,
     break;
   case ECS_BACKBONE_SMALL:
     x = conv_bn_relu_f(m, ctx, t->x, "conv4", "bn4", 1, dil, dil, training);
+    break;
+  case ECS_BACKBONE_EFFICIENTNET_LITE0:
+    x = lite_block(m, ctx, t->x, N_LITE - 1, dil);
+    x = conv_bn_act_f(m, ctx, x, "_conv_head", "_bn1", 1, 0, 1, 1, ECS_ACT_RELU6, 0);
+    x = ecs_dropout(ctx, x, 0.2f); /* TF's EfficientNet-Lite0 dropout rate before the classifier */
     break;
   default: return NULL;
   }

@@ -112,8 +112,7 @@ int ecs_h_scaled(int n, float beta) {
 }
 
 int ecs_h_grid(const ecs_model *m, int n) {
-  (void)m;
-  for (int i = 0; i < 3; i++)
+  for (int s = ecs_model_output_stride(m); s > 1; s /= 2)
     n = (n + 1) / 2;
   return n;
 }

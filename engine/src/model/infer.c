@@ -4,7 +4,11 @@
  * pass's ReLU'd map upsampled to the image, label-masked, summed, then max-min normalised);
  * the erase region is computed exactly as in the training step (grid-normalised score map of
  * the scale-1 pass, upsampled, > delta) so that what the service shows is what training
- * erases. The ECS mask applies step 9 at image resolution. */
+ * erases. The ECS mask applies step 9 at image resolution. Every pass runs F at the backbone's
+ * input size for the (scaled) image (ecs_model_input_size: efficientnet_lite0 resizes to 32m+1
+ * a side, where its symmetric padding is the SAME padding it was trained with); the maps are
+ * resized to the image, so every output stays at the image's own size. Masks are 8-bit: with a
+ * label above ECS_MAX_MASK_ID they are left out (NULL) and the rest is computed as usual. */
 #include "model-impl.h"
 
 #include <math.h>
@@ -63,6 +67,17 @@ static void flip_w(float *x, int c, int h, int w) {
   }
 }
 
+/* The most pixels one pass of cams_of runs at, at the backbone's input sizes. */
+static size_t most_pixels(const ecs_model *m, int h, int w, const float *scales, int ns) {
+  size_t most = (size_t)h * w;
+  for (int si = 0; si < ns; si++) {
+    size_t n = (size_t)ecs_model_input_size(m, ecs_h_scaled(h, scales[si])) *
+               (size_t)ecs_model_input_size(m, ecs_h_scaled(w, scales[si]));
+    if (n > most) most = n;
+  }
+  return most;
+}
+
 /* Multi-scale, flipped CAMs of the labels at image resolution. h1 (C x gh1 x gw1), when given,
  * is the plain scale-1 pass already computed: it is reused rather than run again. */
 static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, int w,
@@ -74,7 +89,9 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
   float one = 1.0f;
   const float *scales = o->n_scales > 0 ? o->scales : &one;
   int ns = o->n_scales > 0 ? o->n_scales : 1;
-  float *xs = malloc(sizeof(float) * 3 * hw * 4 + 64), *up = malloc(sizeof(float) * hw);
+  int h0 = ecs_model_input_size(m, h), w0 = ecs_model_input_size(m, w);
+  float *xs = malloc(sizeof(float) * 3 * most_pixels(m, h, w, scales, ns) + 64),
+        *up = malloc(sizeof(float) * hw);
   if (!xs || !up) {
     free(xs);
     free(up);
@@ -87,8 +104,10 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
       st = ecs_err_set(err, ECS_ERR_LIMIT, "scale %g is above 2", scales[si]);
       break;
     }
+    sh = ecs_model_input_size(m, sh);
+    sw = ecs_model_input_size(m, sw);
     for (int f = 0; f <= (o->flip ? 1 : 0) && st == ECS_OK; f++) {
-      int gh = gh1, gw = gw1, cached = h1 && sh == h && sw == w && !f;
+      int gh = gh1, gw = gw1, cached = h1 && sh == h0 && sw == w0 && !f;
       float *hm = (float *)h1;
       if (!cached) {
         if (sh == h && sw == w)
@@ -162,10 +181,10 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
   r->erase_region = malloc(hw);
   r->erased_image = malloc(3 * hw);
   r->erased_cams = malloc(sizeof(float) * r->n_labels * hw);
-  r->ecs_mask = malloc(hw);
+  r->ecs_mask = r->mask ? malloc(hw) : NULL;
   ecs_status st = ECS_OK;
   if (!s || !a || !sup || !img || !bl || !xe || !r->erase_region || !r->erased_image ||
-      !r->erased_cams || !r->ecs_mask) {
+      !r->erased_cams || (r->mask && !r->ecs_mask)) {
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     goto done;
   }
@@ -220,8 +239,9 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
       keep = mx > hp->theta;
     else
       keep = hp->bg_in_phi && a0 > hp->theta;
-    r->ecs_mask[p] = keep ? (uint8_t)l : 255;
     r->phi += keep;
+    if (!r->mask) continue; /* no 8-bit masks for these labels */
+    r->ecs_mask[p] = keep ? (uint8_t)l : 255;
     r->mask[p] = keep ? (uint8_t)l : r->cam_mask[p];
   }
 done:
@@ -234,11 +254,58 @@ done:
   return st;
 }
 
-ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, int h, int w,
-                           const ecs_infer_opts *opts, ecs_cam_result **out, ecs_err *err) {
-  *out = NULL;
-  ecs_infer_opts dflt = {0};
-  const ecs_infer_opts *o = opts ? opts : &dflt;
+/* The plain scale-1 pass, at the backbone's input size for h x w (ecs_model_input_size). */
+static float *run_base(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, int w, int *gh,
+                       int *gw, ecs_err *err) {
+  int h0 = ecs_model_input_size(m, h), w0 = ecs_model_input_size(m, w);
+  if (h0 == h && w0 == w) return run_f(m, ctx, x, h, w, gh, gw, err);
+  float *x0 = malloc(sizeof(float) * 3 * (size_t)h0 * w0);
+  if (!x0) {
+    ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  ecs_h_resize(x, 3, h, w, x0, h0, w0);
+  float *h1 = run_f(m, ctx, x0, h0, w0, gh, gw, err);
+  free(x0);
+  return h1;
+}
+
+/* The CAM mask (argmax over [alpha_bg, A_1 .. A_K]; absent classes are zero and never win), the
+ * combined mask's start, and the head mask (the network's own argmax over {0} and the labels,
+ * logits upsampled). */
+static ecs_status masks_of(const ecs_model *m, const float *h1, int gh, int gw, float *up,
+                           ecs_cam_result *r, ecs_err *err) {
+  int h = r->h, w = r->w;
+  size_t hw = (size_t)h * w;
+  for (size_t p = 0; p < hw; p++) {
+    float best = m->cfg.alpha_bg;
+    int l = 0;
+    for (int i = 0; i < r->n_labels; i++)
+      if (r->cams[(size_t)i * hw + p] > best) {
+        best = r->cams[(size_t)i * hw + p];
+        l = r->labels[i];
+      }
+    r->cam_mask[p] = (uint8_t)l;
+    r->mask[p] = (uint8_t)l;
+  }
+  float *best = malloc(sizeof(float) * hw);
+  if (!best) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  ecs_h_resize(h1, 1, gh, gw, best, h, w);
+  memset(r->head_mask, 0, hw);
+  for (int i = 0; i < r->n_labels; i++) {
+    ecs_h_resize(h1 + (size_t)r->labels[i] * gh * gw, 1, gh, gw, up, h, w);
+    for (size_t p = 0; p < hw; p++)
+      if (up[p] > best[p]) {
+        best[p] = up[p];
+        r->head_mask[p] = (uint8_t)r->labels[i];
+      }
+  }
+  free(best);
+  return ECS_OK;
+}
+
+static ecs_status check_opts(const uint8_t *rgb, int h, int w, const ecs_infer_opts *o,
+                             ecs_err *err) {
   if (!rgb || h < 8 || w < 8)
     return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least 8x8 pixels needed", w, h);
   if (o->n_scales < 0 || o->n_scales > ECS_MAX_SCALES)
@@ -246,13 +313,22 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   for (int i = 0; i < o->n_scales; i++)
     if (!(o->scales[i] >= 0.25f && o->scales[i] <= 2.0f))
       return ecs_err_set(err, ECS_ERR_INVALID, "scale %g outside 0.25..2", o->scales[i]);
+  return ECS_OK;
+}
+
+ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, int h, int w,
+                           const ecs_infer_opts *opts, ecs_cam_result **out, ecs_err *err) {
+  *out = NULL;
+  ecs_infer_opts dflt = {0};
+  const ecs_infer_opts *o = opts ? opts : &dflt;
+  ecs_status st = check_opts(rgb, h, w, o, err);
+  if (st != ECS_OK) return st;
   int K = m->cfg.n_classes;
   size_t hw = (size_t)h * w;
   int was_grad = ecs_ctx_grad_enabled(ctx);
   ecs_ctx_set_grad(ctx, 0);
   ecs_cam_result *r = calloc(1, sizeof *r);
   float *x = malloc(sizeof(float) * 3 * hw), *h1 = NULL, *up = malloc(sizeof(float) * hw);
-  ecs_status st = ECS_OK;
   int gh = 0, gw = 0;
   if (!r || !x || !up) {
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
@@ -262,8 +338,7 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   r->w = w;
   r->n_classes = K;
   ecs_model_normalise(m, rgb, h, w, x);
-  /* scores from the plain scale-1 pass */
-  h1 = run_f(m, ctx, x, h, w, &gh, &gw, err);
+  h1 = run_base(m, ctx, x, h, w, &gh, &gw, err); /* the scores come from this pass */
   r->scores = malloc(sizeof(float) * K);
   if (!h1 || !r->scores) {
     st = h1 ? ecs_err_set(err, ECS_ERR_NOMEM, "out of memory")
@@ -278,46 +353,22 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
     r->scores[k - 1] = (float)(1.0 / (1.0 + exp(-o_)));
   }
   if ((st = pick_labels(m, o, r, err)) != ECS_OK) goto done;
+  int masks = 1; /* 8-bit masks hold the labels */
+  for (int i = 0; i < r->n_labels; i++)
+    masks &= r->labels[i] <= ECS_MAX_MASK_ID;
   r->cams = malloc(sizeof(float) * r->n_labels * hw);
-  r->cam_mask = malloc(hw);
-  r->head_mask = malloc(hw);
-  r->mask = malloc(hw);
-  if (!r->cams || !r->cam_mask || !r->head_mask || !r->mask) {
+  if (masks) {
+    r->cam_mask = malloc(hw);
+    r->head_mask = malloc(hw);
+    r->mask = malloc(hw);
+  }
+  if (!r->cams || (masks && (!r->cam_mask || !r->head_mask || !r->mask))) {
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     goto done;
   }
   st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, err);
-  if (st != ECS_OK) goto done;
-  /* CAM mask: argmax over [alpha_bg, A_1 .. A_K]; absent classes are zero and never win */
-  for (size_t p = 0; p < hw; p++) {
-    float best = m->cfg.alpha_bg;
-    int l = 0;
-    for (int i = 0; i < r->n_labels; i++)
-      if (r->cams[(size_t)i * hw + p] > best) {
-        best = r->cams[(size_t)i * hw + p];
-        l = r->labels[i];
-      }
-    r->cam_mask[p] = (uint8_t)l;
-    r->mask[p] = (uint8_t)l;
-  }
-  /* head mask: the network's own argmax over {0} and the labels, logits upsampled */
-  float *best = malloc(sizeof(float) * hw);
-  if (!best) {
-    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
-    goto done;
-  }
-  ecs_h_resize(h1, 1, gh, gw, best, h, w);
-  memset(r->head_mask, 0, hw);
-  for (int i = 0; i < r->n_labels; i++) {
-    ecs_h_resize(h1 + (size_t)r->labels[i] * gh * gw, 1, gh, gw, up, h, w);
-    for (size_t p = 0; p < hw; p++)
-      if (up[p] > best[p]) {
-        best[p] = up[p];
-        r->head_mask[p] = (uint8_t)r->labels[i];
-      }
-  }
-  free(best);
-  if (o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, r, err);
+  if (st == ECS_OK && masks) st = masks_of(m, h1, gh, gw, up, r, err);
+  if (st == ECS_OK && o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, r, err);
 done:
   free(x);
   free(h1);

@@ -9,7 +9,7 @@
 
 #include "ecs/ecsnet.h"
 
-#define ECS_BN_EPS 1e-5f /* every backbone's batch norm (PyTorch's default) */
+#define ECS_BN_EPS 1e-5f /* batch norm epsilon (PyTorch's default); efficientnet_lite0: 1e-3 */
 
 struct ecs_model {
   ecs_model_config cfg;
@@ -36,6 +36,7 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
 ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t, int dil,
                            int training);
 int ecs_model_base_dilation(const ecs_model *m); /* B's own dilation */
+float ecs_model_bn_eps(const ecs_model *m);      /* the backbone's batch norm epsilon */
 
 /* host helpers (host.c) */
 /* Bilinear resize of c planes, PyTorch's align_corners=False. */
@@ -48,7 +49,7 @@ void ecs_h_blur(const float *in, int c, int h, int w, float sigma, int ksize, fl
 void ecs_h_blur_params(const ecs_hparams *hp, int h, int w, float *sigma, int *ksize);
 /* Size after the rescale of step 1 (PyTorch's floor of size * beta, at least 1). */
 int ecs_h_scaled(int n, float beta);
-/* Grid size of an input of n pixels (output stride 8 with ceil, as the convolutions give). */
+/* Grid size of an input of n pixels (the output stride with ceil, as the convolutions give). */
 int ecs_h_grid(const ecs_model *m, int n);
 
 #endif

@@ -19,10 +19,12 @@ static const char *const g_backbones[ECS_BACKBONE_COUNT] = {
     [ECS_BACKBONE_SMALL] = "small",
     [ECS_BACKBONE_RESNET38D] = "resnet38d",
     [ECS_BACKBONE_VGG16D] = "vgg16d",
+    [ECS_BACKBONE_EFFICIENTNET_LITE0] = "efficientnet_lite0",
 };
 static const char *const g_norms[ECS_NORM_COUNT] = {
     [ECS_NORM_IMAGENET] = "imagenet",
     [ECS_NORM_CAFFE_BGR] = "caffe_bgr",
+    [ECS_NORM_TF128] = "tf128",
 };
 
 const char *ecs_backbone_name(ecs_backbone b) {
@@ -35,7 +37,8 @@ ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err)
       *out = (ecs_backbone)i;
       return ECS_OK;
     }
-  return ecs_err_set(err, ECS_ERR_INVALID, "unknown backbone '%s' (small, resnet38d, vgg16d)",
+  return ecs_err_set(err, ECS_ERR_INVALID,
+                     "unknown backbone '%s' (small, resnet38d, vgg16d, efficientnet_lite0)",
                      name ? name : "(none)");
 }
 
@@ -46,7 +49,9 @@ const char *ecs_norm_name(ecs_norm_kind n) {
 void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_classes) {
   memset(cfg, 0, sizeof *cfg);
   cfg->backbone = b;
-  cfg->norm = b == ECS_BACKBONE_VGG16D ? ECS_NORM_CAFFE_BGR : ECS_NORM_IMAGENET;
+  cfg->norm = b == ECS_BACKBONE_VGG16D               ? ECS_NORM_CAFFE_BGR
+              : b == ECS_BACKBONE_EFFICIENTNET_LITE0 ? ECS_NORM_TF128
+                                                     : ECS_NORM_IMAGENET;
   cfg->n_classes = n_classes;
   for (int i = 0; i < n_classes && i < ECS_MAX_CLASSES; i++)
     snprintf(cfg->class_names[i], ECS_CLASS_NAME_MAX, "c%d", i + 1);
@@ -216,7 +221,7 @@ static ecs_status fold_compute(ecs_model *m, const char *conv, const char *bn, v
   if (st == ECS_OK) {
     for (int64_t k = 0; k < o; k++) {
       /* the batch norm op's own arithmetic: (x - mean) / sqrt(var + eps) * g + beta */
-      double sc = gv[k] / sqrt((double)vv[k] + (double)ECS_BN_EPS);
+      double sc = gv[k] / sqrt((double)vv[k] + (double)ecs_model_bn_eps(m));
       for (int64_t j = 0; j < per; j++)
         wv[k * per + j] = (float)(wv[k * per + j] * sc);
       ob[k] = (float)(bv[k] + ((cb ? cv[k] : 0.0) - mv[k]) * sc);
@@ -280,6 +285,8 @@ void ecs_model_normalise(const ecs_model *m, const uint8_t *rgb, int h, int w, f
     for (size_t p = 0; p < hw; p++) {
       if (m->cfg.norm == ECS_NORM_CAFFE_BGR) /* plane c holds B, G, R */
         out[c * hw + p] = (float)rgb[p * 3 + (2 - c)] - bgr_mean[c];
+      else if (m->cfg.norm == ECS_NORM_TF128)
+        out[c * hw + p] = ((float)rgb[p * 3 + c] - 127.0f) / 128.0f;
       else
         out[c * hw + p] = ((float)rgb[p * 3 + c] / 255.0f - mean[c]) / std[c];
     }
@@ -495,8 +502,11 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
   cfg->n_classes = n;
   const char *v;
   if ((v = ecs_st_meta(f, "normalisation"))) {
-    cfg->norm = strcmp(v, "caffe_bgr") == 0 ? ECS_NORM_CAFFE_BGR : ECS_NORM_IMAGENET;
-    if (strcmp(v, ecs_norm_name(cfg->norm)) != 0) {
+    int k = 0;
+    while (k < ECS_NORM_COUNT && strcmp(v, ecs_norm_name((ecs_norm_kind)k)) != 0)
+      k++;
+    cfg->norm = (ecs_norm_kind)k;
+    if (k == ECS_NORM_COUNT) {
       ecs_err_set(err, ECS_ERR_FORMAT, "%s: unknown normalisation '%s'", path, v);
       free(cfg);
       return NULL;

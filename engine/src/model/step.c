@@ -104,7 +104,7 @@ static void reliable_set(const ecs_model *m, const ecs_step_input *in, const flo
   int K = m->cfg.n_classes, C = K + 1, H = in->h, W = in->w;
   const ecs_hparams *hp = &m->cfg.hp;
   size_t g = (size_t)gh * gw, hw = (size_t)H * W;
-  const int stride_y = 8, stride_x = 8; /* the output stride of every backbone */
+  const int stride_y = ecs_model_output_stride(m), stride_x = stride_y; /* the backbone's */
   for (int n = 0; n < in->n; n++) {
     const float *y = in->labels + (size_t)n * K;
     score_map(hp_ + (size_t)n * C * g, K, gh, gw, y, hp->eps, w->a, w->s);

@@ -108,9 +108,13 @@ static void conv_key(dn_key *k, const ecs_op *op, const ecs_tensor *x, const ecs
   dn_key_i(k, op->p.conv.act);
 }
 
-/* The forward's fused ReLU (p.conv.act), as a post-op of its primitive. */
+/* The forward's fused activation (p.conv.act), as a post-op of its primitive: 0 none,
+ * DW_POST_RELU, DW_POST_RELU6. */
 static int conv_relu(const ecs_op *op) {
-  return op->type == ECS_OP_CONV2D && op->p.conv.act == ECS_ACT_RELU;
+  if (op->type != ECS_OP_CONV2D) return 0;
+  return op->p.conv.act == ECS_ACT_RELU    ? DW_POST_RELU
+         : op->p.conv.act == ECS_ACT_RELU6 ? DW_POST_RELU6
+                                           : 0;
 }
 
 /* ---- dilated convolution as space-to-batch (dnnl-phase.c) -------------------------------- */
@@ -337,6 +341,7 @@ static int build_wino(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *
   if (!m || op->type != ECS_OP_CONV2D || g->groups != 1 || g->win.k[0] != 3 || g->win.k[1] != 3 ||
       g->win.stride[0] != 1 || g->win.stride[1] != 1 || g->win.dil[0] != g->win.dil[1])
     return 0;
+  if (conv_relu(op) == DW_POST_RELU6) return 0; /* its output transform fuses ReLU only */
   if (w->layout != ECS_LAYOUT_PLAIN || (w->requires_grad && !w->frozen) || x->ne[1] < 16 || w->ne[0] < 16)
     return 0;
   dn_key k = *k0;
@@ -372,8 +377,8 @@ static ecs_status build_conv(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
   }
   conv_geo g;
   NEED(conv_geometry(op, x, w, y, &g));
-  /* ReLU is the only fused activation, and only forwards have one (else: the reference
-   * kernel, which validates the op and says what is wrong) */
+  /* ReLU and ReLU6 are the fused activations, and only forwards have one (else: the
+   * reference kernel, which validates the op and says what is wrong) */
   NEED(op->p.conv.act == ECS_ACT_NONE || conv_relu(op));
   ecs_tensor *bias = b ? b : db;
   NEED(!bias || (bias->layout == ECS_LAYOUT_PLAIN && plain_vec(bias, w->ne[0])));

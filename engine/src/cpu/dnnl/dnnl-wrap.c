@@ -296,7 +296,10 @@ dw_prim *dw_conv_fwd(dw_engine *e, int training, const dw_md *src, const dw_md *
   dnnl_post_ops_t po = NULL;
   s = dnnl_primitive_attr_clone(&attr, e->attr);
   if (s == dnnl_success) s = dnnl_post_ops_create(&po);
-  if (s == dnnl_success) s = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+  if (s == dnnl_success)
+    s = relu == DW_POST_RELU6
+            ? dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_clip, 0.0f, 6.0f)
+            : dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
   if (s == dnnl_success) s = dnnl_primitive_attr_set_post_ops(attr, po);
   dw_prim *p = s == dnnl_success ? make_attr(e, &d, attr, NULL, err, "convolution with ReLU")
                                  : (fail(err, s, "convolution post-op"), NULL);

@@ -83,7 +83,9 @@ int64_t dw_md_cblock(const dw_md *md);
 const char *dw_md_str(const dw_md *md, char *buf, size_t n);
 
 /* primitives; each returns NULL and fills err when oneDNN cannot build it */
-/* relu: max(y, 0) applied to the result as an eltwise post-op (one pass over dst) */
+/* relu: DW_POST_RELU max(y, 0) or DW_POST_RELU6 min(max(y, 0), 6) applied to the result as an
+ * eltwise post-op (one pass over dst); 0 none */
+enum { DW_POST_RELU = 1, DW_POST_RELU6 = 2 };
 dw_prim *dw_conv_fwd(dw_engine *e, int training, const dw_md *src, const dw_md *w,
                      const dw_md *bias, const dw_md *dst, const dw_window *win, int relu,
                      ecs_err *err);

@@ -44,8 +44,11 @@
  * a frozen one: code that rewrites frozen weights in place must free the backend or mark them
  * trainable.
  *
- * Threads: each call sets the calling thread's OpenMP team size to the backend's n_threads
- * before building or running primitives, so backends in different threads keep their shares.
+ * Threads: each call sets the calling thread's OpenMP team size before building or running
+ * primitives, so backends in different threads keep their shares: the backend's n_threads, or
+ * one thread for an op too small to gain from a team or while other processes contend for the
+ * cores (dnnl-team.c). The team is part of every primitive's cache key, so a primitive always
+ * runs with the team it was built for (oneDNN sizes some scratchpads and work splits by it).
  *
  * Memory: the scratchpad (user-managed in every primitive) and the temporaries for reorders are
  * per backend and grow to the largest need, never freed per call. */
@@ -73,6 +76,7 @@
 
 typedef struct centry {
   dn_key key;
+  int team; /* the team it was built for and runs with */
   uint64_t hash;
   dw_prim *prim; /* NULL: oneDNN cannot do it */
   struct centry *chain, *prev, *next;
@@ -108,6 +112,8 @@ typedef struct wentry {
 struct ecs_dnnl {
   dw_engine *eng;
   int n_threads;
+  int team;        /* threads of the op being run (dnnl-team.c), at most n_threads */
+  dn_load load;    /* whether other processes contend for the cores */
   int pack_w;      /* widest output row of maps side by side (0: never) */
   int phases;      /* 0 never split, N > 1 split by N, -1: where it gains (dn_phase_factor) */
   int wino;        /* Winograd tile of forward 3x3 convolutions, 0: never */
@@ -133,7 +139,7 @@ struct ecs_dnnl {
 };
 
 dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
-int dn_threads(ecs_dnnl *d) { return d->n_threads; }
+int dn_threads(ecs_dnnl *d) { return d->team; }
 int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
 int dn_wino_tile(ecs_dnnl *d) { return d->wino; }
 int dn_wino_forced(ecs_dnnl *d) { return d->wino_forced; }
@@ -238,8 +244,8 @@ void dn_key_f(dn_key *k, float v) {
   k->v[k->n++] = bits;
 }
 
-static uint64_t key_hash(const dn_key *k) {
-  uint64_t h = 1469598103934665603ull;
+static uint64_t key_hash(const dn_key *k, int team) {
+  uint64_t h = 1469598103934665603ull ^ (uint64_t)team;
   for (int i = 0; i < k->n; i++) {
     h ^= (uint32_t)k->v[i];
     h *= 1099511628211ull;
@@ -262,9 +268,10 @@ static void lru_push(ecs_dnnl *d, centry *e) {
 }
 
 dw_prim *dn_cache_get(ecs_dnnl *d, const dn_key *k, int *found) {
-  uint64_t h = key_hash(k);
+  uint64_t h = key_hash(k, d->team);
   for (centry *e = d->pbucket[h % PRIM_BUCKETS]; e; e = e->chain)
-    if (e->hash == h && e->key.n == k->n && memcmp(e->key.v, k->v, sizeof(int32_t) * (size_t)k->n) == 0) {
+    if (e->hash == h && e->team == d->team && e->key.n == k->n &&
+        memcmp(e->key.v, k->v, sizeof(int32_t) * (size_t)k->n) == 0) {
       lru_unlink(d, e);
       lru_push(d, e);
       *found = 1;
@@ -296,7 +303,8 @@ ecs_status dn_cache_put(ecs_dnnl *d, const dn_key *k, dw_prim *p, ecs_err *err) 
   }
   if (d->n_prims >= PRIM_CAPACITY) evict_oldest(d);
   e->key = *k;
-  e->hash = key_hash(k);
+  e->team = d->team;
+  e->hash = key_hash(k, d->team);
   e->prim = p;
   e->chain = d->pbucket[e->hash % PRIM_BUCKETS];
   d->pbucket[e->hash % PRIM_BUCKETS] = e;
@@ -351,8 +359,24 @@ static ecs_status run(ecs_dnnl *d, dw_prim *p, void *const *ptrs, ecs_err *err) 
   return dw_exec(d->eng, p, ptrs, s, err);
 }
 
+static void set_team(ecs_dnnl *d, int team);
+
+/* A reorder runs alone when it is small (dn_team_alone), else with the op's team, which it
+ * leaves as it found it. */
+static ecs_status reorder_in(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
+                             void *dp, ecs_err *err);
+
 static ecs_status reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
                           void *dp, ecs_err *err) {
+  int team = d->team;
+  if (team != 1 && dn_team_alone(dw_md_size(dst))) set_team(d, 1);
+  ecs_status st = reorder_in(d, src, sp, dst, dp, err);
+  if (d->team != team) set_team(d, team);
+  return st;
+}
+
+static ecs_status reorder_in(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
+                             void *dp, ecs_err *err) {
   int32_t si, di;
   if (!dn_intern(d, src, &si) || !dn_intern(d, dst, &di))
     return ecs_err_set(err, ECS_ERR_NOMEM, "cannot intern a layout");
@@ -612,7 +636,7 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
         src = p;
       }
       if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
-      dn_phase_split(&g, src, ptrs[b->arg], d->n_threads);
+      dn_phase_split(&g, src, ptrs[b->arg], d->team);
     } else if (b->kind == BK_WINO) {
       if (!(ptrs[b->arg] = wino_weight(d, b->t, &pl->wino, err))) return err ? err->status : ECS_ERR_NOMEM;
     } else if (b->kind == BK_WEIGHT) {
@@ -667,9 +691,9 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
   }
   if (pl->pre) pl->pre(d, op, pl, ptrs);
   if (pl->wino.m) {
-    void *s = temp(d, dn_wino_scratch_bytes(&pl->wino, d->n_threads), err);
+    void *s = temp(d, dn_wino_scratch_bytes(&pl->wino, d->team), err);
     if (!s) return err ? err->status : ECS_ERR_NOMEM;
-    dn_wino_run(&pl->wino, ptrs[DW_SRC], ptrs[DW_WEIGHTS], ptrs[DW_BIAS], ptrs[DW_DST], s, d->n_threads);
+    dn_wino_run(&pl->wino, ptrs[DW_SRC], ptrs[DW_WEIGHTS], ptrs[DW_BIAS], ptrs[DW_DST], s, d->team);
     __atomic_add_fetch(&g_wino_ops, 1, __ATOMIC_RELAXED);
   } else if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) {
     return st;
@@ -679,7 +703,7 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     int direct = dw_md_equal(merge[i].tmd, merge[i].full);
     void *p = direct ? merge[i].tp : temp(d, dw_md_size(merge[i].full), err);
     if (!p) return err ? err->status : ECS_ERR_NOMEM;
-    dn_phase_merge(&merge[i].g, merge[i].sub, p, d->n_threads);
+    dn_phase_merge(&merge[i].g, merge[i].sub, p, d->team);
     if (!direct && (st = reorder(d, merge[i].full, p, merge[i].tmd, merge[i].tp, err)) != ECS_OK) return st;
   }
   if (pl->phase[0] || pl->slot) __atomic_add_fetch(&g_phased_ops, 1, __ATOMIC_RELAXED);
@@ -725,7 +749,7 @@ static ecs_status fallback(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
     if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
     if (!(o.dst[i] = plain_twin(d, op, t, &dc[i], &dmd[i], err))) return err ? err->status : ECS_ERR_INVALID;
   }
-  if ((st = ecs_ref_compute(&o, d->n_threads, err)) != ECS_OK) return st;
+  if ((st = ecs_ref_compute(&o, d->team, err)) != ECS_OK) return st;
   d->stats.ref_ops++;
   for (int i = 0; i < ECS_OP_MAX_DST; i++) {
     if (!dmd[i]) continue;
@@ -755,11 +779,10 @@ static ecs_status copy(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
 
 /* ---- entry points ----------------------------------------------------------------------- */
 
-static void set_threads(ecs_dnnl *d) {
+static void set_team(ecs_dnnl *d, int team) {
+  d->team = team;
 #ifdef _OPENMP
-  omp_set_num_threads(d->n_threads);
-#else
-  (void)d;
+  omp_set_num_threads(team);
 #endif
 }
 
@@ -770,7 +793,7 @@ static void make_plain(ecs_tensor *t) {
 }
 
 ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
-  set_threads(d);
+  set_team(d, dn_load_team(&d->load, dn_team_of(d->n_threads, op)));
   d->n_tmp = 0;
   dn_plan pl = {0};
   ecs_err local = {0};
@@ -802,7 +825,7 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
 }
 
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
-  set_threads(d);
+  set_team(d, dn_load_team(&d->load, dn_team_of(d->n_threads, op)));
   d->n_tmp = 0;
   ecs_status st;
   if (op->type == ECS_OP_COPY) {
@@ -818,6 +841,7 @@ ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
     else if (err)
       *err = local;
   }
+  dn_load_done(&d->load, d->n_threads);
   if (st == ECS_OK) d->stats.ops++;
   return st;
 }
@@ -855,6 +879,7 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *e
   const ecs_backend_params none = {0};
   if (!p) p = &none;
   d->n_threads = n_threads > 0 ? n_threads : 1;
+  d->team = d->n_threads;
   d->phases = p->phases == 0 ? -1 : p->phases < 0 ? 0 : p->phases;
   d->pack_w = p->pack_width == 0 ? 64 : p->pack_width < 0 ? 0 : p->pack_width;
   d->wino = p->winograd == 0 ? 4 : p->winograd == 2 || p->winograd == 4 ? p->winograd : 0;

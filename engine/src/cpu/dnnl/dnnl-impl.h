@@ -90,7 +90,25 @@ void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threa
 
 /* backend services for the builders (dnnl-backend.c) */
 dw_engine *dn_engine(ecs_dnnl *d);
-int dn_threads(ecs_dnnl *d);
+int dn_threads(ecs_dnnl *d); /* the team of the op being run (dnnl-team.c) */
+
+/* dnnl-team.c: the team an op runs with. By size: n_threads, or 1 for an op too small to gain
+ * from a team (and dn_team_alone for a reorder of so many bytes). By load: one backend's view of
+ * whether other processes contend for the cores (dn_load_team before an op, with the team by
+ * size: the team to run it with; dn_load_done after it). */
+int dn_team_of(int n_threads, const ecs_op *op);
+int dn_team_alone(size_t bytes);
+typedef struct dn_load {
+  int started, unavailable; /* unavailable: no schedstat, teams by size only */
+  int cap;                  /* most threads an op may take while the cores are contended; 0: all */
+  int hold, hold_next;      /* windows left under the cap before a trial with more; the next hold */
+  long tid;                 /* the thread the window's delay is read for */
+  double t0, busy_ms;       /* the current op's start; the window's computing time */
+  uint64_t delay0;          /* the thread's run-queue delay at the window's start, ns */
+  uint64_t contended_windows;
+} dn_load;
+int dn_load_team(dn_load *l, int team);
+void dn_load_done(dn_load *l, int n_threads);
 /* The phase factor (a divisor of dil) by which a stride-1 convolution of dilation dil is split
  * into sub-images, leaving dilation dil / factor; 1: not split. */
 int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);

@@ -585,10 +585,6 @@ static ecs_status phase_unusable(const ecs_op *op, ecs_err *err) {
                      ecs_op_name(op->type));
 }
 
-static uint64_t g_phased_ops, g_wino_ops;
-uint64_t ecs_dnnl_wino_ops(void) { return __atomic_load_n(&g_wino_ops, __ATOMIC_RELAXED); }
-uint64_t ecs_dnnl_phased_ops(void) { return __atomic_load_n(&g_phased_ops, __ATOMIC_RELAXED); }
-
 static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   for (int i = 0; i < pl->n_in + pl->n_out; i++) {
     const ecs_tensor *t = i < pl->n_in ? pl->in[i].t : pl->out[i - pl->n_in].t;
@@ -694,7 +690,7 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     void *s = temp(d, dn_wino_scratch_bytes(&pl->wino, d->team), err);
     if (!s) return err ? err->status : ECS_ERR_NOMEM;
     dn_wino_run(&pl->wino, ptrs[DW_SRC], ptrs[DW_WEIGHTS], ptrs[DW_BIAS], ptrs[DW_DST], s, d->team);
-    __atomic_add_fetch(&g_wino_ops, 1, __ATOMIC_RELAXED);
+    d->stats.wino_ops++;
   } else if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) {
     return st;
   }
@@ -706,7 +702,7 @@ static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
     dn_phase_merge(&merge[i].g, merge[i].sub, p, d->team);
     if (!direct && (st = reorder(d, merge[i].full, p, merge[i].tmd, merge[i].tp, err)) != ECS_OK) return st;
   }
-  if (pl->phase[0] || pl->slot) __atomic_add_fetch(&g_phased_ops, 1, __ATOMIC_RELAXED);
+  if (pl->phase[0] || pl->slot) d->stats.phased_ops++;
   for (int i = 0; i < n_back; i++)
     if ((st = reorder(d, back[i].pmd, back[i].pp, back[i].tmd, back[i].tp, err)) != ECS_OK) return st;
   return ECS_OK;
@@ -826,6 +822,7 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
 
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
   set_team(d, dn_load_team(&d->load, dn_team_of(d->n_threads, op)));
+  d->stats.solo_ops += d->team == 1 && d->n_threads > 1;
   d->n_tmp = 0;
   ecs_status st;
   if (op->type == ECS_OP_COPY) {

@@ -1178,6 +1178,37 @@ static void test_two_threads(void **state) {
   free_all();
 }
 
+/* Threads per op (dnnl-team.c) on a backend of two: ops too small to gain from a team run alone,
+ * whatever the load, and large ones (which take the team unless other processes contend for the
+ * cores, when the load rule halves it) give the reference's results either way. */
+static void test_team_sizes(void **state) {
+  (void)state;
+  ecs_backend_stats s0, s1;
+  stats(&s0);
+  ecs_tensor *x = rnd(4, 2, 12, 7, 9, -1, 1), *w = rnd(4, 16, 12, 3, 3, -0.3f, 0.3f);
+  ecs_op r = {.type = ECS_OP_RELU, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}};
+  parity(&r, 1, 0, 1e-6);
+  ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+  parity(&c, 1, 0, 1e-5);
+  stats(&s1);
+  assert_true(s1.ops > s0.ops);
+  assert_int_equal(s1.solo_ops - s0.solo_ops, s1.ops - s0.ops);
+  /* 589824 elements (over 2^19) and 340 MFLOP (over 32) */
+  ecs_tensor *xb = rnd(4, 4, 32, 64, 72, -1, 1), *wb = rnd(4, 32, 32, 3, 3, -0.1f, 0.1f);
+  ecs_tensor *g = rnd(1, 32, 1, 1, 1, 0.5f, 1.5f), *b = rnd(1, 32, 1, 1, 1, -1, 1);
+  ecs_op bn = {.type = ECS_OP_BATCHNORM, .src = {xb, g, b}, .dst = {tn(4, 4, 32, 64, 72)},
+               .p.bn = {1e-5f, 0.1f, 1}};
+  parity(&bn, 1, 0, 1e-5);
+  ecs_op cb = conv_op(xb, wb, NULL, conv_out(xb, wb, 1, 1, 1), 1, 1, 1, 1);
+  parity(&cb, 1, 0, 1e-5);
+  ecs_backend_stats s2;
+  stats(&s2);
+  print_message("large ops: %llu of %llu ran alone (the load rule: other processes held cores)\n",
+                (unsigned long long)(s2.solo_ops - s1.solo_ops),
+                (unsigned long long)(s2.ops - s1.ops));
+  free_all();
+}
+
 static int setup(void **state) {
   (void)state;
   ecs_err err = {0};
@@ -1219,6 +1250,7 @@ int main(void) {
       cmocka_unit_test(test_fallback_reads_blocked_inputs),
       cmocka_unit_test(test_bad_input_is_an_error),
       cmocka_unit_test(test_two_threads),
+      cmocka_unit_test(test_team_sizes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

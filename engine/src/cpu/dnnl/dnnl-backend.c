@@ -345,7 +345,8 @@ static void make_plain(ecs_tensor *t) {
 }
 
 ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
-  dn_set_team(d, dn_load_team(&d->load, dn_team_of(d->n_threads, op)));
+  int lasting, team = dn_team_of(d->n_threads, op, &lasting);
+  dn_set_team(d, dn_load_team(&d->load, team, lasting));
   d->n_tmp = 0;
   dn_plan pl = {0};
   ecs_err local = {0};
@@ -377,7 +378,8 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
 }
 
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
-  dn_set_team(d, dn_load_team(&d->load, dn_team_of(d->n_threads, op)));
+  int lasting, team = dn_team_of(d->n_threads, op, &lasting);
+  dn_set_team(d, dn_load_team(&d->load, team, lasting));
   d->stats.solo_ops += d->team == 1 && d->n_threads > 1;
   d->n_tmp = 0;
   ecs_status st;

@@ -90,10 +90,11 @@ void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threa
 void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads);
 
 /* dnnl-team.c: the team an op runs with. By size: n_threads, or 1 for an op too small to gain
- * from a team (and dn_team_alone for a reorder of so many bytes). By load: one backend's view of
- * whether other processes contend for the cores (dn_load_team before an op, with the team by
- * size: the team to run it with; dn_load_done after it). */
-int dn_team_of(int n_threads, const ecs_op *op);
+ * from a team (and dn_team_alone for a reorder of so many bytes); *lasting: the op is long
+ * enough to keep its team under load. By load: one backend's view of whether other processes
+ * contend for the cores (dn_load_team before an op, with the team by size: the team to run it
+ * with; dn_load_done after it). */
+int dn_team_of(int n_threads, const ecs_op *op, int *lasting);
 int dn_team_alone(size_t bytes);
 typedef struct dn_load {
   int started, unavailable; /* unavailable: no schedstat, teams by size only */
@@ -104,7 +105,7 @@ typedef struct dn_load {
   uint64_t delay0;          /* the thread's run-queue delay at the window's start, ns */
   uint64_t contended_windows;
 } dn_load;
-int dn_load_team(dn_load *l, int team);
+int dn_load_team(dn_load *l, int team, int lasting);
 void dn_load_done(dn_load *l, int n_threads);
 
 /* ---- the backend's state ----------------------------------------------------------------

@@ -16,10 +16,15 @@
  * to meet, so it runs on one thread. By load (dn_load_*): the calling thread's run-queue delay
  * (the time it was ready to run but waited for a core, the kernel's schedstat) over the time the
  * backend computed, measured over windows of LOAD_WINDOW_MS of computing. Above LOAD_CONTENDED
- * the cores are contended and the team is halved (on 2 cores: every op on one thread), for a
- * number of windows that doubles each time a trial with the larger team finds them still
- * contended (LOAD_HOLD_MIN to LOAD_HOLD_MAX); then the team is doubled again for a trial window.
- * Where the kernel keeps no schedstat, only the size rule applies.
+ * the cores are contended and the team of every op that lasts less than a scheduler slice or so
+ * is halved (on 2 cores: such ops on one thread), for a number of windows that doubles each time
+ * a trial with the larger team finds them still contended (LOAD_HOLD_MIN to LOAD_HOLD_MAX); then
+ * the team is doubled again for a trial window.
+ * Ops of at least TEAM_LONG_FLOP or TEAM_LONG_ELEMENTS keep their team under load: a thread held
+ * back for a slice costs such an op a fraction of its time, and the team still has the cores'
+ * shares that one thread would not (measured beside other processes' builds: oneDNN's 3x3
+ * convolutions of 1.85 GFLOP took 10-15 ms on 2 threads, 12-24 ms halved). Where the kernel
+ * keeps no schedstat, only the size rule applies.
  *
  * The team is part of every primitive's cache key (dnnl-backend.c), so a primitive always runs
  * with the team it was built for: oneDNN sizes some scratchpads and work splits by it. */
@@ -34,6 +39,8 @@
 
 #define TEAM_CONV_FLOP 32e6
 #define TEAM_ELEMENTS ((int64_t)1 << 19)
+#define TEAM_LONG_FLOP 1e9
+#define TEAM_LONG_ELEMENTS ((int64_t)1 << 24)
 #define LOAD_WINDOW_MS 5.0
 #define LOAD_CONTENDED 0.10
 #define LOAD_HOLD_MIN 4
@@ -41,7 +48,8 @@
 
 int dn_team_alone(size_t bytes) { return bytes < sizeof(float) * (size_t)TEAM_ELEMENTS; }
 
-int dn_team_of(int n_threads, const ecs_op *op) {
+int dn_team_of(int n_threads, const ecs_op *op, int *lasting) {
+  *lasting = 0;
   if (n_threads <= 1) return 1;
   if (op->type == ECS_OP_CONV2D || op->type == ECS_OP_CONV2D_BWD_DATA ||
       op->type == ECS_OP_CONV2D_BWD_WEIGHT) {
@@ -50,6 +58,7 @@ int dn_team_of(int n_threads, const ecs_op *op) {
     const ecs_tensor *y = op->type == ECS_OP_CONV2D ? op->dst[0] : op->src[bwd_w];
     if (!w || !y || w->nd != 4) return n_threads;
     double flop = 2.0 * (double)ecs_nelements(y) * (double)(w->ne[1] * w->ne[2] * w->ne[3]);
+    *lasting = flop >= TEAM_LONG_FLOP;
     return flop < TEAM_CONV_FLOP ? 1 : n_threads;
   }
   int64_t n = 0;
@@ -57,6 +66,7 @@ int dn_team_of(int n_threads, const ecs_op *op) {
     if (op->src[i] && ecs_nelements(op->src[i]) > n) n = ecs_nelements(op->src[i]);
   for (int i = 0; i < ECS_OP_MAX_DST; i++)
     if (op->dst[i] && ecs_nelements(op->dst[i]) > n) n = ecs_nelements(op->dst[i]);
+  *lasting = n >= TEAM_LONG_ELEMENTS;
   return n < TEAM_ELEMENTS ? 1 : n_threads;
 }
 
@@ -90,14 +100,14 @@ static void window_start(dn_load *l) {
   if (!ok) l->unavailable = 1;
 }
 
-int dn_load_team(dn_load *l, int team) {
+int dn_load_team(dn_load *l, int team, int lasting) {
   if (!l->started) {
     l->started = 1;
     l->hold_next = LOAD_HOLD_MIN;
     window_start(l);
   }
   l->t0 = now_ms();
-  return l->cap && team > l->cap && !l->unavailable ? l->cap : team;
+  return l->cap && team > l->cap && !lasting && !l->unavailable ? l->cap : team;
 }
 
 void dn_load_done(dn_load *l, int n_threads) {

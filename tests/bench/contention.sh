@@ -6,9 +6,10 @@
 # process). Prints the medians of each phase and the slowdown loaded / idle of each framework.
 #
 # A benchmark, not a test: nothing passes or fails on time. Each round runs every case once per
-# framework (bench_engine and bench_torch.py, BENCH_RUNS timed runs each, their median), the
-# order of the frameworks alternating from round to round; a phase's figure is the median of its
-# rounds' medians. Settings (environment):
+# framework (bench_engine and bench_torch.py, BENCH_RUNS timed runs each, their median) idle and
+# then loaded, so that both phases of a round see the same background on a shared machine; the
+# order of the frameworks alternates from round to round, and a phase's figure is the median of
+# its rounds' medians. Settings (environment):
 #   ECSNET_BUILD_DIR  build with bin/bench_engine and bin/bench_peak (default ./build)
 #   ECSNET_PYTHON     interpreter with torch (default ./.venv/bin/python)
 #   BENCH_THREADS     threads for both frameworks (2)      BENCH_ROUNDS  rounds per phase (5)
@@ -53,26 +54,28 @@ torch_run() {
   "$py" "$here/bench_torch.py" "$1" --runs "$runs" --threads "$threads" --no-ort
 }
 
-bash "$here/cpu.sh" "$build"
-for phase in idle loaded; do
-  if [[ $phase == loaded ]]; then
-    "$build/bin/bench_peak" "$load" --busy &
-    load_pid=$!
-    sleep 1
-  fi
-  echo "contention.sh: $phase: $rounds rounds of $cases (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)" >&2
-  for ((r = 0; r < rounds; r++)); do
-    for c in $cases; do
-      if ((r % 2 == 0)); then
-        engine "$c" | sed "s/^/phase=$phase impl=ecs /" >>"$out"
-        torch_run "$c" | sed "s/^/phase=$phase /" >>"$out"
-      else
-        torch_run "$c" | sed "s/^/phase=$phase /" >>"$out"
-        engine "$c" | sed "s/^/phase=$phase impl=ecs /" >>"$out"
-      fi
-    done
+measure() { # phase round
+  for c in $cases; do
+    if (($2 % 2 == 0)); then
+      engine "$c" | sed "s/^/phase=$1 impl=ecs /" >>"$out"
+      torch_run "$c" | sed "s/^/phase=$1 /" >>"$out"
+    else
+      torch_run "$c" | sed "s/^/phase=$1 /" >>"$out"
+      engine "$c" | sed "s/^/phase=$1 impl=ecs /" >>"$out"
+    fi
   done
+}
+
+bash "$here/cpu.sh" "$build"
+echo "contention.sh: $rounds rounds of $cases, idle then loaded (OMP_WAIT_POLICY=$OMP_WAIT_POLICY)" >&2
+for ((r = 0; r < rounds; r++)); do
+  measure idle "$r"
+  "$build/bin/bench_peak" "$load" --busy &
+  load_pid=$!
+  sleep 0.5
+  measure loaded "$r"
+  kill "$load_pid" 2>/dev/null || true
+  wait "$load_pid" 2>/dev/null || true
+  load_pid=
 done
-kill "$load_pid" 2>/dev/null || true
-load_pid=
 "$py" "$here/report.py" --contention "$out" 2>/dev/null || python3 "$here/report.py" --contention "$out"

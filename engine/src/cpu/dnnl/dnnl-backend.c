@@ -346,7 +346,7 @@ static void make_plain(ecs_tensor *t) {
 
 ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
   int lasting, team = dn_team_of(d->n_threads, op, &lasting);
-  dn_set_team(d, dn_load_team(&d->load, team, lasting));
+  dn_set_team(d, d->n_threads > 1 ? dn_load_team(&d->load, team, lasting) : 1);
   d->n_tmp = 0;
   dn_plan pl = {0};
   ecs_err local = {0};
@@ -379,7 +379,7 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
 
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
   int lasting, team = dn_team_of(d->n_threads, op, &lasting);
-  dn_set_team(d, dn_load_team(&d->load, team, lasting));
+  dn_set_team(d, d->n_threads > 1 ? dn_load_team(&d->load, team, lasting) : 1);
   d->stats.solo_ops += d->team == 1 && d->n_threads > 1;
   d->n_tmp = 0;
   ecs_status st;
@@ -396,7 +396,7 @@ ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
     else if (err)
       *err = local;
   }
-  dn_load_done(&d->load, d->n_threads);
+  if (d->n_threads > 1) dn_load_done(&d->load, d->n_threads);
   if (st == ECS_OK) d->stats.ops++;
   return st;
 }

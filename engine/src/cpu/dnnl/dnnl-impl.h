@@ -93,7 +93,7 @@ void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threa
  * from a team (and dn_team_alone for a reorder of so many bytes); *lasting: the op is long
  * enough to keep its team under load. By load: one backend's view of whether other processes
  * contend for the cores (dn_load_team before an op, with the team by size: the team to run it
- * with; dn_load_done after it). */
+ * with; dn_load_done after it), for backends of several threads. */
 int dn_team_of(int n_threads, const ecs_op *op, int *lasting);
 int dn_team_alone(size_t bytes);
 typedef struct dn_load {
@@ -103,7 +103,6 @@ typedef struct dn_load {
   long tid;                 /* the thread the window's delay is read for */
   double t0, busy_ms;       /* the current op's start; the window's computing time */
   uint64_t delay0;          /* the thread's run-queue delay at the window's start, ns */
-  uint64_t contended_windows;
 } dn_load;
 int dn_load_team(dn_load *l, int team, int lasting);
 void dn_load_done(dn_load *l, int n_threads);

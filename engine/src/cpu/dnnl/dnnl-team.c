@@ -124,7 +124,6 @@ void dn_load_done(dn_load *l, int n_threads) {
   int same = l->tid == (long)syscall(SYS_gettid);
   double frac = same ? 1e-6 * (double)(delay - l->delay0) / l->busy_ms : 0;
   int contended = same && frac > LOAD_CONTENDED;
-  l->contended_windows += (uint64_t)contended;
   int team = l->cap ? l->cap : n_threads, more = team * 2 >= n_threads ? 0 : team * 2;
   if (l->hold > 0) {
     if (--l->hold == 0) l->cap = more; /* a trial window with twice the team */

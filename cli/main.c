@@ -11,7 +11,8 @@
  * Exit status: 0 success, 2 bad usage, 1 failure; errors are one line on stderr. MODEL
  * defaults to $ECSNET_MODEL. The environment is read here, at the edge, and passed in: the
  * engine options (ECSNET_WINOGRAD, ECSNET_FUSE, ... as ecsnet-server takes them, ecs/options.h)
- * into every backend, ECSNET_SHIPPED_MODEL into the shipped-model lookup. */
+ * into every backend, ECSNET_SHIPPED_MODEL into the shipped-model lookup. OMP_WAIT_POLICY is
+ * passive unless set (omp-wait.h: the program re-executes itself once to get it). */
 #include "cli.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include "ecs/ecsnet.h"
 #include "ecs/options.h"
 #include "ecs/path.h"
+#include "omp-wait.h"
 #include "registry.h"
 
 int usage(const char *fmt, ...) {
@@ -154,6 +156,7 @@ const char *shipped_model(void) {
 }
 
 int main(int argc, char **argv) {
+  api_omp_passive(argv); /* idle OpenMP threads sleep: a re-exec unless the user chose */
   if (argc < 2) return usage("no command");
   /* where the CUDA backend module is, when not beside the program (the engine reads no
    * environment) */

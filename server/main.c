@@ -2,7 +2,8 @@
  *
  * Exit status: 0 after a graceful stop (SIGTERM, SIGINT), 2 on bad usage (one line on stderr),
  * 1 when the server cannot start. Signals only set a flag; the main thread does the shutdown,
- * since nothing in it is async-signal-safe. */
+ * since nothing in it is async-signal-safe. OMP_WAIT_POLICY is passive unless set: the program
+ * re-executes itself once to get it (omp-wait.h), before it does anything else. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "ecs/backend.h"
+#include "omp-wait.h"
 #include "srv.h"
 
 extern char **environ;
@@ -23,6 +25,8 @@ static void on_signal(int sig) {
 }
 
 int main(int argc, char **argv) {
+  /* before anything else: the re-exec keeps neither handlers nor memory (omp-wait.h) */
+  api_omp_passive(argv);
   srv_config cfg;
   bool done = false;
   ecs_err err;
@@ -47,8 +51,6 @@ int main(int argc, char **argv) {
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &old);
-  /* Idle OpenMP teams must not spin while another worker computes (design: thread pools). */
-  setenv("OMP_WAIT_POLICY", "passive", 0);
   /* Where the CUDA backend module is, when not beside the program (the engine reads no
    * environment). */
   const char *module_path = getenv("ECSNET_BACKEND_PATH");

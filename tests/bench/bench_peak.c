@@ -5,11 +5,17 @@
  * -mavx2 -mfma. The machine may be shared, so besides the wall-clock rate it reports the rate
  * per second of CPU time the threads actually got, times the thread count: the peak the cores
  * deliver when they are ours ("peak_gflops", the denominator of every fraction the benchmark
- * prints). Prints "peak_gflops=<v> wall_gflops=<v> threads=<n>". Usage: bench_peak [threads]. */
+ * prints). Prints "peak_gflops=<v> wall_gflops=<v> threads=<n>". Usage: bench_peak [threads].
+ *
+ * `bench_peak THREADS --busy` measures nothing: its threads run the same loop until the process
+ * is killed, the competing load of tests/bench/contention.sh (one process busy on every core). */
 #include <immintrin.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define CHAINS 12
@@ -80,16 +86,29 @@ static void *spin(void *arg) {
 
 int main(int argc, char **argv) {
   int nt = argc > 1 ? atoi(argv[1]) : 2;
-  if (nt < 1 || nt > 256) {
-    fprintf(stderr, "usage: bench_peak [threads]\n");
+  int busy = argc > 2 && strcmp(argv[2], "--busy") == 0;
+  if (nt < 1 || nt > 256 || (argc > 2 && !busy) || argc > 3) {
+    fprintf(stderr, "usage: bench_peak [threads] [--busy]\n");
     return 2;
   }
   pthread_t th[256];
   job jobs[256];
   double best = 0, best_cpu = 0;
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) g_width = 16;
+  /* the vectors oneDNN's kernels use: 512-bit where the CPU has them, unless ONEDNN_MAX_CPU_ISA
+   * holds oneDNN below AVX-512 (then the peak is that of the 256-bit FMAs it runs) */
+  const char *isa = getenv("ONEDNN_MAX_CPU_ISA");
+  int capped = isa && *isa && strncasecmp(isa, "AVX512", 6) != 0 && strcasecmp(isa, "ALL") != 0;
+  if (__builtin_cpu_supports("avx512f") && !capped) g_width = 16;
   double per_thread = (double)ITERS * CHAINS * g_width * 2;
+  if (busy) {
+    for (int i = 0; i < nt; i++) {
+      jobs[i].iters = LONG_MAX;
+      pthread_create(&th[i], NULL, spin, &jobs[i]);
+    }
+    for (int i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    return 0;
+  }
   for (int rep = 0; rep < 5; rep++) {
     double t0 = now();
     for (int i = 0; i < nt; i++) {

@@ -1,5 +1,7 @@
 """Formats the key=value lines of bench_peak, bench_engine and bench_torch.py as the table
-`make bench` prints, with the issue's targets and whether this run met them."""
+`make bench` prints, with the issue's targets and whether this run met them; with --contention,
+the lines of tests/bench/contention.sh (phase=idle|loaded) as medians and slowdowns."""
+import statistics
 import sys
 
 
@@ -22,7 +24,38 @@ TARGETS = {  # case prefix: (fraction of peak, x PyTorch, x ONNX Runtime)
 }
 
 
+def contention(path):
+    """Median over rounds per (case, framework, phase); slowdown = loaded / idle."""
+    ms = {}
+    for line in open(path):
+        kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
+        if "case" in kv and "phase" in kv:
+            ms.setdefault((kv["case"], kv.get("impl", "ecs"), kv["phase"]), []).append(float(kv["ms"]))
+    hdr = f"{'case':<8}{'framework':<11}{'idle ms':>9}{'loaded ms':>11}{'loaded/idle':>13}{'rounds':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    slow = {}
+    for case in dict.fromkeys(k[0] for k in ms):
+        for impl, name in (("ecs", "ecsnet"), ("torch", "PyTorch")):
+            idle, loaded = ms.get((case, impl, "idle")), ms.get((case, impl, "loaded"))
+            if not idle or not loaded:
+                continue
+            i, l = statistics.median(idle), statistics.median(loaded)
+            slow[case, impl] = l / i
+            print(f"{case:<8}{name:<11}{i:>9.2f}{l:>11.2f}{l / i:>12.2f}x{len(idle):>8}")
+    for case in dict.fromkeys(k[0] for k in slow):
+        if (case, "ecs") in slow and (case, "torch") in slow:
+            e, t = slow[case, "ecs"], slow[case, "torch"]
+            print(f"{case}: ecsnet slows down {e:.2f}x, PyTorch {t:.2f}x: target (ecsnet's slowdown "
+                  f"<= PyTorch's) {'met' if e <= t else 'NOT met'}")
+    print("medians over rounds of each round's median; loaded: a second process keeps every core "
+          "busy (bench_peak --busy)")
+
+
 def main():
+    if sys.argv[1] == "--contention":
+        contention(sys.argv[2])
+        return
     peak, rows = parse(sys.argv[1])
     pk = float(peak["peak_gflops"]) if peak else None
     if peak:

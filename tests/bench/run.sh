@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tests/bench/run.sh - `make bench`: the engine's CPU backend against the FMA peak, PyTorch and
-# ONNX Runtime, on the same thread count, as one table.
+# ONNX Runtime, on the same thread count, as one table under a line naming the CPU (model name,
+# cores, oneDNN's ISA: tests/bench/cpu.sh); then the same beside a competing load
+# (tests/bench/contention.sh), the server under HTTP load and training beside serving.
 #
 # Benchmarks, not tests: nothing here passes or fails on time. Every figure is the median of
 # several runs (the machine may be shared and noisy); ratios are other time / our time, so
@@ -10,6 +12,7 @@
 #   BENCH_THREADS     threads for every framework (2)       BENCH_RUNS       runs per case (5)
 #   BENCH_R38_SIZE    resnet38d input size (448)             BENCH_R38_RUNS   its runs (3)
 #   BENCH_CASES       which cases (default "conv resnet38d small train")
+#   BENCH_CONTENTION, BENCH_SERVER, BENCH_ADMIN   0: skip contention.sh, server/, admin/
 #   OMP_WAIT_POLICY   passive unless set: the deployment's setting (design.md); on a busy
 #                     machine, spinning OpenMP threads take the cores their team waits for
 set -euo pipefail
@@ -62,7 +65,10 @@ for c in $cases; do
   *) echo "run.sh: unknown case $c" >&2; exit 2 ;;
   esac
 done
+bash "$here/cpu.sh" "$build"
 "$py" "$here/report.py" "$out" 2>/dev/null || python3 "$here/report.py" "$out"
+# The training step and the small network beside a process that keeps every core busy.
+[[ ${BENCH_CONTENTION:-1} == 0 ]] || ECSNET_BUILD_DIR=$build ECSNET_PYTHON=$py BENCH_THREADS=$threads bash "$here/contention.sh"
 # The server under HTTP load (throughput, latency, overhead over the engine): its own script.
 [[ ${BENCH_SERVER:-1} == 0 ]] || ECSNET_BUILD_DIR=$build ECSNET_PYTHON=$py BENCH_THREADS=$threads bash "$here/server/run.sh"
 # Training on the serving engine: /cam latency idle and during an admin job (docs/admin.md).

@@ -205,6 +205,19 @@ static ecs_tensor *conv_out(ecs_tensor *x, ecs_tensor *w, int stride, int pad, i
 
 static void stats(ecs_backend_stats *s) { ecs_backend_get_stats(g_cpu, s); }
 
+/* convolutions g_cpu ran on rearranged maps, and by Winograd, so far */
+static uint64_t phased_ops(void) {
+  ecs_backend_stats s;
+  stats(&s);
+  return s.phased_ops;
+}
+
+static uint64_t wino_ops(void) {
+  ecs_backend_stats s;
+  stats(&s);
+  return s.wino_ops;
+}
+
 /* ---- layouts and caches ----------------------------------------------------------------- */
 
 /* conv -> relu -> conv -> relu ... then one copy to plain: the activations stay blocked and the
@@ -334,12 +347,12 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
     conv_chain_dil(3, x, w, be, dil);
     ecs_backend_stats s;
     ecs_backend_reset_stats(be);
-    uint64_t ph0 = ecs_dnnl_phased_ops();
+    uint64_t ph0 = phased_ops();
     ecs_tensor *y = conv_chain_dil(3, x, w, be, dil);
     stats(&s);
     /* dilation 2 splits only when forced (variant 1) */
     expect_path(dil == 4 ? "chain of dilation 4, split" : "chain of dilation 2, split",
-                ecs_dnnl_phased_ops() - ph0, g_expect && g_expect->split_fwd ? 3 : 0);
+                phased_ops() - ph0, g_expect && g_expect->split_fwd ? 3 : 0);
     assert_int_equal(s.reorders, 1); /* the final copy to plain */
     assert_int_equal(s.ref_ops, 0);
     assert_int_equal(s.primitives, 0);
@@ -377,12 +390,12 @@ static void test_dilated_conv_phases(void **state) {
       ecs_tensor *bias = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
       ecs_tensor *y = conv_out(x, w, 1, pad, dil);
       ecs_op c = conv_op(x, w, bias, y, 1, pad, dil, 1);
-      uint64_t ph0 = ecs_dnnl_phased_ops();
+      uint64_t ph0 = phased_ops();
       parity(&c, 1, 0, 1e-4);
       char what[64];
       snprintf(what, sizeof what, "case %zu: the split forward", i);
-      expect_path(what, ecs_dnnl_phased_ops() - ph0, g_expect ? (uint64_t)g_expect->split_fwd : 0);
-      uint64_t ph1 = ecs_dnnl_phased_ops();
+      expect_path(what, phased_ops() - ph0, g_expect ? (uint64_t)g_expect->split_fwd : 0);
+      uint64_t ph1 = phased_ops();
       ecs_tensor *dy = b ? y : rnd(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3], -1, 1);
       ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w},
                    .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])}, .p.conv = c.p.conv};
@@ -393,7 +406,7 @@ static void test_dilated_conv_phases(void **state) {
       parity(&bw, bias ? 3 : 1, 0, 1e-4);
       if (cases[i].factor == dil) {
         snprintf(what, sizeof what, "case %zu: the split backward ops", i);
-        expect_path(what, ecs_dnnl_phased_ops() - ph1,
+        expect_path(what, phased_ops() - ph1,
                     g_expect ? (uint64_t)g_expect->split_bwd : 0);
       }
     }
@@ -433,11 +446,11 @@ static void test_narrow_maps_side_by_side(void **state) {
                     .src = {x, w, bias},
                     .dst = {y},
                     .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {1, 1}, 1}};
-        uint64_t n0 = ecs_dnnl_phased_ops();
+        uint64_t n0 = phased_ops();
         parity(&c, 1, 0, 1e-4);
         char what[64];
         snprintf(what, sizeof what, "case %zu: side by side", i);
-        expect_path(what, ecs_dnnl_phased_ops() - n0,
+        expect_path(what, phased_ops() - n0,
                     g_expect ? (uint64_t)g_expect->side_by_side : 0);
       }
     free_all();
@@ -451,10 +464,10 @@ static void test_narrow_maps_side_by_side(void **state) {
   conv_chain(3, x, w, g_cpu);
   ecs_backend_stats s;
   ecs_backend_reset_stats(g_cpu);
-  uint64_t n0 = ecs_dnnl_phased_ops();
+  uint64_t n0 = phased_ops();
   ecs_tensor *y = conv_chain(3, x, w, g_cpu);
   stats(&s);
-  expect_path("chain side by side", ecs_dnnl_phased_ops() - n0,
+  expect_path("chain side by side", phased_ops() - n0,
               g_expect && g_expect->side_by_side ? 3 : 0);
   assert_int_equal(s.reorders, 1); /* the final copy to plain */
   assert_int_equal(s.ref_ops, 0);
@@ -496,14 +509,14 @@ static void test_winograd_conv(void **state) {
                            ecs_conv_out_size(x->ne[3], 3, 1, cases[i].pw, dil));
         ecs_op c = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
                     .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {dil, dil}, 1, relu ? ECS_ACT_RELU : ECS_ACT_NONE}};
-        uint64_t n0 = ecs_dnnl_wino_ops();
+        uint64_t n0 = wino_ops();
         ecs_op r = c;
         for (int k = 0; k < 3; k++)
           if (c.src[k]) r.src[k] = clone_plain(g_cpu, c.src[k]);
         r.dst[0] = tn(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3]);
         run_on(g_cpu, &c);
         run_on(g_ref, &r);
-        if (ecs_dnnl_wino_ops() - n0 != 1) fail_msg("F(%d,3) case %zu/%d: did not run by Winograd", m, i, v);
+        if (wino_ops() - n0 != 1) fail_msg("F(%d,3) case %zu/%d: did not run by Winograd", m, i, v);
         double e = rel_l2(plain_of(g_cpu, y), r.dst[0]);
         if (e > worst[m]) worst[m] = e;
         if (!(e <= (m == 2 ? 1e-5 : 1e-4)))
@@ -518,9 +531,9 @@ static void test_winograd_conv(void **state) {
                      conv_op(x, w5, NULL, conv_out(x, w5, 1, 2, 1), 1, 2, 1, 1),
                      conv_op(x, w5, NULL, conv_out(x, w5, 2, 2, 1), 2, 2, 1, 1)};
     for (int k = 0; k < 4; k++) {
-      uint64_t n0 = ecs_dnnl_wino_ops();
+      uint64_t n0 = wino_ops();
       parity(&ops[k], 1, 0, 1e-4);
-      if (ecs_dnnl_wino_ops() != n0) fail_msg("F(%d,3): op %d ran by Winograd", m, k);
+      if (wino_ops() != n0) fail_msg("F(%d,3): op %d ran by Winograd", m, k);
     }
     /* a chain: blocked from layer to layer, the only reorder the final copy to plain */
     ecs_tensor *wc[3];
@@ -529,10 +542,10 @@ static void test_winograd_conv(void **state) {
     conv_chain_act(3, xc, wc, g_cpu, 1, 1);
     ecs_backend_stats s;
     ecs_backend_reset_stats(g_cpu);
-    uint64_t n0 = ecs_dnnl_wino_ops();
+    uint64_t n0 = wino_ops();
     ecs_tensor *yc = conv_chain_act(3, xc, wc, g_cpu, 1, 1);
     stats(&s);
-    assert_int_equal(ecs_dnnl_wino_ops() - n0, 3);
+    assert_int_equal(wino_ops() - n0, 3);
     assert_int_equal(s.reorders, 1);
     assert_int_equal(s.ref_ops, 0);
     double e = rel_l2(yc, conv_chain_act(3, clone_plain(g_cpu, xc), wc, g_ref, 1, 1));
@@ -576,10 +589,10 @@ static void test_winograd_conv(void **state) {
   for (int k = 0; k < 2; k++) {
     ecs_tensor *x = blocked(k ? 2 : 1, 32, k ? 45 : 9, k ? 38 : 10), *w = rnd(4, 24, 32, 3, 3, -0.5f, 0.5f);
     ecs_op c = conv_op(x, w, rnd(1, 24, 1, 1, 1, -1, 1), conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
-    uint64_t n0 = ecs_dnnl_wino_ops();
+    uint64_t n0 = wino_ops();
     parity(&c, 1, 0, 1e-4);
     expect_path(k ? "default Winograd, 240 tiles" : "default Winograd, 9 tiles",
-                ecs_dnnl_wino_ops() - n0,
+                wino_ops() - n0,
                 g_expect ? (uint64_t)(k ? g_expect->wino_large : g_expect->wino_small) : 0);
   }
   free_all();
@@ -817,7 +830,7 @@ static void test_conv_variants(void **state) {
  * inputs; fixed seed. */
 static void test_conv_relu_fused(void **state) {
   (void)state;
-  uint64_t ph0 = ecs_dnnl_phased_ops();
+  uint64_t ph0 = phased_ops();
   int n_blocked = 0;
   for (int k = 0; k < 48; k++) {
     int r = (int)((frand() + 1) * 1e6);
@@ -876,12 +889,12 @@ static void test_conv_relu_fused(void **state) {
   }
   /* the draws reach blocked outputs and the rearranged (split, side by side) forwards */
   print_message("fused: %d of 48 outputs blocked, %llu convolutions rearranged\n", n_blocked,
-                (unsigned long long)(ecs_dnnl_phased_ops() - ph0));
+                (unsigned long long)(phased_ops() - ph0));
   assert_true(n_blocked >= 12);
   if (g_expect && g_expect->split_fwd)
-    assert_true(ecs_dnnl_phased_ops() - ph0 >= 2);
+    assert_true(phased_ops() - ph0 >= 2);
   else
-    expect_path("fused, rearranged", ecs_dnnl_phased_ops() - ph0, 0);
+    expect_path("fused, rearranged", phased_ops() - ph0, 0);
 }
 
 /* A fused activation belongs to the forward: a backward op carrying one, or an activation that
@@ -1168,6 +1181,37 @@ static void test_two_threads(void **state) {
   free_all();
 }
 
+/* Threads per op (dnnl-team.c) on a backend of two: ops too small to gain from a team run alone,
+ * whatever the load, and large ones (which take the team unless other processes contend for the
+ * cores, when the load rule halves it) give the reference's results either way. */
+static void test_team_sizes(void **state) {
+  (void)state;
+  ecs_backend_stats s0, s1;
+  stats(&s0);
+  ecs_tensor *x = rnd(4, 2, 12, 7, 9, -1, 1), *w = rnd(4, 16, 12, 3, 3, -0.3f, 0.3f);
+  ecs_op r = {.type = ECS_OP_RELU, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}};
+  parity(&r, 1, 0, 1e-6);
+  ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
+  parity(&c, 1, 0, 1e-5);
+  stats(&s1);
+  assert_true(s1.ops > s0.ops);
+  assert_int_equal(s1.solo_ops - s0.solo_ops, s1.ops - s0.ops);
+  /* 589824 elements (over 2^19) and 340 MFLOP (over 32) */
+  ecs_tensor *xb = rnd(4, 4, 32, 64, 72, -1, 1), *wb = rnd(4, 32, 32, 3, 3, -0.1f, 0.1f);
+  ecs_tensor *g = rnd(1, 32, 1, 1, 1, 0.5f, 1.5f), *b = rnd(1, 32, 1, 1, 1, -1, 1);
+  ecs_op bn = {.type = ECS_OP_BATCHNORM, .src = {xb, g, b}, .dst = {tn(4, 4, 32, 64, 72)},
+               .p.bn = {1e-5f, 0.1f, 1}};
+  parity(&bn, 1, 0, 1e-5);
+  ecs_op cb = conv_op(xb, wb, NULL, conv_out(xb, wb, 1, 1, 1), 1, 1, 1, 1);
+  parity(&cb, 1, 0, 1e-5);
+  ecs_backend_stats s2;
+  stats(&s2);
+  print_message("large ops: %llu of %llu ran alone (the load rule: other processes held cores)\n",
+                (unsigned long long)(s2.solo_ops - s1.solo_ops),
+                (unsigned long long)(s2.ops - s1.ops));
+  free_all();
+}
+
 static int setup(void **state) {
   (void)state;
   ecs_err err = {0};
@@ -1209,6 +1253,7 @@ int main(void) {
       cmocka_unit_test(test_fallback_reads_blocked_inputs),
       cmocka_unit_test(test_bad_input_is_an_error),
       cmocka_unit_test(test_two_threads),
+      cmocka_unit_test(test_team_sizes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

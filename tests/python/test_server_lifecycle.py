@@ -143,3 +143,20 @@ def test_graceful_stop_finishes_in_flight_work(server_factory, sig):
     assert s.wait_line(r"stopped") is not None
     with pytest.raises(requests.ConnectionError):
         requests.get(s.url + "/health/live", timeout=2)
+
+
+@pytest.mark.parametrize("policy", [None, "active"])
+def test_omp_wait_policy_passive_unless_set(tmp_path, monkeypatch, policy):
+    """libgomp reads OMP_WAIT_POLICY before main, so the server re-executes itself once with
+    passive added (api/omp-wait.h): the same process, still stopped by SIGTERM; a value the
+    user set is kept."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    s = Server(env={"OMP_WAIT_POLICY": policy} if policy else {}, data_dir=tmp_path / "data")
+    try:
+        assert s.get("/health/live").status_code == 200
+        with open(f"/proc/{s.proc.pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+        assert f"OMP_WAIT_POLICY={policy or 'passive'}".encode() in env
+        assert sum(v.startswith(b"OMP_WAIT_POLICY=") for v in env) == 1
+    finally:
+        assert s.stop() == 0

@@ -51,6 +51,10 @@ typedef struct ecs_backend_stats {
   uint64_t ref_ops;    /* of which ran on a reference kernel (CPU) */
   uint64_t reorders;   /* layout conversions executed */
   uint64_t primitives; /* library primitives or plans created (cache misses) */
+  uint64_t wino_ops;   /* CPU: forward 3x3 convolutions run by Winograd (dnnl-wino.c) */
+  uint64_t phased_ops; /* CPU: convolutions run on rearranged maps (dnnl-phase.c: dilated ones
+                        * as space-to-batch, batches of narrow maps side by side) */
+  uint64_t solo_ops;   /* CPU: ops a backend of several threads ran on one (dnnl-team.c) */
 } ecs_backend_stats;
 
 /* registry */

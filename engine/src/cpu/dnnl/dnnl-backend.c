@@ -1,4 +1,6 @@
-/* dnnl-backend.c - the "cpu" backend on oneDNN: layouts, caches and execution.
+/* dnnl-backend.c - the "cpu" backend on oneDNN: layouts, interning, the primitive cache, memory
+ * and the entry points. Plans run in dnnl-exec.c, weights are cached in dnnl-weights.c, each
+ * op's threads are chosen in dnnl-team.c, and the builders are dnnl-ops.c and dnnl-conv.c.
  *
  * Layouts. Convolutions choose their own ("any") destination format: nChw8c on AVX2; on
  * AVX-512 nhwc for forward convolutions (oneDNN's brgemm kernel) and nChw16c for backward ones;
@@ -34,24 +36,15 @@
  * LRU eviction; each miss counts in stats.primitives. A failed creation is cached too (as
  * NULL) so that an op oneDNN cannot do falls back without retrying every call.
  *
- * Weights live plain in parameter stores that several backends read. A primitive that wants
- * them blocked gets a reordered copy from this backend's weight cache, keyed by (data pointer,
- * shape, target format) and validated by a fingerprint of sampled values, so a store freed and
- * reallocated at the same address with other values is re-reordered. Parameters that train
- * (requires_grad and not frozen) change every step: they are reordered on every call and never
- * cached, because an update may leave the sampled values unchanged (dead units, zero gradient).
- * The sample therefore guards against a different store, not against partial in-place edits of
- * a frozen one: code that rewrites frozen weights in place must free the backend or mark them
- * trainable.
- *
- * Threads: each call sets the calling thread's OpenMP team size to the backend's n_threads
- * before building or running primitives, so backends in different threads keep their shares.
+ * Threads: each call sets the calling thread's OpenMP team size before building or running
+ * primitives, so backends in different threads keep their shares: the backend's n_threads, or
+ * one thread for an op too small to gain from a team or while other processes contend for the
+ * cores (dnnl-team.c). The team is part of every primitive's cache key, so a primitive always
+ * runs with the team it was built for (oneDNN sizes some scratchpads and work splits by it).
  *
  * Memory: the scratchpad (user-managed in every primitive) and the temporaries for reorders are
  * per backend and grow to the largest need, never freed per call. */
 #include "dnnl-impl.h"
-
-#include <pthread.h>
 
 #include "../ref.h"
 
@@ -62,78 +55,20 @@
 #include <omp.h>
 #endif
 
-#define N_TEMPS 24
-#define MD_BUCKETS 4096
-#define PRIM_BUCKETS 1024
 #define PRIM_CAPACITY 768
 #define OP_REORDER (ECS_OP_COUNT + 1)
-/* Reordered weights kept per backend; beyond this the least recently used go (a served model
- * replaced by a new version leaves its old entries behind until then). */
-#define WEIGHT_CACHE_MAX ((size_t)2 << 30)
 
-typedef struct centry {
+struct centry {
   dn_key key;
+  int team; /* the team it was built for and runs with */
   uint64_t hash;
   dw_prim *prim; /* NULL: oneDNN cannot do it */
   struct centry *chain, *prev, *next;
-} centry;
-
-/* Winograd-transformed weights, shared by every backend of the process (each worker of a served
- * model has its own backend, and the transforms take 4x the memory of the 3x3 weights): one per
- * weight tensor and values, freed when the last backend that uses it lets it go. */
-typedef struct shared_w {
-  const void *ptr;
-  int64_t ne[ECS_MAX_DIMS];
-  int32_t tag;
-  uint64_t fingerprint;
-  void *data;
-  int refs;
-  struct shared_w *next;
-} shared_w;
-
-static pthread_mutex_t g_shared_lock = PTHREAD_MUTEX_INITIALIZER;
-static shared_w *g_shared;
-
-typedef struct wentry {
-  const void *ptr;
-  int64_t ne[ECS_MAX_DIMS];
-  int32_t md_id;
-  uint64_t fingerprint;
-  void *data;
-  size_t size;
-  shared_w *sh;        /* data belongs to this shared entry (else to the wentry) */
-  struct wentry *next; /* most recently used first */
-} wentry;
-
-struct ecs_dnnl {
-  dw_engine *eng;
-  int n_threads;
-  int pack_w;      /* widest output row of maps side by side (0: never) */
-  int phases;      /* 0 never split, N > 1 split by N, -1: where it gains (dn_phase_factor) */
-  int wino;        /* Winograd tile of forward 3x3 convolutions, 0: never */
-  int wino_forced; /* the tile was asked for: every convolution it can run, not where it gains */
-  ecs_backend_stats stats;
-  /* interned descriptions */
-  dw_md **mds;
-  uint64_t *md_hash;
-  int32_t *md_chain;
-  int32_t n_md, cap_md;
-  int32_t md_bucket[MD_BUCKETS];
-  /* primitive cache */
-  centry *pbucket[PRIM_BUCKETS];
-  centry *lru_head, *lru_tail;
-  int n_prims;
-  wentry *weights;
-  size_t weight_bytes;
-  void *tmp[N_TEMPS];
-  size_t tmp_size[N_TEMPS];
-  int n_tmp;
-  void *scratch;
-  size_t scratch_size;
 };
+typedef struct centry centry;
 
 dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
-int dn_threads(ecs_dnnl *d) { return d->n_threads; }
+int dn_threads(ecs_dnnl *d) { return d->team; }
 int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
 int dn_wino_tile(ecs_dnnl *d) { return d->wino; }
 int dn_wino_forced(ecs_dnnl *d) { return d->wino_forced; }
@@ -144,7 +79,7 @@ int dn_wino_forced(ecs_dnnl *d) { return d->wino_forced; }
  * 4x4 dense phases by ~10%). Splitting dilation 2 lost 6-18%, and the backward ops gained
  * nothing (0.97-1.01x at dilation 4), so by default only the forward of even dilations >= 4 is
  * split, by dil / 2. The split runs only where oneDNN has its direct jit kernel for the split
- * convolution (phase_prim in dnnl-ops.c): on AVX-512 it picks its brgemm kernel, which runs
+ * convolution (phase_prim in dnnl-conv.c): on AVX-512 it picks its brgemm kernel, which runs
  * dilation 4 as fast as the split would (0.94-1.04x measured on Zen 4), so nothing is split
  * there. ecs_backend_params.phases = N forces a split by N for every conv op where that kernel
  * exists (tests). */
@@ -238,8 +173,8 @@ void dn_key_f(dn_key *k, float v) {
   k->v[k->n++] = bits;
 }
 
-static uint64_t key_hash(const dn_key *k) {
-  uint64_t h = 1469598103934665603ull;
+static uint64_t key_hash(const dn_key *k, int team) {
+  uint64_t h = 1469598103934665603ull ^ (uint64_t)team;
   for (int i = 0; i < k->n; i++) {
     h ^= (uint32_t)k->v[i];
     h *= 1099511628211ull;
@@ -262,9 +197,10 @@ static void lru_push(ecs_dnnl *d, centry *e) {
 }
 
 dw_prim *dn_cache_get(ecs_dnnl *d, const dn_key *k, int *found) {
-  uint64_t h = key_hash(k);
+  uint64_t h = key_hash(k, d->team);
   for (centry *e = d->pbucket[h % PRIM_BUCKETS]; e; e = e->chain)
-    if (e->hash == h && e->key.n == k->n && memcmp(e->key.v, k->v, sizeof(int32_t) * (size_t)k->n) == 0) {
+    if (e->hash == h && e->team == d->team && e->key.n == k->n &&
+        memcmp(e->key.v, k->v, sizeof(int32_t) * (size_t)k->n) == 0) {
       lru_unlink(d, e);
       lru_push(d, e);
       *found = 1;
@@ -296,7 +232,8 @@ ecs_status dn_cache_put(ecs_dnnl *d, const dn_key *k, dw_prim *p, ecs_err *err) 
   }
   if (d->n_prims >= PRIM_CAPACITY) evict_oldest(d);
   e->key = *k;
-  e->hash = key_hash(k);
+  e->team = d->team;
+  e->hash = key_hash(k, d->team);
   e->prim = p;
   e->chain = d->pbucket[e->hash % PRIM_BUCKETS];
   d->pbucket[e->hash % PRIM_BUCKETS] = e;
@@ -308,7 +245,7 @@ ecs_status dn_cache_put(ecs_dnnl *d, const dn_key *k, dw_prim *p, ecs_err *err) 
 
 /* ---- memory ----------------------------------------------------------------------------- */
 
-static void *temp(ecs_dnnl *d, size_t n, ecs_err *err) {
+void *dn_temp(ecs_dnnl *d, size_t n, ecs_err *err) {
   if (d->n_tmp >= N_TEMPS) {
     ecs_err_set(err, ECS_ERR_NOMEM, "op needs more than %d temporaries", N_TEMPS);
     return NULL;
@@ -345,14 +282,28 @@ static void *scratch_for(ecs_dnnl *d, const dw_prim *p, ecs_err *err) {
   return d->scratch;
 }
 
-static ecs_status run(ecs_dnnl *d, dw_prim *p, void *const *ptrs, ecs_err *err) {
+ecs_status dn_run(ecs_dnnl *d, dw_prim *p, void *const *ptrs, ecs_err *err) {
   void *s = scratch_for(d, p, err);
   if (dw_prim_scratchpad_size(p) && !s) return err ? err->status : ECS_ERR_NOMEM;
   return dw_exec(d->eng, p, ptrs, s, err);
 }
 
-static ecs_status reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
+/* A reorder runs alone when it is small (dn_team_alone), else with the op's team, which it
+ * leaves as it found it. */
+static ecs_status reorder_in(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
+                             void *dp, ecs_err *err);
+
+ecs_status dn_reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
                           void *dp, ecs_err *err) {
+  int team = d->team;
+  if (team != 1 && dn_team_alone(dw_md_size(dst))) dn_set_team(d, 1);
+  ecs_status st = reorder_in(d, src, sp, dst, dp, err);
+  if (d->team != team) dn_set_team(d, team);
+  return st;
+}
+
+static ecs_status reorder_in(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
+                             void *dp, ecs_err *err) {
   int32_t si, di;
   if (!dn_intern(d, src, &si) || !dn_intern(d, dst, &di))
     return ecs_err_set(err, ECS_ERR_NOMEM, "cannot intern a layout");
@@ -373,393 +324,17 @@ static ecs_status reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const d
   ptrs[DW_SRC] = (void *)sp;
   ptrs[DW_DST] = dp;
   d->stats.reorders++;
-  return run(d, p, ptrs, err);
-}
-
-static uint64_t fingerprint(const ecs_tensor *t) {
-  const uint32_t *v = t->data;
-  int64_t n = ecs_nelements(t);
-  uint64_t h = (uint64_t)n;
-  for (int i = 0; i < 32 && n > 0; i++) {
-    int64_t j = (int64_t)((double)i * (double)(n - 1) / 31.0);
-    h = (h ^ v[j]) * 1099511628211ull;
-  }
-  return h;
-}
-
-static void shared_release(shared_w *s) {
-  pthread_mutex_lock(&g_shared_lock);
-  if (--s->refs == 0) {
-    shared_w **pp = &g_shared;
-    while (*pp != s) pp = &(*pp)->next;
-    *pp = s->next;
-    free(s->data);
-    free(s);
-  }
-  pthread_mutex_unlock(&g_shared_lock);
-}
-
-static void wentry_free(wentry *e) {
-  if (e->sh) shared_release(e->sh);
-  else free(e->data);
-  free(e);
-}
-
-/* The entry for t's data seen as `id` (an interned layout, or a negative tag for other derived
- * forms), moved to the front; NULL when there is none. */
-static wentry *wfind(ecs_dnnl *d, const ecs_tensor *t, int32_t id) {
-  wentry *e = d->weights, **link = &d->weights;
-  for (; e; link = &e->next, e = e->next)
-    if (e->ptr == t->data && e->md_id == id && memcmp(e->ne, t->ne, sizeof e->ne) == 0) break;
-  if (e) {
-    *link = e->next;
-    e->next = d->weights;
-    d->weights = e;
-  }
-  return e;
-}
-
-/* A new front entry for t as `id` of `size` bytes (data: a new buffer, or NULL to leave it to
- * the caller), evicting the least recently used beyond WEIGHT_CACHE_MAX. */
-static wentry *wpush(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, int own, ecs_err *err) {
-  wentry *e = calloc(1, sizeof *e);
-  size = (size + 63) / 64 * 64;
-  void *buf = own ? aligned_alloc(64, size) : NULL;
-  if (!e || (own && !buf)) {
-    free(e);
-    free(buf);
-    ecs_err_set(err, ECS_ERR_NOMEM, "cannot cache reordered weights");
-    return NULL;
-  }
-  e->ptr = t->data;
-  memcpy(e->ne, t->ne, sizeof e->ne);
-  e->md_id = id;
-  e->data = buf;
-  e->size = size;
-  e->next = d->weights;
-  d->weights = e;
-  d->weight_bytes += size;
-  /* evict from the tail, never the entry just made */
-  while (d->weight_bytes > WEIGHT_CACHE_MAX && e->next) {
-    wentry **pp = &e->next;
-    while ((*pp)->next) pp = &(*pp)->next;
-    d->weight_bytes -= (*pp)->size;
-    wentry_free(*pp);
-    *pp = NULL;
-  }
-  return e;
-}
-
-static void *weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *want, ecs_err *err) {
-  if (dw_md_equal(tmd, want)) return t->data;
-  if (t->requires_grad && !t->frozen) {
-    void *p = temp(d, dw_md_size(want), err);
-    if (!p || reorder(d, tmd, t->data, want, p, err) != ECS_OK) return NULL;
-    return p;
-  }
-  int32_t id;
-  if (!dn_intern(d, want, &id)) return NULL;
-  uint64_t fp = fingerprint(t);
-  wentry *e = wfind(d, t, id);
-  if (e && e->fingerprint == fp) return e->data;
-  if (!e && !(e = wpush(d, t, id, dw_md_size(want), 1, err))) return NULL;
-  if (reorder(d, tmd, t->data, want, e->data, err) != ECS_OK) {
-    e->fingerprint = 0;
-    return NULL;
-  }
-  e->fingerprint = fp;
-  return e->data;
-}
-
-/* t's Winograd transform for the plan's tile (dnnl-wino.c); plain weights that are not being
- * trained only, which the builder checked. Held in the process-wide shared entries (tags -2 and
- * -4), which this backend's cache references like its reordered weights. */
-static void *wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err) {
-  size_t size = dn_wino_weight_bytes(g);
-  uint64_t fp = fingerprint(t);
-  int32_t tag = -g->m;
-  wentry *e = wfind(d, t, tag);
-  if (e && e->fingerprint == fp) return e->data;
-  /* the shared entry for these values, made by the first backend that needs it (under the
-   * lock, so that concurrent workers transform once) */
-  pthread_mutex_lock(&g_shared_lock);
-  shared_w *s = g_shared;
-  while (s && !(s->ptr == t->data && s->tag == tag && s->fingerprint == fp && memcmp(s->ne, t->ne, sizeof s->ne) == 0))
-    s = s->next;
-  if (!s) {
-    s = calloc(1, sizeof *s);
-    void *buf = aligned_alloc(64, (size + 63) / 64 * 64);
-    if (!s || !buf) {
-      pthread_mutex_unlock(&g_shared_lock);
-      free(s);
-      free(buf);
-      ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate %zu bytes of transformed weights", size);
-      return NULL;
-    }
-    dn_wino_weights(g, t->data, buf);
-    *s = (shared_w){.ptr = t->data, .tag = tag, .fingerprint = fp, .data = buf, .next = g_shared};
-    memcpy(s->ne, t->ne, sizeof s->ne);
-    g_shared = s;
-  }
-  s->refs++;
-  pthread_mutex_unlock(&g_shared_lock);
-  if (!e && !(e = wpush(d, t, tag, size, 0, err))) {
-    shared_release(s);
-    return NULL;
-  }
-  if (e->sh) shared_release(e->sh); /* the values changed: let the old transform go */
-  e->sh = s;
-  e->data = s->data;
-  e->fingerprint = fp;
-  return e->data;
-}
-
-/* Transformed weights shared between backends, for tests: entries and references. */
-void ecs_dnnl_shared_weights(int *entries, int *refs) {
-  pthread_mutex_lock(&g_shared_lock);
-  *entries = *refs = 0;
-  for (shared_w *s = g_shared; s; s = s->next) (*entries)++, *refs += s->refs;
-  pthread_mutex_unlock(&g_shared_lock);
+  return dn_run(d, p, ptrs, err);
 }
 
 /* ---- plans ------------------------------------------------------------------------------ */
 
-static ecs_status too_small(const ecs_tensor *t, size_t need, ecs_err *err) {
-  return ecs_err_set(err, ECS_ERR_INVALID, "tensor '%s' has %zu bytes, its layout needs %zu",
-                     t->name, t->nbytes, need);
-}
-
-static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err) {
-  return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has a layout the cpu backend cannot read",
-                     ecs_op_name(op->type), t->name);
-}
-
-/* For a phased binding: t's full-shape description in the primitive's (split) format, and
- * the split geometry; NULL when that format is not one dnnl-phase.c moves. */
-static const dw_md *phase_full(ecs_dnnl *d, const dn_plan *pl, const ecs_tensor *t,
-                               const dw_md *pmd, dn_phase *g) {
-  int64_t blk = dw_md_cblock(pmd);
-  int64_t nsub = pl->slot ? (t->ne[0] + pl->per - 1) / pl->per : t->ne[0] * pl->phase[0] * pl->phase[1];
-  if (!blk || t->nd != 4 || dw_md_dim(pmd, 0) != nsub) return NULL;
-  dw_md *like = dw_md_like(pmd, 4, t->ne);
-  const dw_md *full = like ? dn_intern(d, like, NULL) : NULL;
-  dw_md_free(like);
-  if (!full) return NULL;
-  *g = (dn_phase){.n = t->ne[0], .h = t->ne[2], .w = t->ne[3], .block = blk,
-                  .dh = pl->slot ? 1 : pl->phase[0], .dw = pl->slot ? 1 : pl->phase[1],
-                  .hs = dw_md_dim(pmd, 2), .ws = dw_md_dim(pmd, 3), .slot = pl->slot, .per = pl->per};
-  g->cb = (int64_t)(dw_md_size(full) / sizeof(float)) / (g->n * g->h * g->w * blk);
-  if (dw_md_size(pmd) != sizeof(float) * (size_t)(nsub * g->cb * g->hs * g->ws * blk)) return NULL;
-  if (g->slot ? g->hs != g->h || g->slot < g->w || g->per < 1 || g->ws != (g->per - 1) * g->slot + g->w
-              : g->hs * g->dh < g->h || g->ws * g->dw < g->w)
-    return NULL;
-  return full;
-}
-
-static ecs_status phase_unusable(const ecs_op *op, ecs_err *err) {
-  return ecs_err_set(err, ECS_ERR_BACKEND, "%s: the rearranged primitive has a layout it cannot split",
-                     ecs_op_name(op->type));
-}
-
-static uint64_t g_phased_ops, g_wino_ops;
-uint64_t ecs_dnnl_wino_ops(void) { return __atomic_load_n(&g_wino_ops, __ATOMIC_RELAXED); }
-uint64_t ecs_dnnl_phased_ops(void) { return __atomic_load_n(&g_phased_ops, __ATOMIC_RELAXED); }
-
-static ecs_status exec_plan(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
-  for (int i = 0; i < pl->n_in + pl->n_out; i++) {
-    const ecs_tensor *t = i < pl->n_in ? pl->in[i].t : pl->out[i - pl->n_in].t;
-    if (t && !t->data)
-      return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has no memory", ecs_op_name(op->type), t->name);
-  }
-  void *ptrs[DW_ARG_COUNT] = {0};
-  struct {
-    const dw_md *tmd, *pmd;
-    void *tp, *pp;
-  } back[4];
-  int n_back = 0;
-  struct {
-    dn_phase g;
-    const dw_md *tmd, *full;
-    void *tp, *sub;
-  } merge[4];
-  int n_merge = 0;
-  ecs_status st;
-  for (int i = 0; i < pl->n_in; i++) {
-    dn_bind *b = &pl->in[i];
-    const dw_md *pmd = dw_prim_md(pl->prim, b->arg);
-    if (!pmd) continue;
-    if (b->kind == BK_TEMP) {
-      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
-      continue;
-    }
-    if (b->kind == BK_RAW) {
-      if (b->t->nbytes < dw_md_size(pmd)) return too_small(b->t, dw_md_size(pmd), err);
-      ptrs[b->arg] = b->t->data;
-      continue;
-    }
-    const dw_md *tmd = dn_tensor_md(d, b->t, b->view, NULL);
-    if (!tmd) return unreadable(b->t, op, err);
-    if (b->t->nbytes < dw_md_size(tmd)) return too_small(b->t, dw_md_size(tmd), err);
-    if (b->phased) {
-      dn_phase g;
-      const dw_md *full = phase_full(d, pl, b->t, pmd, &g);
-      if (!full) return phase_unusable(op, err);
-      const void *src = b->t->data;
-      if (!dw_md_equal(tmd, full)) {
-        void *p = temp(d, dw_md_size(full), err);
-        if (!p) return err ? err->status : ECS_ERR_NOMEM;
-        if ((st = reorder(d, tmd, b->t->data, full, p, err)) != ECS_OK) return st;
-        src = p;
-      }
-      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
-      dn_phase_split(&g, src, ptrs[b->arg], d->n_threads);
-    } else if (b->kind == BK_WINO) {
-      if (!(ptrs[b->arg] = wino_weight(d, b->t, &pl->wino, err))) return err ? err->status : ECS_ERR_NOMEM;
-    } else if (b->kind == BK_WEIGHT) {
-      if (!(ptrs[b->arg] = weight(d, b->t, tmd, pmd, err))) return err ? err->status : ECS_ERR_BACKEND;
-    } else if (dw_md_equal(tmd, pmd)) {
-      ptrs[b->arg] = b->t->data;
-    } else {
-      void *p = temp(d, dw_md_size(pmd), err);
-      if (!p) return err ? err->status : ECS_ERR_NOMEM;
-      if ((st = reorder(d, tmd, b->t->data, pmd, p, err)) != ECS_OK) return st;
-      ptrs[b->arg] = p;
-    }
-  }
-  for (int i = 0; i < pl->n_out; i++) {
-    dn_bind *b = &pl->out[i];
-    const dw_md *pmd = dw_prim_md(pl->prim, b->arg);
-    if (!pmd) continue;
-    if (b->kind == BK_TEMP) {
-      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
-      continue;
-    }
-    if (b->kind == BK_RAW) {
-      if (b->t->nbytes < dw_md_size(pmd)) return too_small(b->t, dw_md_size(pmd), err);
-      ptrs[b->arg] = b->t->data;
-      continue;
-    }
-    const dw_md *tmd = dn_tensor_md(d, b->t, b->view, NULL);
-    if (!tmd) return unreadable(b->t, op, err);
-    if (b->t->nbytes < dw_md_size(tmd)) return too_small(b->t, dw_md_size(tmd), err);
-    if (b->phased) {
-      if (n_merge == 4) return phase_unusable(op, err);
-      const dw_md *full = phase_full(d, pl, b->t, pmd, &merge[n_merge].g);
-      if (!full) return phase_unusable(op, err);
-      if (!(ptrs[b->arg] = temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
-      merge[n_merge].tmd = tmd;
-      merge[n_merge].full = full;
-      merge[n_merge].tp = b->t->data;
-      merge[n_merge].sub = ptrs[b->arg];
-      n_merge++;
-    } else if (dw_md_equal(tmd, pmd)) {
-      ptrs[b->arg] = b->t->data;
-    } else {
-      void *p = temp(d, dw_md_size(pmd), err);
-      if (!p) return err ? err->status : ECS_ERR_NOMEM;
-      back[n_back].tmd = tmd;
-      back[n_back].pmd = pmd;
-      back[n_back].tp = b->t->data;
-      back[n_back].pp = p;
-      n_back++;
-      ptrs[b->arg] = p;
-    }
-  }
-  if (pl->pre) pl->pre(d, op, pl, ptrs);
-  if (pl->wino.m) {
-    void *s = temp(d, dn_wino_scratch_bytes(&pl->wino, d->n_threads), err);
-    if (!s) return err ? err->status : ECS_ERR_NOMEM;
-    dn_wino_run(&pl->wino, ptrs[DW_SRC], ptrs[DW_WEIGHTS], ptrs[DW_BIAS], ptrs[DW_DST], s, d->n_threads);
-    __atomic_add_fetch(&g_wino_ops, 1, __ATOMIC_RELAXED);
-  } else if ((st = run(d, pl->prim, ptrs, err)) != ECS_OK) {
-    return st;
-  }
-  if (pl->post) pl->post(d, op, pl, ptrs);
-  for (int i = 0; i < n_merge; i++) {
-    int direct = dw_md_equal(merge[i].tmd, merge[i].full);
-    void *p = direct ? merge[i].tp : temp(d, dw_md_size(merge[i].full), err);
-    if (!p) return err ? err->status : ECS_ERR_NOMEM;
-    dn_phase_merge(&merge[i].g, merge[i].sub, p, d->n_threads);
-    if (!direct && (st = reorder(d, merge[i].full, p, merge[i].tmd, merge[i].tp, err)) != ECS_OK) return st;
-  }
-  if (pl->phase[0] || pl->slot) __atomic_add_fetch(&g_phased_ops, 1, __ATOMIC_RELAXED);
-  for (int i = 0; i < n_back; i++)
-    if ((st = reorder(d, back[i].pmd, back[i].pp, back[i].tmd, back[i].tp, err)) != ECS_OK) return st;
-  return ECS_OK;
-}
-
-/* ---- reference fallback ----------------------------------------------------------------- */
-
-/* A plain stand-in for a blocked tensor (same shape, bytes in a temporary). */
-static ecs_tensor *plain_twin(ecs_dnnl *d, const ecs_op *op, ecs_tensor *t, ecs_tensor *twin,
-                              const dw_md **md, ecs_err *err) {
-  *md = dn_tensor_md(d, t, NULL, NULL);
-  if (!*md) {
-    unreadable(t, op, err);
-    return NULL;
-  }
-  *twin = *t;
-  twin->layout = ECS_LAYOUT_PLAIN;
-  twin->layout_desc = NULL;
-  twin->nbytes = ecs_plain_nbytes(t);
-  twin->data = temp(d, twin->nbytes, err);
-  return twin->data ? twin : NULL;
-}
-
-static ecs_status fallback(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
-  ecs_op o = *op;
-  ecs_tensor sc[ECS_OP_MAX_SRC], dc[ECS_OP_MAX_DST];
-  const dw_md *dmd[ECS_OP_MAX_DST] = {0};
-  ecs_status st;
-  for (int i = 0; i < ECS_OP_MAX_SRC; i++) {
-    ecs_tensor *t = op->src[i];
-    if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
-    const dw_md *md;
-    if (!(o.src[i] = plain_twin(d, op, t, &sc[i], &md, err))) return err ? err->status : ECS_ERR_INVALID;
-    const dw_md *pmd = dn_plain(d, t->nd, t->ne, NULL);
-    if (!pmd) return ecs_err_set(err, ECS_ERR_NOMEM, "cannot describe a plain tensor");
-    if ((st = reorder(d, md, t->data, pmd, sc[i].data, err)) != ECS_OK) return st;
-  }
-  for (int i = 0; i < ECS_OP_MAX_DST; i++) {
-    ecs_tensor *t = op->dst[i];
-    if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
-    if (!(o.dst[i] = plain_twin(d, op, t, &dc[i], &dmd[i], err))) return err ? err->status : ECS_ERR_INVALID;
-  }
-  if ((st = ecs_ref_compute(&o, d->n_threads, err)) != ECS_OK) return st;
-  d->stats.ref_ops++;
-  for (int i = 0; i < ECS_OP_MAX_DST; i++) {
-    if (!dmd[i]) continue;
-    ecs_tensor *t = op->dst[i];
-    const dw_md *pmd = dn_plain(d, t->nd, t->ne, NULL);
-    if (!pmd) return ecs_err_set(err, ECS_ERR_NOMEM, "cannot describe a plain tensor");
-    if ((st = reorder(d, pmd, dc[i].data, dmd[i], t->data, err)) != ECS_OK) return st;
-  }
-  return ECS_OK;
-}
-
-/* ---- copy: the edge reorder ------------------------------------------------------------- */
-
-static ecs_status copy(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
-  ecs_tensor *s = op->src[0], *t = op->dst[0];
-  if (!s || !t || !ecs_same_shape(s, t) || s->type != t->type) return fallback(d, op, err);
-  const dw_md *sm = dn_tensor_md(d, s, NULL, NULL), *tm = dn_tensor_md(d, t, NULL, NULL);
-  if (!sm || !tm) return fallback(d, op, err);
-  if (s->nbytes < dw_md_size(sm)) return too_small(s, dw_md_size(sm), err);
-  if (t->nbytes < dw_md_size(tm)) return too_small(t, dw_md_size(tm), err);
-  if (dw_md_equal(sm, tm)) {
-    if (s->data != t->data) memmove(t->data, s->data, dw_md_size(sm));
-    return ECS_OK;
-  }
-  return reorder(d, sm, s->data, tm, t->data, err);
-}
-
 /* ---- entry points ----------------------------------------------------------------------- */
 
-static void set_threads(ecs_dnnl *d) {
+void dn_set_team(ecs_dnnl *d, int team) {
+  d->team = team;
 #ifdef _OPENMP
-  omp_set_num_threads(d->n_threads);
-#else
-  (void)d;
+  omp_set_num_threads(team);
 #endif
 }
 
@@ -770,7 +345,8 @@ static void make_plain(ecs_tensor *t) {
 }
 
 ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
-  set_threads(d);
+  int lasting, team = dn_team_of(d->n_threads, op, &lasting);
+  dn_set_team(d, d->n_threads > 1 ? dn_load_team(&d->load, team, lasting) : 1);
   d->n_tmp = 0;
   dn_plan pl = {0};
   ecs_err local = {0};
@@ -788,7 +364,7 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
     if (!b->t || b->keep_plain || !pmd) continue;
     if (b->phased) {
       dn_phase g;
-      if (!(pmd = phase_full(d, &pl, b->t, pmd, &g))) return phase_unusable(op, err);
+      if (!(pmd = dn_phase_full(d, &pl, b->t, pmd, &g))) return dn_phase_unusable(op, err);
     }
     const dw_md *plain = dn_plain(d, b->t->nd, b->t->ne, NULL);
     if (plain && dw_md_equal(pmd, plain)) continue;
@@ -802,22 +378,25 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
 }
 
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err) {
-  set_threads(d);
+  int lasting, team = dn_team_of(d->n_threads, op, &lasting);
+  dn_set_team(d, d->n_threads > 1 ? dn_load_team(&d->load, team, lasting) : 1);
+  d->stats.solo_ops += d->team == 1 && d->n_threads > 1;
   d->n_tmp = 0;
   ecs_status st;
   if (op->type == ECS_OP_COPY) {
-    st = copy(d, op, err);
+    st = dn_copy(d, op, err);
   } else {
     dn_plan pl = {0};
     ecs_err local = {0};
     st = dn_build(d, op, &pl, &local);
     if (st == ECS_OK)
-      st = exec_plan(d, op, &pl, err);
+      st = dn_exec(d, op, &pl, err);
     else if (st == ECS_ERR_UNSUPPORTED)
-      st = fallback(d, op, err);
+      st = dn_fallback(d, op, err);
     else if (err)
       *err = local;
   }
+  if (d->n_threads > 1) dn_load_done(&d->load, d->n_threads);
   if (st == ECS_OK) d->stats.ops++;
   return st;
 }
@@ -855,6 +434,7 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *e
   const ecs_backend_params none = {0};
   if (!p) p = &none;
   d->n_threads = n_threads > 0 ? n_threads : 1;
+  d->team = d->n_threads;
   d->phases = p->phases == 0 ? -1 : p->phases < 0 ? 0 : p->phases;
   d->pack_w = p->pack_width == 0 ? 64 : p->pack_width < 0 ? 0 : p->pack_width;
   d->wino = p->winograd == 0 ? 4 : p->winograd == 2 || p->winograd == 4 ? p->winograd : 0;
@@ -872,10 +452,7 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *e
 void ecs_dnnl_free(ecs_dnnl *d) {
   if (!d) return;
   while (d->lru_tail) evict_oldest(d);
-  for (wentry *e = d->weights, *n; e; e = n) {
-    n = e->next;
-    wentry_free(e);
-  }
+  dn_weights_free(d);
   for (int32_t i = 0; i < d->n_md; i++) dw_md_free(d->mds[i]);
   free(d->mds);
   free(d->md_hash);

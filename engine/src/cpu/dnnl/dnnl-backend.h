@@ -23,16 +23,10 @@ ecs_status ecs_dnnl_prepare(ecs_dnnl *d, ecs_op *op, ecs_err *err);
 ecs_status ecs_dnnl_compute(ecs_dnnl *d, ecs_op *op, ecs_err *err);
 void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out);
 void ecs_dnnl_reset_stats(ecs_dnnl *d);
-/* Convolutions run on rearranged activations (dnnl-phase.c: dilated ones as space-to-batch,
- * batches of narrow maps side by side) by all backends of the process so far: for tests.
- * ecs_backend_params.phases (ECS_OPT_OFF: never split; N: split every conv op by N) and
- * .pack_width (widest output row put side by side; ECS_OPT_OFF: never) change this for
- * comparisons and tests. */
-uint64_t ecs_dnnl_phased_ops(void);
-/* Forward 3x3 convolutions run by Winograd (dnnl-wino.c) by all backends of the process so far:
- * for tests. ecs_backend_params.winograd: 0 F(4x4, 3x3) where it is faster than oneDNN's own
- * kernel, ECS_OPT_OFF never, 2 or 4 that output tile on every convolution it can run. */
-uint64_t ecs_dnnl_wino_ops(void);
+/* Which paths ran (stats.wino_ops, .phased_ops) follows from ecs_backend_params: .winograd (0
+ * F(4x4, 3x3) where it is faster than oneDNN's own kernel, ECS_OPT_OFF never, 2 or 4 that tile on
+ * every convolution it can run), .phases (ECS_OPT_OFF: never split; N: split every conv op by
+ * N) and .pack_width (widest output row put side by side; ECS_OPT_OFF: never). */
 /* Winograd-transformed weights are shared by all backends of the process (one copy per weight
  * tensor and values, freed with the last backend that used it): how many there are and how many
  * backend references they have, for tests. */

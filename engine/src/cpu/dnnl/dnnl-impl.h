@@ -1,5 +1,6 @@
-/* dnnl-impl.h - what dnnl-backend.c (caches, layouts, execution) shares with dnnl-ops.c (one
- * builder per op family).
+/* dnnl-impl.h - what the files of the oneDNN backend share: dnnl-backend.c (caches, layouts,
+ * entry points), dnnl-exec.c (running plans), dnnl-weights.c (weight caches), dnnl-team.c
+ * (threads per op) and the builders, one per op family (dnnl-ops.c, dnnl-conv.c).
  *
  * An op runs as a plan: the primitive (from the backend's cache) and bindings from the op's
  * tensors to the primitive's argument roles. Builders only describe; the executor reorders any
@@ -88,9 +89,94 @@ typedef struct dn_phase {
 void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads);
 void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads);
 
+/* dnnl-team.c: the team an op runs with. By size: n_threads, or 1 for an op too small to gain
+ * from a team (and dn_team_alone for a reorder of so many bytes); *lasting: the op is long
+ * enough to keep its team under load. By load: one backend's view of whether other processes
+ * contend for the cores (dn_load_team before an op, with the team by size: the team to run it
+ * with; dn_load_done after it), for backends of several threads. */
+int dn_team_of(int n_threads, const ecs_op *op, int *lasting);
+int dn_team_alone(size_t bytes);
+typedef struct dn_load {
+  int started, unavailable; /* unavailable: no schedstat, teams by size only */
+  int cap;                  /* most threads an op may take while the cores are contended; 0: all */
+  int hold, hold_next;      /* windows left under the cap before a trial with more; the next hold */
+  long tid;                 /* the thread the window's delay is read for */
+  double t0, busy_ms;       /* the current op's start; the window's computing time */
+  uint64_t delay0;          /* the thread's run-queue delay at the window's start, ns */
+} dn_load;
+int dn_load_team(dn_load *l, int team, int lasting);
+void dn_load_done(dn_load *l, int n_threads);
+
+/* ---- the backend's state ----------------------------------------------------------------
+ * dnnl-backend.c: interning, the primitive cache, memory and the entry points; dnnl-exec.c:
+ * plans run, the reference fallback, copies; dnnl-weights.c: the weight caches. */
+#define N_TEMPS 24
+#define MD_BUCKETS 4096
+#define PRIM_BUCKETS 1024
+
+struct ecs_dnnl {
+  dw_engine *eng;
+  int n_threads;
+  int team;        /* threads of the op being run (dnnl-team.c), at most n_threads */
+  dn_load load;    /* whether other processes contend for the cores */
+  int pack_w;      /* widest output row of maps side by side (0: never) */
+  int phases;      /* 0 never split, N > 1 split by N, -1: where it gains (dn_phase_factor) */
+  int wino;        /* Winograd tile of forward 3x3 convolutions, 0: never */
+  int wino_forced; /* the tile was asked for: every convolution it can run, not where it gains */
+  ecs_backend_stats stats;
+  /* interned descriptions */
+  dw_md **mds;
+  uint64_t *md_hash;
+  int32_t *md_chain;
+  int32_t n_md, cap_md;
+  int32_t md_bucket[MD_BUCKETS];
+  /* primitive cache */
+  struct centry *pbucket[PRIM_BUCKETS];
+  struct centry *lru_head, *lru_tail;
+  int n_prims;
+  /* reordered weights (dnnl-weights.c), most recently used first */
+  struct wentry *weights;
+  size_t weight_bytes;
+  /* the current op's temporaries and the scratchpad, grown to the largest need */
+  void *tmp[N_TEMPS];
+  size_t tmp_size[N_TEMPS];
+  int n_tmp;
+  void *scratch;
+  size_t scratch_size;
+};
+
+/* dnnl-backend.c: memory and execution for the other files. dn_temp: a temporary of n bytes,
+ * valid until the next op; dn_run: a primitive with the backend's scratchpad; dn_reorder: from
+ * one layout to another (stats.reorders), alone when small (dnnl-team.c); dn_set_team: the
+ * OpenMP team of what follows. */
+void *dn_temp(ecs_dnnl *d, size_t n, ecs_err *err);
+ecs_status dn_run(ecs_dnnl *d, dw_prim *p, void *const *ptrs, ecs_err *err);
+ecs_status dn_reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst, void *dp,
+                      ecs_err *err);
+void dn_set_team(ecs_dnnl *d, int team);
+
+/* dnnl-exec.c: a built plan run (inputs bound, reordered or split, outputs written back); an op
+ * on the reference kernels through plain stand-ins; ECS_OP_COPY as a reorder. For a phased
+ * binding, dn_phase_full gives t's full-shape description in the primitive's format and the
+ * split geometry (NULL when that format is not one dnnl-phase.c moves). */
+ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err);
+ecs_status dn_fallback(ecs_dnnl *d, const ecs_op *op, ecs_err *err);
+ecs_status dn_copy(ecs_dnnl *d, const ecs_op *op, ecs_err *err);
+const dw_md *dn_phase_full(ecs_dnnl *d, const dn_plan *pl, const ecs_tensor *t, const dw_md *pmd,
+                           dn_phase *g);
+ecs_status dn_phase_unusable(const ecs_op *op, ecs_err *err);
+
+/* dnnl-weights.c: t's data as the primitive wants it (tmd: as it is), reordered once and cached
+ * unless it trains; its Winograd transform for the plan's tile, shared by the backends of the
+ * process; every entry of the backend let go. */
+void *dn_weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *want, ecs_err *err);
+void *dn_wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err);
+void dn_weights_free(ecs_dnnl *d);
+
 /* backend services for the builders (dnnl-backend.c) */
 dw_engine *dn_engine(ecs_dnnl *d);
-int dn_threads(ecs_dnnl *d);
+int dn_threads(ecs_dnnl *d); /* the team of the op being run (dnnl-team.c) */
+
 /* The phase factor (a divisor of dil) by which a stride-1 convolution of dilation dil is split
  * into sub-images, leaving dilation dil / factor; 1: not split. */
 int64_t dn_phase_factor(ecs_dnnl *d, int op_type, int64_t dil);
@@ -118,7 +204,7 @@ void dn_key_f(dn_key *k, float v);
 dw_prim *dn_cache_get(ecs_dnnl *d, const dn_key *k, int *found);
 ecs_status dn_cache_put(ecs_dnnl *d, const dn_key *k, dw_prim *p, ecs_err *err);
 
-/* the builders (dnnl-ops.c): fill pl for op, or return ECS_ERR_UNSUPPORTED */
+/* the builders (dnnl-ops.c, dnnl-conv.c): fill pl for op, or return ECS_ERR_UNSUPPORTED */
 ecs_status dn_build(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err);
 
 #endif

@@ -7,7 +7,7 @@
  * output tile from an (m + 2) x (m + 2) input tile with (m + 2)^2 instead of 9 m^2 of them
  * (F(4, 3): 36 for 144, F(2, 3): 16 for 36): each tile is transformed (B^T d B), multiplied
  * element-wise with the transformed filter (G g G^T, once per weight tensor and process:
- * dnnl-backend.c shares it between backends) and summed over input channels, which for every one of
+ * dnnl-weights.c shares it between backends) and summed over input channels, which for every one of
  * the (m + 2)^2 elements is a matrix product [tiles x IC] x [IC x OC]; the products are transformed
  * back (A^T M A).
  *

@@ -94,6 +94,8 @@ static const setting k_settings[] = {
      "CUDA: TF32 tensor cores for float32 convolutions and GEMMs", 0},
     {"cuda-workspace-mb", T_ENGINE, OFF(engine), 0, 0, "0", NULL, "MIB",
      "CUDA: cuDNN workspace per worker in MiB (0: 256)", 0},
+    {"registry-watch-ms", T_INT, OFF(registry_watch_ms), 0, 3600000, "2000", NULL, "MS",
+     "read the registry's active version every MS and serve it when it changes (0: never)", 0},
     {"config", T_STRING, OFF(config), 0, 0, "", NULL, "FILE",
      "read settings from FILE (lines 'name value'; '#' comments)", 0},
 };

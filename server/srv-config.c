@@ -96,7 +96,7 @@ static const setting k_settings[] = {
      "CUDA: cuDNN workspace per worker in MiB (0: 256)", 0},
     {"registry-watch-ms", T_INT, OFF(registry_watch_ms), 0, 3600000, "2000", NULL, "MS",
      "read the registry's active version every MS and serve it when it changes (0: never)", 0},
-    {"trusted-proxies", T_STRING, OFF(trusted_proxies), 0, 0, "", NULL, "LIST",
+    {"trusted-proxy", T_STRING, OFF(trusted_proxies), 0, 0, "", NULL, "LIST",
      "addresses/CIDR blocks of proxies whose X-Forwarded-For names the client; empty: none",
      0},
     {"config", T_STRING, OFF(config), 0, 0, "", NULL, "FILE",

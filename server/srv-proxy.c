@@ -46,13 +46,13 @@ ecs_status srv_proxies_parse(const char *list, srv_cidr *out, int *n, ecs_err *e
     }
     if (!ok || *n == SRV_MAX_PROXIES)
       return ecs_err_set(err, ECS_ERR_INVALID,
-                         !ok ? "--trusted-proxies: '%.*s' is not an address or CIDR block"
-                             : "--trusted-proxies: more than 16 entries at '%.*s'",
+                         !ok ? "--trusted-proxy: '%.*s' is not an address or CIDR block"
+                             : "--trusted-proxy: more than 16 entries at '%.*s'",
                          (int)len, p);
     out[(*n)++] = c;
     p += len;
     if (*p == ',' && *++p == '\0')
-      return ecs_err_set(err, ECS_ERR_INVALID, "--trusted-proxies: an empty entry at the end");
+      return ecs_err_set(err, ECS_ERR_INVALID, "--trusted-proxy: an empty entry at the end");
   }
   return ECS_OK;
 }

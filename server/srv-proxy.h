@@ -1,7 +1,7 @@
-/* srv-proxy.h - which address a request comes from, behind proxies (--trusted-proxies).
+/* srv-proxy.h - which address a request comes from, behind proxies (--trusted-proxy).
  *
  * A request's client is the connection's peer, unless the peer is a trusted proxy (an address
- * or CIDR block of --trusted-proxies): then X-Forwarded-For is read from its right end, each
+ * or CIDR block of --trusted-proxy): then X-Forwarded-For is read from its right end, each
  * entry a proxy added, and the client is the first address that is not a trusted proxy (or the
  * leftmost, when all are). Entries a client wrote itself sit left of the first untrusted hop,
  * so they are never believed. Nothing is trusted by default. */

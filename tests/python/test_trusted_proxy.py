@@ -1,4 +1,4 @@
-"""--trusted-proxies: behind a proxy (nginx in deploy/), the client is read from
+"""--trusted-proxy: behind a proxy (nginx in deploy/), the client is read from
 X-Forwarded-For, right to left, skipping trusted proxies; without the setting, or from an
 untrusted peer, the header is ignored; addresses a client wrote itself are never believed.
 The access log's "remote" shows the result."""
@@ -40,7 +40,7 @@ def test_header_ignored_without_trusted_proxies(tmp_path):
     ("203.0.113.9, junk", "127.0.0.1"),
 ])
 def test_client_from_trusted_proxy(tmp_path, xff, want):
-    s = Server("--log-format", "json", "--trusted-proxies", "127.0.0.1, 10.0.0.0/8",
+    s = Server("--log-format", "json", "--trusted-proxy", "127.0.0.1, 10.0.0.0/8",
                data_dir=tmp_path / "d")
     try:
         assert _remote(s, xff) == want
@@ -49,7 +49,7 @@ def test_client_from_trusted_proxy(tmp_path, xff, want):
 
 
 def test_untrusted_peer_is_the_client(tmp_path):
-    s = Server("--log-format", "json", "--trusted-proxies", "10.0.0.0/8,2001:db8::/32",
+    s = Server("--log-format", "json", "--trusted-proxy", "10.0.0.0/8,2001:db8::/32",
                data_dir=tmp_path / "d")
     try:
         assert _remote(s, "203.0.113.9") == "127.0.0.1"
@@ -64,7 +64,7 @@ def test_bad_trusted_proxies_stop_the_start(tmp_path, bad):
 
     from test_server_fixture import server_binary
 
-    p = subprocess.run([str(server_binary()), "--trusted-proxies", bad], capture_output=True,
+    p = subprocess.run([str(server_binary()), "--trusted-proxy", bad], capture_output=True,
                        text=True, timeout=10)
     assert p.returncode == 2
-    assert p.stderr.startswith("ecsnet-server: --trusted-proxies") and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("ecsnet-server: --trusted-proxy") and p.stderr.count("\n") == 1

@@ -95,6 +95,11 @@ static const setting k_settings[] = {
      "CUDA: TF32 tensor cores for float32 convolutions and GEMMs", 0},
     {"cuda-workspace-mb", T_ENGINE, OFF(engine), 0, 0, "0", NULL, "MIB",
      "CUDA: cuDNN workspace per worker in MiB (0: 256)", 0},
+    {"registry-watch-ms", T_INT, OFF(registry_watch_ms), 0, 3600000, "2000", NULL, "MS",
+     "read the registry's active version every MS and serve it when it changes (0: never)", 0},
+    {"trusted-proxy", T_STRING, OFF(trusted_proxies), 0, 0, "", NULL, "LIST",
+     "addresses/CIDR blocks of proxies whose X-Forwarded-For names the client; empty: none",
+     0},
     {"config", T_STRING, OFF(config), 0, 0, "", NULL, "FILE",
      "read settings from FILE (lines 'name value'; '#' comments)", 0},
 };
@@ -372,6 +377,8 @@ ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FI
   if (c->train_threads > c->threads)
     return bad(err, "--train-threads %d exceeds --threads %d", c->train_threads, c->threads);
   if (c->admin_token_file[0] && read_token_file(c, err) != ECS_OK) return ECS_ERR_INVALID;
+  if (srv_proxies_parse(c->trusted_proxies, c->proxies, &c->n_proxies, err) != ECS_OK)
+    return ECS_ERR_INVALID;
   if (c->admin_token[0] && strlen(c->admin_token) < 16)
     return bad(err, "ECSNET_ADMIN_TOKEN: the token is shorter than 16 characters");
   return ECS_OK;

@@ -15,6 +15,7 @@
 
 #include "ecs/backend.h"
 #include "ecs/path.h"
+#include "srv-proxy.h"
 
 typedef struct srv_config {
   char listen[300]; /* HOST:PORT as given */
@@ -40,6 +41,10 @@ typedef struct srv_config {
   char log_format[8];    /* text | json */
   char access_log[8];    /* on | off */
   char cors_origin[256]; /* empty: CORS off */
+  int registry_watch_ms; /* how often models/ACTIVE is read (srv-watch.c); 0: never */
+  char trusted_proxies[1024]; /* addresses and CIDR blocks whose X-Forwarded-For is believed */
+  srv_cidr proxies[SRV_MAX_PROXIES]; /* parsed from trusted_proxies */
+  int n_proxies;
   /* The engine options (ecs/options.h), passed to every backend the server makes; n_threads
    * is left 0 here and set per backend from threads and train_threads. */
   ecs_backend_params engine;

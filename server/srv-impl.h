@@ -57,6 +57,11 @@ struct srv {
   atomic_bool stopping;
   uint64_t start_ns;
   struct srv_jobs *jobs; /* background training and evaluation (srv-jobs.h) */
+  /* the registry watch (srv-watch.c): a thread following models/ACTIVE */
+  pthread_t watch_thread;
+  pthread_mutex_t watch_mu;
+  pthread_cond_t watch_cv;
+  bool watch_init, watch_running, watch_stop;
 };
 
 typedef enum req_phase {
@@ -146,6 +151,11 @@ ecs_status srv_admin_open_jobs(srv *s, ecs_err *err);
 /* Loads registry version name/version and makes it the served model: requests already running
  * finish on the old one, which is freed when the last of them lets go. */
 ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err);
+
+/* Starts the thread that follows the registry's active pointer (--registry-watch-ms; none
+ * with --model or 0), and stops it; stop accepts a server whose watch never started. */
+ecs_status srv_watch_start(srv *s, ecs_err *err);
+void srv_watch_stop(srv *s);
 
 /* The model being served, with a reference the caller releases; NULL when none. */
 srv_model_ref *srv_model_acquire(srv *s);

@@ -390,6 +390,12 @@ static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, co
                 sizeof r->remote);
   }
   if (!r->remote[0]) strcpy(r->remote, "-");
+  if (s->cfg.n_proxies > 0) { /* behind a trusted proxy: the client it names (srv-proxy.h) */
+    char peer[sizeof r->remote];
+    memcpy(peer, r->remote, sizeof peer);
+    const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+    srv_client_address(s->cfg.proxies, s->cfg.n_proxies, peer, xff, r->remote, sizeof r->remote);
+  }
   atomic_fetch_add(&s->in_flight, 1);
   return r;
 }
@@ -601,6 +607,10 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
   s->port = di ? di->port : cfg->port;
   srv_log_event(s, "info", "listening on %s port %d (%d workers, queue %d)", host, s->port,
                 cfg->workers, cfg->queue);
+  if ((st = srv_watch_start(s, err)) != ECS_OK) {
+    srv_free(s);
+    return st;
+  }
   *out = s;
   return ECS_OK;
 }
@@ -610,6 +620,7 @@ int srv_port(const srv *s) { return s->port; }
 void srv_shutdown(srv *s, int timeout_ms) {
   if (!s || !s->daemon) return;
   atomic_store(&s->stopping, true);
+  srv_watch_stop(s);
   /* Stop accepting: the listening socket is closed, open connections carry on. */
   MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
   if (lfd != MHD_INVALID_SOCKET) close(lfd);
@@ -629,6 +640,7 @@ void srv_shutdown(srv *s, int timeout_ms) {
 
 void srv_free(srv *s) {
   if (!s) return;
+  srv_watch_stop(s);
   if (s->daemon) {
     /* Suspended connections must be resumed before the daemon stops: finish the jobs. */
     if (s->pool) ecs_pool_drain(s->pool);

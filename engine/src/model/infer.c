@@ -241,6 +241,8 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   const ecs_infer_opts *o = opts ? opts : &dflt;
   if (!rgb || h < 8 || w < 8)
     return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least 8x8 pixels needed", w, h);
+  if (o->has_alpha_bg && !(o->alpha_bg >= 0.0f && o->alpha_bg <= 1.0f))
+    return ecs_err_set(err, ECS_ERR_INVALID, "alpha_bg %g outside 0..1", o->alpha_bg);
   if (o->n_scales < 0 || o->n_scales > ECS_MAX_SCALES)
     return ecs_err_set(err, ECS_ERR_INVALID, "at most %d scales", ECS_MAX_SCALES);
   for (int i = 0; i < o->n_scales; i++)
@@ -289,8 +291,9 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, err);
   if (st != ECS_OK) goto done;
   /* CAM mask: argmax over [alpha_bg, A_1 .. A_K]; absent classes are zero and never win */
+  float alpha_bg = o->has_alpha_bg ? o->alpha_bg : m->cfg.alpha_bg;
   for (size_t p = 0; p < hw; p++) {
-    float best = m->cfg.alpha_bg;
+    float best = alpha_bg;
     int l = 0;
     for (int i = 0; i < r->n_labels; i++)
       if (r->cams[(size_t)i * hw + p] > best) {

@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 LISTEN     ?= 127.0.0.1:8080
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python bench format format-check clean
+.PHONY: all deps build run test test-c test-python test-ui bench format format-check clean
 
 all: build
 
@@ -33,6 +33,10 @@ test-c: build
 
 test-python: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest tests/python -q
+
+# The web page in Debian's chromium, driven by Playwright (installs both when missing).
+test-ui: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/ui/run.sh
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

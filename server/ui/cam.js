@@ -92,17 +92,8 @@
 
   // ---- labels: type-ahead over the model's classes ---------------------------------------
 
-  function matches(q) {
-    q = q.trim().toLowerCase();
-    const pre = [], mid = [];
-    for (let i = 0; i < st.lower.length && pre.length < 50; i++) {
-      if (st.chosen.includes(st.classes[i])) continue;
-      const at = q ? st.lower[i].indexOf(q) : 0;
-      if (at === 0) pre.push(i);
-      else if (at > 0 && mid.length < 50) mid.push(i);
-    }
-    return pre.concat(mid).slice(0, 50);
-  }
+  const matches = (q) => ecs.matchNames(st.lower, q, new Set(st.chosen.map((c) =>
+    st.classes.indexOf(c))), 50);
 
   function renderOptions() {
     const list = $("label-list"), input = $("label-input");
@@ -149,9 +140,12 @@
       : "No label chosen: the model predicts them.";
   }
 
-  function addLabel(name) {
-    name = name.trim();
-    if (name && !st.chosen.includes(name)) st.chosen.push(name);
+  function addLabel(text) {
+    // "a, b" typed at once is two labels, as the API reads a comma-separated list
+    for (let name of text.split(",")) {
+      name = name.trim();
+      if (name && !st.chosen.includes(name)) st.chosen.push(name);
+    }
     $("label-input").value = "";
     st.active = -1;
     renderChips();

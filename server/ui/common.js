@@ -18,6 +18,21 @@ ecs.el = (tag, attrs, text) => {
   return e;
 };
 
+// The type-ahead's choice: indices of the lower-cased names that start with q, then of those
+// that contain it, at most limit, skipping the indices in exclude. One pass that stops once
+// limit names start with q, so thousands of names cost well under a frame per keystroke.
+ecs.matchNames = (lower, q, exclude, limit) => {
+  q = q.trim().toLowerCase();
+  const pre = [], mid = [];
+  for (let i = 0; i < lower.length && pre.length < limit; i++) {
+    if (exclude.has(i)) continue;
+    const at = q ? lower[i].indexOf(q) : 0;
+    if (at === 0) pre.push(i);
+    else if (at > 0 && mid.length < limit) mid.push(i);
+  }
+  return pre.concat(mid).slice(0, limit);
+};
+
 ecs.clear = (node) => {
   while (node.firstChild) node.removeChild(node.firstChild);
 };

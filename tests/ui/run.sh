@@ -38,7 +38,7 @@ if [ ! -x "$chromium" ] && [ "$chromium" = /usr/bin/chromium ]; then
     echo "tests/ui: installing chromium"
     export DEBIAN_FRONTEND=noninteractive
     { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends \
-        chromium fonts-liberation >/dev/null; } || true
+        chromium fonts-liberation libgl1-mesa-dri >/dev/null; } || true
   fi
 fi
 [ -x "$chromium" ] || unavailable "no browser at $chromium (apt-get install chromium)"

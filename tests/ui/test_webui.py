@@ -331,6 +331,32 @@ def test_upload_labels_overlays_sliders_downloads_and_curl(page, server, photo, 
     assert np.array_equal(canvas_pixels(pg, "fig-mask"), canvas_pixels(pg, "fig-cam-mask"))
 
 
+def test_type_ahead_stays_fast_on_thousands_of_names(page, server):
+    """The page's own matcher on 20,000 names (an ImageNet model with its groups has ~1,100):
+    prefix matches first, then substring ones, 50 at most, and each keystroke well under a
+    frame."""
+    pg = page
+    pg.goto(server.url + "/")
+    r = pg.evaluate("""() => {
+        const names = [];
+        for (let i = 0; i < 20000; i++) names.push(`class ${i} ` + ['tabby cat', 'dog', 'bird'][i % 3]);
+        names.push('Cat');
+        const lower = names.map(n => n.toLowerCase());
+        const first = ecs.matchNames(lower, 'ca', new Set(), 50).map(i => names[i]);
+        const none = ecs.matchNames(lower, 'zebra', new Set(), 50).length;
+        const skip = ecs.matchNames(lower, 'cat', new Set([20000]), 50).map(i => names[i]);
+        const qs = ['c', 'cl', 'cla', 'class 1', 'class 19', 'tab', 'dog', 'bird', 'x', ''];
+        const t0 = performance.now();
+        for (let k = 0; k < 20; k++) for (const q of qs) ecs.matchNames(lower, q, new Set(), 50);
+        return {first, none, skip, ms: (performance.now() - t0) / (20 * qs.length)};
+    }""")
+    assert r["first"][0] == "Cat" and len(r["first"]) == 50  # the prefix match leads
+    assert all("ca" in n.lower() for n in r["first"])
+    assert r["none"] == 0
+    assert "Cat" not in r["skip"] and len(r["skip"]) == 50
+    assert r["ms"] < 16, f"{r['ms']:.2f} ms per keystroke"  # a frame at 60 Hz
+
+
 def test_errors_are_shown(page, server, photo, tmp_path):
     pg = page
     pg.watch.expected |= {400, 422}
@@ -346,9 +372,10 @@ def test_errors_are_shown(page, server, photo, tmp_path):
     pg.set_input_files("#file", str(photo))
     box = pg.locator("#label-input")
     box.click()
-    box.press_sequentially("<b>zebra</b>")
+    box.press_sequentially("<b>zebra</b>, bird")
     expect(pg.locator("#label-list")).to_be_hidden()  # nothing matches
     box.press("Enter")
+    expect(pg.locator("#chips li span")).to_have_text(["<b>zebra</b>", "bird"])
     pg.click("#run")
     expect(pg.locator("#cam-error-text")).to_contain_text("422")
     # the server's text is shown as text: no element was made from it

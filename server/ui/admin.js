@@ -39,7 +39,8 @@
     ecs.clear(sel);
     for (const d of list) {
       const tr = ecs.el("tr", {}, null);
-      const v = d.ok ? "valid" : `${d.n_problems || 0} problem(s): ${(d.problems || []).join("; ")}`;
+      const problems = (d.problems || []).join("; ");
+      const v = d.ok ? "valid" : `${d.n_problems || 0} problem(s): ${problems}`;
       const cells = [d.name, (d.classes || []).join(", "), d.train, d.val, d.masks,
                      d.error ? `cannot be read: ${d.error}` : v];
       for (const c of cells) tr.appendChild(ecs.el("td", {}, c === undefined ? "" : c));
@@ -76,6 +77,7 @@
   }
 
   const fmt = (v, d) => (typeof v === "number" ? v.toFixed(d) : "–");
+  const pct = (v) => (typeof v === "number" ? (100 * v).toFixed(1) : "–");
 
   function jobItem(j) {
     const p = j.progress || {};
@@ -102,9 +104,16 @@
     if (j.result && j.result.model)
       li.appendChild(ecs.el("div", {}, `result: ${j.result.model.name} v${j.result.model.version}` +
                                        (j.result.activated ? " (served)" : "")));
+    const ev = j.result && j.result.evaluation;
+    if (ev)
+      li.appendChild(ecs.el("div", { class: "job-eval" },
+        `evaluation on ${ev.split} (${ev.n_images} images): mIoU ${pct(ev.miou)} at ` +
+        `α_bg ${fmt(ev.best_alpha, 2)} · combined ${pct(ev.miou_combined)} · ` +
+        `mAP ${pct(ev.map)}`));
     if (j.error) li.appendChild(ecs.el("div", { class: "error" }, j.error));
     for (const n of Array.isArray(j.notes) ? j.notes : [])
-      li.appendChild(ecs.el("div", { class: "muted" }, typeof n === "string" ? n : JSON.stringify(n)));
+      li.appendChild(ecs.el("div", { class: "muted" },
+                            typeof n === "string" ? n : JSON.stringify(n)));
     const actions = ecs.el("div", { class: "actions" }, null);
     if (j.status === "queued" || j.status === "running")
       actions.appendChild(button(`Cancel job ${j.id}`, "Cancel", () =>
@@ -166,10 +175,11 @@
           tr.appendChild(ecs.el("td", {}, c));
         const td = ecs.el("td", {}, null);
         if (!v.active && !v.served) {
+          const path = `/admin/models/${encodeURIComponent(m.name)}/versions/${v.version}`;
           td.appendChild(button(`Activate ${m.name} version ${v.version}`, "Activate", () =>
-            call("POST", `/admin/models/${encodeURIComponent(m.name)}/versions/${v.version}/activate`)));
+            call("POST", `${path}/activate`)));
           td.appendChild(button(`Delete ${m.name} version ${v.version}`, "Delete", () =>
-            call("DELETE", `/admin/models/${encodeURIComponent(m.name)}/versions/${v.version}`)));
+            call("DELETE", path)));
         }
         tr.appendChild(td);
         body.appendChild(tr);

@@ -316,7 +316,8 @@ def test_upload_labels_overlays_sliders_downloads_and_curl(page, server, photo, 
     # what the page asked for is the server's all-background CAM mask
     out = subprocess.run(["bash", "-c", pg.locator("#curl").input_value()], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60, check=True).stdout
-    assert not np.asarray(Image.open(io.BytesIO(base64.b64decode(json.loads(out)["cam_mask"])))).any()
+    png = base64.b64decode(json.loads(out)["cam_mask"])
+    assert not np.asarray(Image.open(io.BytesIO(png))).any()
     # at 0 every pixel with a CAM above 0 is a label: the mask differs from the image
     pg.locator("#alpha").focus()
     pg.keyboard.press("Home")
@@ -339,7 +340,8 @@ def test_type_ahead_stays_fast_on_thousands_of_names(page, server):
     pg.goto(server.url + "/")
     r = pg.evaluate("""() => {
         const names = [];
-        for (let i = 0; i < 20000; i++) names.push(`class ${i} ` + ['tabby cat', 'dog', 'bird'][i % 3]);
+        const kinds = ['tabby cat', 'dog', 'bird'];
+        for (let i = 0; i < 20000; i++) names.push(`class ${i} ` + kinds[i % 3]);
         names.push('Cat');
         const lower = names.map(n => n.toLowerCase());
         const first = ecs.matchNames(lower, 'ca', new Set(), 50).map(i => names[i]);
@@ -488,6 +490,16 @@ def test_admin_trains_a_job_to_its_end(page, server):
     expect(pg.locator("#versions tbody tr", has_text="ecsnet-synth-small")).to_have_count(0)
     models = requests.get(server.url + "/v1/models").json()["models"]
     assert [m["name"] for m in models] == ["ui-syn"]
+
+    # an evaluation job of the served model, its figures shown
+    pg.select_option("#job-kind", "eval")
+    expect(pg.locator("#job-steps")).to_be_hidden()
+    pg.click("#job-form button[type=submit]")
+    ev = pg.locator("#jobs li", has_text="eval on syn").first
+    expect(ev).to_have_attribute("data-status", "succeeded", timeout=60000)
+    expect(ev.locator(".job-eval")).to_contain_text(
+        re.compile(r"evaluation on val \(5 images\): mIoU \d"))
+    pg.select_option("#job-kind", "train")
 
     # cancel and resume a longer job
     pg.fill("#job-steps", "100000")

@@ -37,6 +37,8 @@ CHROMIUM = os.environ.get("ECSNET_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "ui-test-token-0123456789"
 OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,scores,erased_image,erase_region"
 SHOTS = os.environ.get("ECSNET_UI_SCREENSHOTS")
+# The shared 2-core machine can be slow to answer: assertions wait up to 20 s for the page
+expect.set_options(timeout=20_000)
 
 
 def binary(name):

@@ -9,7 +9,7 @@ LISTEN     ?= 127.0.0.1:8080
 MODEL      ?=
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python bench format format-check clean test-deploy test-k8s
+.PHONY: all deps build run test test-c test-python test-ui bench format format-check clean test-deploy test-k8s
 
 all: build
 
@@ -47,6 +47,10 @@ test-deploy:
 # schema-validated and scanned by checkov, without a cluster.
 test-k8s:
 	@bash tests/deploy/k8s.sh
+
+# The web page in Debian's chromium, driven by Playwright (installs both when missing).
+test-ui: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/ui/run.sh
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

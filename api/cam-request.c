@@ -33,7 +33,7 @@ typedef struct param {
 
 static const char *const k_output_names[API_OUT_COUNT] = {
     "cam", "erased_cam", "mask", "cam_mask", "ecs_mask", "head_mask", "scores", "erased_image",
-    "overlay",
+    "overlay", "erase_region",
 };
 
 const char *api_output_name(unsigned bit) {
@@ -159,7 +159,7 @@ static bool output_item(api_cam_request *req, const char *s, size_t n, api_error
   if (!bit)
     return api_fail(err, 422, "unknown_output",
                     "unknown output '%.*s' (cam, erased_cam, mask, cam_mask, ecs_mask, "
-                    "head_mask, scores, erased_image, overlay)",
+                    "head_mask, scores, erased_image, overlay, erase_region)",
                     (int)(n > 40 ? 40 : n), s);
   req->outputs |= bit;
   return true;
@@ -287,6 +287,28 @@ static bool p_flip(api_cam_request *req, const param *p, api_error *err) {
   return api_fail(err, 422, "invalid_value", "'flip' must be true or false");
 }
 
+/* alpha_bg: a number in [0, 1], as text or a JSON number. */
+static bool p_alpha_bg(api_cam_request *req, const param *p, api_error *err) {
+  double v = NAN;
+  const char *s;
+  size_t n;
+  if (p->json && json_is_number(p->json)) {
+    v = json_number_value(p->json);
+  } else if (text_of(p, &s, &n) && n > 0 && n < 32) {
+    char buf[32], *e;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    errno = 0;
+    v = strtod(buf, &e);
+    if (*e || errno || e == buf) v = NAN;
+  }
+  if (!(v >= 0.0 && v <= 1.0))
+    return api_fail(err, 422, "invalid_value", "'alpha_bg' must be a number in [0, 1]");
+  req->alpha_bg_given = true;
+  req->alpha_bg = (float)v;
+  return true;
+}
+
 static bool apply_params(api_cam_request *req, const param *ps, size_t n,
                          const api_cam_limits *lim, api_error *err) {
   for (size_t i = 0; i < n; i++) {
@@ -302,9 +324,12 @@ static bool apply_params(api_cam_request *req, const param *ps, size_t n,
     else if (strcmp(k, "label") == 0) ok = p_label(req, &ps[i], err);
     else if (strcmp(k, "scales") == 0) ok = p_scales(req, &ps[i], err);
     else if (strcmp(k, "flip") == 0) ok = p_flip(req, &ps[i], err);
+    else if (strcmp(k, "alpha_bg") == 0)
+      ok = p_alpha_bg(req, &ps[i], err);
     else
       return api_fail(err, 422, "unknown_parameter",
-                      "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip)",
+                      "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip, "
+                      "alpha_bg)",
                       k);
     if (!ok) return false;
   }

@@ -4,7 +4,8 @@
  *
  * Three encodings carry the same parameters: multipart/form-data (field `image` plus text
  * fields), a raw image/jpeg or image/png body (parameters in the query string), and JSON
- * ({"image": "<base64>", ...}). Parameters: labels, outputs, format, label, scales, flip.
+ * ({"image": "<base64>", ...}). Parameters: labels, outputs, format, label, scales, flip,
+ * alpha_bg.
  * A parameter given twice (query and body, or two form fields) is a 400; an unknown parameter
  * or value a 422, so typos never pass silently. Labels are checked for syntax here and
  * resolved against the model's classes later (api_cam_resolve_labels). */
@@ -33,12 +34,14 @@ typedef enum api_output {
   API_OUT_SCORES = 1u << 6,
   API_OUT_ERASED_IMAGE = 1u << 7,
   API_OUT_OVERLAY = 1u << 8,
+  API_OUT_ERASE_REGION = 1u << 9, /* the erase region R: 255 erased, 0 kept */
 } api_output;
-#define API_OUT_COUNT 9
+#define API_OUT_COUNT 10
 #define API_OUT_DEFAULT (API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_SCORES)
 /* The outputs that need the erasing branch (ecs_infer_opts.want_erased). */
-#define API_OUT_ERASING \
-  (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK | API_OUT_ERASED_IMAGE)
+#define API_OUT_ERASING                                                                            \
+  (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK | API_OUT_ERASED_IMAGE |                   \
+   API_OUT_ERASE_REGION)
 
 /* "cam", "erased_cam", ... for one bit; NULL for anything else. */
 const char *api_output_name(unsigned bit);
@@ -78,6 +81,8 @@ typedef struct api_cam_request {
   float scales[API_MAX_SCALES];
   int n_scales;
   bool flip;
+  bool alpha_bg_given; /* `alpha_bg`: the CAM mask's background score instead of the model's */
+  float alpha_bg;
   size_t max_pixels; /* the limit the image is decoded under (api_cam_limits) */
 } api_cam_request;
 

@@ -93,8 +93,23 @@ static uint8_t *png_of_overlay(const ecs_image *img, const ecs_cam_result *r, si
   return out;
 }
 
+/* The erase region (0/1) as 8-bit grey, 255 where the image was erased. */
+static uint8_t *png_of_region(const uint8_t *region, int w, int h, size_t *n, ecs_err *e) {
+  size_t px = (size_t)w * (size_t)h;
+  uint8_t *g = malloc(px ? px : 1);
+  if (!g) {
+    ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < px; i++)
+    g[i] = region[i] ? 255 : 0;
+  uint8_t *out = png_of(g, w, h, 1, n, e);
+  free(g);
+  return out;
+}
+
 /* The pictures other than CAMs: which output, where its pixels are, how it is encoded. */
-typedef enum pic_kind { PIC_MASK, PIC_RGB, PIC_OVERLAY } pic_kind;
+typedef enum pic_kind { PIC_MASK, PIC_RGB, PIC_OVERLAY, PIC_REGION } pic_kind;
 typedef struct pic {
   unsigned bit;
   size_t off; /* of its buffer in ecs_cam_result (unused for the overlay) */
@@ -108,6 +123,7 @@ static const pic k_pics[] = {
     {API_OUT_HEAD_MASK, offsetof(ecs_cam_result, head_mask), PIC_MASK},
     {API_OUT_ERASED_IMAGE, offsetof(ecs_cam_result, erased_image), PIC_RGB},
     {API_OUT_OVERLAY, 0, PIC_OVERLAY},
+    {API_OUT_ERASE_REGION, offsetof(ecs_cam_result, erase_region), PIC_REGION},
 };
 #define N_PICS (sizeof k_pics / sizeof k_pics[0])
 
@@ -123,6 +139,7 @@ static uint8_t *png_of_pic(const pic *p, const ecs_image *img, const ecs_cam_res
                            ecs_err *e) {
   if (p->kind == PIC_OVERLAY) return png_of_overlay(img, r, n, e);
   const uint8_t *px = *(uint8_t *const *)((const char *)r + p->off);
+  if (p->kind == PIC_REGION) return png_of_region(px, r->w, r->h, n, e);
   return p->kind == PIC_RGB ? png_of(px, r->w, r->h, 3, n, e) : png_of_mask(px, r->w, r->h, n, e);
 }
 
@@ -303,17 +320,6 @@ static ecs_status write_scores(const char *dir, const api_model_info *info,
   return ECS_OK;
 }
 
-static ecs_status write_region(const char *dir, const ecs_cam_result *res, ecs_err *e) {
-  size_t plane = (size_t)res->w * (size_t)res->h, n = 0;
-  uint8_t *g = malloc(plane ? plane : 1);
-  if (!g) return ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
-  for (size_t i = 0; i < plane; i++)
-    g[i] = res->erase_region[i] ? 255 : 0;
-  uint8_t *png = png_of(g, res->w, res->h, 1, &n, e);
-  free(g);
-  return write_file(dir, "", "erase_region", png, n, e);
-}
-
 ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
                                const api_model_info *info, const ecs_image *img,
                                const ecs_cam_result *res, ecs_err *e) {
@@ -339,8 +345,6 @@ ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
     uint8_t *png = png_of_pic(&k_pics[p], img, res, &n, e);
     st = write_file(dir, "", name, png, n, e);
   }
-  if (st == ECS_OK && (req->outputs & API_OUT_ERASED_IMAGE) && res->erase_region)
-    st = write_region(dir, res, e);
   if (st == ECS_OK && (req->outputs & API_OUT_SCORES) && res->scores)
     st = write_scores(dir, info, res, e);
   return st;

@@ -1,6 +1,7 @@
 /* cam-response.h - an engine result (ecs_cam_result) as the HTTP answer: JSON with base64 PNGs,
  * or one PNG (format=png); and as files, for `ecsnet cam`. CAMs become 8-bit grey PNGs
  * (round(255 v)), masks palette PNGs with the VOC colours (255 = ignore), images RGB PNGs, the
+ * erase region a grey PNG (255 erased, 0 kept), the
  * overlay the labels' pixel-wise max CAM as a jet colour map half over the image. Both the
  * answer and the files go through the same encoders, so they hold the same pixels. */
 #ifndef API_CAM_RESPONSE_H
@@ -30,8 +31,7 @@ bool api_cam_render(const api_cam_request *req, const api_model_info *info, cons
 /* Writes the outputs req asks for as files in dir (which must exist), with exactly the pixels
  * api_cam_render puts in an answer: cam_NAME.png and erased_cam_NAME.png per label (8-bit
  * grey), mask.png, cam_mask.png, ecs_mask.png, head_mask.png (VOC palette), erased_image.png
- * and overlay.png (RGB), with the erased image also erase_region.png (grey, 255 erased), and
- * for scores scores.txt (one "NAME SCORE" line per class, " *" after the labels used). NAME is
+ * and overlay.png (RGB), erase_region.png (grey, 255 erased), and for scores scores.txt (one "NAME SCORE" line per class, " *" after the labels used). NAME is
  * the class name. On failure err names the file. `ecsnet cam` is its user. */
 ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
                                const api_model_info *info, const ecs_image *img,

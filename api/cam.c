@@ -50,7 +50,9 @@ static bool infer_opts(const api_cam_request *req, const api_model_info *info, f
     return false;
   *o = (ecs_infer_opts){.flip = req->flip,
                         .label_threshold = threshold,
-                        .want_erased = (req->outputs & API_OUT_ERASING) != 0};
+                        .want_erased = (req->outputs & API_OUT_ERASING) != 0,
+                        .has_alpha_bg = req->alpha_bg_given,
+                        .alpha_bg = req->alpha_bg};
   /* Background (0) is implicit in every mask and has no CAM of its own. */
   for (int i = 0; i < n_ids && o->n_labels < ECS_MAX_CLASSES; i++)
     if (ids[i] > 0) labels[o->n_labels++] = ids[i];

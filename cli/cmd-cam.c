@@ -22,11 +22,12 @@
 #include "ecs/safetensors.h"
 
 /* Every image output but the overlay, and the scores: what `ecsnet cam` has always written. */
-#define CAM_DEFAULT_OUTPUTS "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image"
+#define CAM_DEFAULT_OUTPUTS                                                                        \
+  "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image,erase_region"
 
 typedef struct cam_args {
   const char *image, *model, *out;
-  const char *labels, *scales, *outputs;
+  const char *labels, *scales, *outputs, *alpha_bg;
   int want_float, flip;
   long threads;
   float label_threshold; /* 0: the model's own */
@@ -48,6 +49,8 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
       c->want_float = 1;
     } else if (strcmp(o, "--flip") == 0) {
       c->flip = 1;
+    } else if (strcmp(o, "--alpha-bg") == 0) {
+      if (!(c->alpha_bg = val(&a))) return usage("--alpha-bg needs a number in [0, 1]");
     } else if (strcmp(o, "--scales") == 0) {
       if (!(c->scales = val(&a))) return usage("--scales needs numbers, comma separated");
     } else if (strcmp(o, "--label-threshold") == 0) {
@@ -76,11 +79,12 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
 
 /* The options as POST /cam parameters, checked by the api's own code. */
 static int cam_request(const cam_args *c, api_cam_request *req) {
-  api_kv kv[4];
+  api_kv kv[5];
   size_t n = 0;
   if (c->labels) kv[n++] = (api_kv){"labels", c->labels};
   if (c->scales) kv[n++] = (api_kv){"scales", c->scales};
   if (c->flip) kv[n++] = (api_kv){"flip", "true"};
+  if (c->alpha_bg) kv[n++] = (api_kv){"alpha_bg", c->alpha_bg};
   kv[n++] = (api_kv){"outputs", c->outputs ? c->outputs : CAM_DEFAULT_OUTPUTS};
   api_cam_limits lim = {0};
   api_error ae;

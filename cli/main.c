@@ -2,7 +2,7 @@
  * dispatch to one cmd_* per command (cli.h).
  *
  *   ecsnet cam IMAGE --model MODEL [--labels a,b] --out DIR [--float] [--scales 1,0.5] [--flip]
- *              [--outputs LIST]
+ *              [--outputs LIST] [--alpha-bg F]
  *   ecsnet train --data DIR --out MODEL [options]      (ecsnet train --help)
  *   ecsnet eval --data DIR --model MODEL [--split S] [--max-images N] [--json] [--write-alpha]
  *   ecsnet synth --out DIR --count N --seed S [--size PX] [--classes K]
@@ -45,14 +45,14 @@ int failure(const ecs_err *e) {
 static const char *g_help =
     "usage: ecsnet COMMAND ...\n"
     "  cam IMAGE --out DIR [--model MODEL] [--labels a,b] [--float] [--scales 1,0.5] [--flip]\n"
-    "      [--outputs cam,mask,...] [--label-threshold P] [--threads N] [--device DEV]\n"
+    "      [--outputs cam,mask,...] [--alpha-bg F] [--label-threshold P] [--threads N]\n"
+    "      [--device DEV]\n"
     "      CAMs, erased CAMs and masks of one image as PNGs, as POST /cam renders them;\n"
-    "      --labels, --scales, --flip and --outputs take POST /cam's values (the default\n"
-    "      outputs: all but overlay; erase_region.png comes with erased_image); without\n"
-    "      --labels, labels scoring above --label-threshold (0: the model's own) are used\n"
+    "      --labels, --scales, --flip, --outputs and --alpha-bg take POST /cam's values\n"
+    "      (the default outputs: all but overlay); without --labels, labels scoring above\n"
+    "      --label-threshold (0: the model's own) are used\n"
     "  train --data DIR --out MODEL [--backbone small|resnet38d|vgg16d|efficientnet_lite0]\n"
-    "      [--init MODEL]\n"
-    "      [--epochs N | --steps N] [--batch N] [--lr F] [--optim sgd|adam] [--crop PX]\n"
+    "      [--init MODEL]\n"    "      [--epochs N | --steps N] [--batch N] [--lr F] [--optim sgd|adam] [--crop PX]\n"
     "      [--resume CHECKPOINT] [--checkpoint FILE] [--device DEV] [HYPER-PARAMETERS] ...\n"
     "      `ecsnet train --help` lists every option, with its default and range\n"
     "  eval --data DIR [--model MODEL] [--split S] [--max-images N] [--scales ..] [--flip]\n"

@@ -98,7 +98,11 @@ typedef struct srv_req {
   const char *resp_type;
   int retry_after; /* seconds; 0: no header */
   char allow[64];  /* Allow header for 405 ("": none) */
+  const char *csp; /* Content-Security-Policy of the answer; NULL: SRV_CSP_API */
 } srv_req;
+
+/* The policy of every answer but the web page's (srv-ui.h): JSON, PNG and text load nothing. */
+#define SRV_CSP_API "default-src 'none'; frame-ancestors 'none'"
 
 /* ---- replies (srv.c) ---------------------------------------------------------------------- */
 
@@ -145,6 +149,9 @@ enum MHD_Result srv_admin_job_resume(srv_req *r);
 enum MHD_Result srv_admin_datasets(srv_req *r);
 enum MHD_Result srv_admin_activate(srv_req *r);
 enum MHD_Result srv_admin_version_delete(srv_req *r);
+/* srv-ui.c: the embedded web page */
+enum MHD_Result srv_get_ui_index(srv_req *r);
+enum MHD_Result srv_get_ui_asset(srv_req *r);
 /* Starts the job store when admin is on (srv-admin.c). */
 ecs_status srv_admin_open_jobs(srv *s, ecs_err *err);
 

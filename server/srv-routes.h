@@ -54,7 +54,9 @@ typedef enum srv_body {
   X(ADMIN_ACTIVATE, "POST", "/admin/models/{name}/versions/{version}/activate",                    \
     "/admin/models/{name}/versions/{version}/activate", srv_admin_activate, true, SRV_BODY_NONE)   \
   X(ADMIN_VERSION_DELETE, "DELETE", "/admin/models/{name}/versions/{version}",                     \
-    "/admin/models/{name}/versions/{version}", srv_admin_version_delete, true, SRV_BODY_NONE)
+    "/admin/models/{name}/versions/{version}", srv_admin_version_delete, true, SRV_BODY_NONE)      \
+  X(UI_INDEX, "GET", "/", "/", srv_get_ui_index, false, SRV_BODY_NONE)                             \
+  X(UI_ASSET, "GET", "/ui/{asset}", "/ui/{asset}", srv_get_ui_asset, false, SRV_BODY_NONE)
 
 #define SRV_ROUTE_ENUM_(id, method, pattern, label, handler, auth, body) SRV_ROUTE_##id,
 typedef enum srv_route {

@@ -109,6 +109,10 @@ enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char 
   MHD_add_response_header(resp, "X-Request-Id", r->id);
   if (type) MHD_add_response_header(resp, "Content-Type", type);
   MHD_add_response_header(resp, "Cache-Control", "no-store");
+  /* No answer is ever sniffed into another type, framed, or sent with a Referer onwards. */
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(resp, "Content-Security-Policy", r->csp ? r->csp : SRV_CSP_API);
+  MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
   const srv_config *c = &r->s->cfg;
   if (c->cors_origin[0]) {
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", c->cors_origin);

@@ -16,15 +16,21 @@ from PIL import Image
 from test_server_fixture import Server
 from test_server_model import cam_request, decode_png, model_file, photo  # noqa: F401 (fixtures)
 
-IMAGE_OUTPUTS = ["mask", "cam_mask", "ecs_mask", "head_mask", "erased_image", "overlay"]
+IMAGE_OUTPUTS = ["mask", "cam_mask", "ecs_mask", "head_mask", "erased_image", "overlay",
+                 "erase_region"]
+DEFAULT_OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image,erase_region"
 
-# (labels, scales, flip, outputs): label names and ids, several scales, flip, every output
+# (labels, scales, flip, outputs, alpha_bg): label names and ids, several scales, flip, every
+# output, a background threshold of the request's own
 CASES = [
-    ("dog,bird", None, False, None),
-    ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image"),
-    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores"),
-    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay"),
-    (None, None, False, "cam,mask,scores"),  # predicted labels
+    ("dog,bird", None, False, None, None),
+    ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image",
+     None),
+    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores", None),
+    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay", None),
+    (None, None, False, "cam,mask,scores", None),  # predicted labels
+    ("dog,bird", None, False, "cam_mask,mask,erase_region", "0.05"),
+    ("cat,dog", "1,1.5", False, None, "0.6"),
 ]
 
 
@@ -37,7 +43,7 @@ def one_worker(model_file, tmp_path_factory):  # noqa: F811
     s.stop()
 
 
-def run_cli(bin_path, image, model, out, labels, scales, flip, outputs):
+def run_cli(bin_path, image, model, out, labels, scales, flip, outputs, alpha_bg):
     cmd = [str(bin_path("ecsnet")), "cam", str(image), "--model", str(model), "--out", str(out),
            "--threads", "1"]
     if labels:
@@ -48,6 +54,8 @@ def run_cli(bin_path, image, model, out, labels, scales, flip, outputs):
         cmd += ["--flip"]
     if outputs:
         cmd += ["--outputs", outputs]
+    if alpha_bg:
+        cmd += ["--alpha-bg", alpha_bg]
     p = subprocess.run(cmd, capture_output=True, text=True,
                        env={**os.environ, "ECSNET_DEVICE": "cpu"})
     assert p.returncode == 0, p.stderr
@@ -58,19 +66,20 @@ def pixels(img):
     return np.asarray(img)
 
 
-@pytest.mark.parametrize("labels,scales,flip,outputs", CASES)
+@pytest.mark.parametrize("labels,scales,flip,outputs,alpha_bg", CASES)
 def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_file,  # noqa: F811
-                                             tmp_path, labels, scales, flip, outputs):
+                                             tmp_path, labels, scales, flip, outputs, alpha_bg):
     out = tmp_path / "cli"
-    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs)
-    fields = {"outputs": outputs or "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,"
-                                    "erased_image"}
+    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs, alpha_bg)
+    fields = {"outputs": outputs or DEFAULT_OUTPUTS}
     if labels:
         fields["labels"] = labels
     if scales:
         fields["scales"] = scales
     if flip:
         fields["flip"] = "true"
+    if alpha_bg:
+        fields["alpha_bg"] = alpha_bg
     r = cam_request(one_worker, photo.read_bytes(), **fields)
     assert r.status_code == 200, r.text
     j = r.json()
@@ -130,11 +139,12 @@ def test_every_shared_option_is_compared(one_worker, bin_path):
     spec = one_worker.get("/openapi.json").json()
     params = {p["name"] for p in spec["components"]["parameters"].values()}
     shared = {o.replace("-", "_") for o in cli_cam_options(bin_path)} & params
-    assert {"labels", "scales", "flip", "outputs"} <= shared, shared
+    assert {"labels", "scales", "flip", "outputs", "alpha_bg"} <= shared, shared
     covered = set()
-    for labels, scales, flip, outputs in CASES:
+    for labels, scales, flip, outputs, alpha_bg in CASES:
         covered |= {name for name, v in (("labels", labels), ("scales", scales),
-                                         ("flip", flip), ("outputs", outputs)) if v}
+                                         ("flip", flip), ("outputs", outputs),
+                                         ("alpha_bg", alpha_bg)) if v}
     assert shared <= covered, f"not compared: {sorted(shared - covered)}"
 
 
@@ -185,7 +195,7 @@ def test_predicted_labels_follow_the_models_threshold(bin_path, photo, model_fil
     assert sorted(served) == sorted(n for n, v in scores.items() if v > 0.001), served
     assert len(served) > 1, scores  # the model's low threshold, not the server's 0.5
     out = tmp_path / "cli"
-    stdout = run_cli(bin_path, photo, low, out, None, None, False, "scores")
+    stdout = run_cli(bin_path, photo, low, out, None, None, False, "scores", None)
     assert stdout.startswith("labels: " + " ".join(served) + "\n"), stdout
     p = subprocess.run([str(bin_path("ecsnet")), "cam", str(photo), "--model", str(low), "--out",
                         str(tmp_path / "hi"), "--outputs", "scores", "--label-threshold", "0.999"],

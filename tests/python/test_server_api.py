@@ -219,6 +219,12 @@ def test_cam_truncated_and_corrupt_images(server):
     ("scales=3", 422, "invalid_value"),  # past the engine's 2: a 422, never a 500
     ("scales=abc", 422, "invalid_value"),
     ("flip=maybe", 422, "invalid_value"),
+    ("alpha_bg=1.5", 422, "invalid_value"),
+    ("alpha_bg=-0.1", 422, "invalid_value"),
+    ("alpha_bg=abc", 422, "invalid_value"),
+    ("alpha_bg=nan", 422, "invalid_value"),
+    ("alpha_bg=", 422, "invalid_value"),
+    ("alpha_bg=0.3&alpha_bg=0.4", 400, "duplicate_parameter"),
     ("colour=red", 422, "unknown_parameter"),
 ])
 def test_cam_parameter_errors(server, query, status, code):

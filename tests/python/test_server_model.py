@@ -24,7 +24,7 @@ from test_server_fixture import Server, jpeg_bytes, png_bytes, server_binary
 
 CLASSES = ["cat", "dog", "bird"]
 ALL_OUTPUTS = ["cam", "erased_cam", "mask", "cam_mask", "ecs_mask", "head_mask", "scores",
-               "erased_image", "overlay"]
+               "erased_image", "overlay", "erase_region"]
 
 
 def voc_palette():
@@ -130,6 +130,17 @@ def test_every_output_in_json(served, photo):
     for key in ("erased_image", "overlay"):
         img = decode_png(j[key])
         assert img.mode == "RGB" and img.size == (96, 72)
+    # the erase region: grey 0/255, never in Phi, and where the erased image differs
+    region = decode_png(j["erase_region"])
+    assert region.mode == "L" and region.size == (96, 72)
+    r_ = np.asarray(region)
+    assert set(np.unique(r_)) <= {0, 255}
+    assert np.all(masks["ecs_mask"][r_ == 255] == 255)
+    erased = np.asarray(decode_png(j["erased_image"])).astype(int)
+    kept = np.asarray(Image.open(photo).convert("RGB")).astype(int)
+    # (outside the region the erased image is the decoded photo: two JPEG decoders agree
+    # within a level or two)
+    assert np.abs(erased[r_ == 0] - kept[r_ == 0]).max() <= 2
     # the overlay is half the image plus half a colour map
     photo_rgb = np.asarray(Image.open(photo).convert("RGB")).astype(int)
     ov = np.asarray(decode_png(j["overlay"])).astype(int)
@@ -148,8 +159,11 @@ def test_each_output_as_png(served, photo, output):
     assert r.headers["Content-Type"] == "image/png"
     img = decode_png(r.content)
     assert img.size == (96, 72)
-    expected_mode = {"cam": "L", "erased_cam": "L", "erased_image": "RGB", "overlay": "RGB"}
+    expected_mode = {"cam": "L", "erased_cam": "L", "erased_image": "RGB", "overlay": "RGB",
+                     "erase_region": "L"}
     assert img.mode == expected_mode.get(output, "P")
+    if output == "erase_region":
+        assert set(np.unique(np.asarray(img))) <= {0, 255}
     if img.mode == "P":
         allowed = {0, 1, 3} | ({255} if output == "ecs_mask" else set())
         assert set(np.unique(np.asarray(img))) <= allowed
@@ -187,6 +201,43 @@ def test_scales_and_flip_change_the_cam(served, photo):
     a = np.asarray(decode_png(base["cams"][0]["png"]), dtype=int)
     b = np.asarray(decode_png(ms.json()["cams"][0]["png"]), dtype=int)
     assert a.shape == b.shape and np.abs(a - b).max() > 0
+
+
+def test_alpha_bg_overrides_the_background_threshold(served, photo):
+    img = photo.read_bytes()
+    scores = cam_request(served, img, outputs="scores").json()["scores"]
+    best = max(scores, key=lambda s: s["score"])["name"]
+
+    def masks(**extra):
+        r = cam_request(served, img, labels=best, outputs="cam,cam_mask,mask,ecs_mask", **extra)
+        assert r.status_code == 200, r.text
+        j = r.json()
+        cam = np.asarray(decode_png(j["cams"][0]["png"]), dtype=np.float32) / 255
+        return cam, {k: np.asarray(decode_png(j[k])) for k in ("cam_mask", "mask", "ecs_mask")}
+
+    cam, default = masks()
+    model_alpha = served.get("/v1/models").json()["models"][0]["alpha_bg"]
+    # the model's own value, given explicitly, is the default answer
+    _, same = masks(alpha_bg=repr(model_alpha))
+    for k in default:
+        assert np.array_equal(default[k], same[k]), k
+    # 1: no CAM value beats it, so the CAM mask is all background; 0: every pixel with a
+    # positive CAM is the label (the 8-bit CAM rounds the smallest values to 0)
+    _, high = masks(alpha_bg="1")
+    assert not high["cam_mask"].any()
+    _, low = masks(alpha_bg="0")
+    assert np.all(low["cam_mask"][cam > 0] > 0)
+    assert (low["cam_mask"] > 0).sum() > (default["cam_mask"] > 0).sum()
+    # Phi does not depend on it; outside Phi the combined mask follows the CAM mask
+    for m in (high, low):
+        assert np.array_equal(m["ecs_mask"], default["ecs_mask"])
+        out = m["ecs_mask"] == 255
+        assert np.array_equal(m["mask"][out], m["cam_mask"][out])
+    # JSON numbers too
+    js = served.post("/cam", json={"image": base64.b64encode(img).decode(), "labels": [best],
+                                   "outputs": ["cam_mask"], "alpha_bg": 1})
+    assert js.status_code == 200, js.text
+    assert not np.asarray(decode_png(js.json()["cam_mask"])).any()
 
 
 def test_three_encodings_give_one_result(served, photo):

@@ -188,12 +188,26 @@ static void test_cam_values(void **state) {
   assert_true(r.scales[2] == 1.5f);
   assert_true(parse_raw("flip", "yes", &r, &e));
   assert_true(r.flip);
+  assert_true(parse_raw("outputs", "erase_region", &r, &e));
+  assert_int_equal(r.outputs, API_OUT_ERASE_REGION);
+  assert_true((API_OUT_ERASING & API_OUT_ERASE_REGION) != 0); /* it needs the erasing branch */
+  assert_true(parse_raw(NULL, NULL, &r, &e));
+  assert_false(r.alpha_bg_given);
+  assert_true(parse_raw("alpha_bg", "0.35", &r, &e));
+  assert_true(r.alpha_bg_given && r.alpha_bg == 0.35f);
+  assert_true(parse_raw("alpha_bg", "0", &r, &e));
+  assert_true(r.alpha_bg_given && r.alpha_bg == 0.0f);
+  assert_true(parse_raw("alpha_bg", "1", &r, &e));
+  assert_true(r.alpha_bg == 1.0f);
   struct {
     const char *k, *v, *code;
   } bad[] = {{"outputs", "cam,heatmap", "unknown_output"}, {"format", "gif", "unknown_format"},
              {"flip", "maybe", "invalid_value"},         {"scales", "9", "invalid_value"},
              {"scales", "1,x", "invalid_value"},         {"colour", "red", "unknown_parameter"},
-             {"scales", "1,1,1,1,1,1,1,1,1", "invalid_value"}};
+             {"scales", "1,1,1,1,1,1,1,1,1", "invalid_value"},
+             {"alpha_bg", "1.01", "invalid_value"},     {"alpha_bg", "-0.1", "invalid_value"},
+             {"alpha_bg", "nan", "invalid_value"},      {"alpha_bg", "0.5x", "invalid_value"},
+             {"alpha_bg", "", "invalid_value"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_false(parse_raw(bad[i].k, bad[i].v, &r, &e));
     assert_string_equal(e.code, bad[i].code);

@@ -178,7 +178,7 @@ static void test_files_match_the_answer(void **state) {
   res.erase_region[3] = 1;
   res.erased_image = calloc(W * H * 3, 1);
   api_cam_request req = {.outputs = API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK |
-                                    API_OUT_SCORES | API_OUT_ERASED_IMAGE,
+                                    API_OUT_SCORES | API_OUT_ERASED_IMAGE | API_OUT_ERASE_REGION,
                          .format = API_FORMAT_JSON};
   api_cam_timings t = {0};
   api_response ans;
@@ -208,9 +208,14 @@ static void test_files_match_the_answer(void **state) {
   assert_memory_equal(a->data, b->data, W * H);
   ecs_image_free(a);
   ecs_image_free(b);
+  /* the erase region: 255 where erased, the same pixels in the answer and the file */
+  a = decode_b64(json_string_value(json_object_get(j, "erase_region")), false);
   b = read_png(dir, "erase_region.png", false);
+  assert_int_equal(b->channels, 1);
   assert_int_equal(b->data[3], 255);
   assert_int_equal(b->data[4], 0);
+  assert_memory_equal(a->data, b->data, W * H);
+  ecs_image_free(a);
   ecs_image_free(b);
   char path[512], line[128];
   snprintf(path, sizeof path, "%s/scores.txt", dir);

@@ -133,8 +133,11 @@ static void test_matcher(void **state) {
   assert_string_equal(m.allow, "GET, HEAD, OPTIONS");
 
   /* unknown paths, empty or extra segments */
-  const char *unknown[] = {"/",
-                           "",
+  const char *unknown[] = {"",
+                           "//",
+                           "/ui",
+                           "/ui/",
+                           "/ui/a/b",
                            "/nope",
                            "/cam/",
                            "/v1/models/",
@@ -150,6 +153,17 @@ static void test_matcher(void **state) {
   }
   srv_route_match("GET", "/v1/models/a%2Fb", &m);
   assert_int_equal(m.route, SRV_ROUTE_MODEL);
+  /* the web page: / alone, and one file name under /ui/ */
+  srv_route_match("GET", "/", &m);
+  assert_int_equal(m.route, SRV_ROUTE_UI_INDEX);
+  srv_route_match("HEAD", "/", &m);
+  assert_int_equal(m.route, SRV_ROUTE_UI_INDEX);
+  srv_route_match("GET", "/ui/app.css", &m);
+  assert_int_equal(m.route, SRV_ROUTE_UI_ASSET);
+  param("/ui/app.css", &m, 0, "app.css");
+  srv_route_match("POST", "/", &m);
+  assert_int_equal(m.route, SRV_ROUTE_OTHER);
+  assert_string_equal(m.allow, "GET, HEAD, OPTIONS");
 }
 
 static void test_labels(void **state) {

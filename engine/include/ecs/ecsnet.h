@@ -198,6 +198,8 @@ typedef struct ecs_infer_opts {
   int flip;
   int want_erased; /* run the erasing branch (erased image, erased CAMs, ECS and combined mask) */
   float label_threshold; /* > 0: overrides the model's threshold for predicted labels */
+  int has_alpha_bg;      /* 1: alpha_bg below replaces the model's background score */
+  float alpha_bg;        /* in [0, 1]: the CAM mask's background score for this call */
 } ecs_infer_opts;
 
 typedef struct ecs_cam_result {

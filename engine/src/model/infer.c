@@ -270,15 +270,15 @@ static float *run_base(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, 
   return h1;
 }
 
-/* The CAM mask (argmax over [alpha_bg, A_1 .. A_K]; absent classes are zero and never win), the
- * combined mask's start, and the head mask (the network's own argmax over {0} and the labels,
- * logits upsampled). */
-static ecs_status masks_of(const ecs_model *m, const float *h1, int gh, int gw, float *up,
+/* The CAM mask (argmax over [alpha_bg, A_1 .. A_K], alpha_bg the request's or the model's;
+ * absent classes are zero and never win), the combined mask's start, and the head mask (the
+ * network's own argmax over {0} and the labels, logits upsampled). */
+static ecs_status masks_of(const float *h1, int gh, int gw, float *up, float alpha_bg,
                            ecs_cam_result *r, ecs_err *err) {
   int h = r->h, w = r->w;
   size_t hw = (size_t)h * w;
   for (size_t p = 0; p < hw; p++) {
-    float best = m->cfg.alpha_bg;
+    float best = alpha_bg;
     int l = 0;
     for (int i = 0; i < r->n_labels; i++)
       if (r->cams[(size_t)i * hw + p] > best) {
@@ -308,6 +308,8 @@ static ecs_status check_opts(const uint8_t *rgb, int h, int w, const ecs_infer_o
                              ecs_err *err) {
   if (!rgb || h < 8 || w < 8)
     return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least 8x8 pixels needed", w, h);
+  if (o->has_alpha_bg && !(o->alpha_bg >= 0.0f && o->alpha_bg <= 1.0f))
+    return ecs_err_set(err, ECS_ERR_INVALID, "alpha_bg %g outside 0..1", o->alpha_bg);
   if (o->n_scales < 0 || o->n_scales > ECS_MAX_SCALES)
     return ecs_err_set(err, ECS_ERR_INVALID, "at most %d scales", ECS_MAX_SCALES);
   for (int i = 0; i < o->n_scales; i++)
@@ -367,7 +369,8 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
     goto done;
   }
   st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, err);
-  if (st == ECS_OK && masks) st = masks_of(m, h1, gh, gw, up, r, err);
+  float alpha_bg = o->has_alpha_bg ? o->alpha_bg : m->cfg.alpha_bg;
+  if (st == ECS_OK && masks) st = masks_of(h1, gh, gw, up, alpha_bg, r, err);
   if (st == ECS_OK && o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, r, err);
 done:
   free(x);

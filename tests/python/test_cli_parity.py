@@ -3,6 +3,7 @@ files the command line writes hold exactly the pixels of the server's answer (ev
 erased CAM, mask and image output, decoded and compared as arrays), and the same labels and
 scores. Also: the command line links the engine and the api, not the HTTP server nor the job
 store (no libmicrohttpd, no SQLite)."""
+import json
 import os
 import pathlib
 import re
@@ -24,7 +25,9 @@ CASES = [
     ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores"),
     ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay"),
     (None, None, False, "cam,mask,scores"),  # predicted labels
+    ("dog,bird", None, False, "mask,coco,polygons"),
 ]
+JSON_OUTPUTS = ["coco", "polygons"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +102,12 @@ def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_
         compared += 1
     assert compared == sum(1 for k in wanted if k in IMAGE_OUTPUTS) + \
         len(names) * sum(1 for k in ("cam", "erased_cam") if k in wanted)
+    for key in JSON_OUTPUTS:
+        f = out / f"{key}.json"
+        if key not in wanted:
+            assert not f.exists(), key
+            continue
+        assert json.loads(f.read_text()) == j[key], key
     if "scores" in wanted:
         lines = (out / "scores.txt").read_text().splitlines()
         cli_scores = {ln.split()[0]: float(ln.split()[1]) for ln in lines}

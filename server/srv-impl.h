@@ -57,6 +57,7 @@ struct srv {
   atomic_bool stopping;
   uint64_t start_ns;
   struct srv_jobs *jobs; /* background training and evaluation (srv-jobs.h) */
+  struct srv_fetch *fetch; /* Label Studio task images (srv-fetch.h) */
 };
 
 typedef enum req_phase {
@@ -67,6 +68,7 @@ typedef enum req_phase {
 } req_phase;
 
 typedef struct srv_cam_state srv_cam_state; /* POST /cam only (srv-cam.c) */
+struct srv_ls_state;                        /* POST /labelstudio/predict only (srv-ls.c) */
 
 typedef struct srv_req {
   srv *s;
@@ -86,6 +88,7 @@ typedef struct srv_req {
   size_t len, cap, limit;
   uint64_t discarded; /* bytes beyond limit */
   srv_cam_state *cam;
+  struct srv_ls_state *ls;
   /* the response, stored by a worker or set when queued */
   unsigned status;
   char *resp;
@@ -130,6 +133,14 @@ enum MHD_Result srv_get_models(srv_req *r); /* /v1/models, /v1/models/{name}, /a
  * srv_cam_free releases r->cam. */
 enum MHD_Result srv_cam_start(srv_req *r);
 void srv_cam_free(srv_req *r);
+/* srv-ls.c: the Label Studio ML backend. srv_ls_open makes the image fetcher (srv_new);
+ * srv_ls_free releases r->ls. */
+ecs_status srv_ls_open(srv *s, ecs_err *err);
+enum MHD_Result srv_ls_health(srv_req *r);
+enum MHD_Result srv_ls_setup(srv_req *r);
+enum MHD_Result srv_ls_predict(srv_req *r);
+enum MHD_Result srv_ls_webhook(srv_req *r);
+void srv_ls_free(srv_req *r);
 /* srv-admin.c, after the token was checked */
 enum MHD_Result srv_admin_train(srv_req *r);
 enum MHD_Result srv_admin_eval(srv_req *r);

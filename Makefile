@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 LISTEN     ?= 127.0.0.1:8080
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python bench format format-check clean
+.PHONY: all deps build run test test-c test-python test-integrations bench format format-check clean
 
 all: build
 
@@ -33,6 +33,11 @@ test-c: build
 
 test-python: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest tests/python -q
+
+# Label Studio, pycocotools, cvat-sdk and the Python client against the real server
+# (tests/integrations/run.sh; its own .venv-int, built on first use).
+test-integrations: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/integrations/run.sh
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

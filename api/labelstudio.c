@@ -44,6 +44,14 @@ static void copy_decoded(char *out, size_t n, const char *s, size_t len) {
     }
     if (!done) out[o++] = s[i++];
   }
+  /* Never cut a UTF-8 sequence in two: the names go into JSON. */
+  size_t k = o;
+  while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80) k--;
+  if (k > 0 && (unsigned char)out[k - 1] >= 0xC0) {
+    unsigned char lead = (unsigned char)out[k - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    if (o - (k - 1) < need) o = k - 1;
+  }
   out[o] = '\0';
 }
 

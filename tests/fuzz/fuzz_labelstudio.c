@@ -19,6 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!z1) return 0;
   const uint8_t *z2 = memchr(z1 + 1, 0, (size_t)(end - z1 - 1));
   if (!z2) return 0;
+  /* The server reads the config out of a JSON string, so it is valid UTF-8. */
+  json_t *valid = json_stringn((const char *)data, (size_t)(z1 - data));
+  if (!valid) return 0;
+  json_decref(valid);
   char *xml = strndup((const char *)data, (size_t)(z1 - data));
   api_model_info info = {.name = "fuzz", .version = 1, .n_classes = 4, .class_names = k_names};
   api_ls_config cfg;

@@ -50,6 +50,19 @@ static void config_is_read(void **state) {
   assert_string_equal(e.code, "invalid_label_config");
   assert_false(api_ls_parse_config("<View><Image name=\"a", &c, &e));
   assert_false(api_ls_parse_config(NULL, &c, &e));
+  /* A value longer than a label holds is cut before a whole UTF-8 character, never in one. */
+  char xml[512], longv[80];
+  memset(longv, 'a', 62);
+  strcpy(longv + 62, "\xc3\xa9tail"); /* "é" straddles byte 63 */
+  snprintf(xml, sizeof xml,
+           "<View><Image name=\"i\" value=\"$i\"/><BrushLabels name=\"b\" toName=\"i\">"
+           "<Label value=\"%s\"/></BrushLabels></View>",
+           longv);
+  assert_true(api_ls_parse_config(xml, &c, &e));
+  assert_int_equal(strlen(c.brush.labels[0]), 62);
+  json_t *js = json_string(c.brush.labels[0]);
+  assert_non_null(js);
+  json_decref(js);
 }
 
 static void task_labels(void **state) {

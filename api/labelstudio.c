@@ -46,7 +46,8 @@ static void copy_decoded(char *out, size_t n, const char *s, size_t len) {
   }
   /* Never cut a UTF-8 sequence in two: the names go into JSON. */
   size_t k = o;
-  while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80) k--;
+  while (k > 0 && ((unsigned char)out[k - 1] & 0xC0) == 0x80)
+    k--;
   if (k > 0 && (unsigned char)out[k - 1] >= 0xC0) {
     unsigned char lead = (unsigned char)out[k - 1];
     size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
@@ -55,7 +56,9 @@ static void copy_decoded(char *out, size_t n, const char *s, size_t len) {
   out[o] = '\0';
 }
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 /* Reads the tag starting at p (just after '<'); returns the position after its '>', or NULL
  * at a malformed end. */
@@ -66,7 +69,8 @@ static const char *read_tag(const char *p, tag *t) {
   copy_decoded(t->name, sizeof t->name, p, nl);
   p += nl;
   for (;;) {
-    while (is_space(*p)) p++;
+    while (is_space(*p))
+      p++;
     if (*p == '\0') return NULL;
     if (*p == '>') return p + 1;
     if (p[0] == '/' && p[1] == '>') {
@@ -77,10 +81,12 @@ static const char *read_tag(const char *p, tag *t) {
     if (an == 0) return NULL;
     const char *aname = p;
     p += an;
-    while (is_space(*p)) p++;
+    while (is_space(*p))
+      p++;
     if (*p != '=') continue; /* an attribute without a value */
     p++;
-    while (is_space(*p)) p++;
+    while (is_space(*p))
+      p++;
     char q = *p;
     if (q != '"' && q != '\'') return NULL;
     const char *v = ++p, *end = strchr(v, q);
@@ -187,10 +193,11 @@ static int class_id(const api_model_info *info, const char *name, size_t len) {
   return 0;
 }
 
-static void add_task_label(api_ls_task *t, const api_model_info *info, const char *s,
-                           size_t len) {
-  while (len && is_space(*s)) s++, len--;
-  while (len && is_space(s[len - 1])) len--;
+static void add_task_label(api_ls_task *t, const api_model_info *info, const char *s, size_t len) {
+  while (len && is_space(*s))
+    s++, len--;
+  while (len && is_space(s[len - 1]))
+    len--;
   int k = class_id(info, s, len);
   if (!k || t->n_labels >= API_LABELS_HARD_MAX) return;
   for (int i = 0; i < t->n_labels; i++)
@@ -267,8 +274,8 @@ static json_t *region(const api_ls_config *c, const api_ls_control *k, const cha
                       const ecs_cam_result *res, const char *id, double score, json_t *value) {
   return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:o, s:f, s:b}", "id", id, "from_name",
                    k->name, "to_name", c->image_name, "type", type, "original_width", res->w,
-                   "original_height", res->h, "image_rotation", 0, "value", value, "score",
-                   score, "readonly", 0);
+                   "original_height", res->h, "image_rotation", 0, "value", value, "score", score,
+                   "readonly", 0);
 }
 
 static json_t *brush_region(const api_ls_config *c, const ecs_cam_result *res, int id,
@@ -276,13 +283,14 @@ static json_t *brush_region(const api_ls_config *c, const ecs_cam_result *res, i
   size_t n = 0;
   uint8_t *rle = api_ls_brush_rle(res->mask, res->w, res->h, (uint8_t)id, &n);
   json_t *list = rle ? json_array() : NULL;
-  for (size_t i = 0; list && i < n; i++) json_array_append_new(list, json_integer(rle[i]));
+  for (size_t i = 0; list && i < n; i++)
+    json_array_append_new(list, json_integer(rle[i]));
   free(rle);
   char rid[32];
   snprintf(rid, sizeof rid, "ecsnet-brush-%d", id);
-  json_t *value = list ? json_pack("{s:s, s:o, s:[s]}", "format", "rle", "rle", list,
-                                   "brushlabels", label)
-                       : NULL;
+  json_t *value =
+      list ? json_pack("{s:s, s:o, s:[s]}", "format", "rle", "rle", list, "brushlabels", label)
+           : NULL;
   return value ? region(c, &c->brush, "brushlabels", res, rid, score, value) : NULL;
 }
 
@@ -300,9 +308,9 @@ static bool polygon_regions(const api_ls_config *c, const ecs_cam_result *res, i
                                            100.0 * rings.ring[r].xy[2 * i + 1] / res->h));
     char rid[40];
     snprintf(rid, sizeof rid, "ecsnet-polygon-%d-%d", id, n++);
-    json_t *value = pts ? json_pack("{s:o, s:b, s:[s]}", "points", pts, "closed", 1,
-                                    "polygonlabels", label)
-                        : NULL;
+    json_t *value =
+        pts ? json_pack("{s:o, s:b, s:[s]}", "points", pts, "closed", 1, "polygonlabels", label)
+            : NULL;
     json_t *reg = value ? region(c, &c->polygon, "polygonlabels", res, rid, score, value) : NULL;
     ok = reg && json_array_append_new(out, reg) == 0;
   }
@@ -314,7 +322,8 @@ json_t *api_ls_prediction(const api_ls_config *c, const api_model_info *info,
                           const ecs_cam_result *res, const char *model_version) {
   bool seen[256] = {false};
   size_t px = (size_t)res->w * (size_t)res->h;
-  for (size_t p = 0; p < px; p++) seen[res->mask[p]] = true;
+  for (size_t p = 0; p < px; p++)
+    seen[res->mask[p]] = true;
   json_t *result = json_array();
   double total = 0;
   int counted = 0;

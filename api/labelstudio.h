@@ -21,7 +21,7 @@
 #include "ecs/ecsnet.h"
 #include "model.h"
 
-#define API_LS_NAME_MAX 64
+#define API_LS_NAME_MAX   64
 #define API_LS_MAX_LABELS 64
 
 typedef struct api_ls_control {

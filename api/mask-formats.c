@@ -136,11 +136,10 @@ static uint8_t *edge_bits(const uint8_t *mask, int w, int h, uint8_t cls) {
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
       if (!in_cls(mask, w, h, x, y, cls)) continue;
-      if (!in_cls(mask, w, h, x, y - 1, cls)) out[(size_t)y * W + (size_t)x] |= 1;     /* E */
-      if (!in_cls(mask, w, h, x + 1, y, cls)) out[(size_t)y * W + (size_t)x + 1] |= 2; /* S */
-      if (!in_cls(mask, w, h, x, y + 1, cls))
-        out[((size_t)y + 1) * W + (size_t)x + 1] |= 4; /* W */
-      if (!in_cls(mask, w, h, x - 1, y, cls)) out[((size_t)y + 1) * W + (size_t)x] |= 8; /* N */
+      if (!in_cls(mask, w, h, x, y - 1, cls)) out[(size_t)y * W + (size_t)x] |= 1;           /* E */
+      if (!in_cls(mask, w, h, x + 1, y, cls)) out[(size_t)y * W + (size_t)x + 1] |= 2;       /* S */
+      if (!in_cls(mask, w, h, x, y + 1, cls)) out[((size_t)y + 1) * W + (size_t)x + 1] |= 4; /* W */
+      if (!in_cls(mask, w, h, x - 1, y, cls)) out[((size_t)y + 1) * W + (size_t)x] |= 8;     /* N */
     }
   return out;
 }
@@ -250,7 +249,8 @@ static bool simplify(pts *p, double tol) {
   keep[0] = keep[far] = true;
   bool ok = dp_chain(p->xy, n, 0, far, tol, keep) && dp_chain(p->xy, n, far, n, tol, keep);
   int m = 0;
-  for (int k = 0; ok && k < n; k++) m += keep[k];
+  for (int k = 0; ok && k < n; k++)
+    m += keep[k];
   if (ok && m >= 3) {
     int o = 0;
     for (int k = 0; k < n; k++)
@@ -294,8 +294,7 @@ void api_rings_free(api_rings *r) {
   *r = (api_rings){0};
 }
 
-bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double tol,
-                       api_rings *out) {
+bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double tol, api_rings *out) {
   *out = (api_rings){0};
   size_t W = (size_t)w + 1, nv = W * ((size_t)h + 1);
   uint8_t *eb = edge_bits(mask, w, h, cls), *used = calloc(nv, 1);
@@ -340,10 +339,10 @@ json_t *api_coco_json(const api_model_info *info, const uint8_t *mask, int w, in
     api_mask_stats st;
     api_mask_class_stats(mask, w, h, (uint8_t)k, &st);
     char *counts = api_coco_rle(mask, w, h, (uint8_t)k);
-    json_t *item = counts ? json_pack("{s:i, s:s, s:{s:[i, i], s:s}, s:I, s:[i, i, i, i]}", "id",
-                                      k, "name", name_of(info, k), "segmentation", "size", h, w,
-                                      "counts", counts, "area", (json_int_t)st.area, "bbox",
-                                      st.x0, st.y0, st.x1 - st.x0 + 1, st.y1 - st.y0 + 1)
+    json_t *item = counts ? json_pack("{s:i, s:s, s:{s:[i, i], s:s}, s:I, s:[i, i, i, i]}", "id", k,
+                                      "name", name_of(info, k), "segmentation", "size", h, w,
+                                      "counts", counts, "area", (json_int_t)st.area, "bbox", st.x0,
+                                      st.y0, st.x1 - st.x0 + 1, st.y1 - st.y0 + 1)
                           : NULL;
     free(counts);
     if (!item || json_array_append_new(list, item) != 0) {
@@ -359,10 +358,10 @@ static json_t *rings_json(const api_rings *r) {
   for (int i = 0; rings && i < r->n; i++) {
     json_t *points = json_array();
     for (int k = 0; points && k < r->ring[i].n; k++)
-      json_array_append_new(points, json_pack("[i, i]", (int)r->ring[i].xy[2 * k],
-                                              (int)r->ring[i].xy[2 * k + 1]));
-    json_t *ring = points ? json_pack("{s:b, s:o}", "hole", r->ring[i].hole, "points", points)
-                          : NULL;
+      json_array_append_new(
+          points, json_pack("[i, i]", (int)r->ring[i].xy[2 * k], (int)r->ring[i].xy[2 * k + 1]));
+    json_t *ring =
+        points ? json_pack("{s:b, s:o}", "hole", r->ring[i].hole, "points", points) : NULL;
     if (!ring || json_array_append_new(rings, ring) != 0) {
       json_decref(rings);
       return NULL;

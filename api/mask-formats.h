@@ -29,8 +29,8 @@
 #define API_POLYGON_TOLERANCE 1.0
 
 typedef struct api_mask_stats {
-  size_t area;            /* pixels of the class */
-  int x0, y0, x1, y1;     /* the inclusive bounding box; valid when area > 0 */
+  size_t area;        /* pixels of the class */
+  int x0, y0, x1, y1; /* the inclusive bounding box; valid when area > 0 */
 } api_mask_stats;
 
 /* Area and bounding box of class cls in mask (w x h). */
@@ -57,8 +57,7 @@ typedef struct api_rings {
 
 /* The rings of class cls, simplified with tolerance tol (pixels; 0: every corner). false when
  * out of memory (out is then empty). Release with api_rings_free. */
-bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double tol,
-                       api_rings *out);
+bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double tol, api_rings *out);
 void api_rings_free(api_rings *r);
 
 /* The answers' JSON, one item per class present in mask (ids 1..K, ascending):

@@ -70,10 +70,12 @@ static bool split_url(const char *url, url_parts *u) {
 }
 
 static pthread_once_t g_curl_once = PTHREAD_ONCE_INIT;
-static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static void curl_init_once(void) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
-ecs_status srv_fetch_new(const char *base_url, const char *token, size_t max_bytes,
-                         int timeout_ms, srv_fetch **out, ecs_err *err) {
+ecs_status srv_fetch_new(const char *base_url, const char *token, size_t max_bytes, int timeout_ms,
+                         srv_fetch **out, ecs_err *err) {
   *out = NULL;
   pthread_once(&g_curl_once, curl_init_once);
   srv_fetch *f = calloc(1, sizeof *f);
@@ -83,7 +85,8 @@ ecs_status srv_fetch_new(const char *base_url, const char *token, size_t max_byt
   f->timeout_ms = timeout_ms;
   snprintf(f->token, sizeof f->token, "%s", token ? token : "");
   int dots = 0;
-  for (const char *p = f->token; *p; p++) dots += *p == '.';
+  for (const char *p = f->token; *p; p++)
+    dots += *p == '.';
   f->pat = dots == 2;
   if (base_url && base_url[0]) {
     url_parts u;
@@ -156,7 +159,8 @@ static size_t on_data(char *p, size_t sz, size_t nm, void *user) {
   }
   if (b->n + n > b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 65536;
-    while (cap < b->n + n) cap *= 2;
+    while (cap < b->n + n)
+      cap *= 2;
     uint8_t *nb = realloc(b->b, cap);
     if (!nb) return 0;
     b->b = nb;
@@ -263,7 +267,8 @@ static bool fetch_url(srv_fetch *f, const char *url, uint8_t **out, size_t *n, a
   else if (status != 200)
     api_fail(err, 502, "image_fetch_failed", "Label Studio answered %ld for the task image%s",
              status, status >= 300 && status < 400 ? " (redirects are not followed)" : "");
-  else ok = true;
+  else
+    ok = true;
   if (ok) {
     *out = b.b;
     *n = b.n;

@@ -29,8 +29,8 @@ typedef struct srv_fetch srv_fetch;
 
 /* base_url: --ls-url ("" for none: only data: URIs then); token may be "". ECS_ERR_INVALID
  * for a base URL that is not http(s)://HOST[:PORT][/]. */
-ecs_status srv_fetch_new(const char *base_url, const char *token, size_t max_bytes,
-                         int timeout_ms, srv_fetch **out, ecs_err *err);
+ecs_status srv_fetch_new(const char *base_url, const char *token, size_t max_bytes, int timeout_ms,
+                         srv_fetch **out, ecs_err *err);
 void srv_fetch_free(srv_fetch *f);
 
 /* Fetches ref (a task's image reference) into *out (malloc'd, *n bytes). Errors: 422

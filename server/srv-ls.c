@@ -26,7 +26,7 @@
 
 /* Label Studio waits 100 s for /predict; a task not started 90 s after the call is left out. */
 #define LS_PREDICT_BUDGET_MS 90000
-#define LS_MAX_TASKS 1000
+#define LS_MAX_TASKS         1000
 
 typedef struct ls_job {
   ecs_job job;
@@ -51,7 +51,8 @@ struct srv_ls_state {
 void srv_ls_free(srv_req *r) {
   struct srv_ls_state *st = r->ls;
   if (!st) return;
-  for (int i = 0; st->results && i < st->n; i++) json_decref(st->results[i]);
+  for (int i = 0; st->results && i < st->n; i++)
+    json_decref(st->results[i]);
   free(st->results);
   free(st->jobs);
   srv_model_release(st->model);
@@ -70,7 +71,8 @@ ecs_status srv_ls_open(srv *s, ecs_err *err) {
 static bool same_secret(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   unsigned char d = (unsigned char)(la != lb);
-  for (size_t i = 0; i < lb; i++) d |= (unsigned char)(a[i % (la ? la : 1)] ^ b[i]);
+  for (size_t i = 0; i < lb; i++)
+    d |= (unsigned char)(a[i % (la ? la : 1)] ^ b[i]);
   return d == 0 && la == lb;
 }
 
@@ -145,8 +147,8 @@ static void finish(struct srv_ls_state *st) {
   for (int i = 0; results && i < st->n; i++) {
     json_array_append(results, st->results[i] ? st->results[i] : json_null());
   }
-  json_t *j = results ? json_pack("{s:o, s:s}", "results", results, "model_version", st->version)
-                      : NULL;
+  json_t *j =
+      results ? json_pack("{s:o, s:s}", "results", results, "model_version", st->version) : NULL;
   char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
   if (text) {
@@ -168,8 +170,7 @@ static void end_one(struct srv_ls_state *st) {
 }
 
 /* Builds the /cam request of a task: its labels (or none: predicted), the mask and scores. */
-static bool task_request(const srv *s, const api_ls_task *t, api_cam_request *req,
-                         api_error *err) {
+static bool task_request(const srv *s, const api_ls_task *t, api_cam_request *req, api_error *err) {
   char labels[API_LABELS_HARD_MAX * API_LABEL_MAX] = "";
   for (int i = 0, o = 0; i < t->n_labels; i++)
     o += snprintf(labels + o, sizeof labels - (size_t)o, "%s%s", i ? "," : "", t->labels[i].name);
@@ -195,8 +196,10 @@ static json_t *run_task(ls_job *lj, int worker) {
   }
   req.image = req.image_owned = img_bytes;
   req.image_len = n;
-  api_cam_call call = {.worker = worker, .cancel = &st->cancel,
-                       .label_threshold = (float)s->cfg.label_threshold, .t0_ns = st->r->t0_ns};
+  api_cam_call call = {.worker = worker,
+                       .cancel = &st->cancel,
+                       .label_threshold = (float)s->cfg.label_threshold,
+                       .t0_ns = st->r->t0_ns};
   ecs_image *img = NULL;
   ecs_cam_result *res = NULL;
   api_cam_timings t;
@@ -225,7 +228,8 @@ static void job_done(ecs_job *job, ecs_job_end end, void *worker_state) {
     if (end == ECS_JOB_EXPIRED)
       api_fail(&ae, 503, "timeout", "not started within the %d s Label Studio allows a call",
                LS_PREDICT_BUDGET_MS / 1000);
-    else api_fail(&ae, 503, "shutting_down", "the server is shutting down");
+    else
+      api_fail(&ae, 503, "shutting_down", "the server is shutting down");
     lj->st->results[lj->idx] = error_item(lj->task.id, &ae);
   }
   end_one(lj->st);
@@ -237,8 +241,7 @@ static bool ls_prepare(srv_req *r, struct srv_ls_state *st, api_error *ae) {
   if (!(st->body = parse_body(r, ae))) return false;
   const json_t *tasks = json_object_get(st->body, "tasks");
   const char *config = json_string_value(json_object_get(st->body, "label_config"));
-  if (!json_is_array(tasks) || json_array_size(tasks) == 0 ||
-      json_array_size(tasks) > LS_MAX_TASKS)
+  if (!json_is_array(tasks) || json_array_size(tasks) == 0 || json_array_size(tasks) > LS_MAX_TASKS)
     return api_fail(ae, 422, "invalid_value", "'tasks' must be a list of 1 to %d tasks",
                     LS_MAX_TASKS);
   if (!config) return api_fail(ae, 422, "invalid_value", "'label_config' must be a string");
@@ -283,7 +286,8 @@ enum MHD_Result srv_ls_predict(srv_req *r) {
     if (ecs_pool_submit(r->s->pool, &lj->job, &e) != ECS_OK) {
       if (e.status == ECS_ERR_LIMIT)
         api_fail(&ae, 503, "queue_full", "the server's queue is full (%d)", r->s->cfg.queue);
-      else api_fail(&ae, 503, "shutting_down", "the server is shutting down");
+      else
+        api_fail(&ae, 503, "shutting_down", "the server is shutting down");
       st->results[i] = error_item(lj->task.id, &ae);
       end_one(st);
     }

@@ -33,7 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (task && api_ls_read_task(task, &cfg, &info, &t, &err)) {
       for (int i = 0; i < t.n_labels; i++) {
         int found = 0;
-        for (int k = 0; k < 4; k++) found |= strcmp(t.labels[i].name, k_names[k]) == 0;
+        for (int k = 0; k < 4; k++)
+          found |= strcmp(t.labels[i].name, k_names[k]) == 0;
         if (!found) abort();
       }
     }
@@ -44,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       size_t px = (size_t)w * (size_t)h;
       if ((size_t)(end - m - 2) >= px) {
         uint8_t *mask = malloc(px);
-        for (size_t i = 0; i < px; i++) mask[i] = m[2 + i] % 6 == 5 ? 255 : m[2 + i] % 6;
+        for (size_t i = 0; i < px; i++)
+          mask[i] = m[2 + i] % 6 == 5 ? 255 : m[2 + i] % 6;
         float scores[4] = {0.1f, 0.2f, 0.3f, 0.4f};
         ecs_cam_result res = {.w = w, .h = h, .n_classes = 4, .mask = mask, .scores = scores};
         json_t *p = api_ls_prediction(&cfg, &info, &res, "fuzz@1");

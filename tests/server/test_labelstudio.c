@@ -13,8 +13,8 @@
 #include "srv-fetch.h"
 
 static const char *k_names[3] = {"cat", "dog", "bird"};
-static const api_model_info k_info = {.name = "m", .version = 3, .n_classes = 3,
-                                      .class_names = k_names};
+static const api_model_info k_info = {
+    .name = "m", .version = 3, .n_classes = 3, .class_names = k_names};
 
 static const char *k_config =
     "<View>\n  <!-- <Image name=\"no\" value=\"$no\"/> -->\n"
@@ -120,10 +120,9 @@ static void prediction_regions(void **state) {
   assert_int_equal(json_array_size(r), 2);
   json_t *b = json_array_get(r, 0), *g = json_array_get(r, 1);
   assert_string_equal(json_string_value(json_object_get(b, "type")), "brushlabels");
-  assert_string_equal(
-      json_string_value(json_array_get(json_object_get(json_object_get(b, "value"),
-                                                       "brushlabels"), 0)),
-      "Cat");
+  assert_string_equal(json_string_value(json_array_get(
+                          json_object_get(json_object_get(b, "value"), "brushlabels"), 0)),
+                      "Cat");
   assert_int_equal(json_integer_value(json_object_get(b, "original_width")), W);
   assert_int_equal(json_integer_value(json_object_get(b, "original_height")), H);
   assert_string_equal(json_string_value(json_object_get(g, "type")), "polygonlabels");
@@ -138,19 +137,24 @@ static void fetch_rules(void **state) {
   srv_fetch *f = NULL;
   ecs_err ee = {0};
   api_error e;
-  assert_int_equal(srv_fetch_new("http://ls.example:8081/", "tok", 1 << 20, 1000, &f, &ee),
-                   ECS_OK);
+  assert_int_equal(srv_fetch_new("http://ls.example:8081/", "tok", 1 << 20, 1000, &f, &ee), ECS_OK);
   assert_true(srv_fetch_allowed(f, "/data/upload/1/a.png", &e));
   assert_true(srv_fetch_allowed(f, "/data/local-files/?d=img/a.png", &e));
   assert_true(srv_fetch_allowed(f, "http://LS.example:8081/data/upload/1/a.png", &e));
   assert_true(srv_fetch_allowed(f, "data:image/png;base64,AAAA", &e));
   static const char *refused[] = {
-      "http://other.example:8081/data/upload/a.png", "http://ls.example:9999/data/upload/a.png",
-      "https://ls.example:8081/data/upload/a.png",   "http://ls.example:8081/api/projects",
-      "/data/../api/projects/",                      "//evil.example/data/a.png",
-      "file:///etc/passwd",                          "gopher://ls.example:8081/data/a",
-      "http://u:p@ls.example:8081/data/a.png",       "data/upload/a.png",
-      "",                                            "http://ls.example:8081/data",
+      "http://other.example:8081/data/upload/a.png",
+      "http://ls.example:9999/data/upload/a.png",
+      "https://ls.example:8081/data/upload/a.png",
+      "http://ls.example:8081/api/projects",
+      "/data/../api/projects/",
+      "//evil.example/data/a.png",
+      "file:///etc/passwd",
+      "gopher://ls.example:8081/data/a",
+      "http://u:p@ls.example:8081/data/a.png",
+      "data/upload/a.png",
+      "",
+      "http://ls.example:8081/data",
   };
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
     assert_false(srv_fetch_allowed(f, refused[i], &e));

@@ -19,7 +19,8 @@ static void coco_worked_example(void **state) {
   enum { H = 4, W = 5 };
   uint8_t m[H * W] = {0};
   for (int y = 1; y <= 2; y++)
-    for (int x = 1; x <= 3; x++) m[y * W + x] = 2;
+    for (int x = 1; x <= 3; x++)
+      m[y * W + x] = 2;
   char *s = api_coco_rle(m, W, H, 2);
   assert_string_equal(s, "5220003");
   free(s);
@@ -40,7 +41,8 @@ static void coco_worked_example(void **state) {
 /* A reader of the brush format's repeat and literal chunks, after its bit layout. */
 static uint32_t get_bits(const uint8_t *b, size_t *pos, int n) {
   uint32_t v = 0;
-  for (int i = 0; i < n; i++, (*pos)++) v = v << 1 | ((b[*pos >> 3] >> (7 - (*pos & 7))) & 1u);
+  for (int i = 0; i < n; i++, (*pos)++)
+    v = v << 1 | ((b[*pos >> 3] >> (7 - (*pos & 7))) & 1u);
   return v;
 }
 
@@ -48,7 +50,8 @@ static uint8_t *brush_decode(const uint8_t *b, size_t nbytes, size_t *n) {
   size_t pos = 0;
   *n = get_bits(b, &pos, 32);
   int word = (int)get_bits(b, &pos, 5) + 1, sizes[4];
-  for (int i = 0; i < 4; i++) sizes[i] = (int)get_bits(b, &pos, 4) + 1;
+  for (int i = 0; i < 4; i++)
+    sizes[i] = (int)get_bits(b, &pos, 4) + 1;
   uint8_t *out = malloc(*n);
   size_t o = 0;
   while (o < *n && pos + 3 <= nbytes * 8) {
@@ -56,9 +59,11 @@ static uint8_t *brush_decode(const uint8_t *b, size_t nbytes, size_t *n) {
     size_t count = get_bits(b, &pos, sizes[k]) + 1;
     if (rep) {
       uint8_t v = (uint8_t)get_bits(b, &pos, word);
-      for (size_t i = 0; i < count && o < *n; i++) out[o++] = v;
+      for (size_t i = 0; i < count && o < *n; i++)
+        out[o++] = v;
     } else {
-      for (size_t i = 0; i < count && o < *n; i++) out[o++] = (uint8_t)get_bits(b, &pos, word);
+      for (size_t i = 0; i < count && o < *n; i++)
+        out[o++] = (uint8_t)get_bits(b, &pos, word);
     }
   }
   assert_int_equal(o, *n);
@@ -70,7 +75,8 @@ static void brush_header_and_round_trip(void **state) {
   enum { W = 64, H = 48 };
   uint8_t m[W * H];
   srand(7);
-  for (int i = 0; i < W * H; i++) m[i] = (uint8_t)(rand() % 4 == 0 ? 5 : rand() % 3);
+  for (int i = 0; i < W * H; i++)
+    m[i] = (uint8_t)(rand() % 4 == 0 ? 5 : rand() % 3);
   size_t n = 0;
   uint8_t *b = api_ls_brush_rle(m, W, H, 5, &n);
   static const uint8_t head[] = {0, 0, 48, 0, 57, 27};
@@ -80,7 +86,8 @@ static void brush_header_and_round_trip(void **state) {
   uint8_t *d = brush_decode(b, n, &dn);
   assert_int_equal(dn, W * H * 4);
   for (int i = 0; i < W * H; i++)
-    for (int c = 0; c < 4; c++) assert_int_equal(d[i * 4 + c], m[i] == 5 ? 255 : 0);
+    for (int c = 0; c < 4; c++)
+      assert_int_equal(d[i * 4 + c], m[i] == 5 ? 255 : 0);
   free(d);
   free(b);
   /* A full 300 x 300 mask: runs beyond 65536 bytes are split. */
@@ -89,7 +96,8 @@ static void brush_header_and_round_trip(void **state) {
   b = api_ls_brush_rle(big, 300, 300, 1, &n);
   d = brush_decode(b, n, &dn);
   assert_int_equal(dn, 300 * 300 * 4);
-  for (size_t i = 0; i < dn; i++) assert_int_equal(d[i], 255);
+  for (size_t i = 0; i < dn; i++)
+    assert_int_equal(d[i], 255);
   free(d);
   free(b);
   free(big);
@@ -109,7 +117,8 @@ static void polygon_square_with_hole(void **state) {
   enum { W = 7, H = 7 };
   uint8_t m[W * H] = {0};
   for (int y = 1; y <= 5; y++)
-    for (int x = 1; x <= 5; x++) m[y * W + x] = 1;
+    for (int x = 1; x <= 5; x++)
+      m[y * W + x] = 1;
   m[3 * W + 3] = 0;
   api_rings r;
   assert_true(api_mask_polygons(m, W, H, 1, 0, &r));
@@ -128,7 +137,8 @@ static void polygon_square_with_hole(void **state) {
   assert_int_equal(r.n, 1);
   const double want[8] = {1, 1, 6, 1, 6, 6, 1, 6};
   assert_int_equal(r.ring[0].n, 4);
-  for (int i = 0; i < 8; i++) assert_true(r.ring[0].xy[i] == want[i]);
+  for (int i = 0; i < 8; i++)
+    assert_true(r.ring[0].xy[i] == want[i]);
   api_rings_free(&r);
 }
 
@@ -157,7 +167,8 @@ static void polygon_areas_add_up_on_random_masks(void **state) {
   uint8_t m[W * H];
   srand(11);
   for (int t = 0; t < 50; t++) {
-    for (int i = 0; i < W * H; i++) m[i] = (uint8_t)(rand() % 5 == 0 ? 255 : rand() % 3);
+    for (int i = 0; i < W * H; i++)
+      m[i] = (uint8_t)(rand() % 5 == 0 ? 255 : rand() % 3);
     for (uint8_t cls = 1; cls <= 2; cls++) {
       api_mask_stats st;
       api_mask_class_stats(m, W, H, cls, &st);

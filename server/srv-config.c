@@ -89,7 +89,7 @@ static const setting k_settings[] = {
     {"ls-token", T_STRING, OFF(ls_token), 0, 0, "", NULL, "TOKEN",
      "Label Studio's access token itself (environment or config file only)", F_NO_FLAG},
     {"ls-auth-file", T_STRING, OFF(ls_auth_file), 0, 0, "", NULL, "FILE",
-     "file holding user:password: HTTP basic auth required on /labelstudio (also ECSNET_LS_AUTH)",
+     "file holding user:password: basic auth required on /labelstudio (also ECSNET_LS_AUTH)",
      0},
     {"ls-auth", T_STRING, OFF(ls_auth), 0, 0, "", NULL, "USER:PASSWORD",
      "the basic auth credentials themselves (environment or config file only)", F_NO_FLAG},

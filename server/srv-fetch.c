@@ -293,3 +293,18 @@ bool srv_fetch_image(srv_fetch *f, const char *ref, uint8_t **out, size_t *n, ap
   curl_free(url);
   return ok;
 }
+
+bool srv_fetch_ls_json(srv_fetch *f, const char *path, json_t **out, api_error *err) {
+  *out = NULL;
+  if (!f->has_base)
+    return api_fail(err, 422, "ls_url_not_set", "this needs --ls-url (ECSNET_LS_URL)");
+  char url[600];
+  snprintf(url, sizeof url, "%s%s", f->base, path);
+  uint8_t *b = NULL;
+  size_t n = 0;
+  if (!fetch_url(f, url, &b, &n, err)) return false;
+  *out = json_loadb((const char *)b, n, 0, NULL);
+  free(b);
+  if (!*out) return api_fail(err, 502, "invalid_json", "Label Studio's %s is not JSON", path);
+  return true;
+}

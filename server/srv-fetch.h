@@ -22,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "api-error.h"
 #include "ecs/base.h"
 
@@ -38,6 +40,11 @@ void srv_fetch_free(srv_fetch *f);
  * large, 502 image_fetch_failed (connection, timeout, a status other than 200; a redirect),
  * 502 ls_unauthorized (401/403 from Label Studio), 404 image_not_found. Thread-safe. */
 bool srv_fetch_image(srv_fetch *f, const char *ref, uint8_t **out, size_t *n, api_error *err);
+
+/* GET --ls-url + path (path: one ecsnet built, "/api/..."), with the token, as JSON: *out is
+ * a new reference. The same errors as srv_fetch_image; 502 invalid_json for a body that is
+ * not JSON. */
+bool srv_fetch_ls_json(srv_fetch *f, const char *path, json_t **out, api_error *err);
 
 /* Whether ref would be fetched (the rules above, without fetching). */
 bool srv_fetch_allowed(const srv_fetch *f, const char *ref, api_error *err);

@@ -141,6 +141,16 @@ enum MHD_Result srv_ls_setup(srv_req *r);
 enum MHD_Result srv_ls_predict(srv_req *r);
 enum MHD_Result srv_ls_webhook(srv_req *r);
 void srv_ls_free(srv_req *r);
+/* With --ls-auth-file: whether r carries that basic auth; else the 401 is queued in *ret. */
+bool srv_ls_authorised(srv_req *r, enum MHD_Result *ret);
+/* Waits for the webhook loop's threads (srv-ls-loop.c), which stop between tasks once the
+ * server is stopping. */
+void srv_ls_loop_drain(void);
+/* r's body as a JSON object, or NULL with a 400 in err. */
+json_t *srv_ls_parse_body(srv_req *r, api_error *err);
+/* srv-admin.c: a train request from inside the server (the Label Studio loop), checked and
+ * queued as POST /admin/train would; b is borrowed. */
+ecs_status srv_admin_submit_train(srv *s, json_t *b, int64_t *id, ecs_err *e);
 /* srv-admin.c, after the token was checked */
 enum MHD_Result srv_admin_train(srv_req *r);
 enum MHD_Result srv_admin_eval(srv_req *r);

@@ -12,8 +12,9 @@
  * which Label Studio skips. The whole call holds one reference to the served model, so every
  * prediction carries the model_version /setup announced.
  *
- * With --ls-auth-file (user:password) every /labelstudio route requires that HTTP basic auth,
- * the way Label Studio sends it when the backend is registered with it. */
+ * With --ls-auth-file (user:password) every /labelstudio route but /webhook (srv-ls-loop.c:
+ * Label Studio's webhooks carry no credentials) requires that HTTP basic auth, the way Label
+ * Studio sends it when the backend is registered with it. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -77,7 +78,7 @@ static bool same_secret(const char *a, const char *b) {
 }
 
 /* With --ls-auth-file: whether the request carries that basic auth; else the 401 is queued. */
-static bool ls_authorised(srv_req *r, enum MHD_Result *ret) {
+bool srv_ls_authorised(srv_req *r, enum MHD_Result *ret) {
   const char *want = r->s->cfg.ls_auth;
   if (!want[0]) return true;
   const char *auth = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Authorization");
@@ -101,7 +102,7 @@ static bool ls_authorised(srv_req *r, enum MHD_Result *ret) {
 
 enum MHD_Result srv_ls_health(srv_req *r) {
   enum MHD_Result ret;
-  if (!ls_authorised(r, &ret)) return ret;
+  if (!srv_ls_authorised(r, &ret)) return ret;
   srv_model_ref *m = srv_model_acquire(r->s);
   json_t *j = json_pack("{s:s, s:s, s:b}", "status", m ? "UP" : "DOWN", "model_class", "ecsnet",
                         "ready", m != NULL);
@@ -109,7 +110,7 @@ enum MHD_Result srv_ls_health(srv_req *r) {
   return srv_answer_json(r, 200, j);
 }
 
-static json_t *parse_body(srv_req *r, api_error *err) {
+json_t *srv_ls_parse_body(srv_req *r, api_error *err) {
   json_error_t je;
   json_t *j = r->len ? json_loadb((const char *)r->body, r->len, 0, &je) : NULL;
   if (!json_is_object(j)) {
@@ -122,9 +123,9 @@ static json_t *parse_body(srv_req *r, api_error *err) {
 
 enum MHD_Result srv_ls_setup(srv_req *r) {
   enum MHD_Result ret;
-  if (!ls_authorised(r, &ret)) return ret;
+  if (!srv_ls_authorised(r, &ret)) return ret;
   api_error ae;
-  json_t *body = parse_body(r, &ae);
+  json_t *body = srv_ls_parse_body(r, &ae);
   if (!body) return srv_respond_error(r, &ae);
   json_decref(body); /* hostname and access_token are not used: srv-fetch.h says why */
   srv_model_ref *m = srv_model_acquire(r->s);
@@ -238,7 +239,7 @@ static void job_done(ecs_job *job, ecs_job_end end, void *worker_state) {
 
 /* Reads the call: the config, the tasks (refusals answered at once), the model. */
 static bool ls_prepare(srv_req *r, struct srv_ls_state *st, api_error *ae) {
-  if (!(st->body = parse_body(r, ae))) return false;
+  if (!(st->body = srv_ls_parse_body(r, ae))) return false;
   const json_t *tasks = json_object_get(st->body, "tasks");
   const char *config = json_string_value(json_object_get(st->body, "label_config"));
   if (!json_is_array(tasks) || json_array_size(tasks) == 0 || json_array_size(tasks) > LS_MAX_TASKS)
@@ -259,7 +260,7 @@ static bool ls_prepare(srv_req *r, struct srv_ls_state *st, api_error *ae) {
 
 enum MHD_Result srv_ls_predict(srv_req *r) {
   enum MHD_Result ret;
-  if (!ls_authorised(r, &ret)) return ret;
+  if (!srv_ls_authorised(r, &ret)) return ret;
   struct srv_ls_state *st = calloc(1, sizeof *st);
   if (!st) return srv_fail(r, 503, "out_of_memory", "the server is short of memory");
   r->ls = st;
@@ -294,16 +295,4 @@ enum MHD_Result srv_ls_predict(srv_req *r) {
   }
   end_one(st);
   return MHD_YES;
-}
-
-enum MHD_Result srv_ls_webhook(srv_req *r) {
-  enum MHD_Result ret;
-  if (!ls_authorised(r, &ret)) return ret;
-  api_error ae;
-  json_t *body = parse_body(r, &ae);
-  if (!body) return srv_respond_error(r, &ae);
-  const char *action = json_string_value(json_object_get(body, "action"));
-  json_t *j = json_pack("{s:s, s:s}", "status", "ok", "action", action ? action : "");
-  json_decref(body);
-  return srv_answer_json(r, 200, j);
 }

@@ -636,6 +636,8 @@ void srv_free(srv *s) {
     if (s->pool) ecs_pool_drain(s->pool);
     MHD_stop_daemon(s->daemon);
   }
+  atomic_store(&s->stopping, true);
+  srv_ls_loop_drain(); /* its threads use the job store, the model and the fetcher */
   srv_jobs_free(s->jobs); /* a running job stops at its next op and stays resumable */
   srv_fetch_free(s->fetch);
   ecs_pool_free(s->pool);

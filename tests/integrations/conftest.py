@@ -33,6 +33,7 @@ class Server:
     """One ecsnet-server on a free loopback port, its output collected by a thread."""
 
     def __init__(self, *args, env=None, data_dir):
+        self.data_dir = pathlib.Path(data_dir)
         full = {k: v for k, v in os.environ.items() if not k.startswith("ECSNET_")}
         full.update(env or {})
         cmd = [str(binary("ecsnet-server")), "--listen", "127.0.0.1:0", "--data-dir",

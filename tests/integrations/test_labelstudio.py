@@ -9,6 +9,7 @@ own converter, must equal ecsnet's /cam mask of that image and class."""
 import base64
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from conftest import MODEL, Server, cam, combined_mask
 
 CLASSES = ["cat", "dog", "bird", "fish", "horse", "sheep"]
 USER, PASSWORD = "labelstudio", "a-long-password"
+ADMIN = "labelstudio-loop-admin-token-0123"
 
 
 def config(kind="BrushLabels", choices=False, labels=CLASSES):
@@ -70,8 +72,9 @@ def foreign():
 @pytest.fixture(scope="module")
 def backend(label_studio, tmp_path_factory):
     """ecsnet-server set up as Label Studio's ML backend (basic auth on)."""
-    s = Server("--ls-url", label_studio.url, env={"ECSNET_LS_TOKEN": label_studio.token,
-                                                  "ECSNET_LS_AUTH": f"{USER}:{PASSWORD}"},
+    s = Server("--ls-url", label_studio.url, "--train-threads", "1",
+               env={"ECSNET_LS_TOKEN": label_studio.token, "ECSNET_LS_AUTH": f"{USER}:{PASSWORD}",
+                    "ECSNET_ADMIN_TOKEN": ADMIN},
                data_dir=tmp_path_factory.mktemp("data"))
     yield s
     s.stop()
@@ -126,6 +129,18 @@ def test_basic_auth_is_required(backend):
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
     r = requests.get(backend.url + "/labelstudio/health", auth=(USER, PASSWORD), timeout=5)
     assert r.status_code == 200 and r.json()["status"] == "UP"
+
+
+def test_webhook_without_the_loop_is_acknowledged_and_ignored(ecsnet):
+    """The session's server has no Label Studio settings: events are answered, not acted on."""
+    t0 = time.monotonic()
+    r = requests.post(ecsnet.url + "/labelstudio/webhook", timeout=5, json={
+        "action": "ANNOTATION_CREATED", "annotation": {"id": 1, "task": 1}, "project": {"id": 1}})
+    assert time.monotonic() - t0 < 1
+    assert r.status_code == 200 and r.json()["status"] == "ignored"
+    assert "basic auth" in r.json()["reason"]
+    r = requests.post(ecsnet.url + "/labelstudio/webhook", data=b"not json", timeout=5)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
 
 
 def test_brush_predictions_equal_ecsnets_masks(label_studio, backend, images, foreign, ecsnet):
@@ -230,3 +245,48 @@ def test_config_labels_the_model_lacks_and_classes_the_config_lacks(backend, ima
     r = requests.post(backend.url + "/labelstudio/predict", json=body, auth=(USER, PASSWORD),
                       timeout=10)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_label_config"
+
+
+def test_webhook_loop_fine_tunes_on_choices(label_studio, backend, images):
+    """Image-level Choices annotated in Label Studio reach a dataset and start a fine-tuning
+    job that runs to the end; its model is served next (Label Studio's model_version moves)."""
+    ls = label_studio
+    desc = "Tagged by hand.\necsnet-dataset: lsloop\necsnet-train-every: 2\necsnet-train-steps: 3"
+    pid = ls.api("POST", "/api/projects", json={"title": "ecsnet loop", "description": desc,
+                                                "label_config": config(choices=True)}).json()["id"]
+    chosen = list(images.values())[:2]
+    for path, _ in chosen:
+        with open(path, "rb") as f:
+            ls.api("POST", f"/api/projects/{pid}/import", files={"file": (path.name, f)})
+    register(ls, backend, pid)
+    t0 = time.monotonic()
+    r = requests.post(backend.url + "/labelstudio/webhook", json={"action": "PROJECT_UPDATED"},
+                      timeout=5)
+    assert time.monotonic() - t0 < 1 and r.json()["status"] == "ignored"
+    for t in tasks_of(ls, pid):
+        path, labels = local_image(ls, images, t)
+        ls.api("POST", f"/api/tasks/{t['id']}/annotations", json={"result": [{
+            "from_name": "tags", "to_name": "image", "type": "choices",
+            "value": {"choices": labels}}]})
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    job = None
+    end = time.monotonic() + 180
+    while time.monotonic() < end:
+        jobs = requests.get(backend.url + "/admin/jobs", headers=admin, timeout=5).json()["jobs"]
+        if jobs and jobs[0]["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+            job = jobs[0]
+            break
+        time.sleep(0.5)
+    assert job is not None, backend.lines[-20:]
+    assert job["status"] == "succeeded", job
+    assert job["request"]["dataset"] == "lsloop" and job["request"]["steps"] == 3
+    ds = backend.data_dir / "datasets" / "lsloop"
+    lines = sorted((ds / "labels.txt").read_text().split("\n")[:-1])
+    want = sorted(f"ls-{pid}-{t['id']} " + " ".join(str(CLASSES.index(n) + 1) for n in labs)
+                  for t in tasks_of(ls, pid) for labs in [local_image(ls, images, t)[1]])
+    assert lines == want
+    assert len(list((ds / "JPEGImages").glob("*.jpg"))) == 2
+    assert job["result"]["activated"] is True
+    setup = requests.post(backend.url + "/labelstudio/setup", auth=(USER, PASSWORD), json={},
+                          timeout=5).json()
+    assert setup["model_version"] == "ecsnet-synth-small@%d" % job["result"]["model"]["version"]

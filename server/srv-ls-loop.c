@@ -74,10 +74,10 @@ static void read_settings(const char *desc, loop_settings *ls) {
   *ls = (loop_settings){.every = 10, .steps = 200};
   for (const char *p = desc ? desc : ""; *p;) {
     size_t n = strcspn(p, "\r\n");
-    char line[128] = "", val[80] = "";
+    char line[128] = "", val[64] = "";
     snprintf(line, sizeof line, "%.*s", (int)(n < 127 ? n : 127), p);
     if (sscanf(line, " ecsnet-dataset: %63s", val) == 1 && plain(val))
-      snprintf(ls->dataset, sizeof ls->dataset, "%s", val);
+      memcpy(ls->dataset, val, sizeof ls->dataset);
     int v;
     if (sscanf(line, " ecsnet-train-every: %d", &v) == 1 && v >= 1 && v <= 100000) ls->every = v;
     if (sscanf(line, " ecsnet-train-steps: %d", &v) == 1 && v >= 1 && v <= 1000000) ls->steps = v;

@@ -9,7 +9,7 @@ LISTEN     ?= 127.0.0.1:8080
 MODEL      ?=
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python test-ui bench format format-check clean test-deploy test-k8s
+.PHONY: all deps build run test test-c test-python test-ui test-integrations bench format format-check clean test-deploy test-k8s
 
 all: build
 
@@ -51,6 +51,11 @@ test-k8s:
 # The web page in Debian's chromium, driven by Playwright (installs both when missing).
 test-ui: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/ui/run.sh
+
+# Label Studio, pycocotools, cvat-sdk and the Python client against the real server
+# (tests/integrations/run.sh; its own .venv-int, built on first use).
+test-integrations: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/integrations/run.sh
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

@@ -33,7 +33,7 @@ typedef struct param {
 
 static const char *const k_output_names[API_OUT_COUNT] = {
     "cam", "erased_cam", "mask", "cam_mask", "ecs_mask", "head_mask", "scores", "erased_image",
-    "overlay", "erase_region",
+    "overlay", "erase_region", "coco", "polygons",
 };
 
 const char *api_output_name(unsigned bit) {
@@ -159,7 +159,7 @@ static bool output_item(api_cam_request *req, const char *s, size_t n, api_error
   if (!bit)
     return api_fail(err, 422, "unknown_output",
                     "unknown output '%.*s' (cam, erased_cam, mask, cam_mask, ecs_mask, "
-                    "head_mask, scores, erased_image, overlay, erase_region)",
+                    "head_mask, scores, erased_image, overlay, erase_region, coco, polygons)",
                     (int)(n > 40 ? 40 : n), s);
   req->outputs |= bit;
   return true;
@@ -343,7 +343,7 @@ static bool check_png(const api_cam_request *req, api_error *err) {
       return api_fail(err, 400, "ambiguous_request", "'label' only applies to format=png");
     return true;
   }
-  unsigned img = req->outputs & ~(unsigned)API_OUT_SCORES;
+  unsigned img = req->outputs & ~(unsigned)API_OUT_NOT_PICTURE;
   if (!req->outputs_given || img == 0 || (img & (img - 1)) || img != req->outputs)
     return api_fail(err, 400, "ambiguous_request",
                     "format=png needs 'outputs' naming exactly one image output");

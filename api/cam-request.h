@@ -35,13 +35,17 @@ typedef enum api_output {
   API_OUT_ERASED_IMAGE = 1u << 7,
   API_OUT_OVERLAY = 1u << 8,
   API_OUT_ERASE_REGION = 1u << 9, /* the erase region R: 255 erased, 0 kept */
+  API_OUT_COCO = 1u << 10,         /* the combined mask's classes as COCO compressed RLE */
+  API_OUT_POLYGONS = 1u << 11,     /* the combined mask's classes as polygon rings */
 } api_output;
-#define API_OUT_COUNT 10
+#define API_OUT_COUNT 12
+/* The outputs that are not pictures (never a format=png answer). */
+#define API_OUT_NOT_PICTURE (API_OUT_SCORES | API_OUT_COCO | API_OUT_POLYGONS)
 #define API_OUT_DEFAULT (API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_SCORES)
 /* The outputs that need the erasing branch (ecs_infer_opts.want_erased). */
 #define API_OUT_ERASING                                                                            \
   (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK | API_OUT_ERASED_IMAGE |                   \
-   API_OUT_ERASE_REGION)
+   API_OUT_ERASE_REGION | API_OUT_COCO | API_OUT_POLYGONS)
 
 /* "cam", "erased_cam", ... for one bit; NULL for anything else. */
 const char *api_output_name(unsigned bit);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "base64.h"
+#include "mask-formats.h"
 #include "ecs/path.h"
 
 /* A fast zlib level: at libpng's default (6) encoding a few PNGs took 15% of a request's time
@@ -211,6 +212,25 @@ static bool render_cams(const api_cam_request *req, const api_model_info *info,
   return true;
 }
 
+/* coco and polygons: the combined mask's classes as COCO RLE and as rings. */
+static bool render_regions(const api_cam_request *req, const api_model_info *info,
+                           const ecs_cam_result *res, json_t *root, api_error *err) {
+  if (!(req->outputs & (API_OUT_COCO | API_OUT_POLYGONS))) return true;
+  if (!res->mask) return missing(err, "mask");
+  if (req->outputs & API_OUT_COCO) {
+    json_t *c = api_coco_json(info, res->mask, res->w, res->h);
+    if (!c) return api_fail(err, 503, "out_of_memory", "the server is short of memory");
+    json_object_set_new(root, "coco", c);
+  }
+  if (req->outputs & API_OUT_POLYGONS) {
+    json_t *p = api_polygons_json(info, res->mask, res->w, res->h, API_POLYGON_TOLERANCE);
+    if (!p) return api_fail(err, 503, "out_of_memory", "the server is short of memory");
+    json_object_set_new(root, "polygons",
+                        json_pack("{s:f, s:o}", "tolerance", API_POLYGON_TOLERANCE, "classes", p));
+  }
+  return true;
+}
+
 static bool render_json(const api_cam_request *req, const api_model_info *info,
                         const ecs_image *img, const ecs_cam_result *res, const api_cam_timings *t,
                         json_t *root, api_error *err) {
@@ -227,6 +247,7 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
                                           "score", res->scores[k - 1]));
   }
   if (!render_cams(req, info, res, root, err)) return false;
+  if (!render_regions(req, info, res, root, err)) return false;
   for (size_t p = 0; p < N_PICS; p++) {
     if (!(req->outputs & k_pics[p].bit)) continue;
     const char *name = api_output_name(k_pics[p].bit);
@@ -320,6 +341,30 @@ static ecs_status write_scores(const char *dir, const api_model_info *info,
   return ECS_OK;
 }
 
+/* coco.json and polygons.json: the same JSON as the answer's "coco" and "polygons". */
+static ecs_status write_regions(const char *dir, const api_cam_request *req,
+                                const api_model_info *info, const ecs_cam_result *res,
+                                ecs_err *e) {
+  for (int i = 0; i < 2; i++) {
+    unsigned bit = i == 0 ? API_OUT_COCO : API_OUT_POLYGONS;
+    if (!(req->outputs & bit)) continue;
+    if (!res->mask) return ecs_err_set(e, ECS_ERR_INVALID, "the result has no mask");
+    json_t *j = i == 0 ? api_coco_json(info, res->mask, res->w, res->h)
+                       : json_pack("{s:f, s:o}", "tolerance", API_POLYGON_TOLERANCE, "classes",
+                                   api_polygons_json(info, res->mask, res->w, res->h,
+                                                     API_POLYGON_TOLERANCE));
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text) return ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
+    char path[ECS_PATH_MAX];
+    ecs_status st = ecs_path_fmt(path, sizeof path, e, "%s/%s.json", dir, api_output_name(bit));
+    if (st == ECS_OK) st = ecs_file_write(path, text, strlen(text), e);
+    free(text);
+    if (st != ECS_OK) return st;
+  }
+  return ECS_OK;
+}
+
 ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
                                const api_model_info *info, const ecs_image *img,
                                const ecs_cam_result *res, ecs_err *e) {
@@ -347,5 +392,6 @@ ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
   }
   if (st == ECS_OK && (req->outputs & API_OUT_SCORES) && res->scores)
     st = write_scores(dir, info, res, e);
+  if (st == ECS_OK) st = write_regions(dir, req, info, res, e);
   return st;
 }

@@ -31,8 +31,10 @@ bool api_cam_render(const api_cam_request *req, const api_model_info *info, cons
 /* Writes the outputs req asks for as files in dir (which must exist), with exactly the pixels
  * api_cam_render puts in an answer: cam_NAME.png and erased_cam_NAME.png per label (8-bit
  * grey), mask.png, cam_mask.png, ecs_mask.png, head_mask.png (VOC palette), erased_image.png
- * and overlay.png (RGB), erase_region.png (grey, 255 erased), and for scores scores.txt (one "NAME SCORE" line per class, " *" after the labels used). NAME is
- * the class name. On failure err names the file. `ecsnet cam` is its user. */
+ * and overlay.png (RGB), erase_region.png (grey, 255 erased), for scores scores.txt (one "NAME
+ * SCORE" line per class, " *" after the labels used), for coco and polygons coco.json and
+ * polygons.json (the answer's "coco" and "polygons"). NAME is the class name. On failure err
+ * names the file. `ecsnet cam` is its user. */
 ecs_status api_cam_write_files(const char *dir, const api_cam_request *req,
                                const api_model_info *info, const ecs_image *img,
                                const ecs_cam_result *res, ecs_err *err);

@@ -66,7 +66,8 @@ static bool infer_opts(const api_cam_request *req, const api_model_info *info, f
  * asked for then is a 422 naming the label; the other outputs work for every id. */
 static bool masks_available(const api_cam_request *req, const api_model_info *info,
                             const ecs_cam_result *r, api_error *err) {
-  const unsigned masks = API_OUT_MASK | API_OUT_CAM_MASK | API_OUT_ECS_MASK | API_OUT_HEAD_MASK;
+  const unsigned masks = API_OUT_MASK | API_OUT_CAM_MASK | API_OUT_ECS_MASK | API_OUT_HEAD_MASK |
+                         API_OUT_COCO | API_OUT_POLYGONS;
   if (!(req->outputs & masks) || r->cam_mask) return true;
   int id = 0;
   for (int i = 0; i < r->n_labels && !id; i++)

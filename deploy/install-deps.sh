@@ -33,10 +33,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 runtime_pkgs=(libmicrohttpd12 libjansson4 libturbojpeg0 libpng16-16 libdnnl2 libsqlite3-0
-  libgomp1 ca-certificates curl)
+  libgomp1 ca-certificates curl libcurl4)
 build_pkgs=(build-essential cmake pkg-config git libmicrohttpd-dev libjansson-dev
   libturbojpeg0-dev libpng-dev libdnnl-dev ocl-icd-opencl-dev libsqlite3-dev libcmocka-dev
-  clang libclang-rt-14-dev clang-format python3-yaml)
+  clang libclang-rt-14-dev clang-format python3-yaml libcurl4-openssl-dev)
 test_pkgs=(python3 python3-venv python3-pip python3-numpy python3-pil python3-torch
   python3-pytest python3-requests wrk curl)
 

@@ -293,6 +293,17 @@ static json_t *checked_body(srv_req *r, const field *tab, size_t nt, bool hparam
   return b;
 }
 
+/* A checked train request completed as the job records it. */
+static void complete_train(json_t *b, const char *dir, const char *base) {
+  if (!json_object_get(b, "model_name"))
+    json_object_set(b, "model_name", json_object_get(b, "dataset"));
+  if (!json_object_get(b, "steps") && !json_object_get(b, "epochs")) /* the job records it */
+    json_object_set_new(b, "epochs",
+                        json_integer(strtol(ecs_hparam_by_key("epochs")->dflt, NULL, 10)));
+  json_object_set_new(b, "dataset_dir", json_string(dir));
+  if (json_object_get(b, "base_model")) json_object_set_new(b, "base_path", json_string(base));
+}
+
 enum MHD_Result srv_admin_train(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
   json_t *b =
@@ -306,14 +317,20 @@ enum MHD_Result srv_admin_train(srv_req *r) {
     json_decref(b);
     return ret;
   }
-  if (!json_object_get(b, "model_name"))
-    json_object_set(b, "model_name", json_object_get(b, "dataset"));
-  if (!json_object_get(b, "steps") && !json_object_get(b, "epochs")) /* the job records it */
-    json_object_set_new(b, "epochs",
-                        json_integer(strtol(ecs_hparam_by_key("epochs")->dflt, NULL, 10)));
-  json_object_set_new(b, "dataset_dir", json_string(dir));
-  if (json_object_get(b, "base_model")) json_object_set_new(b, "base_path", json_string(base));
+  complete_train(b, dir, base);
   return submitted(r, "train", b);
+}
+
+ecs_status srv_admin_submit_train(srv *s, json_t *b, int64_t *id, ecs_err *e) {
+  char dir[PATH_MAX], base[PATH_MAX];
+  const char *bad = NULL;
+  if (!s->jobs) return ecs_err_set(e, ECS_ERR_INVALID, "admin is off");
+  if (check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], true,
+                   &bad, e) != ECS_OK ||
+      check_train(s, b, dir, base, &bad, e) != ECS_OK)
+    return e->status ? e->status : ECS_ERR_INVALID;
+  complete_train(b, dir, base);
+  return srv_jobs_submit(s->jobs, "train", b, id, e);
 }
 
 enum MHD_Result srv_admin_eval(srv_req *r) {

@@ -83,6 +83,19 @@ static const setting k_settings[] = {
      "one line per request on stdout", 0},
     {"cors-origin", T_STRING, OFF(cors_origin), 0, 0, "", NULL, "ORIGIN",
      "allowed CORS origin ('*' for any); empty: CORS off", 0},
+    {"ls-url", T_STRING, OFF(ls_url), 0, 0, "", NULL, "URL",
+     "Label Studio's base URL: task images are fetched from it alone", 0},
+    {"ls-token-file", T_STRING, OFF(ls_token_file), 0, 0, "", NULL, "FILE",
+     "file holding Label Studio's access token (legacy or personal; also ECSNET_LS_TOKEN)", 0},
+    {"ls-token", T_STRING, OFF(ls_token), 0, 0, "", NULL, "TOKEN",
+     "Label Studio's access token itself (environment or config file only)", F_NO_FLAG},
+    {"ls-auth-file", T_STRING, OFF(ls_auth_file), 0, 0, "", NULL, "FILE",
+     "file holding user:password: basic auth required on /labelstudio (also ECSNET_LS_AUTH)",
+     0},
+    {"ls-auth", T_STRING, OFF(ls_auth), 0, 0, "", NULL, "USER:PASSWORD",
+     "the basic auth credentials themselves (environment or config file only)", F_NO_FLAG},
+    {"ls-fetch-timeout-ms", T_INT, OFF(ls_fetch_timeout_ms), 100, 600000, "20000", NULL, "MS",
+     "time limit of fetching one Label Studio task image", 0},
     {"winograd", T_ENGINE, OFF(engine), 0, 0, "auto", NULL, "auto|off|2|4",
      "CPU: 3x3 convolutions at inference by Winograd F(2x2,3x3) or F(4x4,3x3)", 0},
     {"dnnl-phases", T_ENGINE, OFF(engine), 0, 0, "auto", NULL, "auto|off|N",
@@ -117,6 +130,8 @@ static ecs_status bad(ecs_err *err, const char *fmt, ...) {
   }
   return ECS_ERR_INVALID;
 }
+
+static void env_name(const char *name, char *out, size_t n);
 
 static const setting *find_setting(const char *name, size_t len) {
   for (size_t i = 0; i < N_SETTINGS; i++)
@@ -243,7 +258,9 @@ void srv_config_usage(FILE *out) {
   for (size_t i = 0; i < N_SETTINGS; i++) {
     const setting *s = &k_settings[i];
     char left[64];
-    if (s->flags & F_NO_FLAG) snprintf(left, sizeof left, "  (ECSNET_ADMIN_TOKEN)");
+    char env[48];
+    env_name(s->name, env, sizeof env);
+    if (s->flags & F_NO_FLAG) snprintf(left, sizeof left, "  (%s)", env);
     else snprintf(left, sizeof left, "  --%s %s", s->name, s->arg);
     fprintf(out, "%-32s %s", left, s->help);
     if (s->def[0]) fprintf(out, " [%s]", s->def);
@@ -321,6 +338,39 @@ static ecs_status read_token_file(srv_config *c, ecs_err *err) {
   return ECS_OK;
 }
 
+/* A secret of another file setting (Label Studio's token, basic auth credentials), trimmed. */
+static ecs_status read_secret(const char *path, const char *flag, char *out, size_t n,
+                              ecs_err *err) {
+  FILE *f = fopen(path, "r");
+  if (!f) return bad(err, "--%s: cannot read '%s': %s", flag, path, strerror(errno));
+  char buf[2048] = {0};
+  size_t got = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  char *t = trim(buf);
+  if (got == sizeof buf - 1 || strlen(t) >= n)
+    return bad(err, "--%s: the file holds more than %zu bytes", flag, n - 1);
+  if (!*t) return bad(err, "--%s: '%s' is empty", flag, path);
+  strcpy(out, t);
+  return ECS_OK;
+}
+
+static ecs_status check_ls(srv_config *c, ecs_err *err) {
+  if (c->ls_token_file[0] &&
+      read_secret(c->ls_token_file, "ls-token-file", c->ls_token, sizeof c->ls_token, err))
+    return ECS_ERR_INVALID;
+  if (c->ls_auth_file[0] &&
+      read_secret(c->ls_auth_file, "ls-auth-file", c->ls_auth, sizeof c->ls_auth, err))
+    return ECS_ERR_INVALID;
+  const char *colon = strchr(c->ls_auth, ':');
+  if (c->ls_auth[0] && (!colon || colon == c->ls_auth || strlen(colon + 1) < 8))
+    return bad(err, "--ls-auth-file: expected user:password with a password of 8 or more "
+                    "characters");
+  if (c->ls_url[0] && strncmp(c->ls_url, "http://", 7) != 0 &&
+      strncmp(c->ls_url, "https://", 8) != 0)
+    return bad(err, "--ls-url: '%s' is not an http:// or https:// URL", c->ls_url);
+  return ECS_OK;
+}
+
 ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FILE *out, bool *done,
                            ecs_err *err) {
   *done = false;
@@ -381,5 +431,5 @@ ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FI
     return ECS_ERR_INVALID;
   if (c->admin_token[0] && strlen(c->admin_token) < 16)
     return bad(err, "ECSNET_ADMIN_TOKEN: the token is shorter than 16 characters");
-  return ECS_OK;
+  return check_ls(c, err);
 }

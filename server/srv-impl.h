@@ -62,6 +62,7 @@ struct srv {
   pthread_mutex_t watch_mu;
   pthread_cond_t watch_cv;
   bool watch_init, watch_running, watch_stop;
+  struct srv_fetch *fetch; /* Label Studio task images (srv-fetch.h) */
 };
 
 typedef enum req_phase {
@@ -72,6 +73,7 @@ typedef enum req_phase {
 } req_phase;
 
 typedef struct srv_cam_state srv_cam_state; /* POST /cam only (srv-cam.c) */
+struct srv_ls_state;                        /* POST /labelstudio/predict only (srv-ls.c) */
 
 typedef struct srv_req {
   srv *s;
@@ -91,6 +93,7 @@ typedef struct srv_req {
   size_t len, cap, limit;
   uint64_t discarded; /* bytes beyond limit */
   srv_cam_state *cam;
+  struct srv_ls_state *ls;
   /* the response, stored by a worker or set when queued */
   unsigned status;
   char *resp;
@@ -139,6 +142,24 @@ enum MHD_Result srv_get_models(srv_req *r); /* /v1/models, /v1/models/{name}, /a
  * srv_cam_free releases r->cam. */
 enum MHD_Result srv_cam_start(srv_req *r);
 void srv_cam_free(srv_req *r);
+/* srv-ls.c: the Label Studio ML backend. srv_ls_open makes the image fetcher (srv_new);
+ * srv_ls_free releases r->ls. */
+ecs_status srv_ls_open(srv *s, ecs_err *err);
+enum MHD_Result srv_ls_health(srv_req *r);
+enum MHD_Result srv_ls_setup(srv_req *r);
+enum MHD_Result srv_ls_predict(srv_req *r);
+enum MHD_Result srv_ls_webhook(srv_req *r);
+void srv_ls_free(srv_req *r);
+/* With --ls-auth-file: whether r carries that basic auth; else the 401 is queued in *ret. */
+bool srv_ls_authorised(srv_req *r, enum MHD_Result *ret);
+/* Waits for the webhook loop's threads (srv-ls-loop.c), which stop between tasks once the
+ * server is stopping. */
+void srv_ls_loop_drain(void);
+/* r's body as a JSON object, or NULL with a 400 in err. */
+json_t *srv_ls_parse_body(srv_req *r, api_error *err);
+/* srv-admin.c: a train request from inside the server (the Label Studio loop), checked and
+ * queued as POST /admin/train would; b is borrowed. */
+ecs_status srv_admin_submit_train(srv *s, json_t *b, int64_t *id, ecs_err *e);
 /* srv-admin.c, after the token was checked */
 enum MHD_Result srv_admin_train(srv_req *r);
 enum MHD_Result srv_admin_eval(srv_req *r);

@@ -56,7 +56,15 @@ typedef enum srv_body {
   X(ADMIN_VERSION_DELETE, "DELETE", "/admin/models/{name}/versions/{version}",                     \
     "/admin/models/{name}/versions/{version}", srv_admin_version_delete, true, SRV_BODY_NONE)      \
   X(UI_INDEX, "GET", "/", "/", srv_get_ui_index, false, SRV_BODY_NONE)                             \
-  X(UI_ASSET, "GET", "/ui/{asset}", "/ui/{asset}", srv_get_ui_asset, false, SRV_BODY_NONE)
+  X(UI_ASSET, "GET", "/ui/{asset}", "/ui/{asset}", srv_get_ui_asset, false, SRV_BODY_NONE)         \
+  X(LS_HEALTH, "GET", "/labelstudio/health", "/labelstudio/health", srv_ls_health, false,          \
+    SRV_BODY_NONE)                                                                                 \
+  X(LS_SETUP, "POST", "/labelstudio/setup", "/labelstudio/setup", srv_ls_setup, false,             \
+    SRV_BODY_JSON)                                                                                 \
+  X(LS_PREDICT, "POST", "/labelstudio/predict", "/labelstudio/predict", srv_ls_predict, false,     \
+    SRV_BODY_UPLOAD)                                                                               \
+  X(LS_WEBHOOK, "POST", "/labelstudio/webhook", "/labelstudio/webhook", srv_ls_webhook, false,     \
+    SRV_BODY_JSON)
 
 #define SRV_ROUTE_ENUM_(id, method, pattern, label, handler, auth, body) SRV_ROUTE_##id,
 typedef enum srv_route {

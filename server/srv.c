@@ -28,6 +28,7 @@
 #include "openapi.h"
 #include "models-response.h"
 #include "registry.h"
+#include "srv-fetch.h"
 #include "srv-jobs.h"
 
 /* ---- the model slot ------------------------------------------------------------------------ */
@@ -482,6 +483,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
   srv_metrics_request(s->metrics, r->route, r->status, secs);
   srv_log_access(s, r, secs);
   srv_cam_free(r);
+  srv_ls_free(r);
   free(r->body);
   free(r->resp);
   free(r);
@@ -567,7 +569,7 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     return err ? err->status : ECS_ERR_INVALID;
   }
 
-  if ((st = srv_admin_open_jobs(s, err)) != ECS_OK) {
+  if ((st = srv_admin_open_jobs(s, err)) != ECS_OK || (st = srv_ls_open(s, err)) != ECS_OK) {
     srv_free(s);
     return st;
   }
@@ -650,7 +652,10 @@ void srv_free(srv *s) {
     if (s->pool) ecs_pool_drain(s->pool);
     MHD_stop_daemon(s->daemon);
   }
+  atomic_store(&s->stopping, true);
+  srv_ls_loop_drain(); /* its threads use the job store, the model and the fetcher */
   srv_jobs_free(s->jobs); /* a running job stops at its next op and stays resumable */
+  srv_fetch_free(s->fetch);
   ecs_pool_free(s->pool);
   srv_model_release(s->model);
   srv_metrics_free(s->metrics);

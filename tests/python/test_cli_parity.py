@@ -31,7 +31,9 @@ CASES = [
     (None, None, False, "cam,mask,scores", None),  # predicted labels
     ("dog,bird", None, False, "cam_mask,mask,erase_region", "0.05"),
     ("cat,dog", "1,1.5", False, None, "0.6"),
+    ("dog,bird", None, False, "mask,coco,polygons", None),
 ]
+JSON_OUTPUTS = ["coco", "polygons"]
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,12 @@ def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_
         compared += 1
     assert compared == sum(1 for k in wanted if k in IMAGE_OUTPUTS) + \
         len(names) * sum(1 for k in ("cam", "erased_cam") if k in wanted)
+    for key in JSON_OUTPUTS:
+        f = out / f"{key}.json"
+        if key not in wanted:
+            assert not f.exists(), key
+            continue
+        assert json.loads(f.read_text()) == j[key], key
     if "scores" in wanted:
         lines = (out / "scores.txt").read_text().splitlines()
         cli_scores = {ln.split()[0]: float(ln.split()[1]) for ln in lines}

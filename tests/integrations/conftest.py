@@ -1,0 +1,142 @@
+"""Fixtures of the integration tests: the real ecsnet-server on the shipped model, images from
+`ecsnet synth`, and ecsnet's own masks to compare every tool's decoding with.
+
+These tests run in .venv-int (deploy/install-integrations.sh), not .venv: Label Studio needs
+numpy >= 2.2. tests/integrations/run.sh runs them."""
+import base64
+import io
+import os
+import pathlib
+import re
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("ECSNET_BUILD_DIR", REPO / "build")).resolve()
+MODEL = REPO / "models" / "ecsnet-synth-small.safetensors"
+
+
+def binary(name):
+    p = BUILD / "bin" / name
+    if not p.exists():
+        pytest.fail(f"{p} is missing: build first (make build)")
+    return p
+
+
+class Server:
+    """One ecsnet-server on a free loopback port, its output collected by a thread."""
+
+    def __init__(self, *args, env=None, data_dir):
+        self.data_dir = pathlib.Path(data_dir)
+        full = {k: v for k, v in os.environ.items() if not k.startswith("ECSNET_")}
+        full.update(env or {})
+        cmd = [str(binary("ecsnet-server")), "--listen", "127.0.0.1:0", "--data-dir",
+               str(data_dir), "--shipped-model", str(MODEL), "--access-log", "off", *args]
+        self.lines, self._cv = [], threading.Condition()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     env=full, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        line = self.wait_line(r"listening on .* port (\d+)", 15)
+        if line is None:
+            self.proc.kill()
+            raise RuntimeError("ecsnet-server did not start:\n" + "\n".join(self.lines))
+        self.port = int(re.search(r"port (\d+)", line).group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._cv:
+                self.lines.append(line.rstrip("\n"))
+                self._cv.notify_all()
+
+    def wait_line(self, pattern, timeout):
+        rx, end = re.compile(pattern), time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for ln in self.lines:
+                    if rx.search(ln):
+                        return ln
+                left = end - time.monotonic()
+                if left <= 0 or self.proc.poll() is not None:
+                    return None
+                self._cv.wait(min(left, 0.1))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory):
+    """Eight synthetic benchmark images (JPEG) and their image-level labels."""
+    out = tmp_path_factory.mktemp("synth")
+    subprocess.run([str(binary("ecsnet")), "synth", "--out", str(out), "--count", "8", "--seed",
+                    "3"], check=True, capture_output=True)
+    names = (out / "classes.txt").read_text().split()
+    labels = {}
+    for ln in (out / "labels.txt").read_text().splitlines():
+        parts = ln.split()
+        labels[parts[0]] = [names[int(i) - 1] for i in parts[1:]]
+    return {i: (out / "JPEGImages" / f"{i}.jpg", labs) for i, labs in sorted(labels.items())}
+
+
+@pytest.fixture(scope="session")
+def ecsnet(tmp_path_factory):
+    s = Server(data_dir=tmp_path_factory.mktemp("data"))
+    yield s
+    s.stop()
+
+
+def cam(server, image_path, labels, outputs="mask"):
+    data = {"outputs": outputs}
+    if labels:
+        data["labels"] = ",".join(labels)
+    r = requests.post(server.url + "/cam", files={"image": image_path.read_bytes()}, data=data,
+                      timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def combined_mask(answer):
+    """The combined mask of a /cam answer as class ids (the palette PNG's indices)."""
+    img = Image.open(io.BytesIO(base64.b64decode(answer["mask"])))
+    assert img.mode == "P"
+    return np.asarray(img)
+
+
+# ---- Label Studio: started when the session starts, so its first start (migrations, 25-85 s)
+# overlaps the tests that do not need it.
+_LS = {}
+
+
+def pytest_sessionstart(session):
+    import lstudio
+    base = pathlib.Path(os.environ.get("ECSNET_IT_TMP", "/tmp")) / f"ecsnet-it-ls-{os.getpid()}"
+    _LS["ls"] = lstudio.LabelStudio(base)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    ls = _LS.pop("ls", None)
+    if ls:
+        ls.stop()
+        import shutil
+        shutil.rmtree(ls.base_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def label_studio():
+    ls = _LS["ls"]
+    secs = ls.wait_ready()
+    print(f"label-studio ready after {secs:.0f} s")
+    return ls

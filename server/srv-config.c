@@ -20,7 +20,9 @@
 #include "ecs/options.h"
 
 /* T_ENGINE: one field of srv_config.engine, named and parsed by ecs/options.h */
-typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN, T_ENGINE } ctype_t;
+/* T_CIDRS: a list of address blocks; repeated within one source it grows, from another
+ * source it is replaced (so the command line still wins over the environment). */
+typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN, T_ENGINE, T_CIDRS } ctype_t;
 
 enum { F_NO_FLAG = 1 }; /* secrets: environment and file only, never argv (ps shows argv) */
 
@@ -67,6 +69,20 @@ static const setting k_settings[] = {
      "deadline of a request; queued work past it is dropped", 0},
     {"max-connections", T_INT, OFF(max_connections), 1, 100000, "256", NULL, "N",
      "simultaneous client connections", 0},
+    {"max-connections-per-ip", T_INT, OFF(max_connections_per_ip), 1, 100000, "64", NULL, "N",
+     "connections from one client address (behind --trusted-proxy: requests in progress); "
+     "beyond it: 429",
+     0},
+    {"header-timeout-ms", T_INT, OFF(header_timeout_ms), 100, 3600000, "10000", NULL, "MS",
+     "time to receive a request's headers, and the most a kept-alive connection idles (408)",
+     0},
+    {"body-timeout-ms", T_INT, OFF(body_timeout_ms), 100, 3600000, "60000", NULL, "MS",
+     "time to receive a request's body once its headers are in (408); not the compute deadline",
+     0},
+    {"max-header-bytes", T_INT, OFF(max_header_bytes), 1024, 1048576, "8192", NULL, "BYTES",
+     "request line and header fields together (431 beyond)", 0},
+    {"trusted-proxy", T_CIDRS, OFF(trusted_proxy), 0, 0, "", NULL, "CIDR",
+     "a proxy whose X-Forwarded-For names the client (repeatable or comma-separated)", 0},
     {"http-threads", T_INT, OFF(http_threads), 1, 256, "4", NULL, "N",
      "HTTP threads (they parse and answer; inference runs on the workers)", 0},
     {"label-threshold", T_DOUBLE, OFF(label_threshold), 0, 1, "0.5", NULL, "P",
@@ -143,6 +159,86 @@ static ecs_status parse_listen(srv_config *c, const char *v, const char *where, 
   return ECS_OK;
 }
 
+bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out) {
+  char buf[64];
+  while (len && isspace((unsigned char)*text)) text++, len--;
+  while (len && isspace((unsigned char)text[len - 1])) len--;
+  if (len == 0 || len >= sizeof buf) return false;
+  memcpy(buf, text, len);
+  buf[len] = '\0';
+  char *slash = strchr(buf, '/');
+  long bits = -1;
+  if (slash) {
+    char *end;
+    *slash = '\0';
+    errno = 0;
+    bits = strtol(slash + 1, &end, 10);
+    if (errno || *end || end == slash + 1 || slash[1] == '-' || slash[1] == '+') return false;
+  }
+  memset(out, 0, sizeof *out);
+  if (inet_pton(AF_INET, buf, out->addr + 12) == 1) {
+    if (bits > 32) return false;
+    out->addr[10] = out->addr[11] = 0xff;
+    out->bits = 96 + (int)(bits < 0 ? 32 : bits);
+  } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+    if (bits > 128) return false;
+    out->bits = (int)(bits < 0 ? 128 : bits);
+  } else {
+    return false;
+  }
+  /* host bits cleared, so 10.1.2.3/8 means 10.0.0.0/8 */
+  for (int i = 0; i < 16; i++) {
+    int keep = out->bits - i * 8;
+    if (keep <= 0) out->addr[i] = 0;
+    else if (keep < 8) out->addr[i] &= (uint8_t)(0xff << (8 - keep));
+  }
+  return true;
+}
+
+bool srv_config_trusted(const srv_config *c, const uint8_t addr[16]) {
+  for (int k = 0; k < c->n_trusted; k++) {
+    const srv_cidr *b = &c->trusted[k];
+    bool in = true;
+    for (int i = 0; i < 16 && in; i++) {
+      int keep = b->bits - i * 8;
+      uint8_t mask = keep >= 8 ? 0xff : keep <= 0 ? 0 : (uint8_t)(0xff << (8 - keep));
+      in = (addr[i] & mask) == b->addr[i];
+    }
+    if (in) return true;
+  }
+  return false;
+}
+
+/* One source's --trusted-proxy value: comma-separated blocks, added to (or, from a new source,
+ * replacing) the list. */
+static ecs_status set_cidrs(srv_config *c, const setting *s, const char *v, const char *where,
+                            ecs_err *err) {
+  char src = strcmp(where, "default") == 0 ? 'd'
+             : strncmp(where, "--", 2) == 0 ? 'a'
+             : strncmp(where, "ECSNET_", 7) == 0 ? 'e'
+                                               : 'f';
+  if (src != c->trusted_src) {
+    c->trusted_proxy[0] = '\0';
+    c->n_trusted = 0;
+    c->trusted_src = src;
+  }
+  for (const char *p = v; *p;) {
+    size_t l = strcspn(p, ",");
+    if (l || p[l]) {
+      if (c->n_trusted >= SRV_MAX_TRUSTED)
+        return bad(err, "%s: more than %d proxies", where, SRV_MAX_TRUSTED);
+      if (!srv_cidr_parse(p, l, &c->trusted[c->n_trusted]))
+        return bad(err, "%s: '%.*s' is not an address or CIDR block", where, (int)l, p);
+      c->n_trusted++;
+    }
+    p += l + (p[l] == ',');
+  }
+  size_t have = strlen(c->trusted_proxy), add = strlen(v);
+  if (have + add + 2 > s->size) return bad(err, "%s: value is too long", where);
+  snprintf(c->trusted_proxy + have, s->size - have, "%s%s", have && add ? "," : "", v);
+  return ECS_OK;
+}
+
 static ecs_status set_value(srv_config *c, const setting *s, const char *v, const char *where,
                             ecs_err *err) {
   char *field = (char *)c + s->offset;
@@ -201,6 +297,8 @@ static ecs_status set_value(srv_config *c, const setting *s, const char *v, cons
     if (parse_listen(c, v, where, err) != ECS_OK) return ECS_ERR_INVALID;
     memcpy(field, v, strlen(v) + 1);
     return ECS_OK;
+  case T_CIDRS:
+    return set_cidrs(c, s, v, where, err);
   case T_ENGINE: {
     ecs_err e;
     ecs_err_clear(&e);

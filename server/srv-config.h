@@ -16,6 +16,14 @@
 #include "ecs/backend.h"
 #include "ecs/path.h"
 
+#define SRV_MAX_TRUSTED 32 /* --trusted-proxy CIDRs */
+
+/* An address block; IPv4 is held as ::ffff:a.b.c.d so that one comparison serves both. */
+typedef struct srv_cidr {
+  uint8_t addr[16];
+  int bits; /* prefix length over the 16 bytes (IPv4 /n: 96 + n) */
+} srv_cidr;
+
 typedef struct srv_config {
   char listen[300]; /* HOST:PORT as given */
   char host[256];   /* parsed from listen */
@@ -33,6 +41,14 @@ typedef struct srv_config {
   int max_labels;
   int request_timeout_ms;
   int max_connections;
+  int max_connections_per_ip; /* per client address (behind a trusted proxy: requests) */
+  int header_timeout_ms;      /* from accept (or the previous answer) to the end of headers */
+  int body_timeout_ms;        /* from the end of headers to the end of the body */
+  int max_header_bytes;       /* request line and header fields together */
+  char trusted_proxy[1024];   /* as given: CIDRs, comma-separated */
+  srv_cidr trusted[SRV_MAX_TRUSTED];
+  int n_trusted;
+  char trusted_src; /* which source set trusted_proxy: 'd'efault, 'f'ile, 'e'nv, 'a'rgv */
   int http_threads;
   double label_threshold;
   char admin_token_file[ECS_PATH_MAX];
@@ -60,6 +76,11 @@ ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FI
  * "file:3"). */
 ecs_status srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
                           ecs_err *err);
+
+/* Parses "ADDR[/BITS]" (IPv4 or IPv6) into out; false when it is not one. */
+bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out);
+/* Whether addr (16 bytes, IPv4 mapped) is in one of the --trusted-proxy blocks. */
+bool srv_config_trusted(const srv_config *c, const uint8_t addr[16]);
 
 /* Writes the --help text. */
 void srv_config_usage(FILE *out);

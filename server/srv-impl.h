@@ -31,6 +31,7 @@
 #include "ecs/pool.h"
 #include "model.h"
 #include "srv-config.h"
+#include "srv-conn.h"
 #include "srv-metrics.h"
 #include "srv-routes.h"
 #include "srv.h"
@@ -57,6 +58,7 @@ struct srv {
   atomic_bool stopping;
   uint64_t start_ns;
   struct srv_jobs *jobs; /* background training and evaluation (srv-jobs.h) */
+  srv_conns *conns;      /* per-client limits and timeouts (srv-conn.h) */
 };
 
 typedef enum req_phase {
@@ -75,7 +77,9 @@ typedef struct srv_req {
   char id[80];
   char method[16];
   char path[256];
-  char remote[64];
+  char remote[64];            /* the client: the peer, or X-Forwarded-For behind a proxy */
+  uint8_t client_key[16];     /* the same, as 16 bytes */
+  bool client_counted;        /* a proxied client's request, counted in srv.conns */
   srv_route route;
   srv_param params[SRV_MAX_PARAMS]; /* the route's {name} segments, in r->path */
   int n_params;

@@ -239,8 +239,9 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   *out = NULL;
   ecs_infer_opts dflt = {0};
   const ecs_infer_opts *o = opts ? opts : &dflt;
-  if (!rgb || h < 8 || w < 8)
-    return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least 8x8 pixels needed", w, h);
+  if (!rgb || h < ECS_MODEL_MIN_SIDE || w < ECS_MODEL_MIN_SIDE)
+    return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least %dx%d pixels needed", w, h,
+                       ECS_MODEL_MIN_SIDE, ECS_MODEL_MIN_SIDE);
   if (o->n_scales < 0 || o->n_scales > ECS_MAX_SCALES)
     return ecs_err_set(err, ECS_ERR_INVALID, "at most %d scales", ECS_MAX_SCALES);
   for (int i = 0; i < o->n_scales; i++)

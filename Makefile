@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 LISTEN     ?= 127.0.0.1:8080
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python bench format format-check clean
+.PHONY: all deps build run test test-c test-python bench fuzz format format-check clean
 
 all: build
 
@@ -36,6 +36,11 @@ test-python: build
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh
+
+# A longer libFuzzer campaign than CI's (tests/fuzz/run.sh): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu')
 format:

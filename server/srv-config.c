@@ -159,56 +159,6 @@ static ecs_status parse_listen(srv_config *c, const char *v, const char *where, 
   return ECS_OK;
 }
 
-bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out) {
-  char buf[64];
-  while (len && isspace((unsigned char)*text)) text++, len--;
-  while (len && isspace((unsigned char)text[len - 1])) len--;
-  if (len == 0 || len >= sizeof buf) return false;
-  memcpy(buf, text, len);
-  buf[len] = '\0';
-  char *slash = strchr(buf, '/');
-  long bits = -1;
-  if (slash) {
-    char *end;
-    *slash = '\0';
-    errno = 0;
-    bits = strtol(slash + 1, &end, 10);
-    if (errno || *end || end == slash + 1 || slash[1] == '-' || slash[1] == '+') return false;
-  }
-  memset(out, 0, sizeof *out);
-  if (inet_pton(AF_INET, buf, out->addr + 12) == 1) {
-    if (bits > 32) return false;
-    out->addr[10] = out->addr[11] = 0xff;
-    out->bits = 96 + (int)(bits < 0 ? 32 : bits);
-  } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
-    if (bits > 128) return false;
-    out->bits = (int)(bits < 0 ? 128 : bits);
-  } else {
-    return false;
-  }
-  /* host bits cleared, so 10.1.2.3/8 means 10.0.0.0/8 */
-  for (int i = 0; i < 16; i++) {
-    int keep = out->bits - i * 8;
-    if (keep <= 0) out->addr[i] = 0;
-    else if (keep < 8) out->addr[i] &= (uint8_t)(0xff << (8 - keep));
-  }
-  return true;
-}
-
-bool srv_config_trusted(const srv_config *c, const uint8_t addr[16]) {
-  for (int k = 0; k < c->n_trusted; k++) {
-    const srv_cidr *b = &c->trusted[k];
-    bool in = true;
-    for (int i = 0; i < 16 && in; i++) {
-      int keep = b->bits - i * 8;
-      uint8_t mask = keep >= 8 ? 0xff : keep <= 0 ? 0 : (uint8_t)(0xff << (8 - keep));
-      in = (addr[i] & mask) == b->addr[i];
-    }
-    if (in) return true;
-  }
-  return false;
-}
-
 /* One source's --trusted-proxy value: comma-separated blocks, added to (or, from a new source,
  * replacing) the list. */
 static ecs_status set_cidrs(srv_config *c, const setting *s, const char *v, const char *where,

@@ -81,6 +81,10 @@ ecs_status srv_config_set(srv_config *c, const char *name, const char *value, co
 bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out);
 /* Whether addr (16 bytes, IPv4 mapped) is in one of the --trusted-proxy blocks. */
 bool srv_config_trusted(const srv_config *c, const uint8_t addr[16]);
+/* The client named by an X-Forwarded-For value: the last entry that is not itself a trusted
+ * proxy, as text (out: 64 bytes) and 16 bytes (key); false when the last entry is no address.
+ * (srv-addr.c, as srv_cidr_parse and srv_config_trusted.) */
+bool srv_xff_client(const srv_config *cfg, const char *xff, char *out, uint8_t key[16]);
 
 /* Writes the --help text. */
 void srv_config_usage(FILE *out);

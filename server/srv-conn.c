@@ -250,29 +250,6 @@ bool srv_conn_proxied(const srv_conn *c) { return c && c->trusted; }
 
 /* ---- the client address ------------------------------------------------------------------------ */
 
-/* The last entry of X-Forwarded-For that is not a trusted proxy (every proxy appends the
- * address it got the request from, so the entries left of an untrusted one may be forged). */
-static bool xff_client(const srv_config *cfg, const char *xff, char *out, uint8_t key[16]) {
-  size_t end = strlen(xff);
-  bool found = false;
-  while (end > 0) {
-    size_t start = end;
-    while (start > 0 && xff[start - 1] != ',') start--;
-    const char *p = xff + start;
-    size_t l = end - start;
-    while (l && (*p == ' ' || *p == '\t')) p++, l--;
-    while (l && (p[l - 1] == ' ' || p[l - 1] == '\t')) l--;
-    srv_cidr a;
-    if (l == 0 || memchr(p, '/', l) || !srv_cidr_parse(p, l, &a)) break; /* not an address */
-    memcpy(key, a.addr, 16);
-    snprintf(out, 64, "%.*s", (int)l, p);
-    found = true;
-    if (!srv_config_trusted(cfg, a.addr)) break;
-    end = start ? start - 1 : 0;
-  }
-  return found;
-}
-
 void srv_conn_client(const srv_config *cfg, const srv_conn *c, const char *xff, char *out,
                      uint8_t key[16]) {
   if (!c) {
@@ -280,7 +257,7 @@ void srv_conn_client(const srv_config *cfg, const srv_conn *c, const char *xff, 
     memset(key, 0, 16);
     return;
   }
-  if (c->trusted && xff && xff_client(cfg, xff, out, key)) return;
+  if (c->trusted && xff && srv_xff_client(cfg, xff, out, key)) return;
   snprintf(out, 64, "%s", c->peer_text);
   memcpy(key, c->peer, 16);
 }

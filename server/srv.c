@@ -153,7 +153,7 @@ enum MHD_Result srv_fail(srv_req *r, unsigned status, const char *code, const ch
 enum MHD_Result srv_answer_json(srv_req *r, unsigned status, json_t *j) {
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
-  if (!s) return srv_fail(r, 500, "internal_error", "cannot build the response");
+  if (!s) return srv_fail(r, 503, "out_of_memory", "the server is short of memory");
   return srv_respond(r, status, "application/json", s, strlen(s), false);
 }
 

@@ -617,7 +617,9 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   socklen_t sl;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+  /* poll, not epoll: with epoll, libmicrohttpd 0.9.75 misses the end of a connection whose
+   * client closed it in the middle of an upload, and holds it until its idle timeout */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG * 0;
   struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;

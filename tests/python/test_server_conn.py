@@ -190,6 +190,23 @@ def test_an_idle_kept_alive_connection_is_closed_without_a_word(server_factory):
     assert metric(s, "ecsnet_connections_timed_out_total", '{phase="keepalive"}') == 1
 
 
+def test_aborted_uploads_free_their_connection_at_once(server_factory):
+    """A client that closes in the middle of a body: the connection is gone within a moment,
+    not held until a timeout (libmicrohttpd's epoll mode missed that end, so the server polls),
+    and a client aborting many uploads does not lock itself out of its share."""
+    s = server_factory("--max-connections-per-ip", "8", "--request-timeout-ms", "30000")
+    for _ in range(40):
+        c = raw(s.port)
+        c.sendall(b"POST /cam HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                  b"Content-Length: 1000\r\n\r\n" + b"\x89PNG" * 20)
+        c.close()
+    deadline = time.monotonic() + 3
+    while metric(s, "ecsnet_connections_open") > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(s, "ecsnet_connections_open") == 1  # the probe's own
+    assert s.get("/health/live").status_code == 200
+
+
 def test_headers_over_the_limit_are_431(server_factory):
     s = server_factory("--max-header-bytes", "2048")
     assert s.get("/health/live", headers={"X-Pad": "a" * 1500}).status_code == 200

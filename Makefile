@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 LISTEN     ?= 127.0.0.1:8080
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python bench fuzz format format-check clean
+.PHONY: all deps build run test test-c test-python bench fuzz soak reliability format format-check clean
 
 all: build
 
@@ -41,6 +41,16 @@ bench: build
 FUZZ_SECONDS ?= 300
 fuzz: deps
 	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# The 20-minute soak (mixed traffic, training jobs, model swaps; RSS and descriptor curve in
+# $(BUILD)/reliability/), and CI's short reliability pass: a 2-minute soak, SIGKILL crash
+# consistency and a full disk (tests/reliability/run.sh).
+SOAK_MINUTES ?= 20
+soak: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) ECSNET_RELIABILITY=soak bash tests/reliability/run.sh $(SOAK_MINUTES)
+
+reliability: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/reliability/run.sh 2
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu')
 format:

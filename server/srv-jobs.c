@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -462,6 +463,7 @@ static void *runner_main(void *arg) {
     j->m_step = j->m_total = j->m_loss = j->m_ips = 0;
     pthread_mutex_unlock(&j->mu);
     srv_jobrun(j, id, kind, req, resume, &j->cancel, &j->shutdown);
+    malloc_trim(0); /* a job's arenas and dataset cache back to the system, not kept idle */
     json_decref(req);
     pthread_mutex_lock(&j->mu);
     j->running_id = 0;

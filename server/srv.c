@@ -14,6 +14,7 @@
 #include "srv-impl.h"
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ void srv_model_release(srv_model_ref *m) {
   if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
     api_model_free(m->model);
     free(m);
+    malloc_trim(0); /* a swapped-out model's weights and arenas go back to the system */
   }
 }
 

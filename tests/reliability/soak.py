@@ -6,10 +6,12 @@ a body, then the socket closed), oversized ones (a declared body past --max-body
 metrics and model listings, and unknown routes. Meanwhile an admin thread trains short jobs
 that activate their model (a swap each time), activates older versions back and forth, and
 deletes versions no longer needed. The server's RSS and open descriptors are sampled all along;
-the descriptor count is compared at quiet moments (no request in flight).
+RSS and descriptors are compared at quiet moments (no request in flight, no job running),
+after the warm-up, every sixth of the rest and at the end.
 
-Passes when: the server never dies, no answer is a 5xx, RSS grows by at most --max-growth-mb
-after the warm-up, and the quiet descriptor count at the end equals the one after warm-up.
+Passes when: the server never dies, no answer is a 5xx, the quiet RSS grows by at most
+--max-growth-mb over the first quiet sample, and the quiet descriptor count at the end equals
+the first one.
 
 Usage: soak.py --minutes M [--clients N] [--json FILE]"""
 import argparse
@@ -141,10 +143,15 @@ def client(s, tally, stop, pause, images, rng):
                 tally.busy -= 1
 
 
-def trainer(s, stop, events, rng):
+def trainer(s, stop, events, rng, pause, idle):
     """Short jobs that activate their model, activations back and forth, deletions."""
     n = 0
     while not stop.is_set():
+        if pause.is_set():
+            idle.set()
+            time.sleep(0.05)
+            continue
+        idle.clear()
         try:
             r = admin(s, "POST", "/admin/train",
                       json=dict(FAST, dataset="syn", steps=8, seed=n, activate=True,
@@ -171,19 +178,19 @@ def trainer(s, stop, events, rng):
         stop.wait(rng.uniform(0.5, 2.0))
 
 
-def quiet_fds(pid, tally, pause):
-    """The descriptor count with no request in flight."""
+def quiet_sample(pid, tally, pause, idle):
+    """(RSS MB, descriptors) with no request in flight and no job running."""
     pause.set()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with tally.mu:
-            if tally.busy == 0:
+            if tally.busy == 0 and idle.is_set():
                 break
         time.sleep(0.05)
-    time.sleep(1.0)  # closed connections reaped
-    n = fds(pid)
+    time.sleep(1.0)  # closed connections reaped, the job's threads gone
+    out = (round(rss_kb(pid) / 1024, 1), fds(pid))
     pause.clear()
-    return n
+    return out
 
 
 def main():
@@ -194,6 +201,7 @@ def main():
     ap.add_argument("--max-growth-mb", type=float, default=20)
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-admin", action="store_true", help="requests only: no jobs, no swaps")
     a = ap.parse_args()
     total = a.minutes * 60
     warm = a.warmup if a.warmup is not None else max(20.0, 0.15 * total)
@@ -210,15 +218,24 @@ def main():
     rng = random.Random(a.seed)
     images = {"small": png(64, 48, 1), "tiny": png(1, 1, 2)}
     tally, events, stop, pause = Tally(), [], threading.Event(), threading.Event()
+    idle = threading.Event()
     threads = [threading.Thread(target=client, args=(s, tally, stop, pause, images,
                                                      random.Random(a.seed + i)), daemon=True)
                for i in range(a.clients)]
-    threads.append(threading.Thread(target=trainer, args=(s, stop, events, rng), daemon=True))
+    if a.no_admin:
+        idle.set()
+    else:
+        threads.append(threading.Thread(target=trainer, args=(s, stop, events, rng, pause, idle),
+                                        daemon=True))
     t0 = time.monotonic()
     for t in threads:
         t.start()
-    curve, fd_warm, died = [], None, False
-    step = max(2.0, total / 60)
+    # the live curve every `step` s; a quiet sample (no request, no job) after the warm-up,
+    # then every `quiet_every` s and at the end: those are what is compared
+    curve, quiet, died = [], [], False
+    step = max(2.0, total / 120)
+    quiet_every = max(20.0, (total - warm) / 6)
+    next_quiet = warm
     while time.monotonic() - t0 < total:
         time.sleep(step)
         if s.proc.poll() is not None:
@@ -227,18 +244,22 @@ def main():
         el = time.monotonic() - t0
         curve.append({"t_s": round(el, 1), "rss_mb": round(rss_kb(pid) / 1024, 1),
                       "fds": fds(pid)})
-        if fd_warm is None and el >= warm:
-            fd_warm = quiet_fds(pid, tally, pause)
-            rss_warm = rss_kb(pid) / 1024
-            print(f"soak: warm-up done at {el:.0f}s: RSS {rss_warm:.1f} MB, {fd_warm} fds",
-                  flush=True)
         print(f"soak [{el:6.1f}s] RSS {curve[-1]['rss_mb']:6.1f} MB  fds {curve[-1]['fds']:3d}",
               flush=True)
-    fd_end = quiet_fds(pid, tally, pause) if not died else None
+        if el >= next_quiet and total - el > quiet_every / 2:
+            rss, n = quiet_sample(pid, tally, pause, idle)
+            quiet.append({"t_s": round(el, 1), "rss_mb": rss, "fds": n})
+            print(f"soak: quiet at {el:.0f}s: RSS {rss} MB, {n} fds", flush=True)
+            next_quiet = el + quiet_every
+    if not died:
+        rss, n = quiet_sample(pid, tally, pause, idle)
+        quiet.append({"t_s": round(time.monotonic() - t0, 1), "rss_mb": rss, "fds": n})
     stop.set()
     for t in threads:
         t.join(timeout=120)
-    after = [c["rss_mb"] for c in curve if c["t_s"] >= warm]
+    fd_warm = quiet[0]["fds"] if quiet else None
+    fd_end = quiet[-1]["fds"] if len(quiet) > 1 else None
+    after = [q["rss_mb"] for q in quiet]
     growth = (max(after) - after[0]) if after else 0.0
     requests_total = sum(sum(v.values()) for v in tally.by_kind.values())
     rc = s.stop() if not died else s.proc.returncode
@@ -265,9 +286,10 @@ def main():
                "deletions": sum(1 for e in events if e[0] == "delete"),
                "rss_mb_after_warmup": after[0] if after else None,
                "rss_mb_max_after_warmup": max(after) if after else None,
+               "rss_mb_end": after[-1] if after else None,
                "rss_growth_mb": round(growth, 1), "fds_after_warmup": fd_warm,
                "fds_end": fd_end, "five_xx": len(tally.five), "crashes": int(died),
-               "curve": curve, "failures": failures}
+               "quiet": quiet, "curve": curve, "failures": failures}
     if a.json:
         pathlib.Path(a.json).write_text(json.dumps(summary, indent=1))
     print(f"soak: {requests_total} requests, {summary['jobs']} jobs, "

@@ -38,6 +38,8 @@ static bool infer_failed(api_error *err, const ecs_err *e) {
   switch (e->status) {
   case ECS_ERR_NOMEM: return api_fail(err, 503, "out_of_memory", "%s", e->msg);
   case ECS_ERR_CANCELLED: return api_fail(err, 503, "timeout", "the request was cancelled");
+  /* a size the engine's tensors cannot hold: the image's fault, like --max-pixels */
+  case ECS_ERR_LIMIT: return api_fail(err, 413, "too_many_pixels", "%s", e->msg);
   default: return api_fail(err, 500, "inference_failed", "%s", e->msg);
   }
 }

@@ -9,7 +9,7 @@ LISTEN     ?= 127.0.0.1:8080
 MODEL      ?=
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python test-ui test-integrations bench format format-check clean test-deploy test-k8s
+.PHONY: all deps build run test test-c test-python test-ui test-integrations bench fuzz soak reliability format format-check clean test-deploy test-k8s
 
 all: build
 
@@ -59,6 +59,21 @@ test-integrations: build
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh
+
+# A longer libFuzzer campaign than CI's (tests/fuzz/run.sh): FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# The 20-minute soak (mixed traffic, training jobs, model swaps; RSS and descriptor curve in
+# $(BUILD)/reliability/), and CI's short reliability pass: a 2-minute soak, SIGKILL crash
+# consistency and a full disk (tests/reliability/run.sh).
+SOAK_MINUTES ?= 20
+soak: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) ECSNET_RELIABILITY=soak bash tests/reliability/run.sh $(SOAK_MINUTES)
+
+reliability: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/reliability/run.sh 2
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cu')
 format:

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ecs/pool.h"
+#include "input-size.h"
 
 static double ms_since(uint64_t t0) {
   return (double)(ecs_monotonic_ns() - t0) / 1e6;
@@ -37,6 +38,8 @@ static bool infer_failed(api_error *err, const ecs_err *e) {
   switch (e->status) {
   case ECS_ERR_NOMEM: return api_fail(err, 503, "out_of_memory", "%s", e->msg);
   case ECS_ERR_CANCELLED: return api_fail(err, 503, "timeout", "the request was cancelled");
+  /* a size the engine's tensors cannot hold: the image's fault, like --max-pixels */
+  case ECS_ERR_LIMIT: return api_fail(err, 413, "too_many_pixels", "%s", e->msg);
   default: return api_fail(err, 500, "inference_failed", "%s", e->msg);
   }
 }
@@ -79,6 +82,23 @@ static bool masks_available(const api_cam_request *req, const api_model_info *in
                   id > 0 && id <= info->n_classes ? info->class_names[id - 1] : "?");
 }
 
+/* The image the model runs on under the input-size policy (input-size.h): *run stays NULL
+ * when it is img itself. An upsampled image over --max-pixels is a 413 that says so. */
+static bool run_image(const api_cam_request *req, const ecs_image *img, ecs_image **run,
+                      api_error *err) {
+  int rw, rh;
+  *run = NULL;
+  if (!api_input_size(img->width, img->height, &rw, &rh)) return true;
+  if (req->max_pixels && (uint64_t)rw * (uint64_t)rh > (uint64_t)req->max_pixels)
+    return api_fail(err, 413, "too_many_pixels",
+                    "the image is %dx%d; at the model's smallest side of %d pixels it would be "
+                    "%dx%d, more than the limit of %zu pixels",
+                    img->width, img->height, ECS_MODEL_MIN_SIDE, rw, rh, req->max_pixels);
+  ecs_err e = {0};
+  *run = ecs_image_resize(img, rw, rh, &e);
+  return *run || api_fail(err, 503, "out_of_memory", "the server is short of memory: %s", e.msg);
+}
+
 static bool compute(const api_cam_request *req, api_model *m, const api_cam_call *call,
                     ecs_image **img, ecs_cam_result **res, api_cam_timings *t, api_error *err) {
   uint64_t t0 = ecs_monotonic_ns();
@@ -93,7 +113,11 @@ static bool compute(const api_cam_request *req, api_model *m, const api_cam_call
   int labels[ECS_MAX_CLASSES];
   if (!infer_opts(req, api_model_describe(m), call->label_threshold, &o, labels, err)) return false;
   t0 = ecs_monotonic_ns();
-  st = api_model_infer(m, call->worker, call->cancel, *img, &o, res, &e);
+  ecs_image *run = NULL;
+  if (!run_image(req, *img, &run, err)) return false;
+  st = api_model_infer(m, call->worker, call->cancel, run ? run : *img, &o, res, &e);
+  ecs_image_free(run);
+  if (st == ECS_OK && run) st = api_cam_result_resize(*res, (*img)->width, (*img)->height, &e);
   t->infer_ms = ms_since(t0);
   if (st != ECS_OK) return infer_failed(err, &e);
   return masks_available(req, api_model_describe(m), *res, err);

@@ -11,6 +11,7 @@
 #include "ecs/ecsnet.h"
 #include "ecs/hparams.h"
 #include "ecs/optim.h"
+#include "ecs/path.h"
 #include "ecs/safetensors.h"
 #include "ecs/train.h"
 
@@ -116,7 +117,15 @@ static char *command_line(int argc, char **argv) {
   if (!s) return NULL;
   q += sprintf(q, "ecsnet");
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
+    /* paths as ecs_path_public has them (never the machine's directories); --opt=PATH too */
+    char pub[ECS_PATH_MAX + 64];
+    const char *a = argv[i], *eq = strchr(a, '=');
+    if (a[0] == '/') a = ecs_path_public(a, pub, sizeof pub);
+    else if (a[0] == '-' && eq && eq[1] == '/') {
+      int k = snprintf(pub, sizeof pub, "%.*s", (int)(eq + 1 - a), a);
+      if (k > 0 && (size_t)k < sizeof pub) ecs_path_public(eq + 1, pub + k, sizeof pub - (size_t)k);
+      a = pub;
+    }
     int plain = *a != 0;
     for (const char *c = a; *c; c++)
       if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./,=:+@%", *c))
@@ -383,9 +392,11 @@ int cmd_train(int argc, char **argv) {
   if (!o.resume) { /* a resumed run keeps the checkpoint's settings */
     ecs_model_config *c = ecs_model_config_mut(m);
     apply_given(&t, &c->hp);
+    char data[ECS_PATH_MAX], init[ECS_PATH_MAX];
     snprintf(c->provenance, sizeof c->provenance,
-             "trained by ecsnet %s on %s (split %s, seed %llu%s%s)", ecs_version(), t.data, o.split,
-             (unsigned long long)o.seed, t.init ? ", from " : "", t.init ? t.init : "");
+             "trained by ecsnet %s on %s (split %s, seed %llu%s%s)", ecs_version(),
+             ecs_path_public(t.data, data, sizeof data), o.split, (unsigned long long)o.seed,
+             t.init ? ", from " : "", t.init ? ecs_path_public(t.init, init, sizeof init) : "");
   }
   ecs_backend *be = NULL;
   ecs_ctx *ctx = make_ctx(dev, (int)t.threads, &be, &e);

@@ -4,6 +4,7 @@
  * 1 when the server cannot start. Signals only set a flag; the main thread does the shutdown,
  * since nothing in it is async-signal-safe. OMP_WAIT_POLICY is passive unless set: the program
  * re-executes itself once to get it (omp-wait.h), before it does anything else. */
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -51,6 +52,12 @@ int main(int argc, char **argv) {
   sigaddset(&block, SIGINT);
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &old);
+  /* Large blocks (weights, arenas, a job's buffers) always mmap'd, so freeing them returns
+   * them: glibc's threshold otherwise rises to the largest block freed, and the next ones come
+   * from heaps that keep their pages, which left the idle RSS tens of MB above its floor after
+   * training jobs and model swaps (tests/reliability/soak.py). Fewer arenas for the same. */
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_ARENA_MAX, 4);
   /* Where the CUDA backend module is, when not beside the program (the engine reads no
    * environment). */
   const char *module_path = getenv("ECSNET_BACKEND_PATH");

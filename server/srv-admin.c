@@ -268,12 +268,21 @@ static ecs_status check_eval(const srv *s, json_t *b, char dir[PATH_MAX], char p
   return st;
 }
 
+/* A failure of the job store or the registry: a full disk is the operator's to fix and says
+ * so (507), anything else is the server's fault (500). SQLite says "database or disk is full";
+ * the engine's writers pass on strerror(ENOSPC) or EDQUOT. */
+static enum MHD_Result store_fail(srv_req *r, const char *msg) {
+  if (strstr(msg, "disk is full") || strstr(msg, "No space left") || strstr(msg, "quota"))
+    return srv_fail(r, 507, "insufficient_storage", "the data directory is full: %s", msg);
+  return srv_fail(r, 500, "internal_error", "%s", msg);
+}
+
 static enum MHD_Result submitted(srv_req *r, const char *kind, json_t *req) {
   int64_t id = 0;
   ecs_err e = {0};
   ecs_status st = srv_jobs_submit(r->s->jobs, kind, req, &id, &e);
   json_decref(req);
-  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e.msg);
+  if (st != ECS_OK) return store_fail(r, e.msg);
   json_t *job = srv_jobs_get(r->s->jobs, id);
   if (!job) return srv_fail(r, 500, "internal_error", "the job was not recorded");
   return srv_answer_json(r, 202, job);
@@ -376,7 +385,7 @@ static enum MHD_Result job_answer(srv_req *r, int64_t id, ecs_status st, const e
                                   unsigned ok_status) {
   if (st == ECS_ERR_NOT_FOUND) return srv_fail(r, 404, "job_not_found", "%s", e->msg);
   if (st == ECS_ERR_CONFLICT) return srv_fail(r, 409, "conflict", "%s", e->msg);
-  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e->msg);
+  if (st != ECS_OK) return store_fail(r, e->msg);
   json_t *job = srv_jobs_get(r->s->jobs, id);
   if (!job) return srv_fail(r, 404, "job_not_found", "no job %lld", (long long)id);
   return srv_answer_json(r, ok_status, job);
@@ -499,7 +508,7 @@ enum MHD_Result srv_admin_activate(srv_req *r) {
   api_reg *reg = api_reg_open(r->s->cfg.data_dir, true, &e);
   ecs_status st = reg ? api_reg_activate(reg, name, version, &e) : e.status;
   api_reg_free(reg);
-  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e.msg);
+  if (st != ECS_OK) return store_fail(r, e.msg);
   return srv_answer_json(r, 200,
                          json_pack("{s:s, s:i, s:b, s:b}", "name", name, "version", version,
                                    "active", 1, "served", 1));
@@ -530,7 +539,7 @@ enum MHD_Result srv_admin_version_delete(srv_req *r) {
   }
   ecs_status st = reg ? api_reg_delete(reg, name, version, &e) : e.status;
   api_reg_free(reg);
-  if (st != ECS_OK) return srv_fail(r, 500, "internal_error", "%s", e.msg);
+  if (st != ECS_OK) return store_fail(r, e.msg);
   return srv_answer_json(r, 200,
                          json_pack("{s:{s:s, s:i}}", "deleted", "name", name, "version", version));
 }

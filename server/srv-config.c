@@ -20,7 +20,9 @@
 #include "ecs/options.h"
 
 /* T_ENGINE: one field of srv_config.engine, named and parsed by ecs/options.h */
-typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN, T_ENGINE } ctype_t;
+/* T_CIDRS: a list of address blocks; repeated within one source it grows, from another
+ * source it is replaced (so the command line still wins over the environment). */
+typedef enum { T_INT, T_I64, T_DOUBLE, T_STRING, T_ENUM, T_LISTEN, T_ENGINE, T_CIDRS } ctype_t;
 
 enum { F_NO_FLAG = 1 }; /* secrets: environment and file only, never argv (ps shows argv) */
 
@@ -67,6 +69,20 @@ static const setting k_settings[] = {
      "deadline of a request; queued work past it is dropped", 0},
     {"max-connections", T_INT, OFF(max_connections), 1, 100000, "256", NULL, "N",
      "simultaneous client connections", 0},
+    {"max-connections-per-ip", T_INT, OFF(max_connections_per_ip), 1, 100000, "64", NULL, "N",
+     "connections from one client address (behind --trusted-proxy: requests in progress); "
+     "beyond it: 429",
+     0},
+    {"header-timeout-ms", T_INT, OFF(header_timeout_ms), 100, 3600000, "10000", NULL, "MS",
+     "time to receive a request's headers, and the most a kept-alive connection idles (408)",
+     0},
+    {"body-timeout-ms", T_INT, OFF(body_timeout_ms), 100, 3600000, "60000", NULL, "MS",
+     "time to receive a request's body once its headers are in (408); not the compute deadline",
+     0},
+    {"max-header-bytes", T_INT, OFF(max_header_bytes), 1024, 1048576, "8192", NULL, "BYTES",
+     "request line and header fields together (431 beyond)", 0},
+    {"trusted-proxy", T_CIDRS, OFF(trusted_proxy), 0, 0, "", NULL, "CIDR",
+     "a proxy whose X-Forwarded-For names the client (repeatable or comma-separated)", 0},
     {"http-threads", T_INT, OFF(http_threads), 1, 256, "4", NULL, "N",
      "HTTP threads (they parse and answer; inference runs on the workers)", 0},
     {"label-threshold", T_DOUBLE, OFF(label_threshold), 0, 1, "0", NULL, "P",
@@ -110,9 +126,6 @@ static const setting k_settings[] = {
      "CUDA: cuDNN workspace per worker in MiB (0: 256)", 0},
     {"registry-watch-ms", T_INT, OFF(registry_watch_ms), 0, 3600000, "2000", NULL, "MS",
      "read the registry's active version every MS and serve it when it changes (0: never)", 0},
-    {"trusted-proxy", T_STRING, OFF(trusted_proxies), 0, 0, "", NULL, "LIST",
-     "addresses/CIDR blocks of proxies whose X-Forwarded-For names the client; empty: none",
-     0},
     {"config", T_STRING, OFF(config), 0, 0, "", NULL, "FILE",
      "read settings from FILE (lines 'name value'; '#' comments)", 0},
 };
@@ -161,6 +174,37 @@ static ecs_status parse_listen(srv_config *c, const char *v, const char *where, 
       inet_pton(AF_INET6, c->host, addr) != 1)
     return bad(err, "%s: '%s' is not an IPv4 or IPv6 address (or localhost)", where, c->host);
   c->port = (int)port;
+  return ECS_OK;
+}
+
+/* One source's --trusted-proxy value: comma-separated blocks, added to (or, from a new source,
+ * replacing) the list. */
+static ecs_status set_cidrs(srv_config *c, const setting *s, const char *v, const char *where,
+                            ecs_err *err) {
+  char src = strcmp(where, "default") == 0 ? 'd'
+             : strncmp(where, "--", 2) == 0 ? 'a'
+             : strncmp(where, "ECSNET_", 7) == 0 ? 'e'
+                                               : 'f';
+  if (src != c->trusted_src) {
+    c->trusted_proxy[0] = '\0';
+    c->n_trusted = 0;
+    c->trusted_src = src;
+  }
+  /* "" is no proxy; an empty entry elsewhere ("a,", "a,,b") is a mistake, not "none" */
+  for (const char *p = v; *v;) {
+    size_t l = strcspn(p, ",");
+    if (c->n_trusted >= SRV_MAX_TRUSTED)
+      return bad(err, "%s: more than %d proxies", where, SRV_MAX_TRUSTED);
+    if (!l) return bad(err, "%s: an empty entry in '%s'", where, v);
+    if (!srv_cidr_parse(p, l, &c->trusted[c->n_trusted]))
+      return bad(err, "%s: '%.*s' is not an address or CIDR block", where, (int)l, p);
+    c->n_trusted++;
+    if (!p[l]) break;
+    p += l + 1;
+  }
+  size_t have = strlen(c->trusted_proxy), add = strlen(v);
+  if (have + add + 2 > s->size) return bad(err, "%s: value is too long", where);
+  snprintf(c->trusted_proxy + have, s->size - have, "%s%s", have && add ? "," : "", v);
   return ECS_OK;
 }
 
@@ -222,6 +266,8 @@ static ecs_status set_value(srv_config *c, const setting *s, const char *v, cons
     if (parse_listen(c, v, where, err) != ECS_OK) return ECS_ERR_INVALID;
     memcpy(field, v, strlen(v) + 1);
     return ECS_OK;
+  case T_CIDRS:
+    return set_cidrs(c, s, v, where, err);
   case T_ENGINE: {
     ecs_err e;
     ecs_err_clear(&e);
@@ -427,8 +473,6 @@ ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FI
   if (c->train_threads > c->threads)
     return bad(err, "--train-threads %d exceeds --threads %d", c->train_threads, c->threads);
   if (c->admin_token_file[0] && read_token_file(c, err) != ECS_OK) return ECS_ERR_INVALID;
-  if (srv_proxies_parse(c->trusted_proxies, c->proxies, &c->n_proxies, err) != ECS_OK)
-    return ECS_ERR_INVALID;
   if (c->admin_token[0] && strlen(c->admin_token) < 16)
     return bad(err, "ECSNET_ADMIN_TOKEN: the token is shorter than 16 characters");
   return check_ls(c, err);

@@ -15,7 +15,14 @@
 
 #include "ecs/backend.h"
 #include "ecs/path.h"
-#include "srv-proxy.h"
+
+#define SRV_MAX_TRUSTED 32 /* --trusted-proxy CIDRs */
+
+/* An address block; IPv4 is held as ::ffff:a.b.c.d so that one comparison serves both. */
+typedef struct srv_cidr {
+  uint8_t addr[16];
+  int bits; /* prefix length over the 16 bytes (IPv4 /n: 96 + n) */
+} srv_cidr;
 
 typedef struct srv_config {
   char listen[300]; /* HOST:PORT as given */
@@ -34,6 +41,14 @@ typedef struct srv_config {
   int max_labels;
   int request_timeout_ms;
   int max_connections;
+  int max_connections_per_ip; /* per client address (behind a trusted proxy: requests) */
+  int header_timeout_ms;      /* from accept (or the previous answer) to the end of headers */
+  int body_timeout_ms;        /* from the end of headers to the end of the body */
+  int max_header_bytes;       /* request line and header fields together */
+  char trusted_proxy[1024];   /* as given: CIDRs, comma-separated */
+  srv_cidr trusted[SRV_MAX_TRUSTED];
+  int n_trusted;
+  char trusted_src; /* which source set trusted_proxy: 'd'efault, 'f'ile, 'e'nv, 'a'rgv */
   int http_threads;
   double label_threshold;
   char admin_token_file[ECS_PATH_MAX];
@@ -42,9 +57,6 @@ typedef struct srv_config {
   char access_log[8];    /* on | off */
   char cors_origin[256]; /* empty: CORS off */
   int registry_watch_ms; /* how often models/ACTIVE is read (srv-watch.c); 0: never */
-  char trusted_proxies[1024]; /* addresses and CIDR blocks whose X-Forwarded-For is believed */
-  srv_cidr proxies[SRV_MAX_PROXIES]; /* parsed from trusted_proxies */
-  int n_proxies;
   /* The Label Studio ML backend (/labelstudio, srv-ls.c) */
   char ls_url[512];                /* Label Studio's base URL; "": task images only as data: */
   char ls_token_file[ECS_PATH_MAX];
@@ -72,6 +84,15 @@ ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FI
  * "file:3"). */
 ecs_status srv_config_set(srv_config *c, const char *name, const char *value, const char *where,
                           ecs_err *err);
+
+/* Parses "ADDR[/BITS]" (IPv4 or IPv6) into out; false when it is not one. */
+bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out);
+/* Whether addr (16 bytes, IPv4 mapped) is in one of the --trusted-proxy blocks. */
+bool srv_config_trusted(const srv_config *c, const uint8_t addr[16]);
+/* The client named by an X-Forwarded-For value: the last entry that is not itself a trusted
+ * proxy, as text (out: 64 bytes) and 16 bytes (key); false when the last entry is no address.
+ * (srv-addr.c, as srv_cidr_parse and srv_config_trusted.) */
+bool srv_xff_client(const srv_config *cfg, const char *xff, char *out, uint8_t key[16]);
 
 /* Writes the --help text. */
 void srv_config_usage(FILE *out);

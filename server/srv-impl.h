@@ -31,6 +31,7 @@
 #include "ecs/pool.h"
 #include "model.h"
 #include "srv-config.h"
+#include "srv-conn.h"
 #include "srv-metrics.h"
 #include "srv-routes.h"
 #include "srv.h"
@@ -63,6 +64,7 @@ struct srv {
   pthread_cond_t watch_cv;
   bool watch_init, watch_running, watch_stop;
   struct srv_fetch *fetch; /* Label Studio task images (srv-fetch.h) */
+  srv_conns *conns;      /* per-client limits and timeouts (srv-conn.h) */
 };
 
 typedef enum req_phase {
@@ -82,7 +84,9 @@ typedef struct srv_req {
   char id[80];
   char method[16];
   char path[256];
-  char remote[64];
+  char remote[64];            /* the client: the peer, or X-Forwarded-For behind a proxy */
+  uint8_t client_key[16];     /* the same, as 16 bytes */
+  bool client_counted;        /* a proxied client's request, counted in srv.conns */
   srv_route route;
   srv_param params[SRV_MAX_PARAMS]; /* the route's {name} segments, in r->path */
   int n_params;

@@ -16,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct srv_jobs {
   srv_jobs_env env;
@@ -78,6 +81,28 @@ static int exec_locked(srv_jobs *j, const char *sql, ecs_err *err) {
 
 static void *runner_main(void *arg);
 
+/* Checkpoint writes a crash cut short leave checkpoint.safetensors.tmp.* beside the checkpoint
+ * (the rename never happened); nothing reads them, and each is a model's size. The job store
+ * is the only writer under jobs/, so at open none is being written. */
+static void sweep_checkpoint_temps(const char *data_dir) {
+  char base[ECS_PATH_MAX], dir[ECS_PATH_MAX], f[ECS_PATH_MAX];
+  if (ecs_path_join(base, sizeof base, data_dir, "jobs", NULL) != ECS_OK) return;
+  DIR *d = opendir(base);
+  if (!d) return;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.' || ecs_path_join(dir, sizeof dir, base, e->d_name, NULL) != ECS_OK)
+      continue;
+    DIR *jd = opendir(dir);
+    if (!jd) continue;
+    for (struct dirent *t; (t = readdir(jd));)
+      if (strncmp(t->d_name, "checkpoint.safetensors.tmp.", 27) == 0 &&
+          ecs_path_join(f, sizeof f, dir, t->d_name, NULL) == ECS_OK)
+        (void)unlink(f);
+    closedir(jd);
+  }
+  closedir(d);
+}
+
 srv_jobs *srv_jobs_open(const srv_jobs_env *env, ecs_err *err) {
   srv_jobs *j = calloc(1, sizeof *j);
   if (!j) {
@@ -116,6 +141,7 @@ srv_jobs *srv_jobs_open(const srv_jobs_env *env, ecs_err *err) {
     srv_jobs_free(j);
     return NULL;
   }
+  sweep_checkpoint_temps(j->data_dir);
   if (env->start_runner) {
     if (pthread_create(&j->runner, NULL, runner_main, j) != 0) {
       ecs_err_set(err, ECS_ERR_NOMEM, "cannot start the job runner");
@@ -437,6 +463,7 @@ static void *runner_main(void *arg) {
     j->m_step = j->m_total = j->m_loss = j->m_ips = 0;
     pthread_mutex_unlock(&j->mu);
     srv_jobrun(j, id, kind, req, resume, &j->cancel, &j->shutdown);
+    malloc_trim(0); /* a job's arenas and dataset cache back to the system, not kept idle */
     json_decref(req);
     pthread_mutex_lock(&j->mu);
     j->running_id = 0;

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const unsigned k_statuses[] = {200, 202, 204, 400, 401, 403, 404, 405,
-                                      408, 413, 415, 422, 500, 503, 0 /* other */};
+static const unsigned k_statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 408, 413,
+                                      415, 422, 429, 431, 500, 503, 507, 0 /* other */};
 #define N_STATUS (sizeof k_statuses / sizeof k_statuses[0])
 
 /* Seconds; the last bucket is +Inf. */

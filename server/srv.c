@@ -14,6 +14,7 @@
 #include "srv-impl.h"
 
 #include <jansson.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,7 @@ void srv_model_release(srv_model_ref *m) {
   if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
     api_model_free(m->model);
     free(m);
+    malloc_trim(0); /* a swapped-out model's weights and arenas go back to the system */
   }
 }
 
@@ -158,7 +160,7 @@ enum MHD_Result srv_fail(srv_req *r, unsigned status, const char *code, const ch
 enum MHD_Result srv_answer_json(srv_req *r, unsigned status, json_t *j) {
   char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
   json_decref(j);
-  if (!s) return srv_fail(r, 500, "internal_error", "cannot build the response");
+  if (!s) return srv_fail(r, 503, "out_of_memory", "the server is short of memory");
   return srv_respond(r, status, "application/json", s, strlen(s), false);
 }
 
@@ -247,6 +249,17 @@ enum MHD_Result srv_get_metrics(srv_req *r) {
   size_t len = 0;
   char *text = srv_metrics_render(s->metrics, &g, &len);
   srv_model_release(m);
+  char *conns = text ? srv_conns_metrics(s->conns) : NULL;
+  if (conns) {
+    size_t cl = strlen(conns);
+    char *both = realloc(text, len + cl + 1);
+    if (both) {
+      memcpy(both + len, conns, cl + 1);
+      text = both;
+      len += cl;
+    }
+    free(conns);
+  }
   char *jobs = text && s->jobs ? srv_jobs_metrics(s->jobs) : NULL;
   if (jobs) {
     size_t jl = strlen(jobs);
@@ -372,6 +385,43 @@ static enum MHD_Result route(srv_req *r, const char *url) {
 
 /* ---- the libmicrohttpd callbacks ------------------------------------------------------------- */
 
+static enum MHD_Result count_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+  size_t *n = cls;
+  *n += strlen(key) + (value ? strlen(value) : 0) + 4; /* "key: value\r\n" or "&key=value" */
+  (void)kind;
+  return MHD_YES;
+}
+
+/* The request line and header fields together, as they came (near enough: the query's bytes
+ * are counted decoded). */
+static size_t header_bytes(struct MHD_Connection *conn, const char *url, const char *method) {
+  size_t n = strlen(method) + strlen(url) + 12;
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, count_bytes, &n);
+  MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, count_bytes, &n);
+  return n;
+}
+
+/* The headers are in: their size, the proxied client's share, then the route table. */
+static enum MHD_Result first_call(srv_req *r, srv_conn *c, const char *url) {
+  srv *s = r->s;
+  size_t hb = header_bytes(r->conn, url, r->method);
+  if (hb > (size_t)s->cfg.max_header_bytes)
+    return srv_fail(r, 431, "headers_too_large",
+                    "the request line and headers take %zu bytes; the limit is %d", hb,
+                    s->cfg.max_header_bytes);
+  if (srv_conn_proxied(c)) {
+    if (!srv_conns_client_begin(s->conns, c, r->client_key)) {
+      r->retry_after = 1;
+      return srv_fail(r, 429, "too_many_connections",
+                      "too many requests in progress from this address "
+                      "(--max-connections-per-ip)");
+    }
+    r->client_counted = true;
+  }
+  return route(r, url);
+}
+
 static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, const char *method) {
   srv_req *r = calloc(1, sizeof *r);
   if (!r) return NULL;
@@ -384,23 +434,8 @@ static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, co
   const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
   if (rid && id_acceptable(rid)) snprintf(r->id, sizeof r->id, "%s", rid);
   else new_id(r->id, sizeof r->id);
-  const union MHD_ConnectionInfo *ci =
-      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-  if (ci && ci->client_addr) {
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-      inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->remote, sizeof r->remote);
-    else if (sa->sa_family == AF_INET6)
-      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->remote,
-                sizeof r->remote);
-  }
-  if (!r->remote[0]) strcpy(r->remote, "-");
-  if (s->cfg.n_proxies > 0) { /* behind a trusted proxy: the client it names (srv-proxy.h) */
-    char peer[sizeof r->remote];
-    memcpy(peer, r->remote, sizeof peer);
-    const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
-    srv_client_address(s->cfg.proxies, s->cfg.n_proxies, peer, xff, r->remote, sizeof r->remote);
-  }
+  const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
+  srv_conn_client(&s->cfg, srv_conn_of(conn), xff, r->remote, r->client_key);
   atomic_fetch_add(&s->in_flight, 1);
   return r;
 }
@@ -431,10 +466,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   srv *s = cls;
   srv_req *r = *state;
   if (!r) {
+    srv_conn *c = srv_conn_of(conn);
+    if (!c || srv_conn_timed_out(s->conns, c)) return MHD_NO; /* refused or reaped */
     r = req_new(s, conn, url, method);
     if (!r) return MHD_NO;
     *state = r;
-    return route(r, url);
+    enum MHD_Result ret = first_call(r, c, url);
+    srv_conn_set_phase(s->conns, c, r->receiving ? SRV_CONN_BODY : SRV_CONN_BUSY);
+    return ret;
   }
   switch (r->phase) {
   case PHASE_RECEIVING:
@@ -446,6 +485,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
       return MHD_YES;
     }
     srv_req_received(r);
+    srv_conn_set_phase(s->conns, srv_conn_of(conn), SRV_CONN_BUSY);
     if (r->discarded) return too_large(r);
     size_t n;
     return srv_route_table(&n)[r->route].handler(r);
@@ -479,7 +519,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
   if (!r) return;
   srv_req_received(r); /* a client that left mid-upload */
   double secs = (double)(ecs_monotonic_ns() - r->t0_ns) / 1e9;
-  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PHASE_ANSWERED) r->status = 499;
+  srv_conn *c = srv_conn_of(conn);
+  if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && r->phase != PHASE_ANSWERED)
+    r->status = srv_conn_timed_out(s->conns, c) ? 408 : 499;
+  if (r->client_counted) srv_conns_client_end(s->conns, r->client_key);
+  srv_conn_set_phase(s->conns, c, SRV_CONN_HEADERS); /* the next request's headers, or idle */
   srv_metrics_request(s->metrics, r->route, r->status, secs);
   srv_log_access(s, r, secs);
   srv_cam_free(r);
@@ -489,7 +533,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **state,
   free(r);
   *state = NULL;
   atomic_fetch_sub(&s->in_flight, 1);
-  (void)conn;
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
@@ -574,10 +617,17 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     return st;
   }
 
+  if ((st = srv_conns_new(&s->cfg, &s->conns, err)) != ECS_OK) {
+    srv_free(s);
+    return st;
+  }
+
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
   socklen_t sl;
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+  /* poll, not epoll: with epoll, libmicrohttpd 0.9.75 misses the end of a connection whose
+   * client closed it in the middle of an upload, and holds it until its idle timeout */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                    MHD_USE_ERROR_LOG * 0;
   struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
@@ -598,12 +648,16 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
   }
   (void)sl;
   unsigned timeout_s = (unsigned)(cfg->request_timeout_ms + 999) / 1000;
+  /* Room for --max-header-bytes of headers (answered 431 by first_call) and the read buffer;
+   * far larger headers are refused by libmicrohttpd itself. */
+  size_t conn_memory = (size_t)cfg->max_header_bytes * 2 + 32768;
   s->daemon = MHD_start_daemon(
       flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &ss,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-      MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, srv_conns_notify, s->conns,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory, MHD_OPTION_END);
   if (!s->daemon) {
     srv_free(s);
     return ecs_err_set(err, ECS_ERR_IO, "cannot listen on %s (address in use or not permitted)",
@@ -654,6 +708,7 @@ void srv_free(srv *s) {
   }
   atomic_store(&s->stopping, true);
   srv_ls_loop_drain(); /* its threads use the job store, the model and the fetcher */
+  srv_conns_free(s->conns); /* the daemon has stopped: no connection is left */
   srv_jobs_free(s->jobs); /* a running job stops at its next op and stays resumable */
   srv_fetch_free(s->fetch);
   ecs_pool_free(s->pool);

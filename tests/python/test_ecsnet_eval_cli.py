@@ -34,7 +34,7 @@ def test_train_records_command_and_log(trained):
     data, model, p = trained
     _, meta = st_io.load(model)
     cmd = meta["train_command"]
-    assert cmd.startswith("ecsnet train --data ") and f"--out {model}" in cmd and "--seed 4" in cmd
+    assert cmd.startswith("ecsnet train --data ") and f"--out {model.name}" in cmd and "--seed 4" in cmd
     log = meta["train_log"].splitlines()
     # --quiet prints nothing, but the record still has every logged step
     assert p.stdout.strip().startswith("saved")

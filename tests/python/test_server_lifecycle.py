@@ -17,7 +17,9 @@ DESIGN_FLAGS = ["--listen", "--model", "--data-dir", "--device", "--workers", "-
                 "--train-threads", "--queue", "--max-body",
                 "--max-pixels", "--max-labels", "--request-timeout-ms", "--max-connections",
                 "--label-threshold", "--admin-token-file", "--log-format", "--help",
-                "--version", "--config", "--cors-origin"]
+                "--version", "--config", "--cors-origin", "--max-connections-per-ip",
+                "--header-timeout-ms", "--body-timeout-ms", "--max-header-bytes",
+                "--trusted-proxy"]
 
 
 def run(*args, env=None, timeout=10):

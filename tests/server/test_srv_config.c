@@ -99,6 +99,12 @@ static void test_bad_usage(void **state) {
       {{"s", "--fuse", "on-ish", NULL}, "--fuse: 'on-ish' is not one of auto|off"},
       {{"s", "--tf32", "auto", NULL}, "--tf32: 'auto' is not one of on|off"},
       {{"s", "--cuda-workspace-mb", "-5", NULL}, "--cuda-workspace-mb"},
+      {{"s", "--trusted-proxy", "10.0.0.0/33", NULL}, "--trusted-proxy"},
+      {{"s", "--trusted-proxy", "proxy.local", NULL}, "not an address or CIDR block"},
+      {{"s", "--trusted-proxy", "::1/129", NULL}, "--trusted-proxy"},
+      {{"s", "--header-timeout-ms", "50", NULL}, "--header-timeout-ms"},
+      {{"s", "--max-header-bytes", "100", NULL}, "--max-header-bytes"},
+      {{"s", "--max-connections-per-ip", "0", NULL}, "--max-connections-per-ip"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     assert_int_equal(load(&c, cases[i].argv, NULL, msg), LOAD_USAGE);
@@ -120,6 +126,48 @@ static void test_bad_usage(void **state) {
   char *envp4[] = {"ECSNET_TF32=yes", NULL};
   assert_int_equal(load(&c, argv, envp4, msg), LOAD_USAGE);
   assert_non_null(strstr(msg, "ECSNET_TF32"));
+}
+
+/* The connection settings' defaults, and --trusted-proxy: repeatable and comma-separated, one
+ * source's list replacing another's, IPv4 blocks matching mapped addresses. */
+static void test_connection_settings(void **state) {
+  (void)state;
+  srv_config c;
+  char msg[ECS_ERR_MSG_MAX];
+  char *argv0[] = {"s", NULL};
+  assert_int_equal(load(&c, argv0, NULL, msg), LOAD_OK);
+  assert_int_equal(c.max_connections_per_ip, 64);
+  assert_int_equal(c.header_timeout_ms, 10000);
+  assert_int_equal(c.body_timeout_ms, 60000);
+  assert_int_equal(c.max_header_bytes, 8192);
+  assert_int_equal(c.n_trusted, 0);
+  char *envp[] = {"ECSNET_TRUSTED_PROXY=10.0.0.0/8,fd00::/8", NULL};
+  assert_int_equal(load(&c, argv0, envp, msg), LOAD_OK);
+  assert_int_equal(c.n_trusted, 2);
+  char *argv[] = {"s", "--trusted-proxy", "192.0.2.1", "--trusted-proxy=198.51.100.0/24", NULL};
+  assert_int_equal(load(&c, argv, envp, msg), LOAD_OK);
+  assert_int_equal(c.n_trusted, 2); /* the command line's two, not the environment's */
+  assert_string_equal(c.trusted_proxy, "192.0.2.1,198.51.100.0/24");
+  uint8_t a[16] = {0};
+  a[10] = a[11] = 0xff;
+  a[12] = 198, a[13] = 51, a[14] = 100, a[15] = 77;
+  assert_true(srv_config_trusted(&c, a));
+  a[14] = 101;
+  assert_false(srv_config_trusted(&c, a));
+  a[12] = 192, a[13] = 0, a[14] = 2, a[15] = 1;
+  assert_true(srv_config_trusted(&c, a));
+  a[15] = 2;
+  assert_false(srv_config_trusted(&c, a));
+  srv_cidr b;
+  assert_true(srv_cidr_parse("10.1.2.3/8", 10, &b)); /* host bits cleared */
+  assert_int_equal(b.bits, 104);
+  assert_int_equal(b.addr[12], 10);
+  assert_int_equal(b.addr[13], 0);
+  assert_true(srv_cidr_parse(" ::1 ", 5, &b));
+  assert_int_equal(b.bits, 128);
+  assert_false(srv_cidr_parse("10.0.0.1/", 9, &b));
+  assert_false(srv_cidr_parse("10.0.0.1/+8", 11, &b));
+  assert_false(srv_cidr_parse("", 0, &b));
 }
 
 static void test_help_and_version(void **state) {
@@ -236,7 +284,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),       cmocka_unit_test(test_precedence),
       cmocka_unit_test(test_bad_usage),      cmocka_unit_test(test_help_and_version),
       cmocka_unit_test(test_token_file),     cmocka_unit_test(test_shipped_model),
-      cmocka_unit_test(test_engine_options),
+      cmocka_unit_test(test_engine_options), cmocka_unit_test(test_connection_settings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,6 +219,10 @@ typedef struct ecs_cam_result {
   int64_t phi;                 /* pixels in Phi */
 } ecs_cam_result;
 
+/* The smallest image side ecs_model_infer takes (the backbone's stride); the api upsamples
+ * smaller images to it (api/input-size.h). */
+#define ECS_MODEL_MIN_SIDE 8
+
 ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, int h, int w,
                            const ecs_infer_opts *opts, ecs_cam_result **out, ecs_err *err);
 void ecs_cam_result_free(ecs_cam_result *r); /* accepts NULL */

@@ -26,6 +26,12 @@ ecs_status ecs_path_join(char *out, size_t n, const char *dir, const char *name,
 ecs_status ecs_path_fmt(char *out, size_t n, ecs_err *err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* The form of path that may go into a file others read (a model's provenance and training
+ * record): a relative path as given; an absolute one relative to the working directory when it
+ * lies below it, else its last component alone, so no record names the directories of the
+ * machine it was made on. out (n bytes) is cut short only past n. Returns out. */
+char *ecs_path_public(const char *path, char *out, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

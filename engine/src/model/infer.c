@@ -306,8 +306,9 @@ static ecs_status masks_of(const float *h1, int gh, int gw, float *up, float alp
 
 static ecs_status check_opts(const uint8_t *rgb, int h, int w, const ecs_infer_opts *o,
                              ecs_err *err) {
-  if (!rgb || h < 8 || w < 8)
-    return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least 8x8 pixels needed", w, h);
+  if (!rgb || h < ECS_MODEL_MIN_SIDE || w < ECS_MODEL_MIN_SIDE)
+    return ecs_err_set(err, ECS_ERR_INVALID, "image of %dx%d: at least %dx%d pixels needed", w, h,
+                       ECS_MODEL_MIN_SIDE, ECS_MODEL_MIN_SIDE);
   if (o->has_alpha_bg && !(o->alpha_bg >= 0.0f && o->alpha_bg <= 1.0f))
     return ecs_err_set(err, ECS_ERR_INVALID, "alpha_bg %g outside 0..1", o->alpha_bg);
   if (o->n_scales < 0 || o->n_scales > ECS_MAX_SCALES)

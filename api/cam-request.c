@@ -7,6 +7,8 @@
  * 415 for the media type, 422 for well-formed but wrong values. */
 #include "cam-request.h"
 
+#include "labels.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -287,6 +289,27 @@ static bool p_flip(api_cam_request *req, const param *p, api_error *err) {
   return api_fail(err, 422, "invalid_value", "'flip' must be true or false");
 }
 
+/* label_topk: how many of the best classes predicted labels come from, 1..API_TOPK_MAX. */
+static bool p_topk(api_cam_request *req, const param *p, api_error *err) {
+  long v = -1;
+  const char *s;
+  size_t n;
+  if (p->json && json_is_integer(p->json)) {
+    v = (long)json_integer_value(p->json);
+  } else if (text_of(p, &s, &n) && n > 0 && n < 8) {
+    char buf[8], *e;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    v = strtol(buf, &e, 10);
+    if (*e) v = -1;
+  }
+  if (v < 1 || v > API_TOPK_MAX)
+    return api_fail(err, 422, "invalid_value", "'label_topk' must be an integer in 1..%d",
+                    API_TOPK_MAX);
+  req->label_topk = (int)v;
+  return true;
+}
+
 static bool apply_params(api_cam_request *req, const param *ps, size_t n,
                          const api_cam_limits *lim, api_error *err) {
   for (size_t i = 0; i < n; i++) {
@@ -302,9 +325,11 @@ static bool apply_params(api_cam_request *req, const param *ps, size_t n,
     else if (strcmp(k, "label") == 0) ok = p_label(req, &ps[i], err);
     else if (strcmp(k, "scales") == 0) ok = p_scales(req, &ps[i], err);
     else if (strcmp(k, "flip") == 0) ok = p_flip(req, &ps[i], err);
+    else if (strcmp(k, "label_topk") == 0) ok = p_topk(req, &ps[i], err);
     else
       return api_fail(err, 422, "unknown_parameter",
-                      "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip)",
+                      "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip, "
+                      "label_topk)",
                       k);
     if (!ok) return false;
   }
@@ -472,23 +497,14 @@ void api_cam_request_free(api_cam_request *req) {
 
 bool api_cam_resolve_label(const api_label *l, const api_model_info *info, int *id,
                            api_error *err) {
+  int n = info->n_classes + info->n_groups;
   if (l->id >= 0) {
-    if (l->id > info->n_classes)
-      return api_fail(err, 422, "unknown_label", "label id %d is out of range 0..%d", l->id,
-                      info->n_classes);
+    if (l->id > n)
+      return api_fail(err, 422, "unknown_label", "label id %d is out of range 0..%d", l->id, n);
     *id = l->id;
     return true;
   }
-  for (int k = 0; k < info->n_classes; k++)
-    if (strcmp(info->class_names[k], l->name) == 0) {
-      *id = k + 1;
-      return true;
-    }
-  if (strcmp(l->name, "background") == 0) {
-    *id = 0;
-    return true;
-  }
-  return api_fail(err, 422, "unknown_label", "unknown label '%s'", l->name);
+  return api_label_resolve(info, l->name, id, err);
 }
 
 bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,

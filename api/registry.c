@@ -254,7 +254,10 @@ ecs_status api_reg_names(const api_reg *r, char (**names)[API_REG_NAME_MAX], int
 void api_model_summary_free(api_model_summary *s) {
   if (!s) return;
   free(s->classes);
+  free(s->synonyms);
+  free(s->groups);
   s->classes = NULL;
+  s->synonyms = s->groups = NULL;
   s->n_classes = 0;
 }
 
@@ -298,6 +301,10 @@ ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err
   }
   v = ecs_st_meta(f, "provenance");
   snprintf(out->provenance, sizeof out->provenance, "%s", v ? v : "");
+  if ((v = ecs_st_meta(f, "class_synonyms")) && !(out->synonyms = strdup(v)))
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  if ((v = ecs_st_meta(f, "groups")) && !(out->groups = strdup(v)))
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
 done:
   json_decref(arr);
   ecs_st_close(f);

@@ -73,10 +73,12 @@ typedef struct api_model_summary {
   char provenance[256];
   int64_t created; /* unix seconds: the file's modification time (when it was added) */
   int64_t bytes;
+  char *synonyms; /* the file's class_synonyms (JSON), malloc'd, or NULL */
+  char *groups;   /* the file's groups ("name:id,id;..."), malloc'd, or NULL */
 } api_model_summary;
 
 ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err *err);
-void api_model_summary_free(api_model_summary *s); /* frees the classes, not s; accepts NULL */
+void api_model_summary_free(api_model_summary *s); /* frees its strings, not s; accepts NULL */
 
 /* The served model (design.md, Binaries): opts->path when given; else the registry's active
  * version; else the shipped model (api_shipped_model_path), added to the registry as the next

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "cam.h"
+#include "labels.h"
 #include "ecs/ecsnet.h"
 #include "ecs/image.h"
 #include "ecs/path.h"
@@ -30,6 +31,7 @@ typedef struct cam_args {
   int want_float, flip;
   long threads;
   float label_threshold; /* 0: the model's own */
+  long label_topk;       /* 0: 3 */
 } cam_args;
 
 static int parse_cam_args(int argc, char **argv, cam_args *c) {
@@ -53,6 +55,9 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
     } else if (strcmp(o, "--label-threshold") == 0) {
       if (!(v = val(&a)) || !parse_float(v, 0.0f, 1.0f, &c->label_threshold))
         return usage("--label-threshold needs 0..1 (0: the model's own)");
+    } else if (strcmp(o, "--label-topk") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 20, &c->label_topk))
+        return usage("--label-topk needs 1..20");
     } else if (strcmp(o, "--threads") == 0) {
       if (!(v = val(&a)) || !parse_int(v, 1, 1024, &c->threads))
         return usage("--threads needs 1..1024");
@@ -123,6 +128,10 @@ static ecs_status read_image(const char *path, api_cam_request *req, ecs_err *e)
  * model's classes; the image's name goes before a decoding error. */
 static int run_failed(const api_error *ae, const cam_args *c, const api_model_info *info) {
   if (ae->status == 422) {
+    if (info->n_classes > 32) { /* the message names the closest; 1000 names are no help */
+      fprintf(stderr, "ecsnet: %s\n", ae->message);
+      return USAGE_EXIT;
+    }
     fprintf(stderr, "ecsnet: %s (the model's classes:", ae->message);
     for (int k = 0; k < info->n_classes; k++) fprintf(stderr, " %s", info->class_names[k]);
     fprintf(stderr, ")\n");
@@ -148,7 +157,7 @@ int cmd_cam(int argc, char **argv) {
   ecs_image *img = NULL;
   ecs_cam_result *r = NULL;
   api_cam_timings t;
-  api_cam_call call = {.label_threshold = c.label_threshold};
+  api_cam_call call = {.label_threshold = c.label_threshold, .label_topk = (int)c.label_topk};
   api_error ae;
   rc = 1;
   if (read_image(c.image, &req, &e) != ECS_OK) goto fail;
@@ -163,7 +172,7 @@ int cmd_cam(int argc, char **argv) {
   if (api_cam_write_files(c.out, &req, info, img, r, &e) != ECS_OK) goto fail;
   if (c.want_float && write_floats(c.out, info, r, &e) != ECS_OK) goto fail;
   printf("labels:");
-  for (int i = 0; i < r->n_labels; i++) printf(" %s", info->class_names[r->labels[i] - 1]);
+  for (int i = 0; i < r->n_labels; i++) printf(" %s", api_label_name(info, r->labels[i]));
   printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", c.out, r->w, r->h, (long long)r->phi);
   rc = 0;
   goto done;

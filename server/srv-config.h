@@ -35,6 +35,7 @@ typedef struct srv_config {
   int max_connections;
   int http_threads;
   double label_threshold;
+  int label_topk;
   char admin_token_file[ECS_PATH_MAX];
   char admin_token[256]; /* ECSNET_ADMIN_TOKEN, or read from admin_token_file at start */
   char log_format[8];    /* text | json */

@@ -18,13 +18,15 @@ from test_server_model import cam_request, decode_png, model_file, photo  # noqa
 
 IMAGE_OUTPUTS = ["mask", "cam_mask", "ecs_mask", "head_mask", "erased_image", "overlay"]
 
-# (labels, scales, flip, outputs): label names and ids, several scales, flip, every output
+# (labels, scales, flip, outputs, label_topk): label names and ids, several scales, flip, every
+# output, predicted labels from the default and from one best class
 CASES = [
-    ("dog,bird", None, False, None),
-    ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image"),
-    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores"),
-    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay"),
-    (None, None, False, "cam,mask,scores"),  # predicted labels
+    ("dog,bird", None, False, None, None),
+    ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image", None),
+    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores", None),
+    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay", None),
+    (None, None, False, "cam,mask,scores", None),  # predicted labels
+    (None, None, False, "cam,mask,scores", 1),
 ]
 
 
@@ -37,7 +39,7 @@ def one_worker(model_file, tmp_path_factory):  # noqa: F811
     s.stop()
 
 
-def run_cli(bin_path, image, model, out, labels, scales, flip, outputs):
+def run_cli(bin_path, image, model, out, labels, scales, flip, outputs, topk=None):
     cmd = [str(bin_path("ecsnet")), "cam", str(image), "--model", str(model), "--out", str(out),
            "--threads", "1"]
     if labels:
@@ -48,6 +50,8 @@ def run_cli(bin_path, image, model, out, labels, scales, flip, outputs):
         cmd += ["--flip"]
     if outputs:
         cmd += ["--outputs", outputs]
+    if topk:
+        cmd += ["--label-topk", str(topk)]
     p = subprocess.run(cmd, capture_output=True, text=True,
                        env={**os.environ, "ECSNET_DEVICE": "cpu"})
     assert p.returncode == 0, p.stderr
@@ -58,11 +62,11 @@ def pixels(img):
     return np.asarray(img)
 
 
-@pytest.mark.parametrize("labels,scales,flip,outputs", CASES)
+@pytest.mark.parametrize("labels,scales,flip,outputs,topk", CASES)
 def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_file,  # noqa: F811
-                                             tmp_path, labels, scales, flip, outputs):
+                                             tmp_path, labels, scales, flip, outputs, topk):
     out = tmp_path / "cli"
-    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs)
+    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs, topk)
     fields = {"outputs": outputs or "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,"
                                     "erased_image"}
     if labels:
@@ -71,6 +75,8 @@ def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_
         fields["scales"] = scales
     if flip:
         fields["flip"] = "true"
+    if topk:
+        fields["label_topk"] = str(topk)
     r = cam_request(one_worker, photo.read_bytes(), **fields)
     assert r.status_code == 200, r.text
     j = r.json()
@@ -132,9 +138,9 @@ def test_every_shared_option_is_compared(one_worker, bin_path):
     shared = {o.replace("-", "_") for o in cli_cam_options(bin_path)} & params
     assert {"labels", "scales", "flip", "outputs"} <= shared, shared
     covered = set()
-    for labels, scales, flip, outputs in CASES:
-        covered |= {name for name, v in (("labels", labels), ("scales", scales),
-                                         ("flip", flip), ("outputs", outputs)) if v}
+    for labels, scales, flip, outputs, topk in CASES:
+        covered |= {name for name, v in (("labels", labels), ("scales", scales), ("flip", flip),
+                                         ("outputs", outputs), ("label_topk", topk)) if v}
     assert shared <= covered, f"not compared: {sorted(shared - covered)}"
 
 

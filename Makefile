@@ -22,8 +22,9 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 	@bash engine/scripts/lite0-model.sh
 
-# Starts the server in the foreground on the shipped model (Ctrl-C stops it); MODEL=PATH serves
-# that file instead (e.g. models/ecsnet-imagenet-lite0.safetensors).
+# Starts the server in the foreground on the shipped model, ecsnet-imagenet-lite0 where make build
+# could convert it, else the synthetic model (Ctrl-C stops it); MODEL=PATH serves that file
+# instead (e.g. models/ecsnet-synth-small.safetensors).
 run: build
 	$(BUILD)/bin/ecsnet-server --listen $(LISTEN) --data-dir data$(if $(MODEL), --model $(MODEL))
 

@@ -67,6 +67,10 @@ typedef struct api_model_opts {
   /* The engine options of every worker's backend; n_threads is ignored (threads is shared
    * out among the workers). */
   ecs_backend_params engine;
+  /* When not NULL: a line for the log about the choice of model (note_n bytes; "" when there
+   * is nothing to say), e.g. a registry moved from an earlier shipped default. */
+  char *note;
+  size_t note_n;
 } api_model_opts;
 
 /* Opens the model opts names. ECS_ERR_IO when there is none anywhere (the server then runs

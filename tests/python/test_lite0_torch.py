@@ -208,13 +208,78 @@ def test_served_with_1000_classes(state, tmp_path):
         assert s.stop() == 0
 
 
-def test_shipped_default_stays_the_synthetic_model(state, tmp_path):
-    """models/ holds the ImageNet model beside the shipped one, and sorts first: the server
-    without a --model still serves the synthetic model (make run's default is unchanged)."""
+SYNTH = REPO / "models" / "ecsnet-synth-small.safetensors"
+
+
+def test_shipped_default_is_the_imagenet_model(state, tmp_path):
+    """models/ holds the synthetic model and the ImageNet model that make build converts: the
+    server without a --model serves the ImageNet one (make run's default)."""
     from test_server_fixture import Server
 
     s = Server("--device", "cpu", env={"ECSNET_SHIPPED_MODEL": "auto"}, data_dir=tmp_path / "data")
     try:
-        assert s.wait_line(r"serving model ecsnet-synth-small version 1 on cpu") is not None
+        assert s.wait_line(r"serving model ecsnet-imagenet-lite0 version 1 on cpu") is not None
+    finally:
+        assert s.stop() == 0
+
+
+def test_registry_moves_from_an_earlier_shipped_default(state, tmp_path):
+    """A registry whose active version is the synthetic model the shipped logic activated (an
+    earlier default) moves to the ImageNet model on start, with a log line; one where the user
+    activated the synthetic model keeps it."""
+    from test_admin_fixture import admin, admin_server
+    from test_server_fixture import Server
+
+    data = tmp_path / "data"
+    s = Server("--device", "cpu", env={"ECSNET_SHIPPED_MODEL": str(SYNTH)}, data_dir=data)
+    assert s.wait_line(r"serving model ecsnet-synth-small version 1") is not None
+    assert s.stop() == 0
+    assert (data / "models" / ".shipped").read_text() == "ecsnet-synth-small 1\n"
+    s = admin_server(data, env={"ECSNET_SHIPPED_MODEL": "auto"})
+    try:
+        assert s.wait_line(r"the active model was ecsnet-synth-small version 1, an earlier "
+                           r"shipped default: now ecsnet-imagenet-lite0 version 1") is not None
+        assert s.wait_line(r"serving model ecsnet-imagenet-lite0 version 1") is not None
+        # the user's own choice: the synthetic model, activated through the admin API
+        r = admin(s, "POST", "/admin/models/ecsnet-synth-small/versions/1/activate")
+        assert r.status_code == 200, r.text
+    finally:
+        assert s.stop() == 0
+    s = Server("--device", "cpu", env={"ECSNET_SHIPPED_MODEL": "auto"}, data_dir=data)
+    try:
+        assert s.wait_line(r"serving model ecsnet-synth-small version 1") is not None
+        assert not any("earlier shipped default" in ln for ln in s.lines)
+    finally:
+        assert s.stop() == 0
+
+
+def test_registry_from_before_the_marker_moves_too(state, tmp_path):
+    """A registry made before the marker existed: an active version that is byte for byte the
+    shipped synthetic model counts as the earlier default; a trained one of that name does not."""
+    from test_server_fixture import Server
+
+    data = tmp_path / "data"
+    s = Server("--device", "cpu", env={"ECSNET_SHIPPED_MODEL": str(SYNTH)}, data_dir=data)
+    assert s.wait_line(r"serving model ecsnet-synth-small version 1") is not None
+    assert s.stop() == 0
+    (data / "models" / ".shipped").unlink()
+    trained = data / "models" / "ecsnet-synth-small" / "1.safetensors"
+    t, meta = st_io.load(trained)
+    other = tmp_path / "other"
+    other.mkdir()
+    t["fc8.weight"] = t["fc8.weight"] * 0.5  # not the shipped bytes any more
+    st_io.save(other / "m.safetensors", t, meta)
+    keep = trained.read_bytes()
+    trained.chmod(0o644)
+    trained.write_bytes((other / "m.safetensors").read_bytes())
+    s = Server("--device", "cpu", env={"ECSNET_SHIPPED_MODEL": "auto"}, data_dir=data)
+    try:
+        assert s.wait_line(r"serving model ecsnet-synth-small version 1") is not None
+    finally:
+        assert s.stop() == 0
+    trained.write_bytes(keep)
+    s = Server("--device", "cpu", env={"ECSNET_SHIPPED_MODEL": "auto"}, data_dir=data)
+    try:
+        assert s.wait_line(r"serving model ecsnet-imagenet-lite0 version 1") is not None
     finally:
         assert s.stop() == 0

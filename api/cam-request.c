@@ -269,24 +269,25 @@ static bool p_scales(api_cam_request *req, const param *p, api_error *err) {
   return true;
 }
 
-static bool p_flip(api_cam_request *req, const param *p, api_error *err) {
+/* A true/false parameter (flip, refine): JSON booleans, true/1/yes, false/0/no. */
+static bool p_bool(bool *out, const param *p, api_error *err) {
   if (p->json && json_is_boolean(p->json)) {
-    req->flip = json_is_true(p->json);
+    *out = json_is_true(p->json);
     return true;
   }
   const char *s;
   size_t n;
   if (text_of(p, &s, &n)) {
     if (text_is(s, n, "true") || text_is(s, n, "1") || text_is(s, n, "yes")) {
-      req->flip = true;
+      *out = true;
       return true;
     }
     if (text_is(s, n, "false") || text_is(s, n, "0") || text_is(s, n, "no")) {
-      req->flip = false;
+      *out = false;
       return true;
     }
   }
-  return api_fail(err, 422, "invalid_value", "'flip' must be true or false");
+  return api_fail(err, 422, "invalid_value", "'%s' must be true or false", p->name);
 }
 
 /* label_topk: how many of the best classes predicted labels come from, 1..API_TOPK_MAX. */
@@ -324,12 +325,13 @@ static bool apply_params(api_cam_request *req, const param *ps, size_t n,
     else if (strcmp(k, "format") == 0) ok = p_format(req, &ps[i], err);
     else if (strcmp(k, "label") == 0) ok = p_label(req, &ps[i], err);
     else if (strcmp(k, "scales") == 0) ok = p_scales(req, &ps[i], err);
-    else if (strcmp(k, "flip") == 0) ok = p_flip(req, &ps[i], err);
+    else if (strcmp(k, "flip") == 0) ok = p_bool(&req->flip, &ps[i], err);
+    else if (strcmp(k, "refine") == 0) ok = req->refine_given = p_bool(&req->refine, &ps[i], err);
     else if (strcmp(k, "label_topk") == 0) ok = p_topk(req, &ps[i], err);
     else
       return api_fail(err, 422, "unknown_parameter",
                       "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip, "
-                      "label_topk)",
+                      "refine, label_topk)",
                       k);
     if (!ok) return false;
   }

@@ -5,7 +5,7 @@
  * Three encodings carry the same parameters: multipart/form-data (field `image` plus text
  * fields), a raw image/jpeg or image/png body (parameters in the query string), and JSON
  * ({"image": "<base64>", ...}). Parameters: labels, outputs, format, label, scales, flip,
- * label_topk. Labels are class names, synonyms, group names or ids (labels.h).
+ * refine, label_topk. Labels are class names, synonyms, group names or ids (labels.h).
  * A parameter given twice (query and body, or two form fields) is a 400; an unknown parameter
  * or value a 422, so typos never pass silently. Labels are checked for syntax here and
  * resolved against the model's classes later (api_cam_resolve_labels). */
@@ -80,6 +80,8 @@ typedef struct api_cam_request {
   float scales[API_MAX_SCALES];
   int n_scales;
   bool flip;
+  bool refine;       /* edge-aware refinement of the CAMs before the masks ... */
+  bool refine_given; /* ... when given; else the model's default */
   int label_topk;    /* 0: the caller's default (--label-topk) */
   size_t max_pixels; /* the limit the image is decoded under (api_cam_limits) */
 } api_cam_request;

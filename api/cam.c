@@ -49,6 +49,7 @@ static bool infer_opts(const api_cam_request *req, const api_model_info *info, f
   if (req->png_label_given && !api_cam_resolve_label(&req->png_label, info, &png_id, err))
     return false;
   *o = (ecs_infer_opts){.flip = req->flip,
+                        .refine = req->refine_given ? (req->refine ? 1 : -1) : 0,
                         .label_threshold = threshold,
                         .label_topk = req->label_topk > 0 ? req->label_topk : topk,
                         .want_erased = (req->outputs & API_OUT_ERASING) != 0};

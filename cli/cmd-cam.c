@@ -29,6 +29,7 @@ typedef struct cam_args {
   const char *image, *model, *out;
   const char *labels, *scales, *outputs;
   int want_float, flip;
+  const char *refine; /* "true", "false", or NULL: the model's default */
   long threads;
   float label_threshold; /* 0: the model's own */
   long label_topk;       /* 0: 3 */
@@ -50,6 +51,10 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
       c->want_float = 1;
     } else if (strcmp(o, "--flip") == 0) {
       c->flip = 1;
+    } else if (strcmp(o, "--refine") == 0) {
+      c->refine = "true";
+    } else if (strcmp(o, "--no-refine") == 0) {
+      c->refine = "false";
     } else if (strcmp(o, "--scales") == 0) {
       if (!(c->scales = val(&a))) return usage("--scales needs numbers, comma separated");
     } else if (strcmp(o, "--label-threshold") == 0) {
@@ -81,11 +86,12 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
 
 /* The options as POST /cam parameters, checked by the api's own code. */
 static int cam_request(const cam_args *c, api_cam_request *req) {
-  api_kv kv[4];
+  api_kv kv[5];
   size_t n = 0;
   if (c->labels) kv[n++] = (api_kv){"labels", c->labels};
   if (c->scales) kv[n++] = (api_kv){"scales", c->scales};
   if (c->flip) kv[n++] = (api_kv){"flip", "true"};
+  if (c->refine) kv[n++] = (api_kv){"refine", c->refine};
   kv[n++] = (api_kv){"outputs", c->outputs ? c->outputs : CAM_DEFAULT_OUTPUTS};
   api_cam_limits lim = {0};
   api_error ae;

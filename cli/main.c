@@ -43,10 +43,11 @@ int failure(const ecs_err *e) {
 static const char *g_help =
     "usage: ecsnet COMMAND ...\n"
     "  cam IMAGE --out DIR [--model MODEL] [--labels a,b] [--float] [--scales 1,0.5] [--flip]\n"
+    "      [--refine | --no-refine]\n"
     "      [--outputs cam,mask,...] [--label-threshold P] [--label-topk N] [--threads N]\n"
     "      [--device DEV]\n"
     "      CAMs, erased CAMs and masks of one image as PNGs, as POST /cam renders them;\n"
-    "      --labels, --scales, --flip and --outputs take POST /cam's values (the default\n"
+    "      --labels, --scales, --flip, --refine and --outputs take POST /cam's values (the default\n"
     "      outputs: all but overlay; erase_region.png comes with erased_image); without\n"
     "      --labels, labels scoring above --label-threshold (0: the model's own) among the\n"
     "      --label-topk (3) best classes are used, each as its group where one covers it;\n"

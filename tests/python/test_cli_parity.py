@@ -19,12 +19,14 @@ from test_server_model import cam_request, decode_png, model_file, photo  # noqa
 IMAGE_OUTPUTS = ["mask", "cam_mask", "ecs_mask", "head_mask", "erased_image", "overlay"]
 
 # (labels, scales, flip, outputs, label_topk): label names and ids, several scales, flip, every
-# output, predicted labels from the default and from one best class
+# output, predicted labels from the default and from one best class; the last item is the
+# label_topk, or "refine" for the edge-aware refinement
 CASES = [
     ("dog,bird", None, False, None, None),
     ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image", None),
     ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores", None),
     ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay", None),
+    ("cat,dog", None, False, "cam,erased_cam,mask,ecs_mask", "refine"),
     (None, None, False, "cam,mask,scores", None),  # predicted labels
     (None, None, False, "cam,mask,scores", 1),
 ]
@@ -50,7 +52,9 @@ def run_cli(bin_path, image, model, out, labels, scales, flip, outputs, topk=Non
         cmd += ["--flip"]
     if outputs:
         cmd += ["--outputs", outputs]
-    if topk:
+    if topk == "refine":
+        cmd += ["--refine"]
+    elif topk:
         cmd += ["--label-topk", str(topk)]
     p = subprocess.run(cmd, capture_output=True, text=True,
                        env={**os.environ, "ECSNET_DEVICE": "cpu"})
@@ -75,7 +79,9 @@ def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_
         fields["scales"] = scales
     if flip:
         fields["flip"] = "true"
-    if topk:
+    if topk == "refine":
+        fields["refine"] = "true"
+    elif topk:
         fields["label_topk"] = str(topk)
     r = cam_request(one_worker, photo.read_bytes(), **fields)
     assert r.status_code == 200, r.text
@@ -140,7 +146,8 @@ def test_every_shared_option_is_compared(one_worker, bin_path):
     covered = set()
     for labels, scales, flip, outputs, topk in CASES:
         covered |= {name for name, v in (("labels", labels), ("scales", scales), ("flip", flip),
-                                         ("outputs", outputs), ("label_topk", topk)) if v}
+                                         ("outputs", outputs)) if v}
+        covered |= {"refine" if topk == "refine" else "label_topk"} if topk else set()
     assert shared <= covered, f"not compared: {sorted(shared - covered)}"
 
 

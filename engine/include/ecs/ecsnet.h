@@ -101,6 +101,7 @@ typedef struct ecs_model_config {
   int bg_channel_added; /* channel 0 of fc8 was zero-initialised by the converter */
   char provenance[256];
   ecs_score_kind scores; /* metadata "scores": "sigmoid" (default) or "softmax" */
+  int refine;            /* metadata "refine": inference refines the CAMs by default (0) */
   int n_groups;          /* G named groups, ids K+1..K+G (metadata "groups") */
   char group_names[ECS_MAX_GROUPS][ECS_CLASS_NAME_MAX];
   uint16_t group_start[ECS_MAX_GROUPS + 1]; /* group g's members: group_member[start[g-1]..start[g]) */
@@ -219,6 +220,9 @@ typedef struct ecs_infer_opts {
   int want_erased; /* run the erasing branch (erased image, erased CAMs, ECS and combined mask) */
   float label_threshold; /* > 0: overrides the model's threshold for predicted labels */
   int label_topk;        /* > 0: the classes predicted labels come from (0: 3) */
+  /* edge-aware refinement of the CAMs and erased CAMs (refine.c) before the masks: 1 on, -1
+   * off, 0 the model's default (its metadata "refine") */
+  int refine;
 } ecs_infer_opts;
 
 typedef struct ecs_cam_result {

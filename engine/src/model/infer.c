@@ -216,6 +216,10 @@ static ecs_status pick_labels(const ecs_model *m, const ecs_infer_opts *o, ecs_c
   return ECS_OK;
 }
 
+static int refining(const ecs_model *m, const ecs_infer_opts *o) {
+  return o->refine > 0 || (o->refine == 0 && m->cfg.refine);
+}
+
 static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, const float *h1,
                           int gh, int gw, const ecs_infer_opts *o, const float *gwt,
                           ecs_cam_result *r, ecs_err *err) {
@@ -264,6 +268,8 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
   ecs_model_normalise(m, r->erased_image, h, w, xe);
   st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, gwt,
                err);
+  if (st == ECS_OK && refining(m, o))
+    st = ecs_h_refine(r->erased_image, h, w, r->erased_cams, r->n_labels, hp->eps, err);
   if (st != ECS_OK) goto done;
   /* step 9 at image resolution */
   r->phi = 0;
@@ -445,6 +451,8 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
     goto done;
   }
   st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, gwt, err);
+  if (st == ECS_OK && refining(m, o))
+    st = ecs_h_refine(rgb, h, w, r->cams, r->n_labels, m->cfg.hp.eps, err);
   if (st == ECS_OK) st = masks_of(m, h1, gh, gw, up, r, err);
   if (st == ECS_OK && o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, gwt, r, err);
 done:

@@ -415,6 +415,7 @@ ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, 
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "label_threshold", num, err);
     const char *sk = m->cfg.scores == ECS_SCORES_SOFTMAX ? "softmax" : "sigmoid";
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "scores", sk, err);
+    if (st == ECS_OK && m->cfg.refine) st = ecs_st_writer_meta(w, "refine", "1", err);
     char *gt = m->cfg.n_groups > 0 ? groups_text(&m->cfg) : NULL;
     if (st == ECS_OK && m->cfg.n_groups > 0)
       st = gt ? ecs_st_writer_meta(w, "groups", gt, err)
@@ -583,6 +584,7 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
     }
     cfg->scores = ECS_SCORES_SOFTMAX;
   }
+  if ((v = ecs_st_meta(f, "refine"))) cfg->refine = atoi(v) > 0;
   if ((v = ecs_st_meta(f, "groups")) && ecs_model_groups_parse(cfg, v) < 0) {
     ecs_err_set(err, ECS_ERR_FORMAT,
                 "%s: metadata groups is not \"name:id,id,...;...\" with ids 1..%d (at most %d "

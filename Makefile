@@ -9,7 +9,7 @@ LISTEN     ?= 127.0.0.1:8080
 MODEL      ?=
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python test-ui test-integrations bench fuzz soak reliability format format-check clean test-deploy test-k8s
+.PHONY: all deps build run test test-c test-python test-ui test-integrations test-photos bench fuzz soak reliability format format-check clean test-deploy test-k8s
 
 all: build
 
@@ -22,8 +22,9 @@ build: deps
 	@cmake --build $(BUILD) -j$(JOBS)
 	@bash engine/scripts/lite0-model.sh
 
-# Starts the server in the foreground on the shipped model (Ctrl-C stops it); MODEL=PATH serves
-# that file instead (e.g. models/ecsnet-imagenet-lite0.safetensors).
+# Starts the server in the foreground on the shipped model, ecsnet-imagenet-lite0 where make build
+# could convert it, else the synthetic model (Ctrl-C stops it); MODEL=PATH serves that file
+# instead (e.g. models/ecsnet-synth-small.safetensors).
 run: build
 	$(BUILD)/bin/ecsnet-server --listen $(LISTEN) --data-dir data$(if $(MODEL), --model $(MODEL))
 
@@ -56,6 +57,10 @@ test-ui: build
 # (tests/integrations/run.sh; its own .venv-int, built on first use).
 test-integrations: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/integrations/run.sh
+
+# ecsnet-imagenet-lite0 on real photos from package registries (tests/photos/run.sh).
+test-photos: build
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/photos/run.sh
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

@@ -7,6 +7,8 @@
  * 415 for the media type, 422 for well-formed but wrong values. */
 #include "cam-request.h"
 
+#include "labels.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -267,24 +269,46 @@ static bool p_scales(api_cam_request *req, const param *p, api_error *err) {
   return true;
 }
 
-static bool p_flip(api_cam_request *req, const param *p, api_error *err) {
+/* A true/false parameter (flip, refine): JSON booleans, true/1/yes, false/0/no. */
+static bool p_bool(bool *out, const param *p, api_error *err) {
   if (p->json && json_is_boolean(p->json)) {
-    req->flip = json_is_true(p->json);
+    *out = json_is_true(p->json);
     return true;
   }
   const char *s;
   size_t n;
   if (text_of(p, &s, &n)) {
     if (text_is(s, n, "true") || text_is(s, n, "1") || text_is(s, n, "yes")) {
-      req->flip = true;
+      *out = true;
       return true;
     }
     if (text_is(s, n, "false") || text_is(s, n, "0") || text_is(s, n, "no")) {
-      req->flip = false;
+      *out = false;
       return true;
     }
   }
-  return api_fail(err, 422, "invalid_value", "'flip' must be true or false");
+  return api_fail(err, 422, "invalid_value", "'%s' must be true or false", p->name);
+}
+
+/* label_topk: how many of the best classes predicted labels come from, 1..API_TOPK_MAX. */
+static bool p_topk(api_cam_request *req, const param *p, api_error *err) {
+  long v = -1;
+  const char *s;
+  size_t n;
+  if (p->json && json_is_integer(p->json)) {
+    v = (long)json_integer_value(p->json);
+  } else if (text_of(p, &s, &n) && n > 0 && n < 8) {
+    char buf[8], *e;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    v = strtol(buf, &e, 10);
+    if (*e) v = -1;
+  }
+  if (v < 1 || v > API_TOPK_MAX)
+    return api_fail(err, 422, "invalid_value", "'label_topk' must be an integer in 1..%d",
+                    API_TOPK_MAX);
+  req->label_topk = (int)v;
+  return true;
 }
 
 /* alpha_bg: a number in [0, 1], as text or a JSON number. */
@@ -323,13 +347,14 @@ static bool apply_params(api_cam_request *req, const param *ps, size_t n,
     else if (strcmp(k, "format") == 0) ok = p_format(req, &ps[i], err);
     else if (strcmp(k, "label") == 0) ok = p_label(req, &ps[i], err);
     else if (strcmp(k, "scales") == 0) ok = p_scales(req, &ps[i], err);
-    else if (strcmp(k, "flip") == 0) ok = p_flip(req, &ps[i], err);
-    else if (strcmp(k, "alpha_bg") == 0)
-      ok = p_alpha_bg(req, &ps[i], err);
+    else if (strcmp(k, "flip") == 0) ok = p_bool(&req->flip, &ps[i], err);
+    else if (strcmp(k, "alpha_bg") == 0) ok = p_alpha_bg(req, &ps[i], err);
+    else if (strcmp(k, "refine") == 0) ok = req->refine_given = p_bool(&req->refine, &ps[i], err);
+    else if (strcmp(k, "label_topk") == 0) ok = p_topk(req, &ps[i], err);
     else
       return api_fail(err, 422, "unknown_parameter",
                       "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip, "
-                      "alpha_bg)",
+                      "alpha_bg, refine, label_topk)",
                       k);
     if (!ok) return false;
   }
@@ -497,23 +522,14 @@ void api_cam_request_free(api_cam_request *req) {
 
 bool api_cam_resolve_label(const api_label *l, const api_model_info *info, int *id,
                            api_error *err) {
+  int n = info->n_classes + info->n_groups;
   if (l->id >= 0) {
-    if (l->id > info->n_classes)
-      return api_fail(err, 422, "unknown_label", "label id %d is out of range 0..%d", l->id,
-                      info->n_classes);
+    if (l->id > n)
+      return api_fail(err, 422, "unknown_label", "label id %d is out of range 0..%d", l->id, n);
     *id = l->id;
     return true;
   }
-  for (int k = 0; k < info->n_classes; k++)
-    if (strcmp(info->class_names[k], l->name) == 0) {
-      *id = k + 1;
-      return true;
-    }
-  if (strcmp(l->name, "background") == 0) {
-    *id = 0;
-    return true;
-  }
-  return api_fail(err, 422, "unknown_label", "unknown label '%s'", l->name);
+  return api_label_resolve(info, l->name, id, err);
 }
 
 bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,

@@ -5,7 +5,7 @@
  * Three encodings carry the same parameters: multipart/form-data (field `image` plus text
  * fields), a raw image/jpeg or image/png body (parameters in the query string), and JSON
  * ({"image": "<base64>", ...}). Parameters: labels, outputs, format, label, scales, flip,
- * alpha_bg.
+ * alpha_bg, refine, label_topk. Labels are class names, synonyms, group names or ids (labels.h).
  * A parameter given twice (query and body, or two form fields) is a 400; an unknown parameter
  * or value a 422, so typos never pass silently. Labels are checked for syntax here and
  * resolved against the model's classes later (api_cam_resolve_labels). */
@@ -22,6 +22,7 @@
 #define API_LABEL_MAX 64   /* bytes of a class name, NUL included */
 #define API_LABELS_HARD_MAX 256
 #define API_MAX_SCALES ECS_MAX_SCALES
+#define API_TOPK_MAX 20 /* label_topk */
 
 /* The outputs a request may ask for (the `outputs` parameter), as bits. */
 typedef enum api_output {
@@ -87,6 +88,9 @@ typedef struct api_cam_request {
   bool flip;
   bool alpha_bg_given; /* `alpha_bg`: the CAM mask's background score instead of the model's */
   float alpha_bg;
+  bool refine;       /* edge-aware refinement of the CAMs before the masks ... */
+  bool refine_given; /* ... when given; else the model's default */
+  int label_topk;    /* 0: the caller's default (--label-topk) */
   size_t max_pixels; /* the limit the image is decoded under (api_cam_limits) */
 } api_cam_request;
 
@@ -110,9 +114,10 @@ void api_cam_request_free(api_cam_request *req);
 bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *lim,
                           api_cam_request *req, api_error *err);
 
-/* Maps the request's labels to class ids 0..K of a model (0: background): 422 unknown_label
- * for a name it does not have or an id outside 0..K, 422 duplicate_label for a class named
- * twice. ids receives at most API_LABELS_HARD_MAX. */
+/* Maps the request's labels to label ids 0..K+G of a model (0: background; K+1..: groups)
+ * through api_label_resolve: 422 unknown_label or ambiguous_label for a name, unknown_label for
+ * an id outside 0..K+G, duplicate_label for a label named twice. ids receives at most
+ * API_LABELS_HARD_MAX. */
 bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,
                             int *n_ids, api_error *err);
 /* One label (the png label, `label=`) as a class id 0..K, with the same errors. */

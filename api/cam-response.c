@@ -15,6 +15,7 @@
 #include "base64.h"
 #include "mask-formats.h"
 #include "ecs/path.h"
+#include "labels.h"
 
 /* A fast zlib level: at libpng's default (6) encoding a few PNGs took 15% of a request's time
  * on a 500x375 image (docs/server.md); level 1 with a fixed filter is several times faster for
@@ -31,14 +32,34 @@ static uint8_t *png_of(const uint8_t *px, int w, int h, int channels, size_t *n,
   return out;
 }
 
-static uint8_t *png_of_mask(const uint8_t *mask, int w, int h, size_t *n, ecs_err *e) {
-  uint8_t pal[256][3];
-  ecs_voc_palette(pal);
+/* Whether every id of the mask (ECS_MASK_IGNORE aside) fits an 8-bit palette PNG (<= 254). */
+static bool mask_fits_8bit(const uint16_t *mask, size_t px) {
+  for (size_t i = 0; i < px; i++)
+    if (mask[i] > 254 && mask[i] != ECS_MASK_IGNORE) return false;
+  return true;
+}
+
+/* A mask as an 8-bit VOC palette PNG (255: ignore) when every id is <= 254, else as a 16-bit
+ * grey PNG of the ids (65535: ignore). */
+static uint8_t *png_of_mask(const uint16_t *mask, int w, int h, size_t *n, ecs_err *e) {
+  size_t px = (size_t)w * (size_t)h;
   uint8_t *out = NULL;
-  if (ecs_png_encode_palette_level(mask, w, h, (const uint8_t(*)[3])pal, 256, API_PNG_LEVEL, &out,
-                                   n, e) != ECS_OK)
+  if (!mask_fits_8bit(mask, px)) {
+    if (ecs_png_encode_grey16_level(mask, w, h, API_PNG_LEVEL, &out, n, e) != ECS_OK) return NULL;
+    return out;
+  }
+  uint8_t pal[256][3], *ix = malloc(px ? px : 1);
+  if (!ix) {
+    ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");
     return NULL;
-  return out;
+  }
+  for (size_t i = 0; i < px; i++)
+    ix[i] = mask[i] == ECS_MASK_IGNORE ? 255 : (uint8_t)mask[i];
+  ecs_voc_palette(pal);
+  ecs_status st = ecs_png_encode_palette_level(ix, w, h, (const uint8_t(*)[3])pal, 256,
+                                               API_PNG_LEVEL, &out, n, e);
+  free(ix);
+  return st == ECS_OK ? out : NULL;
 }
 
 /* A CAM in [0, 1] as 8-bit grey; NaN and values outside are clamped. */
@@ -133,13 +154,13 @@ static bool pic_present(const pic *p, const ecs_image *img, const ecs_cam_result
   if (p->kind == PIC_OVERLAY)
     return img && img->data && img->channels == 3 && img->width == r->w && img->height == r->h &&
            r->cams;
-  return *(uint8_t *const *)((const char *)r + p->off) != NULL;
+  return *(void *const *)((const char *)r + p->off) != NULL;
 }
 
 static uint8_t *png_of_pic(const pic *p, const ecs_image *img, const ecs_cam_result *r, size_t *n,
                            ecs_err *e) {
   if (p->kind == PIC_OVERLAY) return png_of_overlay(img, r, n, e);
-  const uint8_t *px = *(uint8_t *const *)((const char *)r + p->off);
+  const void *px = *(void *const *)((const char *)r + p->off);
   if (p->kind == PIC_REGION) return png_of_region(px, r->w, r->h, n, e);
   return p->kind == PIC_RGB ? png_of(px, r->w, r->h, 3, n, e) : png_of_mask(px, r->w, r->h, n, e);
 }
@@ -151,13 +172,12 @@ static const pic *pic_of(unsigned bit) {
 }
 
 static const char *class_name(const api_model_info *info, int id) {
-  if (id == 0) return "background";
-  if (id >= 1 && id <= info->n_classes) return info->class_names[id - 1];
-  return "";
+  const char *s = api_label_name(info, id);
+  return s ? s : "";
 }
 
 static bool well_formed(const ecs_cam_result *r) {
-  return r && r->w > 0 && r->h > 0 && r->n_labels >= 0 && r->n_labels <= ECS_MAX_CLASSES;
+  return r && r->w > 0 && r->h > 0 && r->n_labels >= 0 && r->n_labels <= ECS_MAX_LABELS;
 }
 
 /* ---- the answer ------------------------------------------------------------------------- */
@@ -185,6 +205,49 @@ static bool missing(api_error *err, const char *what) {
 
 static json_t *label_json(const api_model_info *info, int id) {
   return json_pack("{s:i, s:s}", "id", id, "name", class_name(info, id));
+}
+
+/* A label of the result: its id, name, kind, whether it was predicted, and its score. */
+static json_t *used_label_json(const api_model_info *info, const ecs_cam_result *r, int id) {
+  json_t *j = label_json(info, id);
+  json_object_set_new(j, "kind", json_string(id > info->n_classes ? "group" : "class"));
+  json_object_set_new(j, "predicted", json_boolean(r->predicted));
+  if (r->scores && id >= 1 && id <= r->n_classes + r->n_groups)
+    json_object_set_new(j, "score", json_real(r->scores[id - 1]));
+  return j;
+}
+
+/* Every id the asked-for masks hold, named: "mask_ids" [{id, name}], ascending; the ignore value
+ * (255 in an 8-bit mask, 65535 in a 16-bit one) as "ignore". "mask_bits": 8 or 16. */
+static void mask_ids_json(const api_cam_request *req, const api_model_info *info,
+                          const ecs_cam_result *r, json_t *root) {
+  const unsigned bits[] = {API_OUT_MASK, API_OUT_CAM_MASK, API_OUT_ECS_MASK, API_OUT_HEAD_MASK};
+  const uint16_t *masks[] = {r->mask, r->cam_mask, r->ecs_mask, r->head_mask};
+  size_t px = (size_t)r->w * (size_t)r->h;
+  uint8_t *seen = calloc(ECS_MAX_LABELS + 1, 1);
+  bool any = false, ignore = false, wide = false;
+  if (!seen) return;
+  for (int m = 0; m < 4; m++) {
+    if (!(req->outputs & bits[m]) || !masks[m]) continue;
+    any = true;
+    wide |= !mask_fits_8bit(masks[m], px);
+    for (size_t i = 0; i < px; i++) {
+      uint16_t v = masks[m][i];
+      if (v == ECS_MASK_IGNORE) ignore = true;
+      else if (v <= ECS_MAX_LABELS) seen[v] = 1;
+    }
+  }
+  if (any) {
+    json_t *list = json_array();
+    for (int id = 0; id <= ECS_MAX_LABELS; id++)
+      if (seen[id]) json_array_append_new(list, label_json(info, id));
+    if (ignore)
+      json_array_append_new(list, json_pack("{s:i, s:s}", "id", wide ? ECS_MASK_IGNORE : 255,
+                                            "name", "ignore"));
+    json_object_set_new(root, "mask_ids", list);
+    json_object_set_new(root, "mask_bits", json_integer(wide ? 16 : 8));
+  }
+  free(seen);
 }
 
 static bool render_cams(const api_cam_request *req, const api_model_info *info,
@@ -237,12 +300,13 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
   json_t *labels = json_array();
   json_object_set_new(root, "labels", labels);
   for (int i = 0; i < res->n_labels; i++)
-    json_array_append_new(labels, label_json(info, res->labels[i]));
+    json_array_append_new(labels, used_label_json(info, res, res->labels[i]));
+  mask_ids_json(req, info, res, root);
   if (req->outputs & API_OUT_SCORES) {
     if (!res->scores) return missing(err, "scores");
     json_t *sc = json_array();
     json_object_set_new(root, "scores", sc);
-    for (int k = 1; k <= info->n_classes; k++)
+    for (int k = 1; k <= res->n_classes + res->n_groups; k++)
       json_array_append_new(sc, json_pack("{s:i, s:s, s:f}", "id", k, "name", class_name(info, k),
                                           "score", res->scores[k - 1]));
   }
@@ -331,7 +395,7 @@ static ecs_status write_scores(const char *dir, const api_model_info *info,
   if (st != ECS_OK) return st;
   FILE *f = fopen(path, "w");
   if (!f) return ecs_err_set(e, ECS_ERR_IO, "%s: %s", path, strerror(errno));
-  for (int k = 1; k <= info->n_classes; k++) {
+  for (int k = 1; k <= res->n_classes + res->n_groups; k++) {
     bool used = false;
     for (int i = 0; i < res->n_labels; i++)
       used |= res->labels[i] == k;

@@ -46,40 +46,25 @@ static bool infer_failed(api_error *err, const ecs_err *e) {
 
 /* The request as the engine's options, its labels resolved against info. */
 static bool infer_opts(const api_cam_request *req, const api_model_info *info, float threshold,
-                       ecs_infer_opts *o, int *labels, api_error *err) {
+                       int topk, ecs_infer_opts *o, int *labels, api_error *err) {
   int ids[API_LABELS_HARD_MAX], n_ids = 0, png_id;
   if (!api_cam_resolve_labels(req, info, ids, &n_ids, err)) return false;
   if (req->png_label_given && !api_cam_resolve_label(&req->png_label, info, &png_id, err))
     return false;
   *o = (ecs_infer_opts){.flip = req->flip,
+                        .refine = req->refine_given ? (req->refine ? 1 : -1) : 0,
                         .label_threshold = threshold,
+                        .label_topk = req->label_topk > 0 ? req->label_topk : topk,
                         .want_erased = (req->outputs & API_OUT_ERASING) != 0,
                         .has_alpha_bg = req->alpha_bg_given,
                         .alpha_bg = req->alpha_bg};
   /* Background (0) is implicit in every mask and has no CAM of its own. */
-  for (int i = 0; i < n_ids && o->n_labels < ECS_MAX_CLASSES; i++)
+  for (int i = 0; i < n_ids && o->n_labels < ECS_MAX_LABELS; i++)
     if (ids[i] > 0) labels[o->n_labels++] = ids[i];
   o->labels = o->n_labels ? labels : NULL;
   o->n_scales = req->n_scales < ECS_MAX_SCALES ? req->n_scales : ECS_MAX_SCALES;
   memcpy(o->scales, req->scales, sizeof(float) * (size_t)o->n_scales);
   return true;
-}
-
-/* Masks are 8-bit: the engine leaves them out for a label above ECS_MAX_MASK_ID. A mask output
- * asked for then is a 422 naming the label; the other outputs work for every id. */
-static bool masks_available(const api_cam_request *req, const api_model_info *info,
-                            const ecs_cam_result *r, api_error *err) {
-  const unsigned masks = API_OUT_MASK | API_OUT_CAM_MASK | API_OUT_ECS_MASK | API_OUT_HEAD_MASK |
-                         API_OUT_COCO | API_OUT_POLYGONS;
-  if (!(req->outputs & masks) || r->cam_mask) return true;
-  int id = 0;
-  for (int i = 0; i < r->n_labels && !id; i++)
-    if (r->labels[i] > ECS_MAX_MASK_ID) id = r->labels[i];
-  return api_fail(err, 422, "unsupported_output",
-                  "masks hold class ids up to %d, and label %d ('%s') is above: ask for outputs "
-                  "without masks (cam, erased_cam, scores, erased_image, overlay)",
-                  ECS_MAX_MASK_ID, id,
-                  id > 0 && id <= info->n_classes ? info->class_names[id - 1] : "?");
 }
 
 /* The image the model runs on under the input-size policy (input-size.h): *run stays NULL
@@ -110,8 +95,10 @@ static bool compute(const api_cam_request *req, api_model *m, const api_cam_call
     return api_fail(err, 503, "model_not_ready",
                     "the request is valid, but no model is loaded yet; retry later");
   ecs_infer_opts o;
-  int labels[ECS_MAX_CLASSES];
-  if (!infer_opts(req, api_model_describe(m), call->label_threshold, &o, labels, err)) return false;
+  int labels[ECS_MAX_LABELS];
+  if (!infer_opts(req, api_model_describe(m), call->label_threshold, call->label_topk, &o, labels,
+                  err))
+    return false;
   t0 = ecs_monotonic_ns();
   ecs_image *run = NULL;
   if (!run_image(req, *img, &run, err)) return false;
@@ -120,7 +107,7 @@ static bool compute(const api_cam_request *req, api_model *m, const api_cam_call
   if (st == ECS_OK && run) st = api_cam_result_resize(*res, (*img)->width, (*img)->height, &e);
   t->infer_ms = ms_since(t0);
   if (st != ECS_OK) return infer_failed(err, &e);
-  return masks_available(req, api_model_describe(m), *res, err);
+  return true;
 }
 
 bool api_cam_compute(const api_cam_request *req, api_model *m, const api_cam_call *call,

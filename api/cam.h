@@ -37,6 +37,7 @@ typedef struct api_cam_call {
   int worker;                /* the calling worker's index, 0..n_workers-1 of the model */
   const atomic_bool *cancel; /* set when the client has gone or the deadline passed; NULL */
   float label_threshold;     /* class score above which a label is predicted; 0: the model's */
+  int label_topk;            /* the best classes predicted labels come from; 0: 3 */
   uint64_t t0_ns;            /* when the request arrived (ecs_monotonic_ns); 0: unknown */
   double queue_ms;           /* how long it waited for a worker */
 } api_cam_call;

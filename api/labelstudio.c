@@ -3,6 +3,8 @@
  * flat lists of tags and attributes, and only five tag names matter here. */
 #include "labelstudio.h"
 
+#include "labels.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,13 +186,16 @@ bool api_ls_parse_config(const char *xml, api_ls_config *c, api_error *err) {
 
 /* ---- tasks ------------------------------------------------------------------------------ */
 
-/* The model's class id of a name (case-insensitive), or 0. */
+/* The model's label id (class or group) of a name, by the api's one resolver (labels.h:
+ * case-insensitive, synonyms, group names), or 0 for a name the model lacks. */
 static int class_id(const api_model_info *info, const char *name, size_t len) {
-  for (int k = 1; k <= info->n_classes; k++) {
-    const char *cn = info->class_names[k - 1];
-    if (strlen(cn) == len && strncasecmp(cn, name, len) == 0) return k;
-  }
-  return 0;
+  char buf[API_LABEL_MAX];
+  if (len >= sizeof buf) return 0;
+  memcpy(buf, name, len);
+  buf[len] = '\0';
+  int id = 0;
+  api_error ignore;
+  return api_label_resolve(info, buf, &id, &ignore) && id > 0 ? id : 0;
 }
 
 static void add_task_label(api_ls_task *t, const api_model_info *info, const char *s, size_t len) {
@@ -200,11 +205,12 @@ static void add_task_label(api_ls_task *t, const api_model_info *info, const cha
     len--;
   int k = class_id(info, s, len);
   if (!k || t->n_labels >= API_LABELS_HARD_MAX) return;
+  const char *name = api_label_name(info, k);
   for (int i = 0; i < t->n_labels; i++)
-    if (strcmp(t->labels[i].name, info->class_names[k - 1]) == 0) return;
+    if (strcmp(t->labels[i].name, name) == 0) return;
   api_label *l = &t->labels[t->n_labels++];
   l->id = -1;
-  snprintf(l->name, sizeof l->name, "%s", info->class_names[k - 1]);
+  snprintf(l->name, sizeof l->name, "%s", name);
 }
 
 /* The choices of the newest annotation that holds the Choices control. */
@@ -264,9 +270,10 @@ void api_ls_model_version(const api_model_info *info, char *out, size_t n) {
 /* The config's label for class k (its own spelling), or NULL. */
 static const char *config_label(const api_ls_control *k, const api_model_info *info, int id) {
   if (!k->present) return NULL;
-  const char *cn = info->class_names[id - 1];
-  for (int i = 0; i < k->n_labels; i++)
-    if (strcasecmp(k->labels[i], cn) == 0) return k->labels[i];
+  for (int i = 0; i < k->n_labels; i++) {
+    int cid = class_id(info, k->labels[i], strlen(k->labels[i]));
+    if (cid == id) return k->labels[i];
+  }
   return NULL;
 }
 

@@ -2,11 +2,13 @@
  * (mask-formats.h has the formats). */
 #include "mask-formats.h"
 
+#include "labels.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-void api_mask_class_stats(const uint8_t *mask, int w, int h, uint8_t cls, api_mask_stats *st) {
+void api_mask_class_stats(const uint16_t *mask, int w, int h, uint16_t cls, api_mask_stats *st) {
   *st = (api_mask_stats){.x0 = w, .y0 = h, .x1 = -1, .y1 = -1};
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
@@ -34,7 +36,7 @@ static size_t coco_put(char *s, size_t at, long x) {
   return at;
 }
 
-char *api_coco_rle(const uint8_t *mask, int w, int h, uint8_t cls) {
+char *api_coco_rle(const uint16_t *mask, int w, int h, uint16_t cls) {
   size_t px = (size_t)w * (size_t)h;
   /* At most px + 1 runs; a run of up to 2^36 takes 8 groups. */
   long *runs = malloc((px + 2) * sizeof *runs);
@@ -92,7 +94,7 @@ static void put_run(bits *w, uint8_t v, size_t count) {
   }
 }
 
-uint8_t *api_ls_brush_rle(const uint8_t *mask, int w, int h, uint8_t cls, size_t *n) {
+uint8_t *api_ls_brush_rle(const uint16_t *mask, int w, int h, uint16_t cls, size_t *n) {
   size_t px = (size_t)w * (size_t)h, total = px * 4;
   /* Every pixel may start a run: 27 bits each, plus the 53-bit header. */
   size_t cap = (px * 27 + 53) / 8 + 2 + (total / 65536 + 1) * 4;
@@ -124,12 +126,12 @@ uint8_t *api_ls_brush_rle(const uint8_t *mask, int w, int h, uint8_t cls, size_t
 /* Directions of a boundary edge: E, S, W, N; the class's pixels lie on its right on screen. */
 static const int k_dx[4] = {1, 0, -1, 0}, k_dy[4] = {0, 1, 0, -1};
 
-static bool in_cls(const uint8_t *mask, int w, int h, int x, int y, uint8_t cls) {
+static bool in_cls(const uint16_t *mask, int w, int h, int x, int y, uint16_t cls) {
   return x >= 0 && y >= 0 && x < w && y < h && mask[(size_t)y * (size_t)w + (size_t)x] == cls;
 }
 
 /* The boundary edges leaving each corner (w+1 x h+1), one bit per direction. */
-static uint8_t *edge_bits(const uint8_t *mask, int w, int h, uint8_t cls) {
+static uint8_t *edge_bits(const uint16_t *mask, int w, int h, uint16_t cls) {
   size_t W = (size_t)w + 1;
   uint8_t *out = calloc(W * ((size_t)h + 1), 1);
   if (!out) return NULL;
@@ -294,7 +296,7 @@ void api_rings_free(api_rings *r) {
   *r = (api_rings){0};
 }
 
-bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double tol, api_rings *out) {
+bool api_mask_polygons(const uint16_t *mask, int w, int h, uint16_t cls, double tol, api_rings *out) {
   *out = (api_rings){0};
   size_t W = (size_t)w + 1, nv = W * ((size_t)h + 1);
   uint8_t *eb = edge_bits(mask, w, h, cls), *used = calloc(nv, 1);
@@ -317,28 +319,29 @@ bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double to
 /* ---- JSON ------------------------------------------------------------------------------- */
 
 static const char *name_of(const api_model_info *info, int id) {
-  return id >= 1 && id <= info->n_classes ? info->class_names[id - 1] : "";
+  const char *s = api_label_name(info, id);
+  return s ? s : "";
 }
 
-/* Which class ids 1..K occur in mask. */
-static void present(const api_model_info *info, const uint8_t *mask, size_t px, bool *seen) {
-  memset(seen, 0, 256 * sizeof *seen);
+/* Which label ids 1..K+G occur in mask (n_ids + 1 flags, malloc'd; NULL when out of memory). */
+static bool *present(const api_model_info *info, const uint16_t *mask, size_t px, int *n_ids) {
+  *n_ids = info->n_classes + info->n_groups;
+  bool *seen = calloc((size_t)*n_ids + 1, sizeof *seen);
+  if (!seen) return NULL;
   for (size_t p = 0; p < px; p++)
-    seen[mask[p]] = true;
-  for (int k = info->n_classes + 1; k < 256; k++)
-    seen[k] = false;
-  seen[0] = false;
+    if (mask[p] >= 1 && mask[p] <= *n_ids) seen[mask[p]] = true;
+  return seen;
 }
 
-json_t *api_coco_json(const api_model_info *info, const uint8_t *mask, int w, int h) {
-  bool seen[256];
-  present(info, mask, (size_t)w * (size_t)h, seen);
-  json_t *list = json_array();
-  for (int k = 1; list && k < 256; k++) {
+json_t *api_coco_json(const api_model_info *info, const uint16_t *mask, int w, int h) {
+  int n_ids;
+  bool *seen = present(info, mask, (size_t)w * (size_t)h, &n_ids);
+  json_t *list = seen ? json_array() : NULL;
+  for (int k = 1; list && k <= n_ids; k++) {
     if (!seen[k]) continue;
     api_mask_stats st;
-    api_mask_class_stats(mask, w, h, (uint8_t)k, &st);
-    char *counts = api_coco_rle(mask, w, h, (uint8_t)k);
+    api_mask_class_stats(mask, w, h, (uint16_t)k, &st);
+    char *counts = api_coco_rle(mask, w, h, (uint16_t)k);
     json_t *item = counts ? json_pack("{s:i, s:s, s:{s:[i, i], s:s}, s:I, s:[i, i, i, i]}", "id", k,
                                       "name", name_of(info, k), "segmentation", "size", h, w,
                                       "counts", counts, "area", (json_int_t)st.area, "bbox", st.x0,
@@ -347,9 +350,10 @@ json_t *api_coco_json(const api_model_info *info, const uint8_t *mask, int w, in
     free(counts);
     if (!item || json_array_append_new(list, item) != 0) {
       json_decref(list);
-      return NULL;
+      list = NULL;
     }
   }
+  free(seen);
   return list;
 }
 
@@ -370,25 +374,26 @@ static json_t *rings_json(const api_rings *r) {
   return rings;
 }
 
-json_t *api_polygons_json(const api_model_info *info, const uint8_t *mask, int w, int h,
+json_t *api_polygons_json(const api_model_info *info, const uint16_t *mask, int w, int h,
                           double tol) {
-  bool seen[256];
-  present(info, mask, (size_t)w * (size_t)h, seen);
-  json_t *list = json_array();
-  for (int k = 1; list && k < 256; k++) {
+  int n_ids;
+  bool *seen = present(info, mask, (size_t)w * (size_t)h, &n_ids);
+  json_t *list = seen ? json_array() : NULL;
+  for (int k = 1; list && k <= n_ids; k++) {
     if (!seen[k]) continue;
     api_mask_stats st;
-    api_mask_class_stats(mask, w, h, (uint8_t)k, &st);
+    api_mask_class_stats(mask, w, h, (uint16_t)k, &st);
     api_rings r;
-    json_t *rings = api_mask_polygons(mask, w, h, (uint8_t)k, tol, &r) ? rings_json(&r) : NULL;
+    json_t *rings = api_mask_polygons(mask, w, h, (uint16_t)k, tol, &r) ? rings_json(&r) : NULL;
     api_rings_free(&r);
     json_t *item = rings ? json_pack("{s:i, s:s, s:I, s:o}", "id", k, "name", name_of(info, k),
                                      "area", (json_int_t)st.area, "rings", rings)
                          : NULL;
     if (!item || json_array_append_new(list, item) != 0) {
       json_decref(list);
-      return NULL;
+      list = NULL;
     }
   }
+  free(seen);
   return list;
 }

@@ -34,15 +34,15 @@ typedef struct api_mask_stats {
 } api_mask_stats;
 
 /* Area and bounding box of class cls in mask (w x h). */
-void api_mask_class_stats(const uint8_t *mask, int w, int h, uint8_t cls, api_mask_stats *st);
+void api_mask_class_stats(const uint16_t *mask, int w, int h, uint16_t cls, api_mask_stats *st);
 
 /* The COCO compressed RLE counts of class cls, a malloc'd NUL-terminated string; NULL when
  * out of memory. */
-char *api_coco_rle(const uint8_t *mask, int w, int h, uint8_t cls);
+char *api_coco_rle(const uint16_t *mask, int w, int h, uint16_t cls);
 
 /* The Label Studio brush RLE bytes of class cls (malloc'd, *n bytes); NULL when out of
  * memory. */
-uint8_t *api_ls_brush_rle(const uint8_t *mask, int w, int h, uint8_t cls, size_t *n);
+uint8_t *api_ls_brush_rle(const uint16_t *mask, int w, int h, uint16_t cls, size_t *n);
 
 typedef struct api_ring {
   bool hole;
@@ -57,7 +57,7 @@ typedef struct api_rings {
 
 /* The rings of class cls, simplified with tolerance tol (pixels; 0: every corner). false when
  * out of memory (out is then empty). Release with api_rings_free. */
-bool api_mask_polygons(const uint8_t *mask, int w, int h, uint8_t cls, double tol, api_rings *out);
+bool api_mask_polygons(const uint16_t *mask, int w, int h, uint16_t cls, double tol, api_rings *out);
 void api_rings_free(api_rings *r);
 
 /* The answers' JSON, one item per class present in mask (ids 1..K, ascending):
@@ -65,8 +65,8 @@ void api_rings_free(api_rings *r);
  *              "bbox": [x, y, w, h]}
  *   polygons: {"id", "name", "area", "rings": [{"hole": bool, "points": [[x, y], ...]}]}
  * NULL when out of memory. */
-json_t *api_coco_json(const api_model_info *info, const uint8_t *mask, int w, int h);
-json_t *api_polygons_json(const api_model_info *info, const uint8_t *mask, int w, int h,
+json_t *api_coco_json(const api_model_info *info, const uint16_t *mask, int w, int h);
+json_t *api_polygons_json(const api_model_info *info, const uint16_t *mask, int w, int h,
                           double tol);
 
 #endif

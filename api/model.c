@@ -6,12 +6,14 @@
  * one and says so (503 model_not_ready) instead of inventing results. */
 #include "model.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "ecs/path.h"
+#include "ecs/safetensors.h"
 #include "registry.h"
 
 typedef struct worker_slot {
@@ -27,6 +29,10 @@ struct api_model {
   char path[ECS_PATH_MAX];
   char device[64];
   const char *class_ptrs[ECS_MAX_CLASSES];
+  const char *group_ptrs[ECS_MAX_GROUPS];
+  char **synonyms; /* n_synonyms strings (malloc'd), each with its class in synonym_class */
+  int *synonym_class;
+  int n_synonyms;
   api_model_info info;
   int n_workers;
   int threads_per_worker;
@@ -41,8 +47,45 @@ void api_model_free(api_model *m) {
     ecs_backend_free(m->slots[i].be);
   }
   free(m->slots);
+  for (int i = 0; i < m->n_synonyms; i++)
+    free(m->synonyms[i]);
+  free(m->synonyms);
+  free(m->synonym_class);
   ecs_model_free(m->model);
   free(m);
+}
+
+/* The model file's class_synonyms (a JSON list of K lists of names), when it has them. */
+static ecs_status load_synonyms(api_model *m, int K, ecs_err *err) {
+  ecs_err e = {0};
+  ecs_st_file *f = ecs_st_open(m->path, &e);
+  if (!f) return ECS_OK; /* the model loaded from it: nothing more to say */
+  const char *v = ecs_st_meta(f, "class_synonyms");
+  json_t *a = v ? json_loads(v, 0, NULL) : NULL;
+  ecs_status st = ECS_OK;
+  size_t n = 0;
+  for (size_t k = 0; json_is_array(a) && k < json_array_size(a) && k < (size_t)K; k++)
+    n += json_array_size(json_array_get(a, k));
+  if (n) {
+    m->synonyms = calloc(n, sizeof *m->synonyms);
+    m->synonym_class = calloc(n, sizeof *m->synonym_class);
+    if (!m->synonyms || !m->synonym_class) st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  }
+  for (size_t k = 0; st == ECS_OK && n && k < json_array_size(a) && k < (size_t)K; k++) {
+    json_t *syn = json_array_get(a, k);
+    for (size_t j = 0; j < json_array_size(syn) && st == ECS_OK; j++) {
+      const char *s = json_string_value(json_array_get(syn, j));
+      if (!s) continue;
+      if (!(m->synonyms[m->n_synonyms] = strdup(s))) {
+        st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+        break;
+      }
+      m->synonym_class[m->n_synonyms++] = (int)k + 1;
+    }
+  }
+  json_decref(a);
+  ecs_st_close(f);
+  return st;
 }
 
 const api_model_info *api_model_describe(const api_model *m) {
@@ -106,11 +149,26 @@ ecs_status api_model_open(const api_model_opts *opts, api_model **out, ecs_err *
   const ecs_model_config *c = ecs_model_get_config(m->model);
   for (int k = 0; k < c->n_classes; k++)
     m->class_ptrs[k] = c->class_names[k];
+  for (int g = 0; g < c->n_groups; g++)
+    m->group_ptrs[g] = c->group_names[g];
+  if ((st = load_synonyms(m, c->n_classes, err)) != ECS_OK) {
+    api_model_free(m);
+    return st;
+  }
   m->info = (api_model_info){.name = m->name,
                              .version = m->version,
                              .n_classes = c->n_classes,
                              .class_names = m->class_ptrs,
                              .backbone = ecs_backbone_name(c->backbone),
+                             .n_groups = c->n_groups,
+                             .group_names = m->group_ptrs,
+                             .group_start = c->group_start,
+                             .group_member = c->group_member,
+                             .n_synonyms = m->n_synonyms,
+                             .synonyms = (const char *const *)m->synonyms,
+                             .synonym_class = m->synonym_class,
+                             .scores = c->scores == ECS_SCORES_SOFTMAX ? "softmax" : "sigmoid",
+                             .label_threshold = c->label_threshold,
                              .path = m->path,
                              .device = m->device};
   *out = m;

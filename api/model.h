@@ -31,6 +31,18 @@ typedef struct api_model_info {
   int n_classes;                  /* K: object classes, ids 1..K */
   const char *const *class_names; /* K names, id k at index k-1 */
   const char *backbone;
+  /* named groups, ids K+1..K+G (labels.h): group g's members (class ids) are
+   * group_member[group_start[g-1] .. group_start[g]) */
+  int n_groups;
+  const char *const *group_names;
+  const uint16_t *group_start;
+  const uint16_t *group_member;
+  /* every synonym of every class (the file's class_synonyms), with its class id */
+  int n_synonyms;
+  const char *const *synonyms;
+  const int *synonym_class;
+  const char *scores; /* "sigmoid" or "softmax": how the classifier's scores are made */
+  float label_threshold; /* the model's own threshold for predicted labels */
   const char *path;   /* the model file, or NULL */
   const char *device; /* where it runs ("cpu", "cuda:0"), or NULL */
 } api_model_info;
@@ -55,6 +67,10 @@ typedef struct api_model_opts {
   /* The engine options of every worker's backend; n_threads is ignored (threads is shared
    * out among the workers). */
   ecs_backend_params engine;
+  /* When not NULL: a line for the log about the choice of model (note_n bytes; "" when there
+   * is nothing to say), e.g. a registry moved from an earlier shipped default. */
+  char *note;
+  size_t note_n;
 } api_model_opts;
 
 /* Opens the model opts names. ECS_ERR_IO when there is none anywhere (the server then runs

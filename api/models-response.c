@@ -13,6 +13,34 @@
 #include "ecs/path.h"
 #include "registry.h"
 
+/* Every label of a model: its classes ({id, name, kind: "class", synonyms} when the file has
+ * synonyms) and its groups ({id: K+g, name, kind: "group", members: [class ids]}). */
+static json_t *labels_json(const api_model_summary *s) {
+  json_t *list = json_array(), *syn = s->synonyms ? json_loads(s->synonyms, 0, NULL) : NULL;
+  for (int k = 0; k < s->n_classes; k++) {
+    json_t *c = json_pack("{s:i, s:s, s:s}", "id", k + 1, "name", s->classes[k], "kind", "class");
+    json_t *sk = json_array_get(syn, (size_t)k);
+    if (json_is_array(sk)) json_object_set(c, "synonyms", sk);
+    json_array_append_new(list, c);
+  }
+  json_decref(syn);
+  ecs_model_config *cfg = s->groups ? malloc(sizeof *cfg) : NULL;
+  if (cfg) {
+    cfg->n_classes = s->n_classes;
+    int ng = ecs_model_groups_parse(cfg, s->groups);
+    for (int g = 0; g < ng; g++) {
+      json_t *mem = json_array();
+      for (int j = cfg->group_start[g]; j < cfg->group_start[g + 1]; j++)
+        json_array_append_new(mem, json_integer(cfg->group_member[j]));
+      json_array_append_new(list, json_pack("{s:i, s:s, s:s, s:o}", "id", s->n_classes + g + 1,
+                                            "name", cfg->group_names[g], "kind", "group",
+                                            "members", mem));
+    }
+  }
+  free(cfg);
+  return list;
+}
+
 static json_t *summary_json(const api_model_summary *s) {
   json_t *classes = json_array();
   for (int k = 0; k < s->n_classes; k++) json_array_append_new(classes, json_string(s->classes[k]));
@@ -21,14 +49,15 @@ static json_t *summary_json(const api_model_summary *s) {
   struct tm tm;
   gmtime_r(&t, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_pack("{s:s, s:f, s:o, s:s, s:s, s:I}", "backbone", s->backbone, "alpha_bg",
-                   s->alpha_bg, "classes", classes, "provenance", s->provenance, "created", when,
-                   "bytes", (json_int_t)s->bytes);
+  return json_pack("{s:s, s:f, s:o, s:o, s:s, s:s, s:I}", "backbone", s->backbone, "alpha_bg",
+                   s->alpha_bg, "classes", classes, "labels", labels_json(s), "provenance",
+                   s->provenance, "created", when, "bytes", (json_int_t)s->bytes);
 }
 
 /* Copies the summary fields of a version into the name's entry. */
 static void adopt(json_t *entry, json_t *ver) {
-  static const char *const keys[] = {"backbone", "alpha_bg", "classes", "provenance", "created"};
+  static const char *const keys[] = {"backbone", "alpha_bg", "classes", "labels", "provenance",
+                                     "created"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     json_object_set(entry, keys[i], json_object_get(ver, keys[i]));
   json_object_set(entry, "version", json_object_get(ver, "version"));

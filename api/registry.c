@@ -254,7 +254,10 @@ ecs_status api_reg_names(const api_reg *r, char (**names)[API_REG_NAME_MAX], int
 void api_model_summary_free(api_model_summary *s) {
   if (!s) return;
   free(s->classes);
+  free(s->synonyms);
+  free(s->groups);
   s->classes = NULL;
+  s->synonyms = s->groups = NULL;
   s->n_classes = 0;
 }
 
@@ -298,6 +301,10 @@ ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err
   }
   v = ecs_st_meta(f, "provenance");
   snprintf(out->provenance, sizeof out->provenance, "%s", v ? v : "");
+  if ((v = ecs_st_meta(f, "class_synonyms")) && !(out->synonyms = strdup(v)))
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  if ((v = ecs_st_meta(f, "groups")) && !(out->groups = strdup(v)))
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
 done:
   json_decref(arr);
   ecs_st_close(f);
@@ -548,14 +555,21 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* The shipped default of models/, preferred to the other files there (the ImageNet model that
- * `make build` converts into models/ is served only when asked for, --model). */
-#define SHIPPED_DEFAULT "ecsnet-synth-small" EXT
+/* The shipped defaults of models/, the current one first: the ImageNet model that `make build`
+ * converts into models/ when the registries could be reached, else the synthetic model that is
+ * committed. A registry whose active version is an earlier one of them moves to the current
+ * one on start (shipped_upgrade). */
+static const char *const k_shipped[] = {"ecsnet-imagenet-lite0", "ecsnet-synth-small"};
+#define N_SHIPPED (sizeof k_shipped / sizeof k_shipped[0])
+/* DATA/models/SHIPPED_FILE: "NAME VERSION" of the version the shipped logic activated */
+#define SHIPPED_FILE ".shipped"
 
-/* The shipped default in dir, else the first *.safetensors by name, or false. */
+/* The first shipped default in dir, else the first *.safetensors by name, or false. */
 static bool first_model_in(const char *dir, char *out, size_t n) {
-  if (ecs_path_join(out, n, dir, SHIPPED_DEFAULT, NULL) == ECS_OK && access(out, R_OK) == 0)
-    return true;
+  for (size_t i = 0; i < N_SHIPPED; i++)
+    if (ecs_path_fmt(out, n, NULL, "%s/%s" EXT, dir, k_shipped[i]) == ECS_OK &&
+        access(out, R_OK) == 0)
+      return true;
   DIR *d = opendir(dir);
   if (!d) return false;
   char *names[256];
@@ -620,6 +634,81 @@ static bool path_in_registry(const api_reg *r, const char *path, char name[API_R
   return true;
 }
 
+/* Whether two files hold the same bytes. */
+static bool same_bytes(const char *a, const char *b) {
+  FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+  bool same = fa && fb;
+  char x[65536], y[65536];
+  while (same) {
+    size_t na = fread(x, 1, sizeof x, fa), nb = fread(y, 1, sizeof y, fb);
+    same = na == nb && memcmp(x, y, na) == 0;
+    if (na == 0) break;
+  }
+  if (fa) fclose(fa);
+  if (fb) fclose(fb);
+  return same;
+}
+
+static void shipped_mark(const api_reg *w, const char *name, int v) {
+  char p[ECS_PATH_MAX];
+  FILE *f = ecs_path_join(p, sizeof p, w->dir, SHIPPED_FILE, NULL) == ECS_OK ? fopen(p, "w") : NULL;
+  if (f) {
+    fprintf(f, "%s %d\n", name, v);
+    fclose(f);
+  }
+}
+
+/* Whether the active version (name, v at path) is an earlier shipped default that the shipped
+ * logic activated, not the user: a shipped default's name other than the current shipped
+ * model's, the very bytes of that default in models/, and the marker naming it (or no marker:
+ * registries made before there was one). */
+static bool earlier_default(const api_reg *r, const char *name, int v, const char *path,
+                            const char *shipped) {
+  char cur[API_REG_NAME_MAX], p[ECS_PATH_MAX], dir[ECS_PATH_MAX], line[160], want[160];
+  api_name_of_file(shipped, cur);
+  bool known = false;
+  for (size_t i = 1; i < N_SHIPPED; i++)
+    known |= strcmp(name, k_shipped[i]) == 0 && strcmp(cur, k_shipped[0]) == 0;
+  if (!known || strlen(shipped) >= sizeof dir) return false;
+  snprintf(dir, sizeof dir, "%s", shipped);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = '\0';
+  if (ecs_path_fmt(p, sizeof p, NULL, "%s/%s" EXT, slash ? dir : ".", name) != ECS_OK ||
+      !same_bytes(p, path))
+    return false;
+  if (ecs_path_join(p, sizeof p, r->dir, SHIPPED_FILE, NULL) != ECS_OK) return false;
+  FILE *f = fopen(p, "r");
+  if (!f) return true;
+  bool ok = fgets(line, sizeof line, f) != NULL;
+  fclose(f);
+  snprintf(want, sizeof want, "%s %d\n", name, v);
+  return ok && strcmp(line, want) == 0;
+}
+
+/* Adds the shipped model as the next version of its name and activates it. */
+static ecs_status adopt_shipped(const char *data_dir, const char *shipped, char *path, size_t n,
+                                char name[API_REG_NAME_MAX], int *version, ecs_err *err) {
+  api_name_of_file(shipped, name);
+  api_reg *w = api_reg_open(data_dir, true, NULL);
+  int v = 0;
+  ecs_status st;
+  ecs_err ig;
+  ecs_err_clear(&ig);
+  if (w && api_reg_add(w, name, shipped, &v, &ig) == ECS_OK &&
+      api_reg_activate(w, name, v, &ig) == ECS_OK) {
+    *version = v;
+    shipped_mark(w, name, v);
+    st = api_reg_path(w, name, v, path, n, err);
+  } else if (ig.status == ECS_ERR_FORMAT) {
+    st = ecs_err_set(err, ig.status, "shipped model: %s", ig.msg);
+  } else { /* the data directory cannot be written: served from where it lies */
+    *version = 1;
+    st = ecs_path_join(path, n, NULL, shipped, err);
+  }
+  api_reg_free(w);
+  return st;
+}
+
 ecs_status api_served_model(const api_model_opts *opts, char *path, size_t n,
                             char name[API_REG_NAME_MAX], int *version, ecs_err *err) {
   *version = 0;
@@ -636,36 +725,32 @@ ecs_status api_served_model(const api_model_opts *opts, char *path, size_t n,
     goto out;
   }
   if ((st = api_reg_active(r, name, version, err)) != ECS_OK) goto out;
+  char shipped[ECS_PATH_MAX];
+  bool have_shipped = api_shipped_model_path(opts->shipped_model, shipped, sizeof shipped);
   if (*version > 0) {
     st = api_reg_path(r, name, *version, path, n, err);
+    if (st != ECS_OK || !have_shipped || !earlier_default(r, name, *version, path, shipped))
+      goto out;
+    char old[API_REG_NAME_MAX];
+    int old_v = *version;
+    snprintf(old, sizeof old, "%s", name);
+    st = adopt_shipped(data_dir, shipped, path, n, name, version, err);
+    if (st == ECS_OK && opts->note)
+      snprintf(opts->note, opts->note_n,
+               "the active model was %s version %d, an earlier shipped default: now %s version "
+               "%d, the shipped default (a version you activate yourself always stays)",
+               old, old_v, name, *version);
     goto out;
   }
-  char shipped[ECS_PATH_MAX];
-  if (!api_shipped_model_path(opts->shipped_model, shipped, sizeof shipped)) {
+  if (!have_shipped) {
     st = ecs_err_set(err, ECS_ERR_IO,
                      "no model to serve: no --model, no active version in %s, and no shipped "
                      "model (--shipped-model, or models/*.safetensors next to the program)",
                      r->dir);
     goto out;
   }
-  api_name_of_file(shipped, name);
-  /* First start: the shipped model becomes a registry version. Where the data directory
-   * cannot be written, it is served from where it lies. */
-  api_reg *w = api_reg_open(data_dir, true, NULL);
-  int v = 0;
-  ecs_err ig;
-  ecs_err_clear(&ig);
-  if (w && api_reg_add(w, name, shipped, &v, &ig) == ECS_OK &&
-      api_reg_activate(w, name, v, &ig) == ECS_OK) {
-    *version = v;
-    st = api_reg_path(w, name, v, path, n, err);
-  } else if (ig.status == ECS_ERR_FORMAT) {
-    st = ecs_err_set(err, ig.status, "shipped model: %s", ig.msg);
-  } else {
-    *version = 1;
-    st = ecs_path_join(path, n, NULL, shipped, err);
-  }
-  api_reg_free(w);
+  /* First start: the shipped model becomes a registry version. */
+  st = adopt_shipped(data_dir, shipped, path, n, name, version, err);
 out:
   api_reg_free(r);
   return st;

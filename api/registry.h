@@ -73,15 +73,19 @@ typedef struct api_model_summary {
   char provenance[256];
   int64_t created; /* unix seconds: the file's modification time (when it was added) */
   int64_t bytes;
+  char *synonyms; /* the file's class_synonyms (JSON), malloc'd, or NULL */
+  char *groups;   /* the file's groups ("name:id,id;..."), malloc'd, or NULL */
 } api_model_summary;
 
 ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err *err);
-void api_model_summary_free(api_model_summary *s); /* frees the classes, not s; accepts NULL */
+void api_model_summary_free(api_model_summary *s); /* frees its strings, not s; accepts NULL */
 
 /* The served model (design.md, Binaries): opts->path when given; else the registry's active
- * version; else the shipped model (api_shipped_model_path), added to the registry as the next
- * version of its name (version 1 on a first start) and activated. Fills path (n bytes), name
- * and version. ECS_ERR_IO with a message naming every place looked at when there is none. */
+ * version, unless it is an earlier shipped default the server activated itself (then the
+ * current shipped model replaces it, and opts->note says so; docs/server.md); else the shipped
+ * model (api_shipped_model_path), added to the registry as the next version of its name
+ * (version 1 on a first start) and activated. Fills path (n bytes), name and version.
+ * ECS_ERR_IO with a message naming every place looked at when there is none. */
 ecs_status api_served_model(const api_model_opts *opts, char *path, size_t n,
                             char name[API_REG_NAME_MAX], int *version, ecs_err *err);
 
@@ -90,9 +94,10 @@ ecs_status api_served_model(const api_model_opts *opts, char *path, size_t n,
 void api_name_of_file(const char *path, char name[API_REG_NAME_MAX]);
 
 /* The model shipped with the program: the file setting names when it is not NULL ("" or
- * "none": no shipped model; the server's --shipped-model, $ECSNET_SHIPPED_MODEL), else the
- * first *.safetensors (by name) in EXE/../../models or EXE/../models, EXE being the folder of
- * the running executable. false when there is none. */
+ * "none": no shipped model; the server's --shipped-model, $ECSNET_SHIPPED_MODEL), else in
+ * EXE/../../models or EXE/../models (EXE being the folder of the running executable)
+ * ecsnet-imagenet-lite0.safetensors, else ecsnet-synth-small.safetensors, else the first
+ * *.safetensors by name. false when there is none. */
 bool api_shipped_model_path(const char *setting, char *out, size_t n);
 
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "cam.h"
+#include "labels.h"
 #include "ecs/ecsnet.h"
 #include "ecs/image.h"
 #include "ecs/path.h"
@@ -29,8 +30,10 @@ typedef struct cam_args {
   const char *image, *model, *out;
   const char *labels, *scales, *outputs, *alpha_bg;
   int want_float, flip;
+  const char *refine; /* "true", "false", or NULL: the model's default */
   long threads;
   float label_threshold; /* 0: the model's own */
+  long label_topk;       /* 0: 3 */
 } cam_args;
 
 static int parse_cam_args(int argc, char **argv, cam_args *c) {
@@ -51,11 +54,18 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
       c->flip = 1;
     } else if (strcmp(o, "--alpha-bg") == 0) {
       if (!(c->alpha_bg = val(&a))) return usage("--alpha-bg needs a number in [0, 1]");
+    } else if (strcmp(o, "--refine") == 0) {
+      c->refine = "true";
+    } else if (strcmp(o, "--no-refine") == 0) {
+      c->refine = "false";
     } else if (strcmp(o, "--scales") == 0) {
       if (!(c->scales = val(&a))) return usage("--scales needs numbers, comma separated");
     } else if (strcmp(o, "--label-threshold") == 0) {
       if (!(v = val(&a)) || !parse_float(v, 0.0f, 1.0f, &c->label_threshold))
         return usage("--label-threshold needs 0..1 (0: the model's own)");
+    } else if (strcmp(o, "--label-topk") == 0) {
+      if (!(v = val(&a)) || !parse_int(v, 1, 20, &c->label_topk))
+        return usage("--label-topk needs 1..20");
     } else if (strcmp(o, "--threads") == 0) {
       if (!(v = val(&a)) || !parse_int(v, 1, 1024, &c->threads))
         return usage("--threads needs 1..1024");
@@ -79,12 +89,13 @@ static int parse_cam_args(int argc, char **argv, cam_args *c) {
 
 /* The options as POST /cam parameters, checked by the api's own code. */
 static int cam_request(const cam_args *c, api_cam_request *req) {
-  api_kv kv[5];
+  api_kv kv[8];
   size_t n = 0;
   if (c->labels) kv[n++] = (api_kv){"labels", c->labels};
   if (c->scales) kv[n++] = (api_kv){"scales", c->scales};
   if (c->flip) kv[n++] = (api_kv){"flip", "true"};
   if (c->alpha_bg) kv[n++] = (api_kv){"alpha_bg", c->alpha_bg};
+  if (c->refine) kv[n++] = (api_kv){"refine", c->refine};
   kv[n++] = (api_kv){"outputs", c->outputs ? c->outputs : CAM_DEFAULT_OUTPUTS};
   api_cam_limits lim = {0};
   api_error ae;
@@ -127,6 +138,10 @@ static ecs_status read_image(const char *path, api_cam_request *req, ecs_err *e)
  * model's classes; the image's name goes before a decoding error. */
 static int run_failed(const api_error *ae, const cam_args *c, const api_model_info *info) {
   if (ae->status == 422) {
+    if (info->n_classes > 32) { /* the message names the closest; 1000 names are no help */
+      fprintf(stderr, "ecsnet: %s\n", ae->message);
+      return USAGE_EXIT;
+    }
     fprintf(stderr, "ecsnet: %s (the model's classes:", ae->message);
     for (int k = 0; k < info->n_classes; k++) fprintf(stderr, " %s", info->class_names[k]);
     fprintf(stderr, ")\n");
@@ -152,7 +167,7 @@ int cmd_cam(int argc, char **argv) {
   ecs_image *img = NULL;
   ecs_cam_result *r = NULL;
   api_cam_timings t;
-  api_cam_call call = {.label_threshold = c.label_threshold};
+  api_cam_call call = {.label_threshold = c.label_threshold, .label_topk = (int)c.label_topk};
   api_error ae;
   rc = 1;
   if (read_image(c.image, &req, &e) != ECS_OK) goto fail;
@@ -167,7 +182,7 @@ int cmd_cam(int argc, char **argv) {
   if (api_cam_write_files(c.out, &req, info, img, r, &e) != ECS_OK) goto fail;
   if (c.want_float && write_floats(c.out, info, r, &e) != ECS_OK) goto fail;
   printf("labels:");
-  for (int i = 0; i < r->n_labels; i++) printf(" %s", info->class_names[r->labels[i] - 1]);
+  for (int i = 0; i < r->n_labels; i++) printf(" %s", api_label_name(info, r->labels[i]));
   printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", c.out, r->w, r->h, (long long)r->phi);
   rc = 0;
   goto done;

@@ -107,4 +107,11 @@ if [ "$python" -eq 1 ]; then
     if [ -n "${CI:-}${ECSNET_CI:-}" ]; then echo "install-deps: $lite0_why; CI requires it" >&2; exit 1; fi
     echo "install-deps: $lite0_why (no package registry?): models/ecsnet-imagenet-lite0.safetensors will not be built" >&2
   fi
+  # The real photos of the README's "Try it" and tests/python/test_real_photos.py (skimage's
+  # chelsea.png and coffee.png, opencv-doc's squirrel_cls.jpg, imgaug's quokka.jpg), taken
+  # out of their packages into .venv/share/ecsnet/photos; the tests fetch them too if absent.
+  if ! bash "$root_dir/tests/photos/fetch.sh"; then
+    if [ -n "${CI:-}${ECSNET_CI:-}" ]; then echo "install-deps: the real photos are missing; CI requires them" >&2; exit 1; fi
+    echo "install-deps: the real photos could not be fetched (no package registry?): the real-photo tests will skip" >&2
+  fi
 fi

@@ -88,6 +88,7 @@ static void cam_run(ecs_job *job, void *worker_state) {
   api_cam_call call = {.worker = worker_state ? *(int *)worker_state : 0,
                        .cancel = &r->cam->cancel,
                        .label_threshold = (float)s->cfg.label_threshold,
+                       .label_topk = s->cfg.label_topk,
                        .t0_ns = r->t0_ns,
                        .queue_ms = (double)(ecs_monotonic_ns() - r->cam->submit_ns) / 1e6};
   srv_model_ref *m = srv_model_acquire(s);

@@ -51,6 +51,7 @@ typedef struct srv_config {
   char trusted_src; /* which source set trusted_proxy: 'd'efault, 'f'ile, 'e'nv, 'a'rgv */
   int http_threads;
   double label_threshold;
+  int label_topk;
   char admin_token_file[ECS_PATH_MAX];
   char admin_token[256]; /* ECSNET_ADMIN_TOKEN, or read from admin_token_file at start */
   char log_format[8];    /* text | json */

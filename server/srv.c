@@ -555,8 +555,12 @@ static void log_engine_options(srv *s) {
 
 static ecs_status load_model(srv *s, ecs_err *err) {
   api_model_opts o = model_opts(s, s->cfg.model[0] ? s->cfg.model : NULL, NULL, 0);
+  char note[512] = "";
+  o.note = note;
+  o.note_n = sizeof note;
   ecs_err e = {0};
   ecs_status st = open_ref(&o, &s->model, &e);
+  if (note[0]) srv_log_event(s, "info", "%s", note);
   if (st == ECS_OK) {
     srv_log_event(s, "info", "serving model %s version %d on %s", s->model->info.name,
                   s->model->info.version, s->model->info.device ? s->model->info.device : "?");

@@ -20,6 +20,11 @@ in the model file's metadata and says on stderr:
     that an earlier class already has gets " 2" (" 3", ...) appended (ImageNet: "crane" 135 and
     "crane 2" 518, "maillot" 639 and "maillot 2" 640, ecsnet ids); every synonym list is kept in
     the metadata as class_synonyms;
+  - --groups FILE (engine/scripts/imagenet-groups.tsv) reads named groups of classes, one a line:
+    name, TAB, 0-based class indices ("281-285,339"), TAB, why; the metadata "groups" holds them
+    as "name:id,id,...;name:..." with ecsnet ids (index + 1), which the engine reads;
+  - --scores softmax|sigmoid records how the classifier was trained (metadata "scores": the
+    engine turns logits into scores that way; an ImageNet classifier is softmax-trained);
   - a missing key or a wrong shape is an error naming the key (exit status 1).
 Usage errors exit with status 2.
 """
@@ -165,6 +170,34 @@ def read_synonyms(path):
         return [[s.strip() for s in ln.split(",") if s.strip()] for ln in f if ln.strip()]
 
 
+def read_groups(path, K):
+    """The groups table: [(name, [ecsnet ids])], checked against K classes."""
+    groups = []
+    with open(path, encoding="utf-8") as f:
+        for n, ln in enumerate(f, 1):
+            if not ln.strip() or ln.startswith("#"):
+                continue
+            cols = ln.rstrip("\n").split("\t")
+            if len(cols) < 2 or not cols[0].strip():
+                raise ConvertError(f"{path}:{n}: expected NAME<TAB>MEMBERS<TAB>WHY")
+            ids = []
+            for part in cols[1].split(","):
+                a, _, b = part.strip().partition("-")
+                lo, hi = int(a), int(b or a)
+                if not 0 <= lo <= hi < K:
+                    raise ConvertError(f"{path}:{n}: member {part.strip()} outside 0..{K - 1}")
+                ids.extend(range(lo + 1, hi + 2))
+            name = cols[0].strip()
+            if any(name == g for g, _ in groups) or ":" in name or ";" in name:
+                raise ConvertError(f"{path}:{n}: group name {name!r} twice or with ':' or ';'")
+            groups.append((name, ids))
+    return groups
+
+
+def groups_text(groups):
+    return ";".join(f"{g}:{','.join(map(str, ids))}" for g, ids in groups)
+
+
 def lite0_classifier(state):
     """efficientnet-lite-pytorch's _fc (K, 1280) + bias -> fc8 with a zero background channel."""
     if "_fc.weight" in state and "fc8.weight" not in state:
@@ -269,6 +302,9 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--alpha-bg", type=float, default=0.26)
     ap.add_argument("--hparams", default="{}", help="JSON object overriding hyper-parameters")
+    ap.add_argument("--groups", help="named groups of classes (engine/scripts/imagenet-groups.tsv)")
+    ap.add_argument("--scores", choices=["sigmoid", "softmax"], default="sigmoid",
+                    help="how the classifier's logits become scores (softmax: an ImageNet classifier)")
     a = ap.parse_args(argv)
     extra = {}
     for kv in a.meta:
@@ -286,6 +322,9 @@ def main(argv=None):
                 classes = [ln.strip() for ln in f if ln.strip() and ln.strip() != "background"]
         else:
             classes = [c.strip() for c in a.classes.split(",") if c.strip()]
+        extra["scores"] = a.scores
+        if a.groups:
+            extra["groups"] = groups_text(read_groups(a.groups, len(classes)))
         hp = json.loads(a.hparams)
         state = load_checkpoint(a.checkpoint)
         tensors, meta, dropped = convert(state, a.backbone, classes, hp, a.alpha_bg,

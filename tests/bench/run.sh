@@ -11,7 +11,9 @@
 #   ECSNET_PYTHON     interpreter with torch and onnxruntime (default ./.venv/bin/python)
 #   BENCH_THREADS     threads for every framework (2)       BENCH_RUNS       runs per case (5)
 #   BENCH_R38_SIZE    resnet38d input size (448)             BENCH_R38_RUNS   its runs (3)
-#   BENCH_CASES       which cases (default "conv resnet38d small train")
+#   BENCH_CASES       which cases (default "conv resnet38d small train lite0")
+#   BENCH_LITE0_SIZES lite0's input sides (225 321): ecsnet-imagenet-lite0's forward at batch 1
+#                     (models/ecsnet-imagenet-lite0.safetensors; skipped, saying so, without it)
 #   BENCH_CONTENTION, BENCH_SERVER, BENCH_ADMIN   0: skip contention.sh, server/, admin/
 #   OMP_WAIT_POLICY   passive unless set: the deployment's setting (design.md); on a busy
 #                     machine, spinning OpenMP threads take the cores their team waits for
@@ -25,7 +27,9 @@ threads=${BENCH_THREADS:-2}
 runs=${BENCH_RUNS:-5}
 r38_size=${BENCH_R38_SIZE:-448}
 r38_runs=${BENCH_R38_RUNS:-3}
-cases=${BENCH_CASES:-conv resnet38d small train}
+cases=${BENCH_CASES:-conv resnet38d small train lite0}
+lite0_sizes=${BENCH_LITE0_SIZES:-225 321}
+lite0_model=$root/models/ecsnet-imagenet-lite0.safetensors
 
 for b in bench_engine bench_peak; do
   if [[ ! -x $build/bin/$b ]]; then
@@ -62,6 +66,16 @@ for c in $cases; do
              torch_run resnet38d --runs "$r38_runs" --size "$r38_size" ;;
   small) engine small --runs "$runs"; torch_run small --runs "$runs" ;;
   train) engine train --runs "$runs"; torch_run train --runs "$runs" --no-ort ;;
+  lite0)
+    if [[ ! -f $lite0_model || ! -x $build/bin/bench_lite0 ]]; then
+      echo "run.sh: lite0: $lite0_model or bench_lite0 is missing (make build): skipped" >&2
+      continue
+    fi
+    sz=() && for s in $lite0_sizes; do sz+=(--size "$s"); done
+    "$build/bin/bench_lite0" "$lite0_model" --threads "$threads" --runs "$runs" "${sz[@]}" |
+      sed 's/^/impl=ecs /' >>"$out"
+    # shellcheck disable=SC2086
+    torch_run lite0 --runs "$runs" --sizes $lite0_sizes ;;
   *) echo "run.sh: unknown case $c" >&2; exit 2 ;;
   esac
 done

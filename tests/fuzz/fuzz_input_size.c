@@ -30,14 +30,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ecs_cam_result r = {.w = rw, .h = rh, .n_labels = 1 + data[2] % 3};
   size_t hw = (size_t)rw * rh;
   r.cams = malloc(sizeof(float) * hw * r.n_labels);
-  r.mask = malloc(hw);
-  r.ecs_mask = malloc(hw);
+  r.mask = malloc(sizeof *r.mask * hw);
+  r.ecs_mask = malloc(sizeof *r.ecs_mask * hw);
   r.erased_image = malloc(hw * 3);
   if (data[3] & 1) r.erased_cams = calloc(hw * r.n_labels, sizeof(float));
   for (size_t p = 0; p < hw; p++) {
     uint8_t v = data[4 + p % (size - 4)];
     r.mask[p] = v;
-    r.ecs_mask[p] = v & 1 ? 255 : v;
+    r.ecs_mask[p] = v & 1 ? ECS_MASK_IGNORE : v;
     memset(r.erased_image + p * 3, v, 3);
   }
   for (size_t p = 0; p < hw * r.n_labels; p++) r.cams[p] = (float)data[p % size] / 255.0f;
@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (r.w != w || r.h != h) abort();
   int64_t phi = 0;
   for (size_t p = 0; p < (size_t)w * h; p++) {
-    phi += r.ecs_mask[p] != 255;
+    phi += r.ecs_mask[p] != ECS_MASK_IGNORE;
     if (r.cams[p] < 0 || r.cams[p] > 1) abort(); /* bilinear stays within the samples' range */
   }
   if (resize && phi != r.phi) abort(); /* recounted when resized; else the engine's own */

@@ -625,11 +625,16 @@ static int check_infer_call(const spec *sp, side *d, side *r, const bounds *b, c
     check(sp->name, what, ecs_rel_l2(rd->erased_cams, rr->erased_cams, L * hw), b->infer, NULL);
     static const char *const names[5] = {"erase region", "CAM mask", "head mask", "ECS mask",
                                          "combined mask"};
-    const uint8_t *md[5] = {rd->erase_region, rd->cam_mask, rd->head_mask, rd->ecs_mask, rd->mask};
-    const uint8_t *mr[5] = {rr->erase_region, rr->cam_mask, rr->head_mask, rr->ecs_mask, rr->mask};
-    for (int k = 0; k < 5; k++) {
+    const uint16_t *md[4] = {rd->cam_mask, rd->head_mask, rd->ecs_mask, rd->mask};
+    const uint16_t *mr[4] = {rr->cam_mask, rr->head_mask, rr->ecs_mask, rr->mask};
+    snprintf(what, sizeof what, "infer %s %s (pixels)", tag, names[0]);
+    check_frac(sp->name, what, count_differ_u8(rd->erase_region, rr->erase_region, hw), hw, b->px);
+    for (int k = 1; k < 5; k++) {
+      int64_t differ = 0;
+      for (int64_t p = 0; p < hw; p++)
+        differ += md[k - 1][p] != mr[k - 1][p];
       snprintf(what, sizeof what, "infer %s %s (pixels)", tag, names[k]);
-      check_frac(sp->name, what, count_differ_u8(md[k], mr[k], hw), hw, b->px);
+      check_frac(sp->name, what, differ, hw, b->px);
     }
   }
   ecs_cam_result_free(rd);

@@ -20,18 +20,21 @@ IMAGE_OUTPUTS = ["mask", "cam_mask", "ecs_mask", "head_mask", "erased_image", "o
                  "erase_region"]
 DEFAULT_OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image,erase_region"
 
-# (labels, scales, flip, outputs, alpha_bg): label names and ids, several scales, flip, every
-# output, a background threshold of the request's own
+# (labels, scales, flip, outputs, alpha_bg, extra): label names and ids, several scales, flip,
+# every output, a background threshold of the request's own, predicted labels from the default
+# and from one best class; extra is the label_topk, or "refine" for the edge-aware refinement
 CASES = [
-    ("dog,bird", None, False, None, None),
+    ("dog,bird", None, False, None, None, None),
     ("2,3", "1,0.5", True, "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,erased_image",
-     None),
-    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores", None),
-    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay", None),
-    (None, None, False, "cam,mask,scores", None),  # predicted labels
-    ("dog,bird", None, False, "cam_mask,mask,erase_region", "0.05"),
-    ("cat,dog", "1,1.5", False, None, "0.6"),
-    ("dog,bird", None, False, "mask,coco,polygons", None),
+     None, None),
+    ("cat", "0.75,1.25", False, "cam,ecs_mask,overlay,scores", None, None),
+    ("bird,1", None, True, "erased_cam,cam_mask,head_mask,erased_image,overlay", None, None),
+    (None, None, False, "cam,mask,scores", None, None),  # predicted labels
+    ("dog,bird", None, False, "cam_mask,mask,erase_region", "0.05", None),
+    ("cat,dog", "1,1.5", False, None, "0.6", None),
+    ("dog,bird", None, False, "mask,coco,polygons", None, None),
+    ("cat,dog", None, False, "cam,erased_cam,mask,ecs_mask", None, "refine"),
+    (None, None, False, "cam,mask,scores", None, 1),
 ]
 JSON_OUTPUTS = ["coco", "polygons"]
 
@@ -45,7 +48,7 @@ def one_worker(model_file, tmp_path_factory):  # noqa: F811
     s.stop()
 
 
-def run_cli(bin_path, image, model, out, labels, scales, flip, outputs, alpha_bg):
+def run_cli(bin_path, image, model, out, labels, scales, flip, outputs, alpha_bg=None, topk=None):
     cmd = [str(bin_path("ecsnet")), "cam", str(image), "--model", str(model), "--out", str(out),
            "--threads", "1"]
     if labels:
@@ -58,6 +61,10 @@ def run_cli(bin_path, image, model, out, labels, scales, flip, outputs, alpha_bg
         cmd += ["--outputs", outputs]
     if alpha_bg:
         cmd += ["--alpha-bg", alpha_bg]
+    if topk == "refine":
+        cmd += ["--refine"]
+    elif topk:
+        cmd += ["--label-topk", str(topk)]
     p = subprocess.run(cmd, capture_output=True, text=True,
                        env={**os.environ, "ECSNET_DEVICE": "cpu"})
     assert p.returncode == 0, p.stderr
@@ -68,11 +75,13 @@ def pixels(img):
     return np.asarray(img)
 
 
-@pytest.mark.parametrize("labels,scales,flip,outputs,alpha_bg", CASES)
+@pytest.mark.parametrize("labels,scales,flip,outputs,alpha_bg,topk", CASES)
 def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_file,  # noqa: F811
-                                             tmp_path, labels, scales, flip, outputs, alpha_bg):
+                                             tmp_path, labels, scales, flip, outputs, alpha_bg,
+                                             topk):
     out = tmp_path / "cli"
-    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs, alpha_bg)
+    stdout = run_cli(bin_path, photo, model_file, out, labels, scales, flip, outputs, alpha_bg,
+                     topk)
     fields = {"outputs": outputs or DEFAULT_OUTPUTS}
     if labels:
         fields["labels"] = labels
@@ -82,6 +91,10 @@ def test_cli_and_server_give_the_same_pixels(one_worker, bin_path, photo, model_
         fields["flip"] = "true"
     if alpha_bg:
         fields["alpha_bg"] = alpha_bg
+    if topk == "refine":
+        fields["refine"] = "true"
+    elif topk:
+        fields["label_topk"] = str(topk)
     r = cam_request(one_worker, photo.read_bytes(), **fields)
     assert r.status_code == 200, r.text
     j = r.json()
@@ -149,10 +162,11 @@ def test_every_shared_option_is_compared(one_worker, bin_path):
     shared = {o.replace("-", "_") for o in cli_cam_options(bin_path)} & params
     assert {"labels", "scales", "flip", "outputs", "alpha_bg"} <= shared, shared
     covered = set()
-    for labels, scales, flip, outputs, alpha_bg in CASES:
+    for labels, scales, flip, outputs, alpha_bg, topk in CASES:
         covered |= {name for name, v in (("labels", labels), ("scales", scales),
                                          ("flip", flip), ("outputs", outputs),
                                          ("alpha_bg", alpha_bg)) if v}
+        covered |= {"refine" if topk == "refine" else "label_topk"} if topk else set()
     assert shared <= covered, f"not compared: {sorted(shared - covered)}"
 
 

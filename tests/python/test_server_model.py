@@ -101,7 +101,8 @@ def test_every_output_in_json(served, photo):
     j = r.json()
     assert (j["width"], j["height"]) == (96, 72)
     assert j["model"] == {"name": "tiny", "version": 1}
-    assert j["labels"] == [{"id": k, "name": CLASSES[k - 1]}]
+    assert [{"id": lb["id"], "name": lb["name"]} for lb in j["labels"]] == [{"id": k, "name": CLASSES[k - 1]}]
+    assert j["labels"][0]["predicted"] is False and j["labels"][0]["kind"] == "class"
     assert [s["name"] for s in j["scores"]] == CLASSES
     assert all(0.0 <= s["score"] <= 1.0 for s in j["scores"])
     assert j["scores"] == scores
@@ -404,7 +405,7 @@ def test_concurrent_clients_against_a_small_queue(model_file, tmp_path):
         first = json.loads(ok[0])
         for body in ok:
             j = json.loads(body)
-            assert j["labels"] == [{"id": 1, "name": "cat"}]
+            assert [(lb["id"], lb["name"]) for lb in j["labels"]] == [(1, "cat")]
             assert j["cams"] == first["cams"] and j["mask"] == first["mask"]
         for ra, body in busy:
             assert ra is not None and int(ra) >= 1

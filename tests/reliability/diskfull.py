@@ -65,7 +65,7 @@ def main():
 
     build = pathlib.Path(os.environ["ECSNET_BUILD_DIR"])
     repo = HERE.parents[1]
-    shipped = sorted((repo / "models").glob("*.safetensors"))[0]
+    shipped = repo / "models" / "ecsnet-synth-small.safetensors"  # the synthetic model: fast, on every machine
     mnt = pathlib.Path(os.environ.get("TMPDIR", "/tmp")) / f"ecsnet-diskfull-{os.getpid()}"
     mnt.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SIZE_MB}m", "tmpfs", str(mnt)],

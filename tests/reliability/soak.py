@@ -207,7 +207,7 @@ def main():
     warm = a.warmup if a.warmup is not None else max(20.0, 0.15 * total)
     build = pathlib.Path(os.environ["ECSNET_BUILD_DIR"])
     repo = HERE.parents[1]
-    shipped = sorted((repo / "models").glob("*.safetensors"))[0]
+    shipped = repo / "models" / "ecsnet-synth-small.safetensors"  # the synthetic model: fast, on every machine
     import tempfile
     tmp = tempfile.TemporaryDirectory(prefix="ecsnet-soak-")
     data = pathlib.Path(tmp.name) / "data"

@@ -37,17 +37,17 @@ static ecs_cam_result *result(int w, int h) {
   size_t hw = (size_t)w * h;
   r->w = w, r->h = h, r->n_labels = 1, r->labels[0] = 2;
   r->cams = malloc(sizeof(float) * hw);
-  r->cam_mask = malloc(hw);
-  r->head_mask = calloc(hw, 1);
-  r->mask = malloc(hw);
-  r->ecs_mask = malloc(hw);
+  r->cam_mask = malloc(sizeof *r->cam_mask * hw);
+  r->head_mask = calloc(hw, sizeof *r->head_mask);
+  r->mask = malloc(sizeof *r->mask * hw);
+  r->ecs_mask = malloc(sizeof *r->ecs_mask * hw);
   r->erased_image = malloc(hw * 3);
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w; x++) {
       size_t p = (size_t)y * w + x;
       r->cams[p] = (float)x / (float)(w - 1); /* a ramp along x */
       r->cam_mask[p] = r->mask[p] = x < w / 2 ? 0 : 2;
-      r->ecs_mask[p] = y < h / 2 ? 255 : 2;
+      r->ecs_mask[p] = y < h / 2 ? ECS_MASK_IGNORE : 2;
       memset(r->erased_image + p * 3, x < w / 2 ? 10 : 200, 3);
     }
   return r;

@@ -105,7 +105,7 @@ static void prediction_regions(void **state) {
   api_error e;
   assert_true(api_ls_parse_config(k_config, &c, &e));
   enum { W = 4, H = 3 };
-  uint8_t mask[W * H] = {1, 1, 0, 2, 1, 1, 0, 2, 255, 3, 3, 0};
+  uint16_t mask[W * H] = {1, 1, 0, 2, 1, 1, 0, 2, 255, 3, 3, 0};
   float scores[3] = {0.9f, 0.6f, 0.3f};
   ecs_cam_result res = {.w = W, .h = H, .n_classes = 3, .mask = mask, .scores = scores};
   char mv[64];

@@ -17,15 +17,15 @@ static void coco_worked_example(void **state) {
   (void)state;
   /* 4 rows x 5 columns, a 2 x 3 block at rows 1..2, columns 1..3: runs 5 2 2 2 2 2 5. */
   enum { H = 4, W = 5 };
-  uint8_t m[H * W] = {0};
+  uint16_t m[H * W] = {0};
   for (int y = 1; y <= 2; y++)
     for (int x = 1; x <= 3; x++)
       m[y * W + x] = 2;
   char *s = api_coco_rle(m, W, H, 2);
   assert_string_equal(s, "5220003");
   free(s);
-  uint8_t full[9];
-  memset(full, 1, sizeof full);
+  uint16_t full[9];
+  for (int i = 0; i < 9; i++) full[i] = 1;
   s = api_coco_rle(full, 3, 3, 1); /* runs 0 9 */
   assert_string_equal(s, "09");
   free(s);
@@ -73,10 +73,10 @@ static uint8_t *brush_decode(const uint8_t *b, size_t nbytes, size_t *n) {
 static void brush_header_and_round_trip(void **state) {
   (void)state;
   enum { W = 64, H = 48 };
-  uint8_t m[W * H];
+  uint16_t m[W * H];
   srand(7);
   for (int i = 0; i < W * H; i++)
-    m[i] = (uint8_t)(rand() % 4 == 0 ? 5 : rand() % 3);
+    m[i] = (uint16_t)(rand() % 4 == 0 ? 5 : rand() % 3);
   size_t n = 0;
   uint8_t *b = api_ls_brush_rle(m, W, H, 5, &n);
   static const uint8_t head[] = {0, 0, 48, 0, 57, 27};
@@ -91,8 +91,8 @@ static void brush_header_and_round_trip(void **state) {
   free(d);
   free(b);
   /* A full 300 x 300 mask: runs beyond 65536 bytes are split. */
-  uint8_t *big = malloc(300 * 300);
-  memset(big, 1, 300 * 300);
+  uint16_t *big = malloc(sizeof *big * 300 * 300);
+  for (int i = 0; i < 300 * 300; i++) big[i] = 1;
   b = api_ls_brush_rle(big, 300, 300, 1, &n);
   d = brush_decode(b, n, &dn);
   assert_int_equal(dn, 300 * 300 * 4);
@@ -115,7 +115,7 @@ static double ring_area(const api_ring *r) {
 static void polygon_square_with_hole(void **state) {
   (void)state;
   enum { W = 7, H = 7 };
-  uint8_t m[W * H] = {0};
+  uint16_t m[W * H] = {0};
   for (int y = 1; y <= 5; y++)
     for (int x = 1; x <= 5; x++)
       m[y * W + x] = 1;
@@ -144,7 +144,7 @@ static void polygon_square_with_hole(void **state) {
 
 static void polygon_diagonal_pixels_are_apart(void **state) {
   (void)state;
-  uint8_t m[4] = {1, 0, 0, 1};
+  uint16_t m[4] = {1, 0, 0, 1};
   api_rings r;
   assert_true(api_mask_polygons(m, 2, 2, 1, 0, &r));
   assert_int_equal(r.n, 2);
@@ -154,7 +154,7 @@ static void polygon_diagonal_pixels_are_apart(void **state) {
   }
   api_rings_free(&r);
   /* A lone pixel survives any tolerance. */
-  uint8_t one = 1;
+  uint16_t one = 1;
   assert_true(api_mask_polygons(&one, 1, 1, 1, 5.0, &r));
   assert_int_equal(r.n, 1);
   assert_true(ring_area(&r.ring[0]) == 1);
@@ -164,12 +164,12 @@ static void polygon_diagonal_pixels_are_apart(void **state) {
 static void polygon_areas_add_up_on_random_masks(void **state) {
   (void)state;
   enum { W = 37, H = 29 };
-  uint8_t m[W * H];
+  uint16_t m[W * H];
   srand(11);
   for (int t = 0; t < 50; t++) {
     for (int i = 0; i < W * H; i++)
-      m[i] = (uint8_t)(rand() % 5 == 0 ? 255 : rand() % 3);
-    for (uint8_t cls = 1; cls <= 2; cls++) {
+      m[i] = (uint16_t)(rand() % 5 == 0 ? 255 : rand() % 3);
+    for (uint16_t cls = 1; cls <= 2; cls++) {
       api_mask_stats st;
       api_mask_class_stats(m, W, H, cls, &st);
       api_rings r;
@@ -193,7 +193,7 @@ static void json_lists_present_classes(void **state) {
   (void)state;
   static const char *names[3] = {"cat", "dog", "bird"};
   api_model_info info = {.name = "t", .version = 1, .n_classes = 3, .class_names = names};
-  uint8_t m[6] = {0, 3, 3, 255, 0, 0}; /* 2 x 3; class 3 only; 255 is no class */
+  uint16_t m[6] = {0, 3, 3, 255, 0, 0}; /* 2 x 3; class 3 only; 255 is no class */
   json_t *c = api_coco_json(&info, m, 3, 2);
   assert_int_equal(json_array_size(c), 1);
   json_t *it = json_array_get(c, 0);

@@ -108,11 +108,29 @@ static int cmd_step(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_wr
   return 1;
 }
 
+/* A 16-bit mask as U8 (ignore: 255) when every id fits, else as I32 (ignore: 65535). */
+static int add_mask(ecs_st_writer *w, const char *name, const uint16_t *mk, int h, int wd,
+                    ecs_err *e) {
+  size_t n = (size_t)h * wd, wide = 0;
+  for (size_t i = 0; i < n; i++)
+    wide |= mk[i] > 254 && mk[i] != ECS_MASK_IGNORE;
+  void *buf = malloc(n * (wide ? 4 : 1) + 1);
+  if (!buf) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (wide) ((int32_t *)buf)[i] = mk[i];
+    else ((uint8_t *)buf)[i] = mk[i] == ECS_MASK_IGNORE ? 255 : (uint8_t)mk[i];
+  int ok = add(w, name, wide ? ECS_I32 : ECS_U8, 2, h, wd, 1, 1, buf, e);
+  free(buf);
+  return ok;
+}
+
 static int cmd_infer(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_writer *w,
                      ecs_err *e) {
   const ecs_st_tensor *rgb = need(in, "rgb", ECS_U8);
   if (!rgb) return 0;
-  ecs_infer_opts o = {.want_erased = 1};
+  /* refinement off: the tests compare the CAMs with references that do not refine (a model's
+   * default may turn it on: ecsnet-imagenet-lite0) */
+  ecs_infer_opts o = {.want_erased = 1, .refine = -1};
   const ecs_st_tensor *lb = ecs_st_find(in, "labels"), *op = ecs_st_find(in, "opts");
   if (lb && lb->type == ECS_I32) {
     o.labels = lb->data;
@@ -130,19 +148,17 @@ static int cmd_infer(ecs_model *m, ecs_ctx *ctx, const ecs_st_file *in, ecs_st_w
   int h = (int)rgb->ne[0], wd = (int)rgb->ne[1];
   if (ecs_model_infer(m, ctx, rgb->data, h, wd, &o, &r, e) != ECS_OK) return 0;
   int K = r->n_classes, L = r->n_labels, ok = 1;
-  ok &= add(w, "scores", ECS_F32, 1, K, 1, 1, 1, r->scores, e);
+  ok &= add(w, "scores", ECS_F32, 1, K + r->n_groups, 1, 1, 1, r->scores, e);
   ok &= add(w, "labels", ECS_I32, 1, L, 1, 1, 1, r->labels, e);
   ok &= add(w, "cams", ECS_F32, 3, L, h, wd, 1, r->cams, e);
-  if (r->mask) { /* NULL with a label above ECS_MAX_MASK_ID */
-    ok &= add(w, "cam_mask", ECS_U8, 2, h, wd, 1, 1, r->cam_mask, e);
-    ok &= add(w, "head_mask", ECS_U8, 2, h, wd, 1, 1, r->head_mask, e);
-    ok &= add(w, "mask", ECS_U8, 2, h, wd, 1, 1, r->mask, e);
-  }
+  ok &= add_mask(w, "cam_mask", r->cam_mask, h, wd, e);
+  ok &= add_mask(w, "head_mask", r->head_mask, h, wd, e);
+  ok &= add_mask(w, "mask", r->mask, h, wd, e);
   if (r->erased_cams) {
     ok &= add(w, "erased_cams", ECS_F32, 3, L, h, wd, 1, r->erased_cams, e);
     ok &= add(w, "erase_region", ECS_U8, 2, h, wd, 1, 1, r->erase_region, e);
     ok &= add(w, "erased_image", ECS_U8, 3, h, wd, 3, 1, r->erased_image, e);
-    if (r->ecs_mask) ok &= add(w, "ecs_mask", ECS_U8, 2, h, wd, 1, 1, r->ecs_mask, e);
+    if (r->ecs_mask) ok &= add_mask(w, "ecs_mask", r->ecs_mask, h, wd, e);
   }
   ecs_cam_result_free(r);
   return ok;

@@ -75,12 +75,20 @@ typedef struct ecs_hparams {
   int no_phi_filter; /* Phi = every cell (still excluding nothing) */
 } ecs_hparams;
 
-/* Up to ECS_MAX_CLASSES - 1 object classes (ImageNet's 1000 fit); masks are 8-bit, with 255
- * for "ignore", so they hold class ids up to ECS_MAX_MASK_ID only: inference leaves the masks
- * out (NULL) when a label above it is used. */
-#define ECS_MAX_CLASSES    1025
-#define ECS_MAX_MASK_ID    254
-#define ECS_CLASS_NAME_MAX 64
+/* Up to ECS_MAX_CLASSES - 1 object classes (ImageNet's 1000 fit) and ECS_MAX_GROUPS named
+ * groups of them (a group is a label like a class: id K + g for group g = 1..G, its score the
+ * summed probability of its members, its heat map theirs weighted by their probabilities).
+ * Masks are 16-bit: label ids, ECS_MASK_IGNORE for "ignore" (outside Phi). */
+#define ECS_MAX_CLASSES       1025
+#define ECS_MAX_GROUPS        64
+#define ECS_MAX_GROUP_MEMBERS 2048 /* members of all groups together */
+#define ECS_MAX_LABELS        (ECS_MAX_CLASSES + ECS_MAX_GROUPS)
+#define ECS_MASK_IGNORE       65535
+#define ECS_CLASS_NAME_MAX    64
+
+/* How the classifier's logits become scores: one sigmoid per class (ECS-Net's multi-label
+ * loss) or one softmax over the classes (an ImageNet classifier, trained with it). */
+typedef enum ecs_score_kind { ECS_SCORES_SIGMOID = 0, ECS_SCORES_SOFTMAX } ecs_score_kind;
 
 typedef struct ecs_model_config {
   ecs_backbone backbone;
@@ -92,6 +100,12 @@ typedef struct ecs_model_config {
   ecs_hparams hp;
   int bg_channel_added; /* channel 0 of fc8 was zero-initialised by the converter */
   char provenance[256];
+  ecs_score_kind scores; /* metadata "scores": "sigmoid" (default) or "softmax" */
+  int refine;            /* metadata "refine": inference refines the CAMs by default (0) */
+  int n_groups;          /* G named groups, ids K+1..K+G (metadata "groups") */
+  char group_names[ECS_MAX_GROUPS][ECS_CLASS_NAME_MAX];
+  uint16_t group_start[ECS_MAX_GROUPS + 1]; /* group g's members: group_member[start[g-1]..start[g]) */
+  uint16_t group_member[ECS_MAX_GROUP_MEMBERS]; /* class ids 1..K */
 } ecs_model_config;
 
 typedef struct ecs_model ecs_model;
@@ -137,6 +151,10 @@ ecs_model_config *ecs_model_config_mut(ecs_model *m); /* hyper-parameters and al
 int ecs_model_channels(const ecs_model *m);           /* 1 + K */
 /* Index (1..K) of a class name, or 0 when unknown. */
 int ecs_model_class_id(const ecs_model *m, const char *name);
+/* The name of label id 1..K+G (a class or a group), or NULL outside. */
+const char *ecs_model_label_name(const ecs_model *m, int id);
+/* Parses metadata "groups" ("name:id,id,...;name:...", ids 1..K) into cfg; -1 when malformed. */
+int ecs_model_groups_parse(ecs_model_config *cfg, const char *text);
 
 /* The backbone's output stride (8, or 32 for efficientnet_lite0): one cell of the heat maps
  * per stride x stride pixels, ceil-divided at the border. */
@@ -191,7 +209,10 @@ int ecs_model_step_grid(const ecs_model *m, int n);
 
 /* ---- inference ----------------------------------------------------------------------- */
 typedef struct ecs_infer_opts {
-  const int *labels; /* class ids 1..K; NULL or n_labels = 0: predicted from the scores */
+  /* label ids 1..K+G (classes, then groups); NULL or n_labels = 0: predicted from the scores:
+   * the label_topk best classes whose score (or whose group's) is above the threshold, each
+   * replaced by its group where one covers it, the best one always */
+  const int *labels;
   int n_labels;
   float scales[ECS_MAX_SCALES]; /* n_scales = 0: {1} */
   int n_scales;
@@ -200,22 +221,28 @@ typedef struct ecs_infer_opts {
   float label_threshold; /* > 0: overrides the model's threshold for predicted labels */
   int has_alpha_bg;      /* 1: alpha_bg below replaces the model's background score */
   float alpha_bg;        /* in [0, 1]: the CAM mask's background score for this call */
+  int label_topk;        /* > 0: the classes predicted labels come from (0: 3) */
+  /* edge-aware refinement of the CAMs and erased CAMs (refine.c) before the masks: 1 on, -1
+   * off, 0 the model's default (its metadata "refine") */
+  int refine;
 } ecs_infer_opts;
 
 typedef struct ecs_cam_result {
-  int h, w, n_classes;
+  int h, w, n_classes, n_groups;
   int n_labels;
-  int labels[ECS_MAX_CLASSES]; /* class ids used, ascending */
-  float *scores;               /* (K) sigmoid of GAP of the logits, class k at index k-1 */
+  int labels[ECS_MAX_LABELS]; /* label ids used (classes, then groups), ascending */
+  int predicted;              /* the labels were predicted from the scores, not given */
+  /* (K + G) label k at index k-1: per class the sigmoid of GAP of its logits, or their softmax
+   * over the K classes (the model's scores kind); per group its members' summed scores */
+  float *scores;
   float *cams;                 /* (n_labels, h, w) in [0, 1] */
   float *erased_cams;          /* (n_labels, h, w) or NULL */
   uint8_t *erase_region;       /* (h, w) 0/1 or NULL */
   uint8_t *erased_image;       /* (h, w, 3) RGB or NULL */
-  /* the masks: NULL when a label is above ECS_MAX_MASK_ID */
-  uint8_t *cam_mask;           /* (h, w) class ids */
-  uint8_t *head_mask;          /* (h, w) class ids */
-  uint8_t *ecs_mask;           /* (h, w) class ids, 255 outside Phi; or NULL */
-  uint8_t *mask;               /* (h, w) combined mask (the CAM mask without the erasing) */
+  uint16_t *cam_mask;          /* (h, w) label ids */
+  uint16_t *head_mask;         /* (h, w) label ids */
+  uint16_t *ecs_mask;          /* (h, w) label ids, ECS_MASK_IGNORE outside Phi; or NULL */
+  uint16_t *mask;              /* (h, w) combined mask (the CAM mask without the erasing) */
   int64_t phi;                 /* pixels in Phi */
 } ecs_cam_result;
 

@@ -103,6 +103,9 @@ ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t *
 ecs_status ecs_png_encode_palette_level(const uint8_t *indices, int width, int height,
                                         const uint8_t (*palette)[3], int n_colors, int level,
                                         uint8_t **out, size_t *out_n, ecs_err *err);
+/* 16-bit grey PNG of width*height samples (host order; a mask of label ids above 255). */
+ecs_status ecs_png_encode_grey16_level(const uint16_t *px, int width, int height, int level,
+                                       uint8_t **out, size_t *out_n, ecs_err *err);
 /* Baseline JPEG, quality 1..100, 4:2:0 for RGB; grey images stay grey. */
 ecs_status ecs_image_encode_jpeg(const ecs_image *img, int quality, uint8_t **out, size_t *out_n,
                                  ecs_err *err);

@@ -163,12 +163,14 @@ typedef struct png_src_desc {
   const uint8_t (*palette)[3];
   int n_colors;
   int level; /* zlib level 0..9, or -1 for libpng's default */
+  int depth; /* bits a sample: 8 (0 means 8), or 16 (host-order uint16_t samples) */
 } png_src_desc;
 
 static void write_body(png_structp png, png_infop info, png_state *s, const png_src_desc *d) {
   png_set_write_fn(png, s, write_fn, flush_fn);
   png_set_user_limits(png, 0x7fffffffu, 0x7fffffffu); /* as when reading */
-  png_set_IHDR(png, info, (png_uint_32)d->w, (png_uint_32)d->h, 8, d->color_type,
+  int depth = d->depth == 16 ? 16 : 8;
+  png_set_IHDR(png, info, (png_uint_32)d->w, (png_uint_32)d->h, depth, d->color_type,
                PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (d->palette) {
     png_color pal[256];
@@ -185,7 +187,9 @@ static void write_body(png_structp png, png_infop info, png_state *s, const png_
     if (d->level <= 3 && !d->palette) png_set_filter(png, 0, PNG_FILTER_SUB);
   }
   png_write_info(png, info);
-  size_t stride = (size_t)d->w * d->channels;
+  const uint16_t one = 1;
+  if (depth == 16 && *(const uint8_t *)&one == 1) png_set_swap(png); /* PNG is big-endian */
+  size_t stride = (size_t)d->w * d->channels * (size_t)(depth / 8);
   for (int y = 0; y < d->h; y++) png_write_row(png, d->px + (size_t)y * stride);
   png_write_end(png, NULL);
 }
@@ -256,5 +260,15 @@ ecs_status ecs_png_encode_palette_level(const uint8_t *indices, int width, int h
   png_src_desc d = {.px = indices, .w = width, .h = height, .channels = 1,
                     .color_type = PNG_COLOR_TYPE_PALETTE, .palette = palette,
                     .n_colors = n_colors, .level = level};
+  return encode(&d, out, out_n, err);
+}
+
+ecs_status ecs_png_encode_grey16_level(const uint16_t *px, int width, int height, int level,
+                                       uint8_t **out, size_t *out_n, ecs_err *err) {
+  if (level < -1 || level > 9) return ecs_err_set(err, ECS_ERR_INVALID, "PNG: level %d", level);
+  if (!px || !out || !out_n || width < 1 || height < 1)
+    return ecs_err_set(err, ECS_ERR_INVALID, "PNG: 16-bit encode: bad arguments");
+  png_src_desc d = {.px = (const uint8_t *)px, .w = width, .h = height, .channels = 1,
+                    .color_type = PNG_COLOR_TYPE_GRAY, .level = level, .depth = 16};
   return encode(&d, out, out_n, err);
 }

@@ -7,8 +7,11 @@
  * erases. The ECS mask applies step 9 at image resolution. Every pass runs F at the backbone's
  * input size for the (scaled) image (ecs_model_input_size: efficientnet_lite0 resizes to 32m+1
  * a side, where its symmetric padding is the SAME padding it was trained with); the maps are
- * resized to the image, so every output stays at the image's own size. Masks are 8-bit: with a
- * label above ECS_MAX_MASK_ID they are left out (NULL) and the rest is computed as usual. */
+ * resized to the image, so every output stays at the image's own size. Masks are 16-bit label
+ * ids. A group's heat map is its members' maps weighted by their probabilities on the plain
+ * scale-1 pass (w_j = p_j / sum p), the same weights on every pass, so its CAM is their CAMs so
+ * weighted (the maps are linear in the classifier's rows): with_groups appends those maps
+ * after the classes' channels, and every label id then indexes its own map. */
 #include "model-impl.h"
 
 #include <math.h>
@@ -27,6 +30,32 @@ void ecs_cam_result_free(ecs_cam_result *r) {
   free(r->ecs_mask);
   free(r->mask);
   free(r);
+}
+
+/* Appends the groups' maps to heat maps hm (C, g): channel C + i is group i + 1's members'
+ * maps weighted by gwt (aligned with cfg.group_member). Returns the grown array (hm is
+ * consumed), or NULL out of memory. */
+static float *with_groups(const ecs_model *m, float *hm, size_t g, const float *gwt,
+                          ecs_err *err) {
+  const ecs_model_config *c = &m->cfg;
+  if (c->n_groups == 0 || !gwt) return hm;
+  size_t C = (size_t)ecs_model_channels(m);
+  float *t = realloc(hm, sizeof(float) * (C + (size_t)c->n_groups) * g);
+  if (!t) {
+    free(hm);
+    ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    return NULL;
+  }
+  for (int i = 0; i < c->n_groups; i++) {
+    float *dst = t + (C + (size_t)i) * g;
+    memset(dst, 0, sizeof(float) * g);
+    for (int j = c->group_start[i]; j < c->group_start[i + 1]; j++) {
+      const float *src = t + (size_t)c->group_member[j] * g;
+      for (size_t p = 0; p < g; p++)
+        dst[p] += gwt[j] * src[p];
+    }
+  }
+  return t;
 }
 
 /* Runs F on a normalised (3, h, w) image; returns the heat maps in a malloc'd (C, gh, gw). */
@@ -82,8 +111,8 @@ static size_t most_pixels(const ecs_model *m, int h, int w, const float *scales,
  * is the plain scale-1 pass already computed: it is reused rather than run again. */
 static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int h, int w,
                           const ecs_infer_opts *o, const int *labels, int nl, float *cams,
-                          const float *h1, int gh1, int gw1, ecs_err *err) {
-  int C = ecs_model_channels(m);
+                          const float *h1, int gh1, int gw1, const float *gwt, ecs_err *err) {
+  int C = ecs_model_channels(m) + m->cfg.n_groups; /* the flip covers the group maps too */
   size_t hw = (size_t)h * w;
   memset(cams, 0, sizeof(float) * nl * hw);
   float one = 1.0f;
@@ -116,6 +145,7 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
           ecs_h_resize(x, 3, h, w, xs, sh, sw);
         if (f) flip_w(xs, 3, sh, sw);
         hm = run_f(m, ctx, xs, sh, sw, &gh, &gw, err);
+        if (hm) hm = with_groups(m, hm, (size_t)gh * gw, gwt, err);
       }
       if (!hm) {
         st = err ? err->status : ECS_ERR_BACKEND;
@@ -139,38 +169,60 @@ static ecs_status cams_of(const ecs_model *m, ecs_ctx *ctx, const float *x, int 
   return st;
 }
 
+/* The group covering class k (its id K+g), or k itself. */
+static int label_of_class(const ecs_model *m, int k) {
+  const ecs_model_config *c = &m->cfg;
+  for (int g = 0; g < c->n_groups; g++)
+    for (int j = c->group_start[g]; j < c->group_start[g + 1]; j++)
+      if (c->group_member[j] == k) return c->n_classes + g + 1;
+  return k;
+}
+
+/* Labels predicted from the scores: the label_topk best classes, each as its group where one
+ * covers it, kept when that label's score is above the threshold; the best always. */
+static void predict_labels(const ecs_model *m, const ecs_infer_opts *o, const ecs_cam_result *r,
+                           uint8_t *on) {
+  int K = m->cfg.n_classes, topk = o->label_topk > 0 ? o->label_topk : 3;
+  float thr = o->label_threshold > 0 ? o->label_threshold : m->cfg.label_threshold;
+  int taken[ECS_MAX_CLASSES + 1] = {0};
+  for (int t = 0; t < topk && t < K; t++) {
+    int best = 0;
+    for (int k = 1; k <= K; k++)
+      if (!taken[k] && (!best || r->scores[k - 1] > r->scores[best - 1])) best = k;
+    taken[best] = 1;
+    int l = label_of_class(m, best);
+    if (t == 0 || r->scores[l - 1] > thr) on[l] = 1;
+  }
+}
+
 static ecs_status pick_labels(const ecs_model *m, const ecs_infer_opts *o, ecs_cam_result *r,
                               ecs_err *err) {
-  int K = m->cfg.n_classes;
-  uint8_t on[ECS_MAX_CLASSES + 1] = {0};
+  int L = m->cfg.n_classes + m->cfg.n_groups;
+  uint8_t on[ECS_MAX_LABELS + 1] = {0};
   if (o->labels && o->n_labels > 0) {
     for (int i = 0; i < o->n_labels; i++) {
-      if (o->labels[i] < 1 || o->labels[i] > K)
-        return ecs_err_set(err, ECS_ERR_INVALID, "label %d is outside the classes 1..%d",
-                           o->labels[i], K);
+      if (o->labels[i] < 1 || o->labels[i] > L)
+        return ecs_err_set(err, ECS_ERR_INVALID, "label %d is outside the labels 1..%d",
+                           o->labels[i], L);
       on[o->labels[i]] = 1;
     }
   } else {
-    int best = 1;
-    float thr = o->label_threshold > 0 ? o->label_threshold : m->cfg.label_threshold;
-    for (int k = 1; k <= K; k++) {
-      if (r->scores[k - 1] > thr) on[k] = 1;
-      if (r->scores[k - 1] > r->scores[best - 1]) best = k;
-    }
-    int any = 0;
-    for (int k = 1; k <= K; k++)
-      any |= on[k];
-    if (!any) on[best] = 1; /* always explain the image by its most likely class */
+    predict_labels(m, o, r, on);
+    r->predicted = 1;
   }
   r->n_labels = 0;
-  for (int k = 1; k <= K; k++)
+  for (int k = 1; k <= L; k++)
     if (on[k]) r->labels[r->n_labels++] = k;
   return ECS_OK;
 }
 
+static int refining(const ecs_model *m, const ecs_infer_opts *o) {
+  return o->refine > 0 || (o->refine == 0 && m->cfg.refine);
+}
+
 static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, const float *h1,
-                          int gh, int gw, const ecs_infer_opts *o, ecs_cam_result *r,
-                          ecs_err *err) {
+                          int gh, int gw, const ecs_infer_opts *o, const float *gwt,
+                          ecs_cam_result *r, ecs_err *err) {
   int h = r->h, w = r->w;
   size_t hw = (size_t)h * w, g = (size_t)gh * gw;
   const ecs_hparams *hp = &m->cfg.hp;
@@ -181,10 +233,10 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
   r->erase_region = malloc(hw);
   r->erased_image = malloc(3 * hw);
   r->erased_cams = malloc(sizeof(float) * r->n_labels * hw);
-  r->ecs_mask = r->mask ? malloc(hw) : NULL;
+  r->ecs_mask = malloc(sizeof(uint16_t) * hw);
   ecs_status st = ECS_OK;
   if (!s || !a || !sup || !img || !bl || !xe || !r->erase_region || !r->erased_image ||
-      !r->erased_cams || (r->mask && !r->ecs_mask)) {
+      !r->erased_cams || !r->ecs_mask) {
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     goto done;
   }
@@ -214,7 +266,10 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
   /* F' sees the erased image as returned (rounded to bytes), so its CAMs are those of the
    * picture the caller gets */
   ecs_model_normalise(m, r->erased_image, h, w, xe);
-  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, err);
+  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, gwt,
+               err);
+  if (st == ECS_OK && refining(m, o))
+    st = ecs_h_refine(r->erased_image, h, w, r->erased_cams, r->n_labels, hp->eps, err);
   if (st != ECS_OK) goto done;
   /* step 9 at image resolution */
   r->phi = 0;
@@ -240,9 +295,8 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
     else
       keep = hp->bg_in_phi && a0 > hp->theta;
     r->phi += keep;
-    if (!r->mask) continue; /* no 8-bit masks for these labels */
-    r->ecs_mask[p] = keep ? (uint8_t)l : 255;
-    r->mask[p] = keep ? (uint8_t)l : r->cam_mask[p];
+    r->ecs_mask[p] = keep ? (uint16_t)l : ECS_MASK_IGNORE;
+    r->mask[p] = keep ? (uint16_t)l : r->cam_mask[p];
   }
 done:
   free(s);
@@ -285,22 +339,55 @@ static ecs_status masks_of(const float *h1, int gh, int gw, float *up, float alp
         best = r->cams[(size_t)i * hw + p];
         l = r->labels[i];
       }
-    r->cam_mask[p] = (uint8_t)l;
-    r->mask[p] = (uint8_t)l;
+    r->cam_mask[p] = (uint16_t)l;
+    r->mask[p] = (uint16_t)l;
   }
   float *best = malloc(sizeof(float) * hw);
   if (!best) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   ecs_h_resize(h1, 1, gh, gw, best, h, w);
-  memset(r->head_mask, 0, hw);
+  memset(r->head_mask, 0, sizeof(uint16_t) * hw);
   for (int i = 0; i < r->n_labels; i++) {
     ecs_h_resize(h1 + (size_t)r->labels[i] * gh * gw, 1, gh, gw, up, h, w);
     for (size_t p = 0; p < hw; p++)
       if (up[p] > best[p]) {
         best[p] = up[p];
-        r->head_mask[p] = (uint8_t)r->labels[i];
+        r->head_mask[p] = (uint16_t)r->labels[i];
       }
   }
   free(best);
+  return ECS_OK;
+}
+
+/* The scores (sigmoid or softmax of the GAP'd logits; groups: their members' summed scores,
+ * at most 1) and the groups' member weights p_j / sum p (equal where every p_j is 0). */
+static ecs_status scores_of(const ecs_model *m, const float *h1, size_t g, ecs_cam_result *r,
+                            float *gwt, ecs_err *err) {
+  const ecs_model_config *c = &m->cfg;
+  int K = c->n_classes;
+  double *lg = malloc(sizeof(double) * K), mx = -INFINITY, z = 0;
+  if (!lg) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  for (int k = 1; k <= K; k++) {
+    double sum = 0;
+    for (size_t p = 0; p < g; p++)
+      sum += h1[(size_t)k * g + p];
+    lg[k - 1] = sum / (double)g;
+    if (lg[k - 1] > mx) mx = lg[k - 1];
+  }
+  for (int k = 0; k < K; k++)
+    z += exp(lg[k] - mx);
+  for (int k = 0; k < K; k++)
+    r->scores[k] = c->scores == ECS_SCORES_SOFTMAX ? (float)(exp(lg[k] - mx) / z)
+                                                  : (float)(1.0 / (1.0 + exp(-lg[k])));
+  free(lg);
+  for (int i = 0; i < c->n_groups; i++) {
+    int a = c->group_start[i], b = c->group_start[i + 1];
+    double sum = 0;
+    for (int j = a; j < b; j++)
+      sum += r->scores[c->group_member[j] - 1];
+    for (int j = a; j < b; j++)
+      gwt[j] = sum > 0 ? (float)(r->scores[c->group_member[j] - 1] / sum) : 1.0f / (float)(b - a);
+    r->scores[K + i] = (float)(sum < 1 ? sum : 1);
+  }
   return ECS_OK;
 }
 
@@ -332,6 +419,7 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   ecs_ctx_set_grad(ctx, 0);
   ecs_cam_result *r = calloc(1, sizeof *r);
   float *x = malloc(sizeof(float) * 3 * hw), *h1 = NULL, *up = malloc(sizeof(float) * hw);
+  float *gwt = NULL; /* the groups' member weights */
   int gh = 0, gw = 0;
   if (!r || !x || !up) {
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
@@ -342,40 +430,39 @@ ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb,
   r->n_classes = K;
   ecs_model_normalise(m, rgb, h, w, x);
   h1 = run_base(m, ctx, x, h, w, &gh, &gw, err); /* the scores come from this pass */
-  r->scores = malloc(sizeof(float) * K);
-  if (!h1 || !r->scores) {
+  r->n_groups = m->cfg.n_groups;
+  r->scores = malloc(sizeof(float) * (K + r->n_groups));
+  gwt = m->cfg.n_groups ? malloc(sizeof(float) * m->cfg.group_start[m->cfg.n_groups]) : NULL;
+  if (!h1 || !r->scores || (m->cfg.n_groups && !gwt)) {
     st = h1 ? ecs_err_set(err, ECS_ERR_NOMEM, "out of memory")
             : (err ? err->status : ECS_ERR_BACKEND);
     goto done;
   }
-  for (int k = 1; k <= K; k++) {
-    double sum = 0;
-    for (size_t p = 0; p < (size_t)gh * gw; p++)
-      sum += h1[(size_t)k * gh * gw + p];
-    double o_ = sum / ((double)gh * gw);
-    r->scores[k - 1] = (float)(1.0 / (1.0 + exp(-o_)));
+  if ((st = scores_of(m, h1, (size_t)gh * gw, r, gwt, err)) != ECS_OK) goto done;
+  if (gwt) h1 = with_groups(m, h1, (size_t)gh * gw, gwt, err);
+  if (!h1) {
+    st = ECS_ERR_NOMEM;
+    goto done;
   }
   if ((st = pick_labels(m, o, r, err)) != ECS_OK) goto done;
-  int masks = 1; /* 8-bit masks hold the labels */
-  for (int i = 0; i < r->n_labels; i++)
-    masks &= r->labels[i] <= ECS_MAX_MASK_ID;
   r->cams = malloc(sizeof(float) * r->n_labels * hw);
-  if (masks) {
-    r->cam_mask = malloc(hw);
-    r->head_mask = malloc(hw);
-    r->mask = malloc(hw);
-  }
-  if (!r->cams || (masks && (!r->cam_mask || !r->head_mask || !r->mask))) {
+  r->cam_mask = malloc(sizeof(uint16_t) * hw);
+  r->head_mask = malloc(sizeof(uint16_t) * hw);
+  r->mask = malloc(sizeof(uint16_t) * hw);
+  if (!r->cams || !r->cam_mask || !r->head_mask || !r->mask) {
     st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     goto done;
   }
-  st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, err);
+  st = cams_of(m, ctx, x, h, w, o, r->labels, r->n_labels, r->cams, h1, gh, gw, gwt, err);
+  if (st == ECS_OK && refining(m, o))
+    st = ecs_h_refine(rgb, h, w, r->cams, r->n_labels, m->cfg.hp.eps, err);
   float alpha_bg = o->has_alpha_bg ? o->alpha_bg : m->cfg.alpha_bg;
-  if (st == ECS_OK && masks) st = masks_of(h1, gh, gw, up, alpha_bg, r, err);
-  if (st == ECS_OK && o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, r, err);
+  if (st == ECS_OK) st = masks_of(h1, gh, gw, up, alpha_bg, r, err);
+  if (st == ECS_OK && o->want_erased) st = erasing(m, ctx, rgb, h1, gh, gw, o, gwt, r, err);
 done:
   free(x);
   free(h1);
+  free(gwt);
   free(up);
   ecs_ctx_set_grad(ctx, was_grad);
   if (st != ECS_OK) {

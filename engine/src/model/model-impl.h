@@ -43,6 +43,10 @@ float ecs_model_bn_eps(const ecs_model *m);      /* the backbone's batch norm ep
 void ecs_h_resize(const float *in, int c, int h, int w, float *out, int oh, int ow);
 /* Step 3 on one plane of n values, in place. */
 void ecs_h_maxmin_norm(float *x, int64_t n, float eps);
+/* Edge-aware refinement of n maps (h, w) in [0, 1] along the colours of rgb (h, w, 3), then
+ * max-min normalised again (refine.c, PAMR-like). */
+ecs_status ecs_h_refine(const uint8_t *rgb, int h, int w, float *maps, int n, float eps,
+                        ecs_err *err);
 /* Separable Gaussian blur of c planes, zero-padded borders renormalised. */
 void ecs_h_blur(const float *in, int c, int h, int w, float sigma, int ksize, float *out);
 /* sigma and kernel size of step 7 for an image of h x w. */

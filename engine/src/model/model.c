@@ -277,6 +277,55 @@ int ecs_model_class_id(const ecs_model *m, const char *name) {
   return 0;
 }
 
+const char *ecs_model_label_name(const ecs_model *m, int id) {
+  int K = m->cfg.n_classes;
+  if (id >= 1 && id <= K) return m->cfg.class_names[id - 1];
+  if (id > K && id <= K + m->cfg.n_groups) return m->cfg.group_names[id - K - 1];
+  return NULL;
+}
+
+int ecs_model_groups_parse(ecs_model_config *cfg, const char *s) {
+  int g = 0, n = 0;
+  cfg->n_groups = 0;
+  cfg->group_start[0] = 0;
+  while (*s) {
+    const char *colon = strchr(s, ':');
+    size_t len = colon ? (size_t)(colon - s) : 0;
+    if (!colon || len == 0 || len >= ECS_CLASS_NAME_MAX || g >= ECS_MAX_GROUPS) return -1;
+    memcpy(cfg->group_names[g], s, len);
+    cfg->group_names[g][len] = 0;
+    s = colon + 1;
+    while (*s && *s != ';') {
+      char *end;
+      long id = strtol(s, &end, 10);
+      if (end == s || id < 1 || id > cfg->n_classes || n >= ECS_MAX_GROUP_MEMBERS) return -1;
+      cfg->group_member[n++] = (uint16_t)id;
+      s = end + (*end == ',');
+    }
+    if (n == cfg->group_start[g]) return -1; /* a group without members */
+    cfg->group_start[++g] = (uint16_t)n;
+    s += *s == ';';
+  }
+  cfg->n_groups = g;
+  return g;
+}
+
+/* The groups as the metadata text ecs_model_groups_parse reads; malloc'd. */
+static char *groups_text(const ecs_model_config *cfg) {
+  size_t cap = (size_t)cfg->n_groups * (ECS_CLASS_NAME_MAX + 2) + ECS_MAX_GROUP_MEMBERS * 6 + 1;
+  char *t = malloc(cap);
+  size_t pos = 0;
+  if (!t) return NULL;
+  t[0] = 0;
+  for (int g = 0; g < cfg->n_groups; g++) {
+    pos += (size_t)snprintf(t + pos, cap - pos, "%s%s:", g ? ";" : "", cfg->group_names[g]);
+    for (int i = cfg->group_start[g]; i < cfg->group_start[g + 1]; i++)
+      pos += (size_t)snprintf(t + pos, cap - pos, "%s%d", i > cfg->group_start[g] ? "," : "",
+                              cfg->group_member[i]);
+  }
+  return t;
+}
+
 void ecs_model_normalise(const ecs_model *m, const uint8_t *rgb, int h, int w, float *out) {
   static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
   static const float bgr_mean[3] = {104.008f, 116.669f, 122.675f};
@@ -364,6 +413,14 @@ ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, 
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "alpha_bg", num, err);
     snprintf(num, sizeof num, "%.9g", m->cfg.label_threshold);
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "label_threshold", num, err);
+    const char *sk = m->cfg.scores == ECS_SCORES_SOFTMAX ? "softmax" : "sigmoid";
+    if (st == ECS_OK) st = ecs_st_writer_meta(w, "scores", sk, err);
+    if (st == ECS_OK && m->cfg.refine) st = ecs_st_writer_meta(w, "refine", "1", err);
+    char *gt = m->cfg.n_groups > 0 ? groups_text(&m->cfg) : NULL;
+    if (st == ECS_OK && m->cfg.n_groups > 0)
+      st = gt ? ecs_st_writer_meta(w, "groups", gt, err)
+              : ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+    free(gt);
   }
   free(classes);
   return st;
@@ -519,6 +576,23 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
     return NULL;
   }
   if ((v = ecs_st_meta(f, "bg_channel_added"))) cfg->bg_channel_added = atoi(v);
+  if ((v = ecs_st_meta(f, "scores")) && strcmp(v, "sigmoid") != 0) {
+    if (strcmp(v, "softmax") != 0) {
+      ecs_err_set(err, ECS_ERR_FORMAT, "%s: metadata scores '%s' (sigmoid, softmax)", path, v);
+      free(cfg);
+      return NULL;
+    }
+    cfg->scores = ECS_SCORES_SOFTMAX;
+  }
+  if ((v = ecs_st_meta(f, "refine"))) cfg->refine = atoi(v) > 0;
+  if ((v = ecs_st_meta(f, "groups")) && ecs_model_groups_parse(cfg, v) < 0) {
+    ecs_err_set(err, ECS_ERR_FORMAT,
+                "%s: metadata groups is not \"name:id,id,...;...\" with ids 1..%d (at most %d "
+                "groups)",
+                path, cfg->n_classes, ECS_MAX_GROUPS);
+    free(cfg);
+    return NULL;
+  }
   if ((v = ecs_st_meta(f, "provenance")))
     snprintf(cfg->provenance, sizeof cfg->provenance, "%s", v);
 

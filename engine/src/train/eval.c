@@ -132,7 +132,7 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
           float v = r->cams[(size_t)j * hw + p];
           if (v > best) best = v, arg = r->labels[j];
         }
-        int e = r->ecs_mask ? r->ecs_mask[p] : 255;
+        int e = r->ecs_mask && r->ecs_mask[p] != ECS_MASK_IGNORE ? r->ecs_mask[p] : 255;
         for (int a = 0; a < na; a++) {
           int pred = best > out->alphas[a] ? arg : 0;
           cm_cam[(size_t)a * cmn + (size_t)g * C + pred]++;

@@ -39,6 +39,11 @@ ecs_model *ecs_model_for_dataset(const ecs_dataset *ds, ecs_backbone b, const ec
   else
     ecs_model_config_default(cfg, b, k_classes);
   cfg->n_classes = k_classes;
+  /* a new classifier: trained with ECS-Net's sigmoid loss, and the base's groups named the
+   * base's classes */
+  cfg->scores = ECS_SCORES_SIGMOID;
+  cfg->n_groups = 0;
+  cfg->refine = 0;
   for (int k = 1; k <= k_classes && k <= ECS_MAX_CLASSES; k++)
     snprintf(cfg->class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
   ecs_model *m = ecs_model_new(cfg, buft, seed, err);

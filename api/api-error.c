@@ -39,7 +39,9 @@ int api_retry_after(const char *code) {
 
 void api_response_error(api_response *out, const api_error *err) {
   char *body = api_error_json(err);
-  *out = (api_response){.status = err->status, .type = "application/json", .body = body,
+  *out = (api_response){.status = err->status,
+                        .type = "application/json",
+                        .body = body,
                         .len = body ? strlen(body) : 0,
                         .retry_after = err->status == 503 ? api_retry_after(err->code) : 0};
 }

@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char k_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char k_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 char *api_base64_encode(const uint8_t *src, size_t n) {
   size_t out_len = 4 * ((n + 2) / 3);
@@ -34,8 +33,8 @@ static int sextet(unsigned char c) {
   return -1;
 }
 
-bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **out,
-                       size_t *out_len, api_error *err) {
+bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **out, size_t *out_len,
+                       api_error *err) {
   *out = NULL;
   *out_len = 0;
   if (len >= 5 && strncmp(src, "data:", 5) == 0) {

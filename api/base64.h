@@ -17,7 +17,7 @@ char *api_base64_encode(const uint8_t *src, size_t n);
  * malloc'd (free()) and *out_len is its size. Fails (err filled) with 400 invalid_base64 for
  * any other character or bad padding, 413 payload_too_large when the decoded size would exceed
  * max_out, 503 out_of_memory. */
-bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **out,
-                       size_t *out_len, api_error *err);
+bool api_base64_decode(const char *src, size_t len, size_t max_out, uint8_t **out, size_t *out_len,
+                       api_error *err);
 
 #endif

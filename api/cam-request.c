@@ -27,15 +27,15 @@ typedef struct param {
   const char *name;
   const char *text; /* text value (not NUL-terminated), or NULL when json is set */
   size_t len;
-  json_t *json;     /* borrowed from the parsed body */
+  json_t *json; /* borrowed from the parsed body */
   const char *where;
 } param;
 
 /* ---- values -------------------------------------------------------------------------------- */
 
 static const char *const k_output_names[API_OUT_COUNT] = {
-    "cam", "erased_cam", "mask", "cam_mask", "ecs_mask", "head_mask", "scores", "erased_image",
-    "overlay", "erase_region", "coco", "polygons",
+    "cam",    "erased_cam",   "mask",    "cam_mask",     "ecs_mask", "head_mask",
+    "scores", "erased_image", "overlay", "erase_region", "coco",     "polygons",
 };
 
 const char *api_output_name(unsigned bit) {
@@ -58,16 +58,21 @@ static bool is_label_char(unsigned char c) {
 
 /* One label from text: a number is a class id, anything else a name. */
 static bool label_from_text(const char *s, size_t n, api_label *out, api_error *err) {
-  while (n && (*s == ' ' || *s == '\t')) s++, n--;
-  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
+  while (n && (*s == ' ' || *s == '\t'))
+    s++, n--;
+  while (n && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+    n--;
   if (n == 0) return api_fail(err, 422, "invalid_labels", "empty label in 'labels'");
   bool digits = true;
-  for (size_t i = 0; i < n; i++) digits &= isdigit((unsigned char)s[i]) != 0;
+  for (size_t i = 0; i < n; i++)
+    digits &= isdigit((unsigned char)s[i]) != 0;
   if (digits) {
-    if (n > 4) return api_fail(err, 422, "unknown_label", "label id %.*s is out of range",
-                               (int)(n > 16 ? 16 : n), s);
+    if (n > 4)
+      return api_fail(err, 422, "unknown_label", "label id %.*s is out of range",
+                      (int)(n > 16 ? 16 : n), s);
     int id = 0;
-    for (size_t i = 0; i < n; i++) id = id * 10 + (s[i] - '0');
+    for (size_t i = 0; i < n; i++)
+      id = id * 10 + (s[i] - '0');
     if (id > ECS_MAX_CLASSES - 1)
       return api_fail(err, 422, "unknown_label", "label id %d is out of range", id);
     out->id = id;
@@ -87,7 +92,8 @@ static bool label_from_text(const char *s, size_t n, api_label *out, api_error *
 }
 
 static bool label_from_json(json_t *v, api_label *out, api_error *err) {
-  if (json_is_string(v)) return label_from_text(json_string_value(v), json_string_length(v), out, err);
+  if (json_is_string(v))
+    return label_from_text(json_string_value(v), json_string_length(v), out, err);
   if (json_is_integer(v)) {
     json_int_t id = json_integer_value(v);
     if (id < 0 || id > ECS_MAX_CLASSES - 1)
@@ -155,8 +161,10 @@ static bool p_labels(api_cam_request *req, const param *p, const api_cam_limits 
 }
 
 static bool output_item(api_cam_request *req, const char *s, size_t n, api_error *err) {
-  while (n && *s == ' ') s++, n--;
-  while (n && s[n - 1] == ' ') n--;
+  while (n && *s == ' ')
+    s++, n--;
+  while (n && s[n - 1] == ' ')
+    n--;
   unsigned bit = api_output_parse(s, n);
   if (!bit)
     return api_fail(err, 422, "unknown_output",
@@ -207,8 +215,10 @@ static bool p_format(api_cam_request *req, const param *p, api_error *err) {
   const char *s;
   size_t n;
   if (!text_of(p, &s, &n)) return api_fail(err, 422, "invalid_value", "'format' must be a string");
-  if (text_is(s, n, "json")) req->format = API_FORMAT_JSON;
-  else if (text_is(s, n, "png")) req->format = API_FORMAT_PNG;
+  if (text_is(s, n, "json"))
+    req->format = API_FORMAT_JSON;
+  else if (text_is(s, n, "png"))
+    req->format = API_FORMAT_PNG;
   else
     return api_fail(err, 422, "unknown_format", "unknown format '%.*s' (json or png)",
                     (int)(n > 40 ? 40 : n), s);
@@ -251,7 +261,8 @@ static bool p_scales(api_cam_request *req, const param *p, api_error *err) {
     const char *s;
     while (next_item(text, len, &pos, &s, &n)) {
       char buf[32];
-      while (n && *s == ' ') s++, n--;
+      while (n && *s == ' ')
+        s++, n--;
       if (n == 0 || n >= sizeof buf)
         return api_fail(err, 422, "invalid_value", "'scales' must list numbers");
       memcpy(buf, s, n);
@@ -259,7 +270,8 @@ static bool p_scales(api_cam_request *req, const param *p, api_error *err) {
       char *e;
       errno = 0;
       double v = strtod(buf, &e);
-      while (*e == ' ') e++;
+      while (*e == ' ')
+        e++;
       if (*e || errno || e == buf)
         return api_fail(err, 422, "invalid_value", "'scales' item '%s' is not a number", buf);
       if (!scale_item(req, v, err)) return false;
@@ -333,8 +345,8 @@ static bool p_alpha_bg(api_cam_request *req, const param *p, api_error *err) {
   return true;
 }
 
-static bool apply_params(api_cam_request *req, const param *ps, size_t n,
-                         const api_cam_limits *lim, api_error *err) {
+static bool apply_params(api_cam_request *req, const param *ps, size_t n, const api_cam_limits *lim,
+                         api_error *err) {
   for (size_t i = 0; i < n; i++) {
     for (size_t j = 0; j < i; j++)
       if (strcmp(ps[i].name, ps[j].name) == 0)
@@ -342,15 +354,24 @@ static bool apply_params(api_cam_request *req, const param *ps, size_t n,
                         ps[i].name, ps[j].where, ps[i].where);
     const char *k = ps[i].name;
     bool ok;
-    if (strcmp(k, "labels") == 0) ok = p_labels(req, &ps[i], lim, err);
-    else if (strcmp(k, "outputs") == 0) ok = p_outputs(req, &ps[i], err);
-    else if (strcmp(k, "format") == 0) ok = p_format(req, &ps[i], err);
-    else if (strcmp(k, "label") == 0) ok = p_label(req, &ps[i], err);
-    else if (strcmp(k, "scales") == 0) ok = p_scales(req, &ps[i], err);
-    else if (strcmp(k, "flip") == 0) ok = p_bool(&req->flip, &ps[i], err);
-    else if (strcmp(k, "alpha_bg") == 0) ok = p_alpha_bg(req, &ps[i], err);
-    else if (strcmp(k, "refine") == 0) ok = req->refine_given = p_bool(&req->refine, &ps[i], err);
-    else if (strcmp(k, "label_topk") == 0) ok = p_topk(req, &ps[i], err);
+    if (strcmp(k, "labels") == 0)
+      ok = p_labels(req, &ps[i], lim, err);
+    else if (strcmp(k, "outputs") == 0)
+      ok = p_outputs(req, &ps[i], err);
+    else if (strcmp(k, "format") == 0)
+      ok = p_format(req, &ps[i], err);
+    else if (strcmp(k, "label") == 0)
+      ok = p_label(req, &ps[i], err);
+    else if (strcmp(k, "scales") == 0)
+      ok = p_scales(req, &ps[i], err);
+    else if (strcmp(k, "flip") == 0)
+      ok = p_bool(&req->flip, &ps[i], err);
+    else if (strcmp(k, "alpha_bg") == 0)
+      ok = p_alpha_bg(req, &ps[i], err);
+    else if (strcmp(k, "refine") == 0)
+      ok = req->refine_given = p_bool(&req->refine, &ps[i], err);
+    else if (strcmp(k, "label_topk") == 0)
+      ok = p_topk(req, &ps[i], err);
     else
       return api_fail(err, 422, "unknown_parameter",
                       "unknown parameter '%.40s' (labels, outputs, format, label, scales, flip, "
@@ -380,7 +401,8 @@ static bool check_png(const api_cam_request *req, api_error *err) {
     return api_fail(err, 400, "ambiguous_request", "'label' only applies to cam and erased_cam");
   if (req->png_label_given && req->labels_given) {
     bool found = false;
-    for (int i = 0; i < req->n_labels; i++) found |= same_label(&req->labels[i], &req->png_label);
+    for (int i = 0; i < req->n_labels; i++)
+      found |= same_label(&req->labels[i], &req->png_label);
     if (!found) return api_fail(err, 422, "unknown_label", "'label' is not one of 'labels'");
   }
   return true;
@@ -392,7 +414,8 @@ static bool sniff_image(const uint8_t *b, size_t n, api_error *err) {
   if (n == 0) return api_fail(err, 400, "missing_image", "the image is empty");
   bool jpeg = n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF;
   bool png = n >= 8 && memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0;
-  if (!jpeg && !png) return api_fail(err, 400, "invalid_image", "the image is neither JPEG nor PNG");
+  if (!jpeg && !png)
+    return api_fail(err, 400, "invalid_image", "the image is neither JPEG nor PNG");
   return true;
 }
 
@@ -409,8 +432,7 @@ static bool parse_multipart(const api_http_in *in, const api_content_type *ct, p
       req->image_len = p->len;
       continue;
     }
-    if (*np >= MAX_PARAMS)
-      return api_fail(err, 400, "invalid_multipart", "too many form fields");
+    if (*np >= MAX_PARAMS) return api_fail(err, 400, "invalid_multipart", "too many form fields");
     ps[(*np)++] = (param){.name = p->name, .text = p->data, .len = p->len, .where = "form"};
   }
   if (!req->image) return api_fail(err, 400, "missing_image", "no multipart field 'image'");
@@ -422,9 +444,10 @@ static bool parse_json(const api_http_in *in, const api_cam_limits *lim, param *
   json_error_t jerr;
   *root = json_loadb((const char *)in->body, in->body_len, JSON_REJECT_DUPLICATES, &jerr);
   if (!*root)
-    return api_fail(err, 400, "invalid_json", "malformed JSON at line %d column %d: %s",
-                    jerr.line, jerr.column, jerr.text);
-  if (!json_is_object(*root)) return api_fail(err, 400, "invalid_json", "the body must be an object");
+    return api_fail(err, 400, "invalid_json", "malformed JSON at line %d column %d: %s", jerr.line,
+                    jerr.column, jerr.text);
+  if (!json_is_object(*root))
+    return api_fail(err, 400, "invalid_json", "the body must be an object");
   const char *key;
   json_t *v;
   json_object_foreach(*root, key, v) {
@@ -479,8 +502,7 @@ bool api_cam_request_parse(const api_http_in *in, const api_cam_limits *lim, api
   param ps[MAX_PARAMS];
   size_t np = 0;
   for (size_t i = 0; i < in->n_query; i++) {
-    if (np >= MAX_PARAMS)
-      return api_fail(err, 400, "invalid_query", "too many query parameters");
+    if (np >= MAX_PARAMS) return api_fail(err, 400, "invalid_query", "too many query parameters");
     ps[np++] = (param){.name = in->query[i].key,
                        .text = in->query[i].value ? in->query[i].value : "",
                        .len = in->query[i].value ? strlen(in->query[i].value) : 0,
@@ -539,8 +561,7 @@ bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *in
     int id;
     if (!api_cam_resolve_label(&req->labels[i], info, &id, err)) return false;
     for (int j = 0; j < *n_ids; j++)
-      if (ids[j] == id)
-        return api_fail(err, 422, "duplicate_label", "class %d is named twice", id);
+      if (ids[j] == id) return api_fail(err, 422, "duplicate_label", "class %d is named twice", id);
     ids[(*n_ids)++] = id;
   }
   return true;

@@ -19,10 +19,10 @@
 #include "api-error.h"
 #include "model.h"
 
-#define API_LABEL_MAX 64   /* bytes of a class name, NUL included */
+#define API_LABEL_MAX       64 /* bytes of a class name, NUL included */
 #define API_LABELS_HARD_MAX 256
-#define API_MAX_SCALES ECS_MAX_SCALES
-#define API_TOPK_MAX 20 /* label_topk */
+#define API_MAX_SCALES      ECS_MAX_SCALES
+#define API_TOPK_MAX        20 /* label_topk */
 
 /* The outputs a request may ask for (the `outputs` parameter), as bits. */
 typedef enum api_output {
@@ -36,13 +36,13 @@ typedef enum api_output {
   API_OUT_ERASED_IMAGE = 1u << 7,
   API_OUT_OVERLAY = 1u << 8,
   API_OUT_ERASE_REGION = 1u << 9, /* the erase region R: 255 erased, 0 kept */
-  API_OUT_COCO = 1u << 10,         /* the combined mask's classes as COCO compressed RLE */
-  API_OUT_POLYGONS = 1u << 11,     /* the combined mask's classes as polygon rings */
+  API_OUT_COCO = 1u << 10,        /* the combined mask's classes as COCO compressed RLE */
+  API_OUT_POLYGONS = 1u << 11,    /* the combined mask's classes as polygon rings */
 } api_output;
 #define API_OUT_COUNT 12
 /* The outputs that are not pictures (never a format=png answer). */
 #define API_OUT_NOT_PICTURE (API_OUT_SCORES | API_OUT_COCO | API_OUT_POLYGONS)
-#define API_OUT_DEFAULT (API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_SCORES)
+#define API_OUT_DEFAULT     (API_OUT_CAM | API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_SCORES)
 /* The outputs that need the erasing branch (ecs_infer_opts.want_erased). */
 #define API_OUT_ERASING                                                                            \
   (API_OUT_ERASED_CAM | API_OUT_MASK | API_OUT_ECS_MASK | API_OUT_ERASED_IMAGE |                   \
@@ -59,14 +59,14 @@ typedef struct api_kv {
 } api_kv;
 
 typedef struct api_cam_limits {
-  size_t max_labels;  /* --max-labels */
-  size_t max_image;   /* bytes of the encoded image (the body limit bounds it anyway) */
-  size_t max_pixels;  /* --max-pixels: width x height, read from the header; 0: no limit */
+  size_t max_labels; /* --max-labels */
+  size_t max_image;  /* bytes of the encoded image (the body limit bounds it anyway) */
+  size_t max_pixels; /* --max-pixels: width x height, read from the header; 0: no limit */
 } api_cam_limits;
 
 typedef struct api_label {
-  int id;                     /* >= 0 when given as a number, else -1 */
-  char name[API_LABEL_MAX];   /* when given as a name */
+  int id;                   /* >= 0 when given as a number, else -1 */
+  char name[API_LABEL_MAX]; /* when given as a name */
 } api_label;
 
 typedef enum api_format { API_FORMAT_JSON = 0, API_FORMAT_PNG } api_format;
@@ -78,7 +78,7 @@ typedef struct api_cam_request {
   bool labels_given;
   api_label labels[API_LABELS_HARD_MAX];
   int n_labels;
-  unsigned outputs;     /* api_output bits */
+  unsigned outputs; /* api_output bits */
   bool outputs_given;
   api_format format;
   bool png_label_given; /* `label=`: which label's map a PNG CAM shows */
@@ -98,7 +98,7 @@ typedef struct api_http_in {
   const char *content_type; /* the header value, or NULL */
   const uint8_t *body;
   size_t body_len;
-  const api_kv *query;      /* query string arguments, already URL-decoded */
+  const api_kv *query; /* query string arguments, already URL-decoded */
   size_t n_query;
 } api_http_in;
 
@@ -121,7 +121,6 @@ bool api_cam_params_parse(const api_kv *params, size_t n, const api_cam_limits *
 bool api_cam_resolve_labels(const api_cam_request *req, const api_model_info *info, int *ids,
                             int *n_ids, api_error *err);
 /* One label (the png label, `label=`) as a class id 0..K, with the same errors. */
-bool api_cam_resolve_label(const api_label *l, const api_model_info *info, int *id,
-                           api_error *err);
+bool api_cam_resolve_label(const api_label *l, const api_model_info *info, int *id, api_error *err);
 
 #endif

@@ -233,8 +233,10 @@ static void mask_ids_json(const api_cam_request *req, const api_model_info *info
     wide |= !mask_fits_8bit(masks[m], px);
     for (size_t i = 0; i < px; i++) {
       uint16_t v = masks[m][i];
-      if (v == ECS_MASK_IGNORE) ignore = true;
-      else if (v <= ECS_MAX_LABELS) seen[v] = 1;
+      if (v == ECS_MASK_IGNORE)
+        ignore = true;
+      else if (v <= ECS_MAX_LABELS)
+        seen[v] = 1;
     }
   }
   if (any) {
@@ -242,8 +244,8 @@ static void mask_ids_json(const api_cam_request *req, const api_model_info *info
     for (int id = 0; id <= ECS_MAX_LABELS; id++)
       if (seen[id]) json_array_append_new(list, label_json(info, id));
     if (ignore)
-      json_array_append_new(list, json_pack("{s:i, s:s}", "id", wide ? ECS_MASK_IGNORE : 255,
-                                            "name", "ignore"));
+      json_array_append_new(
+          list, json_pack("{s:i, s:s}", "id", wide ? ECS_MASK_IGNORE : 255, "name", "ignore"));
     json_object_set_new(root, "mask_ids", list);
     json_object_set_new(root, "mask_bits", json_integer(wide ? 16 : 8));
   }
@@ -407,16 +409,16 @@ static ecs_status write_scores(const char *dir, const api_model_info *info,
 
 /* coco.json and polygons.json: the same JSON as the answer's "coco" and "polygons". */
 static ecs_status write_regions(const char *dir, const api_cam_request *req,
-                                const api_model_info *info, const ecs_cam_result *res,
-                                ecs_err *e) {
+                                const api_model_info *info, const ecs_cam_result *res, ecs_err *e) {
   for (int i = 0; i < 2; i++) {
     unsigned bit = i == 0 ? API_OUT_COCO : API_OUT_POLYGONS;
     if (!(req->outputs & bit)) continue;
     if (!res->mask) return ecs_err_set(e, ECS_ERR_INVALID, "the result has no mask");
-    json_t *j = i == 0 ? api_coco_json(info, res->mask, res->w, res->h)
-                       : json_pack("{s:f, s:o}", "tolerance", API_POLYGON_TOLERANCE, "classes",
-                                   api_polygons_json(info, res->mask, res->w, res->h,
-                                                     API_POLYGON_TOLERANCE));
+    json_t *j =
+        i == 0
+            ? api_coco_json(info, res->mask, res->w, res->h)
+            : json_pack("{s:f, s:o}", "tolerance", API_POLYGON_TOLERANCE, "classes",
+                        api_polygons_json(info, res->mask, res->w, res->h, API_POLYGON_TOLERANCE));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!text) return ecs_err_set(e, ECS_ERR_NOMEM, "out of memory");

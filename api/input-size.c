@@ -71,18 +71,18 @@ ecs_status api_cam_result_resize(ecs_cam_result *r, int w, int h, ecs_err *err) 
   float *ecams = r->erased_cams ? bilinear(r->erased_cams, n, ih, iw, h, w) : NULL;
   /* the byte buffers (region 0/1, RGB) and the 16-bit masks, each as its bytes per pixel */
   uint8_t *u8[6] = {0};
-  void **field[6] = {(void **)&r->erase_region, (void **)&r->erased_image,
-                     (void **)&r->cam_mask,     (void **)&r->head_mask,
-                     (void **)&r->ecs_mask,     (void **)&r->mask};
-  static const int bytes[6] = {1, 3, sizeof(uint16_t), sizeof(uint16_t), sizeof(uint16_t),
-                               sizeof(uint16_t)};
+  void **field[6] = {(void **)&r->erase_region, (void **)&r->erased_image, (void **)&r->cam_mask,
+                     (void **)&r->head_mask,    (void **)&r->ecs_mask,     (void **)&r->mask};
+  static const int bytes[6] = {
+      1, 3, sizeof(uint16_t), sizeof(uint16_t), sizeof(uint16_t), sizeof(uint16_t)};
   bool ok = (!r->cams || cams) && (!r->erased_cams || ecams);
   for (int i = 0; i < 6 && ok; i++)
     if (*field[i]) ok = (u8[i] = nearest(*field[i], bytes[i], ih, iw, h, w)) != NULL;
   if (!ok) {
     free(cams);
     free(ecams);
-    for (int i = 0; i < 6; i++) free(u8[i]);
+    for (int i = 0; i < 6; i++)
+      free(u8[i]);
     return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   }
   free(r->cams);
@@ -98,7 +98,8 @@ ecs_status api_cam_result_resize(ecs_cam_result *r, int w, int h, ecs_err *err) 
   r->h = h;
   if (r->ecs_mask) {
     r->phi = 0;
-    for (size_t p = 0; p < (size_t)w * h; p++) r->phi += r->ecs_mask[p] != ECS_MASK_IGNORE;
+    for (size_t p = 0; p < (size_t)w * h; p++)
+      r->phi += r->ecs_mask[p] != ECS_MASK_IGNORE;
   }
   return ECS_OK;
 }

@@ -6,8 +6,8 @@
  * names two classes is a 422 ambiguous_label listing both (ImageNet's "crane": 135 and 518,
  * whose own names are "crane" and "crane 2": the ids or "crane 2" pick one); a class's own
  * name; a group's name; a synonym of one class. A name that matches nothing is a 422
- * unknown_label with the three closest names. This is the one resolver of label names: /cam, ecsnet cam and integrations
- * (an annotation tool matching its label values to the model) use it. */
+ * unknown_label with the three closest names. This is the one resolver of label names: /cam, ecsnet
+ * cam and integrations (an annotation tool matching its label values to the model) use it. */
 #ifndef API_LABELS_H
 #define API_LABELS_H
 

@@ -296,7 +296,8 @@ void api_rings_free(api_rings *r) {
   *r = (api_rings){0};
 }
 
-bool api_mask_polygons(const uint16_t *mask, int w, int h, uint16_t cls, double tol, api_rings *out) {
+bool api_mask_polygons(const uint16_t *mask, int w, int h, uint16_t cls, double tol,
+                       api_rings *out) {
   *out = (api_rings){0};
   size_t W = (size_t)w + 1, nv = W * ((size_t)h + 1);
   uint8_t *eb = edge_bits(mask, w, h, cls), *used = calloc(nv, 1);

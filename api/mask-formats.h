@@ -57,7 +57,8 @@ typedef struct api_rings {
 
 /* The rings of class cls, simplified with tolerance tol (pixels; 0: every corner). false when
  * out of memory (out is then empty). Release with api_rings_free. */
-bool api_mask_polygons(const uint16_t *mask, int w, int h, uint16_t cls, double tol, api_rings *out);
+bool api_mask_polygons(const uint16_t *mask, int w, int h, uint16_t cls, double tol,
+                       api_rings *out);
 void api_rings_free(api_rings *r);
 
 /* The answers' JSON, one item per class present in mask (ids 1..K, ascending):

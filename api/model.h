@@ -41,10 +41,10 @@ typedef struct api_model_info {
   int n_synonyms;
   const char *const *synonyms;
   const int *synonym_class;
-  const char *scores; /* "sigmoid" or "softmax": how the classifier's scores are made */
+  const char *scores;    /* "sigmoid" or "softmax": how the classifier's scores are made */
   float label_threshold; /* the model's own threshold for predicted labels */
-  const char *path;   /* the model file, or NULL */
-  const char *device; /* where it runs ("cpu", "cuda:0"), or NULL */
+  const char *path;      /* the model file, or NULL */
+  const char *device;    /* where it runs ("cpu", "cuda:0"), or NULL */
 } api_model_info;
 
 typedef struct api_model api_model;

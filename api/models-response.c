@@ -32,9 +32,9 @@ static json_t *labels_json(const api_model_summary *s) {
       json_t *mem = json_array();
       for (int j = cfg->group_start[g]; j < cfg->group_start[g + 1]; j++)
         json_array_append_new(mem, json_integer(cfg->group_member[j]));
-      json_array_append_new(list, json_pack("{s:i, s:s, s:s, s:o}", "id", s->n_classes + g + 1,
-                                            "name", cfg->group_names[g], "kind", "group",
-                                            "members", mem));
+      json_array_append_new(list,
+                            json_pack("{s:i, s:s, s:s, s:o}", "id", s->n_classes + g + 1, "name",
+                                      cfg->group_names[g], "kind", "group", "members", mem));
     }
   }
   free(cfg);
@@ -43,7 +43,8 @@ static json_t *labels_json(const api_model_summary *s) {
 
 static json_t *summary_json(const api_model_summary *s) {
   json_t *classes = json_array();
-  for (int k = 0; k < s->n_classes; k++) json_array_append_new(classes, json_string(s->classes[k]));
+  for (int k = 0; k < s->n_classes; k++)
+    json_array_append_new(classes, json_string(s->classes[k]));
   char when[32];
   time_t t = (time_t)s->created;
   struct tm tm;
@@ -56,8 +57,8 @@ static json_t *summary_json(const api_model_summary *s) {
 
 /* Copies the summary fields of a version into the name's entry. */
 static void adopt(json_t *entry, json_t *ver) {
-  static const char *const keys[] = {"backbone", "alpha_bg", "classes", "labels", "provenance",
-                                     "created"};
+  static const char *const keys[] = {"backbone", "alpha_bg",   "classes",
+                                     "labels",   "provenance", "created"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     json_object_set(entry, keys[i], json_object_get(ver, keys[i]));
   json_object_set(entry, "version", json_object_get(ver, "version"));
@@ -70,8 +71,8 @@ static bool same_file(const char *a, const char *b) {
   return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-static json_t *name_json(const api_reg *r, const char *name, const char *active_name,
-                         int active_v, const api_model_info *served, bool *served_seen) {
+static json_t *name_json(const api_reg *r, const char *name, const char *active_name, int active_v,
+                         const api_model_info *served, bool *served_seen) {
   int *vers = NULL, nv = 0;
   ecs_err e;
   if (api_reg_versions(r, name, &vers, &nv, &e) != ECS_OK || nv == 0) {
@@ -122,8 +123,7 @@ static json_t *served_json(const api_model_info *m) {
     json_t *classes = json_array();
     for (int k = 0; k < m->n_classes; k++)
       json_array_append_new(classes, json_string(m->class_names[k]));
-    entry = json_pack("{s:s, s:o}", "backbone", m->backbone ? m->backbone : "", "classes",
-                      classes);
+    entry = json_pack("{s:s, s:o}", "backbone", m->backbone ? m->backbone : "", "classes", classes);
   }
   json_object_set_new(entry, "name", json_string(m->name));
   json_object_set_new(entry, "version", json_integer(m->version));

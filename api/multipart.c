@@ -13,7 +13,8 @@
 #include <strings.h>
 
 static const char *skip_ws(const char *s) {
-  while (*s == ' ' || *s == '\t') s++;
+  while (*s == ' ' || *s == '\t')
+    s++;
   return s;
 }
 
@@ -29,16 +30,22 @@ static const char *param_value(const char *s, char *out, size_t cap, bool *ok) {
     s++;
     while (*s && *s != '"') {
       if (*s == '\\' && s[1]) s++;
-      if (n + 1 >= cap) *ok = false;
-      else out[n++] = *s;
+      if (n + 1 >= cap)
+        *ok = false;
+      else
+        out[n++] = *s;
       s++;
     }
-    if (*s != '"') *ok = false;
-    else s++;
+    if (*s != '"')
+      *ok = false;
+    else
+      s++;
   } else {
     while (*s && is_token_char(*s)) {
-      if (n + 1 >= cap) *ok = false;
-      else out[n++] = *s;
+      if (n + 1 >= cap)
+        *ok = false;
+      else
+        out[n++] = *s;
       s++;
     }
     if (n == 0) *ok = false;
@@ -150,8 +157,10 @@ static bool part_headers(const char *h, size_t hlen, api_part *p, char **arena, 
         bool ok;
         s = skip_ws(param_value(skip_ws(s + 1), v, sizeof v, &ok));
         if (!ok) return api_fail(err, 400, "invalid_multipart", "malformed Content-Disposition");
-        if (strcmp(name, "name") == 0) p->name = arena_put(arena, v, strlen(v));
-        else if (strcmp(name, "filename") == 0) p->filename = arena_put(arena, v, strlen(v));
+        if (strcmp(name, "name") == 0)
+          p->name = arena_put(arena, v, strlen(v));
+        else if (strcmp(name, "filename") == 0)
+          p->filename = arena_put(arena, v, strlen(v));
       }
       if (*s) return api_fail(err, 400, "invalid_multipart", "malformed Content-Disposition");
       have_disp = true;
@@ -197,7 +206,8 @@ bool api_multipart_parse(const char *body, size_t len, const char *boundary, siz
   for (;;) {
     /* After a delimiter: "--" closes the body, CRLF opens a part (transport padding allowed). */
     if (end - p >= 2 && p[0] == '-' && p[1] == '-') return true;
-    while (p < end && (*p == ' ' || *p == '\t')) p++;
+    while (p < end && (*p == ' ' || *p == '\t'))
+      p++;
     if (end - p < 2 || p[0] != '\r' || p[1] != '\n') {
       api_parts_free(out);
       return api_fail(err, 400, "invalid_multipart", "multipart body is truncated");

@@ -12,7 +12,7 @@
 
 #include "api-error.h"
 
-#define API_MEDIA_MAX 96
+#define API_MEDIA_MAX    96
 #define API_BOUNDARY_MAX 70 /* RFC 2046's limit */
 
 typedef struct api_content_type {
@@ -26,10 +26,10 @@ typedef struct api_content_type {
 bool api_content_type_parse(const char *value, api_content_type *ct, api_error *err);
 
 typedef struct api_part {
-  const char *name; /* the form field name (NUL-terminated copy inside the part array) */
-  const char *filename; /* NULL when the part is not a file */
+  const char *name;         /* the form field name (NUL-terminated copy inside the part array) */
+  const char *filename;     /* NULL when the part is not a file */
   const char *content_type; /* the part's Content-Type value, or NULL */
-  const char *data; /* points into the body */
+  const char *data;         /* points into the body */
   size_t len;
 } api_part;
 

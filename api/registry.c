@@ -27,8 +27,8 @@
 #include "ecs/safetensors.h"
 
 #define POINTER_FILE "ACTIVE"
-#define LOCK_FILE ".lock"
-#define EXT ".safetensors"
+#define LOCK_FILE    ".lock"
+#define EXT          ".safetensors"
 
 struct api_reg {
   char dir[ECS_PATH_MAX]; /* DATA_DIR/models */
@@ -79,15 +79,20 @@ api_reg *api_reg_open(const char *data_dir, bool create, ecs_err *err) {
   return r;
 }
 
-void api_reg_free(api_reg *r) { free(r); }
+void api_reg_free(api_reg *r) {
+  free(r);
+}
 
-const char *api_reg_dir(const api_reg *r) { return r->dir; }
+const char *api_reg_dir(const api_reg *r) {
+  return r->dir;
+}
 
 ecs_status api_reg_path(const api_reg *r, const char *name, int version, char *out, size_t n,
                         ecs_err *err) {
   ecs_status st = check_name(name, err);
   if (st != ECS_OK) return st;
-  if (version < 1) return ecs_err_set(err, ECS_ERR_INVALID, "version %d: versions start at 1", version);
+  if (version < 1)
+    return ecs_err_set(err, ECS_ERR_INVALID, "version %d: versions start at 1", version);
   return ecs_path_fmt(out, n, err, "%s/%s/%d" EXT, r->dir, name, version);
 }
 
@@ -209,10 +214,11 @@ ecs_status api_reg_versions(const api_reg *r, const char *name, int **versions, 
   return ECS_OK;
 }
 
-static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
+static int cmp_name(const void *a, const void *b) {
+  return strcmp(a, b);
+}
 
-ecs_status api_reg_names(const api_reg *r, char (**names)[API_REG_NAME_MAX], int *n,
-                         ecs_err *err) {
+ecs_status api_reg_names(const api_reg *r, char (**names)[API_REG_NAME_MAX], int *n, ecs_err *err) {
   *names = NULL;
   *n = 0;
   DIR *d = opendir(r->dir);
@@ -294,7 +300,8 @@ ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err
     out->classes[k][l] = '\0';
   }
   const char *v = ecs_st_meta(f, "alpha_bg");
-  if (v) { /* stored as a float with 9 digits: show the value it was set to (0.26, not 0.25999999) */
+  if (v) { /* stored as a float with 9 digits: show the value it was set to (0.26, not 0.25999999)
+            */
     char b[32];
     snprintf(b, sizeof b, "%.6g", (double)strtof(v, NULL));
     out->alpha_bg = strtod(b, NULL);
@@ -336,7 +343,8 @@ static ecs_status copy_to_temp(const char *src, const char *dir, char *tmp, size
     if ((st = write_all(out, buf, (size_t)k, tmp, err)) != ECS_OK) break;
   }
   close(in);
-  if (st == ECS_OK) return finish_temp(out, tmp, err) == ECS_OK ? ECS_OK : (unlink(tmp), ECS_ERR_IO);
+  if (st == ECS_OK)
+    return finish_temp(out, tmp, err) == ECS_OK ? ECS_OK : (unlink(tmp), ECS_ERR_IO);
   close(out);
   unlink(tmp);
   return st;
@@ -384,7 +392,8 @@ static ecs_status add_version(api_reg *r, const char *name, fill_fn fill, const 
   st = api_reg_versions(r, name, &vers, &nv, err);
   int next = nv ? vers[nv - 1] + 1 : 1;
   free(vers);
-  if (st == ECS_OK && next < 1) st = ecs_err_set(err, ECS_ERR_LIMIT, "%s has too many versions", name);
+  if (st == ECS_OK && next < 1)
+    st = ecs_err_set(err, ECS_ERR_LIMIT, "%s has too many versions", name);
   if (st == ECS_OK) {
     st = ecs_path_fmt(dst, sizeof dst, err, "%s/%d" EXT, dir, next);
     /* link, not rename: an existing version is never replaced, whatever happens */
@@ -490,8 +499,10 @@ ecs_status api_reg_activate(api_reg *r, const char *name, int version, ecs_err *
   }
   int len = snprintf(line, sizeof line, "%s %d\n", name, version);
   st = write_all(fd, line, (size_t)len, tmp, err);
-  if (st == ECS_OK) st = finish_temp(fd, tmp, err);
-  else close(fd);
+  if (st == ECS_OK)
+    st = finish_temp(fd, tmp, err);
+  else
+    close(fd);
   if (st == ECS_OK) st = ecs_path_join(dst, sizeof dst, r->dir, POINTER_FILE, err);
   if (st == ECS_OK && rename(tmp, dst) != 0)
     st = ecs_err_set(err, ECS_ERR_IO, "cannot replace %s: %s", dst, strerror(errno));
@@ -518,8 +529,8 @@ ecs_status api_reg_delete(api_reg *r, const char *name, int version, ecs_err *er
     goto out;
   }
   if (unlink(p) != 0) {
-    st = ecs_err_set(err, errno == ENOENT ? ECS_ERR_INVALID : ECS_ERR_IO, "cannot delete %s: %s",
-                     p, strerror(errno));
+    st = ecs_err_set(err, errno == ENOENT ? ECS_ERR_INVALID : ECS_ERR_IO, "cannot delete %s: %s", p,
+                     strerror(errno));
     goto out;
   }
   char dir[ECS_PATH_MAX];
@@ -537,7 +548,8 @@ out:
 void api_name_of_file(const char *path, char name[API_REG_NAME_MAX]) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
-  while (*base == '.') base++;
+  while (*base == '.')
+    base++;
   size_t n = strlen(base), el = strlen(EXT);
   if (n > el && strcmp(base + n - el, EXT) == 0) n -= el;
   if (n > API_REG_NAME_MAX - 1) n = API_REG_NAME_MAX - 1;

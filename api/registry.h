@@ -31,7 +31,7 @@ typedef struct api_reg api_reg;
 /* Opens the registry of data_dir. create: make data_dir/models (and data_dir) when missing;
  * otherwise a missing folder is an empty registry. */
 api_reg *api_reg_open(const char *data_dir, bool create, ecs_err *err);
-void api_reg_free(api_reg *r); /* accepts NULL */
+void api_reg_free(api_reg *r);             /* accepts NULL */
 const char *api_reg_dir(const api_reg *r); /* DATA_DIR/models */
 
 /* true when name is a valid registry name (see above). */

@@ -104,8 +104,8 @@ static int cam_request(const cam_args *c, api_cam_request *req) {
 }
 
 /* --float: the float32 CAMs, erased CAMs, scores and labels the result holds. */
-static ecs_status write_floats(const char *dir, const api_model_info *info,
-                               const ecs_cam_result *r, ecs_err *e) {
+static ecs_status write_floats(const char *dir, const api_model_info *info, const ecs_cam_result *r,
+                               ecs_err *e) {
   char path[ECS_PATH_MAX];
   ecs_status st = ecs_path_join(path, sizeof path, dir, "cams.safetensors", e);
   if (st != ECS_OK) return st;
@@ -143,13 +143,15 @@ static int run_failed(const api_error *ae, const cam_args *c, const api_model_in
       return USAGE_EXIT;
     }
     fprintf(stderr, "ecsnet: %s (the model's classes:", ae->message);
-    for (int k = 0; k < info->n_classes; k++) fprintf(stderr, " %s", info->class_names[k]);
+    for (int k = 0; k < info->n_classes; k++)
+      fprintf(stderr, " %s", info->class_names[k]);
     fprintf(stderr, ")\n");
     return USAGE_EXIT;
   }
   if (ae->status == 400 || ae->status == 413)
     fprintf(stderr, "ecsnet: %s: %s\n", c->image, ae->message);
-  else fprintf(stderr, "ecsnet: %s\n", ae->message);
+  else
+    fprintf(stderr, "ecsnet: %s\n", ae->message);
   return 1;
 }
 
@@ -159,8 +161,11 @@ int cmd_cam(int argc, char **argv) {
   int rc = parse_cam_args(argc, argv, &c);
   if (rc || (rc = cam_request(&c, &req))) return rc;
   ecs_err e = {0};
-  api_model_opts mo = {.path = c.model, .device = cli_device_name(), .n_workers = 1,
-                       .threads = (int)c.threads, .engine = g_engine};
+  api_model_opts mo = {.path = c.model,
+                       .device = cli_device_name(),
+                       .n_workers = 1,
+                       .threads = (int)c.threads,
+                       .engine = g_engine};
   api_model *m = NULL;
   if (api_model_open(&mo, &m, &e) != ECS_OK) return failure(&e);
   const api_model_info *info = api_model_describe(m);
@@ -182,7 +187,8 @@ int cmd_cam(int argc, char **argv) {
   if (api_cam_write_files(c.out, &req, info, img, r, &e) != ECS_OK) goto fail;
   if (c.want_float && write_floats(c.out, info, r, &e) != ECS_OK) goto fail;
   printf("labels:");
-  for (int i = 0; i < r->n_labels; i++) printf(" %s", api_label_name(info, r->labels[i]));
+  for (int i = 0; i < r->n_labels; i++)
+    printf(" %s", api_label_name(info, r->labels[i]));
   printf("\nwrote %s/ (%dx%d, %lld px in Phi)\n", c.out, r->w, r->h, (long long)r->phi);
   rc = 0;
   goto done;

@@ -185,7 +185,8 @@ int cmd_eval(int argc, char **argv) {
       char src[1024], pub[ECS_PATH_MAX];
       snprintf(src, sizeof src,
                "ecsnet eval --data %s --split %s: CAM mIoU %.1f at alpha_bg %.2f (%d images)",
-               ecs_path_public(data, pub, sizeof pub), split, 100 * r->miou_cam[r->best_cam], r->alphas[r->best_cam], r->n_images);
+               ecs_path_public(data, pub, sizeof pub), split, 100 * r->miou_cam[r->best_cam],
+               r->alphas[r->best_cam], r->n_images);
       if (write_alpha(model, r->alphas[r->best_cam], src, &e) != ECS_OK)
         rc = failure(&e);
       else if (!json)

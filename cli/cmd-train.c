@@ -120,7 +120,8 @@ static char *command_line(int argc, char **argv) {
     /* paths as ecs_path_public has them (never the machine's directories); --opt=PATH too */
     char pub[ECS_PATH_MAX + 64];
     const char *a = argv[i], *eq = strchr(a, '=');
-    if (a[0] == '/') a = ecs_path_public(a, pub, sizeof pub);
+    if (a[0] == '/')
+      a = ecs_path_public(a, pub, sizeof pub);
     else if (a[0] == '-' && eq && eq[1] == '/') {
       int k = snprintf(pub, sizeof pub, "%.*s", (int)(eq + 1 - a), a);
       if (k > 0 && (size_t)k < sizeof pub) ecs_path_public(eq + 1, pub + k, sizeof pub - (size_t)k);

@@ -68,7 +68,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "ecsnet-server: %s\n", err.msg);
     return 1;
   }
-  while (!g_stop) sigsuspend(&old);
+  while (!g_stop)
+    sigsuspend(&old);
   srv_shutdown(s, cfg.request_timeout_ms + 5000);
   srv_free(s);
   return 0;

@@ -11,8 +11,10 @@
 
 bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out) {
   char buf[64];
-  while (len && isspace((unsigned char)*text)) text++, len--;
-  while (len && isspace((unsigned char)text[len - 1])) len--;
+  while (len && isspace((unsigned char)*text))
+    text++, len--;
+  while (len && isspace((unsigned char)text[len - 1]))
+    len--;
   if (len == 0 || len >= sizeof buf) return false;
   memcpy(buf, text, len);
   buf[len] = '\0';
@@ -39,8 +41,10 @@ bool srv_cidr_parse(const char *text, size_t len, srv_cidr *out) {
   /* host bits cleared, so 10.1.2.3/8 means 10.0.0.0/8 */
   for (int i = 0; i < 16; i++) {
     int keep = out->bits - i * 8;
-    if (keep <= 0) out->addr[i] = 0;
-    else if (keep < 8) out->addr[i] &= (uint8_t)(0xff << (8 - keep));
+    if (keep <= 0)
+      out->addr[i] = 0;
+    else if (keep < 8)
+      out->addr[i] &= (uint8_t)(0xff << (8 - keep));
   }
   return true;
 }
@@ -66,12 +70,15 @@ bool srv_xff_client(const srv_config *cfg, const char *xff, char *out, uint8_t k
   bool found = false;
   while (end > 0) {
     size_t start = end;
-    while (start > 0 && xff[start - 1] != ',') start--;
+    while (start > 0 && xff[start - 1] != ',')
+      start--;
     const char *p = xff + start;
     size_t l = end - start;
     /* the trimming of srv_cidr_parse, so out is exactly the address that parsed */
-    while (l && isspace((unsigned char)*p)) p++, l--;
-    while (l && isspace((unsigned char)p[l - 1])) l--;
+    while (l && isspace((unsigned char)*p))
+      p++, l--;
+    while (l && isspace((unsigned char)p[l - 1]))
+      l--;
     srv_cidr a;
     if (l == 0 || memchr(p, '/', l) || !srv_cidr_parse(p, l, &a)) break; /* not an address */
     memcpy(key, a.addr, 16);
@@ -82,4 +89,3 @@ bool srv_xff_client(const srv_config *cfg, const char *xff, char *out, uint8_t k
   }
   return found;
 }
-

@@ -122,11 +122,8 @@ typedef struct field {
 /* POST /admin/train's own fields; every row of the table in ecs/hparams.h is one too, by its
  * key (srv_train_hparams checks them). */
 static const field k_train_fields[] = {
-    {"dataset", F_STR, 0, 0},
-    {"base_model", F_STR, 0, 0},
-    {"backbone", F_STR, 0, 0},
-    {"model_name", F_STR, 0, 0},
-    {"activate", F_BOOL, 0, 0},
+    {"dataset", F_STR, 0, 0},    {"base_model", F_STR, 0, 0}, {"backbone", F_STR, 0, 0},
+    {"model_name", F_STR, 0, 0}, {"activate", F_BOOL, 0, 0},
 };
 
 static const field k_eval_fields[] = {
@@ -334,8 +331,8 @@ ecs_status srv_admin_submit_train(srv *s, json_t *b, int64_t *id, ecs_err *e) {
   char dir[PATH_MAX], base[PATH_MAX];
   const char *bad = NULL;
   if (!s->jobs) return ecs_err_set(e, ECS_ERR_INVALID, "admin is off");
-  if (check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], true,
-                   &bad, e) != ECS_OK ||
+  if (check_fields(b, k_train_fields, sizeof k_train_fields / sizeof k_train_fields[0], true, &bad,
+                   e) != ECS_OK ||
       check_train(s, b, dir, base, &bad, e) != ECS_OK)
     return e->status ? e->status : ECS_ERR_INVALID;
   complete_train(b, dir, base);
@@ -344,8 +341,8 @@ ecs_status srv_admin_submit_train(srv *s, json_t *b, int64_t *id, ecs_err *e) {
 
 enum MHD_Result srv_admin_eval(srv_req *r) {
   enum MHD_Result ret = MHD_NO;
-  json_t *b = checked_body(r, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], false,
-                           &ret);
+  json_t *b =
+      checked_body(r, k_eval_fields, sizeof k_eval_fields / sizeof k_eval_fields[0], false, &ret);
   if (!b) return ret;
   char dir[PATH_MAX], path[PATH_MAX];
   const char *bad = NULL;

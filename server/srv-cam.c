@@ -137,16 +137,21 @@ enum MHD_Result srv_cam_start(srv_req *r) {
     api_fail(&ae, 400, "invalid_query", "more than %d query parameters", MAX_QUERY);
     return srv_respond_error(r, &ae);
   }
-  api_http_in in = {
-      .content_type = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type"),
-      .body = r->body, .body_len = r->len, .query = q.kv, .n_query = q.n};
+  api_http_in in = {.content_type =
+                        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type"),
+                    .body = r->body,
+                    .body_len = r->len,
+                    .query = q.kv,
+                    .n_query = q.n};
   api_cam_limits lim = {.max_labels = (size_t)s->cfg.max_labels,
                         .max_image = (size_t)s->cfg.max_body,
                         .max_pixels = (size_t)s->cfg.max_pixels};
   if (!api_cam_prepare(&in, &lim, &r->cam->req, &ae)) return srv_respond_error(r, &ae);
 
   r->cam->job =
-      (ecs_job){.run = cam_run, .done = cam_done, .still_wanted = cam_still_wanted,
+      (ecs_job){.run = cam_run,
+                .done = cam_done,
+                .still_wanted = cam_still_wanted,
                 .deadline_ns = r->t0_ns + (uint64_t)s->cfg.request_timeout_ms * 1000000ull,
                 .user = r};
   /* Suspend before submitting, so a fast worker can never resume a connection that is not
@@ -159,7 +164,8 @@ enum MHD_Result srv_cam_start(srv_req *r) {
     if (e.status == ECS_ERR_LIMIT)
       api_fail(&ae, 503, "queue_full", "the server is busy (%d requests queued); retry later",
                s->cfg.queue);
-    else api_fail(&ae, 503, "shutting_down", "the server is shutting down");
+    else
+      api_fail(&ae, 503, "shutting_down", "the server is shutting down");
     srv_req_set_error(r, &ae);
     r->phase = PHASE_READY;
     MHD_resume_connection(r->conn);

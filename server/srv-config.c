@@ -30,11 +30,11 @@ typedef struct setting {
   const char *name;
   ctype_t type;
   size_t offset;
-  size_t size;        /* strings: buffer size */
-  double min, max;    /* numbers */
-  const char *def;    /* default, as text ("" for none) */
+  size_t size;         /* strings: buffer size */
+  double min, max;     /* numbers */
+  const char *def;     /* default, as text ("" for none) */
   const char *choices; /* T_ENUM: '|'-separated */
-  const char *arg;    /* metavariable in --help */
+  const char *arg;     /* metavariable in --help */
   const char *help;
   unsigned flags;
 } setting;
@@ -48,8 +48,8 @@ static const setting k_settings[] = {
      "model file to serve (overrides the registry)", 0},
     {"shipped-model", T_STRING, OFF(shipped_model), 0, 0, "auto", NULL, "PATH|auto|none",
      "served when no version is active (auto: models/ beside the program)", 0},
-    {"data-dir", T_STRING, OFF(data_dir), 0, 0, "./data", NULL, "DIR",
-     "jobs, models and datasets", 0},
+    {"data-dir", T_STRING, OFF(data_dir), 0, 0, "./data", NULL, "DIR", "jobs, models and datasets",
+     0},
     {"device", T_ENUM, OFF(device), 0, 0, "auto", "auto|cpu|cuda", "DEV",
      "auto, cpu, cuda or cuda:N", 0},
     {"workers", T_INT, OFF(workers), 1, 256, "1", NULL, "N", "inference workers", 0},
@@ -63,8 +63,8 @@ static const setting k_settings[] = {
      "largest request body (413 beyond)", 0},
     {"max-pixels", T_I64, OFF(max_pixels), 1, 268435456.0, "25000000", NULL, "N",
      "largest image, width*height, checked from the header before decoding (413 beyond)", 0},
-    {"max-labels", T_INT, OFF(max_labels), 1, 255, "20", NULL, "N",
-     "most labels in one request", 0},
+    {"max-labels", T_INT, OFF(max_labels), 1, 255, "20", NULL, "N", "most labels in one request",
+     0},
     {"request-timeout-ms", T_INT, OFF(request_timeout_ms), 100, 3600000, "30000", NULL, "MS",
      "deadline of a request; queued work past it is dropped", 0},
     {"max-connections", T_INT, OFF(max_connections), 1, 100000, "256", NULL, "N",
@@ -74,11 +74,9 @@ static const setting k_settings[] = {
      "beyond it: 429",
      0},
     {"header-timeout-ms", T_INT, OFF(header_timeout_ms), 100, 3600000, "10000", NULL, "MS",
-     "time to receive a request's headers, and the most a kept-alive connection idles (408)",
-     0},
+     "time to receive a request's headers, and the most a kept-alive connection idles (408)", 0},
     {"body-timeout-ms", T_INT, OFF(body_timeout_ms), 100, 3600000, "60000", NULL, "MS",
-     "time to receive a request's body once its headers are in (408); not the compute deadline",
-     0},
+     "time to receive a request's body once its headers are in (408); not the compute deadline", 0},
     {"max-header-bytes", T_INT, OFF(max_header_bytes), 1024, 1048576, "8192", NULL, "BYTES",
      "request line and header fields together (431 beyond)", 0},
     {"trusted-proxy", T_CIDRS, OFF(trusted_proxy), 0, 0, "", NULL, "CIDR",
@@ -86,14 +84,11 @@ static const setting k_settings[] = {
     {"http-threads", T_INT, OFF(http_threads), 1, 256, "4", NULL, "N",
      "HTTP threads (they parse and answer; inference runs on the workers)", 0},
     {"label-threshold", T_DOUBLE, OFF(label_threshold), 0, 1, "0", NULL, "P",
-     "class score above which a label is predicted when none are given; 0: the model's own",
-     0},
+     "class score above which a label is predicted when none are given; 0: the model's own", 0},
     {"label-topk", T_INT, OFF(label_topk), 1, 20, "3", NULL, "N",
-     "predicted labels come from the N best classes (each as its group where one covers it)",
-     0},
+     "predicted labels come from the N best classes (each as its group where one covers it)", 0},
     {"admin-token-file", T_STRING, OFF(admin_token_file), 0, 0, "", NULL, "FILE",
-     "file holding the bearer token of /admin (also ECSNET_ADMIN_TOKEN); none: admin is off",
-     0},
+     "file holding the bearer token of /admin (also ECSNET_ADMIN_TOKEN); none: admin is off", 0},
     {"admin-token", T_STRING, OFF(admin_token), 0, 0, "", NULL, "TOKEN",
      "the admin token itself (environment or config file only)", F_NO_FLAG},
     {"log-format", T_ENUM, OFF(log_format), 0, 0, "text", "text|json", "FMT",
@@ -109,8 +104,7 @@ static const setting k_settings[] = {
     {"ls-token", T_STRING, OFF(ls_token), 0, 0, "", NULL, "TOKEN",
      "Label Studio's access token itself (environment or config file only)", F_NO_FLAG},
     {"ls-auth-file", T_STRING, OFF(ls_auth_file), 0, 0, "", NULL, "FILE",
-     "file holding user:password: basic auth required on /labelstudio (also ECSNET_LS_AUTH)",
-     0},
+     "file holding user:password: basic auth required on /labelstudio (also ECSNET_LS_AUTH)", 0},
     {"ls-auth", T_STRING, OFF(ls_auth), 0, 0, "", NULL, "USER:PASSWORD",
      "the basic auth credentials themselves (environment or config file only)", F_NO_FLAG},
     {"ls-fetch-timeout-ms", T_INT, OFF(ls_fetch_timeout_ms), 100, 600000, "20000", NULL, "MS",
@@ -184,10 +178,10 @@ static ecs_status parse_listen(srv_config *c, const char *v, const char *where, 
  * replacing) the list. */
 static ecs_status set_cidrs(srv_config *c, const setting *s, const char *v, const char *where,
                             ecs_err *err) {
-  char src = strcmp(where, "default") == 0 ? 'd'
-             : strncmp(where, "--", 2) == 0 ? 'a'
+  char src = strcmp(where, "default") == 0       ? 'd'
+             : strncmp(where, "--", 2) == 0      ? 'a'
              : strncmp(where, "ECSNET_", 7) == 0 ? 'e'
-                                               : 'f';
+                                                 : 'f';
   if (src != c->trusted_src) {
     c->trusted_proxy[0] = '\0';
     c->n_trusted = 0;
@@ -219,15 +213,19 @@ static ecs_status set_value(srv_config *c, const setting *s, const char *v, cons
   switch (s->type) {
   case T_INT:
   case T_I64: {
-    while (isspace((unsigned char)*v)) v++;
+    while (isspace((unsigned char)*v))
+      v++;
     long long x = strtoll(v, &end, 10);
-    while (isspace((unsigned char)*end)) end++;
+    while (isspace((unsigned char)*end))
+      end++;
     if (errno || *end || end == v || *v == '+')
       return bad(err, "%s: '%s' is not an integer", where, v);
     if (x < s->min || x > s->max)
       return bad(err, "%s: %lld is outside %.0f..%.0f", where, x, s->min, s->max);
-    if (s->type == T_INT) *(int *)field = (int)x;
-    else *(int64_t *)field = x;
+    if (s->type == T_INT)
+      *(int *)field = (int)x;
+    else
+      *(int64_t *)field = x;
     return ECS_OK;
   }
   case T_DOUBLE: {
@@ -269,8 +267,7 @@ static ecs_status set_value(srv_config *c, const setting *s, const char *v, cons
     if (parse_listen(c, v, where, err) != ECS_OK) return ECS_ERR_INVALID;
     memcpy(field, v, strlen(v) + 1);
     return ECS_OK;
-  case T_CIDRS:
-    return set_cidrs(c, s, v, where, err);
+  case T_CIDRS: return set_cidrs(c, s, v, where, err);
   case T_ENGINE: {
     ecs_err e;
     ecs_err_clear(&e);
@@ -298,31 +295,34 @@ void srv_config_defaults(srv_config *c) {
 }
 
 void srv_config_usage(FILE *out) {
-  fprintf(out,
-          "Usage: ecsnet-server [OPTION]...\n"
-          "Serves ECS-Net class activation maps and pseudo masks over HTTP.\n\n"
-          "Every option is also an environment variable ECSNET_NAME (upper case, '-' to '_')\n"
-          "and a 'name value' line of --config FILE; the command line wins over the\n"
-          "environment, which wins over the file.\n\n");
+  fprintf(out, "Usage: ecsnet-server [OPTION]...\n"
+               "Serves ECS-Net class activation maps and pseudo masks over HTTP.\n\n"
+               "Every option is also an environment variable ECSNET_NAME (upper case, '-' to '_')\n"
+               "and a 'name value' line of --config FILE; the command line wins over the\n"
+               "environment, which wins over the file.\n\n");
   for (size_t i = 0; i < N_SETTINGS; i++) {
     const setting *s = &k_settings[i];
     char left[64];
     char env[48];
     env_name(s->name, env, sizeof env);
-    if (s->flags & F_NO_FLAG) snprintf(left, sizeof left, "  (%s)", env);
-    else snprintf(left, sizeof left, "  --%s %s", s->name, s->arg);
+    if (s->flags & F_NO_FLAG)
+      snprintf(left, sizeof left, "  (%s)", env);
+    else
+      snprintf(left, sizeof left, "  --%s %s", s->name, s->arg);
     fprintf(out, "%-32s %s", left, s->help);
     if (s->def[0]) fprintf(out, " [%s]", s->def);
     fputc('\n', out);
   }
-  fprintf(out, "  %-30s %s\n  %-30s %s\n\nExit status: 0 on success, 2 on bad usage, 1 on "
-               "failure.\n",
+  fprintf(out,
+          "  %-30s %s\n  %-30s %s\n\nExit status: 0 on success, 2 on bad usage, 1 on "
+          "failure.\n",
           "--help", "show this help", "--version", "show the version");
 }
 
 static void env_name(const char *name, char *out, size_t n) {
   size_t k = snprintf(out, n, "ECSNET_");
-  for (const char *p = name; *p && k + 1 < n; p++) out[k++] = *p == '-' ? '_' : (char)toupper(*p);
+  for (const char *p = name; *p && k + 1 < n; p++)
+    out[k++] = *p == '-' ? '_' : (char)toupper(*p);
   out[k] = '\0';
 }
 
@@ -334,9 +334,11 @@ static const char *env_get(char **envp, const char *key) {
 }
 
 static char *trim(char *s) {
-  while (isspace((unsigned char)*s)) s++;
+  while (isspace((unsigned char)*s))
+    s++;
   char *e = s + strlen(s);
-  while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+  while (e > s && isspace((unsigned char)e[-1]))
+    *--e = '\0';
   return s;
 }
 
@@ -362,8 +364,10 @@ static ecs_status load_file(srv_config *c, const char *path, ecs_err *err) {
     }
     char where[ECS_PATH_MAX + 32];
     snprintf(where, sizeof where, "%s:%d", path, lineno);
-    if (strcmp(s, "config") == 0) st = bad(err, "%s: 'config' cannot be nested", where);
-    else st = srv_config_set(c, s, v, where, err);
+    if (strcmp(s, "config") == 0)
+      st = bad(err, "%s: 'config' cannot be nested", where);
+    else
+      st = srv_config_set(c, s, v, where, err);
   }
   fclose(f);
   return st;
@@ -437,8 +441,10 @@ ecs_status srv_config_load(srv_config *c, int argc, char **argv, char **envp, FI
       *done = true;
       return ECS_OK;
     }
-    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) config_path = argv[i + 1];
-    else if (strncmp(argv[i], "--config=", 9) == 0) config_path = argv[i] + 9;
+    if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+      config_path = argv[i + 1];
+    else if (strncmp(argv[i], "--config=", 9) == 0)
+      config_path = argv[i] + 9;
   }
   if (config_path && *config_path) {
     if (srv_config_set(c, "config", config_path, "--config", err) != ECS_OK ||

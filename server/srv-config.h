@@ -59,11 +59,11 @@ typedef struct srv_config {
   char cors_origin[256]; /* empty: CORS off */
   int registry_watch_ms; /* how often models/ACTIVE is read (srv-watch.c); 0: never */
   /* The Label Studio ML backend (/labelstudio, srv-ls.c) */
-  char ls_url[512];                /* Label Studio's base URL; "": task images only as data: */
+  char ls_url[512]; /* Label Studio's base URL; "": task images only as data: */
   char ls_token_file[ECS_PATH_MAX];
-  char ls_token[1024];             /* ECSNET_LS_TOKEN, or read from ls_token_file at start */
+  char ls_token[1024]; /* ECSNET_LS_TOKEN, or read from ls_token_file at start */
   char ls_auth_file[ECS_PATH_MAX];
-  char ls_auth[256];               /* user:password: HTTP basic auth on the /labelstudio routes */
+  char ls_auth[256]; /* user:password: HTTP basic auth on the /labelstudio routes */
   int ls_fetch_timeout_ms;
   /* The engine options (ecs/options.h), passed to every backend the server makes; n_threads
    * is left 0 here and set per backend from threads and train_threads. */

@@ -53,8 +53,8 @@ static uint64_t now_ns(void) {
  * request on (refused at accept, or too slow to finish one). Best effort: non-blocking. */
 static void say(int fd, unsigned status, const char *reason, const char *code, const char *msg) {
   char body[256], head[512];
-  int bl = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code,
-                    msg);
+  int bl =
+      snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
   int hl = snprintf(head, sizeof head,
                     "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                     "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
@@ -64,7 +64,9 @@ static void say(int fd, unsigned status, const char *reason, const char *code, c
     (void)send(fd, body, (size_t)bl, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-static void end_conn(int fd) { (void)shutdown(fd, SHUT_RDWR); }
+static void end_conn(int fd) {
+  (void)shutdown(fd, SHUT_RDWR);
+}
 
 static void addr_key(const struct sockaddr *sa, uint8_t key[16], char *text, size_t n) {
   memset(key, 0, 16);
@@ -82,7 +84,8 @@ static void addr_key(const struct sockaddr *sa, uint8_t key[16], char *text, siz
   }
 }
 
-/* ---- the reaper -------------------------------------------------------------------------------- */
+/* ---- the reaper --------------------------------------------------------------------------------
+ */
 
 static void reap(srv_conns *cs, uint64_t now) {
   const srv_config *cfg = cs->cfg;
@@ -110,7 +113,7 @@ static void reap(srv_conns *cs, uint64_t now) {
 static void *reaper_main(void *arg) {
   srv_conns *cs = arg;
   int ms = cs->cfg->header_timeout_ms < cs->cfg->body_timeout_ms ? cs->cfg->header_timeout_ms
-                                                                  : cs->cfg->body_timeout_ms;
+                                                                 : cs->cfg->body_timeout_ms;
   ms /= 8;
   if (ms < 10) ms = 10;
   if (ms > 250) ms = 250;
@@ -163,7 +166,8 @@ void srv_conns_free(srv_conns *cs) {
   free(cs);
 }
 
-/* ---- the list ---------------------------------------------------------------------------------- */
+/* ---- the list ----------------------------------------------------------------------------------
+ */
 
 static void conn_started(srv_conns *cs, struct MHD_Connection *conn, void **ctx) {
   const union MHD_ConnectionInfo *fi =
@@ -185,7 +189,8 @@ static void conn_started(srv_conns *cs, struct MHD_Connection *conn, void **ctx)
   pthread_mutex_lock(&cs->mu);
   int same = 0;
   if (!c->trusted)
-    for (srv_conn *o = cs->head; o; o = o->next) same += memcmp(o->peer, c->peer, 16) == 0;
+    for (srv_conn *o = cs->head; o; o = o->next)
+      same += memcmp(o->peer, c->peer, 16) == 0;
   bool refuse = same >= cs->cfg->max_connections_per_ip;
   if (!refuse) {
     c->next = cs->head;
@@ -214,8 +219,10 @@ void srv_conns_notify(void *cls, struct MHD_Connection *conn, void **socket_cont
   srv_conn *c = *socket_context;
   if (!c) return;
   pthread_mutex_lock(&cs->mu); /* before libmicrohttpd closes the fd the reaper may shut down */
-  if (c->prev) c->prev->next = c->next;
-  else cs->head = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    cs->head = c->next;
   if (c->next) c->next->prev = c->prev;
   cs->open--;
   pthread_mutex_unlock(&cs->mu);
@@ -246,9 +253,12 @@ bool srv_conn_timed_out(srv_conns *cs, srv_conn *c) {
   return k;
 }
 
-bool srv_conn_proxied(const srv_conn *c) { return c && c->trusted; }
+bool srv_conn_proxied(const srv_conn *c) {
+  return c && c->trusted;
+}
 
-/* ---- the client address ------------------------------------------------------------------------ */
+/* ---- the client address ------------------------------------------------------------------------
+ */
 
 void srv_conn_client(const srv_config *cfg, const srv_conn *c, const char *xff, char *out,
                      uint8_t key[16]) {
@@ -267,7 +277,8 @@ bool srv_conns_client_begin(srv_conns *cs, const srv_conn *c, const uint8_t key[
   bool ok = false;
   pthread_mutex_lock(&cs->mu);
   int i = 0;
-  while (i < cs->n_clients && memcmp(cs->clients[i].key, key, 16) != 0) i++;
+  while (i < cs->n_clients && memcmp(cs->clients[i].key, key, 16) != 0)
+    i++;
   if (i == cs->n_clients && cs->n_clients == cs->cap_clients) {
     int cap = cs->cap_clients ? cs->cap_clients * 2 : 16;
     client_count *p = realloc(cs->clients, (size_t)cap * sizeof *p);
@@ -305,23 +316,23 @@ char *srv_conns_metrics(srv_conns *cs) {
   int open = cs->open;
   pthread_mutex_unlock(&cs->mu);
   char *out = NULL;
-  int n = asprintf(
-      &out,
-      "# HELP ecsnet_connections_open Client connections open.\n"
-      "# TYPE ecsnet_connections_open gauge\n"
-      "ecsnet_connections_open %d\n"
-      "# HELP ecsnet_connections_refused_total Connections and requests refused with 429 "
-      "(--max-connections-per-ip).\n"
-      "# TYPE ecsnet_connections_refused_total counter\n"
-      "ecsnet_connections_refused_total{what=\"connection\"} %llu\n"
-      "ecsnet_connections_refused_total{what=\"proxied_request\"} %llu\n"
-      "# HELP ecsnet_connections_timed_out_total Connections ended for slowness.\n"
-      "# TYPE ecsnet_connections_timed_out_total counter\n"
-      "ecsnet_connections_timed_out_total{phase=\"headers\"} %llu\n"
-      "ecsnet_connections_timed_out_total{phase=\"body\"} %llu\n"
-      "ecsnet_connections_timed_out_total{phase=\"keepalive\"} %llu\n",
-      open, atomic_load(&cs->refused_conn), atomic_load(&cs->refused_req),
-      atomic_load(&cs->timeout_headers), atomic_load(&cs->timeout_body),
-      atomic_load(&cs->idle_closed));
+  int n =
+      asprintf(&out,
+               "# HELP ecsnet_connections_open Client connections open.\n"
+               "# TYPE ecsnet_connections_open gauge\n"
+               "ecsnet_connections_open %d\n"
+               "# HELP ecsnet_connections_refused_total Connections and requests refused with 429 "
+               "(--max-connections-per-ip).\n"
+               "# TYPE ecsnet_connections_refused_total counter\n"
+               "ecsnet_connections_refused_total{what=\"connection\"} %llu\n"
+               "ecsnet_connections_refused_total{what=\"proxied_request\"} %llu\n"
+               "# HELP ecsnet_connections_timed_out_total Connections ended for slowness.\n"
+               "# TYPE ecsnet_connections_timed_out_total counter\n"
+               "ecsnet_connections_timed_out_total{phase=\"headers\"} %llu\n"
+               "ecsnet_connections_timed_out_total{phase=\"body\"} %llu\n"
+               "ecsnet_connections_timed_out_total{phase=\"keepalive\"} %llu\n",
+               open, atomic_load(&cs->refused_conn), atomic_load(&cs->refused_req),
+               atomic_load(&cs->timeout_headers), atomic_load(&cs->timeout_body),
+               atomic_load(&cs->idle_closed));
   return n < 0 ? NULL : out;
 }

@@ -64,7 +64,7 @@ struct srv {
   pthread_cond_t watch_cv;
   bool watch_init, watch_running, watch_stop;
   struct srv_fetch *fetch; /* Label Studio task images (srv-fetch.h) */
-  srv_conns *conns;      /* per-client limits and timeouts (srv-conn.h) */
+  srv_conns *conns;        /* per-client limits and timeouts (srv-conn.h) */
 };
 
 typedef enum req_phase {
@@ -84,9 +84,9 @@ typedef struct srv_req {
   char id[80];
   char method[16];
   char path[256];
-  char remote[64];            /* the client: the peer, or X-Forwarded-For behind a proxy */
-  uint8_t client_key[16];     /* the same, as 16 bytes */
-  bool client_counted;        /* a proxied client's request, counted in srv.conns */
+  char remote[64];        /* the client: the peer, or X-Forwarded-For behind a proxy */
+  uint8_t client_key[16]; /* the same, as 16 bytes */
+  bool client_counted;    /* a proxied client's request, counted in srv.conns */
   srv_route route;
   srv_param params[SRV_MAX_PARAMS]; /* the route's {name} segments, in r->path */
   int n_params;
@@ -115,8 +115,8 @@ typedef struct srv_req {
 
 /* Queues a response (takes body, malloc'd, or copies it when copy is true) with the common
  * headers: X-Request-Id, CORS, Retry-After, Allow. */
-enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body,
-                            size_t len, bool copy);
+enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body, size_t len,
+                            bool copy);
 /* The one JSON error shape, {"error": {"code", "message"}}; a 503 gets its Retry-After. */
 enum MHD_Result srv_respond_error(srv_req *r, const api_error *e);
 enum MHD_Result srv_fail(srv_req *r, unsigned status, const char *code, const char *fmt, ...)

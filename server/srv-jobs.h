@@ -13,9 +13,10 @@
  * The store is one of the two owners of DATA_DIR (docs/data-dir.md): it alone writes jobs.db
  * and jobs/. A job's one file is DATA_DIR/jobs/ID/checkpoint.safetensors (written by the trainer
  * every checkpoint_every steps and when it stops, through a temporary file and a rename); the
- * finished model goes straight into the registry (api_reg_add_model), never through jobs/. Statuses: queued, running, succeeded, failed, cancelled, interrupted. A job found
- * "running" when the store opens was running when the process died: it becomes interrupted,
- * and a resume queues it again to continue from its checkpoint's step.
+ * finished model goes straight into the registry (api_reg_add_model), never through jobs/.
+ * Statuses: queued, running, succeeded, failed, cancelled, interrupted. A job found "running" when
+ * the store opens was running when the process died: it becomes interrupted, and a resume queues it
+ * again to continue from its checkpoint's step.
  *
  * Requests reach the store already validated (srv-admin.c): the store never sees a path a
  * client wrote, only a dataset folder resolved inside DATA_DIR/datasets and registry names. */
@@ -34,8 +35,8 @@ typedef struct srv_jobs srv_jobs;
 
 typedef struct srv_jobs_env {
   const char *data_dir;
-  const char *device; /* "cpu", "auto", "cuda:N" */
-  int threads;        /* compute threads of the job's backend (>= 1) */
+  const char *device;        /* "cpu", "auto", "cuda:N" */
+  int threads;               /* compute threads of the job's backend (>= 1) */
   ecs_backend_params engine; /* the engine options of the job's backend (n_threads ignored) */
   /* Waits while inference requests wait or run, at most max_ms; non-zero when they still do.
    * The job calls it between ops and so pauses while inference has work. */
@@ -102,8 +103,8 @@ void srv_jobrun(srv_jobs *j, int64_t id, const char *kind, const json_t *request
 /* The fields of a POST /admin/train body that are rows of the table in ecs/hparams.h, checked
  * (JSON type, then the row's bounds) and set into hp (model values) or o (run settings); a
  * NULL struct leaves its scope's fields alone. Other keys are skipped. On failure:
- * ECS_ERR_INVALID, *bad the key and err "KEY must be ...". srv-admin.c validates with it, the runner applies with
- * it, so the two cannot disagree. */
+ * ECS_ERR_INVALID, *bad the key and err "KEY must be ...". srv-admin.c validates with it, the
+ * runner applies with it, so the two cannot disagree. */
 struct ecs_hparams;
 struct ecs_train_opts;
 ecs_status srv_train_hparams(const json_t *req, struct ecs_hparams *hp, struct ecs_train_opts *o,

@@ -27,7 +27,9 @@ static void emit(srv *s, const char *line) {
   pthread_mutex_unlock(&s->log_mu);
 }
 
-static bool json_logs(const srv *s) { return strcmp(s->cfg.log_format, "json") == 0; }
+static bool json_logs(const srv *s) {
+  return strcmp(s->cfg.log_format, "json") == 0;
+}
 
 void srv_log_access(srv *s, const srv_req *r, double seconds) {
   if (!s->log || strcmp(s->cfg.access_log, "on") != 0) return;
@@ -35,8 +37,8 @@ void srv_log_access(srv *s, const srv_req *r, double seconds) {
   timestamp(ts, sizeof ts);
   if (json_logs(s)) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:f}", "ts", ts, "type",
-                          "access", "request_id", r->id, "remote", r->remote, "method",
-                          r->method, "path", r->path, "status", (int)r->status, "bytes",
+                          "access", "request_id", r->id, "remote", r->remote, "method", r->method,
+                          "path", r->path, "status", (int)r->status, "bytes",
                           (json_int_t)r->resp_len, "duration_ms", seconds * 1e3);
     char *line = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);

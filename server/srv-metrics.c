@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const unsigned k_statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 408, 413,
-                                      415, 422, 429, 431, 500, 503, 507, 0 /* other */};
+static const unsigned k_statuses[] = {200, 202, 204, 400, 401, 403, 404, 405, 408,
+                                      413, 415, 422, 429, 431, 500, 503, 507, 0 /* other */};
 #define N_STATUS (sizeof k_statuses / sizeof k_statuses[0])
 
 /* Seconds; the last bucket is +Inf. */
@@ -30,12 +30,17 @@ struct srv_metrics {
   histo inference;
 };
 
-srv_metrics *srv_metrics_new(void) { return calloc(1, sizeof(srv_metrics)); }
-void srv_metrics_free(srv_metrics *m) { free(m); }
+srv_metrics *srv_metrics_new(void) {
+  return calloc(1, sizeof(srv_metrics));
+}
+void srv_metrics_free(srv_metrics *m) {
+  free(m);
+}
 
 static void observe(histo *h, double s) {
   size_t b = 0;
-  while (b < N_BOUNDS && s > k_bounds[b]) b++;
+  while (b < N_BOUNDS && s > k_bounds[b])
+    b++;
   atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&h->sum_us, (uint_fast64_t)(s > 0 ? s * 1e6 : 0), memory_order_relaxed);
@@ -50,8 +55,12 @@ void srv_metrics_request(srv_metrics *m, srv_route route, unsigned status, doubl
   observe(&m->latency[route], seconds);
 }
 
-void srv_metrics_decode(srv_metrics *m, double s) { observe(&m->decode, s); }
-void srv_metrics_inference(srv_metrics *m, double s) { observe(&m->inference, s); }
+void srv_metrics_decode(srv_metrics *m, double s) {
+  observe(&m->decode, s);
+}
+void srv_metrics_inference(srv_metrics *m, double s) {
+  observe(&m->inference, s);
+}
 
 typedef struct buf {
   char *p;
@@ -91,9 +100,11 @@ static void put_histo(buf *b, const char *name, const char *labels, const histo 
   const char *sep = labels[0] ? "," : "";
   for (size_t i = 0; i <= N_BOUNDS; i++) {
     cum += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-    if (i < N_BOUNDS) put(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, k_bounds[i],
-                          (unsigned long long)cum);
-    else put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
+    if (i < N_BOUNDS)
+      put(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, k_bounds[i],
+          (unsigned long long)cum);
+    else
+      put(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep, (unsigned long long)cum);
   }
   const char *open = labels[0] ? "{" : "", *close = labels[0] ? "}" : "";
   put(b, "%s_sum%s%s%s %.6f\n", name, open, labels, close,
@@ -127,9 +138,12 @@ static void add_histo(histo *sum, const histo *h) {
 /* Label values are from our tables except the model name, which is escaped. */
 static void put_escaped(buf *b, const char *s) {
   for (; *s; s++) {
-    if (*s == '\\' || *s == '"') put(b, "\\%c", *s);
-    else if (*s == '\n') put(b, "\\n");
-    else put(b, "%c", *s);
+    if (*s == '\\' || *s == '"')
+      put(b, "\\%c", *s);
+    else if (*s == '\n')
+      put(b, "\\n");
+    else
+      put(b, "%c", *s);
   }
 }
 
@@ -145,8 +159,10 @@ static void put_routes(buf *b, srv_metrics *m) {
         if (same_label(q, r)) v += atomic_load_explicit(&m->requests[q][s], memory_order_relaxed);
       if (!v) continue;
       char st[16];
-      if (k_statuses[s]) snprintf(st, sizeof st, "%u", k_statuses[s]);
-      else snprintf(st, sizeof st, "other");
+      if (k_statuses[s])
+        snprintf(st, sizeof st, "%u", k_statuses[s]);
+      else
+        snprintf(st, sizeof st, "other");
       put(b, "ecsnet_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
           srv_route_label((srv_route)r), st, (unsigned long long)v);
     }
@@ -194,8 +210,7 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
       "# HELP ecsnet_queue_gone_total Requests dropped because the client had gone.\n"
       "# TYPE ecsnet_queue_gone_total counter\necsnet_queue_gone_total %llu\n",
       g->queue_depth, g->queue_capacity, g->running, g->workers, g->in_flight,
-      (unsigned long long)g->rejected, (unsigned long long)g->expired,
-      (unsigned long long)g->gone);
+      (unsigned long long)g->rejected, (unsigned long long)g->expired, (unsigned long long)g->gone);
   put(&b, "# HELP ecsnet_model_info The model being served (absent while none is loaded).\n"
           "# TYPE ecsnet_model_info gauge\n");
   if (g->model_name) {
@@ -203,10 +218,11 @@ char *srv_metrics_render(srv_metrics *m, const srv_gauges *g, size_t *len) {
     put_escaped(&b, g->model_name);
     put(&b, "\",version=\"%d\"} 1\n", g->model_version);
   }
-  put(&b, "# HELP ecsnet_model_ready 1 when a model is loaded and requests can be served.\n"
-          "# TYPE ecsnet_model_ready gauge\necsnet_model_ready %d\n"
-          "# HELP ecsnet_uptime_seconds Time since the server started.\n"
-          "# TYPE ecsnet_uptime_seconds gauge\necsnet_uptime_seconds %.3f\n",
+  put(&b,
+      "# HELP ecsnet_model_ready 1 when a model is loaded and requests can be served.\n"
+      "# TYPE ecsnet_model_ready gauge\necsnet_model_ready %d\n"
+      "# HELP ecsnet_uptime_seconds Time since the server started.\n"
+      "# TYPE ecsnet_uptime_seconds gauge\necsnet_uptime_seconds %.3f\n",
       g->model_name ? 1 : 0, g->uptime_s);
   if (b.oom) {
     free(b.p);

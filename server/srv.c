@@ -100,11 +100,11 @@ ecs_status srv_model_swap(srv *s, const char *name, int version, ecs_err *err) {
 
 /* ---- replies --------------------------------------------------------------------------------- */
 
-enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body,
-                            size_t len, bool copy) {
+enum MHD_Result srv_respond(srv_req *r, unsigned status, const char *type, char *body, size_t len,
+                            bool copy) {
   struct MHD_Response *resp = MHD_create_response_from_buffer(
-      len, body ? body : (char *)"", body ? (copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE)
-                                          : MHD_RESPMEM_PERSISTENT);
+      len, body ? body : (char *)"",
+      body ? (copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_MUST_FREE) : MHD_RESPMEM_PERSISTENT);
   if (!resp) {
     if (!copy) free(body);
     return MHD_NO;
@@ -189,7 +189,8 @@ static void new_id(char *out, size_t n) {
   if (getrandom(b, sizeof b, GRND_NONBLOCK) != (ssize_t)sizeof b) {
     static atomic_uint_fast64_t counter;
     uint64_t x = ecs_monotonic_ns() ^ ((uint64_t)getpid() << 32) ^ atomic_fetch_add(&counter, 1);
-    for (int i = 0; i < 16; i++) b[i] = (uint8_t)(x >> ((i % 8) * 8)) ^ (uint8_t)(i * 151);
+    for (int i = 0; i < 16; i++)
+      b[i] = (uint8_t)(x >> ((i % 8) * 8)) ^ (uint8_t)(i * 151);
   }
   static const char hex[] = "0123456789abcdef";
   size_t k = 0;
@@ -210,9 +211,9 @@ static json_t *model_json(const srv_model_ref *m) {
   json_t *classes = json_array();
   for (int k = 0; k < m->info.n_classes; k++)
     json_array_append_new(classes, json_string(m->info.class_names[k]));
-  return json_pack("{s:s, s:i, s:s, s:o, s:b}", "name", m->info.name, "version",
-                   m->info.version, "backbone", m->info.backbone ? m->info.backbone : "",
-                   "classes", classes, "active", 1);
+  return json_pack("{s:s, s:i, s:s, s:o, s:b}", "name", m->info.name, "version", m->info.version,
+                   "backbone", m->info.backbone ? m->info.backbone : "", "classes", classes,
+                   "active", 1);
 }
 
 enum MHD_Result srv_get_ready(srv_req *r) {
@@ -300,7 +301,8 @@ enum MHD_Result srv_get_openapi(srv_req *r) {
 static bool token_equal(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   unsigned char d = (unsigned char)(la != lb);
-  for (size_t i = 0; i < lb; i++) d |= (unsigned char)(a[i % (la ? la : 1)] ^ b[i]);
+  for (size_t i = 0; i < lb; i++)
+    d |= (unsigned char)(a[i % (la ? la : 1)] ^ b[i]);
   return d == 0 && la == lb;
 }
 
@@ -324,7 +326,8 @@ static bool admin_authorised(srv_req *r, enum MHD_Result *ret) {
 }
 
 static enum MHD_Result answer_options(srv_req *r, const char *allow) {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
   if (!resp) return MHD_NO;
   MHD_add_response_header(resp, "X-Request-Id", r->id);
   MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->s->cfg.cors_origin);
@@ -432,8 +435,10 @@ static srv_req *req_new(srv *s, struct MHD_Connection *conn, const char *url, co
   snprintf(r->method, sizeof r->method, "%s", method);
   snprintf(r->path, sizeof r->path, "%s", url);
   const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-  if (rid && id_acceptable(rid)) snprintf(r->id, sizeof r->id, "%s", rid);
-  else new_id(r->id, sizeof r->id);
+  if (rid && id_acceptable(rid))
+    snprintf(r->id, sizeof r->id, "%s", rid);
+  else
+    new_id(r->id, sizeof r->id);
   const char *xff = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For");
   srv_conn_client(&s->cfg, srv_conn_of(conn), xff, r->remote, r->client_key);
   atomic_fetch_add(&s->in_flight, 1);
@@ -448,7 +453,8 @@ static bool append_body(srv_req *r, const char *data, size_t n) {
   }
   if (r->len + n > r->cap) {
     size_t cap = r->cap ? r->cap : 65536;
-    while (cap < r->len + n) cap *= 2;
+    while (cap < r->len + n)
+      cap *= 2;
     if (cap > max) cap = max;
     uint8_t *p = realloc(r->body, cap);
     if (!p) return false;
@@ -608,8 +614,10 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
     srv_free(s);
     return st;
   }
-  ecs_pool_opts po = {.n_workers = cfg->workers, .queue_capacity = cfg->queue,
-                      .worker_init = worker_init, .worker_free = worker_free};
+  ecs_pool_opts po = {.n_workers = cfg->workers,
+                      .queue_capacity = cfg->queue,
+                      .worker_init = worker_init,
+                      .worker_free = worker_free};
   s->pool = ecs_pool_new_opts(&po, err);
   if (!s->pool) {
     srv_free(s);
@@ -660,8 +668,8 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_LIMIT,
       (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
-      MHD_OPTION_NOTIFY_CONNECTION, srv_conns_notify, s->conns,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, conn_memory, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_CONNECTION, srv_conns_notify, s->conns, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      conn_memory, MHD_OPTION_END);
   if (!s->daemon) {
     srv_free(s);
     return ecs_err_set(err, ECS_ERR_IO, "cannot listen on %s (address in use or not permitted)",
@@ -679,7 +687,9 @@ ecs_status srv_new(const srv_config *cfg, FILE *log, srv **out, ecs_err *err) {
   return ECS_OK;
 }
 
-int srv_port(const srv *s) { return s->port; }
+int srv_port(const srv *s) {
+  return s->port;
+}
 
 void srv_shutdown(srv *s, int timeout_ms) {
   if (!s || !s->daemon) return;
@@ -692,11 +702,13 @@ void srv_shutdown(srv *s, int timeout_ms) {
   uint64_t until = ecs_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
   struct timespec tick = {0, 5 * 1000000};
   /* Uploads under way are part of the in-flight work: let them reach the queue... */
-  while (atomic_load(&s->receiving) > 0 && ecs_monotonic_ns() < until) nanosleep(&tick, NULL);
+  while (atomic_load(&s->receiving) > 0 && ecs_monotonic_ns() < until)
+    nanosleep(&tick, NULL);
   /* ...then queued and running jobs finish and resume their connections... */
   ecs_pool_drain(s->pool);
   /* ...and their answers go out before the daemon stops. */
-  while (atomic_load(&s->in_flight) > 0 && ecs_monotonic_ns() < until) nanosleep(&tick, NULL);
+  while (atomic_load(&s->in_flight) > 0 && ecs_monotonic_ns() < until)
+    nanosleep(&tick, NULL);
   MHD_stop_daemon(s->daemon);
   s->daemon = NULL;
   srv_log_event(s, "info", "stopped");
@@ -711,9 +723,9 @@ void srv_free(srv *s) {
     MHD_stop_daemon(s->daemon);
   }
   atomic_store(&s->stopping, true);
-  srv_ls_loop_drain(); /* its threads use the job store, the model and the fetcher */
+  srv_ls_loop_drain();      /* its threads use the job store, the model and the fetcher */
   srv_conns_free(s->conns); /* the daemon has stopped: no connection is left */
-  srv_jobs_free(s->jobs); /* a running job stops at its next op and stays resumable */
+  srv_jobs_free(s->jobs);   /* a running job stops at its next op and stays resumable */
   srv_fetch_free(s->fetch);
   ecs_pool_free(s->pool);
   srv_model_release(s->model);

@@ -25,7 +25,9 @@ static ecs_tensor *like(ecs_ctx *ctx, const ecs_tensor *t) {
 }
 
 /* Runs a backward op whose dst[0] (and optional dst[1], dst[2]) were made with like(). */
-static ecs_status run_bwd(ecs_ctx *ctx, ecs_op *op) { return ctx_exec(ctx, op, 0); }
+static ecs_status run_bwd(ecs_ctx *ctx, ecs_op *op) {
+  return ctx_exec(ctx, op, 0);
+}
 
 static ecs_status accumulate(ecs_ctx *ctx, ecs_tensor *t, ecs_tensor *g) {
   if (ctx->err.status != ECS_OK) return ctx->err.status;
@@ -100,7 +102,8 @@ static ecs_tensor *frozen_invstd(ecs_ctx *ctx, const ecs_op *fwd) {
     ctx_fail(ctx, e.status ? e.status : st, "%s", e.msg);
     return NULL;
   }
-  for (int64_t i = 0; i < c; i++) h[i] = 1.0f / sqrtf(h[i] + fwd->p.bn.eps);
+  for (int64_t i = 0; i < c; i++)
+    h[i] = 1.0f / sqrtf(h[i] + fwd->p.bn.eps);
   ecs_tensor *t = ecs_from_host(ctx, ECS_F32, 1, &c, h);
   free(h);
   return t;
@@ -136,8 +139,8 @@ static ecs_status backprop(ecs_ctx *ctx, struct ecs_node *node) {
     if (!ctx_needs_grad(x)) return ECS_OK;
     ecs_tensor *dx = like(ctx, x);
     if (!dx) return ctx->err.status;
-    ecs_op op = {.type = ECS_OP_MASKED_CE_BWD, .src = {x, f->src[1], f->src[2], dy},
-                 .dst = {dx}, .p = f->p};
+    ecs_op op = {
+        .type = ECS_OP_MASKED_CE_BWD, .src = {x, f->src[1], f->src[2], dy}, .dst = {dx}, .p = f->p};
     if (run_bwd(ctx, &op) != ECS_OK) return ctx->err.status;
     return accumulate(ctx, x, dx);
   }
@@ -181,15 +184,16 @@ static ecs_status backprop(ecs_ctx *ctx, struct ecs_node *node) {
     ecs_tensor *dg = ctx_needs_grad(gamma) ? like(ctx, gamma) : NULL;
     ecs_tensor *dbt = ctx_needs_grad(beta) ? like(ctx, beta) : NULL;
     if (ctx->err.status != ECS_OK) return ctx->err.status;
-    ecs_op op = {.type = ECS_OP_BATCHNORM_BWD, .src = {x, dy, gamma, mean, invstd},
-                 .dst = {dx, dg, dbt}, .p = f->p};
+    ecs_op op = {.type = ECS_OP_BATCHNORM_BWD,
+                 .src = {x, dy, gamma, mean, invstd},
+                 .dst = {dx, dg, dbt},
+                 .p = f->p};
     if (run_bwd(ctx, &op) != ECS_OK) return ctx->err.status;
     if (accumulate(ctx, x, dx) != ECS_OK || accumulate(ctx, gamma, dg) != ECS_OK)
       return ctx->err.status;
     return accumulate(ctx, beta, dbt);
   }
-  default:
-    return ctx_fail(ctx, ECS_ERR_UNSUPPORTED, "no backward for %s", ecs_op_name(f->type));
+  default: return ctx_fail(ctx, ECS_ERR_UNSUPPORTED, "no backward for %s", ecs_op_name(f->type));
   }
 }
 
@@ -203,7 +207,8 @@ ecs_status ecs_backward(ecs_ctx *ctx, ecs_tensor *loss, float scale) {
                     "backward: the loss does not depend on anything that trains (gradients "
                     "disabled, or every parameter frozen)");
   /* gradients of intermediates belong to one walk */
-  for (size_t i = 0; i < ctx->tape_len; i++) ctx->tape[i]->op.dst[0]->grad = NULL;
+  for (size_t i = 0; i < ctx->tape_len; i++)
+    ctx->tape[i]->op.dst[0]->grad = NULL;
   ecs_tensor *seed = ctx_tensor(ctx, ECS_F32, loss->nd, loss->ne);
   if (!seed) return ctx->err.status;
   ecs_op fill = {.type = ECS_OP_FILL, .dst = {seed}, .p.scalar.a = scale};

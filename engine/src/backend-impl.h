@@ -59,7 +59,7 @@ struct ecs_backend_i {
   void (*free)(ecs_backend *be);
   ecs_status (*prepare)(ecs_backend *be, ecs_op *op, ecs_err *err); /* optional: plain */
   ecs_status (*compute)(ecs_backend *be, ecs_op *op, ecs_err *err);
-  ecs_status (*synchronize)(ecs_backend *be, ecs_err *err); /* optional */
+  ecs_status (*synchronize)(ecs_backend *be, ecs_err *err);   /* optional */
   void (*get_stats)(ecs_backend *be, ecs_backend_stats *out); /* optional */
   void (*reset_stats)(ecs_backend *be);                       /* optional */
 };

@@ -241,8 +241,7 @@ ecs_device *ecs_device_find(const char *name, ecs_err *err) {
   ecs_device *dev = by_name(strcmp(name, "cuda") == 0 ? "cuda:0" : name);
   if (dev) return dev;
   if (!cuda) {
-    ecs_err_set(err, ECS_ERR_INVALID, "unknown device '%s' (expected auto, cpu or cuda[:N])",
-                name);
+    ecs_err_set(err, ECS_ERR_INVALID, "unknown device '%s' (expected auto, cpu or cuda[:N])", name);
     return NULL;
   }
   pthread_mutex_lock(&g_cuda.mu);
@@ -265,9 +264,15 @@ ecs_device *ecs_device_find(const char *name, ecs_err *err) {
   return NULL;
 }
 
-const char *ecs_device_name(ecs_device *dev) { return dev->iface.get_name(dev); }
-const char *ecs_device_description(ecs_device *dev) { return dev->iface.get_description(dev); }
-int ecs_device_is_host(ecs_device *dev) { return dev->iface.is_host; }
+const char *ecs_device_name(ecs_device *dev) {
+  return dev->iface.get_name(dev);
+}
+const char *ecs_device_description(ecs_device *dev) {
+  return dev->iface.get_description(dev);
+}
+int ecs_device_is_host(ecs_device *dev) {
+  return dev->iface.is_host;
+}
 
 void ecs_device_memory(ecs_device *dev, size_t *free_bytes, size_t *total_bytes) {
   if (dev->iface.get_memory) {
@@ -282,7 +287,9 @@ int ecs_device_supports_op(ecs_device *dev, const ecs_op *op) {
   return dev->iface.supports_op(dev, op);
 }
 
-ecs_buffer_type *ecs_device_buffer_type(ecs_device *dev) { return dev->iface.get_buffer_type(dev); }
+ecs_buffer_type *ecs_device_buffer_type(ecs_device *dev) {
+  return dev->iface.get_buffer_type(dev);
+}
 
 ecs_backend *ecs_backend_init(ecs_device *dev, const ecs_backend_params *params, ecs_err *err) {
   ecs_backend_params def = {.n_threads = 0};
@@ -292,14 +299,20 @@ ecs_backend *ecs_backend_init(ecs_device *dev, const ecs_backend_params *params,
   return be;
 }
 
-const ecs_backend_params *ecs_backend_get_params(const ecs_backend *be) { return &be->params; }
+const ecs_backend_params *ecs_backend_get_params(const ecs_backend *be) {
+  return &be->params;
+}
 
 void ecs_backend_free(ecs_backend *be) {
   if (be) be->iface.free(be);
 }
 
-const char *ecs_backend_name(ecs_backend *be) { return be->iface.get_name(be); }
-ecs_device *ecs_backend_device(ecs_backend *be) { return be->device; }
+const char *ecs_backend_name(ecs_backend *be) {
+  return be->iface.get_name(be);
+}
+ecs_device *ecs_backend_device(ecs_backend *be) {
+  return be->device;
+}
 
 ecs_status ecs_backend_prepare(ecs_backend *be, ecs_op *op, ecs_err *err) {
   if (be->iface.prepare) return be->iface.prepare(be, op, err);
@@ -332,8 +345,12 @@ void ecs_backend_reset_stats(ecs_backend *be) {
 
 /* ---- buffers ---------------------------------------------------------------------------- */
 
-const char *ecs_buffer_type_name(ecs_buffer_type *buft) { return buft->iface.get_name(buft); }
-size_t ecs_buffer_type_alignment(ecs_buffer_type *buft) { return buft->iface.get_alignment(buft); }
+const char *ecs_buffer_type_name(ecs_buffer_type *buft) {
+  return buft->iface.get_name(buft);
+}
+size_t ecs_buffer_type_alignment(ecs_buffer_type *buft) {
+  return buft->iface.get_alignment(buft);
+}
 
 ecs_buffer *ecs_buffer_alloc(ecs_buffer_type *buft, size_t size, ecs_err *err) {
   return buft->iface.alloc_buffer(buft, size, err);
@@ -343,26 +360,35 @@ void ecs_buffer_free(ecs_buffer *buf) {
   if (buf) buf->iface.free_buffer(buf);
 }
 
-void *ecs_buffer_base(ecs_buffer *buf) { return buf->iface.get_base(buf); }
-size_t ecs_buffer_size(ecs_buffer *buf) { return buf->size; }
-ecs_buffer_type *ecs_buffer_get_type(ecs_buffer *buf) { return buf->buft; }
+void *ecs_buffer_base(ecs_buffer *buf) {
+  return buf->iface.get_base(buf);
+}
+size_t ecs_buffer_size(ecs_buffer *buf) {
+  return buf->size;
+}
+ecs_buffer_type *ecs_buffer_get_type(ecs_buffer *buf) {
+  return buf->buft;
+}
 
 static ecs_status check_range(const ecs_tensor *t, size_t off, size_t n, ecs_err *err) {
   if (!t->buffer || !t->data)
     return ecs_err_set(err, ECS_ERR_INVALID, "tensor '%s' has no memory", t->name);
   if (off > t->nbytes || n > t->nbytes - off)
-    return ecs_err_set(err, ECS_ERR_INVALID, "copy of %zu bytes at %zu is outside tensor '%s' (%zu bytes)",
-                       n, off, t->name, t->nbytes);
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "copy of %zu bytes at %zu is outside tensor '%s' (%zu bytes)", n, off,
+                       t->name, t->nbytes);
   return ECS_OK;
 }
 
-ecs_status ecs_tensor_set_bytes(ecs_tensor *t, const void *src, size_t off, size_t n, ecs_err *err) {
+ecs_status ecs_tensor_set_bytes(ecs_tensor *t, const void *src, size_t off, size_t n,
+                                ecs_err *err) {
   ecs_status st = check_range(t, off, n, err);
   if (st != ECS_OK) return st;
   return t->buffer->iface.set(t->buffer, (char *)t->data + off, src, n, err);
 }
 
-ecs_status ecs_tensor_get_bytes(const ecs_tensor *t, void *dst, size_t off, size_t n, ecs_err *err) {
+ecs_status ecs_tensor_get_bytes(const ecs_tensor *t, void *dst, size_t off, size_t n,
+                                ecs_err *err) {
   ecs_status st = check_range(t, off, n, err);
   if (st != ECS_OK) return st;
   return t->buffer->iface.get(t->buffer, dst, (const char *)t->data + off, n, err);
@@ -382,7 +408,9 @@ static void host_free(ecs_buffer *buf) {
   free(buf->context);
   free(buf);
 }
-static void *host_base(ecs_buffer *buf) { return buf->context; }
+static void *host_base(ecs_buffer *buf) {
+  return buf->context;
+}
 static ecs_status host_set(ecs_buffer *buf, void *addr, const void *host, size_t n, ecs_err *err) {
   (void)buf, (void)err;
   memcpy(addr, host, n);
@@ -442,4 +470,6 @@ static ecs_buffer_type g_host_buft = {
     .context = NULL,
 };
 
-ecs_buffer_type *ecs_host_buffer_type(void) { return &g_host_buft; }
+ecs_buffer_type *ecs_host_buffer_type(void) {
+  return &g_host_buft;
+}

@@ -44,7 +44,9 @@ const char *ecs_status_str(ecs_status s) {
   return "unknown status";
 }
 
-const char *ecs_version(void) { return ECS_VERSION_STRING; }
+const char *ecs_version(void) {
+  return ECS_VERSION_STRING;
+}
 
 void ecs_abort(const char *file, int line, const char *expr) {
   fprintf(stderr, "ecsnet: internal error at %s:%d: assertion failed: %s\n", file, line, expr);

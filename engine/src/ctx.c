@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HOST_BLOCK_MIN ((size_t)64 * 1024)
+#define HOST_BLOCK_MIN  ((size_t)64 * 1024)
 #define ARENA_CHUNK_MIN ((size_t)1 << 20)
 
 /* ---- errors ------------------------------------------------------------------------------- */
@@ -74,8 +74,10 @@ ecs_ctx *ecs_ctx_new(ecs_backend *be, ecs_err *err) {
 
 void ecs_ctx_free(ecs_ctx *ctx) {
   if (!ctx) return;
-  for (size_t i = 0; i < ctx->n_chunks; i++) ecs_buffer_free(ctx->chunks[i].buf);
-  for (size_t i = 0; i < ctx->n_blocks; i++) free(ctx->blocks[i].mem);
+  for (size_t i = 0; i < ctx->n_chunks; i++)
+    ecs_buffer_free(ctx->chunks[i].buf);
+  for (size_t i = 0; i < ctx->n_blocks; i++)
+    free(ctx->blocks[i].mem);
   free(ctx->chunks);
   free(ctx->blocks);
   free(ctx->tape);
@@ -84,18 +86,24 @@ void ecs_ctx_free(ecs_ctx *ctx) {
 
 void ecs_ctx_reset(ecs_ctx *ctx) {
   if (!ctx) return;
-  for (size_t i = 0; i < ctx->n_chunks; i++) ctx->chunks[i].used = 0;
-  for (size_t i = 0; i < ctx->n_blocks; i++) ctx->blocks[i].used = 0;
+  for (size_t i = 0; i < ctx->n_chunks; i++)
+    ctx->chunks[i].used = 0;
+  for (size_t i = 0; i < ctx->n_blocks; i++)
+    ctx->blocks[i].used = 0;
   ctx->cur_chunk = ctx->cur_block = 0;
   ctx->tape_len = 0;
   ecs_err_clear(&ctx->err);
 }
 
-ecs_backend *ecs_ctx_backend(ecs_ctx *ctx) { return ctx ? ctx->be : NULL; }
+ecs_backend *ecs_ctx_backend(ecs_ctx *ctx) {
+  return ctx ? ctx->be : NULL;
+}
 void ecs_ctx_set_grad(ecs_ctx *ctx, int enabled) {
   if (ctx) ctx->grad_enabled = enabled != 0;
 }
-int ecs_ctx_grad_enabled(const ecs_ctx *ctx) { return ctx && ctx->grad_enabled; }
+int ecs_ctx_grad_enabled(const ecs_ctx *ctx) {
+  return ctx && ctx->grad_enabled;
+}
 void ecs_ctx_set_training(ecs_ctx *ctx, int training) {
   if (ctx) ctx->training = training != 0;
 }
@@ -110,15 +118,20 @@ void ecs_ctx_set_yield(ecs_ctx *ctx, int (*fn)(void *user), void *user) {
 
 size_t ecs_ctx_arena_bytes(const ecs_ctx *ctx) {
   size_t n = 0;
-  for (size_t i = 0; ctx && i < ctx->n_chunks; i++) n += ctx->chunks[i].size;
+  for (size_t i = 0; ctx && i < ctx->n_chunks; i++)
+    n += ctx->chunks[i].size;
   return n;
 }
 
-size_t ecs_ctx_tape_len(const ecs_ctx *ctx) { return ctx ? ctx->tape_len : 0; }
+size_t ecs_ctx_tape_len(const ecs_ctx *ctx) {
+  return ctx ? ctx->tape_len : 0;
+}
 
 /* ---- arenas ------------------------------------------------------------------------------- */
 
-static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+static size_t align_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
 
 static void *host_alloc(ecs_ctx *ctx, size_t n) {
   n = align_up(n, sizeof(max_align_t));
@@ -131,7 +144,8 @@ static void *host_alloc(ecs_ctx *ctx, size_t n) {
     }
   }
   size_t held = 0;
-  for (size_t i = 0; i < ctx->n_blocks; i++) held += ctx->blocks[i].size;
+  for (size_t i = 0; i < ctx->n_blocks; i++)
+    held += ctx->blocks[i].size;
   size_t size = n > HOST_BLOCK_MIN ? n : HOST_BLOCK_MIN;
   if (size < held) size = held;
   if (ctx->n_blocks == ctx->cap_blocks) {
@@ -208,7 +222,8 @@ ecs_tensor *ctx_tensor(ecs_ctx *ctx, ecs_dtype type, int nd, const int64_t *ne) 
   memset(t, 0, sizeof *t);
   t->type = type;
   t->nd = nd;
-  for (int k = 0; k < ECS_MAX_DIMS; k++) t->ne[k] = k < nd ? ne[k] : 1;
+  for (int k = 0; k < ECS_MAX_DIMS; k++)
+    t->ne[k] = k < nd ? ne[k] : 1;
   t->layout = ECS_LAYOUT_PLAIN;
   t->nbytes = ecs_plain_nbytes(t);
   return t;
@@ -299,8 +314,8 @@ ecs_status ecs_to_host(ecs_ctx *ctx, const ecs_tensor *t, void *dst, size_t n) {
   if (!t || !dst) return ctx_fail(ctx, ECS_ERR_INVALID, "ecs_to_host: no tensor or destination");
   size_t need = ecs_plain_nbytes(t);
   if (n < need)
-    return ctx_fail(ctx, ECS_ERR_INVALID, "ecs_to_host: '%s' needs %zu bytes, given %zu",
-                    t->name, need, n);
+    return ctx_fail(ctx, ECS_ERR_INVALID, "ecs_to_host: '%s' needs %zu bytes, given %zu", t->name,
+                    need, n);
   ecs_tensor *p = ctx_plain_copy(ctx, (ecs_tensor *)t);
   if (!p) return ctx->err.status;
   ecs_err e = {0};
@@ -383,8 +398,8 @@ static ecs_tensor *conv2d(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *w, ecs_tensor
   if (!check_in(ctx, "conv2d", "x", x, 4) || !check_in(ctx, "conv2d", "the weight", w, 4))
     return NULL;
   if (stride < 1 || dil < 1 || pad < 0 || groups < 1) {
-    ctx_fail(ctx, ECS_ERR_INVALID, "conv2d: stride %d, pad %d, dilation %d, groups %d", stride,
-             pad, dil, groups);
+    ctx_fail(ctx, ECS_ERR_INVALID, "conv2d: stride %d, pad %d, dilation %d, groups %d", stride, pad,
+             dil, groups);
     return NULL;
   }
   if ((unsigned)act >= ECS_ACT_COUNT) {
@@ -437,8 +452,8 @@ ecs_tensor *ecs_batchnorm(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *gamma, ecs_te
   int rec = should_record(ctx, x, gamma, beta);
   ecs_tensor *y = ctx_tensor(ctx, ECS_F32, x->nd, x->ne);
   if (!y) return NULL;
-  ecs_op op = {.type = ECS_OP_BATCHNORM, .src = {x, gamma, beta, running_mean, running_var},
-               .dst = {y}};
+  ecs_op op = {
+      .type = ECS_OP_BATCHNORM, .src = {x, gamma, beta, running_mean, running_var}, .dst = {y}};
   op.p.bn.eps = eps;
   op.p.bn.momentum = momentum;
   op.p.bn.training = training != 0;
@@ -459,11 +474,15 @@ static ecs_tensor *relu_clip(ecs_ctx *ctx, ecs_tensor *x, float clip) {
   return run(ctx, &op, should_record(ctx, x, NULL, NULL));
 }
 
-ecs_tensor *ecs_relu(ecs_ctx *ctx, ecs_tensor *x) { return relu_clip(ctx, x, 0); }
-ecs_tensor *ecs_relu6(ecs_ctx *ctx, ecs_tensor *x) { return relu_clip(ctx, x, 6); }
+ecs_tensor *ecs_relu(ecs_ctx *ctx, ecs_tensor *x) {
+  return relu_clip(ctx, x, 0);
+}
+ecs_tensor *ecs_relu6(ecs_ctx *ctx, ecs_tensor *x) {
+  return relu_clip(ctx, x, 6);
+}
 
-static ecs_tensor *pool(ecs_ctx *ctx, ecs_tensor *x, ecs_pool_kind kind, int k, int stride,
-                        int pad, int ceil_mode, int count_include_pad) {
+static ecs_tensor *pool(ecs_ctx *ctx, ecs_tensor *x, ecs_pool_kind kind, int k, int stride, int pad,
+                        int ceil_mode, int count_include_pad) {
   if (!check_in(ctx, "pool2d", "x", x, 4)) return NULL;
   if (k < 1 || stride < 1 || pad < 0) {
     ctx_fail(ctx, ECS_ERR_INVALID, "pool2d: kernel %d, stride %d, pad %d", k, stride, pad);
@@ -517,7 +536,9 @@ ecs_tensor *ecs_axpby(ecs_ctx *ctx, float alpha, ecs_tensor *a, float beta, ecs_
   return run(ctx, &op, should_record(ctx, a, b, NULL));
 }
 
-ecs_tensor *ecs_add(ecs_ctx *ctx, ecs_tensor *a, ecs_tensor *b) { return ecs_axpby(ctx, 1, a, 1, b); }
+ecs_tensor *ecs_add(ecs_ctx *ctx, ecs_tensor *a, ecs_tensor *b) {
+  return ecs_axpby(ctx, 1, a, 1, b);
+}
 
 ecs_tensor *ecs_scale(ecs_ctx *ctx, ecs_tensor *x, float a, float b) {
   if (!check_in(ctx, "scale", "x", x, 0)) return NULL;
@@ -558,7 +579,8 @@ ecs_tensor *ecs_concat(ecs_ctx *ctx, int n, ecs_tensor *const *xs) {
   ecs_tensor *y = ctx_tensor(ctx, xs[0]->type, xs[0]->nd, ne);
   if (!y) return NULL;
   ecs_op op = {.type = ECS_OP_CONCAT, .dst = {y}, .p.concat.n = n};
-  for (int i = 0; i < n; i++) op.src[i] = xs[i];
+  for (int i = 0; i < n; i++)
+    op.src[i] = xs[i];
   return run(ctx, &op, rec);
 }
 
@@ -633,7 +655,9 @@ ecs_tensor *ecs_masked_ce(ecs_ctx *ctx, ecs_tensor *logits, ecs_tensor *labels,
     return NULL;
   ecs_tensor *y = ctx_tensor(ctx, ECS_F32, 1, (int64_t[]){1});
   if (!y) return NULL;
-  ecs_op op = {.type = ECS_OP_MASKED_CE, .src = {logits, labels, class_mask}, .dst = {y},
+  ecs_op op = {.type = ECS_OP_MASKED_CE,
+               .src = {logits, labels, class_mask},
+               .dst = {y},
                .p.ce.ignore_index = ignore_index};
   return run(ctx, &op, should_record(ctx, logits, NULL, NULL));
 }

@@ -23,10 +23,10 @@ static ecs_status bad(const vctx *v, const char *fmt, const char *what, const ec
                      t ? ", got " : "", shape);
 }
 
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    ecs_status st_ = (x);                                                                     \
-    if (st_ != ECS_OK) return st_;                                                            \
+#define CHECK(x)                                                                                   \
+  do {                                                                                             \
+    ecs_status st_ = (x);                                                                          \
+    if (st_ != ECS_OK) return st_;                                                                 \
   } while (0)
 
 /* t must exist, have dtype `type`, and (nd > 0) exactly nd dimensions or (nd < 0) at least -nd. */
@@ -103,10 +103,10 @@ static ecs_status check_conv(const vctx *v, const ecs_tensor *x, const ecs_tenso
   CHECK(need(v, "the weight", w, ECS_F32, 4));
   if (x->ne[1] % g || w->ne[0] % g || w->ne[1] * g != x->ne[1])
     return bad(v, "the weight's shape does not match %s's channels and the groups", xn, w);
-  int64_t oh = ecs_conv_out_size(x->ne[2], (int)w->ne[2], op->p.conv.stride[0],
-                                 op->p.conv.pad[0], op->p.conv.dil[0]);
-  int64_t ow = ecs_conv_out_size(x->ne[3], (int)w->ne[3], op->p.conv.stride[1],
-                                 op->p.conv.pad[1], op->p.conv.dil[1]);
+  int64_t oh = ecs_conv_out_size(x->ne[2], (int)w->ne[2], op->p.conv.stride[0], op->p.conv.pad[0],
+                                 op->p.conv.dil[0]);
+  int64_t ow = ecs_conv_out_size(x->ne[3], (int)w->ne[3], op->p.conv.stride[1], op->p.conv.pad[1],
+                                 op->p.conv.dil[1]);
   if (oh < 1 || ow < 1) return bad(v, "the kernel is larger than the padded %s", xn, x);
   return need_4d(v, yn, y, x->ne[0], w->ne[0], oh, ow);
 }
@@ -123,10 +123,10 @@ static ecs_status check_pool(const vctx *v, const ecs_tensor *x, const ecs_tenso
       return bad(v, "%s padding must be at most half the kernel size", "pooling", NULL);
   }
   CHECK(need(v, "x", x, ECS_F32, 4));
-  int64_t oh = ecs_pool_out_size(x->ne[2], op->p.pool.k[0], op->p.pool.stride[0],
-                                 op->p.pool.pad[0], op->p.pool.ceil_mode);
-  int64_t ow = ecs_pool_out_size(x->ne[3], op->p.pool.k[1], op->p.pool.stride[1],
-                                 op->p.pool.pad[1], op->p.pool.ceil_mode);
+  int64_t oh = ecs_pool_out_size(x->ne[2], op->p.pool.k[0], op->p.pool.stride[0], op->p.pool.pad[0],
+                                 op->p.pool.ceil_mode);
+  int64_t ow = ecs_pool_out_size(x->ne[3], op->p.pool.k[1], op->p.pool.stride[1], op->p.pool.pad[1],
+                                 op->p.pool.ceil_mode);
   if (oh < 1 || ow < 1) return bad(v, "the window is larger than the padded %s", "x", x);
   return need_4d(v, yn, y, x->ne[0], x->ne[1], oh, ow);
 }
@@ -266,16 +266,19 @@ ecs_status ecs_op_validate(const ecs_op *op, ecs_err *err) {
   case ECS_OP_GAP:
     CHECK(need(v, "x", x, ECS_F32, 4));
     CHECK(need(v, "y", y, ECS_F32, 2));
-    if (y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1]) return bad(v, "%s must be (N, C) of x", "y", y);
+    if (y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1])
+      return bad(v, "%s must be (N, C) of x", "y", y);
     return ECS_OK;
   case ECS_OP_GAP_BWD:
     CHECK(need(v, "dy", x, ECS_F32, 2));
     CHECK(need(v, "dx", y, ECS_F32, 4));
-    if (y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1]) return bad(v, "%s must be (N, C, H, W) of dy's (N, C)", "dx", y);
+    if (y->ne[0] != x->ne[0] || y->ne[1] != x->ne[1])
+      return bad(v, "%s must be (N, C, H, W) of dy's (N, C)", "dx", y);
     return ECS_OK;
   case ECS_OP_CONCAT: {
     int n = op->p.concat.n;
-    if (n < 1 || n > ECS_OP_MAX_SRC) return bad(v, "%s must be between 1 and 6", "the number of inputs", NULL);
+    if (n < 1 || n > ECS_OP_MAX_SRC)
+      return bad(v, "%s must be between 1 and 6", "the number of inputs", NULL);
     CHECK(need(v, "dst", y, y ? y->type : ECS_F32, -2));
     int64_t c = 0;
     for (int i = 0; i < n; i++) {

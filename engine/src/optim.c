@@ -14,11 +14,11 @@
 #include <string.h>
 
 typedef struct slot {
-  ecs_tensor *p;      /* the parameter; its .grad is the gradient */
+  ecs_tensor *p; /* the parameter; its .grad is the gradient */
   float lr_mult;
   int decay;
-  float *m1, *m2;     /* momentum buffer or exp_avg; exp_avg_sq (Adam) */
-  float *hp, *hg;     /* host copies for device stores, NULL for host ones */
+  float *m1, *m2; /* momentum buffer or exp_avg; exp_avg_sq (Adam) */
+  float *hp, *hg; /* host copies for device stores, NULL for host ones */
 } slot;
 
 struct ecs_optim {
@@ -114,7 +114,8 @@ void ecs_optim_free(ecs_optim *o) {
 ecs_status ecs_optim_set_group(ecs_optim *o, const char *prefix, float lr_mult, int decay,
                                ecs_err *err) {
   if (!o || !prefix) return ecs_err_set(err, ECS_ERR_INVALID, "optimiser group: no prefix");
-  if (!(lr_mult >= 0)) return ecs_err_set(err, ECS_ERR_INVALID, "optimiser group '%s': lr multiplier < 0", prefix);
+  if (!(lr_mult >= 0))
+    return ecs_err_set(err, ECS_ERR_INVALID, "optimiser group '%s': lr multiplier < 0", prefix);
   size_t len = strlen(prefix), hits = 0;
   for (size_t i = 0; i < o->n; i++)
     if (strncmp(o->s[i].p->name, prefix, len) == 0) {
@@ -123,16 +124,20 @@ ecs_status ecs_optim_set_group(ecs_optim *o, const char *prefix, float lr_mult, 
       hits++;
     }
   if (!hits)
-    return ecs_err_set(err, ECS_ERR_INVALID, "optimiser group: no trainable parameter starts with '%s'",
-                       prefix);
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "optimiser group: no trainable parameter starts with '%s'", prefix);
   return ECS_OK;
 }
 
 void ecs_optim_set_lr(ecs_optim *o, float lr) {
   if (o) o->lr = lr;
 }
-float ecs_optim_lr(const ecs_optim *o) { return o ? o->lr : 0; }
-int64_t ecs_optim_steps(const ecs_optim *o) { return o ? o->steps : 0; }
+float ecs_optim_lr(const ecs_optim *o) {
+  return o ? o->lr : 0;
+}
+int64_t ecs_optim_steps(const ecs_optim *o) {
+  return o ? o->steps : 0;
+}
 
 float ecs_poly_lr(float base, int64_t step, int64_t max_steps, float power) {
   if (max_steps <= 0 || step >= max_steps) return 0;
@@ -185,8 +190,10 @@ ecs_status ecs_optim_step(ecs_optim *o, ecs_err *err) {
       p = s->hp;
       g = s->hg;
     }
-    if (o->hp.kind == ECS_OPTIM_SGD) sgd_update(o, s, p, g, n);
-    else adam_update(o, s, p, g, n);
+    if (o->hp.kind == ECS_OPTIM_SGD)
+      sgd_update(o, s, p, g, n);
+    else
+      adam_update(o, s, p, g, n);
     if (!o->host) {
       ecs_status st = ecs_tensor_set_bytes(s->p, s->hp, 0, bytes, err);
       if (st != ECS_OK) return st;
@@ -205,7 +212,8 @@ static void state_name(char *buf, size_t n, const slot *s, const char *what) {
 ecs_status ecs_optim_add_state(const ecs_optim *o, ecs_st_writer *w, ecs_err *err) {
   if (!o || !w) return ecs_err_set(err, ECS_ERR_INVALID, "optimiser state: nothing to write");
   int kind = o->hp.kind == ECS_OPTIM_ADAM;
-  if (o->steps > INT32_MAX) return ecs_err_set(err, ECS_ERR_LIMIT, "optimiser: step count too large");
+  if (o->steps > INT32_MAX)
+    return ecs_err_set(err, ECS_ERR_LIMIT, "optimiser: step count too large");
   int32_t steps = (int32_t)o->steps;
   ecs_status st = ecs_st_writer_add(w, "optim.step", ECS_I32, 1, (int64_t[]){1}, &steps, err);
   for (size_t i = 0; st == ECS_OK && i < o->n; i++) {
@@ -226,7 +234,8 @@ ecs_status ecs_optim_load_state(ecs_optim *o, const ecs_st_file *f, ecs_err *err
   int kind = o->hp.kind == ECS_OPTIM_ADAM;
   const ecs_st_tensor *step = ecs_st_find(f, "optim.step");
   if (!step || step->type != ECS_I32 || step->nbytes != 4)
-    return ecs_err_set(err, ECS_ERR_FORMAT, "optimiser state: 'optim.step' is missing or not one I32");
+    return ecs_err_set(err, ECS_ERR_FORMAT,
+                       "optimiser state: 'optim.step' is missing or not one I32");
   /* check everything first so that a bad file leaves the optimiser as it was */
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < o->n; i++) {
@@ -238,7 +247,8 @@ ecs_status ecs_optim_load_state(ecs_optim *o, const ecs_st_file *f, ecs_err *err
         state_name(name, sizeof name, s, state_names[kind][k]);
         const ecs_st_tensor *t = ecs_st_find(f, name);
         int ok = t && t->type == ECS_F32 && t->nd == s->p->nd;
-        for (int d = 0; ok && d < t->nd; d++) ok = t->ne[d] == s->p->ne[d];
+        for (int d = 0; ok && d < t->nd; d++)
+          ok = t->ne[d] == s->p->ne[d];
         if (!ok)
           return ecs_err_set(err, ECS_ERR_FORMAT, "optimiser state: '%s' is %s", name,
                              t ? "not F32 of the parameter's shape" : "missing");

@@ -29,7 +29,8 @@ ecs_params *ecs_params_new(ecs_err *err) {
 
 void ecs_params_free(ecs_params *ps) {
   if (!ps) return;
-  for (size_t i = 0; i < ps->n; i++) free(ps->t[i]);
+  for (size_t i = 0; i < ps->n; i++)
+    free(ps->t[i]);
   free(ps->t);
   free(ps->grads);
   ecs_buffer_free(ps->buf);
@@ -48,8 +49,8 @@ ecs_tensor *ecs_params_add(ecs_params *ps, const char *name, ecs_dtype type, int
     return NULL;
   }
   if (strlen(name) >= sizeof ps->t[0]->name) {
-    ecs_err_set(err, ECS_ERR_INVALID, "params: name '%.40s...' is longer than %zu characters",
-                name, sizeof ps->t[0]->name - 1);
+    ecs_err_set(err, ECS_ERR_INVALID, "params: name '%.40s...' is longer than %zu characters", name,
+                sizeof ps->t[0]->name - 1);
     return NULL;
   }
   if ((unsigned)type >= ECS_DTYPE_COUNT || nd < 1 || nd > ECS_MAX_DIMS || !ne) {
@@ -82,7 +83,8 @@ ecs_tensor *ecs_params_add(ecs_params *ps, const char *name, ecs_dtype type, int
   }
   t->type = type;
   t->nd = nd;
-  for (int k = 0; k < ECS_MAX_DIMS; k++) t->ne[k] = k < nd ? ne[k] : 1;
+  for (int k = 0; k < ECS_MAX_DIMS; k++)
+    t->ne[k] = k < nd ? ne[k] : 1;
   t->layout = ECS_LAYOUT_PLAIN;
   t->requires_grad = trainable && type == ECS_F32;
   t->frozen = !t->requires_grad;
@@ -91,7 +93,9 @@ ecs_tensor *ecs_params_add(ecs_params *ps, const char *name, ecs_dtype type, int
   return t;
 }
 
-static size_t align_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
+static size_t align_up(size_t v, size_t a) {
+  return (v + a - 1) / a * a;
+}
 
 /* Lays tensors out in one buffer; `grads` selects the gradient descriptors. */
 static ecs_status alloc_into(ecs_params *ps, ecs_buffer_type *buft, int grads, ecs_err *err) {
@@ -131,13 +135,16 @@ static ecs_status alloc_into(ecs_params *ps, ecs_buffer_type *buft, int grads, e
     dst->buffer = buf;
     off += dst->nbytes;
   }
-  if (grads) ps->gbuf = buf;
-  else ps->buf = buf;
+  if (grads)
+    ps->gbuf = buf;
+  else
+    ps->buf = buf;
   return ECS_OK;
 }
 
 ecs_status ecs_params_alloc(ecs_params *ps, ecs_buffer_type *buft, ecs_err *err) {
-  if (!ps || !buft) return ecs_err_set(err, ECS_ERR_INVALID, "params alloc: no store or buffer type");
+  if (!ps || !buft)
+    return ecs_err_set(err, ECS_ERR_INVALID, "params alloc: no store or buffer type");
   if (ps->buf) return ecs_err_set(err, ECS_ERR_INVALID, "params alloc: already allocated");
   ecs_status st = alloc_into(ps, buft, 0, err);
   if (st == ECS_OK) ps->buft = buft;
@@ -165,7 +172,9 @@ ecs_status ecs_params_zero_grads(ecs_params *ps, ecs_err *err) {
                                 err);
 }
 
-size_t ecs_params_count(const ecs_params *ps) { return ps ? ps->n : 0; }
+size_t ecs_params_count(const ecs_params *ps) {
+  return ps ? ps->n : 0;
+}
 
 ecs_tensor *ecs_params_at(const ecs_params *ps, size_t i) {
   return ps && i < ps->n ? ps->t[i] : NULL;
@@ -178,18 +187,23 @@ ecs_tensor *ecs_params_find(const ecs_params *ps, const char *name) {
   return NULL;
 }
 
-ecs_buffer_type *ecs_params_buffer_type(const ecs_params *ps) { return ps ? ps->buft : NULL; }
+ecs_buffer_type *ecs_params_buffer_type(const ecs_params *ps) {
+  return ps ? ps->buft : NULL;
+}
 
 ecs_status ecs_params_copy(ecs_params *dst, const ecs_params *src, ecs_err *err) {
   if (!dst || !src) return ecs_err_set(err, ECS_ERR_INVALID, "params copy: no store");
   size_t maxn = 0;
   for (size_t i = 0; i < dst->n; i++) {
     const ecs_tensor *d = dst->t[i], *s = ecs_params_find(src, d->name);
-    if (!s) return ecs_err_set(err, ECS_ERR_INVALID, "params copy: '%s' is missing from the source", d->name);
+    if (!s)
+      return ecs_err_set(err, ECS_ERR_INVALID, "params copy: '%s' is missing from the source",
+                         d->name);
     if (!ecs_same_shape(d, s) || d->type != s->type) {
       char a[64], b[64];
-      return ecs_err_set(err, ECS_ERR_INVALID, "params copy: '%s' is %s %s in the source but %s %s here",
-                         d->name, ecs_dtype_name(s->type), ecs_shape_str(s, a, sizeof a),
+      return ecs_err_set(err, ECS_ERR_INVALID,
+                         "params copy: '%s' is %s %s in the source but %s %s here", d->name,
+                         ecs_dtype_name(s->type), ecs_shape_str(s, a, sizeof a),
                          ecs_dtype_name(d->type), ecs_shape_str(d, b, sizeof b));
     }
     if (!d->data || !s->data)

@@ -53,10 +53,14 @@ char *ecs_path_public(const char *path, char *out, size_t n) {
     return out;
   }
   size_t len = strlen(path);
-  while (len > 1 && path[len - 1] == '/') len--; /* "/data/set/" names "set" */
+  while (len > 1 && path[len - 1] == '/')
+    len--; /* "/data/set/" names "set" */
   size_t start = len;
-  while (start > 0 && path[start - 1] != '/') start--;
-  if (start == len) snprintf(out, n, "."); /* "/" itself */
-  else snprintf(out, n, "%.*s", (int)(len - start), path + start);
+  while (start > 0 && path[start - 1] != '/')
+    start--;
+  if (start == len)
+    snprintf(out, n, "."); /* "/" itself */
+  else
+    snprintf(out, n, "%.*s", (int)(len - start), path + start);
   return out;
 }

@@ -31,8 +31,8 @@ typedef struct worker {
 struct ecs_pool {
   ecs_pool_opts opts;
   pthread_mutex_t mu;
-  pthread_cond_t work_cv;  /* a job was queued, or the pool is stopping */
-  pthread_cond_t idle_cv;  /* the pool went idle (drain, wait_idle), or a worker initialised */
+  pthread_cond_t work_cv; /* a job was queued, or the pool is stopping */
+  pthread_cond_t idle_cv; /* the pool went idle (drain, wait_idle), or a worker initialised */
   ecs_job *head, *tail;
   int queued;
   ecs_job *expired; /* swept out of a full queue, waiting for a worker to call their done */
@@ -61,20 +61,26 @@ const char *ecs_job_end_str(ecs_job_end e) {
 }
 
 /* Nothing left for the workers: no queued job and no swept one awaiting its done call. */
-static int no_work(const ecs_pool *p) { return p->queued == 0 && p->expired == NULL; }
+static int no_work(const ecs_pool *p) {
+  return p->queued == 0 && p->expired == NULL;
+}
 
 static void push_job(ecs_pool *p, ecs_job *j) {
   j->pool_next_ = NULL;
-  if (p->tail) p->tail->pool_next_ = j;
-  else p->head = j;
+  if (p->tail)
+    p->tail->pool_next_ = j;
+  else
+    p->head = j;
   p->tail = j;
   p->queued++;
 }
 
 /* Unlinks j, whose predecessor in the queue is prev (NULL for the head). */
 static void unlink_job(ecs_pool *p, ecs_job *prev, ecs_job *j) {
-  if (prev) prev->pool_next_ = j->pool_next_;
-  else p->head = j->pool_next_;
+  if (prev)
+    prev->pool_next_ = j->pool_next_;
+  else
+    p->head = j->pool_next_;
   if (p->tail == j) p->tail = prev;
   j->pool_next_ = NULL;
   p->queued--;
@@ -95,12 +101,17 @@ static void finish(ecs_job *j, ecs_job_end end, void *state) {
  * calls done. */
 static void process(ecs_pool *p, worker *w, ecs_job *j) {
   ecs_job_end end = ECS_JOB_DONE;
-  if (j->deadline_ns != 0 && ecs_monotonic_ns() > j->deadline_ns) end = ECS_JOB_EXPIRED;
-  else if (j->still_wanted && !j->still_wanted(j)) end = ECS_JOB_GONE;
+  if (j->deadline_ns != 0 && ecs_monotonic_ns() > j->deadline_ns)
+    end = ECS_JOB_EXPIRED;
+  else if (j->still_wanted && !j->still_wanted(j))
+    end = ECS_JOB_GONE;
   pthread_mutex_lock(&p->mu);
-  if (end == ECS_JOB_EXPIRED) p->st.expired++;
-  else if (end == ECS_JOB_GONE) p->st.gone++;
-  else p->running++;
+  if (end == ECS_JOB_EXPIRED)
+    p->st.expired++;
+  else if (end == ECS_JOB_GONE)
+    p->st.gone++;
+  else
+    p->running++;
   pthread_mutex_unlock(&p->mu);
   if (end == ECS_JOB_DONE) {
     j->run(j, w->state);
@@ -131,7 +142,8 @@ static void *worker_main(void *arg) {
   }
 
   for (;;) {
-    while (!p->stopping && no_work(p)) pthread_cond_wait(&p->work_cv, &p->mu);
+    while (!p->stopping && no_work(p))
+      pthread_cond_wait(&p->work_cv, &p->mu);
     if (no_work(p)) break; /* stopping */
     /* Busy from the moment the job leaves the queue until its done has returned. */
     p->busy++;
@@ -211,13 +223,11 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
   }
   ecs_pool_opts o = *opts;
   if (o.n_workers < 1 || o.n_workers > MAX_WORKERS) {
-    ecs_err_set(err, ECS_ERR_INVALID, "pool: %d workers (must be 1..%d)", o.n_workers,
-                MAX_WORKERS);
+    ecs_err_set(err, ECS_ERR_INVALID, "pool: %d workers (must be 1..%d)", o.n_workers, MAX_WORKERS);
     return NULL;
   }
   if (o.queue_capacity < 1) {
-    ecs_err_set(err, ECS_ERR_INVALID, "pool: queue capacity %d (must be >= 1)",
-                o.queue_capacity);
+    ecs_err_set(err, ECS_ERR_INVALID, "pool: queue capacity %d (must be >= 1)", o.queue_capacity);
     return NULL;
   }
   ecs_pool *p = calloc(1, sizeof *p);
@@ -255,7 +265,8 @@ ecs_pool *ecs_pool_new_opts(const ecs_pool_opts *opts, ecs_err *err) {
   pthread_mutex_lock(&p->mu);
   for (int i = 0; i < o.n_workers; i++) {
     if (!ws[i].started) continue;
-    while (!ws[i].init_done) pthread_cond_wait(&p->idle_cv, &p->mu);
+    while (!ws[i].init_done)
+      pthread_cond_wait(&p->idle_cv, &p->mu);
     if (st == ECS_OK && ws[i].init_status != ECS_OK) {
       st = ws[i].init_status;
       first_err = ws[i].init_err;
@@ -337,7 +348,8 @@ void ecs_pool_drain(ecs_pool *pool) {
   if (!pool) return;
   pthread_mutex_lock(&pool->mu);
   pool->accepting = 0;
-  while (!no_work(pool) || pool->busy > 0) pthread_cond_wait(&pool->idle_cv, &pool->mu);
+  while (!no_work(pool) || pool->busy > 0)
+    pthread_cond_wait(&pool->idle_cv, &pool->mu);
   pthread_mutex_unlock(&pool->mu);
 }
 

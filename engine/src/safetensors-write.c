@@ -64,19 +64,17 @@ ecs_status ecs_st_writer_add(ecs_st_writer *w, const char *name, ecs_dtype type,
   if ((unsigned)type >= ECS_DTYPE_COUNT)
     return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': bad dtype", name);
   if (nd < 0 || nd > ECS_MAX_DIMS)
-    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': %d dimensions",
-                       name, nd);
+    return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': %d dimensions", name,
+                       nd);
   uint64_t bytes = ecs_dtype_size(type);
   for (int k = 0; k < nd; k++)
     if (ne[k] < 0 || __builtin_mul_overflow(bytes, (uint64_t)ne[k], &bytes) || bytes > SIZE_MAX)
-      return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': bad shape",
-                         name);
+      return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': bad shape", name);
   if (bytes && !data)
     return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s': no data", name);
   for (size_t i = 0; i < w->n; i++)
     if (strcmp(w->t[i].name, name) == 0)
-      return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s' added twice",
-                         name);
+      return ecs_err_set(err, ECS_ERR_INVALID, "safetensors writer: tensor '%s' added twice", name);
   if (w->n == w->cap) {
     size_t cap = w->cap ? 2 * w->cap : 16;
     st_wtensor *nt = realloc(w->t, cap * sizeof *nt);
@@ -96,7 +94,8 @@ ecs_status ecs_st_writer_add(ecs_st_writer *w, const char *name, ecs_dtype type,
   if (bytes) memcpy(t->data, data, (size_t)bytes);
   t->type = type;
   t->nd = nd;
-  for (int k = 0; k < nd; k++) t->ne[k] = ne[k];
+  for (int k = 0; k < nd; k++)
+    t->ne[k] = ne[k];
   t->nbytes = (size_t)bytes;
   w->n++;
   return ECS_OK;
@@ -144,7 +143,8 @@ static void sb_put(sbuf *b, const char *s, size_t n) {
   if (b->oom) return;
   if (b->n + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n + 1) cap *= 2;
+    while (cap < b->n + n + 1)
+      cap *= 2;
     char *np = realloc(b->p, cap);
     if (!np) {
       b->oom = 1;
@@ -215,14 +215,16 @@ ecs_status ecs_st_writer_save(ecs_st_writer *w, const char *path, ecs_err *err) 
     sb_put(&h, ":{\"dtype\":\"", 11);
     sb_put(&h, ecs_dtype_name(t->type), strlen(ecs_dtype_name(t->type)));
     sb_put(&h, "\",\"shape\":[", 11);
-    for (int k = 0; k < t->nd; k++) sb_printf(&h, k ? ",%llu" : "%llu", (unsigned long long)t->ne[k]);
+    for (int k = 0; k < t->nd; k++)
+      sb_printf(&h, k ? ",%llu" : "%llu", (unsigned long long)t->ne[k]);
     sb_put(&h, "],\"data_offsets\":[", 18);
     sb_printf(&h, "%llu", off);
     sb_printf(&h, ",%llu]}", off + t->nbytes);
     off += t->nbytes;
   }
   sb_put(&h, "}", 1);
-  while (!h.oom && h.n % 8) sb_put(&h, " ", 1);
+  while (!h.oom && h.n % 8)
+    sb_put(&h, " ", 1);
   if (h.oom) {
     free(h.p);
     return ecs_err_set(err, ECS_ERR_NOMEM, "safetensors writer: out of memory");
@@ -251,7 +253,8 @@ ecs_status ecs_st_writer_save(ecs_st_writer *w, const char *path, ecs_err *err) 
   if (fchmod(fd, 0666 & ~um) != 0)
     st = ecs_err_set(err, ECS_ERR_IO, "cannot set the mode of '%s': %s", tmp, strerror(errno));
   unsigned char len8[8];
-  for (int k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)h.n >> (8 * k));
+  for (int k = 0; k < 8; k++)
+    len8[k] = (unsigned char)((uint64_t)h.n >> (8 * k));
   if (st == ECS_OK) st = write_all(fd, len8, 8, tmp, err);
   if (st == ECS_OK) st = write_all(fd, h.p, h.n, tmp, err);
   for (size_t i = 0; st == ECS_OK && i < w->n; i++)
@@ -261,8 +264,7 @@ ecs_status ecs_st_writer_save(ecs_st_writer *w, const char *path, ecs_err *err) 
   if (close(fd) != 0 && st == ECS_OK)
     st = ecs_err_set(err, ECS_ERR_IO, "cannot close '%s': %s", tmp, strerror(errno));
   if (st == ECS_OK && rename(tmp, path) != 0)
-    st = ecs_err_set(err, ECS_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path,
-                     strerror(errno));
+    st = ecs_err_set(err, ECS_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
   if (st != ECS_OK) {
     unlink(tmp);
   } else {
@@ -296,7 +298,8 @@ ecs_status ecs_st_writer_add_params(ecs_st_writer *w, const ecs_params *ps, ecs_
       st = ecs_err_set(err, ECS_ERR_INVALID, "params save: tensor '%s' has no memory", t->name);
     if (st == ECS_OK && n > tmp_n) {
       void *nt = realloc(tmp, n);
-      if (!nt) st = ecs_err_set(err, ECS_ERR_NOMEM, "params save: out of memory");
+      if (!nt)
+        st = ecs_err_set(err, ECS_ERR_NOMEM, "params save: out of memory");
       else {
         tmp = nt;
         tmp_n = n;
@@ -333,7 +336,8 @@ static int st_shape_matches(const ecs_st_tensor *s, const ecs_tensor *t) {
 
 static void st_shape_str(const ecs_st_tensor *s, char *buf, size_t n) {
   ecs_tensor tmp = {.type = s->type, .nd = s->nd};
-  for (int k = 0; k < ECS_MAX_DIMS; k++) tmp.ne[k] = s->ne[k];
+  for (int k = 0; k < ECS_MAX_DIMS; k++)
+    tmp.ne[k] = s->ne[k];
   ecs_shape_str(&tmp, buf, n);
 }
 
@@ -346,13 +350,15 @@ ecs_status ecs_params_load(ecs_params *ps, const ecs_st_file *f, char *unused, s
   for (size_t i = 0; i < n; i++) {
     const ecs_tensor *t = ecs_params_at(ps, i);
     const ecs_st_tensor *s = ecs_st_find(f, t->name);
-    if (!s) return ecs_err_set(err, ECS_ERR_FORMAT, "tensor '%s' is missing from the file", t->name);
+    if (!s)
+      return ecs_err_set(err, ECS_ERR_FORMAT, "tensor '%s' is missing from the file", t->name);
     if (!st_shape_matches(s, t)) {
       char a[64], b[64];
       st_shape_str(s, a, sizeof a);
       ecs_shape_str(t, b, sizeof b);
-      return ecs_err_set(err, ECS_ERR_FORMAT, "tensor '%s' is %s %s in the file but %s %s in the "
-                                              "model",
+      return ecs_err_set(err, ECS_ERR_FORMAT,
+                         "tensor '%s' is %s %s in the file but %s %s in the "
+                         "model",
                          t->name, ecs_dtype_name(s->type), a, ecs_dtype_name(t->type), b);
     }
     if (!t->data)

@@ -50,8 +50,8 @@ static ecs_status jp_fail(jp *p, const char *what) {
 }
 
 static void jp_ws(jp *p) {
-  while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' ||
-                         p->s[p->i] == '\r'))
+  while (p->i < p->n &&
+         (p->s[p->i] == ' ' || p->s[p->i] == '\t' || p->s[p->i] == '\n' || p->s[p->i] == '\r'))
     p->i++;
 }
 
@@ -126,7 +126,8 @@ static ecs_status jp_string(jp *p, char **out) {
   ecs_status st = jp_expect(p, '"');
   if (st != ECS_OK) return st;
   size_t start = p->i, end = start;
-  while (end < p->n && p->s[end] != '"') end += p->s[end] == '\\' ? 2 : 1;
+  while (end < p->n && p->s[end] != '"')
+    end += p->s[end] == '\\' ? 2 : 1;
   if (end >= p->n) return jp_fail(p, "unterminated string");
   /* unescaping never grows a string: \uXXXX (6 bytes) is at most 4 bytes of UTF-8 */
   char *o = malloc(end - start + 1);
@@ -198,8 +199,8 @@ static ecs_status jp_string(jp *p, char **out) {
 static ecs_status jp_uint(jp *p, const char *name, const char *field, uint64_t *out) {
   jp_ws(p);
   if (p->i < p->n && p->s[p->i] == '-')
-    return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: tensor '%s': negative %s",
-                       name, field);
+    return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: tensor '%s': negative %s", name,
+                       field);
   if (p->i >= p->n || p->s[p->i] < '0' || p->s[p->i] > '9')
     return ecs_err_set(p->err, ECS_ERR_FORMAT,
                        "safetensors header: tensor '%s': %s must hold integers (byte %zu)", name,
@@ -245,9 +246,9 @@ static const struct {
   const char *name;
   int ecs; /* ecs_dtype, or -1 for a valid safetensors dtype the engine does not support */
 } g_dtypes[] = {
-    {"F32", ECS_F32},  {"I32", ECS_I32},  {"U8", ECS_U8},      {"F64", -1},     {"F16", -1},
-    {"BF16", -1},      {"I64", -1},       {"I16", -1},         {"I8", -1},      {"U16", -1},
-    {"U32", -1},       {"U64", -1},       {"BOOL", -1},        {"F8_E4M3", -1}, {"F8_E5M2", -1},
+    {"F32", ECS_F32}, {"I32", ECS_I32}, {"U8", ECS_U8}, {"F64", -1},     {"F16", -1},
+    {"BF16", -1},     {"I64", -1},      {"I16", -1},    {"I8", -1},      {"U16", -1},
+    {"U32", -1},      {"U64", -1},      {"BOOL", -1},   {"F8_E4M3", -1}, {"F8_E5M2", -1},
 };
 
 static ecs_status parse_dtype(jp *p, const char *name, const char *s, ecs_dtype *out) {
@@ -302,7 +303,8 @@ static ecs_status parse_tensor(jp *p, const char *name, ecs_st_tensor *t, st_ent
       } else if (seen == &have_shape) {
         uint64_t dims[ECS_MAX_DIMS];
         if ((st = jp_uint_array(p, name, "shape", dims, ECS_MAX_DIMS, &t->nd)) == ECS_OK) {
-          for (int k = 0; k < ECS_MAX_DIMS; k++) t->ne[k] = 1;
+          for (int k = 0; k < ECS_MAX_DIMS; k++)
+            t->ne[k] = 1;
           for (int k = 0; k < t->nd; k++) {
             if (dims[k] > (uint64_t)INT64_MAX) {
               st = ecs_err_set(p->err, ECS_ERR_FORMAT,
@@ -329,7 +331,10 @@ static ecs_status parse_tensor(jp *p, const char *name, ecs_st_tensor *t, st_ent
   }
   if (!have_dtype || !have_shape || !have_off)
     return ecs_err_set(p->err, ECS_ERR_FORMAT, "safetensors header: tensor '%s': missing '%s'",
-                       name, !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets");
+                       name,
+                       !have_dtype   ? "dtype"
+                       : !have_shape ? "shape"
+                                     : "data_offsets");
   return ECS_OK;
 }
 
@@ -416,8 +421,7 @@ static ecs_status validate(ecs_st_file *f, const st_entry *off, uint64_t data_le
     if (off[i].begin > off[i].end)
       return ecs_err_set(err, ECS_ERR_FORMAT,
                          "safetensors: tensor '%s': data_offsets [%llu, %llu] are reversed",
-                         t->name, (unsigned long long)off[i].begin,
-                         (unsigned long long)off[i].end);
+                         t->name, (unsigned long long)off[i].begin, (unsigned long long)off[i].end);
     if (off[i].end > data_len)
       return ecs_err_set(err, ECS_ERR_FORMAT,
                          "safetensors: tensor '%s': data_offsets end %llu is past the data "
@@ -449,7 +453,8 @@ static ecs_status validate(ecs_st_file *f, const st_entry *off, uint64_t data_le
   for (size_t i = 0; i < f->n; i++) {
     f->by_name[i] = names[i].idx;
     if (i && st == ECS_OK && strcmp(names[i].name, names[i - 1].name) == 0)
-      st = ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensor '%s' appears twice", names[i].name);
+      st =
+          ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: tensor '%s' appears twice", names[i].name);
   }
   qsort(spans, f->n, sizeof *spans, cmp_begin);
   /* empty tensors occupy nothing and may sit anywhere */
@@ -470,10 +475,13 @@ static ecs_status validate(ecs_st_file *f, const st_entry *off, uint64_t data_le
 
 static ecs_status parse_file(ecs_st_file *f, const unsigned char *bytes, size_t n, ecs_err *err) {
   if (n < 8)
-    return ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: file of %zu bytes is shorter than the "
-                                            "8-byte header length", n);
+    return ecs_err_set(err, ECS_ERR_FORMAT,
+                       "safetensors: file of %zu bytes is shorter than the "
+                       "8-byte header length",
+                       n);
   uint64_t hlen = 0;
-  for (int k = 7; k >= 0; k--) hlen = hlen << 8 | bytes[k];
+  for (int k = 7; k >= 0; k--)
+    hlen = hlen << 8 | bytes[k];
   if (hlen > ST_MAX_HEADER)
     return ecs_err_set(err, ECS_ERR_FORMAT, "safetensors: header length %llu is too large",
                        (unsigned long long)hlen);
@@ -596,7 +604,8 @@ ecs_st_file *ecs_st_open(const char *path, ecs_err *err) {
 
 void ecs_st_close(ecs_st_file *f) {
   if (!f) return;
-  for (size_t i = 0; i < f->n; i++) free((char *)f->t[i].name);
+  for (size_t i = 0; i < f->n; i++)
+    free((char *)f->t[i].name);
   for (size_t i = 0; i < f->n_meta; i++) {
     free(f->meta_k[i]);
     free(f->meta_v[i]);
@@ -609,7 +618,9 @@ void ecs_st_close(ecs_st_file *f) {
   free(f);
 }
 
-size_t ecs_st_count(const ecs_st_file *f) { return f ? f->n : 0; }
+size_t ecs_st_count(const ecs_st_file *f) {
+  return f ? f->n : 0;
+}
 
 const ecs_st_tensor *ecs_st_at(const ecs_st_file *f, size_t i) {
   return f && i < f->n ? &f->t[i] : NULL;
@@ -622,8 +633,10 @@ const ecs_st_tensor *ecs_st_find(const ecs_st_file *f, const char *name) {
     size_t mid = lo + (hi - lo) / 2;
     int c = strcmp(f->t[f->by_name[mid]].name, name);
     if (c == 0) return &f->t[f->by_name[mid]];
-    if (c < 0) lo = mid + 1;
-    else hi = mid;
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return NULL;
 }
@@ -635,7 +648,9 @@ const char *ecs_st_meta(const ecs_st_file *f, const char *key) {
   return NULL;
 }
 
-size_t ecs_st_meta_count(const ecs_st_file *f) { return f ? f->n_meta : 0; }
+size_t ecs_st_meta_count(const ecs_st_file *f) {
+  return f ? f->n_meta : 0;
+}
 
 const char *ecs_st_meta_key(const ecs_st_file *f, size_t i) {
   return f && i < f->n_meta ? f->meta_k[i] : NULL;

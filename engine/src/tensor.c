@@ -24,7 +24,8 @@ const char *ecs_dtype_name(ecs_dtype t) {
 
 int64_t ecs_nelements(const ecs_tensor *t) {
   int64_t n = 1;
-  for (int i = 0; i < t->nd; i++) n *= t->ne[i];
+  for (int i = 0; i < t->nd; i++)
+    n *= t->ne[i];
   return n;
 }
 

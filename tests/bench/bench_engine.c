@@ -62,7 +62,8 @@ static ecs_tensor *tn(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
   t->type = ECS_F32;
   t->nd = nd;
   int64_t ne[4] = {a, b, c, d};
-  for (int i = 0; i < 4; i++) t->ne[i] = i < nd ? ne[i] : 1;
+  for (int i = 0; i < 4; i++)
+    t->ne[i] = i < nd ? ne[i] : 1;
   t->nbytes = ecs_plain_nbytes(t);
   return t;
 }
@@ -95,17 +96,21 @@ static void alloc_t(bench *b, ecs_tensor *t) {
 
 static void drop(ecs_tensor *t) {
   if (!t) return;
-  if (g_npool < POOL_MAX) g_pool[g_npool++] = t->buffer;
-  else ecs_buffer_free(t->buffer);
+  if (g_npool < POOL_MAX)
+    g_pool[g_npool++] = t->buffer;
+  else
+    ecs_buffer_free(t->buffer);
   free(t);
 }
 
 /* a plain parameter of uniform values in [-a, a]; frozen unless training */
-static ecs_tensor *param(bench *b, int nd, int64_t n0, int64_t n1, int64_t n2, int64_t n3, float lo, float hi) {
+static ecs_tensor *param(bench *b, int nd, int64_t n0, int64_t n1, int64_t n2, int64_t n3, float lo,
+                         float hi) {
   ecs_tensor *t = tn(nd, n0, n1, n2, n3);
   alloc_t(b, t);
   float *v = t->data;
-  for (int64_t i = 0; i < ecs_nelements(t); i++) v[i] = lo + (hi - lo) * 0.5f * (frand() + 1);
+  for (int64_t i = 0; i < ecs_nelements(t); i++)
+    v[i] = lo + (hi - lo) * 0.5f * (frand() + 1);
   t->requires_grad = (uint8_t)b->training;
   t->frozen = (uint8_t)!b->training;
   return t;
@@ -124,13 +129,15 @@ static int g_nprof, g_profile;
 
 static void prof_add(const ecs_op *op, double ms) {
   char name[96];
-  snprintf(name, sizeof name, "%s C=%lld HW=%lldx%lld k=%lld -> C=%lld HW=%lld", ecs_op_name(op->type),
-           (long long)op->src[0]->ne[1], (long long)op->src[0]->ne[2], (long long)op->src[0]->ne[3],
+  snprintf(name, sizeof name, "%s C=%lld HW=%lldx%lld k=%lld -> C=%lld HW=%lld",
+           ecs_op_name(op->type), (long long)op->src[0]->ne[1], (long long)op->src[0]->ne[2],
+           (long long)op->src[0]->ne[3],
            (long long)(op->src[1] && op->src[1]->nd == 4 ? op->src[1]->ne[2] : 0),
            (long long)(op->dst[0] && op->dst[0]->nd > 1 ? op->dst[0]->ne[1] : 0),
            (long long)(op->dst[0] && op->dst[0]->nd == 4 ? op->dst[0]->ne[2] : 0));
   int i = 0;
-  while (i < g_nprof && strcmp(g_prof[i].name, name) != 0) i++;
+  while (i < g_nprof && strcmp(g_prof[i].name, name) != 0)
+    i++;
   if (i == g_nprof) {
     if (g_nprof == 128) return;
     snprintf(g_prof[g_nprof++].name, sizeof g_prof[0].name, "%s", name);
@@ -141,7 +148,8 @@ static void prof_add(const ecs_op *op, double ms) {
 
 static void prof_print(void) {
   double total = 0;
-  for (int i = 0; i < g_nprof; i++) total += g_prof[i].ms;
+  for (int i = 0; i < g_nprof; i++)
+    total += g_prof[i].ms;
   for (int i = 0; i < g_nprof; i++)
     fprintf(stderr, "profile: %6.2f%% %9.3f ms/call %6ld calls  %s\n", 100 * g_prof[i].ms / total,
             g_prof[i].ms / (double)g_prof[i].n, g_prof[i].n, g_prof[i].name);
@@ -160,10 +168,12 @@ static void run(bench *b, ecs_op *op) {
   if (g_trace) {
     ecs_backend_get_stats(b->be, &s1);
     if (s1.reorders != s0.reorders || s1.ref_ops != s0.ref_ops)
-      fprintf(stderr, "trace: %s src0 C=%lld HW=%lld k=%lld dst C=%lld: %llu reorders, %llu reference\n",
+      fprintf(stderr,
+              "trace: %s src0 C=%lld HW=%lld k=%lld dst C=%lld: %llu reorders, %llu reference\n",
               ecs_op_name(op->type), (long long)op->src[0]->ne[1], (long long)op->src[0]->ne[2],
               (long long)(op->src[1] ? op->src[1]->ne[2] : 0), (long long)op->dst[0]->ne[1],
-              (unsigned long long)(s1.reorders - s0.reorders), (unsigned long long)(s1.ref_ops - s0.ref_ops));
+              (unsigned long long)(s1.reorders - s0.reorders),
+              (unsigned long long)(s1.ref_ops - s0.ref_ops));
   }
 }
 
@@ -181,7 +191,8 @@ typedef struct bn_p {
 
 static conv_p mk_conv(bench *b, int64_t ci, int64_t co, int k, int stride, int dil) {
   float a = 1.0f / sqrtf((float)(ci * k * k));
-  return (conv_p){.w = param(b, 4, co, ci, k, k, -a, a), .stride = stride, .pad = dil * (k / 2), .dil = dil};
+  return (conv_p){
+      .w = param(b, 4, co, ci, k, k, -a, a), .stride = stride, .pad = dil * (k / 2), .dil = dil};
 }
 
 static bn_p mk_bn(bench *b, int64_t c) {
@@ -194,7 +205,9 @@ static ecs_tensor *conv_wb(bench *b, ecs_tensor *x, const conv_p *c, ecs_tensor 
   ecs_tensor *y = tn(4, x->ne[0], w->ne[0],
                      ecs_conv_out_size(x->ne[2], (int)w->ne[2], c->stride, c->pad, c->dil),
                      ecs_conv_out_size(x->ne[3], (int)w->ne[3], c->stride, c->pad, c->dil));
-  ecs_op op = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
+  ecs_op op = {.type = ECS_OP_CONV2D,
+               .src = {x, w, bias},
+               .dst = {y},
                .p.conv = {{c->stride, c->stride}, {c->pad, c->pad}, {c->dil, c->dil}, 1, act}};
   run(b, &op);
   b->flop += 2.0 * (double)ecs_nelements(y) * (double)(w->ne[1] * w->ne[2] * w->ne[3]);
@@ -224,7 +237,8 @@ static void fold(bench *b, conv_p *c, const bn_p *p) {
   float *fw = c->fw->data, *fb = c->fb->data;
   for (int64_t i = 0; i < o; i++) {
     float sc = g[i] / sqrtf(v[i] + 1e-5f);
-    for (int64_t j = 0; j < k; j++) fw[i * k + j] = wv[i * k + j] * sc;
+    for (int64_t j = 0; j < k; j++)
+      fw[i * k + j] = wv[i * k + j] * sc;
     fb[i] = be[i] - m[i] * sc;
   }
 }
@@ -240,7 +254,9 @@ static ecs_tensor *conv_bn_relu(bench *b, ecs_tensor *x, const conv_p *c) {
 
 static ecs_tensor *bn_relu(bench *b, ecs_tensor *x, const bn_p *p) {
   ecs_tensor *y = tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
-  ecs_op op = {.type = ECS_OP_BATCHNORM, .src = {x, p->g, p->b, p->rm, p->rv}, .dst = {y},
+  ecs_op op = {.type = ECS_OP_BATCHNORM,
+               .src = {x, p->g, p->b, p->rm, p->rv},
+               .dst = {y},
                .p.bn = {1e-5f, 0.1f, 0}};
   run(b, &op);
   ecs_tensor *r = tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
@@ -265,7 +281,8 @@ typedef struct block {
   int has_c1, bottle;
 } block;
 
-static block mk_block(bench *b, int64_t in, int64_t mid, int64_t out, int stride, int first_dil, int dil) {
+static block mk_block(bench *b, int64_t in, int64_t mid, int64_t out, int stride, int first_dil,
+                      int dil) {
   block k = {0};
   k.bn2a = mk_bn(b, in);
   k.c2a = mk_conv(b, in, mid, 3, stride, first_dil);
@@ -340,13 +357,17 @@ static void mk_r38(bench *b, r38 *m) {
   m->conv1a = mk_conv(b, 3, 64, 3, 1, 1);
   int n = 0;
   m->blocks[n++] = mk_block(b, 64, 128, 128, 2, 1, 1);
-  for (int i = 0; i < 2; i++) m->blocks[n++] = mk_block(b, 128, 128, 128, 1, 1, 1);
+  for (int i = 0; i < 2; i++)
+    m->blocks[n++] = mk_block(b, 128, 128, 128, 1, 1, 1);
   m->blocks[n++] = mk_block(b, 128, 256, 256, 2, 1, 1);
-  for (int i = 0; i < 2; i++) m->blocks[n++] = mk_block(b, 256, 256, 256, 1, 1, 1);
+  for (int i = 0; i < 2; i++)
+    m->blocks[n++] = mk_block(b, 256, 256, 256, 1, 1, 1);
   m->blocks[n++] = mk_block(b, 256, 512, 512, 2, 1, 1);
-  for (int i = 0; i < 5; i++) m->blocks[n++] = mk_block(b, 512, 512, 512, 1, 1, 1);
+  for (int i = 0; i < 5; i++)
+    m->blocks[n++] = mk_block(b, 512, 512, 512, 1, 1, 1);
   m->blocks[n++] = mk_block(b, 512, 512, 1024, 1, 1, 2);
-  for (int i = 0; i < 2; i++) m->blocks[n++] = mk_block(b, 1024, 512, 1024, 1, 2, 2);
+  for (int i = 0; i < 2; i++)
+    m->blocks[n++] = mk_block(b, 1024, 512, 1024, 1, 2, 2);
   m->blocks[n++] = mk_bottle(b, 1024, 2048, 4);
   m->blocks[n++] = mk_bottle(b, 2048, 4096, 4);
   m->n = n;
@@ -363,7 +384,8 @@ static ecs_tensor *to_plain(bench *b, ecs_tensor *x) {
 
 static ecs_tensor *r38_fwd(bench *b, const r38 *m, ecs_tensor *img) {
   ecs_tensor *x = conv(b, img, &m->conv1a);
-  for (int i = 0; i < m->n; i++) x = block_fwd(b, x, &m->blocks[i]);
+  for (int i = 0; i < m->n; i++)
+    x = block_fwd(b, x, &m->blocks[i]);
   ecs_tensor *f = bn_relu(b, x, &m->bn7);
   drop(x);
   ecs_tensor *cam = conv(b, f, &m->fc8);
@@ -403,9 +425,12 @@ static ecs_tensor *small_fwd(bench *b, const small *m, ecs_tensor *img, ecs_tens
     }
     ecs_tensor *c = conv(b, x, &m->c[i]);
     ecs_tensor *bnout = tn(4, c->ne[0], c->ne[1], c->ne[2], c->ne[3]);
-    ecs_tensor *mean = acts ? tn(1, c->ne[1], 1, 1, 1) : NULL, *inv = acts ? tn(1, c->ne[1], 1, 1, 1) : NULL;
-    ecs_op op = {.type = ECS_OP_BATCHNORM, .src = {c, m->bn[i].g, m->bn[i].b, m->bn[i].rm, m->bn[i].rv},
-                 .dst = {bnout, mean, inv}, .p.bn = {1e-5f, 0.1f, b->training}};
+    ecs_tensor *mean = acts ? tn(1, c->ne[1], 1, 1, 1) : NULL,
+               *inv = acts ? tn(1, c->ne[1], 1, 1, 1) : NULL;
+    ecs_op op = {.type = ECS_OP_BATCHNORM,
+                 .src = {c, m->bn[i].g, m->bn[i].b, m->bn[i].rm, m->bn[i].rv},
+                 .dst = {bnout, mean, inv},
+                 .p.bn = {1e-5f, 0.1f, b->training}};
     run(b, &op);
     ecs_tensor *r = tn(4, c->ne[0], c->ne[1], c->ne[2], c->ne[3]);
     ecs_op a = {.type = ECS_OP_RELU, .src = {bnout}, .dst = {r}};
@@ -425,8 +450,10 @@ static ecs_tensor *small_fwd(bench *b, const small *m, ecs_tensor *img, ecs_tens
   ecs_tensor *g = tn(2, cam->ne[0], cam->ne[1], 1, 1);
   ecs_op gap = {.type = ECS_OP_GAP, .src = {cam}, .dst = {g}};
   run(b, &gap);
-  if (acts) acts[20] = cam;
-  else drop(cam);
+  if (acts)
+    acts[20] = cam;
+  else
+    drop(cam);
   return g;
 }
 
@@ -438,7 +465,9 @@ static ecs_tensor *grad_like(bench *b, ecs_tensor *x) {
 
 static void conv_bwd(bench *b, const conv_p *c, ecs_tensor *x, ecs_tensor *dy, ecs_tensor **dx) {
   ecs_tensor *dw = grad_like(b, c->w);
-  ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy}, .dst = {dw},
+  ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT,
+               .src = {x, dy},
+               .dst = {dw},
                .p.conv = {{c->stride, c->stride}, {c->pad, c->pad}, {c->dil, c->dil}, 1}};
   run(b, &bw);
   double macs = (double)ecs_nelements(dy) * (double)(c->w->ne[1] * c->w->ne[2] * c->w->ne[3]);
@@ -446,7 +475,8 @@ static void conv_bwd(bench *b, const conv_p *c, ecs_tensor *x, ecs_tensor *dy, e
   drop(dw);
   if (!dx) return;
   *dx = grad_like(b, x);
-  ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, c->w}, .dst = {*dx}, .p.conv = bw.p.conv};
+  ecs_op bd = {
+      .type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, c->w}, .dst = {*dx}, .p.conv = bw.p.conv};
   run(b, &bd);
   b->flop += 2 * macs;
 }
@@ -458,7 +488,8 @@ static void small_train_step(bench *b, const small *m, ecs_tensor *img) {
   ecs_tensor *dg = tn(2, g->ne[0], g->ne[1], 1, 1);
   alloc_t(b, dg);
   float *v = dg->data;
-  for (int64_t i = 0; i < ecs_nelements(dg); i++) v[i] = 1.0f / (float)ecs_nelements(dg);
+  for (int64_t i = 0; i < ecs_nelements(dg); i++)
+    v[i] = 1.0f / (float)ecs_nelements(dg);
   ecs_tensor *dcam = grad_like(b, acts[20]);
   ecs_op gb = {.type = ECS_OP_GAP_BWD, .src = {dg}, .dst = {dcam}};
   run(b, &gb);
@@ -470,16 +501,20 @@ static void small_train_step(bench *b, const small *m, ecs_tensor *img) {
     ecs_op rb = {.type = ECS_OP_RELU_BWD, .src = {bnout, dx}, .dst = {dr}};
     run(b, &rb);
     drop(dx);
-    ecs_tensor *dc = grad_like(b, c), *dgam = tn(1, c->ne[1], 1, 1, 1), *dbet = tn(1, c->ne[1], 1, 1, 1);
-    ecs_op bb = {.type = ECS_OP_BATCHNORM_BWD, .src = {c, dr, m->bn[i].g, acts[5 * i + 2], acts[5 * i + 3]},
-                 .dst = {dc, dgam, dbet}, .p.bn = {1e-5f, 0.1f, 1}};
+    ecs_tensor *dc = grad_like(b, c), *dgam = tn(1, c->ne[1], 1, 1, 1),
+               *dbet = tn(1, c->ne[1], 1, 1, 1);
+    ecs_op bb = {.type = ECS_OP_BATCHNORM_BWD,
+                 .src = {c, dr, m->bn[i].g, acts[5 * i + 2], acts[5 * i + 3]},
+                 .dst = {dc, dgam, dbet},
+                 .p.bn = {1e-5f, 0.1f, 1}};
     run(b, &bb);
     drop(dr), drop(dgam), drop(dbet);
     ecs_tensor *xin = i ? acts[5 * (i - 1) + 4] : img;
     conv_bwd(b, &m->c[i], xin, dc, i ? &dx : NULL);
     drop(dc);
   }
-  for (int i = 0; i < 21; i++) drop(acts[i]);
+  for (int i = 0; i < 21; i++)
+    drop(acts[i]);
   drop(g), drop(dg), drop(dcam);
 }
 
@@ -501,21 +536,27 @@ static ecs_tensor *image(bench *b, int64_t n, int64_t size) {
   ecs_tensor *x = tn(4, n, 3, size, size);
   alloc_t(b, x);
   float *v = x->data;
-  for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
+  for (int64_t i = 0; i < ecs_nelements(x); i++)
+    v[i] = frand();
   return x;
 }
 
 static void bench_conv(bench *b, int runs) {
   /* the 3x3 convolutions of ResNet-18/34's four stages at 224 px, batch 8 */
-  struct { int64_t c, hw; } st[] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
+  struct {
+    int64_t c, hw;
+  } st[] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
   for (int s = 0; s < 4; s++) {
     ecs_tensor *x = tn(4, 8, st[s].c, st[s].hw, st[s].hw);
     alloc_t(b, x);
     float *v = x->data;
-    for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
+    for (int64_t i = 0; i < ecs_nelements(x); i++)
+      v[i] = frand();
     conv_p c = mk_conv(b, st[s].c, st[s].c, 3, 1, 1);
     /* the input in the layout the previous layer would have left it in */
-    ecs_tensor *blk = conv(b, x, &(conv_p){.w = param(b, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
+    ecs_tensor *blk = conv(
+        b, x,
+        &(conv_p){.w = param(b, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
     double ms[64];
     drop(conv(b, blk, &c));
     for (int r = 0; r < runs; r++) {
@@ -534,16 +575,21 @@ static void bench_conv(bench *b, int runs) {
 
 /* bench_conv's shapes, alternating between two backends (see bench_dilated) */
 static void bench_conv_ab(bench *base, bench *b, int runs, int batch) {
-  struct { int64_t c, hw; } st[] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
+  struct {
+    int64_t c, hw;
+  } st[] = {{64, 56}, {128, 28}, {256, 14}, {512, 7}};
   int only = getenv("BENCH_DIL_SHAPE") ? atoi(getenv("BENCH_DIL_SHAPE")) : -1;
   for (int s = 0; s < 4; s++) {
     if (only >= 0 && s != only) continue;
     ecs_tensor *x = tn(4, batch ? batch : 8, st[s].c, st[s].hw, st[s].hw);
     alloc_t(base, x);
     float *v = x->data;
-    for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
+    for (int64_t i = 0; i < ecs_nelements(x); i++)
+      v[i] = frand();
     conv_p c = mk_conv(base, st[s].c, st[s].c, 3, 1, 1);
-    ecs_tensor *blk = conv(base, x, &(conv_p){.w = param(base, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
+    ecs_tensor *blk = conv(
+        base, x,
+        &(conv_p){.w = param(base, 4, st[s].c, st[s].c, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
     double ms[2][64];
     for (int r = -1; r < runs; r++)
       for (int j = 0; j < 2; j++) {
@@ -554,8 +600,9 @@ static void bench_conv_ab(bench *base, bench *b, int runs, int batch) {
       }
     qsort(ms[0], (size_t)runs, sizeof(double), cmp_d);
     qsort(ms[1], (size_t)runs, sizeof(double), cmp_d);
-    printf("case=conv3x3_ab_c%lld_%lld base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", (long long)st[s].c,
-           (long long)st[s].hw, ms[0][runs / 2], ms[1][runs / 2], ms[0][runs / 2] / ms[1][runs / 2], runs);
+    printf("case=conv3x3_ab_c%lld_%lld base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n",
+           (long long)st[s].c, (long long)st[s].hw, ms[0][runs / 2], ms[1][runs / 2],
+           ms[0][runs / 2] / ms[1][runs / 2], runs);
     fflush(stdout);
     drop(x), drop(blk), drop(c.w);
   }
@@ -572,9 +619,12 @@ static double time_op(bench *b, ecs_op *op) {
 }
 
 static void bench_dilated(bench *base, bench *b, int runs, int batch) {
-  struct { int64_t ci, co, hw; int dil, k; } sh[] = {
-      {512, 1024, 56, 2, 3}, {1024, 512, 56, 2, 3}, {512, 1024, 56, 4, 3}, {1024, 2048, 56, 4, 3},
-      {256, 256, 28, 2, 3},  {256, 256, 28, 4, 3},  {128, 128, 15, 2, 3},  {128, 128, 13, 4, 3}};
+  struct {
+    int64_t ci, co, hw;
+    int dil, k;
+  } sh[] = {{512, 1024, 56, 2, 3},  {1024, 512, 56, 2, 3}, {512, 1024, 56, 4, 3},
+            {1024, 2048, 56, 4, 3}, {256, 256, 28, 2, 3},  {256, 256, 28, 4, 3},
+            {128, 128, 15, 2, 3},   {128, 128, 13, 4, 3}};
   const char *kind[3] = {"fwd", "bwd_data", "bwd_weights"};
   int only = getenv("BENCH_DIL_SHAPE") ? atoi(getenv("BENCH_DIL_SHAPE")) : -1;
   int kinds = getenv("BENCH_DIL_KINDS") ? atoi(getenv("BENCH_DIL_KINDS")) : 7;
@@ -585,9 +635,13 @@ static void bench_dilated(bench *base, bench *b, int runs, int batch) {
     ecs_tensor *x = tn(4, n, sh[s].ci, hw, hw);
     alloc_t(base, x);
     float *v = x->data;
-    for (int64_t i = 0; i < ecs_nelements(x); i++) v[i] = frand();
+    for (int64_t i = 0; i < ecs_nelements(x); i++)
+      v[i] = frand();
     conv_p c = mk_conv(base, sh[s].ci, sh[s].co, sh[s].k, 1, dil);
-    ecs_tensor *blk = conv(base, x, &(conv_p){.w = param(base, 4, sh[s].ci, sh[s].ci, 1, 1, -0.1f, 0.1f), .stride = 1, .dil = 1});
+    ecs_tensor *blk = conv(base, x,
+                           &(conv_p){.w = param(base, 4, sh[s].ci, sh[s].ci, 1, 1, -0.1f, 0.1f),
+                                     .stride = 1,
+                                     .dil = 1});
     ecs_tensor *ytmp = conv(base, blk, &c); /* a blocked dy of the output's shape */
     for (int kd = 0; kd < 3; kd++) {
       if (!(kinds >> kd & 1)) continue;
@@ -616,10 +670,12 @@ static void bench_dilated(bench *base, bench *b, int runs, int batch) {
       qsort(ms[0], (size_t)runs, sizeof(double), cmp_d);
       qsort(ms[1], (size_t)runs, sizeof(double), cmp_d);
       double m0 = ms[0][runs / 2], m1 = ms[1][runs / 2];
-      double gflop = 2e-9 * (double)(n * sh[s].co * hw * hw) * (double)(sh[s].ci * sh[s].k * sh[s].k);
-      printf("case=dil_%s_k%d_c%lld_%lld_%lld_d%d base_ms=%.2f ms=%.2f ratio=%.3f gflop=%.3f runs=%d\n",
-             kind[kd], sh[s].k, (long long)sh[s].ci, (long long)sh[s].co, (long long)hw, dil, m0, m1, m0 / m1,
-             gflop, runs);
+      double gflop =
+          2e-9 * (double)(n * sh[s].co * hw * hw) * (double)(sh[s].ci * sh[s].k * sh[s].k);
+      printf("case=dil_%s_k%d_c%lld_%lld_%lld_d%d base_ms=%.2f ms=%.2f ratio=%.3f gflop=%.3f "
+             "runs=%d\n",
+             kind[kd], sh[s].k, (long long)sh[s].ci, (long long)sh[s].co, (long long)hw, dil, m0,
+             m1, m0 / m1, gflop, runs);
       fflush(stdout);
     }
     drop(x), drop(blk), drop(ytmp), drop(c.w);
@@ -628,7 +684,9 @@ static void bench_dilated(bench *base, bench *b, int runs, int batch) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: bench_engine conv|resnet38d|small|train|dilated|conv_ab|resnet38d_ab|small_ab|train_ab [--threads N] [--runs R] [--size S] [--batch B]\n");
+    fprintf(stderr, "usage: bench_engine "
+                    "conv|resnet38d|small|train|dilated|conv_ab|resnet38d_ab|small_ab|train_ab "
+                    "[--threads N] [--runs R] [--size S] [--batch B]\n");
     return 2;
   }
   const char *what = argv[1];
@@ -638,10 +696,14 @@ int main(int argc, char **argv) {
   int threads = 2, runs = 5, size = 0, batch = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
-    if (!strcmp(argv[i], "--threads")) threads = v;
-    else if (!strcmp(argv[i], "--runs")) runs = v;
-    else if (!strcmp(argv[i], "--size")) size = v;
-    else if (!strcmp(argv[i], "--batch")) batch = v;
+    if (!strcmp(argv[i], "--threads"))
+      threads = v;
+    else if (!strcmp(argv[i], "--runs"))
+      runs = v;
+    else if (!strcmp(argv[i], "--size"))
+      size = v;
+    else if (!strcmp(argv[i], "--batch"))
+      batch = v;
     else {
       fprintf(stderr, "bench_engine: unknown option %s\n", argv[i]);
       return 2;
@@ -660,8 +722,8 @@ int main(int argc, char **argv) {
   double ms[64];
   if (!strcmp(what, "conv")) {
     bench_conv(&b, runs);
-  } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab") || !strcmp(what, "small_ab") ||
-             !strcmp(what, "train_ab") || !strcmp(what, "conv_ab")) {
+  } else if (!strcmp(what, "dilated") || !strcmp(what, "resnet38d_ab") ||
+             !strcmp(what, "small_ab") || !strcmp(what, "train_ab") || !strcmp(what, "conv_ab")) {
     /* BENCH_BASE="NAME=VALUE": the baseline backend's engine option over the run's */
     const char *bb = getenv("BENCH_BASE");
     char name[64] = "ECSNET_DNNL_PHASES", val[64] = "0";
@@ -686,20 +748,23 @@ int main(int argc, char **argv) {
       b.training = base.training = what[0] == 't';
       small m;
       mk_small(&b, &m);
-      ecs_tensor *img = image(&b, batch ? batch : (b.training ? 4 : 1), size ? size : (b.training ? 128 : 320));
+      ecs_tensor *img =
+          image(&b, batch ? batch : (b.training ? 4 : 1), size ? size : (b.training ? 128 : 320));
       double t[2][64];
       for (int r = -2; r < runs; r++)
         for (int j = 0; j < 2; j++) {
           int which = (r & 1) ? 1 - j : j;
           double t0 = now_ms();
-          if (b.training) small_train_step(which ? &b : &base, &m, img);
-          else drop(small_fwd(which ? &b : &base, &m, img, NULL));
+          if (b.training)
+            small_train_step(which ? &b : &base, &m, img);
+          else
+            drop(small_fwd(which ? &b : &base, &m, img, NULL));
           if (r >= 0) t[which][r] = now_ms() - t0;
         }
       qsort(t[0], (size_t)runs, sizeof(double), cmp_d);
       qsort(t[1], (size_t)runs, sizeof(double), cmp_d);
-      printf("case=%s base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", what, t[0][runs / 2], t[1][runs / 2],
-             t[0][runs / 2] / t[1][runs / 2], runs);
+      printf("case=%s base_ms=%.3f ms=%.3f ratio=%.3f runs=%d\n", what, t[0][runs / 2],
+             t[1][runs / 2], t[0][runs / 2] / t[1][runs / 2], runs);
     } else { /* whole resnet38d passes, alternating between the two backends */
       r38 m;
       mk_r38(&b, &m);
@@ -711,12 +776,13 @@ int main(int argc, char **argv) {
           double t0 = now_ms();
           drop(r38_fwd(which ? &b : &base, &m, img));
           if (r >= 0) t[which][r] = now_ms() - t0;
-          if (r >= 0) fprintf(stderr, "pass %d %s %.1f ms\n", r, which ? "new" : "base", t[which][r]);
+          if (r >= 0)
+            fprintf(stderr, "pass %d %s %.1f ms\n", r, which ? "new" : "base", t[which][r]);
         }
       qsort(t[0], (size_t)runs, sizeof(double), cmp_d);
       qsort(t[1], (size_t)runs, sizeof(double), cmp_d);
-      printf("case=resnet38d_ab base_ms=%.1f ms=%.1f ratio=%.3f runs=%d\n", t[0][runs / 2], t[1][runs / 2],
-             t[0][runs / 2] / t[1][runs / 2], runs);
+      printf("case=resnet38d_ab base_ms=%.1f ms=%.1f ratio=%.3f runs=%d\n", t[0][runs / 2],
+             t[1][runs / 2], t[0][runs / 2] / t[1][runs / 2], runs);
     }
     ecs_backend_free(base.be);
   } else if (!strcmp(what, "resnet38d")) {
@@ -735,12 +801,15 @@ int main(int argc, char **argv) {
     b.training = !strcmp(what, "train");
     small m;
     mk_small(&b, &m);
-    ecs_tensor *img = image(&b, batch ? batch : (b.training ? 4 : 1), size ? size : (b.training ? 128 : 320));
+    ecs_tensor *img =
+        image(&b, batch ? batch : (b.training ? 4 : 1), size ? size : (b.training ? 128 : 320));
     for (int r = -1; r < runs; r++) {
       b.flop = 0;
       double t0 = now_ms();
-      if (b.training) small_train_step(&b, &m, img);
-      else drop(small_fwd(&b, &m, img, NULL));
+      if (b.training)
+        small_train_step(&b, &m, img);
+      else
+        drop(small_fwd(&b, &m, img, NULL));
       if (r >= 0) ms[r] = now_ms() - t0;
     }
     report(what, ms, runs, b.flop);

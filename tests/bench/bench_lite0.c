@@ -54,10 +54,14 @@ int main(int argc, char **argv) {
   int threads = 2, runs = 5, sizes[8], ns = 0;
   for (int i = 2; i + 1 < argc; i += 2) {
     int v = atoi(argv[i + 1]);
-    if (!strcmp(argv[i], "--threads")) threads = v;
-    else if (!strcmp(argv[i], "--runs")) runs = v;
-    else if (!strcmp(argv[i], "--size") && ns < 8) sizes[ns++] = v;
-    else return fprintf(stderr, "bench_lite0: unknown option %s\n", argv[i]), 2;
+    if (!strcmp(argv[i], "--threads"))
+      threads = v;
+    else if (!strcmp(argv[i], "--runs"))
+      runs = v;
+    else if (!strcmp(argv[i], "--size") && ns < 8)
+      sizes[ns++] = v;
+    else
+      return fprintf(stderr, "bench_lite0: unknown option %s\n", argv[i]), 2;
   }
   if (runs < 1 || runs > 64) runs = 5;
   if (!ns) sizes[ns++] = 225;

@@ -19,7 +19,7 @@
 #include <time.h>
 
 #define CHAINS 12
-#define ITERS 20000000L
+#define ITERS  20000000L
 
 static double now(void) {
   struct timespec ts;
@@ -45,14 +45,17 @@ static double thread_cpu(void) {
 __attribute__((target("avx512f"))) static void spin512(job *j) {
   __m512 acc[CHAINS];
   const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
+  for (int i = 0; i < CHAINS; i++)
+    acc[i] = _mm512_set1_ps((float)i);
   double c0 = thread_cpu();
   for (long it = 0; it < j->iters; it++)
 #pragma GCC unroll 16
-    for (int i = 0; i < CHAINS; i++) acc[i] = _mm512_fmadd_ps(acc[i], a, b);
+    for (int i = 0; i < CHAINS; i++)
+      acc[i] = _mm512_fmadd_ps(acc[i], a, b);
   j->cpu_s = thread_cpu() - c0;
   float s = 0;
-  for (int i = 0; i < CHAINS; i++) s += _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < CHAINS; i++)
+    s += _mm512_reduce_add_ps(acc[i]);
   g_sink = s;
 }
 
@@ -68,12 +71,14 @@ static void *spin(void *arg) {
   double c0 = thread_cpu();
   __m256 acc[CHAINS];
   const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  for (int i = 0; i < CHAINS; i++) acc[i] = _mm256_set1_ps((float)i);
+  for (int i = 0; i < CHAINS; i++)
+    acc[i] = _mm256_set1_ps((float)i);
   /* fully unrolled, so that the chains live in registers: a loop over the array would go
    * through memory and measure store-to-load latency instead of FMA throughput */
   for (long it = 0; it < iters; it++)
 #pragma GCC unroll 16
-    for (int i = 0; i < CHAINS; i++) acc[i] = _mm256_fmadd_ps(acc[i], a, b);
+    for (int i = 0; i < CHAINS; i++)
+      acc[i] = _mm256_fmadd_ps(acc[i], a, b);
   float s = 0, out[8];
   for (int i = 0; i < CHAINS; i++) {
     _mm256_storeu_ps(out, acc[i]);
@@ -106,7 +111,8 @@ int main(int argc, char **argv) {
       jobs[i].iters = LONG_MAX;
       pthread_create(&th[i], NULL, spin, &jobs[i]);
     }
-    for (int i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < nt; i++)
+      pthread_join(th[i], NULL);
     return 0;
   }
   for (int rep = 0; rep < 5; rep++) {
@@ -115,10 +121,12 @@ int main(int argc, char **argv) {
       jobs[i].iters = ITERS;
       pthread_create(&th[i], NULL, spin, &jobs[i]);
     }
-    for (int i = 0; i < nt; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < nt; i++)
+      pthread_join(th[i], NULL);
     double dt = now() - t0;
     double gflops = nt * per_thread / dt * 1e-9, cpu_rate = 0;
-    for (int i = 0; i < nt; i++) cpu_rate += per_thread / jobs[i].cpu_s * 1e-9;
+    for (int i = 0; i < nt; i++)
+      cpu_rate += per_thread / jobs[i].cpu_s * 1e-9;
     if (gflops > best) best = gflops;
     if (cpu_rate > best_cpu) best_cpu = cpu_rate;
   }

@@ -29,15 +29,19 @@ static inline float th_unif(th_rng *r, float lo, float hi) {
   return lo + (hi - lo) * (float)((th_next(r) >> 40) * (1.0 / 16777216.0));
 }
 
-static inline int th_int(th_rng *r, int n) { return (int)(th_next(r) % (uint64_t)n); }
+static inline int th_int(th_rng *r, int n) {
+  return (int)(th_next(r) % (uint64_t)n);
+}
 
 /* A plain host tensor of the given shape (nd taken from the number of sizes), zero-filled. */
-static inline ecs_tensor *th_new(ecs_dtype type, int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
+static inline ecs_tensor *th_new(ecs_dtype type, int nd, int64_t a, int64_t b, int64_t c,
+                                 int64_t d) {
   ecs_tensor *t = calloc(1, sizeof *t);
   int64_t ne[4] = {a, b, c, d};
   t->type = type;
   t->nd = nd;
-  for (int i = 0; i < ECS_MAX_DIMS; i++) t->ne[i] = i < nd ? ne[i] : 1;
+  for (int i = 0; i < ECS_MAX_DIMS; i++)
+    t->ne[i] = i < nd ? ne[i] : 1;
   t->nbytes = ecs_plain_nbytes(t);
   t->data = calloc(1, t->nbytes ? t->nbytes : 1);
   return t;
@@ -53,10 +57,13 @@ static inline void th_free(ecs_tensor *t) {
   free(t);
 }
 
-static inline float *th_f(const ecs_tensor *t) { return (float *)t->data; }
+static inline float *th_f(const ecs_tensor *t) {
+  return (float *)t->data;
+}
 
 static inline void th_fill_unif(ecs_tensor *t, th_rng *r, float lo, float hi) {
-  for (int64_t i = 0; i < ecs_nelements(t); i++) th_f(t)[i] = th_unif(r, lo, hi);
+  for (int64_t i = 0; i < ecs_nelements(t); i++)
+    th_f(t)[i] = th_unif(r, lo, hi);
 }
 
 /* Distinct values spaced `gap` apart in random order, then centred: no two elements are closer
@@ -64,7 +71,8 @@ static inline void th_fill_unif(ecs_tensor *t, th_rng *r, float lo, float hi) {
 static inline void th_fill_spaced(ecs_tensor *t, th_rng *r, float gap) {
   int64_t n = ecs_nelements(t);
   float *p = th_f(t);
-  for (int64_t i = 0; i < n; i++) p[i] = ((float)i - (float)n / 2.0f + 0.5f) * gap;
+  for (int64_t i = 0; i < n; i++)
+    p[i] = ((float)i - (float)n / 2.0f + 0.5f) * gap;
   for (int64_t i = n - 1; i > 0; i--) {
     int64_t j = (int64_t)(th_next(r) % (uint64_t)(i + 1));
     float v = p[i];

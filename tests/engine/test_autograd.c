@@ -34,7 +34,8 @@ static float frand(void) { /* uniform in [-1, 1) */
 }
 
 static void fill_rand(ecs_tensor *t, float scale, float offset) {
-  for (int64_t i = 0; i < ecs_nelements(t); i++) ((float *)t->data)[i] = offset + scale * frand();
+  for (int64_t i = 0; i < ecs_nelements(t); i++)
+    ((float *)t->data)[i] = offset + scale * frand();
 }
 
 static ecs_tensor *param(ecs_params *ps, const char *name, int nd, const int64_t *ne, int train) {
@@ -46,7 +47,8 @@ static ecs_tensor *param(ecs_params *ps, const char *name, int nd, const int64_t
 
 static void alloc_params(ecs_params *ps) {
   ecs_err err = {0};
-  assert_int_equal(ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), &err), ECS_OK);
+  assert_int_equal(ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), &err),
+                   ECS_OK);
   assert_int_equal(ecs_params_alloc_grads(ps, &err), ECS_OK);
 }
 
@@ -96,10 +98,12 @@ static void net_init(net *m, int frozen_bn, int dropout) {
   fill_rand(m->w2, 0.5f, 0);
   fill_rand(m->b2, 0.1f, 0);
   fill_rand(m->gain, 0.5f, 1);
-  for (size_t i = 0; i < sizeof m->xin / sizeof m->xin[0]; i++) m->xin[i] = frand();
+  for (size_t i = 0; i < sizeof m->xin / sizeof m->xin[0]; i++)
+    m->xin[i] = frand();
   for (size_t i = 0; i < sizeof m->labels / sizeof m->labels[0]; i++)
     m->labels[i] = i % 7 == 3 ? 255 : (int32_t)(i * 5 % 4);
-  for (int i = 0; i < 16; i++) m->targets[i] = (float)(i % 3 == 0);
+  for (int i = 0; i < 16; i++)
+    m->targets[i] = (float)(i % 3 == 0);
 }
 
 /* conv3x3+bias -> BN -> ReLU -> maxpool2 -> dropout -> conv1x1 -> x gain (MUL) -> concat with
@@ -237,14 +241,15 @@ static void test_shared_weights_accumulate(void **state) {
   fill_rand(w, 1, 0);
   fill_rand(f, 1, 0);
   float x1[6], x2[6], t[6] = {1, 0, 1, 0, 0, 1};
-  for (int i = 0; i < 6; i++) x1[i] = frand(), x2[i] = frand();
+  for (int i = 0; i < 6; i++)
+    x1[i] = frand(), x2[i] = frand();
   ecs_ctx_set_grad(ctx, 1);
   /* two passes through w (like F and F'), one loss: d/dw = d1 + d2 */
   ecs_tensor *a = ecs_mul(ctx, ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){2, 3}, x1), w);
   ecs_tensor *b = ecs_mul(ctx, ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){2, 3}, x2), w);
   ecs_tensor *tt = ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){2, 3}, t);
-  ecs_tensor *loss = ecs_add(ctx, ecs_ml_soft_margin(ctx, ecs_mul(ctx, a, f), tt),
-                             ecs_ml_soft_margin(ctx, b, tt));
+  ecs_tensor *loss =
+      ecs_add(ctx, ecs_ml_soft_margin(ctx, ecs_mul(ctx, a, f), tt), ecs_ml_soft_margin(ctx, b, tt));
   assert_int_equal(ecs_backward(ctx, loss, 1.0f), ECS_OK);
   float g1[6];
   memcpy(g1, w->grad->data, sizeof g1);
@@ -258,11 +263,13 @@ static void test_shared_weights_accumulate(void **state) {
   assert_null(f->grad); /* frozen: no gradient at all */
   /* a second backward over the same tape adds the same amount again */
   assert_int_equal(ecs_backward(ctx, loss, 1.0f), ECS_OK);
-  for (int i = 0; i < 6; i++) assert_float_equal(((float *)w->grad->data)[i], 2 * g1[i], 1e-5);
+  for (int i = 0; i < 6; i++)
+    assert_float_equal(((float *)w->grad->data)[i], 2 * g1[i], 1e-5);
   /* scale seeds d(loss) */
   assert_int_equal(ecs_params_zero_grads(ps, &err), ECS_OK);
   assert_int_equal(ecs_backward(ctx, loss, 0.5f), ECS_OK);
-  for (int i = 0; i < 6; i++) assert_float_equal(((float *)w->grad->data)[i], 0.5f * g1[i], 1e-6);
+  for (int i = 0; i < 6; i++)
+    assert_float_equal(((float *)w->grad->data)[i], 0.5f * g1[i], 1e-6);
   ecs_ctx_free(ctx);
   ecs_params_free(ps);
   ecs_backend_free(be);
@@ -350,7 +357,8 @@ static void test_sticky_errors_and_transfers(void **state) {
   ecs_tensor *a = ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){2, 3}, h);
   ecs_tensor *b = ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){3, 2}, h);
   assert_int_equal(ecs_to_host(ctx, ecs_relu(ctx, a), out, sizeof out), ECS_OK);
-  for (int i = 0; i < 6; i++) assert_true(out[i] == (h[i] > 0 ? h[i] : 0));
+  for (int i = 0; i < 6; i++)
+    assert_true(out[i] == (h[i] > 0 ? h[i] : 0));
   assert_int_equal(ecs_ctx_status(ctx, &err), ECS_OK);
   /* a shape mismatch fails, and everything after it fails too */
   assert_null(ecs_add(ctx, a, b));
@@ -426,7 +434,8 @@ static void test_dropout_draws_a_new_mask_per_call(void **state) {
   ecs_err err = {0};
   ecs_ctx *ctx = ecs_ctx_new(be, &err);
   ecs_tensor *x = ecs_new(ctx, ECS_F32, 1, (int64_t[]){256});
-  for (int i = 0; i < 256; i++) ((float *)x->data)[i] = 1;
+  for (int i = 0; i < 256; i++)
+    ((float *)x->data)[i] = 1;
   assert_ptr_equal(ecs_dropout(ctx, x, 0.5f), x); /* not training: identity */
   ecs_ctx_set_training(ctx, 1);
   ecs_ctx_set_seed(ctx, 7);
@@ -447,7 +456,6 @@ static void test_dropout_draws_a_new_mask_per_call(void **state) {
   ecs_ctx_free(ctx);
   ecs_backend_free(be);
 }
-
 
 /* ---- a backend with a private layout ------------------------------------------------------
  * "odd" runs the reference kernels but lays ReLU outputs out in a private layout (id 7, plain
@@ -488,7 +496,10 @@ static ecs_status odd_prepare(ecs_backend *be, ecs_op *op, ecs_err *err) {
   return ECS_OK;
 }
 
-static const char *odd_name(ecs_backend *be) { (void)be; return "odd"; }
+static const char *odd_name(ecs_backend *be) {
+  (void)be;
+  return "odd";
+}
 static void odd_stats(ecs_backend *be, ecs_backend_stats *out) {
   ecs_backend_get_stats(be->context, out);
 }
@@ -496,16 +507,27 @@ static void odd_free(ecs_backend *be) {
   ecs_backend_free(be->context);
   free(be);
 }
-static const char *odd_dev_name(ecs_device *dev) { (void)dev; return "odd"; }
-static ecs_buffer_type *odd_buft(ecs_device *dev) { (void)dev; return ecs_host_buffer_type(); }
+static const char *odd_dev_name(ecs_device *dev) {
+  (void)dev;
+  return "odd";
+}
+static ecs_buffer_type *odd_buft(ecs_device *dev) {
+  (void)dev;
+  return ecs_host_buffer_type();
+}
 static ecs_backend *odd_init(ecs_device *dev, const ecs_backend_params *p, ecs_err *err);
-static ecs_device g_odd_dev = {.iface = {.get_name = odd_dev_name, .get_description = odd_dev_name,
-                                         .init_backend = odd_init, .get_buffer_type = odd_buft,
-                                         .supports_op = odd_supports, .is_host = 1}};
+static ecs_device g_odd_dev = {.iface = {.get_name = odd_dev_name,
+                                         .get_description = odd_dev_name,
+                                         .init_backend = odd_init,
+                                         .get_buffer_type = odd_buft,
+                                         .supports_op = odd_supports,
+                                         .is_host = 1}};
 static ecs_backend *odd_init(ecs_device *dev, const ecs_backend_params *p, ecs_err *err) {
   ecs_backend *be = calloc(1, sizeof *be);
-  be->iface = (struct ecs_backend_i){.get_name = odd_name, .free = odd_free,
-                                     .prepare = odd_prepare, .compute = odd_compute,
+  be->iface = (struct ecs_backend_i){.get_name = odd_name,
+                                     .free = odd_free,
+                                     .prepare = odd_prepare,
+                                     .compute = odd_compute,
                                      .get_stats = odd_stats};
   be->device = dev;
   be->context = ecs_backend_init(ecs_device_find("cpu-ref", err), p, err);
@@ -529,8 +551,8 @@ static void test_private_layouts_fall_back_to_plain(void **state) {
   assert_int_equal(y->layout, ODD_LAYOUT);
   ecs_tensor *z = ecs_scale(ctx, y, 2, 0); /* refused on y as is: runs on a plain copy */
   ecs_tensor *t = ecs_from_host(ctx, ECS_F32, 2, (int64_t[]){1, 4}, tv);
-  ecs_tensor *loss = ecs_add(ctx, ecs_ml_soft_margin(ctx, z, t),
-                             ecs_ml_soft_margin(ctx, ecs_to_plain(ctx, y), t));
+  ecs_tensor *loss =
+      ecs_add(ctx, ecs_ml_soft_margin(ctx, z, t), ecs_ml_soft_margin(ctx, ecs_to_plain(ctx, y), t));
   if (!loss || ecs_backward(ctx, loss, 1) != ECS_OK) {
     ecs_ctx_status(ctx, &err);
     fail_msg("%s", err.msg);

@@ -39,7 +39,8 @@ static void test_add_on_each_cpu_backend(void **state) {
     ecs_buffer *buf = ecs_buffer_alloc(ecs_device_buffer_type(dev), 3 * 4 * sizeof(float), &err);
     assert_non_null(buf);
     float *base = ecs_buffer_base(buf);
-    ecs_tensor a = {.type = ECS_F32, .nd = 1, .ne = {4, 1, 1, 1}, .data = base, .buffer = buf, .nbytes = 16};
+    ecs_tensor a = {
+        .type = ECS_F32, .nd = 1, .ne = {4, 1, 1, 1}, .data = base, .buffer = buf, .nbytes = 16};
     ecs_tensor b = a, y = a;
     b.data = base + 4;
     y.data = base + 8;
@@ -52,7 +53,8 @@ static void test_add_on_each_cpu_backend(void **state) {
     assert_int_equal(ecs_backend_compute(be, &op, &err), ECS_OK);
     assert_int_equal(ecs_backend_synchronize(be, &err), ECS_OK);
     assert_int_equal(ecs_tensor_get_bytes(&y, out, 0, sizeof out, &err), ECS_OK);
-    for (int i = 0; i < 4; i++) assert_float_equal(out[i], 2 * av[i] + 0.5f * bv[i], 1e-6);
+    for (int i = 0; i < 4; i++)
+      assert_float_equal(out[i], 2 * av[i] + 0.5f * bv[i], 1e-6);
     /* out-of-range copies are refused, not performed */
     assert_int_equal(ecs_tensor_get_bytes(&y, out, 8, sizeof out, &err), ECS_ERR_INVALID);
     ecs_buffer_free(buf);

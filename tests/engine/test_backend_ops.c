@@ -40,7 +40,8 @@ static ecs_tensor *own(bcase *c, ecs_tensor *t) {
 }
 
 static void bcase_free(bcase *c) {
-  for (int i = 0; i < c->n_owned; i++) th_free(c->owned[i]);
+  for (int i = 0; i < c->n_owned; i++)
+    th_free(c->owned[i]);
   c->n_owned = 0;
 }
 
@@ -50,7 +51,8 @@ static ecs_tensor *rnd(bcase *c, th_rng *r, int nd, int64_t a, int64_t b, int64_
   return t;
 }
 
-static ecs_tensor *out(bcase *c, ecs_dtype type, int nd, int64_t a, int64_t b, int64_t d, int64_t e) {
+static ecs_tensor *out(bcase *c, ecs_dtype type, int nd, int64_t a, int64_t b, int64_t d,
+                       int64_t e) {
   return own(c, th_new(type, nd, a, b, d, e));
 }
 
@@ -61,15 +63,19 @@ static void host_run(ecs_op *op) {
 
 /* ---- case generators: each fills c for (op type, k-th draw); `big` sizes them for perf ---- */
 
-static int pick(th_rng *r, int lo, int hi) { return lo + th_int(r, hi - lo + 1); }
+static int pick(th_rng *r, int lo, int hi) {
+  return lo + th_int(r, hi - lo + 1);
+}
 
 static void gen_conv(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
   int g = big ? 1 : (int[]){1, 1, 2, 3}[th_int(r, 4)], dw = !big && th_int(r, 4) == 0;
   int cg = big ? 64 : pick(r, 1, 3), n = big ? 2 : pick(r, 1, 2), C = dw ? 3 : cg * g;
-  int O = dw ? 3 : (big ? 64 : g * pick(r, 1, 3)), h = big ? 56 : pick(r, 5, 11), w = big ? 56 : pick(r, 5, 11);
+  int O = dw ? 3 : (big ? 64 : g * pick(r, 1, 3)), h = big ? 56 : pick(r, 5, 11),
+      w = big ? 56 : pick(r, 5, 11);
   if (dw) g = 3;
   int kh = big ? 3 : pick(r, 1, 3), kw = big ? 3 : pick(r, 1, 3);
-  int sh = big ? 1 : pick(r, 1, 2), sw = big ? 1 : pick(r, 1, 2), dh = big ? 1 : pick(r, 1, 2), dw_ = big ? 1 : pick(r, 1, 2);
+  int sh = big ? 1 : pick(r, 1, 2), sw = big ? 1 : pick(r, 1, 2), dh = big ? 1 : pick(r, 1, 2),
+      dw_ = big ? 1 : pick(r, 1, 2);
   int ph = big ? 1 : pick(r, 0, 2), pw = big ? 1 : pick(r, 0, 2), bias = big || th_int(r, 2);
   int64_t oh = ecs_conv_out_size(h, kh, sh, ph, dh), ow = ecs_conv_out_size(w, kw, sw, pw, dw_);
   /* every other forward with the ReLU fused (drawing nothing: the shapes stay as they were) */
@@ -93,11 +99,13 @@ static void gen_conv(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
 }
 
 static void gen_bn(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
-  int n = big ? 8 : pick(r, 2, 3), C = big ? 64 : pick(r, 1, 5), h = big ? 56 : pick(r, 1, 7), w = big ? 56 : pick(r, 1, 7);
+  int n = big ? 8 : pick(r, 2, 3), C = big ? 64 : pick(r, 1, 5), h = big ? 56 : pick(r, 1, 7),
+      w = big ? 56 : pick(r, 1, 7);
   int training = big || k % 2 == 0;
   c->op.p.bn = (typeof(c->op.p.bn)){1e-5f, 0.1f, training};
   c->tol = 1e-4;
-  snprintf(c->desc, sizeof c->desc, "x[%d,%d,%d,%d] %s", n, C, h, w, training ? "training" : "frozen");
+  snprintf(c->desc, sizeof c->desc, "x[%d,%d,%d,%d] %s", n, C, h, w,
+           training ? "training" : "frozen");
   ecs_tensor *x = rnd(c, r, 4, n, C, h, w), *g = rnd(c, r, 1, C, 1, 1, 1);
   th_fill_unif(x, r, -2, 3);
   if (t == ECS_OP_BATCHNORM) {
@@ -106,29 +114,38 @@ static void gen_bn(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
     c->op.src[0] = x, c->op.src[1] = g, c->op.src[2] = rnd(c, r, 1, C, 1, 1, 1);
     c->op.src[3] = rnd(c, r, 1, C, 1, 1, 1), c->op.src[4] = rv;
     c->op.dst[0] = out(c, ECS_F32, 4, n, C, h, w);
-    if (training) c->op.dst[1] = out(c, ECS_F32, 1, C, 1, 1, 1), c->op.dst[2] = out(c, ECS_F32, 1, C, 1, 1, 1);
+    if (training)
+      c->op.dst[1] = out(c, ECS_F32, 1, C, 1, 1, 1), c->op.dst[2] = out(c, ECS_F32, 1, C, 1, 1, 1);
     return;
   }
   /* the backward's statistics: the batch's (from a training forward) or running ones */
-  ecs_tensor *y = th_like(x, ECS_F32), *m = out(c, ECS_F32, 1, C, 1, 1, 1), *is = out(c, ECS_F32, 1, C, 1, 1, 1);
-  ecs_op f = {.type = ECS_OP_BATCHNORM, .src = {x, g, g}, .dst = {y, m, is}, .p.bn = {1e-5f, 0.1f, 1}};
+  ecs_tensor *y = th_like(x, ECS_F32), *m = out(c, ECS_F32, 1, C, 1, 1, 1),
+             *is = out(c, ECS_F32, 1, C, 1, 1, 1);
+  ecs_op f = {
+      .type = ECS_OP_BATCHNORM, .src = {x, g, g}, .dst = {y, m, is}, .p.bn = {1e-5f, 0.1f, 1}};
   host_run(&f);
   th_free(y);
-  c->op.src[0] = x, c->op.src[1] = rnd(c, r, 4, n, C, h, w), c->op.src[2] = g, c->op.src[3] = m, c->op.src[4] = is;
+  c->op.src[0] = x, c->op.src[1] = rnd(c, r, 4, n, C, h, w), c->op.src[2] = g, c->op.src[3] = m,
+  c->op.src[4] = is;
   c->op.dst[0] = out(c, ECS_F32, 4, n, C, h, w);
-  c->op.dst[1] = out(c, ECS_F32, 1, C, 1, 1, 1), c->op.dst[2] = k % 3 ? out(c, ECS_F32, 1, C, 1, 1, 1) : NULL;
+  c->op.dst[1] = out(c, ECS_F32, 1, C, 1, 1, 1),
+  c->op.dst[2] = k % 3 ? out(c, ECS_F32, 1, C, 1, 1, 1) : NULL;
 }
 
 static void gen_pool(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
   int kind = k % 2 ? ECS_POOL_AVG : ECS_POOL_MAX;
-  int n = big ? 8 : pick(r, 1, 2), C = big ? 64 : pick(r, 1, 4), h = big ? 112 : pick(r, 4, 11), w = big ? 112 : pick(r, 4, 11);
-  int kh = big ? 3 : pick(r, 1, 3), kw = big ? 3 : pick(r, 1, 3), sh = big ? 2 : pick(r, 1, 3), sw = big ? 2 : pick(r, 1, 3);
-  int ph = big ? 1 : pick(r, 0, kh / 2), pw = big ? 1 : pick(r, 0, kw / 2), ceil = big || th_int(r, 2), cip = th_int(r, 2);
+  int n = big ? 8 : pick(r, 1, 2), C = big ? 64 : pick(r, 1, 4), h = big ? 112 : pick(r, 4, 11),
+      w = big ? 112 : pick(r, 4, 11);
+  int kh = big ? 3 : pick(r, 1, 3), kw = big ? 3 : pick(r, 1, 3), sh = big ? 2 : pick(r, 1, 3),
+      sw = big ? 2 : pick(r, 1, 3);
+  int ph = big ? 1 : pick(r, 0, kh / 2), pw = big ? 1 : pick(r, 0, kw / 2),
+      ceil = big || th_int(r, 2), cip = th_int(r, 2);
   int64_t oh = ecs_pool_out_size(h, kh, sh, ph, ceil), ow = ecs_pool_out_size(w, kw, sw, pw, ceil);
   c->op.p.pool = (typeof(c->op.p.pool)){kind, {kh, kw}, {sh, sw}, {ph, pw}, ceil, cip};
   c->tol = 1e-5;
-  snprintf(c->desc, sizeof c->desc, "%s x[%d,%d,%d,%d] k%d,%d s%d,%d p%d,%d%s%s", kind ? "avg" : "max",
-           n, C, h, w, kh, kw, sh, sw, ph, pw, ceil ? " ceil" : "", cip && kind ? " count_pad" : "");
+  snprintf(c->desc, sizeof c->desc, "%s x[%d,%d,%d,%d] k%d,%d s%d,%d p%d,%d%s%s",
+           kind ? "avg" : "max", n, C, h, w, kh, kw, sh, sw, ph, pw, ceil ? " ceil" : "",
+           cip && kind ? " count_pad" : "");
   ecs_tensor *x = own(c, th_new(ECS_F32, 4, n, C, h, w));
   th_fill_spaced(x, r, 1e-3f); /* distinct values: every backend picks the same argmax */
   c->op.src[0] = x;
@@ -142,7 +159,8 @@ static void gen_pool(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
 
 static void gen_resize(bcase *c, ecs_op_type t, th_rng *r, int big) {
   int n = big ? 4 : pick(r, 1, 2), C = big ? 21 : pick(r, 1, 3);
-  int h = big ? 40 : pick(r, 2, 9), w = big ? 40 : pick(r, 2, 9), oh = big ? 320 : pick(r, 1, 17), ow = big ? 320 : pick(r, 1, 17);
+  int h = big ? 40 : pick(r, 2, 9), w = big ? 40 : pick(r, 2, 9), oh = big ? 320 : pick(r, 1, 17),
+      ow = big ? 320 : pick(r, 1, 17);
   c->tol = 1e-5;
   snprintf(c->desc, sizeof c->desc, "[%d,%d,%d,%d] -> %dx%d", n, C, h, w, oh, ow);
   if (t == ECS_OP_RESIZE_BILINEAR) {
@@ -154,22 +172,27 @@ static void gen_resize(bcase *c, ecs_op_type t, th_rng *r, int big) {
 
 static ecs_tensor *class_mask(bcase *c, th_rng *r, int64_t n, int64_t C) {
   ecs_tensor *m = out(c, ECS_F32, 2, n, C, 1, 1);
-  for (int64_t i = 0; i < n * C; i++) th_f(m)[i] = (i % C == 0 || th_int(r, 3)) ? 1.0f : 0.0f;
+  for (int64_t i = 0; i < n * C; i++)
+    th_f(m)[i] = (i % C == 0 || th_int(r, 3)) ? 1.0f : 0.0f;
   return m;
 }
 
 static void gen_softmax(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
-  int n = big ? 8 : pick(r, 1, 3), C = big ? 21 : pick(r, 2, 6), h = big ? 64 : pick(r, 1, 5), w = big ? 64 : pick(r, 1, 5);
+  int n = big ? 8 : pick(r, 1, 3), C = big ? 21 : pick(r, 2, 6), h = big ? 64 : pick(r, 1, 5),
+      w = big ? 64 : pick(r, 1, 5);
   int nd = k % 3 == 2 ? 2 : 4, masked = k % 2;
   int logp = t == ECS_OP_LOG_SOFTMAX || t == ECS_OP_LOG_SOFTMAX_BWD;
   c->tol = 1e-5;
-  if (nd == 4) snprintf(c->desc, sizeof c->desc, "x[%d,%d,%d,%d]%s", n, C, h, w, masked ? " masked" : "");
-  else snprintf(c->desc, sizeof c->desc, "x[%d,%d]%s", n, C, masked ? " masked" : "");
+  if (nd == 4)
+    snprintf(c->desc, sizeof c->desc, "x[%d,%d,%d,%d]%s", n, C, h, w, masked ? " masked" : "");
+  else
+    snprintf(c->desc, sizeof c->desc, "x[%d,%d]%s", n, C, masked ? " masked" : "");
   ecs_tensor *x = nd == 4 ? rnd(c, r, 4, n, C, h, w) : rnd(c, r, 2, n, C, 1, 1);
   th_fill_unif(x, r, -4, 4);
   ecs_tensor *m = masked ? class_mask(c, r, n, C) : NULL;
   if (t == ECS_OP_SOFTMAX || t == ECS_OP_LOG_SOFTMAX) {
-    c->op.src[0] = x, c->op.src[1] = m, c->op.dst[0] = out(c, ECS_F32, x->nd, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
+    c->op.src[0] = x, c->op.src[1] = m,
+    c->op.dst[0] = out(c, ECS_F32, x->nd, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
     return;
   }
   ecs_tensor *y = out(c, ECS_F32, x->nd, x->ne[0], x->ne[1], x->ne[2], x->ne[3]);
@@ -186,13 +209,16 @@ static void gen_losses(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
     snprintf(c->desc, sizeof c->desc, "logits[%d,%d]", n, K);
     ecs_tensor *x = rnd(c, r, 2, n, K, 1, 1), *tg = out(c, ECS_F32, 2, n, K, 1, 1);
     th_fill_unif(x, r, -5, 5);
-    for (int i = 0; i < n * K; i++) th_f(tg)[i] = (float)th_int(r, 2);
+    for (int i = 0; i < n * K; i++)
+      th_f(tg)[i] = (float)th_int(r, 2);
     c->op.src[0] = x, c->op.src[1] = tg;
     if (t == ECS_OP_ML_SOFT_MARGIN_BWD) c->op.src[2] = rnd(c, r, 1, 1, 1, 1, 1);
-    c->op.dst[0] = t == ECS_OP_ML_SOFT_MARGIN ? out(c, ECS_F32, 1, 1, 1, 1, 1) : out(c, ECS_F32, 2, n, K, 1, 1);
+    c->op.dst[0] = t == ECS_OP_ML_SOFT_MARGIN ? out(c, ECS_F32, 1, 1, 1, 1, 1)
+                                              : out(c, ECS_F32, 2, n, K, 1, 1);
     return;
   }
-  int n = big ? 8 : pick(r, 1, 3), C = big ? 21 : pick(r, 2, 6), h = big ? 64 : pick(r, 1, 6), w = big ? 64 : pick(r, 1, 6);
+  int n = big ? 8 : pick(r, 1, 3), C = big ? 21 : pick(r, 2, 6), h = big ? 64 : pick(r, 1, 6),
+      w = big ? 64 : pick(r, 1, 6);
   int masked = k % 2;
   snprintf(c->desc, sizeof c->desc, "logits[%d,%d,%d,%d]%s", n, C, h, w, masked ? " masked" : "");
   ecs_tensor *x = rnd(c, r, 4, n, C, h, w), *lab = out(c, ECS_I32, 3, n, h, w, 1);
@@ -215,7 +241,8 @@ static void gen_losses(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
 
 /* element-wise ops, channel movement, GAP, dropout, max-min norm and blur */
 static void gen_simple(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
-  int n = big ? 8 : pick(r, 1, 3), C = big ? 64 : pick(r, 1, 5), h = big ? 56 : pick(r, 1, 9), w = big ? 56 : pick(r, 1, 9);
+  int n = big ? 8 : pick(r, 1, 3), C = big ? 64 : pick(r, 1, 5), h = big ? 56 : pick(r, 1, 9),
+      w = big ? 56 : pick(r, 1, 9);
   c->tol = 1e-5;
   snprintf(c->desc, sizeof c->desc, "[%d,%d,%d,%d]", n, C, h, w);
   ecs_tensor *x = rnd(c, r, 4, n, C, h, w);
@@ -223,7 +250,9 @@ static void gen_simple(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
   c->op.src[0] = x, c->op.dst[0] = y;
   switch (t) {
   case ECS_OP_FILL: c->op.src[0] = NULL, c->op.p.scalar.a = th_unif(r, -2, 2); break;
-  case ECS_OP_SCALE: c->op.p.scalar = (typeof(c->op.p.scalar)){th_unif(r, -2, 2), th_unif(r, -2, 2)}; break;
+  case ECS_OP_SCALE:
+    c->op.p.scalar = (typeof(c->op.p.scalar)){th_unif(r, -2, 2), th_unif(r, -2, 2)};
+    break;
   case ECS_OP_ADD:
     c->op.p.scalar = (typeof(c->op.p.scalar)){th_unif(r, -2, 2), th_unif(r, -2, 2)};
     c->op.src[1] = rnd(c, r, 4, n, C, h, w);
@@ -239,7 +268,8 @@ static void gen_simple(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
   case ECS_OP_GAP_BWD: c->op.src[0] = rnd(c, r, 2, n, C, 1, 1); break;
   case ECS_OP_CONCAT: {
     int cs[3] = {C, pick(r, 1, 3), pick(r, 1, 3)}, nin = big ? 2 : pick(r, 1, 3), tot = 0;
-    for (int i = 0; i < nin; i++) c->op.src[i] = i ? rnd(c, r, 4, n, cs[i], h, w) : x, tot += cs[i];
+    for (int i = 0; i < nin; i++)
+      c->op.src[i] = i ? rnd(c, r, 4, n, cs[i], h, w) : x, tot += cs[i];
     c->op.p.concat.n = nin, c->op.dst[0] = out(c, ECS_F32, 4, n, tot, h, w);
     break;
   }
@@ -255,13 +285,15 @@ static void gen_simple(bcase *c, ecs_op_type t, th_rng *r, int big, int k) {
       c->op.dst[1] = out(c, ECS_U8, 4, n, C, h, w);
     } else {
       ecs_tensor *m = out(c, ECS_U8, 4, n, C, h, w);
-      for (int64_t i = 0; i < ecs_nelements(m); i++) ((uint8_t *)m->data)[i] = (uint8_t)th_int(r, 2);
+      for (int64_t i = 0; i < ecs_nelements(m); i++)
+        ((uint8_t *)m->data)[i] = (uint8_t)th_int(r, 2);
       c->op.src[1] = m;
     }
     break;
   case ECS_OP_MAXMIN_NORM: c->op.p.norm.eps = 1e-5f; break;
   case ECS_OP_GAUSS_BLUR:
-    c->op.p.blur.ksize = big ? 41 : 2 * pick(r, 0, 4) + 1, c->op.p.blur.sigma = th_unif(r, 0.3f, 3.0f);
+    c->op.p.blur.ksize = big ? 41 : 2 * pick(r, 0, 4) + 1,
+    c->op.p.blur.sigma = th_unif(r, 0.3f, 3.0f);
     break;
   default: break;
   }
@@ -308,7 +340,8 @@ typedef struct dev_case {
 } dev_case;
 
 static void dev_case_free(dev_case *d) {
-  for (int i = 0; i < d->nt; i++) ecs_buffer_free(d->bufs[i]);
+  for (int i = 0; i < d->nt; i++)
+    ecs_buffer_free(d->bufs[i]);
   d->nt = 0;
 }
 
@@ -347,7 +380,8 @@ static ecs_status dev_read(dev_case *d, ecs_tensor *t, void *host, ecs_err *err)
     ecs_tensor *p = dev_tensor(d, t->type, t->nd, t->ne);
     p->nbytes = ecs_plain_nbytes(p);
     ecs_op cp = {.type = ECS_OP_COPY, .src = {t}, .dst = {p}};
-    if ((st = dev_alloc(d, p, err)) != ECS_OK || (st = ecs_backend_compute(d->be, &cp, err)) != ECS_OK ||
+    if ((st = dev_alloc(d, p, err)) != ECS_OK ||
+        (st = ecs_backend_compute(d->be, &cp, err)) != ECS_OK ||
         (st = ecs_backend_synchronize(d->be, err)) != ECS_OK)
       return st;
     t = p;
@@ -356,7 +390,8 @@ static ecs_status dev_read(dev_case *d, ecs_tensor *t, void *host, ecs_err *err)
 }
 
 static int is_max_pool(const ecs_op *op) {
-  return (op->type == ECS_OP_POOL2D || op->type == ECS_OP_POOL2D_BWD) && op->p.pool.kind == ECS_POOL_MAX;
+  return (op->type == ECS_OP_POOL2D || op->type == ECS_OP_POOL2D_BWD) &&
+         op->p.pool.kind == ECS_POOL_MAX;
 }
 
 /* Builds d->op from the host case: inputs uploaded, outputs laid out and allocated. Returns
@@ -367,7 +402,8 @@ static ecs_status dev_setup(dev_case *d, const bcase *c, ecs_err *err) {
   for (int i = 0; i < ECS_OP_MAX_SRC; i++)
     if (c->op.src[i] && (st = dev_upload(d, c->op.src[i], &d->op.src[i], err)) != ECS_OK) return st;
   for (int i = 0; i < ECS_OP_MAX_DST; i++)
-    if (c->op.dst[i]) d->op.dst[i] = dev_tensor(d, c->op.dst[i]->type, c->op.dst[i]->nd, c->op.dst[i]->ne);
+    if (c->op.dst[i])
+      d->op.dst[i] = dev_tensor(d, c->op.dst[i]->type, c->op.dst[i]->nd, c->op.dst[i]->ne);
   /* max pooling: the device keeps its argmax workspace, in whatever layout it likes */
   if (c->op.type == ECS_OP_POOL2D && is_max_pool(&c->op))
     d->op.dst[1] = dev_tensor(d, ECS_I32, 4, c->op.dst[0]->ne);
@@ -377,8 +413,10 @@ static ecs_status dev_setup(dev_case *d, const bcase *c, ecs_err *err) {
     f.dst[0] = dev_tensor(d, ECS_F32, 4, c->op.src[1]->ne);
     f.dst[1] = dev_tensor(d, ECS_I32, 4, c->op.src[1]->ne);
     if (!ecs_device_supports_op(d->dev, &f)) return ECS_ERR_UNSUPPORTED;
-    if ((st = ecs_backend_prepare(d->be, &f, err)) != ECS_OK || (st = dev_alloc(d, f.dst[0], err)) != ECS_OK ||
-        (st = dev_alloc(d, f.dst[1], err)) != ECS_OK || (st = ecs_backend_compute(d->be, &f, err)) != ECS_OK)
+    if ((st = ecs_backend_prepare(d->be, &f, err)) != ECS_OK ||
+        (st = dev_alloc(d, f.dst[0], err)) != ECS_OK ||
+        (st = dev_alloc(d, f.dst[1], err)) != ECS_OK ||
+        (st = ecs_backend_compute(d->be, &f, err)) != ECS_OK)
       return st;
     d->op.src[2] = f.dst[1];
   }
@@ -390,8 +428,8 @@ static ecs_status dev_setup(dev_case *d, const bcase *c, ecs_err *err) {
 
 typedef enum { R_PASS, R_FAIL, R_UNSUP } result;
 
-static result compare(dev_case *d, ecs_tensor *dt, const ecs_tensor *ref, double tol, const char *name,
-                      char *why, size_t nwhy) {
+static result compare(dev_case *d, ecs_tensor *dt, const ecs_tensor *ref, double tol,
+                      const char *name, char *why, size_t nwhy) {
   ecs_err err = {0};
   size_t nb = ecs_plain_nbytes(ref);
   void *got = malloc(nb ? nb : 1);
@@ -400,10 +438,12 @@ static result compare(dev_case *d, ecs_tensor *dt, const ecs_tensor *ref, double
     snprintf(why, nwhy, "reading %s: %s", name, err.msg);
     res = R_FAIL;
   } else if (ref->type != ECS_F32) {
-    if (memcmp(got, ref->data, nb) != 0) snprintf(why, nwhy, "%s differs (exact compare)", name), res = R_FAIL;
+    if (memcmp(got, ref->data, nb) != 0)
+      snprintf(why, nwhy, "%s differs (exact compare)", name), res = R_FAIL;
   } else {
     double e = th_rel_l2(got, th_f(ref), ecs_nelements(ref));
-    if (!(e <= tol)) snprintf(why, nwhy, "%s: relative L2 error %.3e > %.0e", name, e, tol), res = R_FAIL;
+    if (!(e <= tol))
+      snprintf(why, nwhy, "%s: relative L2 error %.3e > %.0e", name, e, tol), res = R_FAIL;
   }
   free(got);
   return res;
@@ -432,7 +472,8 @@ static result run_case(dev_case *d, bcase *c, char *why, size_t nwhy) {
   }
   if (res == R_PASS && c->op.type == ECS_OP_BATCHNORM && c->op.p.bn.training) {
     res = compare(d, d->op.src[3], c->op.src[3], c->tol, "running mean", why, nwhy);
-    if (res == R_PASS) res = compare(d, d->op.src[4], c->op.src[4], c->tol, "running var", why, nwhy);
+    if (res == R_PASS)
+      res = compare(d, d->op.src[4], c->op.src[4], c->tol, "running var", why, nwhy);
   }
   return res;
 }
@@ -469,17 +510,20 @@ static int run_device(ecs_device *dev) {
         r = R_FAIL;
         snprintf(why, sizeof why, "not supported on a GPU device, but the reference supports it");
       }
-      if (r == R_PASS) pass++;
-      else if (r == R_UNSUP) unsup++;
+      if (r == R_PASS)
+        pass++;
+      else if (r == R_UNSUP)
+        unsup++;
       else {
         fail++;
-        print_error("  FAIL %s %s [%s]: %s\n", ecs_device_name(dev), ecs_op_name((ecs_op_type)t), c.desc, why);
+        print_error("  FAIL %s %s [%s]: %s\n", ecs_device_name(dev), ecs_op_name((ecs_op_type)t),
+                    c.desc, why);
       }
       dev_case_free(&d);
       bcase_free(&c);
     }
-    print_message("  %-22s passed %d  failed %d  not supported %d\n", ecs_op_name((ecs_op_type)t), pass,
-                  fail, unsup);
+    print_message("  %-22s passed %d  failed %d  not supported %d\n", ecs_op_name((ecs_op_type)t),
+                  pass, fail, unsup);
     failures += fail;
   }
   ecs_backend_free(be);
@@ -563,7 +607,8 @@ static int perf(const char *only) {
       else if (st != ECS_OK)
         printf("  %-22s %-44s error: %s\n", ecs_op_name((ecs_op_type)t), c.desc, err.msg);
       else
-        printf("  %-22s %-44s %10.3f ms\n", ecs_op_name((ecs_op_type)t), c.desc, 1e3 * el / (reps - 1));
+        printf("  %-22s %-44s %10.3f ms\n", ecs_op_name((ecs_op_type)t), c.desc,
+               1e3 * el / (reps - 1));
       ecs_err_clear(&err);
       dev_case_free(&d);
       bcase_free(&c);

@@ -85,7 +85,8 @@ static void test_cuda_lookup_without_gpu_is_a_clear_error(void **state) {
 static ecs_tensor tensor_in(ecs_buffer *buf, size_t off_floats, ecs_dtype type, int nd,
                             const int64_t *ne) {
   ecs_tensor t = {.type = type, .nd = nd, .buffer = buf};
-  for (int i = 0; i < ECS_MAX_DIMS; i++) t.ne[i] = i < nd ? ne[i] : 1;
+  for (int i = 0; i < ECS_MAX_DIMS; i++)
+    t.ne[i] = i < nd ? ne[i] : 1;
   t.data = (char *)ecs_buffer_base(buf) + off_floats * 4;
   t.nbytes = ecs_plain_nbytes(&t);
   return t;
@@ -119,13 +120,15 @@ static void test_gpu_device_and_buffers(void **state) {
   assert_non_null(buf);
   ecs_tensor t = tensor_in(buf, 0, ECS_F32, 1, (int64_t[]){256});
   float in[256], out[256];
-  for (int i = 0; i < 256; i++) in[i] = (float)i * 0.5f - 7;
+  for (int i = 0; i < 256; i++)
+    in[i] = (float)i * 0.5f - 7;
   assert_int_equal(ecs_tensor_set_bytes(&t, in, 0, sizeof in, &err), ECS_OK);
   assert_int_equal(ecs_tensor_get_bytes(&t, out, 0, sizeof out, &err), ECS_OK);
   assert_memory_equal(in, out, sizeof in);
   assert_int_equal(ecs_tensor_memset(&t, 0, &err), ECS_OK);
   assert_int_equal(ecs_tensor_get_bytes(&t, out, 0, sizeof out, &err), ECS_OK);
-  for (int i = 0; i < 256; i++) assert_true(out[i] == 0.0f);
+  for (int i = 0; i < 256; i++)
+    assert_true(out[i] == 0.0f);
   ecs_buffer_free(buf);
   /* an impossible allocation is a clear out-of-memory error naming the call */
   assert_null(ecs_buffer_alloc(ecs_device_buffer_type(dev), (size_t)1 << 60, &err));
@@ -146,7 +149,8 @@ static void test_gpu_elementwise_and_dropout(void **state) {
   ecs_tensor a = tensor_in(buf, 0, ECS_F32, 1, ne), b = tensor_in(buf, N, ECS_F32, 1, ne);
   ecs_tensor y = tensor_in(buf, 2 * N, ECS_F32, 1, ne), m = tensor_in(buf, 3 * N, ECS_U8, 1, ne);
   float av[N], bv[N], out[N];
-  for (int i = 0; i < N; i++) av[i] = (float)(i % 37) - 10.5f, bv[i] = (float)(i % 11) * 0.25f;
+  for (int i = 0; i < N; i++)
+    av[i] = (float)(i % 37) - 10.5f, bv[i] = (float)(i % 11) * 0.25f;
   assert_int_equal(ecs_tensor_set_bytes(&a, av, 0, sizeof av, &err), ECS_OK);
   assert_int_equal(ecs_tensor_set_bytes(&b, bv, 0, sizeof bv, &err), ECS_OK);
 
@@ -154,12 +158,14 @@ static void test_gpu_elementwise_and_dropout(void **state) {
   assert_true(ecs_device_supports_op(dev, &add));
   run(be, &add);
   assert_int_equal(ecs_tensor_get_bytes(&y, out, 0, sizeof out, &err), ECS_OK);
-  for (int i = 0; i < N; i++) assert_float_equal(out[i], 2 * av[i] - 3 * bv[i], 1e-5);
+  for (int i = 0; i < N; i++)
+    assert_float_equal(out[i], 2 * av[i] - 3 * bv[i], 1e-5);
 
   ecs_op relu6 = {.type = ECS_OP_RELU, .src = {&a}, .dst = {&y}, .p.act.clip = 6.0f};
   run(be, &relu6);
   assert_int_equal(ecs_tensor_get_bytes(&y, out, 0, sizeof out, &err), ECS_OK);
-  for (int i = 0; i < N; i++) assert_float_equal(out[i], fminf(fmaxf(av[i], 0), 6), 0);
+  for (int i = 0; i < N; i++)
+    assert_float_equal(out[i], fminf(fmaxf(av[i], 0), 6), 0);
 
   /* the dropout mask is the host's ecs_dropout_keep, element by element */
   ecs_op drop = {.type = ECS_OP_DROPOUT, .src = {&a}, .dst = {&y, &m}, .p.dropout = {0.3f, 12345}};
@@ -186,7 +192,8 @@ static void test_gpu_validation_errors(void **state) {
   ecs_err err = {0};
   ecs_backend *be = gpu_backend(dev);
   ecs_buffer *gbuf = ecs_buffer_alloc(ecs_device_buffer_type(dev), 64 * 4, &err);
-  ecs_buffer *hbuf = ecs_buffer_alloc(ecs_device_buffer_type(ecs_device_find("cpu", &err)), 64 * 4, &err);
+  ecs_buffer *hbuf =
+      ecs_buffer_alloc(ecs_device_buffer_type(ecs_device_find("cpu", &err)), 64 * 4, &err);
   assert_non_null(gbuf);
   assert_non_null(hbuf);
   ecs_tensor g = tensor_in(gbuf, 0, ECS_F32, 1, (int64_t[]){16});
@@ -223,8 +230,8 @@ static void test_gpu_validation_errors(void **state) {
 }
 
 /* 3x3 convolution, stride 1, pad 1, computed here on the host */
-static void host_conv(const float *x, const float *w, const float *b, float *y, int n, int c,
-                      int o, int h, int wd) {
+static void host_conv(const float *x, const float *w, const float *b, float *y, int n, int c, int o,
+                      int h, int wd) {
   for (int i = 0; i < n; i++)
     for (int oc = 0; oc < o; oc++)
       for (int r = 0; r < h; r++)
@@ -235,7 +242,8 @@ static void host_conv(const float *x, const float *w, const float *b, float *y, 
               for (int kq = 0; kq < 3; kq++) {
                 int rr = r + kr - 1, qq = q + kq - 1;
                 if (rr < 0 || rr >= h || qq < 0 || qq >= wd) continue;
-                s += (double)x[((i * c + ic) * h + rr) * wd + qq] * w[((oc * c + ic) * 3 + kr) * 3 + kq];
+                s += (double)x[((i * c + ic) * h + rr) * wd + qq] *
+                     w[((oc * c + ic) * 3 + kr) * 3 + kq];
               }
           y[((i * o + oc) * h + r) * wd + q] = (float)s;
         }
@@ -256,14 +264,19 @@ static void test_gpu_conv_matches_host_and_caches_algorithm(void **state) {
   ecs_tensor b = tensor_in(buf, nx + nw, ECS_F32, 1, (int64_t[]){O});
   ecs_tensor y = tensor_in(buf, nx + nw + O, ECS_F32, 4, (int64_t[]){NB, O, H, W});
   float xv[NB * C * H * W], wv[O * C * 9], bv[O], yv[NB * O * H * W], want[NB * O * H * W];
-  for (size_t i = 0; i < nx; i++) xv[i] = sinf((float)i * 0.37f);
-  for (size_t i = 0; i < nw; i++) wv[i] = cosf((float)i * 0.11f) * 0.3f;
-  for (int i = 0; i < O; i++) bv[i] = 0.1f * (float)i - 0.2f;
+  for (size_t i = 0; i < nx; i++)
+    xv[i] = sinf((float)i * 0.37f);
+  for (size_t i = 0; i < nw; i++)
+    wv[i] = cosf((float)i * 0.11f) * 0.3f;
+  for (int i = 0; i < O; i++)
+    bv[i] = 0.1f * (float)i - 0.2f;
   assert_int_equal(ecs_tensor_set_bytes(&x, xv, 0, sizeof xv, &err), ECS_OK);
   assert_int_equal(ecs_tensor_set_bytes(&w, wv, 0, sizeof wv, &err), ECS_OK);
   assert_int_equal(ecs_tensor_set_bytes(&b, bv, 0, sizeof bv, &err), ECS_OK);
   host_conv(xv, wv, bv, want, NB, C, O, H, W);
-  ecs_op conv = {.type = ECS_OP_CONV2D, .src = {&x, &w, &b}, .dst = {&y},
+  ecs_op conv = {.type = ECS_OP_CONV2D,
+                 .src = {&x, &w, &b},
+                 .dst = {&y},
                  .p.conv = {.stride = {1, 1}, .pad = {1, 1}, .dil = {1, 1}, .groups = 1}};
   ecs_backend_reset_stats(be);
   for (int rep = 0; rep < 3; rep++) {
@@ -295,7 +308,8 @@ static void *worker_main(void *arg) {
   worker *wk = arg;
   ecs_err err = {0};
   ecs_backend *be = ecs_backend_init(wk->dev, NULL, &err);
-  ecs_buffer *buf = be ? ecs_buffer_alloc(ecs_device_buffer_type(wk->dev), 2 * 4096 * 4, &err) : NULL;
+  ecs_buffer *buf =
+      be ? ecs_buffer_alloc(ecs_device_buffer_type(wk->dev), 2 * 4096 * 4, &err) : NULL;
   if (!buf) {
     ecs_backend_free(be);
     return NULL;
@@ -303,17 +317,21 @@ static void *worker_main(void *arg) {
   ecs_tensor x = tensor_in(buf, 0, ECS_F32, 1, (int64_t[]){4096});
   ecs_tensor y = tensor_in(buf, 4096, ECS_F32, 1, (int64_t[]){4096});
   float ones[4096];
-  for (int i = 0; i < 4096; i++) ones[i] = 1.0f;
+  for (int i = 0; i < 4096; i++)
+    ones[i] = 1.0f;
   int ok = ecs_tensor_set_bytes(&x, ones, 0, sizeof ones, &err) == ECS_OK;
   for (int it = 0; ok && it < 200; it++) {
-    ecs_op op = {.type = ECS_OP_SCALE, .src = {it % 2 ? &y : &x}, .dst = {it % 2 ? &x : &y},
+    ecs_op op = {.type = ECS_OP_SCALE,
+                 .src = {it % 2 ? &y : &x},
+                 .dst = {it % 2 ? &x : &y},
                  .p.scalar = {wk->scale, 0}};
     ok = ecs_backend_compute(be, &op, &err) == ECS_OK;
   }
   float out[4096];
   ok = ok && ecs_backend_synchronize(be, &err) == ECS_OK &&
        ecs_tensor_get_bytes(&x, out, 0, sizeof out, &err) == ECS_OK;
-  for (int i = 0; ok && i < 4096; i++) ok = fabsf(out[i] - powf(wk->scale, 200)) < 1e-3f;
+  for (int i = 0; ok && i < 4096; i++)
+    ok = fabsf(out[i] - powf(wk->scale, 200)) < 1e-3f;
   wk->ok = ok;
   ecs_buffer_free(buf);
   ecs_backend_free(be);
@@ -326,8 +344,10 @@ static void test_gpu_two_workers_on_two_threads(void **state) {
   if (!dev) skip();
   worker w[2] = {{dev, 1.0f, 0}, {dev, -1.0f, 0}};
   pthread_t th[2];
-  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
-  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
+  for (int i = 0; i < 2; i++)
+    pthread_join(th[i], NULL);
   assert_true(w[0].ok);
   assert_true(w[1].ok);
 }

@@ -130,12 +130,14 @@ static void test_labels_from_annotation_xml(void **state) {
   snprintf(dir, sizeof dir, "/tmp/ecs-voc-XXXXXX");
   assert_non_null(mkdtemp(dir));
   char path[256], cmd[300];
-  snprintf(cmd, sizeof cmd, "mkdir -p %s/JPEGImages %s/Annotations %s/ImageSets/Segmentation", dir, dir, dir);
+  snprintf(cmd, sizeof cmd, "mkdir -p %s/JPEGImages %s/Annotations %s/ImageSets/Segmentation", dir,
+           dir, dir);
   assert_int_equal(system(cmd), 0);
   snprintf(path, sizeof path, "%s/Annotations/2007_000032.xml", dir);
   FILE *f = fopen(path, "w");
   fputs("<annotation><object><name>aeroplane</name></object>"
-        "<object><name> person </name><part><name>head</name></part></object></annotation>", f);
+        "<object><name> person </name><part><name>head</name></part></object></annotation>",
+        f);
   fclose(f);
   ecs_err err = {0};
   ecs_dataset *ds = ecs_dataset_open(dir, &err); /* no classes.txt: the VOC classes */
@@ -143,7 +145,8 @@ static void test_labels_from_annotation_xml(void **state) {
   assert_int_equal(ecs_dataset_n_classes(ds), 20);
   const uint8_t *l;
   assert_int_equal(ecs_dataset_labels(ds, "2007_000032", &l, &err), ECS_OK);
-  for (int k = 0; k < 20; k++) assert_int_equal(l[k], k == 0 || k == 14);
+  for (int k = 0; k < 20; k++)
+    assert_int_equal(l[k], k == 0 || k == 14);
   ecs_dataset_free(ds);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   assert_int_equal(system(cmd), 0);

@@ -81,14 +81,16 @@ static ecs_tensor *tn(int nd, int64_t a, int64_t b, int64_t c, int64_t d) {
   t->type = ECS_F32;
   t->nd = nd;
   int64_t ne[4] = {a, b, c, d};
-  for (int i = 0; i < 4; i++) t->ne[i] = i < nd ? ne[i] : 1;
+  for (int i = 0; i < 4; i++)
+    t->ne[i] = i < nd ? ne[i] : 1;
   t->nbytes = ecs_plain_nbytes(t);
   return t;
 }
 
 static void alloc_t(ecs_tensor *t) {
   ecs_err err = {0};
-  ecs_buffer *b = ecs_buffer_alloc(ecs_device_buffer_type(ecs_backend_device(g_cpu)), t->nbytes, &err);
+  ecs_buffer *b =
+      ecs_buffer_alloc(ecs_device_buffer_type(ecs_backend_device(g_cpu)), t->nbytes, &err);
   assert_non_null(b);
   assert_true(g_nb < MAX_OWNED);
   g_buffers[g_nb++] = b;
@@ -102,20 +104,24 @@ static ecs_tensor *rnd(int nd, int64_t a, int64_t b, int64_t c, int64_t d, float
   ecs_tensor *t = tn(nd, a, b, c, d);
   alloc_t(t);
   float *v = t->data;
-  for (int64_t i = 0; i < ecs_nelements(t); i++) v[i] = lo + (hi - lo) * 0.5f * (frand() + 1.0f);
+  for (int64_t i = 0; i < ecs_nelements(t); i++)
+    v[i] = lo + (hi - lo) * 0.5f * (frand() + 1.0f);
   return t;
 }
 
 static void free_all(void) {
-  for (int i = 0; i < g_nb; i++) ecs_buffer_free(g_buffers[i]);
-  for (int i = 0; i < g_nt; i++) free(g_tensors[i]);
+  for (int i = 0; i < g_nb; i++)
+    ecs_buffer_free(g_buffers[i]);
+  for (int i = 0; i < g_nt; i++)
+    free(g_tensors[i]);
   g_nb = g_nt = 0;
 }
 
 static void run_on(ecs_backend *be, ecs_op *op) {
   ecs_err err = {0};
   ecs_status st = ecs_backend_prepare(be, op, &err);
-  if (st != ECS_OK) fail_msg("%s prepare on %s: %s", ecs_op_name(op->type), ecs_backend_name(be), err.msg);
+  if (st != ECS_OK)
+    fail_msg("%s prepare on %s: %s", ecs_op_name(op->type), ecs_backend_name(be), err.msg);
   for (int i = 0; i < ECS_OP_MAX_DST; i++)
     if (op->dst[i] && !op->dst[i]->data) alloc_t(op->dst[i]);
   st = ecs_backend_compute(be, op, &err);
@@ -194,7 +200,9 @@ static void parity(ecs_op *op, unsigned cmp, unsigned cmp_src, double tol) {
 
 static ecs_op conv_op(ecs_tensor *x, ecs_tensor *w, ecs_tensor *b, ecs_tensor *y, int stride,
                       int pad, int dil, int groups) {
-  return (ecs_op){.type = ECS_OP_CONV2D, .src = {x, w, b}, .dst = {y},
+  return (ecs_op){.type = ECS_OP_CONV2D,
+                  .src = {x, w, b},
+                  .dst = {y},
                   .p.conv = {{stride, stride}, {pad, pad}, {dil, dil}, groups}};
 }
 
@@ -203,7 +211,9 @@ static ecs_tensor *conv_out(ecs_tensor *x, ecs_tensor *w, int stride, int pad, i
             ecs_conv_out_size(x->ne[3], (int)w->ne[3], stride, pad, dil));
 }
 
-static void stats(ecs_backend_stats *s) { ecs_backend_get_stats(g_cpu, s); }
+static void stats(ecs_backend_stats *s) {
+  ecs_backend_get_stats(g_cpu, s);
+}
 
 /* convolutions g_cpu ran on rearranged maps, and by Winograd, so far */
 static uint64_t phased_ops(void) {
@@ -252,7 +262,8 @@ static ecs_tensor *conv_chain_act(int depth, ecs_tensor *x, ecs_tensor **w, ecs_
   return out;
 }
 
-static ecs_tensor *conv_chain_dil(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be, int dil) {
+static ecs_tensor *conv_chain_dil(int depth, ecs_tensor *x, ecs_tensor **w, ecs_backend *be,
+                                  int dil) {
   return conv_chain_act(depth, x, w, be, dil, 0);
 }
 
@@ -265,7 +276,8 @@ static ecs_tensor *blocked(int64_t n, int64_t c, int64_t h, int64_t w);
 static void test_conv_chain_keeps_blocked_layout(void **state) {
   (void)state;
   ecs_tensor *w[4];
-  for (int i = 0; i < 4; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
+  for (int i = 0; i < 4; i++)
+    w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
   /* the input as a previous layer leaves it: blocked */
   ecs_tensor *x = blocked(2, 16, 10, 10);
   assert_int_equal(x->layout, ECS_LAYOUT_DNNL);
@@ -341,7 +353,8 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
     ecs_backend *be = variant == 0 ? packed_backend(64) : phased_backend(dil);
     g_cpu = be;
     ecs_tensor *w[3];
-    for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
+    for (int i = 0; i < 3; i++)
+      w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
     ecs_tensor *x = blocked(1, 16, 13, 11);
     assert_int_equal(x->layout, ECS_LAYOUT_DNNL);
     conv_chain_dil(3, x, w, be, dil);
@@ -375,8 +388,10 @@ static void test_dilated_chain_keeps_blocked_layout(void **state) {
 static void test_dilated_conv_phases(void **state) {
   (void)state;
   ecs_backend *saved = g_cpu;
-  struct { int ci, co, dil, pad, bias, h, w, factor; } cases[] = {
-      {16, 24, 2, 2, 1, 13, 11, 2}, {8, 16, 4, 4, 0, 13, 17, 4}, {8, 16, 4, 4, 1, 15, 9, 2},
+  struct {
+    int ci, co, dil, pad, bias, h, w, factor;
+  } cases[] = {
+      {16, 24, 2, 2, 1, 13, 11, 2}, {8, 16, 4, 4, 0, 13, 17, 4},  {8, 16, 4, 4, 1, 15, 9, 2},
       {12, 20, 2, 4, 1, 9, 10, 2},  {16, 16, 4, 0, 0, 14, 13, 4}, {16, 16, 4, 8, 1, 17, 11, 4},
       {3, 8, 2, 2, 1, 5, 7, 2},     {16, 8, 4, 4, 1, 11, 15, 4},
   };
@@ -397,17 +412,19 @@ static void test_dilated_conv_phases(void **state) {
       expect_path(what, phased_ops() - ph0, g_expect ? (uint64_t)g_expect->split_fwd : 0);
       uint64_t ph1 = phased_ops();
       ecs_tensor *dy = b ? y : rnd(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3], -1, 1);
-      ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w},
-                   .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])}, .p.conv = c.p.conv};
+      ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA,
+                   .src = {dy, w},
+                   .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])},
+                   .p.conv = c.p.conv};
       parity(&bd, 1, 0, 1e-4);
-      ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy},
+      ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT,
+                   .src = {x, dy},
                    .dst = {tn(4, w->ne[0], w->ne[1], 3, 3), bias ? tn(1, w->ne[0], 1, 1, 1) : NULL},
                    .p.conv = c.p.conv};
       parity(&bw, bias ? 3 : 1, 0, 1e-4);
       if (cases[i].factor == dil) {
         snprintf(what, sizeof what, "case %zu: the split backward ops", i);
-        expect_path(what, phased_ops() - ph1,
-                    g_expect ? (uint64_t)g_expect->split_bwd : 0);
+        expect_path(what, phased_ops() - ph1, g_expect ? (uint64_t)g_expect->split_bwd : 0);
       }
     }
     ecs_backend_free(g_cpu);
@@ -423,7 +440,9 @@ static void test_dilated_conv_phases(void **state) {
  * them keeps the blocked layout. */
 static void test_narrow_maps_side_by_side(void **state) {
   (void)state;
-  struct { int n, ci, co, k, ph, pw, bias, h, w; } cases[] = {
+  struct {
+    int n, ci, co, k, ph, pw, bias, h, w;
+  } cases[] = {
       {3, 16, 24, 3, 1, 1, 1, 7, 5}, {2, 12, 8, 3, 0, 0, 0, 6, 7}, {4, 8, 16, 5, 2, 2, 1, 5, 3},
       {2, 16, 16, 3, 2, 1, 0, 7, 7}, {5, 3, 8, 3, 1, 2, 1, 4, 4},  {2, 8, 8, 5, 1, 0, 1, 9, 7},
       {7, 8, 8, 3, 1, 1, 1, 3, 5},
@@ -450,8 +469,7 @@ static void test_narrow_maps_side_by_side(void **state) {
         parity(&c, 1, 0, 1e-4);
         char what[64];
         snprintf(what, sizeof what, "case %zu: side by side", i);
-        expect_path(what, phased_ops() - n0,
-                    g_expect ? (uint64_t)g_expect->side_by_side : 0);
+        expect_path(what, phased_ops() - n0, g_expect ? (uint64_t)g_expect->side_by_side : 0);
       }
     free_all();
     ecs_backend_free(g_cpu);
@@ -459,7 +477,8 @@ static void test_narrow_maps_side_by_side(void **state) {
   }
   g_cpu = packed_backend(64);
   ecs_tensor *w[3];
-  for (int i = 0; i < 3; i++) w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
+  for (int i = 0; i < 3; i++)
+    w[i] = rnd(4, 16, 16, 3, 3, -0.2f, 0.2f);
   ecs_tensor *x = blocked(3, 16, 7, 7);
   conv_chain(3, x, w, g_cpu);
   ecs_backend_stats s;
@@ -467,8 +486,7 @@ static void test_narrow_maps_side_by_side(void **state) {
   uint64_t n0 = phased_ops();
   ecs_tensor *y = conv_chain(3, x, w, g_cpu);
   stats(&s);
-  expect_path("chain side by side", phased_ops() - n0,
-              g_expect && g_expect->side_by_side ? 3 : 0);
+  expect_path("chain side by side", phased_ops() - n0, g_expect && g_expect->side_by_side ? 3 : 0);
   assert_int_equal(s.reorders, 1); /* the final copy to plain */
   assert_int_equal(s.ref_ops, 0);
   double e = rel_l2(y, conv_chain(3, clone_plain(g_cpu, x), w, g_ref));
@@ -486,11 +504,13 @@ static void test_narrow_maps_side_by_side(void **state) {
  * channels must not. A chain keeps the blocked layout. */
 static void test_winograd_conv(void **state) {
   (void)state;
-  struct { int n, ci, co, dil, ph, pw, h, w; } cases[] = {
-      {1, 16, 16, 1, 1, 1, 8, 8},  {2, 20, 24, 1, 1, 1, 13, 11}, {1, 32, 40, 1, 0, 0, 9, 17},
-      {3, 16, 16, 1, 2, 2, 5, 6},  {1, 24, 36, 2, 2, 2, 15, 13}, {2, 16, 16, 2, 0, 0, 12, 9},
-      {1, 16, 32, 4, 4, 4, 17, 19}, {1, 48, 16, 4, 8, 8, 11, 10}, {1, 64, 64, 1, 1, 0, 31, 29},
-      {2, 17, 33, 1, 1, 2, 7, 7},  {1, 300, 272, 1, 1, 1, 6, 9}, {2, 64, 64, 1, 1, 1, 48, 48},
+  struct {
+    int n, ci, co, dil, ph, pw, h, w;
+  } cases[] = {
+      {1, 16, 16, 1, 1, 1, 8, 8},    {2, 20, 24, 1, 1, 1, 13, 11}, {1, 32, 40, 1, 0, 0, 9, 17},
+      {3, 16, 16, 1, 2, 2, 5, 6},    {1, 24, 36, 2, 2, 2, 15, 13}, {2, 16, 16, 2, 0, 0, 12, 9},
+      {1, 16, 32, 4, 4, 4, 17, 19},  {1, 48, 16, 4, 8, 8, 11, 10}, {1, 64, 64, 1, 1, 0, 31, 29},
+      {2, 17, 33, 1, 1, 2, 7, 7},    {1, 300, 272, 1, 1, 1, 6, 9}, {2, 64, 64, 1, 1, 1, 48, 48},
       {2, 128, 64, 2, 2, 2, 37, 41},
   };
   ecs_backend *saved = g_cpu;
@@ -505,10 +525,17 @@ static void test_winograd_conv(void **state) {
         ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci, 3, 3, -0.5f, 0.5f);
         ecs_tensor *bias = (v + (int)i) % 3 ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
         int dil = cases[i].dil;
-        ecs_tensor *y = tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], 3, 1, cases[i].ph, dil),
-                           ecs_conv_out_size(x->ne[3], 3, 1, cases[i].pw, dil));
-        ecs_op c = {.type = ECS_OP_CONV2D, .src = {x, w, bias}, .dst = {y},
-                    .p.conv = {{1, 1}, {cases[i].ph, cases[i].pw}, {dil, dil}, 1, relu ? ECS_ACT_RELU : ECS_ACT_NONE}};
+        ecs_tensor *y =
+            tn(4, x->ne[0], w->ne[0], ecs_conv_out_size(x->ne[2], 3, 1, cases[i].ph, dil),
+               ecs_conv_out_size(x->ne[3], 3, 1, cases[i].pw, dil));
+        ecs_op c = {.type = ECS_OP_CONV2D,
+                    .src = {x, w, bias},
+                    .dst = {y},
+                    .p.conv = {{1, 1},
+                               {cases[i].ph, cases[i].pw},
+                               {dil, dil},
+                               1,
+                               relu ? ECS_ACT_RELU : ECS_ACT_NONE}};
         uint64_t n0 = wino_ops();
         ecs_op r = c;
         for (int k = 0; k < 3; k++)
@@ -537,7 +564,8 @@ static void test_winograd_conv(void **state) {
     }
     /* a chain: blocked from layer to layer, the only reorder the final copy to plain */
     ecs_tensor *wc[3];
-    for (int k = 0; k < 3; k++) wc[k] = rnd(4, 24, 24, 3, 3, -0.2f, 0.2f);
+    for (int k = 0; k < 3; k++)
+      wc[k] = rnd(4, 24, 24, 3, 3, -0.2f, 0.2f);
     ecs_tensor *xc = blocked(2, 24, 13, 14);
     conv_chain_act(3, xc, wc, g_cpu, 1, 1);
     ecs_backend_stats s;
@@ -573,7 +601,8 @@ static void test_winograd_conv(void **state) {
       assert_int_equal(e1 - e0, 1);
       assert_int_equal(r1 - r0, 2);
       float *v = w->data;
-      for (int64_t i = 0; i < ecs_nelements(w); i++) v[i] = 0.5f * v[i] - 0.01f;
+      for (int64_t i = 0; i < ecs_nelements(w); i++)
+        v[i] = 0.5f * v[i] - 0.01f;
     }
     free_all();
     ecs_backend_free(b1);
@@ -587,12 +616,12 @@ static void test_winograd_conv(void **state) {
    * CPU should take it, a small map (9 tiles) and a large one (240) */
   g_cpu = backend_opts((ecs_backend_params){.n_threads = 1});
   for (int k = 0; k < 2; k++) {
-    ecs_tensor *x = blocked(k ? 2 : 1, 32, k ? 45 : 9, k ? 38 : 10), *w = rnd(4, 24, 32, 3, 3, -0.5f, 0.5f);
+    ecs_tensor *x = blocked(k ? 2 : 1, 32, k ? 45 : 9, k ? 38 : 10),
+               *w = rnd(4, 24, 32, 3, 3, -0.5f, 0.5f);
     ecs_op c = conv_op(x, w, rnd(1, 24, 1, 1, 1, -1, 1), conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
     uint64_t n0 = wino_ops();
     parity(&c, 1, 0, 1e-4);
-    expect_path(k ? "default Winograd, 240 tiles" : "default Winograd, 9 tiles",
-                wino_ops() - n0,
+    expect_path(k ? "default Winograd, 240 tiles" : "default Winograd, 9 tiles", wino_ops() - n0,
                 g_expect ? (uint64_t)(k ? g_expect->wino_large : g_expect->wino_small) : 0);
   }
   free_all();
@@ -731,7 +760,8 @@ static void test_weight_cache_sees_updates(void **state) {
     ecs_op c = conv_op(x, w, NULL, conv_out(x, w, 1, 1, 1), 1, 1, 1, 1);
     parity(&c, 1, 0, 1e-4);
     float *v = w->data;
-    for (int64_t i = 0; i < ecs_nelements(w); i++) v[i] = -0.5f * v[i] + 0.01f;
+    for (int64_t i = 0; i < ecs_nelements(w); i++)
+      v[i] = -0.5f * v[i] + 0.01f;
   }
   ecs_backend_stats s0, s1;
   stats(&s0);
@@ -749,35 +779,48 @@ static void test_backward_ops_on_dnnl(void **state) {
   ecs_tensor *x = rnd(4, 2, 16, 9, 9, -1, 1), *w = rnd(4, 24, 16, 3, 3, -0.3f, 0.3f);
   ecs_tensor *dy = rnd(4, 2, 24, 5, 5, -1, 1);
   ecs_backend_reset_stats(g_cpu);
-  ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w}, .dst = {tn(4, 2, 16, 9, 9)},
+  ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA,
+               .src = {dy, w},
+               .dst = {tn(4, 2, 16, 9, 9)},
                .p.conv = {{2, 2}, {1, 1}, {1, 1}, 1}};
   parity(&bd, 1, 0, 1e-4);
-  ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy},
-               .dst = {tn(4, 24, 16, 3, 3), tn(1, 24, 1, 1, 1)}, .p.conv = {{2, 2}, {1, 1}, {1, 1}, 1}};
+  ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT,
+               .src = {x, dy},
+               .dst = {tn(4, 24, 16, 3, 3), tn(1, 24, 1, 1, 1)},
+               .p.conv = {{2, 2}, {1, 1}, {1, 1}, 1}};
   parity(&bw, 3, 0, 1e-4);
   assert_int_equal(bw.dst[0]->layout, ECS_LAYOUT_PLAIN); /* gradients for the optimiser */
 
   ecs_tensor *g = rnd(1, 16, 1, 1, 1, 0.5f, 1.5f), *mean = rnd(1, 16, 1, 1, 1, -0.2f, 0.2f);
   ecs_tensor *invstd = rnd(1, 16, 1, 1, 1, 0.5f, 2.0f), *dyx = rnd(4, 2, 16, 9, 9, -1, 1);
   for (int training = 0; training <= 1; training++) {
-    ecs_op bn = {.type = ECS_OP_BATCHNORM_BWD, .src = {x, dyx, g, mean, invstd},
+    ecs_op bn = {.type = ECS_OP_BATCHNORM_BWD,
+                 .src = {x, dyx, g, mean, invstd},
                  .dst = {tn(4, 2, 16, 9, 9), tn(1, 16, 1, 1, 1), tn(1, 16, 1, 1, 1)},
                  .p.bn = {1e-5f, 0.1f, training}};
     parity(&bn, 7, 0, 1e-4);
   }
   for (int clip = 0; clip <= 6; clip += 6) {
-    ecs_op rb = {.type = ECS_OP_RELU_BWD, .src = {x, dyx}, .dst = {tn(4, 2, 16, 9, 9)}, .p.act = {(float)clip}};
+    ecs_op rb = {.type = ECS_OP_RELU_BWD,
+                 .src = {x, dyx},
+                 .dst = {tn(4, 2, 16, 9, 9)},
+                 .p.act = {(float)clip}};
     parity(&rb, 1, 0, 1e-5);
   }
   /* max pooling: the forward's workspace feeds the backward */
   ecs_tensor *py = tn(4, 2, 16, 5, 5), *ws = tn(4, 2, 16, 5, 5);
   ws->type = ECS_U8;
-  ecs_op pf = {.type = ECS_OP_POOL2D, .src = {x}, .dst = {py, ws},
+  ecs_op pf = {.type = ECS_OP_POOL2D,
+               .src = {x},
+               .dst = {py, ws},
                .p.pool = {ECS_POOL_MAX, {3, 3}, {2, 2}, {1, 1}, 0, 0}};
   run_on(g_cpu, &pf);
   assert_int_equal(ws->layout, ECS_LAYOUT_DNNL);
   ecs_tensor *pdy = rnd(4, 2, 16, 5, 5, -1, 1);
-  ecs_op pb = {.type = ECS_OP_POOL2D_BWD, .src = {x, pdy, ws}, .dst = {tn(4, 2, 16, 9, 9)}, .p.pool = pf.p.pool};
+  ecs_op pb = {.type = ECS_OP_POOL2D_BWD,
+               .src = {x, pdy, ws},
+               .dst = {tn(4, 2, 16, 9, 9)},
+               .p.pool = pf.p.pool};
   ecs_op pbr = pb;
   pbr.src[2] = NULL; /* the reference recomputes the argmax */
   pbr.src[0] = clone_plain(g_cpu, x);
@@ -786,7 +829,9 @@ static void test_backward_ops_on_dnnl(void **state) {
   run_on(g_cpu, &pb);
   run_on(g_ref, &pbr);
   expect_close(pb.dst[0], pbr.dst[0], 1e-5, "max pool backward");
-  ecs_op ab = {.type = ECS_OP_POOL2D_BWD, .src = {x, pdy}, .dst = {tn(4, 2, 16, 9, 9)},
+  ecs_op ab = {.type = ECS_OP_POOL2D_BWD,
+               .src = {x, pdy},
+               .dst = {tn(4, 2, 16, 9, 9)},
                .p.pool = {ECS_POOL_AVG, {3, 3}, {2, 2}, {1, 1}, 0, 1}};
   parity(&ab, 1, 0, 1e-5);
   ecs_backend_stats s;
@@ -799,24 +844,32 @@ static void test_backward_ops_on_dnnl(void **state) {
 
 static void test_conv_variants(void **state) {
   (void)state;
-  struct { int ci, co, k, stride, pad, dil, groups, bias, hw; } cases[] = {
-      {3, 8, 3, 1, 1, 1, 1, 1, 11},  {8, 8, 1, 1, 0, 1, 1, 0, 7},  {16, 8, 3, 2, 1, 1, 1, 1, 9},
-      {8, 16, 3, 1, 2, 2, 1, 0, 10}, {8, 8, 3, 1, 1, 1, 2, 1, 8},  {5, 7, 5, 2, 2, 1, 1, 1, 12},
+  struct {
+    int ci, co, k, stride, pad, dil, groups, bias, hw;
+  } cases[] = {
+      {3, 8, 3, 1, 1, 1, 1, 1, 11},  {8, 8, 1, 1, 0, 1, 1, 0, 7}, {16, 8, 3, 2, 1, 1, 1, 1, 9},
+      {8, 16, 3, 1, 2, 2, 1, 0, 10}, {8, 8, 3, 1, 1, 1, 2, 1, 8}, {5, 7, 5, 2, 2, 1, 1, 1, 12},
       {16, 16, 3, 1, 4, 4, 1, 0, 9},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     ecs_tensor *x = rnd(4, 2, cases[i].ci, cases[i].hw, cases[i].hw, -1, 1);
-    ecs_tensor *w = rnd(4, cases[i].co, cases[i].ci / cases[i].groups, cases[i].k, cases[i].k, -0.5f, 0.5f);
+    ecs_tensor *w =
+        rnd(4, cases[i].co, cases[i].ci / cases[i].groups, cases[i].k, cases[i].k, -0.5f, 0.5f);
     ecs_tensor *b = cases[i].bias ? rnd(1, cases[i].co, 1, 1, 1, -1, 1) : NULL;
     ecs_tensor *y = conv_out(x, w, cases[i].stride, cases[i].pad, cases[i].dil);
     ecs_op c = conv_op(x, w, b, y, cases[i].stride, cases[i].pad, cases[i].dil, cases[i].groups);
     parity(&c, 1, 0, 1e-4);
     ecs_tensor *dy = rnd(4, y->ne[0], y->ne[1], y->ne[2], y->ne[3], -1, 1);
-    ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {dy, w}, .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])}, .p.conv = c.p.conv};
-    parity(&bd, 1, 0, 1e-4);
-    ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, dy},
-                 .dst = {tn(4, w->ne[0], w->ne[1], w->ne[2], w->ne[3]), b ? tn(1, w->ne[0], 1, 1, 1) : NULL},
+    ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA,
+                 .src = {dy, w},
+                 .dst = {tn(4, x->ne[0], x->ne[1], x->ne[2], x->ne[3])},
                  .p.conv = c.p.conv};
+    parity(&bd, 1, 0, 1e-4);
+    ecs_op bw = {
+        .type = ECS_OP_CONV2D_BWD_WEIGHT,
+        .src = {x, dy},
+        .dst = {tn(4, w->ne[0], w->ne[1], w->ne[2], w->ne[3]), b ? tn(1, w->ne[0], 1, 1, 1) : NULL},
+        .p.conv = c.p.conv};
     parity(&bw, b ? 3 : 1, 0, 1e-4);
   }
   free_all();
@@ -861,7 +914,8 @@ static void test_conv_relu_fused(void **state) {
     ecs_op c = conv_op(x, wt, b, yc, stride, pad, dil, groups);
     run_on(g_cpu, &c);
     /* the post-op leaves the layout oneDNN picks for the convolution as it was */
-    if (yf->layout != yc->layout || (yf->layout == ECS_LAYOUT_DNNL && yf->layout_desc != yc->layout_desc))
+    if (yf->layout != yc->layout ||
+        (yf->layout == ECS_LAYOUT_DNNL && yf->layout_desc != yc->layout_desc))
       fail_msg("%s: the fused op's output has another layout than the convolution's", what);
     n_blocked += yf->layout == ECS_LAYOUT_DNNL;
     ecs_tensor *yr = tn(4, yc->ne[0], yc->ne[1], yc->ne[2], yc->ne[3]);
@@ -880,7 +934,8 @@ static void test_conv_relu_fused(void **state) {
     ecs_tensor *rr = tn(4, rc->ne[0], rc->ne[1], rc->ne[2], rc->ne[3]);
     ecs_op ra = {.type = ECS_OP_RELU, .src = {rc}, .dst = {rr}, .p.act.clip = clip};
     run_on(g_ref, &ra);
-    if (memcmp(rf->data, rr->data, rf->nbytes) != 0) fail_msg("%s: cpu-ref's fused op differs", what);
+    if (memcmp(rf->data, rr->data, rf->nbytes) != 0)
+      fail_msg("%s: cpu-ref's fused op differs", what);
     const float *v = rf->data;
     for (int64_t i = 0; i < ecs_nelements(rf); i++)
       if (!(v[i] >= 0) || (clip > 0 && v[i] > clip))
@@ -923,8 +978,9 @@ static void test_conv_act_is_checked(void **state) {
         }
         if (st != ECS_OK) assert_non_null(strstr(err.msg, "act"));
       }
-      if (st == ECS_OK) fail_msg("%s on %s accepted a bad fused activation", ecs_op_name(ops[j].type),
-                                 ecs_backend_name(bes[i]));
+      if (st == ECS_OK)
+        fail_msg("%s on %s accepted a bad fused activation", ecs_op_name(ops[j].type),
+                 ecs_backend_name(bes[i]));
     }
   }
   free_all();
@@ -948,81 +1004,116 @@ static void test_op_sweep(void **state) {
     if (b) assert_int_equal(x->layout, ECS_LAYOUT_DNNL);
     ecs_tensor *g = rnd(1, 12, 1, 1, 1, 0.5f, 1.5f), *be = rnd(1, 12, 1, 1, 1, -1, 1);
     ecs_tensor *rm = rnd(1, 12, 1, 1, 1, -0.5f, 0.5f), *rv = rnd(1, 12, 1, 1, 1, 0.5f, 2.0f);
-    ecs_op bn = {.type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv},
-                 .dst = {tn(4, 2, 12, 7, 9), tn(1, 12, 1, 1, 1), tn(1, 12, 1, 1, 1)}, .p.bn = {1e-5f, 0.1f, 1}};
+    ecs_op bn = {.type = ECS_OP_BATCHNORM,
+                 .src = {x, g, be, rm, rv},
+                 .dst = {tn(4, 2, 12, 7, 9), tn(1, 12, 1, 1, 1), tn(1, 12, 1, 1, 1)},
+                 .p.bn = {1e-5f, 0.1f, 1}};
     parity(&bn, 7, 3 << 3, 1e-5);
-    ecs_op bni = {.type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv}, .dst = {tn(4, 2, 12, 7, 9)},
+    ecs_op bni = {.type = ECS_OP_BATCHNORM,
+                  .src = {x, g, be, rm, rv},
+                  .dst = {tn(4, 2, 12, 7, 9)},
                   .p.bn = {1e-5f, 0.1f, 0}};
     parity(&bni, 1, 0, 1e-5);
     for (int clip = 0; clip <= 6; clip += 6) {
       ecs_tensor *xs = rnd(4, 2, 12, 7, 9, -8, 8);
-      ecs_op r = {.type = ECS_OP_RELU, .src = {b ? x : xs}, .dst = {tn(4, 2, 12, 7, 9)}, .p.act = {(float)clip}};
+      ecs_op r = {.type = ECS_OP_RELU,
+                  .src = {b ? x : xs},
+                  .dst = {tn(4, 2, 12, 7, 9)},
+                  .p.act = {(float)clip}};
       parity(&r, 1, 0, 1e-5);
     }
-    ecs_op add = {.type = ECS_OP_ADD, .src = {x, x2}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {0.5f, -2.0f}};
+    ecs_op add = {
+        .type = ECS_OP_ADD, .src = {x, x2}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {0.5f, -2.0f}};
     parity(&add, 1, 0, 1e-5);
     ecs_tensor *xp = rnd(4, 2, 12, 7, 9, -1, 1); /* mixed layouts: the second is reordered */
-    ecs_op addm = {.type = ECS_OP_ADD, .src = {x, xp}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {1, 1}};
+    ecs_op addm = {
+        .type = ECS_OP_ADD, .src = {x, xp}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {1, 1}};
     parity(&addm, 1, 0, 1e-5);
     ecs_op mul = {.type = ECS_OP_MUL, .src = {x, x2}, .dst = {tn(4, 2, 12, 7, 9)}};
     parity(&mul, 1, 0, 1e-5);
-    ecs_op sc = {.type = ECS_OP_SCALE, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {3.0f, 0.25f}};
+    ecs_op sc = {
+        .type = ECS_OP_SCALE, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}, .p.scalar = {3.0f, 0.25f}};
     parity(&sc, 1, 0, 1e-5);
-    struct { ecs_pool_kind kind; int k, s, p, ceil, incl; } pools[] = {
+    struct {
+      ecs_pool_kind kind;
+      int k, s, p, ceil, incl;
+    } pools[] = {
         {ECS_POOL_MAX, 3, 2, 1, 0, 0}, {ECS_POOL_MAX, 2, 2, 0, 1, 0}, {ECS_POOL_AVG, 3, 2, 1, 0, 1},
         {ECS_POOL_AVG, 3, 2, 1, 1, 0}, {ECS_POOL_AVG, 2, 2, 0, 1, 1}, {ECS_POOL_AVG, 3, 1, 1, 0, 0},
         {ECS_POOL_MAX, 2, 2, 0, 0, 0}, {ECS_POOL_AVG, 2, 2, 0, 0, 1}, /* floor drops a row */
     };
     for (size_t i = 0; i < sizeof pools / sizeof pools[0]; i++) {
-      ecs_op p = {.type = ECS_OP_POOL2D, .src = {x},
-                  .p.pool = {pools[i].kind, {pools[i].k, pools[i].k}, {pools[i].s, pools[i].s},
-                             {pools[i].p, pools[i].p}, pools[i].ceil, pools[i].incl}};
-      p.dst[0] = tn(4, 2, 12, ecs_pool_out_size(7, pools[i].k, pools[i].s, pools[i].p, pools[i].ceil),
-                    ecs_pool_out_size(9, pools[i].k, pools[i].s, pools[i].p, pools[i].ceil));
+      ecs_op p = {.type = ECS_OP_POOL2D,
+                  .src = {x},
+                  .p.pool = {pools[i].kind,
+                             {pools[i].k, pools[i].k},
+                             {pools[i].s, pools[i].s},
+                             {pools[i].p, pools[i].p},
+                             pools[i].ceil,
+                             pools[i].incl}};
+      p.dst[0] =
+          tn(4, 2, 12, ecs_pool_out_size(7, pools[i].k, pools[i].s, pools[i].p, pools[i].ceil),
+             ecs_pool_out_size(9, pools[i].k, pools[i].s, pools[i].p, pools[i].ceil));
       /* PyTorch's count_include_pad divisor differs from oneDNN's past the padded border */
       g_allow_ref = pools[i].kind == ECS_POOL_AVG && pools[i].incl && pools[i].ceil;
       parity(&p, 1, 0, 1e-5);
       ecs_tensor *dy = rnd(4, 2, 12, p.dst[0]->ne[2], p.dst[0]->ne[3], -1, 1);
       if (pools[i].kind == ECS_POOL_AVG) {
-        ecs_op pb = {.type = ECS_OP_POOL2D_BWD, .src = {x, dy}, .dst = {tn(4, 2, 12, 7, 9)}, .p.pool = p.p.pool};
+        ecs_op pb = {.type = ECS_OP_POOL2D_BWD,
+                     .src = {x, dy},
+                     .dst = {tn(4, 2, 12, 7, 9)},
+                     .p.pool = p.p.pool};
         parity(&pb, 1, 0, 1e-5);
       }
       g_allow_ref = 0;
     }
     ecs_op gap = {.type = ECS_OP_GAP, .src = {x}, .dst = {tn(2, 2, 12, 1, 1)}};
     parity(&gap, 1, 0, 1e-5);
-    ecs_op gapb = {.type = ECS_OP_GAP_BWD, .src = {rnd(2, 2, 12, 1, 1, -1, 1)}, .dst = {tn(4, 2, 12, 7, 9)}};
+    ecs_op gapb = {
+        .type = ECS_OP_GAP_BWD, .src = {rnd(2, 2, 12, 1, 1, -1, 1)}, .dst = {tn(4, 2, 12, 7, 9)}};
     parity(&gapb, 1, 0, 1e-5);
     int sizes[][2] = {{14, 18}, {4, 5}, {11, 23}};
     for (int i = 0; i < 3; i++) {
-      ecs_op rs = {.type = ECS_OP_RESIZE_BILINEAR, .src = {x}, .dst = {tn(4, 2, 12, sizes[i][0], sizes[i][1])}};
+      ecs_op rs = {.type = ECS_OP_RESIZE_BILINEAR,
+                   .src = {x},
+                   .dst = {tn(4, 2, 12, sizes[i][0], sizes[i][1])}};
       parity(&rs, 1, 0, 1e-5);
-      ecs_op rb = {.type = ECS_OP_RESIZE_BILINEAR_BWD, .src = {rnd(4, 2, 12, sizes[i][0], sizes[i][1], -1, 1)},
+      ecs_op rb = {.type = ECS_OP_RESIZE_BILINEAR_BWD,
+                   .src = {rnd(4, 2, 12, sizes[i][0], sizes[i][1], -1, 1)},
                    .dst = {tn(4, 2, 12, 7, 9)}};
       parity(&rb, 1, 0, 1e-5);
     }
     for (int log = 0; log <= 1; log++) {
-      ecs_op sm = {.type = log ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX, .src = {x}, .dst = {tn(4, 2, 12, 7, 9)}};
+      ecs_op sm = {.type = log ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX,
+                   .src = {x},
+                   .dst = {tn(4, 2, 12, 7, 9)}};
       parity(&sm, 1, 0, 1e-5);
-      ecs_op smb = {.type = log ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD, .src = {sm.dst[0], x2},
+      ecs_op smb = {.type = log ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD,
+                    .src = {sm.dst[0], x2},
                     .dst = {tn(4, 2, 12, 7, 9)}};
       parity(&smb, 1, 0, 1e-5);
     }
     /* (N, C) tensors: softmax over classes, batch norm of vectors */
     ecs_tensor *v = rnd(2, 6, 21, 1, 1, -3, 3), *v2 = rnd(2, 6, 21, 1, 1, -1, 1);
     for (int log = 0; log <= 1; log++) {
-      ecs_op sm = {.type = log ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX, .src = {v}, .dst = {tn(2, 6, 21, 1, 1)}};
+      ecs_op sm = {.type = log ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX,
+                   .src = {v},
+                   .dst = {tn(2, 6, 21, 1, 1)}};
       parity(&sm, 1, 0, 1e-5);
-      ecs_op smb = {.type = log ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD, .src = {sm.dst[0], v2},
+      ecs_op smb = {.type = log ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD,
+                    .src = {sm.dst[0], v2},
                     .dst = {tn(2, 6, 21, 1, 1)}};
       parity(&smb, 1, 0, 1e-5);
     }
     ecs_tensor *g21 = rnd(1, 21, 1, 1, 1, 0.5f, 1.5f), *b21 = rnd(1, 21, 1, 1, 1, -1, 1);
-    ecs_op bnv = {.type = ECS_OP_BATCHNORM, .src = {v, g21, b21}, .dst = {tn(2, 6, 21, 1, 1), tn(1, 21, 1, 1, 1), tn(1, 21, 1, 1, 1)},
+    ecs_op bnv = {.type = ECS_OP_BATCHNORM,
+                  .src = {v, g21, b21},
+                  .dst = {tn(2, 6, 21, 1, 1), tn(1, 21, 1, 1, 1), tn(1, 21, 1, 1, 1)},
                   .p.bn = {1e-5f, 0.1f, 1}};
     parity(&bnv, 7, 0, 1e-5);
     ecs_tensor *x3 = rnd(4, 2, 5, 7, 9, -1, 1);
-    ecs_op cat = {.type = ECS_OP_CONCAT, .src = {x, x3, x2}, .dst = {tn(4, 2, 29, 7, 9)}, .p.concat = {3}};
+    ecs_op cat = {
+        .type = ECS_OP_CONCAT, .src = {x, x3, x2}, .dst = {tn(4, 2, 29, 7, 9)}, .p.concat = {3}};
     parity(&cat, 1, 0, 1e-5);
     free_all();
   }
@@ -1035,7 +1126,8 @@ static void test_masked_log_softmax_backward(void **state) {
   ecs_tensor *x = blocked(2, 12, 5, 5), *mask = tn(2, 2, 12, 1, 1);
   alloc_t(mask);
   float *m = mask->data;
-  for (int i = 0; i < 24; i++) m[i] = (i % 3) != 1;
+  for (int i = 0; i < 24; i++)
+    m[i] = (i % 3) != 1;
   ecs_tensor *y = tn(4, 2, 12, 5, 5);
   ecs_op f = {.type = ECS_OP_LOG_SOFTMAX, .src = {x, mask}, .dst = {y}};
   g_allow_ref = 1;
@@ -1043,9 +1135,12 @@ static void test_masked_log_softmax_backward(void **state) {
   g_allow_ref = 0;
   ecs_tensor *yp = plain_of(g_cpu, y);
   int masked = 0;
-  for (int64_t i = 0; i < ecs_nelements(yp); i++) masked += isinf(((float *)yp->data)[i]) != 0;
+  for (int64_t i = 0; i < ecs_nelements(yp); i++)
+    masked += isinf(((float *)yp->data)[i]) != 0;
   assert_int_equal(masked, 2 * 4 * 25);
-  ecs_op b = {.type = ECS_OP_LOG_SOFTMAX_BWD, .src = {y, rnd(4, 2, 12, 5, 5, -1, 1)}, .dst = {tn(4, 2, 12, 5, 5)}};
+  ecs_op b = {.type = ECS_OP_LOG_SOFTMAX_BWD,
+              .src = {y, rnd(4, 2, 12, 5, 5, -1, 1)},
+              .dst = {tn(4, 2, 12, 5, 5)}};
   g_allow_ref = 1;
   parity(&b, 1, 0, 1e-5);
   g_allow_ref = 0;
@@ -1114,7 +1209,8 @@ typedef struct job {
 static void *worker(void *arg) {
   job *j = arg;
   ecs_err err = {0};
-  ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 1}, &err);
+  ecs_backend *be =
+      ecs_backend_init(ecs_device_find("cpu", &err), &(ecs_backend_params){.n_threads = 1}, &err);
   j->ok = 0;
   if (!be) {
     snprintf(j->msg, sizeof j->msg, "init: %s", err.msg);
@@ -1125,22 +1221,28 @@ static void *worker(void *arg) {
     ecs_tensor *cur = &h;
     float *mem[4] = {0};
     for (int i = 0; i < 3; i++) {
-      ys[i] = (ecs_tensor){.type = ECS_F32, .nd = 4, .ne = {cur->ne[0], j->w[i]->ne[0], cur->ne[2], cur->ne[3]}};
-      ecs_op c = {.type = ECS_OP_CONV2D, .src = {cur, j->w[i]}, .dst = {&ys[i]}, .p.conv = {{1, 1}, {1, 1}, {1, 1}, 1}};
+      ys[i] = (ecs_tensor){
+          .type = ECS_F32, .nd = 4, .ne = {cur->ne[0], j->w[i]->ne[0], cur->ne[2], cur->ne[3]}};
+      ecs_op c = {.type = ECS_OP_CONV2D,
+                  .src = {cur, j->w[i]},
+                  .dst = {&ys[i]},
+                  .p.conv = {{1, 1}, {1, 1}, {1, 1}, 1}};
       if (ecs_backend_prepare(be, &c, &err) != ECS_OK) goto fail;
       mem[i] = aligned_alloc(64, (ys[i].nbytes + 63) / 64 * 64);
       ys[i].data = mem[i];
       if (ecs_backend_compute(be, &c, &err) != ECS_OK) goto fail;
       cur = &ys[i];
     }
-    outt = (ecs_tensor){.type = ECS_F32, .nd = 4, .ne = {cur->ne[0], cur->ne[1], cur->ne[2], cur->ne[3]}};
+    outt = (ecs_tensor){
+        .type = ECS_F32, .nd = 4, .ne = {cur->ne[0], cur->ne[1], cur->ne[2], cur->ne[3]}};
     ecs_op cp = {.type = ECS_OP_COPY, .src = {cur}, .dst = {&outt}};
     if (ecs_backend_prepare(be, &cp, &err) != ECS_OK) goto fail;
     mem[3] = malloc(outt.nbytes);
     outt.data = mem[3];
     if (ecs_backend_compute(be, &cp, &err) != ECS_OK) goto fail;
     double e = rel_l2(&outt, j->expect);
-    for (int i = 0; i < 4; i++) free(mem[i]);
+    for (int i = 0; i < 4; i++)
+      free(mem[i]);
     if (e > 1e-4) {
       snprintf(j->msg, sizeof j->msg, "thread result differs: %.3g", e);
       ecs_backend_free(be);
@@ -1149,7 +1251,8 @@ static void *worker(void *arg) {
     continue;
   fail:
     snprintf(j->msg, sizeof j->msg, "%s", err.msg);
-    for (int i = 0; i < 4; i++) free(mem[i]);
+    for (int i = 0; i < 4; i++)
+      free(mem[i]);
     ecs_backend_free(be);
     return NULL;
   }
@@ -1174,8 +1277,10 @@ static void test_two_threads(void **state) {
     jobs[k].expect = h;
   }
   pthread_t th[2];
-  for (int k = 0; k < 2; k++) assert_int_equal(pthread_create(&th[k], NULL, worker, &jobs[k]), 0);
-  for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+  for (int k = 0; k < 2; k++)
+    assert_int_equal(pthread_create(&th[k], NULL, worker, &jobs[k]), 0);
+  for (int k = 0; k < 2; k++)
+    pthread_join(th[k], NULL);
   for (int k = 0; k < 2; k++)
     if (!jobs[k].ok) fail_msg("thread %d: %s", k, jobs[k].msg);
   free_all();
@@ -1199,7 +1304,9 @@ static void test_team_sizes(void **state) {
   /* 589824 elements (over 2^19) and 340 MFLOP (over 32) */
   ecs_tensor *xb = rnd(4, 4, 32, 64, 72, -1, 1), *wb = rnd(4, 32, 32, 3, 3, -0.1f, 0.1f);
   ecs_tensor *g = rnd(1, 32, 1, 1, 1, 0.5f, 1.5f), *b = rnd(1, 32, 1, 1, 1, -1, 1);
-  ecs_op bn = {.type = ECS_OP_BATCHNORM, .src = {xb, g, b}, .dst = {tn(4, 4, 32, 64, 72)},
+  ecs_op bn = {.type = ECS_OP_BATCHNORM,
+               .src = {xb, g, b},
+               .dst = {tn(4, 4, 32, 64, 72)},
                .p.bn = {1e-5f, 0.1f, 1}};
   parity(&bn, 1, 0, 1e-5);
   ecs_op cb = conv_op(xb, wb, NULL, conv_out(xb, wb, 1, 1, 1), 1, 1, 1, 1);

@@ -230,8 +230,10 @@ static void perturb_bn(ecs_model *m) {
     float *v = malloc(sizeof(float) * (size_t)n);
     for (int64_t k = 0; k < n; k++) {
       float u = (float)(rand_r(&seed) % 10000) / 10000.0f;
-      v[k] = !strcmp(suf, ".weight") ? 0.5f + u : !strcmp(suf, ".bias") ? 0.4f * u - 0.2f
-             : !strcmp(suf, ".running_mean") ? 0.6f * u - 0.3f : 0.5f + 1.5f * u;
+      v[k] = !strcmp(suf, ".weight")         ? 0.5f + u
+             : !strcmp(suf, ".bias")         ? 0.4f * u - 0.2f
+             : !strcmp(suf, ".running_mean") ? 0.6f * u - 0.3f
+                                             : 0.5f + 1.5f * u;
     }
     assert_int_equal(ecs_tensor_set_bytes(t, v, 0, sizeof(float) * (size_t)n, NULL), ECS_OK);
     free(v);

@@ -43,7 +43,8 @@ static void test_extreme_alphas(void **state) {
   assert_non_null(ds);
   ecs_model_config cfg;
   ecs_model_config_default(&cfg, ECS_BACKBONE_SMALL, 6);
-  for (int k = 1; k <= 6; k++) snprintf(cfg.class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
+  for (int k = 1; k <= 6; k++)
+    snprintf(cfg.class_names[k - 1], ECS_CLASS_NAME_MAX, "%s", ecs_dataset_class_name(ds, k));
   ecs_model *m = ecs_model_new(&cfg, NULL, 3, &err);
   assert_non_null(m);
   ecs_backend *be = ecs_backend_init(ecs_device_find("cpu", &err), NULL, &err);
@@ -53,7 +54,7 @@ static void test_extreme_alphas(void **state) {
   ecs_eval_opts o;
   ecs_eval_opts_default(&o);
   o.n_alphas = 2;
-  o.alphas[0] = 1.5f; /* CAMs are in [0, 1]: all background */
+  o.alphas[0] = 1.5f;  /* CAMs are in [0, 1]: all background */
   o.alphas[1] = -1.0f; /* all foreground */
   ecs_eval_result r;
   assert_int_equal(ecs_eval_run(m, ctx, ds, &o, &r, &err), ECS_OK);
@@ -76,7 +77,8 @@ static void test_extreme_alphas(void **state) {
     ecs_image_free(gt);
   }
   int n_present = 0;
-  for (int c = 0; c < 7; c++) n_present += (int)present[c];
+  for (int c = 0; c < 7; c++)
+    n_present += (int)present[c];
   /* all background: IoU_bg = bg / valid, every object class 0 */
   assert_true(fabs(r.miou_cam[0] - ((double)bg / valid) / n_present) < 1e-9);
   /* all foreground: background IoU is 0 */

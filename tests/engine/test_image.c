@@ -54,7 +54,9 @@ static void mb_write(png_structp png, png_bytep data, size_t len) {
   m->n += len;
 }
 
-static void mb_flush(png_structp png) { (void)png; }
+static void mb_flush(png_structp png) {
+  (void)png;
+}
 
 static membuf write_png(int w, int h, int depth, int ct, int interlace, uint8_t **rows,
                         const png_color *pal, int npal, const uint8_t *trns, int ntrns) {
@@ -96,17 +98,19 @@ typedef struct png_case {
 
 static void check_png_case(int ct, int depth, int interlace) {
   const int w = 13, h = 7; /* odd sizes exercise every Adam7 pass edge */
-  int spp = ct == PNG_COLOR_TYPE_GRAY ? 1
+  int spp = ct == PNG_COLOR_TYPE_GRAY         ? 1
             : ct == PNG_COLOR_TYPE_GRAY_ALPHA ? 2
-            : ct == PNG_COLOR_TYPE_PALETTE ? 1
-            : ct == PNG_COLOR_TYPE_RGB ? 3 : 4;
+            : ct == PNG_COLOR_TYPE_PALETTE    ? 1
+            : ct == PNG_COLOR_TYPE_RGB        ? 3
+                                              : 4;
   unsigned maxv = (1u << depth) - 1;
   size_t rowbytes = ((size_t)w * spp * depth + 7) / 8;
   uint8_t *rows[7];
   uint8_t want[7 * 13 * 3];
   png_color pal[16];
   int npal = depth >= 4 ? 16 : 1 << depth;
-  for (int i = 0; i < npal; i++) pal[i] = (png_color){(png_byte)(i * 16), (png_byte)(255 - i * 9), (png_byte)(i * 5 + 3)};
+  for (int i = 0; i < npal; i++)
+    pal[i] = (png_color){(png_byte)(i * 16), (png_byte)(255 - i * 9), (png_byte)(i * 5 + 3)};
   for (int y = 0; y < h; y++) {
     rows[y] = calloc(rowbytes, 1);
     for (int x = 0; x < w; x++) {
@@ -134,7 +138,8 @@ static void check_png_case(int ct, int depth, int interlace) {
   uint8_t trns[2] = {0, 128};
   membuf m = write_png(w, h, depth, ct, interlace, rows, ct == PNG_COLOR_TYPE_PALETTE ? pal : NULL,
                        npal, ct == PNG_COLOR_TYPE_PALETTE ? trns : NULL, 2);
-  for (int y = 0; y < h; y++) free(rows[y]);
+  for (int y = 0; y < h; y++)
+    free(rows[y]);
 
   ecs_err err = {0};
   int pw, ph;
@@ -158,7 +163,8 @@ static void check_png_case(int ct, int depth, int interlace) {
   int grey = !(ct & PNG_COLOR_MASK_COLOR);
   assert_int_equal(img->channels, grey ? 1 : 3);
   if (grey)
-    for (int i = 0; i < w * h; i++) assert_int_equal(img->data[i], want[i * 3]);
+    for (int i = 0; i < w * h; i++)
+      assert_int_equal(img->data[i], want[i * 3]);
   ecs_image_free(img);
   free(m.p);
 }
@@ -166,14 +172,15 @@ static void check_png_case(int ct, int depth, int interlace) {
 static void test_png_every_type_and_depth(void **state) {
   (void)state;
   const png_case cases[] = {
-      {PNG_COLOR_TYPE_GRAY, 1},       {PNG_COLOR_TYPE_GRAY, 2},    {PNG_COLOR_TYPE_GRAY, 4},
-      {PNG_COLOR_TYPE_GRAY, 8},       {PNG_COLOR_TYPE_GRAY, 16},   {PNG_COLOR_TYPE_GRAY_ALPHA, 8},
+      {PNG_COLOR_TYPE_GRAY, 1},        {PNG_COLOR_TYPE_GRAY, 2},    {PNG_COLOR_TYPE_GRAY, 4},
+      {PNG_COLOR_TYPE_GRAY, 8},        {PNG_COLOR_TYPE_GRAY, 16},   {PNG_COLOR_TYPE_GRAY_ALPHA, 8},
       {PNG_COLOR_TYPE_GRAY_ALPHA, 16}, {PNG_COLOR_TYPE_PALETTE, 1}, {PNG_COLOR_TYPE_PALETTE, 2},
-      {PNG_COLOR_TYPE_PALETTE, 4},    {PNG_COLOR_TYPE_PALETTE, 8}, {PNG_COLOR_TYPE_RGB, 8},
-      {PNG_COLOR_TYPE_RGB, 16},       {PNG_COLOR_TYPE_RGBA, 8},    {PNG_COLOR_TYPE_RGBA, 16},
+      {PNG_COLOR_TYPE_PALETTE, 4},     {PNG_COLOR_TYPE_PALETTE, 8}, {PNG_COLOR_TYPE_RGB, 8},
+      {PNG_COLOR_TYPE_RGB, 16},        {PNG_COLOR_TYPE_RGBA, 8},    {PNG_COLOR_TYPE_RGBA, 16},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    for (int il = 0; il < 2; il++) check_png_case(cases[i].ct, cases[i].depth, il);
+    for (int il = 0; il < 2; il++)
+      check_png_case(cases[i].ct, cases[i].depth, il);
 }
 
 static void test_png_round_trip_and_palette(void **state) {
@@ -192,7 +199,8 @@ static void test_png_round_trip_and_palette(void **state) {
   free(buf);
 
   ecs_image *g = ecs_image_new(5, 4, 1, &err);
-  for (int i = 0; i < 20; i++) g->data[i] = (uint8_t)(i * 13);
+  for (int i = 0; i < 20; i++)
+    g->data[i] = (uint8_t)(i * 13);
   assert_int_equal(ecs_image_encode_png(g, &buf, &n, &err), ECS_OK);
   assert_int_equal(ecs_image_decode_ex(buf, n, 0, ECS_DECODE_KEEP_GREY, &img, &err), ECS_OK);
   assert_int_equal(img->channels, 1);
@@ -204,7 +212,8 @@ static void test_png_round_trip_and_palette(void **state) {
   uint8_t pal[256][3];
   ecs_voc_palette(pal);
   uint8_t idx[20];
-  for (int i = 0; i < 20; i++) idx[i] = i == 7 ? 255 : (uint8_t)(i % 21);
+  for (int i = 0; i < 20; i++)
+    idx[i] = i == 7 ? 255 : (uint8_t)(i % 21);
   assert_int_equal(ecs_png_encode_palette(idx, 5, 4, (const uint8_t(*)[3])pal, 256, &buf, &n, &err),
                    ECS_OK);
   assert_int_equal(ecs_image_decode_indexed(buf, n, 0, &img, &err), ECS_OK);
@@ -232,8 +241,8 @@ static void test_voc_palette(void **state) {
   (void)state;
   uint8_t p[256][3];
   ecs_voc_palette(p);
-  const uint8_t want[][4] = {{0, 0, 0, 0},     {1, 128, 0, 0},     {2, 0, 128, 0},
-                             {3, 128, 128, 0}, {15, 192, 128, 128}, {20, 0, 64, 128},
+  const uint8_t want[][4] = {{0, 0, 0, 0},        {1, 128, 0, 0},      {2, 0, 128, 0},
+                             {3, 128, 128, 0},    {15, 192, 128, 128}, {20, 0, 64, 128},
                              {255, 224, 224, 192}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     assert_memory_equal(p[want[i][0]], want[i] + 1, 3);
@@ -244,7 +253,8 @@ static void test_voc_palette(void **state) {
 static double mean_abs_diff(const ecs_image *a, const ecs_image *b) {
   size_t n = (size_t)a->width * a->height * a->channels;
   double s = 0;
-  for (size_t i = 0; i < n; i++) s += abs((int)a->data[i] - (int)b->data[i]);
+  for (size_t i = 0; i < n; i++)
+    s += abs((int)a->data[i] - (int)b->data[i]);
   return s / (double)n;
 }
 
@@ -271,7 +281,8 @@ static void test_jpeg_round_trip(void **state) {
 
   /* Grey JPEG: RGB by default, one channel on request. */
   ecs_image *g = ecs_image_new(16, 16, 1, &err);
-  for (int i = 0; i < 256; i++) g->data[i] = (uint8_t)i;
+  for (int i = 0; i < 256; i++)
+    g->data[i] = (uint8_t)i;
   assert_int_equal(ecs_image_encode_jpeg(g, 100, &buf, &n, &err), ECS_OK);
   assert_int_equal(ecs_image_decode(buf, n, 0, &img, &err), ECS_OK);
   assert_int_equal(img->channels, 3);
@@ -292,20 +303,22 @@ static void test_jpeg_round_trip(void **state) {
 static size_t make_app1(uint8_t *seg, int o, int little) {
   uint8_t tiff[26];
   size_t k = 0;
-#define PUT16(v) (little ? (tiff[k++] = (uint8_t)(v), tiff[k++] = (uint8_t)((v) >> 8)) \
-                         : (tiff[k++] = (uint8_t)((v) >> 8), tiff[k++] = (uint8_t)(v)))
-#define PUT32(v) (little ? (PUT16((v) & 0xffff), PUT16((v) >> 16)) : (PUT16((v) >> 16), PUT16((v) & 0xffff)))
+#define PUT16(v)                                                                                   \
+  (little ? (tiff[k++] = (uint8_t)(v), tiff[k++] = (uint8_t)((v) >> 8))                            \
+          : (tiff[k++] = (uint8_t)((v) >> 8), tiff[k++] = (uint8_t)(v)))
+#define PUT32(v)                                                                                   \
+  (little ? (PUT16((v)&0xffff), PUT16((v) >> 16)) : (PUT16((v) >> 16), PUT16((v)&0xffff)))
   tiff[k++] = little ? 'I' : 'M';
   tiff[k++] = little ? 'I' : 'M';
   PUT16(42);
   PUT32(8u);
-  PUT16(1);         /* one entry */
-  PUT16(0x0112);    /* Orientation */
-  PUT16(3);         /* SHORT */
-  PUT32(1u);        /* count */
+  PUT16(1);      /* one entry */
+  PUT16(0x0112); /* Orientation */
+  PUT16(3);      /* SHORT */
+  PUT32(1u);     /* count */
   PUT16((unsigned)o);
   PUT16(0);
-  PUT32(0u);        /* no next IFD */
+  PUT32(0u); /* no next IFD */
 #undef PUT16
 #undef PUT32
   size_t len = 2 + 6 + k;
@@ -330,7 +343,7 @@ static void test_exif_orientations(void **state) {
   assert_int_equal(ecs_image_encode_jpeg(src, 100, &jpg, &n, &err), ECS_OK);
   /* Corners (TL, TR, BL, BR) as a viewer shows them, straight from the EXIF definitions. */
   const uint8_t *want[9][4] = {
-      {0}, {R, G, B, W}, {G, R, W, B}, {W, B, G, R}, {B, W, R, G},
+      {0},          {R, G, B, W}, {G, R, W, B}, {W, B, G, R}, {B, W, R, G},
       {R, B, G, W}, {B, R, W, G}, {W, G, B, R}, {G, W, R, B},
   };
   for (int o = 1; o <= 8; o++) {
@@ -349,7 +362,8 @@ static void test_exif_orientations(void **state) {
       assert_int_equal(img->height, swap ? 64 : 32);
       assert_int_equal(w, img->width);
       assert_int_equal(h, img->height);
-      int cx[4] = {1, img->width - 2, 1, img->width - 2}, cy[4] = {1, 1, img->height - 2, img->height - 2};
+      int cx[4] = {1, img->width - 2, 1, img->width - 2},
+          cy[4] = {1, 1, img->height - 2, img->height - 2};
       for (int c = 0; c < 4; c++) {
         const uint8_t *px = img->data + ((size_t)cy[c] * img->width + cx[c]) * 3;
         for (int k = 0; k < 3; k++)
@@ -399,7 +413,8 @@ static void test_truncated_files_at_every_cut(void **state) {
   free(buf);
   /* An interlaced PNG from libpng too. */
   uint8_t *rows[7];
-  for (int y = 0; y < 7; y++) rows[y] = src->data + y * 27;
+  for (int y = 0; y < 7; y++)
+    rows[y] = src->data + y * 27;
   membuf m = write_png(9, 7, 8, PNG_COLOR_TYPE_RGB, 1, rows, NULL, 0, NULL, 0);
   check_every_cut(m.p, m.n, "interlaced PNG");
   free(m.p);
@@ -410,7 +425,8 @@ static uint32_t crc32_bytes(const uint8_t *p, size_t n) {
   uint32_t c = 0xffffffffu;
   for (size_t i = 0; i < n; i++) {
     c ^= p[i];
-    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+    for (int k = 0; k < 8; k++)
+      c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
   }
   return ~c;
 }
@@ -467,10 +483,12 @@ static void test_png_levels(void **state) {
   ecs_err err = {0};
   ecs_image *src = make_rgb(41, 23), *img = NULL;
   ecs_image *g = ecs_image_new(41, 23, 1, &err);
-  for (int i = 0; i < 41 * 23; i++) g->data[i] = (uint8_t)(i * 7 + i / 41);
+  for (int i = 0; i < 41 * 23; i++)
+    g->data[i] = (uint8_t)(i * 7 + i / 41);
   uint8_t pal[256][3], idx[41 * 23];
   ecs_voc_palette(pal);
-  for (int i = 0; i < 41 * 23; i++) idx[i] = (uint8_t)(i % 5 == 0 ? 255 : i % 21);
+  for (int i = 0; i < 41 * 23; i++)
+    idx[i] = (uint8_t)(i % 5 == 0 ? 255 : i % 21);
   uint8_t *buf;
   size_t n;
   static const int levels[] = {-1, 0, 1, 3, 6, 9};
@@ -494,9 +512,9 @@ static void test_png_levels(void **state) {
     free(buf);
   }
   assert_int_equal(ecs_image_encode_png_level(src, 10, &buf, &n, &err), ECS_ERR_INVALID);
-  assert_int_equal(ecs_png_encode_palette_level(idx, 41, 23, (const uint8_t(*)[3])pal, 256, -2,
-                                                &buf, &n, &err),
-                   ECS_ERR_INVALID);
+  assert_int_equal(
+      ecs_png_encode_palette_level(idx, 41, 23, (const uint8_t(*)[3])pal, 256, -2, &buf, &n, &err),
+      ECS_ERR_INVALID);
   ecs_image_free(src);
   ecs_image_free(g);
 }
@@ -531,7 +549,8 @@ static void test_corrupt_data(void **state) {
   assert_non_null(strstr(err.msg, "PNG"));
   free(buf);
   assert_int_equal(ecs_image_encode_jpeg(src, 90, &buf, &n, &err), ECS_OK);
-  for (size_t i = n - 40; i < n - 2; i++) buf[i] = 0xFF; /* markers inside the entropy data */
+  for (size_t i = n - 40; i < n - 2; i++)
+    buf[i] = 0xFF; /* markers inside the entropy data */
   ecs_status st = ecs_image_decode(buf, n, 0, &img, &err);
   assert_int_equal(st, ECS_ERR_FORMAT);
   free(buf);
@@ -563,9 +582,11 @@ static void test_corrupt_data(void **state) {
   size_t scan_len = n - 2 - sos, reps = 600;
   uint8_t *many = malloc(sos + scan_len * reps + 2);
   memcpy(many, buf, sos);
-  for (size_t r = 0; r < reps; r++) memcpy(many + sos + r * scan_len, buf + sos, scan_len);
+  for (size_t r = 0; r < reps; r++)
+    memcpy(many + sos + r * scan_len, buf + sos, scan_len);
   memcpy(many + sos + scan_len * reps, "\xff\xd9", 2);
-  assert_int_equal(ecs_image_decode(many, sos + scan_len * reps + 2, 0, &img, &err), ECS_ERR_FORMAT);
+  assert_int_equal(ecs_image_decode(many, sos + scan_len * reps + 2, 0, &img, &err),
+                   ECS_ERR_FORMAT);
   assert_non_null(strstr(err.msg, "600 scans"));
   free(many);
   free(buf);
@@ -603,7 +624,7 @@ static void test_resize_flip_crop(void **state) {
 
   ecs_image *f = ecs_image_clone(src, &err);
   ecs_image_flip_h(f);
-  assert_memory_equal(f->data, src->data + 10 * 3, 3);           /* first pixel = old last */
+  assert_memory_equal(f->data, src->data + 10 * 3, 3); /* first pixel = old last */
   assert_memory_equal(f->data + 10 * 3, src->data, 3);
   ecs_image_flip_h(f);
   assert_memory_equal(f->data, src->data, 11 * 6 * 3);
@@ -611,9 +632,9 @@ static void test_resize_flip_crop(void **state) {
 
   ecs_image *c = ecs_image_crop(src, 9, -1, 4, 3, 7, &err);
   assert_int_equal(c->width, 4);
-  assert_int_equal(c->data[0], 7);                                 /* above the image */
-  assert_memory_equal(c->data + 4 * 3, src->data + 9 * 3, 6);      /* row 0, x 9..10 */
-  assert_int_equal(c->data[4 * 3 + 6], 7);                         /* right of the image */
+  assert_int_equal(c->data[0], 7);                            /* above the image */
+  assert_memory_equal(c->data + 4 * 3, src->data + 9 * 3, 6); /* row 0, x 9..10 */
+  assert_int_equal(c->data[4 * 3 + 6], 7);                    /* right of the image */
   ecs_image_free(c);
   ecs_image_free(src);
 }
@@ -639,7 +660,8 @@ static void test_to_chw(void **state) {
   ecs_image *g = ecs_image_new(1, 1, 1, &err);
   g->data[0] = 255;
   ecs_image_to_chw(g, mean, std, chw);
-  for (int c = 0; c < 3; c++) assert_float_equal(chw[c], (1.0f - mean[c]) / std[c], 1e-5);
+  for (int c = 0; c < 3; c++)
+    assert_float_equal(chw[c], (1.0f - mean[c]) / std[c], 1e-5);
   ecs_image_free(g);
 }
 

@@ -15,7 +15,8 @@
 static void expect_invalid(ecs_op *op, const char *needle) {
   ecs_err err = {0};
   ecs_status st = ecs_op_validate(op, &err);
-  if (st != ECS_ERR_INVALID) fail_msg("%s: expected INVALID, got %s", ecs_op_name(op->type), ecs_status_str(st));
+  if (st != ECS_ERR_INVALID)
+    fail_msg("%s: expected INVALID, got %s", ecs_op_name(op->type), ecs_status_str(st));
   if (!strstr(err.msg, needle)) fail_msg("message '%s' does not mention '%s'", err.msg, needle);
   ecs_err e2 = {0};
   assert_int_equal(ecs_ref_compute(op, 1, &e2), ECS_ERR_INVALID);
@@ -24,12 +25,14 @@ static void expect_invalid(ecs_op *op, const char *needle) {
 
 static void expect_ok(ecs_op *op) {
   ecs_err err = {0};
-  if (ecs_op_validate(op, &err) != ECS_OK) fail_msg("%s: unexpected error: %s", ecs_op_name(op->type), err.msg);
-  if (ecs_ref_compute(op, 1, &err) != ECS_OK) fail_msg("%s: kernel error: %s", ecs_op_name(op->type), err.msg);
+  if (ecs_op_validate(op, &err) != ECS_OK)
+    fail_msg("%s: unexpected error: %s", ecs_op_name(op->type), err.msg);
+  if (ecs_ref_compute(op, 1, &err) != ECS_OK)
+    fail_msg("%s: kernel error: %s", ecs_op_name(op->type), err.msg);
 }
 
 #define T4(a, b, c, d) th_new(ECS_F32, 4, a, b, c, d)
-#define T1(a) th_new(ECS_F32, 1, a, 1, 1, 1)
+#define T1(a)          th_new(ECS_F32, 1, a, 1, 1, 1)
 
 static void test_generic(void **state) {
   (void)state;
@@ -111,14 +114,18 @@ static void test_conv(void **state) {
   db->ne[0] = 3;
   expect_invalid(&bw, "bias gradient");
   ecs_tensor *all[] = {x, w, b, y, dx, dw, db};
-  for (int i = 0; i < 7; i++) th_free(all[i]);
+  for (int i = 0; i < 7; i++)
+    th_free(all[i]);
 }
 
 static void test_batchnorm_and_pool(void **state) {
   (void)state;
-  ecs_tensor *x = T4(2, 3, 4, 4), *y = T4(2, 3, 4, 4), *g = T1(3), *be = T1(3), *rm = T1(3), *rv = T1(3);
-  for (int i = 0; i < 3; i++) th_f(rv)[i] = 1, th_f(g)[i] = 1;
-  ecs_op bn = {.type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv}, .dst = {y}, .p.bn = {1e-5f, 0.1f, 0}};
+  ecs_tensor *x = T4(2, 3, 4, 4), *y = T4(2, 3, 4, 4), *g = T1(3), *be = T1(3), *rm = T1(3),
+             *rv = T1(3);
+  for (int i = 0; i < 3; i++)
+    th_f(rv)[i] = 1, th_f(g)[i] = 1;
+  ecs_op bn = {
+      .type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv}, .dst = {y}, .p.bn = {1e-5f, 0.1f, 0}};
   expect_ok(&bn);
   bn.src[4] = NULL;
   expect_invalid(&bn, "running var is missing");
@@ -133,7 +140,8 @@ static void test_batchnorm_and_pool(void **state) {
   bn.p.bn.momentum = 0.1f;
   /* one value per channel cannot give batch statistics: the kernel says so */
   ecs_tensor *x1 = T4(1, 3, 1, 1), *y1 = T4(1, 3, 1, 1);
-  ecs_op bn1 = {.type = ECS_OP_BATCHNORM, .src = {x1, g, be, rm, rv}, .dst = {y1}, .p.bn = {1e-5f, 0.1f, 1}};
+  ecs_op bn1 = {
+      .type = ECS_OP_BATCHNORM, .src = {x1, g, be, rm, rv}, .dst = {y1}, .p.bn = {1e-5f, 0.1f, 1}};
   ecs_err err = {0};
   assert_int_equal(ecs_ref_compute(&bn1, 1, &err), ECS_ERR_INVALID);
   assert_non_null(strstr(err.msg, "more than one value"));
@@ -156,7 +164,8 @@ static void test_batchnorm_and_pool(void **state) {
   pool.p.pool.ceil_mode = 1; /* (4 + 2 - 3 + 1) / 2 + 1 = 3 */
   expect_invalid(&pool, "must have shape [2, 3, 3, 3]");
   ecs_tensor *all[] = {x, y, g, be, rm, rv, x1, y1, p, ws, wf};
-  for (int i = 0; i < 11; i++) th_free(all[i]);
+  for (int i = 0; i < 11; i++)
+    th_free(all[i]);
 }
 
 static void test_channels_and_losses(void **state) {
@@ -181,20 +190,23 @@ static void test_channels_and_losses(void **state) {
   dr.dst[1] = a;
   expect_invalid(&dr, "mask must be U8");
 
-  ecs_tensor *cm = th_new(ECS_F32, 2, 2, 5, 1, 1), *bad = th_new(ECS_F32, 2, 5, 2, 1, 1), *z = T4(2, 5, 3, 3);
+  ecs_tensor *cm = th_new(ECS_F32, 2, 2, 5, 1, 1), *bad = th_new(ECS_F32, 2, 5, 2, 1, 1),
+             *z = T4(2, 5, 3, 3);
   ecs_op sm = {.type = ECS_OP_LOG_SOFTMAX, .src = {y, cm}, .dst = {z}};
   expect_ok(&sm);
   sm.src[1] = bad;
   expect_invalid(&sm, "class mask");
 
-  ecs_tensor *lab = th_new(ECS_I32, 3, 2, 3, 3, 1), *labf = th_new(ECS_F32, 3, 2, 3, 3, 1), *l = T1(1);
+  ecs_tensor *lab = th_new(ECS_I32, 3, 2, 3, 3, 1), *labf = th_new(ECS_F32, 3, 2, 3, 3, 1),
+             *l = T1(1);
   ecs_op ce = {.type = ECS_OP_MASKED_CE, .src = {y, lab}, .dst = {l}, .p.ce.ignore_index = 255};
   expect_ok(&ce);
   ((int32_t *)lab->data)[4] = 9;
   ecs_err err = {0};
   assert_int_equal(ecs_ref_compute(&ce, 1, &err), ECS_ERR_INVALID);
   assert_non_null(strstr(err.msg, "label 9"));
-  for (int i = 0; i < 5; i++) th_f(cm)[i] = i != 0;
+  for (int i = 0; i < 5; i++)
+    th_f(cm)[i] = i != 0;
   ((int32_t *)lab->data)[4] = 0;
   ce.src[2] = cm;
   assert_int_equal(ecs_ref_compute(&ce, 1, &err), ECS_ERR_INVALID);
@@ -213,7 +225,8 @@ static void test_channels_and_losses(void **state) {
   bl.p.blur.sigma = 1;
   expect_ok(&bl);
   ecs_tensor *all[] = {a, b, y, s, m8, cm, bad, z, lab, labf, l};
-  for (int i = 0; i < 11; i++) th_free(all[i]);
+  for (int i = 0; i < 11; i++)
+    th_free(all[i]);
 }
 
 int main(void) {

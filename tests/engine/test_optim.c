@@ -19,12 +19,17 @@ static ecs_params *store(void) {
   ecs_params_add(ps, "w", ECS_F32, 1, (int64_t[]){2}, 1, &err);
   ecs_params_add(ps, "fc.bias", ECS_F32, 1, (int64_t[]){1}, 1, &err);
   ecs_params_add(ps, "rm", ECS_F32, 1, (int64_t[]){1}, 0, &err);
-  assert_int_equal(ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), &err), ECS_OK);
+  assert_int_equal(ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), &err),
+                   ECS_OK);
   return ps;
 }
 
-static float *val(ecs_params *ps, const char *n) { return ecs_params_find(ps, n)->data; }
-static float *grd(ecs_params *ps, const char *n) { return ecs_params_find(ps, n)->grad->data; }
+static float *val(ecs_params *ps, const char *n) {
+  return ecs_params_find(ps, n)->data;
+}
+static float *grd(ecs_params *ps, const char *n) {
+  return ecs_params_find(ps, n)->grad->data;
+}
 
 static void test_poly_schedule(void **state) {
   (void)state;

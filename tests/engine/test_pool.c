@@ -35,7 +35,8 @@ static void gate_run(ecs_job *job, void *ws) {
   pthread_mutex_lock(&g->mu);
   g->entered = 1;
   pthread_cond_broadcast(&g->cv);
-  while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+  while (!g->open)
+    pthread_cond_wait(&g->cv, &g->mu);
   pthread_mutex_unlock(&g->mu);
 }
 
@@ -50,7 +51,8 @@ static void gate_init(gate *g) {
 static void gate_close(ecs_pool *p, gate *g) {
   assert_int_equal(ecs_pool_submit(p, &g->job, NULL), ECS_OK);
   pthread_mutex_lock(&g->mu);
-  while (!g->entered) pthread_cond_wait(&g->cv, &g->mu);
+  while (!g->entered)
+    pthread_cond_wait(&g->cv, &g->mu);
   pthread_mutex_unlock(&g->mu);
 }
 
@@ -72,10 +74,10 @@ typedef struct log {
   pthread_mutex_t mu;
   int order[256]; /* ids in the order they ran */
   int n;
-  int ends[256];  /* per id: ecs_job_end + 1, 0 = done not called yet */
+  int ends[256]; /* per id: ecs_job_end + 1, 0 = done not called yet */
   int done_calls;
-  int anomalies;     /* seen on worker threads, checked by the test thread (cmocka's asserts
-                      * longjmp and so must stay on the test's own thread) */
+  int anomalies; /* seen on worker threads, checked by the test thread (cmocka's asserts
+                  * longjmp and so must stay on the test's own thread) */
 } log_t;
 
 typedef struct rjob {
@@ -173,8 +175,10 @@ static void test_full_queue_is_rejected_at_once(void **state) {
   log_t lg;
   log_init(&lg);
   rjob js[5];
-  for (int i = 0; i < 5; i++) rjob_init(&js[i], &lg, i);
-  for (int i = 0; i < 3; i++) assert_int_equal(ecs_pool_submit(p, &js[i].job, &err), ECS_OK);
+  for (int i = 0; i < 5; i++)
+    rjob_init(&js[i], &lg, i);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(ecs_pool_submit(p, &js[i].job, &err), ECS_OK);
   uint64_t t0 = ecs_monotonic_ns();
   assert_int_equal(ecs_pool_submit(p, &js[3].job, &err), ECS_ERR_LIMIT);
   assert_true(ecs_monotonic_ns() - t0 < 100000000u); /* did not wait for room */
@@ -208,7 +212,7 @@ static void test_expired_jobs_are_dropped_before_they_start(void **state) {
   rjob_init(&a, &lg, 0);
   rjob_init(&b, &lg, 1);
   rjob_init(&c, &lg, 2);
-  a.job.deadline_ns = ecs_monotonic_ns() + 1000000u;        /* 1 ms: will pass in the queue */
+  a.job.deadline_ns = ecs_monotonic_ns() + 1000000u;       /* 1 ms: will pass in the queue */
   b.job.deadline_ns = ecs_monotonic_ns() + 60000000000ull; /* a minute */
   c.job.deadline_ns = 0;                                   /* none */
   assert_int_equal(ecs_pool_submit(p, &a.job, &err), ECS_OK);
@@ -241,7 +245,8 @@ static void test_full_queue_of_expired_jobs_takes_a_live_one(void **state) {
   log_t lg;
   log_init(&lg);
   rjob js[4];
-  for (int i = 0; i < 4; i++) rjob_init(&js[i], &lg, i);
+  for (int i = 0; i < 4; i++)
+    rjob_init(&js[i], &lg, i);
   js[0].job.deadline_ns = ecs_monotonic_ns() + 1000000u;
   js[1].job.deadline_ns = ecs_monotonic_ns() + 60000000000ull;
   assert_int_equal(ecs_pool_submit(p, &js[0].job, &err), ECS_OK);
@@ -409,7 +414,8 @@ typedef struct submitter {
 static void *submit_main(void *arg) {
   submitter *s = arg;
   for (int i = 0; i < PER_SUBMITTER; i++) {
-    s->jobs[i] = (cjob){.job = {.run = cjob_run, .done = cjob_done}, .ran = s->ran, .done = s->done};
+    s->jobs[i] =
+        (cjob){.job = {.run = cjob_run, .done = cjob_done}, .ran = s->ran, .done = s->done};
     ecs_err err;
     while (ecs_pool_submit(s->pool, &s->jobs[i].job, &err) == ECS_ERR_LIMIT) {
       s->rejections++;
@@ -438,7 +444,8 @@ static void test_drain_under_load(void **state) {
     subs[i].done = &done;
     assert_int_equal(pthread_create(&th[i], NULL, submit_main, &subs[i]), 0);
   }
-  for (int i = 0; i < N_SUBMITTERS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < N_SUBMITTERS; i++)
+    pthread_join(th[i], NULL);
   ecs_pool_drain(p);
   assert_int_equal(atomic_load(&load_anomalies), 0);
   /* Everything accepted has run and been reported once the drain returns. */
@@ -450,7 +457,8 @@ static void test_drain_under_load(void **state) {
   assert_int_equal(st.queued, 0);
   assert_int_equal(st.running, 0);
   int rej = 0;
-  for (int i = 0; i < N_SUBMITTERS; i++) rej += subs[i].rejections;
+  for (int i = 0; i < N_SUBMITTERS; i++)
+    rej += subs[i].rejections;
   assert_int_equal(st.rejected, (uint64_t)rej);
   ecs_pool_drain(p); /* idempotent */
   ecs_pool_free(p);
@@ -484,7 +492,8 @@ static void test_free_cancels_queued_jobs(void **state) {
   ecs_pool_free(p); /* waits for the running gate, cancels the rest */
   pthread_join(th, NULL);
   assert_int_equal(lg.n, 0);
-  for (int i = 0; i < 3; i++) assert_int_equal(lg.ends[i], ECS_JOB_CANCELLED + 1);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(lg.ends[i], ECS_JOB_CANCELLED + 1);
   assert_int_equal(g.open, 1);
   gate_destroy(&g);
   ecs_pool_free(NULL);

@@ -16,7 +16,7 @@
 #include "cpu/ref.h"
 #include "ref_tensors.h"
 
-#define NT 2
+#define NT       2
 #define GRAD_TOL 1e-3
 
 static void run(ecs_op *op) {
@@ -50,7 +50,8 @@ static void check_grad(const char *what, ecs_op *fwd, const ecs_tensor *out, con
   }
   double e = th_rel_l2(num, th_f(analytic), n);
   double an = 0;
-  for (int64_t i = 0; i < n; i++) an += fabs(th_f(analytic)[i]);
+  for (int64_t i = 0; i < n; i++)
+    an += fabs(th_f(analytic)[i]);
   print_message("  %-48s rel err %.2e\n", what, e);
   free(num);
   if (!(e <= GRAD_TOL)) fail_msg("%s: gradient mismatch, relative L2 error %.3e", what, e);
@@ -88,7 +89,8 @@ static void test_conv2d(void **state) {
     if (b) th_fill_unif(b, &rng, -1, 1);
     th_fill_unif(r, &rng, -1, 1);
     ecs_op f = {.type = ECS_OP_CONV2D, .src = {x, w, b}, .dst = {y}};
-    f.p.conv = (typeof(f.p.conv)){{cc->sh, cc->sw}, {cc->ph, cc->pw}, {cc->dh, cc->dw}, cc->g, ECS_ACT_NONE};
+    f.p.conv = (typeof(f.p.conv)){
+        {cc->sh, cc->sw}, {cc->ph, cc->pw}, {cc->dh, cc->dw}, cc->g, ECS_ACT_NONE};
     ecs_op bd = {.type = ECS_OP_CONV2D_BWD_DATA, .src = {r, w}, .dst = {dx}, .p = f.p};
     ecs_op bw = {.type = ECS_OP_CONV2D_BWD_WEIGHT, .src = {x, r}, .dst = {dw, db}, .p = f.p};
     run(&bd);
@@ -103,7 +105,8 @@ static void test_conv2d(void **state) {
       check_grad(what, &f, y, r, b, db, 1e-2f);
     }
     ecs_tensor *all[] = {x, w, b, y, r, dx, dw, db};
-    for (size_t i = 0; i < 8; i++) th_free(all[i]);
+    for (size_t i = 0; i < 8; i++)
+      th_free(all[i]);
   }
 }
 
@@ -126,7 +129,8 @@ static void bn_case(int training, int nd, th_rng *rng) {
   ecs_op f = {.type = ECS_OP_BATCHNORM, .src = {x, g, be, rm, rv}, .dst = {y, sm, si}};
   f.p.bn = (typeof(f.p.bn)){1e-5f, 0.1f, training};
   run(&f);
-  ecs_op b = {.type = ECS_OP_BATCHNORM_BWD, .src = {x, r, g, sm, si}, .dst = {dx, dg, db}, .p = f.p};
+  ecs_op b = {
+      .type = ECS_OP_BATCHNORM_BWD, .src = {x, r, g, sm, si}, .dst = {dx, dg, db}, .p = f.p};
   run(&b);
   char what[96];
   snprintf(what, sizeof what, "batchnorm %s %dd dx", training ? "training" : "frozen", nd);
@@ -136,7 +140,8 @@ static void bn_case(int training, int nd, th_rng *rng) {
   snprintf(what, sizeof what, "batchnorm %s %dd dbeta", training ? "training" : "frozen", nd);
   check_grad(what, &f, y, r, be, db, 1e-2f);
   ecs_tensor *all[] = {x, g, be, rm, rv, sm, si, y, r, dx, dg, db};
-  for (size_t i = 0; i < 12; i++) th_free(all[i]);
+  for (size_t i = 0; i < 12; i++)
+    th_free(all[i]);
 }
 
 static void test_batchnorm(void **state) {
@@ -190,12 +195,13 @@ static void test_pool2d(void **state) {
     th_fill_spaced(x, &rng, 0.01f);
     th_fill_unif(r, &rng, -1, 1);
     ecs_op f = {.type = ECS_OP_POOL2D, .src = {x}, .dst = {y}};
-    f.p.pool = (typeof(f.p.pool)){pc->kind, {pc->kh, pc->kw}, {pc->sh, pc->sw}, {pc->ph, pc->pw},
-                                  pc->ceil, pc->cip};
+    f.p.pool = (typeof(f.p.pool)){pc->kind,         {pc->kh, pc->kw}, {pc->sh, pc->sw},
+                                  {pc->ph, pc->pw}, pc->ceil,         pc->cip};
     ecs_op b = {.type = ECS_OP_POOL2D_BWD, .src = {x, r, NULL}, .dst = {dx}, .p = f.p};
     run(&b);
     char what[96];
-    snprintf(what, sizeof what, "pool2d case %zu (%s) dx", k, pc->kind == ECS_POOL_MAX ? "max" : "avg");
+    snprintf(what, sizeof what, "pool2d case %zu (%s) dx", k,
+             pc->kind == ECS_POOL_MAX ? "max" : "avg");
     check_grad(what, &f, y, r, x, dx, 1e-3f);
     th_free(x), th_free(dx), th_free(y), th_free(r);
   }
@@ -237,7 +243,8 @@ static void test_concat(void **state) {
     snprintf(what, sizeof what, "concat input %d (slice_c backward)", i);
     check_grad(what, &f, y, r, xs[i], gs[i], 1e-2f);
   }
-  for (int i = 0; i < 3; i++) th_free(xs[i]), th_free(gs[i]);
+  for (int i = 0; i < 3; i++)
+    th_free(xs[i]), th_free(gs[i]);
   th_free(y), th_free(r);
 }
 
@@ -251,7 +258,8 @@ static void test_dropout(void **state) {
   ecs_op f = {.type = ECS_OP_DROPOUT, .src = {x}, .dst = {y, m}, .p.dropout = {0.3f, 1234}};
   run(&f);
   int64_t kept = 0;
-  for (int64_t i = 0; i < ecs_nelements(m); i++) kept += ((uint8_t *)m->data)[i];
+  for (int64_t i = 0; i < ecs_nelements(m); i++)
+    kept += ((uint8_t *)m->data)[i];
   assert_true(kept > 0 && kept < ecs_nelements(m));
   ecs_op b = {.type = ECS_OP_DROPOUT_BWD, .src = {r, m}, .dst = {dx}, .p = f.p};
   run(&b);
@@ -292,7 +300,8 @@ static void softmax_case(int logp, int nd, int masked, th_rng *rng) {
       th_f(m)[i] = (i % x->ne[1] == 0 || th_int(rng, 2)) ? 1.0f : 0.0f;
   ecs_op f = {.type = logp ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX, .src = {x, m}, .dst = {y}};
   run(&f);
-  ecs_op b = {.type = logp ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD, .src = {y, r}, .dst = {dx}};
+  ecs_op b = {
+      .type = logp ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD, .src = {y, r}, .dst = {dx}};
   run(&b);
   char what[96];
   snprintf(what, sizeof what, "%s %dd%s dx", logp ? "log_softmax" : "softmax", nd,
@@ -314,10 +323,12 @@ static void test_softmax(void **state) {
 static void test_ml_soft_margin(void **state) {
   (void)state;
   th_rng rng = {20};
-  ecs_tensor *x = th_new(ECS_F32, 2, 3, 5, 1, 1), *t = th_like(x, ECS_F32), *dx = th_like(x, ECS_F32);
+  ecs_tensor *x = th_new(ECS_F32, 2, 3, 5, 1, 1), *t = th_like(x, ECS_F32),
+             *dx = th_like(x, ECS_F32);
   ecs_tensor *l = th_new(ECS_F32, 1, 1, 1, 1, 1), *r = th_like(l, ECS_F32);
   th_fill_unif(x, &rng, -4, 4);
-  for (int64_t i = 0; i < ecs_nelements(t); i++) th_f(t)[i] = (float)th_int(&rng, 2);
+  for (int64_t i = 0; i < ecs_nelements(t); i++)
+    th_f(t)[i] = (float)th_int(&rng, 2);
   th_f(r)[0] = 0.7f;
   ecs_op f = {.type = ECS_OP_ML_SOFT_MARGIN, .src = {x, t}, .dst = {l}};
   ecs_op b = {.type = ECS_OP_ML_SOFT_MARGIN_BWD, .src = {x, t, r}, .dst = {dx}};
@@ -333,20 +344,24 @@ static void test_masked_ce(void **state) {
     ecs_tensor *x = th_new(ECS_F32, 4, 2, 4, 3, 3), *dx = th_like(x, ECS_F32);
     ecs_tensor *lab = th_new(ECS_I32, 3, 2, 3, 3, 1);
     ecs_tensor *m = masked ? th_new(ECS_F32, 2, 2, 4, 1, 1) : NULL;
-    ecs_tensor *l = th_new(ECS_F32, 1, 1, 1, 1, 1), *cnt = th_like(l, ECS_F32), *r = th_like(l, ECS_F32);
+    ecs_tensor *l = th_new(ECS_F32, 1, 1, 1, 1, 1), *cnt = th_like(l, ECS_F32),
+               *r = th_like(l, ECS_F32);
     th_fill_unif(x, &rng, -3, 3);
     if (m)
-      for (int64_t i = 0; i < 8; i++) th_f(m)[i] = (i % 4 == 0 || i % 4 == 2) ? 1.0f : 0.0f;
+      for (int64_t i = 0; i < 8; i++)
+        th_f(m)[i] = (i % 4 == 0 || i % 4 == 2) ? 1.0f : 0.0f;
     int32_t *lp = lab->data;
     for (int64_t i = 0; i < ecs_nelements(lab); i++) {
       int v = th_int(&rng, 5);
       lp[i] = v == 4 ? 255 : (m ? (v % 2) * 2 : v); /* masked: only the unmasked classes 0, 2 */
     }
     th_f(r)[0] = 1.3f;
-    ecs_op f = {.type = ECS_OP_MASKED_CE, .src = {x, lab, m}, .dst = {l, cnt}, .p.ce.ignore_index = 255};
+    ecs_op f = {
+        .type = ECS_OP_MASKED_CE, .src = {x, lab, m}, .dst = {l, cnt}, .p.ce.ignore_index = 255};
     run(&f);
     int64_t want = 0;
-    for (int64_t i = 0; i < ecs_nelements(lab); i++) want += lp[i] != 255;
+    for (int64_t i = 0; i < ecs_nelements(lab); i++)
+      want += lp[i] != 255;
     assert_float_equal(th_f(cnt)[0], (float)want, 0);
     ecs_op b = {.type = ECS_OP_MASKED_CE_BWD, .src = {x, lab, m, r}, .dst = {dx}, .p = f.p};
     run(&b);
@@ -358,11 +373,11 @@ static void test_masked_ce(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv2d),   cmocka_unit_test(test_batchnorm),
-      cmocka_unit_test(test_relu),     cmocka_unit_test(test_pool2d),
-      cmocka_unit_test(test_gap),      cmocka_unit_test(test_concat),
-      cmocka_unit_test(test_dropout),  cmocka_unit_test(test_resize),
-      cmocka_unit_test(test_softmax),  cmocka_unit_test(test_ml_soft_margin),
+      cmocka_unit_test(test_conv2d),    cmocka_unit_test(test_batchnorm),
+      cmocka_unit_test(test_relu),      cmocka_unit_test(test_pool2d),
+      cmocka_unit_test(test_gap),       cmocka_unit_test(test_concat),
+      cmocka_unit_test(test_dropout),   cmocka_unit_test(test_resize),
+      cmocka_unit_test(test_softmax),   cmocka_unit_test(test_ml_soft_margin),
       cmocka_unit_test(test_masked_ce),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,20 +19,32 @@
 /* Written by tests/python/st_io.py: conv1.weight F32 [1,2,3] = arange(6)*0.5-1, labels I32
  * [3, -7, 2^31-1], mask U8 [[0,255],[7,1]], metadata classes="cat,dog" and a note with a
  * \u escape, quotes, a backslash and a newline. */
-static const unsigned char g_stio[] =
-    "\x08\x01\x00\x00\x00\x00\x00\x00\x7b\x22\x63\x6f\x6e\x76\x31\x2e\x77\x65\x69\x67\x68\x74\x22\x3a"
-    "\x7b\x22\x64\x74\x79\x70\x65\x22\x3a\x22\x46\x33\x32\x22\x2c\x22\x73\x68\x61\x70\x65\x22\x3a\x5b"
-    "\x31\x2c\x32\x2c\x33\x5d\x2c\x22\x64\x61\x74\x61\x5f\x6f\x66\x66\x73\x65\x74\x73\x22\x3a\x5b\x30"
-    "\x2c\x32\x34\x5d\x7d\x2c\x22\x6c\x61\x62\x65\x6c\x73\x22\x3a\x7b\x22\x64\x74\x79\x70\x65\x22\x3a"
-    "\x22\x49\x33\x32\x22\x2c\x22\x73\x68\x61\x70\x65\x22\x3a\x5b\x33\x5d\x2c\x22\x64\x61\x74\x61\x5f"
-    "\x6f\x66\x66\x73\x65\x74\x73\x22\x3a\x5b\x32\x34\x2c\x33\x36\x5d\x7d\x2c\x22\x6d\x61\x73\x6b\x22"
-    "\x3a\x7b\x22\x64\x74\x79\x70\x65\x22\x3a\x22\x55\x38\x22\x2c\x22\x73\x68\x61\x70\x65\x22\x3a\x5b"
-    "\x32\x2c\x32\x5d\x2c\x22\x64\x61\x74\x61\x5f\x6f\x66\x66\x73\x65\x74\x73\x22\x3a\x5b\x33\x36\x2c"
-    "\x34\x30\x5d\x7d\x2c\x22\x5f\x5f\x6d\x65\x74\x61\x64\x61\x74\x61\x5f\x5f\x22\x3a\x7b\x22\x63\x6c"
-    "\x61\x73\x73\x65\x73\x22\x3a\x22\x63\x61\x74\x2c\x64\x6f\x67\x22\x2c\x22\x6e\x6f\x74\x65\x22\x3a"
-    "\x22\x63\x61\x66\x5c\x75\x30\x30\x65\x39\x20\x5c\x22\x71\x5c\x22\x20\x5c\x5c\x20\x5c\x6e\x22\x7d"
-    "\x7d\x20\x20\x20\x20\x20\x20\x20\x00\x00\x80\xbf\x00\x00\x00\xbf\x00\x00\x00\x00\x00\x00\x00\x3f"
-    "\x00\x00\x80\x3f\x00\x00\xc0\x3f\x03\x00\x00\x00\xf9\xff\xff\xff\xff\xff\xff\x7f\x00\xff\x07\x01";
+static const unsigned char g_stio[] = "\x08\x01\x00\x00\x00\x00\x00\x00\x7b\x22\x63\x6f\x6e\x76\x31"
+                                      "\x2e\x77\x65\x69\x67\x68\x74\x22\x3a"
+                                      "\x7b\x22\x64\x74\x79\x70\x65\x22\x3a\x22\x46\x33\x32\x22\x2c"
+                                      "\x22\x73\x68\x61\x70\x65\x22\x3a\x5b"
+                                      "\x31\x2c\x32\x2c\x33\x5d\x2c\x22\x64\x61\x74\x61\x5f\x6f\x66"
+                                      "\x66\x73\x65\x74\x73\x22\x3a\x5b\x30"
+                                      "\x2c\x32\x34\x5d\x7d\x2c\x22\x6c\x61\x62\x65\x6c\x73\x22\x3a"
+                                      "\x7b\x22\x64\x74\x79\x70\x65\x22\x3a"
+                                      "\x22\x49\x33\x32\x22\x2c\x22\x73\x68\x61\x70\x65\x22\x3a\x5b"
+                                      "\x33\x5d\x2c\x22\x64\x61\x74\x61\x5f"
+                                      "\x6f\x66\x66\x73\x65\x74\x73\x22\x3a\x5b\x32\x34\x2c\x33\x36"
+                                      "\x5d\x7d\x2c\x22\x6d\x61\x73\x6b\x22"
+                                      "\x3a\x7b\x22\x64\x74\x79\x70\x65\x22\x3a\x22\x55\x38\x22\x2c"
+                                      "\x22\x73\x68\x61\x70\x65\x22\x3a\x5b"
+                                      "\x32\x2c\x32\x5d\x2c\x22\x64\x61\x74\x61\x5f\x6f\x66\x66\x73"
+                                      "\x65\x74\x73\x22\x3a\x5b\x33\x36\x2c"
+                                      "\x34\x30\x5d\x7d\x2c\x22\x5f\x5f\x6d\x65\x74\x61\x64\x61\x74"
+                                      "\x61\x5f\x5f\x22\x3a\x7b\x22\x63\x6c"
+                                      "\x61\x73\x73\x65\x73\x22\x3a\x22\x63\x61\x74\x2c\x64\x6f\x67"
+                                      "\x22\x2c\x22\x6e\x6f\x74\x65\x22\x3a"
+                                      "\x22\x63\x61\x66\x5c\x75\x30\x30\x65\x39\x20\x5c\x22\x71\x5c"
+                                      "\x22\x20\x5c\x5c\x20\x5c\x6e\x22\x7d"
+                                      "\x7d\x20\x20\x20\x20\x20\x20\x20\x00\x00\x80\xbf\x00\x00\x00"
+                                      "\xbf\x00\x00\x00\x00\x00\x00\x00\x3f"
+                                      "\x00\x00\x80\x3f\x00\x00\xc0\x3f\x03\x00\x00\x00\xf9\xff\xff"
+                                      "\xff\xff\xff\xff\x7f\x00\xff\x07\x01";
 
 /* An exact-size heap copy, so that any overread is outside the allocation. */
 static unsigned char *dup_bytes(const void *p, size_t n) {
@@ -70,10 +82,12 @@ static unsigned char *make_file(const char *header, size_t ndata, size_t *n) {
   *n = 8 + hp + ndata;
   unsigned char *b = malloc(*n);
   assert_non_null(b);
-  for (int k = 0; k < 8; k++) b[k] = (unsigned char)((uint64_t)hp >> (8 * k));
+  for (int k = 0; k < 8; k++)
+    b[k] = (unsigned char)((uint64_t)hp >> (8 * k));
   memcpy(b + 8, header, h);
   memset(b + 8 + h, ' ', hp - h);
-  for (size_t i = 0; i < ndata; i++) b[8 + hp + i] = (unsigned char)i;
+  for (size_t i = 0; i < ndata; i++)
+    b[8 + hp + i] = (unsigned char)i;
   return b;
 }
 
@@ -85,7 +99,8 @@ static void expect_bad(const char *header, size_t ndata, const char *want) {
   ecs_st_file *f = ecs_st_open_memory(b, n, &err);
   if (f) fail_msg("accepted bad header: %s", header);
   assert_int_equal(err.status, ECS_ERR_FORMAT);
-  if (!strstr(err.msg, want)) fail_msg("error '%s' does not mention '%s' (header %s)", err.msg, want, header);
+  if (!strstr(err.msg, want))
+    fail_msg("error '%s' does not mention '%s' (header %s)", err.msg, want, header);
   free(b);
 }
 
@@ -106,7 +121,8 @@ static void test_reads_python_written_file(void **state) {
   assert_int_equal(w->nbytes, 24);
   float wv[6];
   memcpy(wv, w->data, sizeof wv);
-  for (int i = 0; i < 6; i++) assert_true(wv[i] == i * 0.5f - 1.0f);
+  for (int i = 0; i < 6; i++)
+    assert_true(wv[i] == i * 0.5f - 1.0f);
   const ecs_st_tensor *l = ecs_st_find(f, "labels");
   int32_t lv[3];
   memcpy(lv, l->data, sizeof lv);
@@ -151,8 +167,10 @@ static void test_header_byte_flips_never_crash(void **state) {
     for (size_t k = 0; k < sizeof flips; k++) {
       b[i] ^= flips[k];
       ecs_err err = {0};
-      if (open_checked(b, n, &err)) opened++;
-      else refused++;
+      if (open_checked(b, n, &err))
+        opened++;
+      else
+        refused++;
       b[i] ^= flips[k];
     }
   }
@@ -170,28 +188,42 @@ static void test_bad_headers_are_named_errors(void **state) {
   assert_true(open_checked(b, n, &err));
   free(b);
 
-  expect_bad("{\"w\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "'w' has dtype F64");
+  expect_bad("{\"w\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
+             "'w' has dtype F64");
   expect_bad("{\"w\":{\"dtype\":\"Q7\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "unknown dtype");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8, "'w': shape and dtype");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4, "'w': data_offsets end 8");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8,
+             "'w': shape and dtype");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4,
+             "'w': data_offsets end 8");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "reversed");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, "'w'");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,99999999999999999999]}}", 8, "out of range");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8, "'w': shape too large");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}",
+             8, "'w'");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,99999999999999999999]}}",
+             8, "out of range");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}",
+             8, "'w': shape too large");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "overlap");
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+             12, "overlap");
   expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-             "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, "'a' appears twice");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "'w': negative shape");
+             "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+             8, "'a' appears twice");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+             "'w': negative shape");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1.0],\"data_offsets\":[0,4]}}", 4, "integers");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1e0],\"data_offsets\":[0,4]}}", 4, "integers");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[01],\"data_offsets\":[0,4]}}", 4, "leading zero");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "more than 4");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[01],\"data_offsets\":[0,4]}}", 4,
+             "leading zero");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
+             "more than 4");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, "needs 2");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "missing 'data_offsets'");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4, "unexpected key 'x'");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "repeated key");
-  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", 4, "expected '\"'");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4],\"x\":1}}", 4,
+             "unexpected key 'x'");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+             4, "repeated key");
+  expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}", 4,
+             "expected '\"'");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}} x", 4, "trailing");
   expect_bad("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, "expected");
   expect_bad("[]", 0, "expected '{'");
@@ -214,7 +246,8 @@ static void test_header_lengths(void **state) {
   const uint64_t lens[] = {1000, 1ull << 40, UINT64_MAX, UINT64_MAX - 7};
   for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
     unsigned char b[24] = "........{}      ";
-    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(lens[k] >> (8 * i));
+    for (int i = 0; i < 8; i++)
+      b[i] = (unsigned char)(lens[k] >> (8 * i));
     ecs_err err = {0};
     assert_false(open_checked(b, sizeof b, &err));
     assert_int_equal(err.status, ECS_ERR_FORMAT);
@@ -270,10 +303,13 @@ static void test_writer_round_trip(void **state) {
   assert_int_equal(ecs_st_writer_add(w, "b.i32", ECS_I32, 2, (int64_t[]){2, 2}, b, &err), ECS_OK);
   assert_int_equal(ecs_st_writer_add(w, "a.f32", ECS_F32, 1, (int64_t[]){5}, a, &err), ECS_OK);
   assert_int_equal(ecs_st_writer_add(w, odd, ECS_U8, 4, (int64_t[]){1, 3, 1, 1}, c, &err), ECS_OK);
-  assert_int_equal(ecs_st_writer_add(w, "empty", ECS_F32, 2, (int64_t[]){0, 3}, NULL, &err), ECS_OK);
-  assert_int_equal(ecs_st_writer_add(w, "a.f32", ECS_F32, 1, (int64_t[]){5}, a, &err), ECS_ERR_INVALID);
+  assert_int_equal(ecs_st_writer_add(w, "empty", ECS_F32, 2, (int64_t[]){0, 3}, NULL, &err),
+                   ECS_OK);
+  assert_int_equal(ecs_st_writer_add(w, "a.f32", ECS_F32, 1, (int64_t[]){5}, a, &err),
+                   ECS_ERR_INVALID);
   assert_non_null(strstr(err.msg, "a.f32"));
-  assert_int_equal(ecs_st_writer_add(w, "__metadata__", ECS_F32, 1, (int64_t[]){5}, a, &err), ECS_ERR_INVALID);
+  assert_int_equal(ecs_st_writer_add(w, "__metadata__", ECS_F32, 1, (int64_t[]){5}, a, &err),
+                   ECS_ERR_INVALID);
   assert_int_equal(ecs_st_writer_meta(w, "backbone", "resnet38 \"d\"\t\x01", &err), ECS_OK);
   assert_int_equal(ecs_st_writer_meta(w, "alpha_bg", "0.5", &err), ECS_OK);
   /* saving twice replaces the file atomically and leaves no temporary behind */
@@ -316,11 +352,14 @@ static void test_writer_round_trip(void **state) {
 static ecs_params *make_store(int with_extra, int64_t wdim) {
   ecs_err err = {0};
   ecs_params *ps = ecs_params_new(&err);
-  assert_non_null(ecs_params_add(ps, "conv.weight", ECS_F32, 4, (int64_t[]){2, wdim, 3, 3}, 1, &err));
+  assert_non_null(
+      ecs_params_add(ps, "conv.weight", ECS_F32, 4, (int64_t[]){2, wdim, 3, 3}, 1, &err));
   assert_non_null(ecs_params_add(ps, "bn.running_mean", ECS_F32, 1, (int64_t[]){2}, 0, &err));
   assert_non_null(ecs_params_add(ps, "step", ECS_I32, 1, (int64_t[]){1}, 0, &err));
-  if (with_extra) assert_non_null(ecs_params_add(ps, "fc.bias", ECS_F32, 1, (int64_t[]){4}, 1, &err));
-  assert_int_equal(ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), &err), ECS_OK);
+  if (with_extra)
+    assert_non_null(ecs_params_add(ps, "fc.bias", ECS_F32, 1, (int64_t[]){4}, 1, &err));
+  assert_int_equal(ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), &err),
+                   ECS_OK);
   return ps;
 }
 
@@ -328,8 +367,10 @@ static void fill_store(ecs_params *ps, float base) {
   for (size_t i = 0; i < ecs_params_count(ps); i++) {
     ecs_tensor *t = ecs_params_at(ps, i);
     for (int64_t k = 0; k < ecs_nelements(t); k++) {
-      if (t->type == ECS_F32) ((float *)t->data)[k] = base + (float)(i * 100 + k);
-      else ((int32_t *)t->data)[k] = (int32_t)(base + i + k);
+      if (t->type == ECS_F32)
+        ((float *)t->data)[k] = base + (float)(i * 100 + k);
+      else
+        ((int32_t *)t->data)[k] = (int32_t)(base + i + k);
     }
   }
 }
@@ -402,7 +443,8 @@ static void test_params_store(void **state) {
   for (int i = 0; i < 4; i++) {
     assert_int_equal((uintptr_t)all[i]->data % align, 0);
     assert_ptr_equal(all[i]->buffer, w->buffer);
-    for (size_t k = 0; k < ecs_plain_nbytes(all[i]); k++) assert_int_equal(((uint8_t *)all[i]->data)[k], 0);
+    for (size_t k = 0; k < ecs_plain_nbytes(all[i]); k++)
+      assert_int_equal(((uint8_t *)all[i]->data)[k], 0);
   }
   assert_true(w->requires_grad && !w->frozen);
   assert_true(!rm->requires_grad && rm->frozen);
@@ -424,8 +466,10 @@ static void test_params_store(void **state) {
   ecs_params_add(o, "b", ECS_F32, 1, (int64_t[]){7}, 1, &err);
   ecs_params_add(o, "w", ECS_F32, 2, (int64_t[]){3, 5}, 1, &err);
   ecs_params_alloc(o, buft, &err);
-  for (int k = 0; k < 15; k++) ((float *)w->data)[k] = (float)k;
-  for (int k = 0; k < 7; k++) ((float *)b->data)[k] = -(float)k;
+  for (int k = 0; k < 15; k++)
+    ((float *)w->data)[k] = (float)k;
+  for (int k = 0; k < 7; k++)
+    ((float *)b->data)[k] = -(float)k;
   assert_int_equal(ecs_params_copy(o, ps, &err), ECS_OK);
   assert_memory_equal(ecs_params_find(o, "w")->data, w->data, 60);
   assert_memory_equal(ecs_params_find(o, "b")->data, b->data, 28);

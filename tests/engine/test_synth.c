@@ -29,7 +29,8 @@ static void test_render_is_deterministic_and_masks_match_labels(void **state) {
     assert_memory_equal(m1, m2, n);
     assert_memory_equal(l1, l2, sizeof l1);
     int seen[256] = {0}, any = 0;
-    for (int j = 0; j < n; j++) seen[m1[j]]++;
+    for (int j = 0; j < n; j++)
+      seen[m1[j]]++;
     for (int k = 0; k < ECS_SYNTH_MAX_CLASSES; k++) {
       /* a label is present exactly when its class has pixels in the mask */
       assert_int_equal(l1[k] != 0, seen[k + 1] > 0);
@@ -37,7 +38,8 @@ static void test_render_is_deterministic_and_masks_match_labels(void **state) {
       labelled += l1[k];
     }
     assert_true(any);
-    for (int v = ECS_SYNTH_MAX_CLASSES + 1; v < 255; v++) assert_int_equal(seen[v], 0);
+    for (int v = ECS_SYNTH_MAX_CLASSES + 1; v < 255; v++)
+      assert_int_equal(seen[v], 0);
     fg += n - seen[0] - seen[255];
     ignore += seen[255];
     total += n;
@@ -75,9 +77,13 @@ static void test_write_is_identical_across_thread_counts(void **state) {
   assert_int_equal(ecs_synth_write(&p, d1, &err), ECS_OK);
   p.n_threads = 2;
   assert_int_equal(ecs_synth_write(&p, d2, &err), ECS_OK);
-  const char *files[] = {"JPEGImages/000000.jpg", "JPEGImages/000019.jpg",
-                         "SegmentationClass/000007.png", "labels.txt", "classes.txt",
-                         "ImageSets/Segmentation/train.txt", "ImageSets/Segmentation/val.txt"};
+  const char *files[] = {"JPEGImages/000000.jpg",
+                         "JPEGImages/000019.jpg",
+                         "SegmentationClass/000007.png",
+                         "labels.txt",
+                         "classes.txt",
+                         "ImageSets/Segmentation/train.txt",
+                         "ImageSets/Segmentation/val.txt"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     char a[512], b[512];
     snprintf(a, sizeof a, "%s/%s", d1, files[i]);
@@ -105,7 +111,8 @@ static void test_write_is_identical_across_thread_counts(void **state) {
   assert_true(read_all(path, &png, &npng));
   ecs_image *mask = NULL;
   assert_int_equal(ecs_image_decode_indexed(png, npng, 0, &mask, &err), ECS_OK);
-  uint8_t *rgb = malloc(p.size * p.size * 3), *m = malloc(p.size * p.size), l[ECS_SYNTH_MAX_CLASSES];
+  uint8_t *rgb = malloc(p.size * p.size * 3), *m = malloc(p.size * p.size),
+          l[ECS_SYNTH_MAX_CLASSES];
   assert_int_equal(ecs_synth_render(&p, 5, rgb, m, l, &err), ECS_OK);
   assert_memory_equal(mask->data, m, p.size * p.size);
   ecs_image_free(mask);

@@ -42,8 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t blen = (size_t)(end - p);
   uint8_t *body = malloc(blen ? blen : 1);
   memcpy(body, p, blen);
-  api_http_in in = {.content_type = ctype, .body = body, .body_len = blen, .query = q,
-                    .n_query = nq};
+  api_http_in in = {
+      .content_type = ctype, .body = body, .body_len = blen, .query = q, .n_query = nq};
   api_cam_limits lim = {.max_labels = 8, .max_image = 1 << 20};
   api_cam_request req;
   api_error err;
@@ -60,7 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(j);
   }
   free(body);
-  for (size_t i = 0; i < no; i++) free(owned[i]);
+  for (size_t i = 0; i < no; i++)
+    free(owned[i]);
   free(ctype);
   return 0;
 }

@@ -40,7 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     r.ecs_mask[p] = v & 1 ? ECS_MASK_IGNORE : v;
     memset(r.erased_image + p * 3, v, 3);
   }
-  for (size_t p = 0; p < hw * r.n_labels; p++) r.cams[p] = (float)data[p % size] / 255.0f;
+  for (size_t p = 0; p < hw * r.n_labels; p++)
+    r.cams[p] = (float)data[p % size] / 255.0f;
   ecs_err e;
   if (api_cam_result_resize(&r, w, h, &e) != ECS_OK) abort();
   if (r.w != w || r.h != h) abort();

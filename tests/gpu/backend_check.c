@@ -19,7 +19,19 @@
 /* how an input is filled: normal, wide normal (x5, reaches ReLU6's clip), positive, binary
  * targets, labels, class masks, dloss, log-probabilities and probabilities that honour the
  * class mask pattern, and a U8 keep mask */
-enum gen { G_NONE = 0, G_RANDN, G_WIDE, G_POS, G_BINARY, G_LABELS, G_CMASK, G_ONE, G_LOGP, G_PROB, G_U8MASK };
+enum gen {
+  G_NONE = 0,
+  G_RANDN,
+  G_WIDE,
+  G_POS,
+  G_BINARY,
+  G_LABELS,
+  G_CMASK,
+  G_ONE,
+  G_LOGP,
+  G_PROB,
+  G_U8MASK
+};
 
 typedef struct tdesc {
   int nd; /* 0: the operand is absent (NULL) */
@@ -48,11 +60,14 @@ static float nrand(void) {
   return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
 }
 /* the class mask pattern shared by G_CMASK, G_LABELS and G_LOGP/G_PROB: class 0 always on */
-static int class_on(int64_t n, int64_t c) { return c == 0 || (c + n) % 3 != 0; }
+static int class_on(int64_t n, int64_t c) {
+  return c == 0 || (c + n) % 3 != 0;
+}
 
 static void fill_host(const tdesc *d, void *mem) {
   int64_t n = 1;
-  for (int i = 0; i < d->nd; i++) n *= d->ne[i];
+  for (int i = 0; i < d->nd; i++)
+    n *= d->ne[i];
   float *f = mem;
   int32_t *l = mem;
   uint8_t *u = mem;
@@ -88,10 +103,12 @@ typedef struct run {
   void *host_dst[ECS_OP_MAX_DST], *host_src[ECS_OP_MAX_SRC];
 } run;
 
-static int make_tensor(ecs_device *dev, const tdesc *d, ecs_tensor *t, ecs_buffer **buf, ecs_err *err) {
+static int make_tensor(ecs_device *dev, const tdesc *d, ecs_tensor *t, ecs_buffer **buf,
+                       ecs_err *err) {
   memset(t, 0, sizeof *t);
   t->type = d->type, t->nd = d->nd;
-  for (int i = 0; i < ECS_MAX_DIMS; i++) t->ne[i] = i < d->nd ? d->ne[i] : 1;
+  for (int i = 0; i < ECS_MAX_DIMS; i++)
+    t->ne[i] = i < d->nd ? d->ne[i] : 1;
   t->nbytes = ecs_plain_nbytes(t);
   *buf = ecs_buffer_alloc(ecs_device_buffer_type(dev), t->nbytes, err);
   if (!*buf) return -1;
@@ -101,15 +118,19 @@ static int make_tensor(ecs_device *dev, const tdesc *d, ecs_tensor *t, ecs_buffe
 }
 
 static void run_free(run *r) {
-  for (int i = 0; i < ECS_OP_MAX_SRC + ECS_OP_MAX_DST; i++) ecs_buffer_free(r->buf[i]);
-  for (int i = 0; i < ECS_OP_MAX_DST; i++) free(r->host_dst[i]);
-  for (int i = 0; i < ECS_OP_MAX_SRC; i++) free(r->host_src[i]);
+  for (int i = 0; i < ECS_OP_MAX_SRC + ECS_OP_MAX_DST; i++)
+    ecs_buffer_free(r->buf[i]);
+  for (int i = 0; i < ECS_OP_MAX_DST; i++)
+    free(r->host_dst[i]);
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    free(r->host_src[i]);
   memset(r, 0, sizeof *r);
 }
 
 /* Reads t back as plain bytes: through an ECS_OP_COPY into a plain tensor when the backend
  * chose a private layout (a plain destination declared without prepare asks for that). */
-static int to_plain_host(ecs_backend *be, ecs_device *dev, ecs_tensor *t, void **host, ecs_err *err) {
+static int to_plain_host(ecs_backend *be, ecs_device *dev, ecs_tensor *t, void **host,
+                         ecs_err *err) {
   size_t n = ecs_plain_nbytes(t);
   *host = malloc(n ? n : 1);
   if (!*host) return -1;
@@ -127,7 +148,8 @@ static int to_plain_host(ecs_backend *be, ecs_device *dev, ecs_tensor *t, void *
 }
 
 /* inputs: host copies of each src, made once per case and uploaded to both devices */
-static int run_case(ecs_device *dev, const ocase *c, void *const *inputs, run *r, char *why, size_t nwhy) {
+static int run_case(ecs_device *dev, const ocase *c, void *const *inputs, run *r, char *why,
+                    size_t nwhy) {
   ecs_err err = {0};
   ecs_backend *be = ecs_backend_init(dev, NULL, &err);
   ecs_op op = c->op;
@@ -146,7 +168,8 @@ static int run_case(ecs_device *dev, const ocase *c, void *const *inputs, run *r
     if (!c->dst[i].nd) continue;
     ecs_tensor *t = &r->dst[i];
     t->type = c->dst[i].type, t->nd = c->dst[i].nd;
-    for (int k = 0; k < ECS_MAX_DIMS; k++) t->ne[k] = k < t->nd ? c->dst[i].ne[k] : 1;
+    for (int k = 0; k < ECS_MAX_DIMS; k++)
+      t->ne[k] = k < t->nd ? c->dst[i].ne[k] : 1;
     op.dst[i] = t;
   }
   if (!ecs_device_supports_op(dev, &op)) {
@@ -158,7 +181,8 @@ static int run_case(ecs_device *dev, const ocase *c, void *const *inputs, run *r
     ecs_tensor *t = op.dst[i];
     if (!t) continue;
     ecs_buffer **b = &r->buf[ECS_OP_MAX_SRC + i];
-    if (!(*b = ecs_buffer_alloc(ecs_device_buffer_type(dev), t->nbytes ? t->nbytes : 1, &err))) goto fail;
+    if (!(*b = ecs_buffer_alloc(ecs_device_buffer_type(dev), t->nbytes ? t->nbytes : 1, &err)))
+      goto fail;
     t->buffer = *b, t->data = ecs_buffer_base(*b);
   }
   if (ecs_backend_compute(be, &op, &err) || ecs_backend_synchronize(be, &err)) goto fail;
@@ -194,7 +218,8 @@ static int check_case(ecs_device *gpu, ecs_device *ref, const ocase *c) {
   for (int i = 0; i < ECS_OP_MAX_SRC; i++) {
     if (!c->src[i].nd) continue;
     ecs_tensor t = {.type = c->src[i].type, .nd = c->src[i].nd};
-    for (int k = 0; k < ECS_MAX_DIMS; k++) t.ne[k] = k < t.nd ? c->src[i].ne[k] : 1;
+    for (int k = 0; k < ECS_MAX_DIMS; k++)
+      t.ne[k] = k < t.nd ? c->src[i].ne[k] : 1;
     inputs[i] = malloc(ecs_plain_nbytes(&t));
     fill_host(&c->src[i], inputs[i]);
   }
@@ -217,11 +242,12 @@ static int check_case(ecs_device *gpu, ecs_device *ref, const ocase *c) {
     ok = worst <= c->tol;
     if (!ok) snprintf(why, sizeof why, "error above %.0e", c->tol);
   }
-  printf("%-22s %-34s %10.3e  %s %s\n", ecs_op_name(c->op.type), c->name, worst,
-         ok ? "ok" : "FAIL", why);
+  printf("%-22s %-34s %10.3e  %s %s\n", ecs_op_name(c->op.type), c->name, worst, ok ? "ok" : "FAIL",
+         why);
   run_free(&rg);
   run_free(&rr);
-  for (int i = 0; i < ECS_OP_MAX_SRC; i++) free(inputs[i]);
+  for (int i = 0; i < ECS_OP_MAX_SRC; i++)
+    free(inputs[i]);
   return ok;
 }
 
@@ -242,7 +268,8 @@ int main(int argc, char **argv) {
     printf("backend_check: %s\n", err.msg);
     return 1;
   }
-  printf("backend_check: %s (%s) against cpu-ref\n", ecs_device_name(gpu), ecs_device_description(gpu));
+  printf("backend_check: %s (%s) against cpu-ref\n", ecs_device_name(gpu),
+         ecs_device_description(gpu));
   int covered[ECS_OP_COUNT] = {0}, fails = 0, n = 0;
   size_t ncases = 0;
   const ocase *cases = check_cases(&ncases);

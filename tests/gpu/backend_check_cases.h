@@ -19,8 +19,12 @@ static ocase *add(const char *name, ecs_op_type type, double tol) {
 static tdesc t4(int64_t n, int64_t c, int64_t h, int64_t w, enum gen g) {
   return (tdesc){4, {n, c, h, w}, ECS_F32, g};
 }
-static tdesc t2(int64_t n, int64_t c, enum gen g) { return (tdesc){2, {n, c, 1, 1}, ECS_F32, g}; }
-static tdesc t1(int64_t n, enum gen g) { return (tdesc){1, {n, 1, 1, 1}, ECS_F32, g}; }
+static tdesc t2(int64_t n, int64_t c, enum gen g) {
+  return (tdesc){2, {n, c, 1, 1}, ECS_F32, g};
+}
+static tdesc t1(int64_t n, enum gen g) {
+  return (tdesc){1, {n, 1, 1, 1}, ECS_F32, g};
+}
 
 static void elementwise_cases(void) {
   ocase *c;
@@ -40,7 +44,8 @@ static void elementwise_cases(void) {
     c = add(s ? "relu big" : "relu", ECS_OP_RELU, 0), c->src[0] = w, c->dst[0] = y;
     c = add(s ? "relu6 big" : "relu6", ECS_OP_RELU, 0), c->src[0] = w, c->dst[0] = y;
     c->op.p.act.clip = 6.0f;
-    c = add(s ? "relu big" : "relu", ECS_OP_RELU_BWD, 0), c->src[0] = w, c->src[1] = x, c->dst[0] = y;
+    c = add(s ? "relu big" : "relu", ECS_OP_RELU_BWD, 0), c->src[0] = w, c->src[1] = x,
+    c->dst[0] = y;
     c = add(s ? "relu6 big" : "relu6", ECS_OP_RELU_BWD, 0), c->src[0] = w, c->src[1] = x;
     c->dst[0] = y, c->op.p.act.clip = 6.0f;
   }
@@ -72,20 +77,25 @@ static void conv_cases(void) {
       {"64->64 3x3 28x28 +bias", 2, 64, 28, 28, 64, 3, 1, 1, 1, 1, 1},
   };
   /* the same forwards with ReLU fused (p.conv.act) */
-  static const char *const fused[] = {"3x3 s1 p1 +bias +relu", "3x3 s2 p1 +relu", "3x3 dil2 p2 +bias +relu",
-                                      "3x3 groups2 +relu", "1x1 s2 +relu", "7x7 s2 p3 +bias +relu",
-                                      "64->64 3x3 28x28 +bias +relu"};
-  _Static_assert(sizeof fused / sizeof fused[0] == sizeof v / sizeof v[0], "one fused case per variant");
+  static const char *const fused[] = {
+      "3x3 s1 p1 +bias +relu",       "3x3 s2 p1 +relu", "3x3 dil2 p2 +bias +relu",
+      "3x3 groups2 +relu",           "1x1 s2 +relu",    "7x7 s2 p3 +bias +relu",
+      "64->64 3x3 28x28 +bias +relu"};
+  _Static_assert(sizeof fused / sizeof fused[0] == sizeof v / sizeof v[0],
+                 "one fused case per variant");
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
     const conv_variant *q = &v[i];
     int64_t oh = ecs_conv_out_size(q->h, (int)q->k, q->stride, q->pad, q->dil);
     int64_t ow = ecs_conv_out_size(q->w, (int)q->k, q->stride, q->pad, q->dil);
-    tdesc x = t4(q->n, q->ci, q->h, q->w, G_RANDN), w = t4(q->co, q->ci / q->groups, q->k, q->k, G_RANDN);
+    tdesc x = t4(q->n, q->ci, q->h, q->w, G_RANDN),
+          w = t4(q->co, q->ci / q->groups, q->k, q->k, G_RANDN);
     tdesc y = t4(q->n, q->co, oh, ow, G_RANDN), b = t1(q->co, G_RANDN);
     tdesc xo = x, wo = w, yo = y, bo = b;
     xo.gen = wo.gen = yo.gen = bo.gen = G_NONE;
-    ecs_op p = {.p.conv = {.stride = {q->stride, q->stride}, .pad = {q->pad, q->pad},
-                           .dil = {q->dil, q->dil}, .groups = q->groups}};
+    ecs_op p = {.p.conv = {.stride = {q->stride, q->stride},
+                           .pad = {q->pad, q->pad},
+                           .dil = {q->dil, q->dil},
+                           .groups = q->groups}};
     ocase *c = add(q->name, ECS_OP_CONV2D, 1e-4);
     c->op.p = p.p, c->src[0] = x, c->src[1] = w, c->dst[0] = yo;
     if (q->bias) c->src[2] = b;
@@ -174,8 +184,12 @@ typedef struct pool_variant {
 } pool_variant;
 
 static ecs_op pool_params(const pool_variant *v) {
-  return (ecs_op){.p.pool = {.kind = v->kind, .k = {v->k, v->k}, .stride = {v->s, v->s},
-                             .pad = {v->p, v->p}, .ceil_mode = v->ceil, .count_include_pad = v->cip}};
+  return (ecs_op){.p.pool = {.kind = v->kind,
+                             .k = {v->k, v->k},
+                             .stride = {v->s, v->s},
+                             .pad = {v->p, v->p},
+                             .ceil_mode = v->ceil,
+                             .count_include_pad = v->cip}};
 }
 
 static const pool_variant g_pools[] = {
@@ -229,9 +243,11 @@ static void shape_cases(void) {
   static const char *rn[] = {"5x7 -> 11x13", "12x10 -> 5x4", "6x6 -> 6x6", "7x9 -> 56x72"};
   for (int i = 0; i < 4; i++) {
     c = add(rn[i], ECS_OP_RESIZE_BILINEAR, 1e-6);
-    c->src[0] = t4(2, 3, rs[i][0], rs[i][1], G_RANDN), c->dst[0] = t4(2, 3, rs[i][2], rs[i][3], G_NONE);
+    c->src[0] = t4(2, 3, rs[i][0], rs[i][1], G_RANDN),
+    c->dst[0] = t4(2, 3, rs[i][2], rs[i][3], G_NONE);
     c = add(rn[i], ECS_OP_RESIZE_BILINEAR_BWD, 1e-5);
-    c->src[0] = t4(2, 3, rs[i][2], rs[i][3], G_RANDN), c->dst[0] = t4(2, 3, rs[i][0], rs[i][1], G_NONE);
+    c->src[0] = t4(2, 3, rs[i][2], rs[i][3], G_RANDN),
+    c->dst[0] = t4(2, 3, rs[i][0], rs[i][1], G_NONE);
   }
 }
 
@@ -240,7 +256,8 @@ static void softmax_cases(void) {
     ecs_op_type f = log ? ECS_OP_LOG_SOFTMAX : ECS_OP_SOFTMAX;
     ecs_op_type b = log ? ECS_OP_LOG_SOFTMAX_BWD : ECS_OP_SOFTMAX_BWD;
     ocase *c = add("2x5x4x6 class mask", f, 1e-5);
-    c->src[0] = t4(2, 5, 4, 6, G_WIDE), c->src[1] = t2(2, 5, G_CMASK), c->dst[0] = t4(2, 5, 4, 6, G_NONE);
+    c->src[0] = t4(2, 5, 4, 6, G_WIDE), c->src[1] = t2(2, 5, G_CMASK),
+    c->dst[0] = t4(2, 5, 4, 6, G_NONE);
     c = add("3x7", f, 1e-5);
     c->src[0] = t2(3, 7, G_WIDE), c->dst[0] = t2(3, 7, G_NONE);
     c = add("2x5x4x6 masked y", b, 1e-5);
@@ -323,9 +340,11 @@ static int check_pool_workspace(ecs_device *gpu, ecs_device *ref) {
   tdesc yd = t4(2, 3, oh, ow, G_NONE), wd = yd;
   wd.type = ECS_I32;
   if (be) {
-    ok = !make_tensor(gpu, &bwd.src[0], &x, &b[0], &err) && !make_tensor(gpu, &bwd.src[1], &dy, &b[1], &err) &&
-         !make_tensor(gpu, &bwd.dst[0], &dx, &b[2], &err) && !make_tensor(gpu, &yd, &y, &b[3], &err) &&
-         !make_tensor(gpu, &wd, &ws, &b[4], &err) && !ecs_tensor_set_bytes(&x, in[0], 0, x.nbytes, &err) &&
+    ok = !make_tensor(gpu, &bwd.src[0], &x, &b[0], &err) &&
+         !make_tensor(gpu, &bwd.src[1], &dy, &b[1], &err) &&
+         !make_tensor(gpu, &bwd.dst[0], &dx, &b[2], &err) &&
+         !make_tensor(gpu, &yd, &y, &b[3], &err) && !make_tensor(gpu, &wd, &ws, &b[4], &err) &&
+         !ecs_tensor_set_bytes(&x, in[0], 0, x.nbytes, &err) &&
          !ecs_tensor_set_bytes(&dy, in[1], 0, dy.nbytes, &err);
     ecs_op f = {.type = ECS_OP_POOL2D, .src = {&x}, .dst = {&y, &ws}, .p = bwd.op.p};
     ecs_op g = {.type = ECS_OP_POOL2D_BWD, .src = {&x, &dy, &ws}, .dst = {&dx}, .p = bwd.op.p};
@@ -338,7 +357,8 @@ static int check_pool_workspace(ecs_device *gpu, ecs_device *ref) {
   ok = ok && e <= bwd.tol;
   if (!ok && !why[0]) snprintf(why, sizeof why, "error above %.0e", bwd.tol);
   printf("%-22s %-34s %10.3e  %s %s\n", "pool2d_bwd", bwd.name, e, ok ? "ok" : "FAIL", why);
-  for (int i = 0; i < 5; i++) ecs_buffer_free(b[i]);
+  for (int i = 0; i < 5; i++)
+    ecs_buffer_free(b[i]);
   ecs_backend_free(be);
   run_free(&rr);
   free(got);

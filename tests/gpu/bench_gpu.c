@@ -31,23 +31,34 @@ static int usage(void) {
 }
 
 static int parse(int argc, char **argv, opts *o) {
-  *o = (opts){.device = "cuda:0", .size = 448, .iters = 5, .warmup = 2, .train_batch = 8,
-              .batches = {1, 8, 32}, .n_batches = 3};
+  *o = (opts){.device = "cuda:0",
+              .size = 448,
+              .iters = 5,
+              .warmup = 2,
+              .train_batch = 8,
+              .batches = {1, 8, 32},
+              .n_batches = 3};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) return -1;
-    if (!strcmp(a, "--device")) o->device = v;
-    else if (!strcmp(a, "--size")) o->size = atoi(v);
-    else if (!strcmp(a, "--iters")) o->iters = atoi(v);
-    else if (!strcmp(a, "--warmup")) o->warmup = atoi(v);
-    else if (!strcmp(a, "--train-batch")) o->train_batch = atoi(v);
+    if (!strcmp(a, "--device"))
+      o->device = v;
+    else if (!strcmp(a, "--size"))
+      o->size = atoi(v);
+    else if (!strcmp(a, "--iters"))
+      o->iters = atoi(v);
+    else if (!strcmp(a, "--warmup"))
+      o->warmup = atoi(v);
+    else if (!strcmp(a, "--train-batch"))
+      o->train_batch = atoi(v);
     else if (!strcmp(a, "--batches")) {
       o->n_batches = 0;
       for (char *s = (char *)v, *end; *s && o->n_batches < 8; s = *end ? end + 1 : end) {
         o->batches[o->n_batches++] = (int)strtol(s, &end, 10);
         if (end == s) return -1;
       }
-    } else return -1;
+    } else
+      return -1;
     i++;
   }
   if (o->size < 32 || o->iters < 1 || o->warmup < 0 || o->train_batch < 0) return -1;
@@ -62,7 +73,8 @@ static ecs_tensor *device_tensor(ecs_device *dev, int nd, const int64_t *ne, uin
   ecs_tensor *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->type = ECS_F32, t->nd = nd;
-  for (int i = 0; i < ECS_MAX_DIMS; i++) t->ne[i] = i < nd ? ne[i] : 1;
+  for (int i = 0; i < ECS_MAX_DIMS; i++)
+    t->ne[i] = i < nd ? ne[i] : 1;
   t->nbytes = ecs_plain_nbytes(t);
   *buf = ecs_buffer_alloc(ecs_device_buffer_type(dev), t->nbytes, err);
   float *host = malloc(t->nbytes);
@@ -128,8 +140,10 @@ static int measure(ecs_model *m, ecs_backend *be, ecs_device *dev, const opts *o
   if (ok) {
     double per = (t1 - t0) / o->iters;
     printf("RESULT engine %s %d %.2f %.2f\n", what, batch, batch / per, 1e3 * per);
-    fprintf(stderr, "bench_gpu: %s batch %d at %dx%d: %.2f images/s, %.1f ms per iteration, "
-                    "arena %.1f MiB\n", what, batch, o->size, o->size, batch / per, 1e3 * per,
+    fprintf(stderr,
+            "bench_gpu: %s batch %d at %dx%d: %.2f images/s, %.1f ms per iteration, "
+            "arena %.1f MiB\n",
+            what, batch, o->size, o->size, batch / per, 1e3 * per,
             (double)ecs_ctx_arena_bytes(ctx) / (1 << 20));
   } else {
     printf("RESULT engine %s %d error\n", what, batch);
@@ -168,7 +182,8 @@ int main(int argc, char **argv) {
   fprintf(stderr, "bench_gpu: resnet38d on %s (%s), TF32 %s\n", ecs_device_name(dev),
           ecs_device_description(dev), bp.tf32 > 0 ? "on" : "off");
   int ok = 1;
-  for (int i = 0; i < o.n_batches; i++) ok &= measure(m, be, dev, &o, o.batches[i], 0);
+  for (int i = 0; i < o.n_batches; i++)
+    ok &= measure(m, be, dev, &o, o.batches[i], 0);
   if (o.train_batch > 0) ok &= measure(m, be, dev, &o, o.train_batch, 1);
   ecs_model_free(m);
   ecs_backend_free(be);

@@ -19,7 +19,8 @@ static void test_base64_round_trip(void **state) {
   (void)state;
   for (size_t n = 0; n < 40; n++) {
     uint8_t src[40];
-    for (size_t i = 0; i < n; i++) src[i] = (uint8_t)(i * 37 + n);
+    for (size_t i = 0; i < n; i++)
+      src[i] = (uint8_t)(i * 37 + n);
     char *enc = api_base64_encode(src, n);
     assert_non_null(enc);
     assert_int_equal(strlen(enc), 4 * ((n + 2) / 3));
@@ -65,7 +66,8 @@ static void test_content_type(void **state) {
   (void)state;
   api_content_type ct;
   api_error e;
-  assert_true(api_content_type_parse("Multipart/Form-Data; boundary=\"a b\"; charset=utf-8", &ct, &e));
+  assert_true(
+      api_content_type_parse("Multipart/Form-Data; boundary=\"a b\"; charset=utf-8", &ct, &e));
   assert_string_equal(ct.media, "multipart/form-data");
   assert_string_equal(ct.boundary, "a b");
   assert_string_equal(ct.charset, "utf-8");
@@ -135,8 +137,11 @@ static api_cam_limits k_lim = {.max_labels = 4, .max_image = 1 << 20};
 static bool parse_raw(const char *query_k, const char *query_v, api_cam_request *req,
                       api_error *e) {
   api_kv q[1] = {{query_k, query_v}};
-  api_http_in in = {.content_type = "image/png", .body = k_png_magic,
-                    .body_len = sizeof k_png_magic, .query = q, .n_query = query_k ? 1 : 0};
+  api_http_in in = {.content_type = "image/png",
+                    .body = k_png_magic,
+                    .body_len = sizeof k_png_magic,
+                    .query = q,
+                    .n_query = query_k ? 1 : 0};
   return api_cam_request_parse(&in, &k_lim, req, e);
 }
 
@@ -166,9 +171,12 @@ static void test_cam_labels(void **state) {
   struct {
     const char *v, *code;
     unsigned status;
-  } bad[] = {{"cat,,dog", "invalid_labels", 422}, {"cat,cat", "duplicate_label", 422},
-             {"a,b,c,d,e", "too_many_labels", 422}, {"<script>", "unknown_label", 422},
-             {"1025", "unknown_label", 422}, {"99999", "unknown_label", 422},
+  } bad[] = {{"cat,,dog", "invalid_labels", 422},
+             {"cat,cat", "duplicate_label", 422},
+             {"a,b,c,d,e", "too_many_labels", 422},
+             {"<script>", "unknown_label", 422},
+             {"1025", "unknown_label", 422},
+             {"99999", "unknown_label", 422},
              {"", "invalid_labels", 422}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_false(parse_raw("labels", bad[i].v, &r, &e));
@@ -201,12 +209,17 @@ static void test_cam_values(void **state) {
   assert_true(r.alpha_bg == 1.0f);
   struct {
     const char *k, *v, *code;
-  } bad[] = {{"outputs", "cam,heatmap", "unknown_output"}, {"format", "gif", "unknown_format"},
-             {"flip", "maybe", "invalid_value"},         {"scales", "9", "invalid_value"},
-             {"scales", "1,x", "invalid_value"},         {"colour", "red", "unknown_parameter"},
+  } bad[] = {{"outputs", "cam,heatmap", "unknown_output"},
+             {"format", "gif", "unknown_format"},
+             {"flip", "maybe", "invalid_value"},
+             {"scales", "9", "invalid_value"},
+             {"scales", "1,x", "invalid_value"},
+             {"colour", "red", "unknown_parameter"},
              {"scales", "1,1,1,1,1,1,1,1,1", "invalid_value"},
-             {"alpha_bg", "1.01", "invalid_value"},     {"alpha_bg", "-0.1", "invalid_value"},
-             {"alpha_bg", "nan", "invalid_value"},      {"alpha_bg", "0.5x", "invalid_value"},
+             {"alpha_bg", "1.01", "invalid_value"},
+             {"alpha_bg", "-0.1", "invalid_value"},
+             {"alpha_bg", "nan", "invalid_value"},
+             {"alpha_bg", "0.5x", "invalid_value"},
              {"alpha_bg", "", "invalid_value"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_false(parse_raw(bad[i].k, bad[i].v, &r, &e));
@@ -220,8 +233,11 @@ static void test_cam_png_rules(void **state) {
   api_cam_request r;
   api_error e;
   api_kv q[3] = {{"format", "png"}, {"outputs", "cam"}, {"labels", "cat,dog"}};
-  api_http_in in = {.content_type = "image/png", .body = k_png_magic,
-                    .body_len = sizeof k_png_magic, .query = q, .n_query = 1};
+  api_http_in in = {.content_type = "image/png",
+                    .body = k_png_magic,
+                    .body_len = sizeof k_png_magic,
+                    .query = q,
+                    .n_query = 1};
   assert_false(api_cam_request_parse(&in, &k_lim, &r, &e)); /* default outputs: ambiguous */
   assert_int_equal(e.status, 400);
   assert_string_equal(e.code, "ambiguous_request");
@@ -245,7 +261,8 @@ static void test_cam_json_and_multipart(void **state) {
   snprintf(body, sizeof body,
            "{\"image\":\"%s\",\"labels\":[\"cat\",3],\"flip\":true,\"scales\":[1,2]}", b64);
   api_http_in in = {.content_type = "application/json; charset=utf-8",
-                    .body = (const uint8_t *)body, .body_len = strlen(body)};
+                    .body = (const uint8_t *)body,
+                    .body_len = strlen(body)};
   api_cam_request r;
   api_error e;
   assert_true(api_cam_request_parse(&in, &k_lim, &r, &e));
@@ -265,12 +282,10 @@ static void test_cam_json_and_multipart(void **state) {
   assert_string_equal(e.code, "duplicate_parameter");
   in.n_query = 0;
 
-  const char *bad[][2] = {{"{\"image\": 1}", "invalid_image"},
-                          {"{\"image\": \"@@@\"}", "invalid_base64"},
-                          {"{\"labels\": \"cat\"}", "missing_image"},
-                          {"[1,2]", "invalid_json"},
-                          {"{\"image\": \"aGVsbG8=\"", "invalid_json"},
-                          {"{\"image\": \"aGVsbG8=\"}", "invalid_image"}};
+  const char *bad[][2] = {
+      {"{\"image\": 1}", "invalid_image"},          {"{\"image\": \"@@@\"}", "invalid_base64"},
+      {"{\"labels\": \"cat\"}", "missing_image"},   {"[1,2]", "invalid_json"},
+      {"{\"image\": \"aGVsbG8=\"", "invalid_json"}, {"{\"image\": \"aGVsbG8=\"}", "invalid_image"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     in.body = (const uint8_t *)bad[i][0];
     in.body_len = strlen(bad[i][0]);
@@ -289,7 +304,8 @@ static void test_cam_json_and_multipart(void **state) {
   n += (int)sizeof k_png_magic;
   n += snprintf(mp + n, sizeof mp - (size_t)n, "\r\n--b--\r\n");
   in = (api_http_in){.content_type = "multipart/form-data; boundary=b",
-                     .body = (const uint8_t *)mp, .body_len = (size_t)n};
+                     .body = (const uint8_t *)mp,
+                     .body_len = (size_t)n};
   assert_true(api_cam_request_parse(&in, &k_lim, &r, &e));
   assert_int_equal(r.outputs, API_OUT_MASK);
   assert_int_equal(r.image_len, sizeof k_png_magic);
@@ -300,8 +316,8 @@ static void test_cam_media_types(void **state) {
   (void)state;
   api_cam_request r;
   api_error e;
-  api_http_in in = {.content_type = "text/plain", .body = k_png_magic,
-                    .body_len = sizeof k_png_magic};
+  api_http_in in = {
+      .content_type = "text/plain", .body = k_png_magic, .body_len = sizeof k_png_magic};
   assert_false(api_cam_request_parse(&in, &k_lim, &r, &e));
   assert_int_equal(e.status, 415);
   in.content_type = NULL;
@@ -349,7 +365,8 @@ static void test_error_json(void **state) {
   api_error e;
   api_fail(&e, 422, "unknown_label", "unknown label '%s'", "a\"b");
   char *j = api_error_json(&e);
-  assert_string_equal(j, "{\"error\":{\"code\":\"unknown_label\",\"message\":\"unknown label 'a\\\"b'\"}}");
+  assert_string_equal(
+      j, "{\"error\":{\"code\":\"unknown_label\",\"message\":\"unknown label 'a\\\"b'\"}}");
   free(j);
 }
 

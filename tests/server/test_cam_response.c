@@ -18,8 +18,8 @@
 
 enum { W = 7, H = 5, K = 3 };
 static const char *k_names[K] = {"aeroplane", "cat", "dog"};
-static const api_model_info k_info = {.name = "tiny", .version = 2, .n_classes = K,
-                                      .class_names = k_names, .backbone = "small"};
+static const api_model_info k_info = {
+    .name = "tiny", .version = 2, .n_classes = K, .class_names = k_names, .backbone = "small"};
 
 static void make_result(ecs_cam_result *r) {
   memset(r, 0, sizeof *r);
@@ -30,7 +30,8 @@ static void make_result(ecs_cam_result *r) {
   r->labels[0] = 2;
   r->labels[1] = 3;
   r->scores = malloc(K * sizeof(float));
-  for (int k = 0; k < K; k++) r->scores[k] = 0.25f * (float)k;
+  for (int k = 0; k < K; k++)
+    r->scores[k] = 0.25f * (float)k;
   r->cams = malloc(2 * W * H * sizeof(float));
   r->erased_cams = malloc(2 * W * H * sizeof(float));
   for (int i = 0; i < 2 * W * H; i++) {
@@ -40,7 +41,8 @@ static void make_result(ecs_cam_result *r) {
   r->cams[0] = NAN; /* clamped to 0, never UB */
   r->cams[1] = 7.0f;
   r->mask = malloc(W * H * sizeof *r->mask);
-  for (int i = 0; i < W * H; i++) r->mask[i] = (uint16_t)(i % 4 == 3 ? ECS_MASK_IGNORE : i % 4);
+  for (int i = 0; i < W * H; i++)
+    r->mask[i] = (uint16_t)(i % 4 == 3 ? ECS_MASK_IGNORE : i % 4);
 }
 
 /* The buffers of a result made here (ecs_cam_result_free would also free the struct). */
@@ -88,8 +90,7 @@ static void test_json(void **state) {
                       "tiny");
   json_t *labels = json_object_get(j, "labels");
   assert_int_equal(json_array_size(labels), 2);
-  assert_string_equal(json_string_value(json_object_get(json_array_get(labels, 1), "name")),
-                      "dog");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(labels, 1), "name")), "dog");
   json_t *scores = json_object_get(j, "scores");
   assert_int_equal(json_array_size(scores), K);
   assert_true(fabs(json_real_value(json_object_get(json_array_get(scores, 2), "score")) - 0.5) <
@@ -97,8 +98,8 @@ static void test_json(void **state) {
   assert_null(json_object_get(j, "erased_cams"));
   json_t *cams = json_object_get(j, "cams");
   for (int l = 0; l < 2; l++) {
-    ecs_image *img = decode_b64(json_string_value(json_object_get(json_array_get(cams, l), "png")),
-                                false);
+    ecs_image *img =
+        decode_b64(json_string_value(json_object_get(json_array_get(cams, l), "png")), false);
     assert_int_equal(img->channels, 1);
     assert_int_equal(img->width, W);
     for (int i = 0; i < W * H; i++) {
@@ -124,14 +125,15 @@ static void test_png_and_contract(void **state) {
   api_cam_timings t = {0};
   api_response a;
   api_error e;
-  api_cam_request req = {.outputs = API_OUT_CAM, .format = API_FORMAT_PNG,
-                         .png_label_given = true, .png_label = {.id = 3}};
+  api_cam_request req = {.outputs = API_OUT_CAM,
+                         .format = API_FORMAT_PNG,
+                         .png_label_given = true,
+                         .png_label = {.id = 3}};
   assert_true(api_cam_render(&req, &k_info, NULL, &res, &t, &a, &e));
   assert_string_equal(a.type, "image/png");
   ecs_image *img = NULL;
   ecs_err ee;
-  assert_int_equal(ecs_image_decode_ex(a.body, a.len, 0, ECS_DECODE_KEEP_GREY, &img, &ee),
-                   ECS_OK);
+  assert_int_equal(ecs_image_decode_ex(a.body, a.len, 0, ECS_DECODE_KEEP_GREY, &img, &ee), ECS_OK);
   assert_int_equal(img->data[0], (int)lrintf(res.cams[W * H] * 255)); /* label 3 is the 2nd */
   ecs_image_free(img);
   api_response_free(&a);

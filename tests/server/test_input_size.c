@@ -65,7 +65,7 @@ static void test_resize_back(void **state) {
   assert_int_equal(r->erased_image[0], 10);
   assert_int_equal(r->erased_image[3], 200);
   assert_true(r->cams[0] < 0.5f && r->cams[1] > 0.5f); /* the ramp's samples at both centres */
-  assert_int_equal(r->ecs_mask[0], 2);                  /* row 0.5*8 = 4: the lower half */
+  assert_int_equal(r->ecs_mask[0], 2);                 /* row 0.5*8 = 4: the lower half */
   assert_int_equal(r->phi, 2);
   assert_null(r->erased_cams);
   assert_null(r->erase_region);

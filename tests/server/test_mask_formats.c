@@ -25,7 +25,8 @@ static void coco_worked_example(void **state) {
   assert_string_equal(s, "5220003");
   free(s);
   uint16_t full[9];
-  for (int i = 0; i < 9; i++) full[i] = 1;
+  for (int i = 0; i < 9; i++)
+    full[i] = 1;
   s = api_coco_rle(full, 3, 3, 1); /* runs 0 9 */
   assert_string_equal(s, "09");
   free(s);
@@ -92,7 +93,8 @@ static void brush_header_and_round_trip(void **state) {
   free(b);
   /* A full 300 x 300 mask: runs beyond 65536 bytes are split. */
   uint16_t *big = malloc(sizeof *big * 300 * 300);
-  for (int i = 0; i < 300 * 300; i++) big[i] = 1;
+  for (int i = 0; i < 300 * 300; i++)
+    big[i] = 1;
   b = api_ls_brush_rle(big, 300, 300, 1, &n);
   d = brush_decode(b, n, &dn);
   assert_int_equal(dn, 300 * 300 * 4);

@@ -70,7 +70,8 @@ static void assert_no_temp(const char *dir) {
   DIR *d = opendir(dir);
   assert_non_null(d);
   struct dirent *e;
-  while ((e = readdir(d))) assert_true(strncmp(e->d_name, ".tmp-", 5) != 0);
+  while ((e = readdir(d)))
+    assert_true(strncmp(e->d_name, ".tmp-", 5) != 0);
   closedir(d);
 }
 
@@ -172,8 +173,8 @@ static void test_corrupt_pointer(void **state) {
   char an[API_REG_NAME_MAX], p[400];
   assert_int_equal(api_reg_add(r, "voc", f->model, &v, &e), ECS_OK);
   snprintf(p, sizeof p, "%s/models/ACTIVE", f->data);
-  static const char *const bad[] = {"garbage", "voc", "voc 0\n", "voc -1", "voc 1 2",
-                                    "../x 1", "voc 1x", "", "voc 99999999999"};
+  static const char *const bad[] = {"garbage", "voc",    "voc 0\n", "voc -1",         "voc 1 2",
+                                    "../x 1",  "voc 1x", "",        "voc 99999999999"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     write_file(p, bad[i]);
     ecs_err_clear(&e);
@@ -201,9 +202,17 @@ static void test_names_that_escape_are_refused(void **state) {
   fx *f = *state;
   ecs_err e = {0};
   api_reg *r = api_reg_open(f->data, true, &e);
-  static const char *const bad[] = {"", "..", "../x", "a/b", "/abs", ".hidden", "ACTIVE",
-                                    "sp ace", "x\n", "0123456789012345678901234567890123456789"
-                                                      "012345678901234567890123"};
+  static const char *const bad[] = {"",
+                                    "..",
+                                    "../x",
+                                    "a/b",
+                                    "/abs",
+                                    ".hidden",
+                                    "ACTIVE",
+                                    "sp ace",
+                                    "x\n",
+                                    "0123456789012345678901234567890123456789"
+                                    "012345678901234567890123"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     int v = 0;
     assert_false(api_reg_name_valid(bad[i]));
@@ -328,8 +337,12 @@ static void test_models_json(void **state) {
   char served_path[600];
   api_reg_path(r, "voc", 1, served_path, sizeof served_path, &e);
   static const char *const cls[] = {"cat", "dog", "bird"};
-  api_model_info served = {.name = "voc", .version = 1, .n_classes = 3, .class_names = cls,
-                           .backbone = "small", .path = served_path};
+  api_model_info served = {.name = "voc",
+                           .version = 1,
+                           .n_classes = 3,
+                           .class_names = cls,
+                           .backbone = "small",
+                           .path = served_path};
   t = api_models_json(f->data, &served, NULL, &ae);
   assert_non_null(t);
   json_t *j = json_loads(t, 0, NULL);
@@ -368,12 +381,16 @@ static void test_models_json(void **state) {
   j = json_loads(t, 0, NULL);
   free(t);
   assert_int_equal(json_array_size(json_object_get(j, "models")), 1);
-  assert_true(json_is_true(json_object_get(json_array_get(json_object_get(j, "models"), 0),
-                                           "served")));
+  assert_true(
+      json_is_true(json_object_get(json_array_get(json_object_get(j, "models"), 0), "served")));
   json_decref(j);
   /* a served model outside the registry is listed too */
-  api_model_info outside = {.name = "src", .version = 1, .n_classes = 3, .class_names = cls,
-                            .backbone = "small", .path = f->model};
+  api_model_info outside = {.name = "src",
+                            .version = 1,
+                            .n_classes = 3,
+                            .class_names = cls,
+                            .backbone = "small",
+                            .path = f->model};
   t = api_models_json(f->data, &outside, NULL, &ae);
   j = json_loads(t, 0, NULL);
   free(t);
@@ -415,7 +432,8 @@ static void test_model_and_door(void **state) {
   assert_string_equal(info->device, "cpu");
   int w = 40, h = 24;
   ecs_image img = {.width = w, .height = h, .channels = 3, .data = malloc((size_t)w * h * 3)};
-  for (int i = 0; i < w * h * 3; i++) img.data[i] = (uint8_t)(i * 37 + (i / 3) * 11);
+  for (int i = 0; i < w * h * 3; i++)
+    img.data[i] = (uint8_t)(i * 37 + (i / 3) * 11);
   /* the engine's own options and result */
   atomic_bool cancel = false;
   int labels[] = {2};
@@ -426,7 +444,8 @@ static void test_model_and_door(void **state) {
   assert_int_equal(r->n_labels, 1);
   assert_int_equal(r->labels[0], 2);
   assert_null(r->erased_cams); /* not asked: the erasing branch did not run */
-  for (int p = 0; p < w * h; p++) assert_true(r->cams[p] >= 0.0f && r->cams[p] <= 1.0f);
+  for (int p = 0; p < w * h; p++)
+    assert_true(r->cams[p] >= 0.0f && r->cams[p] <= 1.0f);
   ecs_cam_result_free(r);
   /* a worker index beyond the pool is a clear error, not a crash; a cancelled run stops */
   assert_int_equal(api_model_infer(m, 2, &cancel, &img, &io, &r, &e), ECS_ERR_INVALID);
@@ -459,14 +478,16 @@ static void test_model_and_door(void **state) {
   /* every output, predicted labels, two scales and flip */
   api_kv all[] = {{"outputs", "cam,erased_cam,mask,cam_mask,ecs_mask,head_mask,scores,"
                               "erased_image,overlay"},
-                  {"scales", "1,0.5"}, {"flip", "true"}};
+                  {"scales", "1,0.5"},
+                  {"flip", "true"}};
   cam_req(&req, all, 3, png, len);
   call.worker = 0;
   api_cam_run(&req, m, &call, &a, &t);
   assert_int_equal(a.status, 200);
   j = json_loadb(a.body, a.len, 0, NULL);
-  static const char *const keys[] = {"cams", "erased_cams", "mask", "cam_mask", "ecs_mask",
-                                     "head_mask", "scores", "erased_image", "overlay"};
+  static const char *const keys[] = {"cams",     "erased_cams",  "mask",
+                                     "cam_mask", "ecs_mask",     "head_mask",
+                                     "scores",   "erased_image", "overlay"};
   for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
     assert_non_null(json_object_get(j, keys[k]));
   json_decref(j);

@@ -15,7 +15,8 @@ enum { LOAD_OK, LOAD_EXIT, LOAD_USAGE };
 
 static int load(srv_config *c, char **argv, char **envp, char *msg) {
   int argc = 0;
-  while (argv[argc]) argc++;
+  while (argv[argc])
+    argc++;
   FILE *out = fopen("/dev/null", "w");
   bool done = false;
   ecs_err e;
@@ -60,8 +61,8 @@ static void test_precedence(void **state) {
   char *argv[] = {"ecsnet-server", "--config", path, "--queue=9", "--listen", "[::1]:0", NULL};
   char *envp[] = {"ECSNET_WORKERS=4", "ECSNET_QUEUE=8", "ECSNET_DEVICE=cuda:1", NULL};
   assert_int_equal(load(&c, argv, envp, msg), LOAD_OK);
-  assert_int_equal(c.workers, 4);   /* env over file */
-  assert_int_equal(c.queue, 9);     /* flag over env */
+  assert_int_equal(c.workers, 4);    /* env over file */
+  assert_int_equal(c.queue, 9);      /* flag over env */
   assert_int_equal(c.max_labels, 5); /* file over default */
   assert_string_equal(c.log_format, "json");
   assert_string_equal(c.device, "cuda:1");

@@ -53,10 +53,12 @@ int main(int argc, char **argv) {
     int w = atoi(argv[2]), h = atoi(argv[3]);
     uint8_t *idx = malloc((size_t)w * h), *buf;
     size_t n;
-    for (int i = 0; i < w * h; i++) idx[i] = i >= w * (h - 1) ? 255 : (uint8_t)(i % 22);
+    for (int i = 0; i < w * h; i++)
+      idx[i] = i >= w * (h - 1) ? 255 : (uint8_t)(i % 22);
     uint8_t pal[256][3];
     ecs_voc_palette(pal);
-    if (ecs_png_encode_palette(idx, w, h, (const uint8_t(*)[3])pal, 256, &buf, &n, &err) != ECS_OK ||
+    if (ecs_png_encode_palette(idx, w, h, (const uint8_t(*)[3])pal, 256, &buf, &n, &err) !=
+            ECS_OK ||
         ecs_file_write(argv[4], buf, n, &err) != ECS_OK)
       rc = fail(&err);
     else
@@ -99,7 +101,8 @@ int main(int argc, char **argv) {
     rc = r ? write_raw(argv[3], r) : fail(&err);
     ecs_image_free(r);
   } else if (strcmp(cmd, "encode") == 0) {
-    if (ecs_image_write(argv[3], img, argc > 4 ? atoi(argv[4]) : 90, &err) != ECS_OK) rc = fail(&err);
+    if (ecs_image_write(argv[3], img, argc > 4 ? atoi(argv[4]) : 90, &err) != ECS_OK)
+      rc = fail(&err);
   } else if (strcmp(cmd, "chw") == 0) {
     const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
     size_t n = (size_t)3 * img->width * img->height;

@@ -102,8 +102,10 @@ static ecs_status add_host(ecs_st_writer *w, ecs_ctx *ctx, const char *name, con
   void *h = malloc(n ? n : 1);
   if (!h) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   ecs_status st = ecs_to_host(ctx, t, h, n);
-  if (st != ECS_OK) ecs_ctx_status(ctx, err);
-  else st = ecs_st_writer_add(w, name, t->type, t->nd, t->ne, h, err);
+  if (st != ECS_OK)
+    ecs_ctx_status(ctx, err);
+  else
+    st = ecs_st_writer_add(w, name, t->type, t->nd, t->ne, h, err);
   free(h);
   return st;
 }
@@ -135,7 +137,8 @@ int main(int argc, char **argv) {
       return fail("parameters", err.msg);
   }
   if (ecs_params_alloc(n.ps, ecs_device_buffer_type(dev), &err) != ECS_OK ||
-      ecs_params_alloc_grads(n.ps, &err) != ECS_OK || ecs_params_load(n.ps, in, NULL, 0, &err) != ECS_OK)
+      ecs_params_alloc_grads(n.ps, &err) != ECS_OK ||
+      ecs_params_load(n.ps, in, NULL, 0, &err) != ECS_OK)
     return fail("parameters", err.msg);
 
   const ecs_st_tensor *xi = ecs_st_find(in, "input"), *gi = ecs_st_find(in, "gain"),
@@ -172,7 +175,8 @@ int main(int argc, char **argv) {
     ecs_backend_stats s;
     ecs_backend_get_stats(be, &s);
     char buf[64];
-    snprintf(buf, sizeof buf, "%llu/%llu", (unsigned long long)s.ref_ops, (unsigned long long)s.ops);
+    snprintf(buf, sizeof buf, "%llu/%llu", (unsigned long long)s.ref_ops,
+             (unsigned long long)s.ops);
     st = ecs_st_writer_meta(w, "ref_ops", buf, &err);
   }
   if (st == ECS_OK) st = ecs_st_writer_save(w, argv[4], &err);

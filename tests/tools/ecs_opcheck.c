@@ -40,7 +40,8 @@ static ecs_tensor *new_tensor(run *r, ecs_dtype type, int nd, const int64_t *ne)
   r->bufs[r->nt++] = NULL;
   memset(t, 0, sizeof *t);
   t->type = type, t->nd = nd;
-  for (int i = 0; i < ECS_MAX_DIMS; i++) t->ne[i] = i < nd ? ne[i] : 1;
+  for (int i = 0; i < ECS_MAX_DIMS; i++)
+    t->ne[i] = i < nd ? ne[i] : 1;
   return t;
 }
 
@@ -53,7 +54,8 @@ static ecs_status alloc_tensor(run *r, ecs_tensor *t, ecs_err *err) {
 }
 
 static void run_release(run *r) {
-  for (int i = 0; i < r->nt; i++) ecs_buffer_free(r->bufs[i]);
+  for (int i = 0; i < r->nt; i++)
+    ecs_buffer_free(r->bufs[i]);
   r->nt = 0;
 }
 
@@ -63,7 +65,8 @@ static ecs_status parse_spec(const char *s, ecs_dtype *type, int *nd, int64_t *n
   if (!colon) return ecs_err_set(err, ECS_ERR_FORMAT, "output spec '%s' is not DTYPE:SHAPE", s);
   size_t n = (size_t)(colon - s);
   for (int t = 0; t < ECS_DTYPE_COUNT; t++)
-    if (strlen(ecs_dtype_name((ecs_dtype)t)) == n && strncmp(s, ecs_dtype_name((ecs_dtype)t), n) == 0) {
+    if (strlen(ecs_dtype_name((ecs_dtype)t)) == n &&
+        strncmp(s, ecs_dtype_name((ecs_dtype)t), n) == 0) {
       *type = (ecs_dtype)t;
       *nd = 0;
       for (const char *p = colon + 1; *p;) {
@@ -73,7 +76,8 @@ static ecs_status parse_spec(const char *s, ecs_dtype *type, int *nd, int64_t *n
           return ecs_err_set(err, ECS_ERR_FORMAT, "bad shape in output spec '%s'", s);
         ne[(*nd)++] = v;
         p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',') return ecs_err_set(err, ECS_ERR_FORMAT, "bad shape in output spec '%s'", s);
+        if (*end && *end != ',')
+          return ecs_err_set(err, ECS_ERR_FORMAT, "bad shape in output spec '%s'", s);
       }
       if (*nd == 0) return ecs_err_set(err, ECS_ERR_FORMAT, "empty shape in output spec '%s'", s);
       return ECS_OK;
@@ -170,7 +174,8 @@ static ecs_status read_back(run *r, ecs_tensor *t, void **out, ecs_err *err) {
     if (!p) return ecs_err_set(err, ECS_ERR_LIMIT, "too many tensors");
     p->nbytes = ecs_plain_nbytes(p); /* declared plain, no prepare: COPY converts */
     ecs_op cp = {.type = ECS_OP_COPY, .src = {t}, .dst = {p}};
-    if ((st = alloc_tensor(r, p, err)) != ECS_OK || (st = ecs_backend_compute(r->be, &cp, err)) != ECS_OK ||
+    if ((st = alloc_tensor(r, p, err)) != ECS_OK ||
+        (st = ecs_backend_compute(r->be, &cp, err)) != ECS_OK ||
         (st = ecs_backend_synchronize(r->be, err)) != ECS_OK)
       return st;
     t = p;
@@ -182,7 +187,8 @@ static ecs_status read_back(run *r, ecs_tensor *t, void **out, ecs_err *err) {
 }
 
 static int is_max_pool(const ecs_op *op) {
-  return (op->type == ECS_OP_POOL2D || op->type == ECS_OP_POOL2D_BWD) && op->p.pool.kind == ECS_POOL_MAX;
+  return (op->type == ECS_OP_POOL2D || op->type == ECS_OP_POOL2D_BWD) &&
+         op->p.pool.kind == ECS_POOL_MAX;
 }
 
 /* A device's max pooling backward may want its own forward's argmax workspace. */
@@ -192,8 +198,10 @@ static ecs_status pool_workspace(run *r, ecs_op *op, ecs_err *err) {
   f.dst[1] = new_tensor(r, ECS_I32, 4, op->src[1]->ne);
   if (!f.dst[1]) return ecs_err_set(err, ECS_ERR_LIMIT, "too many tensors");
   ecs_status st;
-  if ((st = ecs_backend_prepare(r->be, &f, err)) != ECS_OK || (st = alloc_tensor(r, f.dst[0], err)) != ECS_OK ||
-      (st = alloc_tensor(r, f.dst[1], err)) != ECS_OK || (st = ecs_backend_compute(r->be, &f, err)) != ECS_OK)
+  if ((st = ecs_backend_prepare(r->be, &f, err)) != ECS_OK ||
+      (st = alloc_tensor(r, f.dst[0], err)) != ECS_OK ||
+      (st = alloc_tensor(r, f.dst[1], err)) != ECS_OK ||
+      (st = ecs_backend_compute(r->be, &f, err)) != ECS_OK)
     return st;
   op->src[2] = f.dst[1];
   return ECS_OK;
@@ -216,7 +224,8 @@ static ecs_status run_case(run *r, const char *in, const char *outp, ecs_err *er
       break;
     }
     t->nbytes = s->nbytes;
-    if ((st = alloc_tensor(r, t, err)) == ECS_OK) st = ecs_tensor_set_bytes(t, s->data, 0, s->nbytes, err);
+    if ((st = alloc_tensor(r, t, err)) == ECS_OK)
+      st = ecs_tensor_set_bytes(t, s->data, 0, s->nbytes, err);
     op.src[i] = t;
   }
   for (int i = 0; i < ECS_OP_MAX_DST && st == ECS_OK; i++) {
@@ -227,12 +236,14 @@ static ecs_status run_case(run *r, const char *in, const char *outp, ecs_err *er
     ecs_dtype type = ECS_F32;
     int nd = 0;
     int64_t ne[ECS_MAX_DIMS] = {0};
-    if ((st = parse_spec(spec, &type, &nd, ne, err)) == ECS_OK) op.dst[i] = new_tensor(r, type, nd, ne);
+    if ((st = parse_spec(spec, &type, &nd, ne, err)) == ECS_OK)
+      op.dst[i] = new_tensor(r, type, nd, ne);
   }
   if (st == ECS_OK && !ecs_device_supports_op(r->dev, &op))
     st = ecs_err_set(err, ECS_ERR_UNSUPPORTED, "device %s does not support %s with these tensors",
                      ecs_device_name(r->dev), ecs_op_name(op.type));
-  if (st == ECS_OK && op.type == ECS_OP_POOL2D_BWD && is_max_pool(&op) && !op.src[2] && op.src[0] && op.src[1])
+  if (st == ECS_OK && op.type == ECS_OP_POOL2D_BWD && is_max_pool(&op) && !op.src[2] && op.src[0] &&
+      op.src[1])
     st = pool_workspace(r, &op, err);
   if (st == ECS_OK) st = ecs_backend_prepare(r->be, &op, err);
   for (int i = 0; i < ECS_OP_MAX_DST && st == ECS_OK; i++)
@@ -242,12 +253,14 @@ static ecs_status run_case(run *r, const char *in, const char *outp, ecs_err *er
   if (st == ECS_OK && !(w = ecs_st_writer_new(err))) st = err->status;
   for (int i = 0; i < ECS_OP_MAX_DST + 2 && st == ECS_OK; i++) {
     int is_src = i >= ECS_OP_MAX_DST;
-    ecs_tensor *t = is_src ? (op.type == ECS_OP_BATCHNORM ? op.src[3 + i - ECS_OP_MAX_DST] : NULL) : op.dst[i];
+    ecs_tensor *t =
+        is_src ? (op.type == ECS_OP_BATCHNORM ? op.src[3 + i - ECS_OP_MAX_DST] : NULL) : op.dst[i];
     if (!t || (op.type == ECS_OP_POOL2D && i == 1)) continue; /* a workspace is the device's own */
     char key[8];
     snprintf(key, sizeof key, is_src ? "src%d" : "dst%d", is_src ? 3 + i - ECS_OP_MAX_DST : i);
     void *host = NULL;
-    if ((st = read_back(r, t, &host, err)) == ECS_OK) st = ecs_st_writer_add(w, key, t->type, t->nd, t->ne, host, err);
+    if ((st = read_back(r, t, &host, err)) == ECS_OK)
+      st = ecs_st_writer_add(w, key, t->type, t->nd, t->ne, host, err);
     free(host);
   }
   if (st == ECS_OK) st = ecs_st_writer_save(w, outp, err);
@@ -258,7 +271,8 @@ static ecs_status run_case(run *r, const char *in, const char *outp, ecs_err *er
 }
 
 static int usage(const char *argv0) {
-  fprintf(stderr, "usage: %s [--device NAME] [--threads N] CASE OUT [CASE OUT ...] | --list\n", argv0);
+  fprintf(stderr, "usage: %s [--device NAME] [--threads N] CASE OUT [CASE OUT ...] | --list\n",
+          argv0);
   return 2;
 }
 
@@ -268,7 +282,8 @@ int main(int argc, char **argv) {
   for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
     if (strcmp(argv[i], "--list") == 0) {
       for (size_t k = 0; k < ecs_device_count(); k++)
-        printf("%s\t%s\n", ecs_device_name(ecs_device_get(k)), ecs_device_description(ecs_device_get(k)));
+        printf("%s\t%s\n", ecs_device_name(ecs_device_get(k)),
+               ecs_device_description(ecs_device_get(k)));
       return 0;
     } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
       device = argv[++i];

@@ -41,12 +41,14 @@ static ecs_params *build(const ecs_st_file *in, const char *frozen, ecs_err *err
   for (size_t i = 0; ps && i < ecs_st_count(in); i++) {
     const ecs_st_tensor *t = ecs_st_at(in, i);
     if (strncmp(t->name, "p.", 2) != 0) continue;
-    if (!ecs_params_add(ps, t->name + 2, t->type, t->nd, t->ne, !is_frozen(frozen, t->name + 2), err)) {
+    if (!ecs_params_add(ps, t->name + 2, t->type, t->nd, t->ne, !is_frozen(frozen, t->name + 2),
+                        err)) {
       ecs_params_free(ps);
       return NULL;
     }
   }
-  if (!ps || ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), err) != ECS_OK ||
+  if (!ps ||
+      ecs_params_alloc(ps, ecs_device_buffer_type(ecs_device_find("cpu", NULL)), err) != ECS_OK ||
       ecs_params_alloc_grads(ps, err) != ECS_OK) {
     ecs_params_free(ps);
     return NULL;
@@ -67,7 +69,8 @@ static ecs_optim *make_optim(const ecs_st_file *in, ecs_params *ps, ecs_err *err
   ecs_optim *o = ecs_optim_new(ps, &hp, err);
   char groups[1024];
   snprintf(groups, sizeof groups, "%s", meta(in, "groups", ""));
-  for (char *save = NULL, *g = strtok_r(groups, ";", &save); o && g; g = strtok_r(NULL, ";", &save)) {
+  for (char *save = NULL, *g = strtok_r(groups, ";", &save); o && g;
+       g = strtok_r(NULL, ";", &save)) {
     /* prefix:mult:decay, where the prefix may be empty */
     char *c1 = strchr(g, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (c1) *c1 = '\0';
@@ -125,7 +128,8 @@ int main(int argc, char **argv) {
       ecs_st_file *ck = ecs_st_open(path, &err);
       if (!ck) return die("reopen", &err);
       char unused[4096];
-      if (!(ps = build(in, frozen, &err)) || ecs_params_load(ps, ck, unused, sizeof unused, &err) != ECS_OK ||
+      if (!(ps = build(in, frozen, &err)) ||
+          ecs_params_load(ps, ck, unused, sizeof unused, &err) != ECS_OK ||
           !(o = make_optim(in, ps, &err)) || ecs_optim_load_state(o, ck, &err) != ECS_OK)
         return die("resume", &err);
       if (ecs_optim_steps(o) != k + 1) {
@@ -137,8 +141,8 @@ int main(int argc, char **argv) {
     }
   }
   ecs_st_writer *w = ecs_st_writer_new(&err);
-  if (ecs_st_writer_add_params(w, ps, &err) != ECS_OK || ecs_optim_add_state(o, w, &err) != ECS_OK ||
-      ecs_st_writer_save(w, argv[2], &err) != ECS_OK)
+  if (ecs_st_writer_add_params(w, ps, &err) != ECS_OK ||
+      ecs_optim_add_state(o, w, &err) != ECS_OK || ecs_st_writer_save(w, argv[2], &err) != ECS_OK)
     return die("output", &err);
   ecs_st_writer_free(w);
   ecs_optim_free(o);

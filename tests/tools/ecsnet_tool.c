@@ -117,8 +117,10 @@ static int add_mask(ecs_st_writer *w, const char *name, const uint16_t *mk, int 
   void *buf = malloc(n * (wide ? 4 : 1) + 1);
   if (!buf) return 0;
   for (size_t i = 0; i < n; i++)
-    if (wide) ((int32_t *)buf)[i] = mk[i];
-    else ((uint8_t *)buf)[i] = mk[i] == ECS_MASK_IGNORE ? 255 : (uint8_t)mk[i];
+    if (wide)
+      ((int32_t *)buf)[i] = mk[i];
+    else
+      ((uint8_t *)buf)[i] = mk[i] == ECS_MASK_IGNORE ? 255 : (uint8_t)mk[i];
   int ok = add(w, name, wide ? ECS_I32 : ECS_U8, 2, h, wd, 1, 1, buf, e);
   free(buf);
   return ok;

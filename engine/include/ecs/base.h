@@ -44,9 +44,9 @@ const char *ecs_version(void);
 
 /* Asserts for bugs only (never for user input): print the failing statement and abort. */
 void ecs_abort(const char *file, int line, const char *expr) __attribute__((noreturn));
-#define ECS_ASSERT(x)                                                                         \
-  do {                                                                                        \
-    if (!(x)) ecs_abort(__FILE__, __LINE__, #x);                                              \
+#define ECS_ASSERT(x)                                                                              \
+  do {                                                                                             \
+    if (!(x)) ecs_abort(__FILE__, __LINE__, #x);                                                   \
   } while (0)
 
 #ifdef __cplusplus

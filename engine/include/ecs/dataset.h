@@ -31,8 +31,8 @@ int ecs_dataset_class_id(const ecs_dataset *ds, const char *name); /* 0 when unk
 
 /* The ids of a split (ImageSets/Segmentation/<split>.txt), in file order. The array belongs to
  * the dataset. */
-ecs_status ecs_dataset_split(ecs_dataset *ds, const char *split, const char *const **ids,
-                             size_t *n, ecs_err *err);
+ecs_status ecs_dataset_split(ecs_dataset *ds, const char *split, const char *const **ids, size_t *n,
+                             ecs_err *err);
 /* Image-level labels of one id as K bytes (label k+1 at index k); derived from the mask or the
  * annotation when labels.txt is absent (then read and cached on first use). */
 ecs_status ecs_dataset_labels(ecs_dataset *ds, const char *id, const uint8_t **labels,
@@ -42,8 +42,7 @@ ecs_status ecs_dataset_image(const ecs_dataset *ds, const char *id, size_t max_p
                              ecs_image **out, ecs_err *err);
 /* The ground-truth mask (1 channel of class ids); ECS_ERR_IO when the file is absent, and
  * ECS_ERR_FORMAT naming the file when it holds an id above K other than 255. */
-ecs_status ecs_dataset_mask(const ecs_dataset *ds, const char *id, ecs_image **out,
-                            ecs_err *err);
+ecs_status ecs_dataset_mask(const ecs_dataset *ds, const char *id, ecs_image **out, ecs_err *err);
 
 /* What `GET /admin/datasets` and `ecsnet train` show before they start: the splits and their
  * sizes, and the first problems found (missing images or masks, labels outside the classes,
@@ -51,10 +50,10 @@ ecs_status ecs_dataset_mask(const ecs_dataset *ds, const char *id, ecs_image **o
 typedef struct ecs_dataset_summary {
   int n_classes;
   size_t n_train, n_val;
-  size_t n_labelled;   /* images of train + val with at least one label */
-  size_t n_masks;      /* of those, with a mask file */
-  size_t n_missing;    /* listed images whose JPEG is missing */
-  size_t n_problems;   /* all problems found */
+  size_t n_labelled;     /* images of train + val with at least one label */
+  size_t n_masks;        /* of those, with a mask file */
+  size_t n_missing;      /* listed images whose JPEG is missing */
+  size_t n_problems;     /* all problems found */
   char problems[4][256]; /* the first few, one line each */
 } ecs_dataset_summary;
 

@@ -104,7 +104,8 @@ typedef struct ecs_model_config {
   int refine;            /* metadata "refine": inference refines the CAMs by default (0) */
   int n_groups;          /* G named groups, ids K+1..K+G (metadata "groups") */
   char group_names[ECS_MAX_GROUPS][ECS_CLASS_NAME_MAX];
-  uint16_t group_start[ECS_MAX_GROUPS + 1]; /* group g's members: group_member[start[g-1]..start[g]) */
+  uint16_t
+      group_start[ECS_MAX_GROUPS + 1]; /* group g's members: group_member[start[g-1]..start[g]) */
   uint16_t group_member[ECS_MAX_GROUP_MEMBERS]; /* class ids 1..K */
 } ecs_model_config;
 
@@ -235,15 +236,15 @@ typedef struct ecs_cam_result {
   /* (K + G) label k at index k-1: per class the sigmoid of GAP of its logits, or their softmax
    * over the K classes (the model's scores kind); per group its members' summed scores */
   float *scores;
-  float *cams;                 /* (n_labels, h, w) in [0, 1] */
-  float *erased_cams;          /* (n_labels, h, w) or NULL */
-  uint8_t *erase_region;       /* (h, w) 0/1 or NULL */
-  uint8_t *erased_image;       /* (h, w, 3) RGB or NULL */
-  uint16_t *cam_mask;          /* (h, w) label ids */
-  uint16_t *head_mask;         /* (h, w) label ids */
-  uint16_t *ecs_mask;          /* (h, w) label ids, ECS_MASK_IGNORE outside Phi; or NULL */
-  uint16_t *mask;              /* (h, w) combined mask (the CAM mask without the erasing) */
-  int64_t phi;                 /* pixels in Phi */
+  float *cams;           /* (n_labels, h, w) in [0, 1] */
+  float *erased_cams;    /* (n_labels, h, w) or NULL */
+  uint8_t *erase_region; /* (h, w) 0/1 or NULL */
+  uint8_t *erased_image; /* (h, w, 3) RGB or NULL */
+  uint16_t *cam_mask;    /* (h, w) label ids */
+  uint16_t *head_mask;   /* (h, w) label ids */
+  uint16_t *ecs_mask;    /* (h, w) label ids, ECS_MASK_IGNORE outside Phi; or NULL */
+  uint16_t *mask;        /* (h, w) combined mask (the CAM mask without the erasing) */
+  int64_t phi;           /* pixels in Phi */
 } ecs_cam_result;
 
 /* The smallest image side ecs_model_infer takes (the backbone's stride); the api upsamples

@@ -22,12 +22,12 @@ extern "C" {
 #define ECS_EVAL_MAX_ALPHAS 32
 
 typedef struct ecs_eval_opts {
-  const char *split;          /* default "train" */
-  int max_images;             /* 0: all */
-  int n_alphas;               /* 0: 0.00, 0.05, ..., 0.95 */
+  const char *split; /* default "train" */
+  int max_images;    /* 0: all */
+  int n_alphas;      /* 0: 0.00, 0.05, ..., 0.95 */
   float alphas[ECS_EVAL_MAX_ALPHAS];
-  ecs_infer_opts infer;       /* scales and flip; labels are the dataset's */
-  size_t max_pixels;          /* 0: no limit */
+  ecs_infer_opts infer; /* scales and flip; labels are the dataset's */
+  size_t max_pixels;    /* 0: no limit */
   /* progress: called after each image; a non-zero return cancels (ECS_ERR_CANCELLED) */
   int (*progress)(void *user, int done, int total);
   void *user;
@@ -50,7 +50,7 @@ typedef struct ecs_eval_result {
   double miou_head;                          /* the network's own argmax over present classes */
   double phi_precision, phi_coverage;        /* ECS pseudo mask */
   double phi_precision_fg, phi_precision_bg;
-  double map;                                /* classification mAP over classes with positives */
+  double map; /* classification mAP over classes with positives */
   ecs_eval_class classes[ECS_DATASET_MAX_CLASSES + 1]; /* 0 = background */
   double seconds;
 } ecs_eval_result;

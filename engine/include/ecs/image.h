@@ -83,8 +83,8 @@ ecs_status ecs_image_decode_ex(const void *bytes, size_t n, size_t max_pixels, u
 /* Decodes a PNG's palette indices as they are stored (a VOC SegmentationClass mask): a 1-channel
  * image of indices. Grey 8-bit PNGs are accepted too (their values are the indices); anything
  * else is ECS_ERR_FORMAT. */
-ecs_status ecs_image_decode_indexed(const void *bytes, size_t n, size_t max_pixels,
-                                    ecs_image **out, ecs_err *err);
+ecs_status ecs_image_decode_indexed(const void *bytes, size_t n, size_t max_pixels, ecs_image **out,
+                                    ecs_err *err);
 
 /* ---- encoding: the output is malloc'd, the caller frees it with free() ------------------- */
 
@@ -98,8 +98,8 @@ ecs_status ecs_png_encode_palette(const uint8_t *indices, int width, int height,
 /* The two PNG encoders above with a zlib level (0..9; they use libpng's default, 6). At levels
  * 1..3 grey and RGB rows get the fixed "sub" filter instead of libpng's per-row search: for
  * callers whose encode time is latency (the server's /cam answers), at some cost in size. */
-ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t **out,
-                                      size_t *out_n, ecs_err *err);
+ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t **out, size_t *out_n,
+                                      ecs_err *err);
 ecs_status ecs_png_encode_palette_level(const uint8_t *indices, int width, int height,
                                         const uint8_t (*palette)[3], int n_colors, int level,
                                         uint8_t **out, size_t *out_n, ecs_err *err);
@@ -126,8 +126,7 @@ ecs_status ecs_file_write(const char *path, const void *bytes, size_t n, ecs_err
 ecs_status ecs_image_read(const char *path, size_t max_pixels, unsigned flags, ecs_image **out,
                           ecs_err *err);
 /* Encodes by the extension (.png; .jpg/.jpeg at the given quality) and writes the file. */
-ecs_status ecs_image_write(const char *path, const ecs_image *img, int jpeg_quality,
-                           ecs_err *err);
+ecs_status ecs_image_write(const char *path, const ecs_image *img, int jpeg_quality, ecs_err *err);
 
 /* ---- geometry (augmentation, network input size) ------------------------------------------- */
 

@@ -25,7 +25,7 @@ extern "C" {
 typedef struct ecs_ctx ecs_ctx;
 
 ecs_ctx *ecs_ctx_new(ecs_backend *be, ecs_err *err);
-void ecs_ctx_free(ecs_ctx *ctx); /* accepts NULL */
+void ecs_ctx_free(ecs_ctx *ctx);  /* accepts NULL */
 void ecs_ctx_reset(ecs_ctx *ctx); /* drops tensors, tape and a sticky error; keeps memory */
 ecs_backend *ecs_ctx_backend(ecs_ctx *ctx);
 void ecs_ctx_set_grad(ecs_ctx *ctx, int enabled); /* default off: inference records nothing */
@@ -74,7 +74,7 @@ ecs_tensor *ecs_axpby(ecs_ctx *ctx, float alpha, ecs_tensor *a, float beta, ecs_
 ecs_tensor *ecs_scale(ecs_ctx *ctx, ecs_tensor *x, float a, float b); /* a*x + b */
 ecs_tensor *ecs_mul(ecs_ctx *ctx, ecs_tensor *a, ecs_tensor *b);
 ecs_tensor *ecs_concat(ecs_ctx *ctx, int n, ecs_tensor *const *xs); /* along C */
-ecs_tensor *ecs_dropout(ecs_ctx *ctx, ecs_tensor *x, float p); /* identity unless training */
+ecs_tensor *ecs_dropout(ecs_ctx *ctx, ecs_tensor *x, float p);      /* identity unless training */
 ecs_tensor *ecs_resize_bilinear(ecs_ctx *ctx, ecs_tensor *x, int64_t h, int64_t w);
 ecs_tensor *ecs_softmax(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *class_mask);
 ecs_tensor *ecs_log_softmax(ecs_ctx *ctx, ecs_tensor *x, ecs_tensor *class_mask);

@@ -104,17 +104,45 @@ typedef struct ecs_op {
   ecs_tensor *src[ECS_OP_MAX_SRC];
   ecs_tensor *dst[ECS_OP_MAX_DST];
   union {
-    struct { float a, b; } scalar;
-    struct { int stride[2], pad[2], dil[2], groups; ecs_act act; } conv; /* [0] = H, [1] = W; pad symmetric */
-    struct { float eps, momentum; int training; } bn;
-    struct { float clip; } act;
-    struct { ecs_pool_kind kind; int k[2], stride[2], pad[2]; int ceil_mode, count_include_pad; } pool;
-    struct { int n; } concat;
-    struct { int offset; } slice;
-    struct { float p; uint64_t seed; } dropout;
-    struct { int ignore_index; } ce;
-    struct { float eps; } norm;
-    struct { float sigma; int ksize; } blur;
+    struct {
+      float a, b;
+    } scalar;
+    struct {
+      int stride[2], pad[2], dil[2], groups;
+      ecs_act act;
+    } conv; /* [0] = H, [1] = W; pad symmetric */
+    struct {
+      float eps, momentum;
+      int training;
+    } bn;
+    struct {
+      float clip;
+    } act;
+    struct {
+      ecs_pool_kind kind;
+      int k[2], stride[2], pad[2];
+      int ceil_mode, count_include_pad;
+    } pool;
+    struct {
+      int n;
+    } concat;
+    struct {
+      int offset;
+    } slice;
+    struct {
+      float p;
+      uint64_t seed;
+    } dropout;
+    struct {
+      int ignore_index;
+    } ce;
+    struct {
+      float eps;
+    } norm;
+    struct {
+      float sigma;
+      int ksize;
+    } blur;
   } p;
 } ecs_op;
 

@@ -31,9 +31,9 @@ typedef enum ecs_optim_kind { ECS_OPTIM_SGD = 0, ECS_OPTIM_ADAM } ecs_optim_kind
 
 typedef struct ecs_optim_params {
   ecs_optim_kind kind;
-  float lr;           /* base learning rate; see ecs_optim_set_lr */
-  float weight_decay; /* L2, added to the gradient, for parameters with decay on */
-  float momentum;     /* SGD; 0 for plain SGD */
+  float lr;                /* base learning rate; see ecs_optim_set_lr */
+  float weight_decay;      /* L2, added to the gradient, for parameters with decay on */
+  float momentum;          /* SGD; 0 for plain SGD */
   float beta1, beta2, eps; /* Adam; 0 means PyTorch's defaults 0.9, 0.999, 1e-8 */
 } ecs_optim_params;
 

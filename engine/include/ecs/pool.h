@@ -41,10 +41,10 @@ uint64_t ecs_monotonic_ns(void);
 
 /* How a job ended, as told to its done callback. */
 typedef enum ecs_job_end {
-  ECS_JOB_DONE = 0,   /* run returned */
-  ECS_JOB_EXPIRED,    /* its deadline passed before it started; it never ran */
-  ECS_JOB_GONE,       /* still_wanted said no just before the start; it never ran */
-  ECS_JOB_CANCELLED,  /* the pool was freed without a drain while it was queued */
+  ECS_JOB_DONE = 0,  /* run returned */
+  ECS_JOB_EXPIRED,   /* its deadline passed before it started; it never ran */
+  ECS_JOB_GONE,      /* still_wanted said no just before the start; it never ran */
+  ECS_JOB_CANCELLED, /* the pool was freed without a drain while it was queued */
 } ecs_job_end;
 
 const char *ecs_job_end_str(ecs_job_end e);
@@ -58,8 +58,8 @@ struct ecs_job {
   /* Called on the worker just before the job starts; returning 0 drops it (ECS_JOB_GONE). The
    * server asks whether the client is still connected. Optional. */
   int (*still_wanted)(ecs_job *job);
-  uint64_t deadline_ns;      /* ecs_monotonic_ns() value after which the job is dropped; 0: none */
-  void *user;                /* for the caller */
+  uint64_t deadline_ns; /* ecs_monotonic_ns() value after which the job is dropped; 0: none */
+  void *user;           /* for the caller */
 
   /* Owned by the pool while the job is queued; leave zeroed. */
   ecs_job *pool_next_;
@@ -71,11 +71,11 @@ typedef ecs_status (*ecs_worker_init_fn)(int index, void *user, void **state, ec
 /* Frees one worker's state, on that worker's thread as it exits. */
 typedef void (*ecs_worker_free_fn)(void *state, void *user);
 typedef struct ecs_pool_opts {
-  int n_workers;       /* 1..256 */
-  int queue_capacity;  /* queued (not running) jobs; >= 1 */
+  int n_workers;                  /* 1..256 */
+  int queue_capacity;             /* queued (not running) jobs; >= 1 */
   ecs_worker_init_fn worker_init; /* optional: state is then NULL */
   ecs_worker_free_fn worker_free; /* optional */
-  void *user;          /* passed to worker_init and worker_free */
+  void *user;                     /* passed to worker_init and worker_free */
 } ecs_pool_opts;
 
 /* Starts opts->n_workers threads, each with its own worker_init state, and waits until all of
@@ -89,7 +89,8 @@ ecs_pool *ecs_pool_new(int n_workers, int queue_capacity, ecs_worker_init_fn wor
 /* Queues a job; never blocks. When the queue is full, jobs in it whose deadline has passed are
  * taken out first (a worker then calls their done with ECS_JOB_EXPIRED); if it is still full,
  * ECS_ERR_LIMIT (answer 503),
- * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run. On failure the pool does not keep the job and done is not called. */
+ * ECS_ERR_CANCELLED once a drain has started, ECS_ERR_INVALID for a job without run. On failure the
+ * pool does not keep the job and done is not called. */
 ecs_status ecs_pool_submit(ecs_pool *pool, ecs_job *job, ecs_err *err);
 
 /* Returns 1 at once when no job is queued or running; otherwise waits until that is so (woken
@@ -110,14 +111,14 @@ void ecs_pool_free(ecs_pool *pool);
 typedef struct ecs_pool_stats {
   int n_workers;
   int queue_capacity;
-  int queued;          /* waiting for a worker */
-  int running;         /* jobs inside run now */
-  uint64_t submitted;  /* accepted by ecs_pool_submit */
-  uint64_t completed;  /* ended with ECS_JOB_DONE */
-  uint64_t expired;    /* dropped: deadline passed */
-  uint64_t gone;       /* dropped: still_wanted said no */
-  uint64_t rejected;   /* refused by ecs_pool_submit because the queue was full */
-  uint64_t cancelled;  /* dropped by ecs_pool_free */
+  int queued;         /* waiting for a worker */
+  int running;        /* jobs inside run now */
+  uint64_t submitted; /* accepted by ecs_pool_submit */
+  uint64_t completed; /* ended with ECS_JOB_DONE */
+  uint64_t expired;   /* dropped: deadline passed */
+  uint64_t gone;      /* dropped: still_wanted said no */
+  uint64_t rejected;  /* refused by ecs_pool_submit because the queue was full */
+  uint64_t cancelled; /* dropped by ecs_pool_free */
 } ecs_pool_stats;
 
 /* A consistent snapshot of the counters. */

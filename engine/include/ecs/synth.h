@@ -27,7 +27,7 @@ extern "C" {
 #define ECS_SYNTH_MAX_CLASSES 6
 
 typedef struct ecs_synth_params {
-  int count;          /* images in all */
+  int count; /* images in all */
   uint64_t seed;
   int size;           /* side of the square images in pixels (default 128; 64..1024) */
   int n_classes;      /* 1..ECS_SYNTH_MAX_CLASSES (default 6) */

@@ -34,15 +34,15 @@ typedef struct ecs_tensor {
   void *data;               /* in the buffer's address space (host or device) */
   size_t nbytes;            /* bytes of storage, >= the logical size in a padded layout */
   struct ecs_buffer *buffer;
-  int layout;               /* ECS_LAYOUT_PLAIN or a backend-private id */
-  const void *layout_desc;  /* backend-private; lives as long as the tensor */
+  int layout;              /* ECS_LAYOUT_PLAIN or a backend-private id */
+  const void *layout_desc; /* backend-private; lives as long as the tensor */
 
   /* autograd (see ecs/nn.h) */
-  struct ecs_tensor *grad;  /* accumulated gradient, same shape, plain or backend layout */
-  struct ecs_node *node;    /* the tape node that produced this tensor, NULL for leaves */
-  uint8_t requires_grad;    /* leaves: parameters that train; others: depends on a leaf */
-  uint8_t frozen;           /* parameters excluded from training */
-  char name[96];            /* PyTorch state_dict key for parameters, else optional */
+  struct ecs_tensor *grad; /* accumulated gradient, same shape, plain or backend layout */
+  struct ecs_node *node;   /* the tape node that produced this tensor, NULL for leaves */
+  uint8_t requires_grad;   /* leaves: parameters that train; others: depends on a leaf */
+  uint8_t frozen;          /* parameters excluded from training */
+  char name[96];           /* PyTorch state_dict key for parameters, else optional */
 } ecs_tensor;
 
 size_t ecs_dtype_size(ecs_dtype t);

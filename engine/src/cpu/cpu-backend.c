@@ -114,7 +114,9 @@ static ecs_backend *cpu_init_backend(ecs_device *dev, const ecs_backend_params *
   return be;
 }
 
-static const char *cpu_dev_name(ecs_device *dev) { return ((cpu_device_ctx *)dev->context)->name; }
+static const char *cpu_dev_name(ecs_device *dev) {
+  return ((cpu_device_ctx *)dev->context)->name;
+}
 static const char *cpu_dev_desc(ecs_device *dev) {
   return ((cpu_device_ctx *)dev->context)->description;
 }
@@ -135,7 +137,8 @@ static cpu_device_ctx g_ref_ctx = {"cpu-ref", "CPU, plain-C reference kernels", 
 #ifdef ECS_USE_DNNL
 static cpu_device_ctx g_cpu_ctx = {"cpu", "CPU, oneDNN with reference fallbacks", 1};
 #else
-static cpu_device_ctx g_cpu_ctx = {"cpu", "CPU, plain-C reference kernels (built without oneDNN)", 0};
+static cpu_device_ctx g_cpu_ctx = {"cpu", "CPU, plain-C reference kernels (built without oneDNN)",
+                                   0};
 #endif
 
 static const struct ecs_device_i g_cpu_dev_iface = {

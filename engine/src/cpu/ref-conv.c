@@ -24,12 +24,22 @@ typedef struct conv_geo {
 static conv_geo conv_geometry(const ecs_tensor *x, const ecs_tensor *w, const ecs_tensor *y,
                               const ecs_op *op) {
   conv_geo g = {
-      .n = x->ne[0], .c = x->ne[1], .h = x->ne[2], .w = x->ne[3],
-      .o = w->ne[0], .oh = y->ne[2], .ow = y->ne[3],
-      .kh = w->ne[2], .kw = w->ne[3], .cg = w->ne[1],
-      .sh = op->p.conv.stride[0], .sw = op->p.conv.stride[1],
-      .ph = op->p.conv.pad[0], .pw = op->p.conv.pad[1],
-      .dh = op->p.conv.dil[0], .dw = op->p.conv.dil[1],
+      .n = x->ne[0],
+      .c = x->ne[1],
+      .h = x->ne[2],
+      .w = x->ne[3],
+      .o = w->ne[0],
+      .oh = y->ne[2],
+      .ow = y->ne[3],
+      .kh = w->ne[2],
+      .kw = w->ne[3],
+      .cg = w->ne[1],
+      .sh = op->p.conv.stride[0],
+      .sw = op->p.conv.stride[1],
+      .ph = op->p.conv.pad[0],
+      .pw = op->p.conv.pad[1],
+      .dh = op->p.conv.dil[0],
+      .dw = op->p.conv.dil[1],
       .g = op->p.conv.groups,
   };
   g.og = g.o / g.g;
@@ -69,7 +79,8 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
       if (!acc) continue;
       int64_t n = no / g.o, oc = no % g.o, grp = oc / g.og;
       double bias = bd ? bd[oc] : 0.0;
-      for (int64_t i = 0; i < plane; i++) acc[i] = bias;
+      for (int64_t i = 0; i < plane; i++)
+        acc[i] = bias;
       for (int64_t icg = 0; icg < g.cg; icg++) {
         const float *xp = xd + ((n * g.c) + grp * g.cg + icg) * g.h * g.w;
         const float *wp = wd + ((oc * g.cg) + icg) * g.kh * g.kw;
@@ -84,7 +95,8 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
             for (int64_t oh = oh0; oh < oh1; oh++) {
               const float *xr = xp + (oh * g.sh - g.ph + kh * g.dh) * g.w;
               double *ar = acc + oh * g.ow;
-              for (int64_t ow = ow0; ow < ow1; ow++) ar[ow] += wv * xr[ow * g.sw + c0];
+              for (int64_t ow = ow0; ow < ow1; ow++)
+                ar[ow] += wv * xr[ow * g.sw + c0];
             }
           }
         }
@@ -97,7 +109,8 @@ ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err) {
           yp[i] = (clip > 0 && v > clip) ? clip : v;
         }
       else
-        for (int64_t i = 0; i < plane; i++) yp[i] = (float)acc[i];
+        for (int64_t i = 0; i < plane; i++)
+          yp[i] = (float)acc[i];
     }
     free(acc);
   }
@@ -140,13 +153,15 @@ ecs_status ecs_ref_conv2d_bwd_data(const ecs_op *op, int nt, ecs_err *err) {
             for (int64_t oh = oh0; oh < oh1; oh++) {
               double *ar = acc + (oh * g.sh - g.ph + kh * g.dh) * g.w;
               const float *dr = dyp + oh * g.ow;
-              for (int64_t ow = ow0; ow < ow1; ow++) ar[ow * g.sw + c0] += wv * dr[ow];
+              for (int64_t ow = ow0; ow < ow1; ow++)
+                ar[ow * g.sw + c0] += wv * dr[ow];
             }
           }
         }
       }
       float *xp = dxd + nc * plane;
-      for (int64_t i = 0; i < plane; i++) xp[i] = (float)acc[i];
+      for (int64_t i = 0; i < plane; i++)
+        xp[i] = (float)acc[i];
     }
     free(acc);
   }
@@ -177,7 +192,8 @@ ecs_status ecs_ref_conv2d_bwd_weight(const ecs_op *op, int nt, ecs_err *err) {
       memset(acc, 0, (size_t)wsz * sizeof *acc);
       for (int64_t n = 0; n < g.n; n++) {
         const float *dyp = dyd + (n * g.o + oc) * g.oh * g.ow;
-        for (int64_t i = 0; i < g.oh * g.ow; i++) bsum += dyp[i];
+        for (int64_t i = 0; i < g.oh * g.ow; i++)
+          bsum += dyp[i];
         for (int64_t icg = 0; icg < g.cg; icg++) {
           const float *xp = xd + (n * g.c + grp * g.cg + icg) * g.h * g.w;
           for (int64_t kh = 0; kh < g.kh; kh++) {
@@ -191,14 +207,16 @@ ecs_status ecs_ref_conv2d_bwd_weight(const ecs_op *op, int nt, ecs_err *err) {
               for (int64_t oh = oh0; oh < oh1; oh++) {
                 const float *xr = xp + (oh * g.sh - g.ph + kh * g.dh) * g.w;
                 const float *dr = dyp + oh * g.ow;
-                for (int64_t ow = ow0; ow < ow1; ow++) s += (double)dr[ow] * xr[ow * g.sw + c0];
+                for (int64_t ow = ow0; ow < ow1; ow++)
+                  s += (double)dr[ow] * xr[ow * g.sw + c0];
               }
               acc[(icg * g.kh + kh) * g.kw + kw] += s;
             }
           }
         }
       }
-      for (int64_t i = 0; i < wsz; i++) dwd[oc * wsz + i] = (float)acc[i];
+      for (int64_t i = 0; i < wsz; i++)
+        dwd[oc * wsz + i] = (float)acc[i];
       if (dbd) dbd[oc] = (float)bsum;
     }
     free(acc);

@@ -17,13 +17,17 @@ typedef struct ref_nchw {
 static inline ref_nchw ref_dims(const ecs_tensor *t) {
   ref_nchw d = {t->ne[0], t->nd > 1 ? t->ne[1] : 1, 1, 1};
   for (int i = 2; i < t->nd; i++) {
-    if (i == 2) d.h = t->ne[2];
-    else d.w *= t->ne[i];
+    if (i == 2)
+      d.h = t->ne[2];
+    else
+      d.w *= t->ne[i];
   }
   return d;
 }
 
-static inline float *ref_f(const ecs_tensor *t) { return t ? (float *)t->data : NULL; }
+static inline float *ref_f(const ecs_tensor *t) {
+  return t ? (float *)t->data : NULL;
+}
 
 /* ref-conv.c */
 ecs_status ecs_ref_conv2d(const ecs_op *op, int nt, ecs_err *err);

@@ -10,7 +10,8 @@
 
 static int64_t inner_size(const ecs_tensor *t) {
   int64_t s = 1;
-  for (int i = 2; i < t->nd; i++) s *= t->ne[i];
+  for (int i = 2; i < t->nd; i++)
+    s *= t->ne[i];
   return s;
 }
 
@@ -43,7 +44,9 @@ ecs_status ecs_ref_slice_c(const ecs_op *op, int nt, ecs_err *err) {
   return ECS_OK;
 }
 
-static float keep_scale(float p) { return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f; }
+static float keep_scale(float p) {
+  return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+}
 
 ecs_status ecs_ref_dropout(const ecs_op *op, int nt, ecs_err *err) {
   (void)err;
@@ -70,6 +73,7 @@ ecs_status ecs_ref_dropout_bwd(const ecs_op *op, int nt, ecs_err *err) {
   float s = keep_scale(op->p.dropout.p);
   int64_t n = ecs_nelements(op->src[0]);
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * s : 0.0f;
+  for (int64_t i = 0; i < n; i++)
+    dx[i] = mask[i] ? dy[i] * s : 0.0f;
   return ECS_OK;
 }

@@ -29,12 +29,14 @@ ecs_status ecs_ref_batchnorm(const ecs_op *op, int nt, ecs_err *err) {
       double s = 0, q = 0;
       for (int64_t n = 0; n < d.n; n++) {
         const float *p = xd + (n * d.c + c) * S;
-        for (int64_t i = 0; i < S; i++) s += p[i];
+        for (int64_t i = 0; i < S; i++)
+          s += p[i];
       }
       mean = s / (double)M;
       for (int64_t n = 0; n < d.n; n++) {
         const float *p = xd + (n * d.c + c) * S;
-        for (int64_t i = 0; i < S; i++) q += (p[i] - mean) * (p[i] - mean);
+        for (int64_t i = 0; i < S; i++)
+          q += (p[i] - mean) * (p[i] - mean);
       }
       double var = q / (double)M;
       invstd = 1.0 / sqrt(var + eps);
@@ -50,7 +52,8 @@ ecs_status ecs_ref_batchnorm(const ecs_op *op, int nt, ecs_err *err) {
     for (int64_t n = 0; n < d.n; n++) {
       const float *p = xd + (n * d.c + c) * S;
       float *q = yd + (n * d.c + c) * S;
-      for (int64_t i = 0; i < S; i++) q[i] = (float)(a * p[i] + b);
+      for (int64_t i = 0; i < S; i++)
+        q[i] = (float)(a * p[i] + b);
     }
   }
   return ECS_OK;
@@ -83,7 +86,8 @@ ecs_status ecs_ref_batchnorm_bwd(const ecs_op *op, int nt, ecs_err *err) {
     for (int64_t n = 0; n < d.n; n++) {
       const float *xp = xd + (n * d.c + c) * S, *gp = dyd + (n * d.c + c) * S;
       float *o = dxd + (n * d.c + c) * S;
-      for (int64_t i = 0; i < S; i++) o[i] = (float)(k * (gp[i] - m1 - (xp[i] - mu) * is * m2));
+      for (int64_t i = 0; i < S; i++)
+        o[i] = (float)(k * (gp[i] - m1 - (xp[i] - mu) * is * m2));
     }
   }
   return ECS_OK;
@@ -146,9 +150,10 @@ ecs_status ecs_ref_gauss_blur(const ecs_op *op, int nt, ecs_err *err) {
     free(tmp);
     return ecs_err_set(err, ECS_ERR_NOMEM, "gauss_blur: out of memory");
   }
-  for (int j = 0; j < k; j++) w[j] = exp(-(double)(j - r) * (j - r) / (2 * sig * sig));
-  /* rows first, into tmp; then columns of tmp into y. The two renormalisations multiply to the
-   * 2-D one, because both the kernel and the inside-the-image region are separable. */
+  for (int j = 0; j < k; j++)
+    w[j] = exp(-(double)(j - r) * (j - r) / (2 * sig * sig));
+    /* rows first, into tmp; then columns of tmp into y. The two renormalisations multiply to the
+     * 2-D one, because both the kernel and the inside-the-image region are separable. */
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t nc = 0; nc < d.n * d.c; nc++) {
     for (int64_t h = 0; h < d.h; h++)

@@ -68,7 +68,8 @@ ecs_status ecs_ref_pool2d(const ecs_op *op, int nt, ecs_err *err) {
         } else {
           double s = 0;
           for (int64_t h = r.h0; h < r.h1; h++)
-            for (int64_t w = r.w0; w < r.w1; w++) s += p[h * W + w];
+            for (int64_t w = r.w0; w < r.w1; w++)
+              s += p[h * W + w];
           yd[o] = r.div > 0 ? (float)(s / (double)r.div) : 0.0f;
         }
       }
@@ -100,7 +101,8 @@ ecs_status ecs_ref_pool2d_bwd(const ecs_op *op, int nt, ecs_err *err) {
         } else if (r.div > 0) {
           float v = gv / (float)r.div;
           for (int64_t h = r.h0; h < r.h1; h++)
-            for (int64_t w = r.w0; w < r.w1; w++) q[h * W + w] += v;
+            for (int64_t w = r.w0; w < r.w1; w++)
+              q[h * W + w] += v;
         }
       }
   }
@@ -116,7 +118,8 @@ ecs_status ecs_ref_gap(const ecs_op *op, int nt, ecs_err *err) {
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t nc = 0; nc < x->ne[0] * x->ne[1]; nc++) {
     double s = 0;
-    for (int64_t i = 0; i < S; i++) s += xd[nc * S + i];
+    for (int64_t i = 0; i < S; i++)
+      s += xd[nc * S + i];
     yd[nc] = (float)(s / (double)S);
   }
   return ECS_OK;
@@ -131,7 +134,8 @@ ecs_status ecs_ref_gap_bwd(const ecs_op *op, int nt, ecs_err *err) {
 #pragma omp parallel for num_threads(nt) schedule(static)
   for (int64_t nc = 0; nc < dx->ne[0] * dx->ne[1]; nc++) {
     float v = g[nc] / (float)S;
-    for (int64_t i = 0; i < S; i++) q[nc * S + i] = v;
+    for (int64_t i = 0; i < S; i++)
+      q[nc * S + i] = v;
   }
   return ECS_OK;
 }

@@ -16,7 +16,8 @@ typedef struct sm_geo {
 
 static sm_geo sm_dims(const ecs_tensor *t) {
   sm_geo g = {t->ne[0], t->ne[1], 1};
-  for (int i = 2; i < t->nd; i++) g.inner *= t->ne[i];
+  for (int i = 2; i < t->nd; i++)
+    g.inner *= t->ne[i];
   return g;
 }
 
@@ -90,7 +91,8 @@ ecs_status ecs_ref_softmax_bwd(const ecs_op *op, int nt, ecs_err *err) {
       }
     } else {
       /* dx = y * (dy - sum(y * dy)); masked channels have y = 0 and get 0 */
-      for (int64_t c = 0; c < g.c; c++) s += (double)p[c * g.inner] * dp[c * g.inner];
+      for (int64_t c = 0; c < g.c; c++)
+        s += (double)p[c * g.inner] * dp[c * g.inner];
       for (int64_t c = 0; c < g.c; c++)
         q[c * g.inner] = (float)(p[c * g.inner] * (dp[c * g.inner] - s));
     }
@@ -98,14 +100,17 @@ ecs_status ecs_ref_softmax_bwd(const ecs_op *op, int nt, ecs_err *err) {
   return ECS_OK;
 }
 
-static double softplus(double z) { return (z > 0 ? z : 0) + log1p(exp(-fabs(z))); }
+static double softplus(double z) {
+  return (z > 0 ? z : 0) + log1p(exp(-fabs(z)));
+}
 
 ecs_status ecs_ref_ml_soft_margin(const ecs_op *op, int nt, ecs_err *err) {
   (void)nt, (void)err;
   const float *x = op->src[0]->data, *t = op->src[1]->data;
   int64_t n = ecs_nelements(op->src[0]);
   double s = 0;
-  for (int64_t i = 0; i < n; i++) s += t[i] * softplus(-x[i]) + (1.0 - t[i]) * softplus(x[i]);
+  for (int64_t i = 0; i < n; i++)
+    s += t[i] * softplus(-x[i]) + (1.0 - t[i]) * softplus(x[i]);
   ((float *)op->dst[0]->data)[0] = (float)(s / (double)n);
   return ECS_OK;
 }
@@ -116,7 +121,8 @@ ecs_status ecs_ref_ml_soft_margin_bwd(const ecs_op *op, int nt, ecs_err *err) {
   float *dx = op->dst[0]->data;
   int64_t n = ecs_nelements(op->src[0]);
   double k = (double)dl[0] / (double)n;
-  for (int64_t i = 0; i < n; i++) dx[i] = (float)(k * (1.0 / (1.0 + exp(-(double)x[i])) - t[i]));
+  for (int64_t i = 0; i < n; i++)
+    dx[i] = (float)(k * (1.0 / (1.0 + exp(-(double)x[i])) - t[i]));
   return ECS_OK;
 }
 
@@ -138,9 +144,8 @@ static ecs_status ce_count(const ecs_op *op, int64_t *count, ecs_err *err) {
                          "index %d",
                          ecs_op_name(op->type), l, (long long)ni, (long long)g.c, ign);
     if (!unmasked(mask, ni / g.inner, g.c, l))
-      return ecs_err_set(err, ECS_ERR_INVALID,
-                         "%s: label %d at element %lld is a masked-out class", ecs_op_name(op->type),
-                         l, (long long)ni);
+      return ecs_err_set(err, ECS_ERR_INVALID, "%s: label %d at element %lld is a masked-out class",
+                         ecs_op_name(op->type), l, (long long)ni);
     cnt++;
   }
   *count = cnt;
@@ -191,7 +196,8 @@ ecs_status ecs_ref_masked_ce_bwd(const ecs_op *op, int nt, ecs_err *err) {
     float *q = dxd + n * g.c * g.inner + ni % g.inner;
     double m = 0, lse = 0;
     if (l == ign || !position_lse(p, mask, n, g.c, g.inner, &m, &lse)) {
-      for (int64_t c = 0; c < g.c; c++) q[c * g.inner] = 0.0f;
+      for (int64_t c = 0; c < g.c; c++)
+        q[c * g.inner] = 0.0f;
       continue;
     }
     for (int64_t c = 0; c < g.c; c++) {

@@ -35,19 +35,23 @@ static ecs_status ref_elementwise(const ecs_op *op, int nt) {
   case ECS_OP_COPY: memcpy(d->data, op->src[0]->data, ecs_plain_nbytes(d)); break;
   case ECS_OP_FILL:
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = pa;
+    for (int64_t i = 0; i < n; i++)
+      y[i] = pa;
     break;
   case ECS_OP_SCALE:
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = pa * a[i] + pb;
+    for (int64_t i = 0; i < n; i++)
+      y[i] = pa * a[i] + pb;
     break;
   case ECS_OP_ADD:
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = pa * a[i] + pb * b[i];
+    for (int64_t i = 0; i < n; i++)
+      y[i] = pa * a[i] + pb * b[i];
     break;
   case ECS_OP_MUL:
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = a[i] * b[i];
+    for (int64_t i = 0; i < n; i++)
+      y[i] = a[i] * b[i];
     break;
   case ECS_OP_RELU:
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -59,7 +63,8 @@ static ecs_status ref_elementwise(const ecs_op *op, int nt) {
   case ECS_OP_RELU_BWD:
     /* the gradient is 0 at the kinks themselves (x = 0, x = clip), as in PyTorch */
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = (a[i] > 0 && !(clip > 0 && a[i] >= clip)) ? b[i] : 0;
+    for (int64_t i = 0; i < n; i++)
+      y[i] = (a[i] > 0 && !(clip > 0 && a[i] >= clip)) ? b[i] : 0;
     break;
   default: break;
   }

@@ -13,7 +13,8 @@ __global__ void k_bn_stats(const float *x, float *rmean, float *rvar, float *mea
                            int64_t n, int64_t c, int64_t hw, float eps, float momentum) {
   int64_t ch = blockIdx.x, m = n * hw;
   double s = 0;
-  for (int64_t k = threadIdx.x; k < m; k += blockDim.x) s += x[((k / hw) * c + ch) * hw + k % hw];
+  for (int64_t k = threadIdx.x; k < m; k += blockDim.x)
+    s += x[((k / hw) * c + ch) * hw + k % hw];
   double mu = cuk_block_sum(s) / (double)m;
   double ss = 0;
   for (int64_t k = threadIdx.x; k < m; k += blockDim.x) {
@@ -32,30 +33,31 @@ __global__ void k_bn_stats(const float *x, float *rmean, float *rvar, float *mea
 
 /* The element-wise passes run one block per (n, c) plane, so the channel and its coefficients
  * are found once per block rather than by a 64-bit division per element. */
-__global__ void k_bn_apply(const float *x, const float *gamma, const float *beta,
-                           const float *mean, const float *invstd, float *y, int64_t c,
-                           int64_t hw) {
+__global__ void k_bn_apply(const float *x, const float *gamma, const float *beta, const float *mean,
+                           const float *invstd, float *y, int64_t c, int64_t hw) {
   int64_t plane = blockIdx.x, ch = plane % c;
   float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f, mu = mean[ch], inv = invstd[ch];
   const float *xp = x + plane * hw;
   float *yp = y + plane * hw;
-  for (int64_t j = threadIdx.x; j < hw; j += blockDim.x) yp[j] = (xp[j] - mu) * inv * g + b;
+  for (int64_t j = threadIdx.x; j < hw; j += blockDim.x)
+    yp[j] = (xp[j] - mu) * inv * g + b;
 }
 
 __global__ void k_bn_frozen(const float *x, const float *gamma, const float *beta,
-                            const float *rmean, const float *rvar, float *y, int64_t c,
-                            int64_t hw, float eps) {
+                            const float *rmean, const float *rvar, float *y, int64_t c, int64_t hw,
+                            float eps) {
   int64_t plane = blockIdx.x, ch = plane % c;
   float g = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f, mu = rmean[ch];
   float inv = 1.0f / sqrtf(rvar[ch] + eps);
   const float *xp = x + plane * hw;
   float *yp = y + plane * hw;
-  for (int64_t j = threadIdx.x; j < hw; j += blockDim.x) yp[j] = (xp[j] - mu) * inv * g + b;
+  for (int64_t j = threadIdx.x; j < hw; j += blockDim.x)
+    yp[j] = (xp[j] - mu) * inv * g + b;
 }
 
 /* frozen batch norm may still be asked for the statistics it used */
-__global__ void k_bn_frozen_stats(const float *rmean, const float *rvar, float *mean,
-                                  float *invstd, int64_t c, float eps) {
+__global__ void k_bn_frozen_stats(const float *rmean, const float *rvar, float *mean, float *invstd,
+                                  int64_t c, float eps) {
   CUK_LOOP(ch, c) {
     if (mean) mean[ch] = rmean[ch];
     if (invstd) invstd[ch] = (float)(1.0 / sqrt((double)rvar[ch] + (double)eps));
@@ -84,9 +86,9 @@ __global__ void k_bn_bwd_sums(const float *x, const float *dy, const float *mean
   }
 }
 
-__global__ void k_bn_bwd_dx(const float *x, const float *dy, const float *gamma,
-                            const float *mean, const float *invstd, const float *sums, float *dx,
-                            int64_t c, int64_t hw, float inv_m, int training) {
+__global__ void k_bn_bwd_dx(const float *x, const float *dy, const float *gamma, const float *mean,
+                            const float *invstd, const float *sums, float *dx, int64_t c,
+                            int64_t hw, float inv_m, int training) {
   int64_t plane = blockIdx.x, ch = plane % c;
   float g = gamma ? gamma[ch] : 1.0f, inv = invstd[ch];
   const float *xp = x + plane * hw, *gp = dy + plane * hw;
@@ -96,7 +98,8 @@ __global__ void k_bn_bwd_dx(const float *x, const float *dy, const float *gamma,
     for (int64_t j = threadIdx.x; j < hw; j += blockDim.x)
       dp[j] = g * inv * (gp[j] - m1 - (xp[j] - mu) * inv * m2);
   } else {
-    for (int64_t j = threadIdx.x; j < hw; j += blockDim.x) dp[j] = g * inv * gp[j];
+    for (int64_t j = threadIdx.x; j < hw; j += blockDim.x)
+      dp[j] = g * inv * gp[j];
   }
 }
 
@@ -127,10 +130,10 @@ cudaError_t ecs_cuk_bn_bwd(cudaStream_t s, const float *x, const float *dy, cons
                            float *dbeta, float *sums, int64_t n, int64_t c, int64_t hw,
                            int training) {
   if (training || dgamma || dbeta)
-    k_bn_bwd_sums<<<(unsigned)c, BN_THREADS, 0, s>>>(x, dy, mean, invstd, sums, dgamma, dbeta, n,
-                                                     c, hw);
-  k_bn_bwd_dx<<<(unsigned)(n * c), CUK_THREADS, 0, s>>>(x, dy, gamma, mean, invstd, sums, dx, c,
-                                                        hw, 1.0f / (float)(n * hw), training);
+    k_bn_bwd_sums<<<(unsigned)c, BN_THREADS, 0, s>>>(x, dy, mean, invstd, sums, dgamma, dbeta, n, c,
+                                                     hw);
+  k_bn_bwd_dx<<<(unsigned)(n * c), CUK_THREADS, 0, s>>>(x, dy, gamma, mean, invstd, sums, dx, c, hw,
+                                                        1.0f / (float)(n * hw), training);
   return cudaGetLastError();
 }
 

@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_GPUS 16
-#define CUDA_ALIGN 256
+#define MAX_GPUS             16
+#define CUDA_ALIGN           256
 #define DEFAULT_WORKSPACE_MB 256
 
 typedef struct cuda_device_ctx {
@@ -41,32 +41,39 @@ static const char *base_name(const char *file) {
   return s ? s + 1 : file;
 }
 
-ecs_status ecs_cuda_fail_rt(ecs_err *err, cudaError_t e, const char *stmt, const char *file, int line) {
+ecs_status ecs_cuda_fail_rt(ecs_err *err, cudaError_t e, const char *stmt, const char *file,
+                            int line) {
   cudaGetLastError(); /* clear a non-sticky error so the next call starts clean */
   ecs_status st = e == cudaErrorMemoryAllocation ? ECS_ERR_NOMEM : ECS_ERR_BACKEND;
   return ecs_err_set(err, st, "CUDA error %s (%s) in %s at %s:%d", cudaGetErrorName(e),
                      cudaGetErrorString(e), stmt, base_name(file), line);
 }
 
-ecs_status ecs_cuda_fail_dnn(ecs_err *err, cudnnStatus_t e, const char *stmt, const char *file, int line) {
-  ecs_status st = e == CUDNN_STATUS_ALLOC_FAILED ? ECS_ERR_NOMEM
+ecs_status ecs_cuda_fail_dnn(ecs_err *err, cudnnStatus_t e, const char *stmt, const char *file,
+                             int line) {
+  ecs_status st = e == CUDNN_STATUS_ALLOC_FAILED    ? ECS_ERR_NOMEM
                   : e == CUDNN_STATUS_NOT_SUPPORTED ? ECS_ERR_UNSUPPORTED
                                                     : ECS_ERR_BACKEND;
   return ecs_err_set(err, st, "cuDNN error %s in %s at %s:%d", cudnnGetErrorString(e), stmt,
                      base_name(file), line);
 }
 
-ecs_status ecs_cuda_fail_blas(ecs_err *err, cublasStatus_t e, const char *stmt, const char *file, int line) {
+ecs_status ecs_cuda_fail_blas(ecs_err *err, cublasStatus_t e, const char *stmt, const char *file,
+                              int line) {
   ecs_status st = e == CUBLAS_STATUS_ALLOC_FAILED ? ECS_ERR_NOMEM : ECS_ERR_BACKEND;
   return ecs_err_set(err, st, "cuBLAS error %s (%s) in %s at %s:%d", cublasGetStatusName(e),
                      cublasGetStatusString(e), stmt, base_name(file), line);
 }
 
-static int dev_index(ecs_device *dev) { return ((cuda_device_ctx *)dev->context)->index; }
+static int dev_index(ecs_device *dev) {
+  return ((cuda_device_ctx *)dev->context)->index;
+}
 
 /* ---- buffers ----------------------------------------------------------------------------- */
 
-static int buf_index(ecs_buffer *buf) { return dev_index(buf->buft->device); }
+static int buf_index(ecs_buffer *buf) {
+  return dev_index(buf->buft->device);
+}
 
 static void cuda_buf_free(ecs_buffer *buf) {
   cudaSetDevice(buf_index(buf));
@@ -74,15 +81,19 @@ static void cuda_buf_free(ecs_buffer *buf) {
   free(buf);
 }
 
-static void *cuda_buf_base(ecs_buffer *buf) { return buf->context; }
+static void *cuda_buf_base(ecs_buffer *buf) {
+  return buf->context;
+}
 
-static ecs_status cuda_buf_set(ecs_buffer *buf, void *addr, const void *host, size_t n, ecs_err *err) {
+static ecs_status cuda_buf_set(ecs_buffer *buf, void *addr, const void *host, size_t n,
+                               ecs_err *err) {
   CU_CHECK(cudaSetDevice(buf_index(buf)));
   CU_CHECK(cudaMemcpy(addr, host, n, cudaMemcpyHostToDevice));
   return ECS_OK;
 }
 
-static ecs_status cuda_buf_get(ecs_buffer *buf, void *host, const void *addr, size_t n, ecs_err *err) {
+static ecs_status cuda_buf_get(ecs_buffer *buf, void *host, const void *addr, size_t n,
+                               ecs_err *err) {
   CU_CHECK(cudaSetDevice(buf_index(buf)));
   CU_CHECK(cudaMemcpy(host, addr, n, cudaMemcpyDeviceToHost));
   return ECS_OK;
@@ -244,7 +255,8 @@ static ecs_status cuda_ctx_init(ecs_cuda_backend *c, int device, const ecs_backe
   CUDNN_CHECK(cudnnSetStream(c->cudnn, c->stream));
   CUBLAS_CHECK(cublasCreate(&c->cublas));
   CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
-  CUBLAS_CHECK(cublasSetMathMode(c->cublas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  CUBLAS_CHECK(
+      cublasSetMathMode(c->cublas, c->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return ECS_OK;
 }
 
@@ -280,7 +292,9 @@ static ecs_backend *cuda_init_backend(ecs_device *dev, const ecs_backend_params 
 
 /* ---- devices ----------------------------------------------------------------------------- */
 
-static const char *cuda_dev_name(ecs_device *dev) { return ((cuda_device_ctx *)dev->context)->name; }
+static const char *cuda_dev_name(ecs_device *dev) {
+  return ((cuda_device_ctx *)dev->context)->name;
+}
 
 static const char *cuda_dev_desc(ecs_device *dev) {
   return ((cuda_device_ctx *)dev->context)->description;
@@ -331,7 +345,9 @@ ecs_backend_module_register(const ecs_module_host *host, ecs_err *err) {
     snprintf(d->description, sizeof d->description, "%.100s, %.1f GiB, sm_%d%d", prop.name,
              (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), prop.major, prop.minor);
     d->buft = (ecs_buffer_type){
-        .iface = {.get_name = cuda_buft_name, .alloc_buffer = cuda_buft_alloc, .get_alignment = cuda_buft_align},
+        .iface = {.get_name = cuda_buft_name,
+                  .alloc_buffer = cuda_buft_alloc,
+                  .get_alignment = cuda_buft_align},
         .device = &g_devs[k],
         .context = d,
     };

@@ -21,41 +21,45 @@
 
 #include "cuda-kernels.h"
 
-ecs_status ecs_cuda_fail_rt(ecs_err *err, cudaError_t e, const char *stmt, const char *file, int line);
-ecs_status ecs_cuda_fail_dnn(ecs_err *err, cudnnStatus_t e, const char *stmt, const char *file, int line);
-ecs_status ecs_cuda_fail_blas(ecs_err *err, cublasStatus_t e, const char *stmt, const char *file, int line);
+ecs_status ecs_cuda_fail_rt(ecs_err *err, cudaError_t e, const char *stmt, const char *file,
+                            int line);
+ecs_status ecs_cuda_fail_dnn(ecs_err *err, cudnnStatus_t e, const char *stmt, const char *file,
+                             int line);
+ecs_status ecs_cuda_fail_blas(ecs_err *err, cublasStatus_t e, const char *stmt, const char *file,
+                              int line);
 
-#define CU_CHECK(stmt)                                                                        \
-  do {                                                                                        \
-    cudaError_t e_ = (stmt);                                                                  \
-    if (e_ != cudaSuccess) return ecs_cuda_fail_rt(err, e_, #stmt, __FILE__, __LINE__);       \
+#define CU_CHECK(stmt)                                                                             \
+  do {                                                                                             \
+    cudaError_t e_ = (stmt);                                                                       \
+    if (e_ != cudaSuccess) return ecs_cuda_fail_rt(err, e_, #stmt, __FILE__, __LINE__);            \
   } while (0)
-#define CUDNN_CHECK(stmt)                                                                     \
-  do {                                                                                        \
-    cudnnStatus_t e_ = (stmt);                                                                \
-    if (e_ != CUDNN_STATUS_SUCCESS) return ecs_cuda_fail_dnn(err, e_, #stmt, __FILE__, __LINE__); \
+#define CUDNN_CHECK(stmt)                                                                          \
+  do {                                                                                             \
+    cudnnStatus_t e_ = (stmt);                                                                     \
+    if (e_ != CUDNN_STATUS_SUCCESS) return ecs_cuda_fail_dnn(err, e_, #stmt, __FILE__, __LINE__);  \
   } while (0)
-#define CUBLAS_CHECK(stmt)                                                                    \
-  do {                                                                                        \
-    cublasStatus_t e_ = (stmt);                                                               \
-    if (e_ != CUBLAS_STATUS_SUCCESS) return ecs_cuda_fail_blas(err, e_, #stmt, __FILE__, __LINE__); \
+#define CUBLAS_CHECK(stmt)                                                                         \
+  do {                                                                                             \
+    cublasStatus_t e_ = (stmt);                                                                    \
+    if (e_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      return ecs_cuda_fail_blas(err, e_, #stmt, __FILE__, __LINE__);                               \
   } while (0)
 /* For sequences that must release resources on failure: record, then `goto done`. */
-#define CUDNN_TRY(stmt)                                                                       \
-  do {                                                                                        \
-    cudnnStatus_t e_ = (stmt);                                                                \
-    if (e_ != CUDNN_STATUS_SUCCESS) {                                                         \
-      st = ecs_cuda_fail_dnn(err, e_, #stmt, __FILE__, __LINE__);                             \
-      goto done;                                                                              \
-    }                                                                                         \
+#define CUDNN_TRY(stmt)                                                                            \
+  do {                                                                                             \
+    cudnnStatus_t e_ = (stmt);                                                                     \
+    if (e_ != CUDNN_STATUS_SUCCESS) {                                                              \
+      st = ecs_cuda_fail_dnn(err, e_, #stmt, __FILE__, __LINE__);                                  \
+      goto done;                                                                                   \
+    }                                                                                              \
   } while (0)
-#define CU_TRY(stmt)                                                                          \
-  do {                                                                                        \
-    cudaError_t e_ = (stmt);                                                                  \
-    if (e_ != cudaSuccess) {                                                                  \
-      st = ecs_cuda_fail_rt(err, e_, #stmt, __FILE__, __LINE__);                              \
-      goto done;                                                                              \
-    }                                                                                         \
+#define CU_TRY(stmt)                                                                               \
+  do {                                                                                             \
+    cudaError_t e_ = (stmt);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      st = ecs_cuda_fail_rt(err, e_, #stmt, __FILE__, __LINE__);                                   \
+      goto done;                                                                                   \
+    }                                                                                              \
   } while (0)
 
 /* One cached convolution algorithm choice. */
@@ -67,9 +71,9 @@ typedef struct ecs_cuda_conv_key {
 
 typedef struct ecs_cuda_conv_algo {
   ecs_cuda_conv_key key;
-  int algo;            /* the cudnnConvolution*Algo_t value */
+  int algo; /* the cudnnConvolution*Algo_t value */
   cudnnMathType_t math;
-  size_t workspace;    /* bytes the algorithm needs */
+  size_t workspace; /* bytes the algorithm needs */
 } ecs_cuda_conv_algo;
 
 typedef struct ecs_cuda_backend {
@@ -77,12 +81,12 @@ typedef struct ecs_cuda_backend {
   cudaStream_t stream;
   cudnnHandle_t cudnn;
   cublasHandle_t cublas;
-  int tf32;                /* allow TF32 tensor-core math (ecs_backend_params.tf32 = 1) */
-  void *workspace;         /* cuDNN workspace, grown on demand up to workspace_limit */
+  int tf32;        /* allow TF32 tensor-core math (ecs_backend_params.tf32 = 1) */
+  void *workspace; /* cuDNN workspace, grown on demand up to workspace_limit */
   size_t workspace_size, workspace_limit;
-  void *scratch;           /* small per-op temporaries: reduction results, per-channel sums */
+  void *scratch; /* small per-op temporaries: reduction results, per-channel sums */
   size_t scratch_size;
-  float *ones;             /* a vector of ones for cuBLAS reductions */
+  float *ones; /* a vector of ones for cuBLAS reductions */
   size_t ones_n;
   ecs_cuda_conv_algo *algos; /* the algorithm cache, linear: a network has few dozen shapes */
   size_t n_algos, cap_algos;

@@ -32,8 +32,10 @@ static void descs_free(conv_descs *d) {
 
 static ecs_status fits_int(const ecs_tensor *t, const char *what, const ecs_op *op, ecs_err *err) {
   if (ecs_nelements(t) > INT_MAX)
-    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "%s: %s has %lld elements, more than cuDNN's "
-                       "int sizes allow", ecs_op_name(op->type), what, (long long)ecs_nelements(t));
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED,
+                       "%s: %s has %lld elements, more than cuDNN's "
+                       "int sizes allow",
+                       ecs_op_name(op->type), what, (long long)ecs_nelements(t));
   return ECS_OK;
 }
 
@@ -52,10 +54,9 @@ static ecs_status descs_make(conv_descs *d, const ecs_op *op, const ecs_tensor *
                                        (int)y->ne[1], (int)y->ne[2], (int)y->ne[3]));
   CUDNN_TRY(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, (int)w->ne[0],
                                        (int)w->ne[1], (int)w->ne[2], (int)w->ne[3]));
-  CUDNN_TRY(cudnnSetConvolution2dDescriptor(d->conv, op->p.conv.pad[0], op->p.conv.pad[1],
-                                            op->p.conv.stride[0], op->p.conv.stride[1],
-                                            op->p.conv.dil[0], op->p.conv.dil[1],
-                                            CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  CUDNN_TRY(cudnnSetConvolution2dDescriptor(
+      d->conv, op->p.conv.pad[0], op->p.conv.pad[1], op->p.conv.stride[0], op->p.conv.stride[1],
+      op->p.conv.dil[0], op->p.conv.dil[1], CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   CUDNN_TRY(cudnnSetConvolutionGroupCount(d->conv, op->p.conv.groups));
   CUDNN_TRY(cudnnSetConvolutionMathType(d->conv, math));
   if (with_bias) {
@@ -88,7 +89,8 @@ static ecs_cuda_conv_algo *cache_find(ecs_cuda_backend *c, const ecs_cuda_conv_k
   return NULL;
 }
 
-static ecs_cuda_conv_algo *cache_add(ecs_cuda_backend *c, const ecs_cuda_conv_algo *a, ecs_err *err) {
+static ecs_cuda_conv_algo *cache_add(ecs_cuda_backend *c, const ecs_cuda_conv_algo *a,
+                                     ecs_err *err) {
   if (c->n_algos == c->cap_algos) {
     size_t cap = c->cap_algos ? 2 * c->cap_algos : 32;
     ecs_cuda_conv_algo *p = realloc(c->algos, cap * sizeof *p);
@@ -104,16 +106,16 @@ static ecs_cuda_conv_algo *cache_add(ecs_cuda_backend *c, const ecs_cuda_conv_al
 }
 
 /* The three directions share one selection rule over their perf structs. */
-#define PICK(perf, n, limit, out)                                                             \
-  do {                                                                                        \
-    for (int i_ = 0; i_ < (n); i_++)                                                          \
-      if ((perf)[i_].status == CUDNN_STATUS_SUCCESS && (perf)[i_].memory <= (limit)) {        \
-        (out)->algo = (int)(perf)[i_].algo;                                                   \
-        (out)->math = (perf)[i_].mathType;                                                    \
-        (out)->workspace = (perf)[i_].memory;                                                 \
-        found = 1;                                                                            \
-        break;                                                                                \
-      }                                                                                       \
+#define PICK(perf, n, limit, out)                                                                  \
+  do {                                                                                             \
+    for (int i_ = 0; i_ < (n); i_++)                                                               \
+      if ((perf)[i_].status == CUDNN_STATUS_SUCCESS && (perf)[i_].memory <= (limit)) {             \
+        (out)->algo = (int)(perf)[i_].algo;                                                        \
+        (out)->math = (perf)[i_].mathType;                                                         \
+        (out)->workspace = (perf)[i_].memory;                                                      \
+        found = 1;                                                                                 \
+        break;                                                                                     \
+      }                                                                                            \
   } while (0)
 
 static ecs_status choose(ecs_cuda_backend *c, const ecs_op *op, conv_descs *d, const void *x,
@@ -129,12 +131,13 @@ static ecs_status choose(ecs_cuda_backend *c, const ecs_op *op, conv_descs *d, c
   if (op->type == ECS_OP_CONV2D) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int max = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
-    if (search && cudnnFindConvolutionForwardAlgorithmEx(h, d->x, x, d->w, w, d->conv, d->y, out,
-                                                         max, &n, perf, c->workspace,
-                                                         lim) == CUDNN_STATUS_SUCCESS)
+    if (search &&
+        cudnnFindConvolutionForwardAlgorithmEx(h, d->x, x, d->w, w, d->conv, d->y, out, max, &n,
+                                               perf, c->workspace, lim) == CUDNN_STATUS_SUCCESS)
       PICK(perf, n, lim, a);
     if (!found) {
-      CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, d->x, d->w, d->conv, d->y, max, &n, perf));
+      CUDNN_CHECK(
+          cudnnGetConvolutionForwardAlgorithm_v7(h, d->x, d->w, d->conv, d->y, max, &n, perf));
       PICK(perf, n, lim, a);
     }
   } else if (op->type == ECS_OP_CONV2D_BWD_DATA) {
@@ -145,7 +148,8 @@ static ecs_status choose(ecs_cuda_backend *c, const ecs_op *op, conv_descs *d, c
                                                               lim) == CUDNN_STATUS_SUCCESS)
       PICK(perf, n, lim, a);
     if (!found) {
-      CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d->w, d->y, d->conv, d->x, max, &n, perf));
+      CUDNN_CHECK(
+          cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d->w, d->y, d->conv, d->x, max, &n, perf));
       PICK(perf, n, lim, a);
     }
   } else {
@@ -156,7 +160,8 @@ static ecs_status choose(ecs_cuda_backend *c, const ecs_op *op, conv_descs *d, c
                                                                 lim) == CUDNN_STATUS_SUCCESS)
       PICK(perf, n, lim, a);
     if (!found) {
-      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d->x, d->y, d->conv, d->w, max, &n, perf));
+      CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d->x, d->y, d->conv, d->w, max,
+                                                                &n, perf));
       PICK(perf, n, lim, a);
     }
   }
@@ -177,9 +182,7 @@ ecs_status ecs_cuda_conv(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
   case ECS_OP_CONV2D:
     x = op->src[0], w = op->src[1], y = op->dst[0], out = y->data, bias = op->src[2] != NULL;
     break;
-  case ECS_OP_CONV2D_BWD_DATA:
-    x = op->dst[0], w = op->src[1], y = op->src[0], out = x->data;
-    break;
+  case ECS_OP_CONV2D_BWD_DATA: x = op->dst[0], w = op->src[1], y = op->src[0], out = x->data; break;
   default: /* ECS_OP_CONV2D_BWD_WEIGHT */
     x = op->src[0], w = op->dst[0], y = op->src[1], out = w->data, bias = op->dst[1] != NULL;
     break;
@@ -226,10 +229,11 @@ ecs_status ecs_cuda_conv(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
     break;
   default:
     CUDNN_TRY(cudnnConvolutionBackwardFilter(c->cudnn, &one, d.x, xp, d.y, yp, d.conv,
-                                             (cudnnConvolutionBwdFilterAlgo_t)a->algo,
-                                             c->workspace, a->workspace, &zero, d.w, wp));
+                                             (cudnnConvolutionBwdFilterAlgo_t)a->algo, c->workspace,
+                                             a->workspace, &zero, d.w, wp));
     if (bias)
-      CUDNN_TRY(cudnnConvolutionBackwardBias(c->cudnn, &one, d.y, yp, &zero, d.b, op->dst[1]->data));
+      CUDNN_TRY(
+          cudnnConvolutionBackwardBias(c->cudnn, &one, d.y, yp, &zero, d.b, op->dst[1]->data));
     break;
   }
 done:

@@ -53,8 +53,8 @@ typedef struct ecs_cuk_pool {
 cudaError_t ecs_cuk_pool_fwd(cudaStream_t s, const ecs_cuk_pool *p, const float *x, float *y,
                              int32_t *argmax);
 /* dx must be zero on entry; argmax may be NULL (recomputed from x) */
-cudaError_t ecs_cuk_pool_bwd(cudaStream_t s, const ecs_cuk_pool *p, const float *x,
-                             const float *dy, const int32_t *argmax, float *dx);
+cudaError_t ecs_cuk_pool_bwd(cudaStream_t s, const ecs_cuk_pool *p, const float *x, const float *dy,
+                             const int32_t *argmax, float *dx);
 
 /* bilinear resize, align_corners=False (resize.cu); dx must be zero on entry of bwd */
 cudaError_t ecs_cuk_resize_fwd(cudaStream_t s, const float *x, float *y, int64_t nc, int64_t ih,
@@ -65,8 +65,8 @@ cudaError_t ecs_cuk_resize_bwd(cudaStream_t s, const float *dy, float *dx, int64
 /* softmax family and losses (softmax.cu); x is (N, C, HW), mask (N, C) or NULL;
  * acc is scratch of at least 32 bytes; the cross-entropy launchers wait for the stream and
  * return in *bad how many labels were neither the ignore index nor an unmasked class */
-cudaError_t ecs_cuk_softmax(cudaStream_t s, const float *x, const float *mask, float *y,
-                            int64_t n, int64_t c, int64_t hw, int log);
+cudaError_t ecs_cuk_softmax(cudaStream_t s, const float *x, const float *mask, float *y, int64_t n,
+                            int64_t c, int64_t hw, int log);
 cudaError_t ecs_cuk_softmax_bwd(cudaStream_t s, const float *y, const float *dy, float *dx,
                                 int64_t n, int64_t c, int64_t hw, int log);
 cudaError_t ecs_cuk_ml_soft_margin(cudaStream_t s, const float *x, const float *t, float *loss,
@@ -78,8 +78,7 @@ cudaError_t ecs_cuk_masked_ce(cudaStream_t s, const float *x, const int32_t *lab
                               int64_t hw, int ignore_index, void *acc, double *bad);
 cudaError_t ecs_cuk_masked_ce_bwd(cudaStream_t s, const float *x, const int32_t *labels,
                                   const float *mask, const float *dloss, float *dx, int64_t n,
-                                  int64_t c, int64_t hw, int ignore_index, void *acc,
-                                  double *bad);
+                                  int64_t c, int64_t hw, int ignore_index, void *acc, double *bad);
 
 /* CAM post-processing (cam.cu) */
 cudaError_t ecs_cuk_maxmin_norm(cudaStream_t s, const float *x, float *y, int64_t nc, int64_t hw,

@@ -7,15 +7,20 @@
  * tensors to kernel arguments. Nothing here waits for the GPU. */
 #include "cuda-common.h"
 
-static const float *cf(const ecs_tensor *t) { return t ? (const float *)t->data : NULL; }
-static float *f(ecs_tensor *t) { return t ? (float *)t->data : NULL; }
+static const float *cf(const ecs_tensor *t) {
+  return t ? (const float *)t->data : NULL;
+}
+static float *f(ecs_tensor *t) {
+  return t ? (float *)t->data : NULL;
+}
 
 /* (N, C, inner) view of an (N, C, ...) tensor: inner is the product of the dimensions after C */
 static void nchw(const ecs_tensor *t, int64_t *n, int64_t *c, int64_t *hw) {
   *n = t->ne[0];
   *c = t->nd >= 2 ? t->ne[1] : 1;
   *hw = 1;
-  for (int i = 2; i < t->nd; i++) *hw *= t->ne[i];
+  for (int i = 2; i < t->nd; i++)
+    *hw *= t->ne[i];
 }
 
 /* Copies rows of `row` bytes at channel offsets: the shared shape of concat and slice. */
@@ -31,15 +36,16 @@ static ecs_status run_gap(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) {
   const ecs_tensor *x = op->src[0];
   int64_t hw = x->ne[2] * x->ne[3], nc = x->ne[0] * x->ne[1];
   if (hw > INT32_MAX || nc > INT32_MAX)
-    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "gap: %lld planes of %lld pixels exceed cuBLAS's int sizes",
-                       (long long)nc, (long long)hw);
+    return ecs_err_set(err, ECS_ERR_UNSUPPORTED,
+                       "gap: %lld planes of %lld pixels exceed cuBLAS's int sizes", (long long)nc,
+                       (long long)hw);
   if (nc == 0) return ECS_OK;
   ecs_status st = ecs_cuda_ensure_ones(c, (size_t)hw, err);
   if (st != ECS_OK) return st;
   /* x seen column-major is an hw x nc matrix; y = x^T ones / hw */
   const float alpha = 1.0f / (float)hw, beta = 0.0f;
-  CUBLAS_CHECK(cublasSgemv(c->cublas, CUBLAS_OP_T, (int)hw, (int)nc, &alpha, cf(x), (int)hw, c->ones,
-                           1, &beta, f(op->dst[0]), 1));
+  CUBLAS_CHECK(cublasSgemv(c->cublas, CUBLAS_OP_T, (int)hw, (int)nc, &alpha, cf(x), (int)hw,
+                           c->ones, 1, &beta, f(op->dst[0]), 1));
   return ECS_OK;
 }
 
@@ -47,10 +53,19 @@ static ecs_status run_pool(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) 
   int bwd = op->type == ECS_OP_POOL2D_BWD;
   const ecs_tensor *x = op->src[0], *y = bwd ? op->src[1] : op->dst[0];
   ecs_cuk_pool p = {
-      .nc = x->ne[0] * x->ne[1], .h = x->ne[2], .w = x->ne[3], .oh = y->ne[2], .ow = y->ne[3],
-      .kh = op->p.pool.k[0], .kw = op->p.pool.k[1], .sh = op->p.pool.stride[0],
-      .sw = op->p.pool.stride[1], .ph = op->p.pool.pad[0], .pw = op->p.pool.pad[1],
-      .is_max = op->p.pool.kind == ECS_POOL_MAX, .count_include_pad = op->p.pool.count_include_pad,
+      .nc = x->ne[0] * x->ne[1],
+      .h = x->ne[2],
+      .w = x->ne[3],
+      .oh = y->ne[2],
+      .ow = y->ne[3],
+      .kh = op->p.pool.k[0],
+      .kw = op->p.pool.k[1],
+      .sh = op->p.pool.stride[0],
+      .sw = op->p.pool.stride[1],
+      .ph = op->p.pool.pad[0],
+      .pw = op->p.pool.pad[1],
+      .is_max = op->p.pool.kind == ECS_POOL_MAX,
+      .count_include_pad = op->p.pool.count_include_pad,
   };
   if (!bwd) {
     int32_t *am = p.is_max && op->dst[1] ? (int32_t *)op->dst[1]->data : NULL;
@@ -109,8 +124,8 @@ static ecs_status run_concat_slice(ecs_cuda_backend *c, const ecs_op *op, ecs_er
   for (int i = 0; i < op->p.concat.n; i++) {
     const ecs_tensor *s = op->src[i];
     size_t row = (size_t)s->ne[1] * plane;
-    ecs_status st = copy_channels(c, (char *)d->data + off, (size_t)d->ne[1] * plane, s->data,
-                                  row, row, d->ne[0], err);
+    ecs_status st = copy_channels(c, (char *)d->data + off, (size_t)d->ne[1] * plane, s->data, row,
+                                  row, d->ne[0], err);
     if (st != ECS_OK) return st;
     off += row;
   }
@@ -139,12 +154,13 @@ static ecs_status run_loss(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) 
     CU_CHECK(ecs_cuk_masked_ce(c->stream, cf(s[0]), labels, cf(s[2]), f(d[0]), f(d[1]), n, ch, hw,
                                op->p.ce.ignore_index, c->scratch, &bad));
   else
-    CU_CHECK(ecs_cuk_masked_ce_bwd(c->stream, cf(s[0]), labels, cf(s[2]), cf(s[3]), f(d[0]), n,
-                                   ch, hw, op->p.ce.ignore_index, c->scratch, &bad));
+    CU_CHECK(ecs_cuk_masked_ce_bwd(c->stream, cf(s[0]), labels, cf(s[2]), cf(s[3]), f(d[0]), n, ch,
+                                   hw, op->p.ce.ignore_index, c->scratch, &bad));
   if (bad > 0)
-    return ecs_err_set(err, ECS_ERR_INVALID, "%s: %.0f labels are outside [0, %lld) or a "
-                       "masked-out class, and not the ignore index %d", ecs_op_name(op->type),
-                       bad, (long long)ch, op->p.ce.ignore_index);
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "%s: %.0f labels are outside [0, %lld) or a "
+                       "masked-out class, and not the ignore index %d",
+                       ecs_op_name(op->type), bad, (long long)ch, op->p.ce.ignore_index);
   return ECS_OK;
 }
 
@@ -154,8 +170,9 @@ ecs_status ecs_cuda_run_op(ecs_cuda_backend *c, const ecs_op *op, ecs_err *err) 
   int64_t n = d[0] ? ecs_nelements(d[0]) : 0, b, ch, hw;
   switch (op->type) {
   case ECS_OP_COPY:
-    if (n) CU_CHECK(cudaMemcpyAsync(d[0]->data, s[0]->data, ecs_plain_nbytes(d[0]),
-                                    cudaMemcpyDeviceToDevice, st));
+    if (n)
+      CU_CHECK(cudaMemcpyAsync(d[0]->data, s[0]->data, ecs_plain_nbytes(d[0]),
+                               cudaMemcpyDeviceToDevice, st));
     return ECS_OK;
   case ECS_OP_FILL: CU_CHECK(ecs_cuk_fill(st, f(d[0]), n, op->p.scalar.a)); return ECS_OK;
   case ECS_OP_SCALE:

@@ -93,7 +93,8 @@ static ecs_status on_device(ecs_device *dev, const ecs_op *op, const ecs_tensor 
                        t->buffer->buft->iface.get_name(t->buffer->buft), dev_name(dev));
   const char *base = t->buffer->iface.get_base(t->buffer), *p = t->data;
   size_t need = ecs_plain_nbytes(t);
-  if (p < base || (size_t)(p - base) > t->buffer->size || need > t->buffer->size - (size_t)(p - base))
+  if (p < base || (size_t)(p - base) > t->buffer->size ||
+      need > t->buffer->size - (size_t)(p - base))
     return ecs_err_set(err, ECS_ERR_INVALID, "%s: %s (%zu bytes) reaches outside its buffer",
                        NAME(op), role, need);
   return ECS_OK;
@@ -123,7 +124,8 @@ static ecs_status same(const ecs_op *op, const ecs_tensor *a, const char *ra, co
 static ecs_status dims(const ecs_op *op, const ecs_tensor *t, const char *role, int nd,
                        const int64_t *ne, ecs_err *err) {
   int ok = t->nd == nd;
-  for (int i = 0; ok && i < nd; i++) ok = ne[i] < 0 || t->ne[i] == ne[i];
+  for (int i = 0; ok && i < nd; i++)
+    ok = ne[i] < 0 || t->ne[i] == ne[i];
   if (ok) return ECS_OK;
   char e[96] = "[";
   size_t u = 1;
@@ -134,15 +136,16 @@ static ecs_status dims(const ecs_op *op, const ecs_tensor *t, const char *role, 
   return bad_shape(op, t, role, e, err);
 }
 
-#define CHECK(x)                                                                              \
-  do {                                                                                        \
-    ecs_status s_ = (x);                                                                      \
-    if (s_ != ECS_OK) return s_;                                                              \
+#define CHECK(x)                                                                                   \
+  do {                                                                                             \
+    ecs_status s_ = (x);                                                                           \
+    if (s_ != ECS_OK) return s_;                                                                   \
   } while (0)
-#define D4(t, role) CHECK(dims(op, t, role, 4, (int64_t[]){-1, -1, -1, -1}, err))
+#define D4(t, role)     CHECK(dims(op, t, role, 4, (int64_t[]){-1, -1, -1, -1}, err))
 #define VEC(t, role, c) CHECK(dims(op, t, role, 1, (int64_t[]){c}, err))
 
-static ecs_status at_least_2d(const ecs_op *op, const ecs_tensor *t, const char *role, ecs_err *err) {
+static ecs_status at_least_2d(const ecs_op *op, const ecs_tensor *t, const char *role,
+                              ecs_err *err) {
   return t->nd >= 2 ? ECS_OK : bad_shape(op, t, role, "(N, C, ...)", err);
 }
 
@@ -150,14 +153,16 @@ static ecs_status at_least_2d(const ecs_op *op, const ecs_tensor *t, const char 
 static ecs_status same_but_c(const ecs_op *op, const ecs_tensor *t, const char *role,
                              const ecs_tensor *ref, ecs_err *err) {
   int ok = t->nd == ref->nd;
-  for (int i = 0; ok && i < t->nd; i++) ok = i == 1 || t->ne[i] == ref->ne[i];
+  for (int i = 0; ok && i < t->nd; i++)
+    ok = i == 1 || t->ne[i] == ref->ne[i];
   if (ok) return ECS_OK;
   char sr[64], e[96];
   snprintf(e, sizeof e, "%s with any channel count", ecs_shape_str(ref, sr, sizeof sr));
   return bad_shape(op, t, role, e, err);
 }
 
-static ecs_status one_element(const ecs_op *op, const ecs_tensor *t, const char *role, ecs_err *err) {
+static ecs_status one_element(const ecs_op *op, const ecs_tensor *t, const char *role,
+                              ecs_err *err) {
   return ecs_nelements(t) == 1 ? ECS_OK : bad_shape(op, t, role, "one element", err);
 }
 
@@ -167,22 +172,30 @@ static ecs_status check_conv(const ecs_op *op, const ecs_tensor *x, const ecs_te
   D4(w, "w");
   int g = op->p.conv.groups;
   if (x->ne[1] != w->ne[1] * g || w->ne[0] % g != 0)
-    return ecs_err_set(err, ECS_ERR_INVALID, "%s: %lld input channels and filter %lldx%lld do "
-                       "not fit %d groups", NAME(op), (long long)x->ne[1], (long long)w->ne[0],
-                       (long long)w->ne[1], g);
-  int64_t oh = ecs_conv_out_size(x->ne[2], (int)w->ne[2], op->p.conv.stride[0], op->p.conv.pad[0], op->p.conv.dil[0]);
-  int64_t ow = ecs_conv_out_size(x->ne[3], (int)w->ne[3], op->p.conv.stride[1], op->p.conv.pad[1], op->p.conv.dil[1]);
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "%s: %lld input channels and filter %lldx%lld do "
+                       "not fit %d groups",
+                       NAME(op), (long long)x->ne[1], (long long)w->ne[0], (long long)w->ne[1], g);
+  int64_t oh = ecs_conv_out_size(x->ne[2], (int)w->ne[2], op->p.conv.stride[0], op->p.conv.pad[0],
+                                 op->p.conv.dil[0]);
+  int64_t ow = ecs_conv_out_size(x->ne[3], (int)w->ne[3], op->p.conv.stride[1], op->p.conv.pad[1],
+                                 op->p.conv.dil[1]);
   if (oh < 1 || ow < 1)
-    return ecs_err_set(err, ECS_ERR_INVALID, "%s: the filter does not fit the padded input", NAME(op));
+    return ecs_err_set(err, ECS_ERR_INVALID, "%s: the filter does not fit the padded input",
+                       NAME(op));
   return dims(op, y, "the output side", 4, (int64_t[]){x->ne[0], w->ne[0], oh, ow}, err);
 }
 
-static ecs_status check_pool(const ecs_op *op, const ecs_tensor *x, const ecs_tensor *y, ecs_err *err) {
+static ecs_status check_pool(const ecs_op *op, const ecs_tensor *x, const ecs_tensor *y,
+                             ecs_err *err) {
   D4(x, "x");
-  int64_t oh = ecs_pool_out_size(x->ne[2], op->p.pool.k[0], op->p.pool.stride[0], op->p.pool.pad[0], op->p.pool.ceil_mode);
-  int64_t ow = ecs_pool_out_size(x->ne[3], op->p.pool.k[1], op->p.pool.stride[1], op->p.pool.pad[1], op->p.pool.ceil_mode);
+  int64_t oh = ecs_pool_out_size(x->ne[2], op->p.pool.k[0], op->p.pool.stride[0], op->p.pool.pad[0],
+                                 op->p.pool.ceil_mode);
+  int64_t ow = ecs_pool_out_size(x->ne[3], op->p.pool.k[1], op->p.pool.stride[1], op->p.pool.pad[1],
+                                 op->p.pool.ceil_mode);
   if (oh < 1 || ow < 1)
-    return ecs_err_set(err, ECS_ERR_INVALID, "%s: the window does not fit the padded input", NAME(op));
+    return ecs_err_set(err, ECS_ERR_INVALID, "%s: the window does not fit the padded input",
+                       NAME(op));
   return dims(op, y, "the pooled tensor", 4, (int64_t[]){x->ne[0], x->ne[1], oh, ow}, err);
 }
 
@@ -234,9 +247,11 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     int64_t c = s[0]->ne[1];
     CHECK(same(op, s[0], "x", d[0], "y", err));
     for (int i = 1; i < 5; i++)
-      if (s[i]) VEC(s[i], i == 1 ? "gamma" : i == 2 ? "beta" : i == 3 ? "running mean" : "running var", c);
+      if (s[i])
+        VEC(s[i], i == 1 ? "gamma" : i == 2 ? "beta" : i == 3 ? "running mean" : "running var", c);
     if (op->p.bn.training && ecs_nelements(s[0]) / c < 2)
-      return ecs_err_set(err, ECS_ERR_INVALID, "batchnorm: training needs more than one value per channel");
+      return ecs_err_set(err, ECS_ERR_INVALID,
+                         "batchnorm: training needs more than one value per channel");
     if (d[1]) VEC(d[1], "mean", c);
     if (d[2]) VEC(d[2], "invstd", c);
     return ECS_OK;
@@ -286,7 +301,8 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
     CHECK(at_least_2d(op, s[0], "src", err));
     CHECK(same_but_c(op, d[0], "dst", s[0], err));
     if (s[0]->type != d[0]->type || op->p.slice.offset + d[0]->ne[1] > s[0]->ne[1])
-      return ecs_err_set(err, ECS_ERR_INVALID, "slice_c: channels %d..%lld of %lld (or dtypes differ)",
+      return ecs_err_set(err, ECS_ERR_INVALID,
+                         "slice_c: channels %d..%lld of %lld (or dtypes differ)",
                          op->p.slice.offset, (long long)(op->p.slice.offset + d[0]->ne[1]),
                          (long long)s[0]->ne[1]);
     return ECS_OK;
@@ -333,11 +349,8 @@ static ecs_status check_shapes(const ecs_op *op, ecs_err *err) {
   case ECS_OP_MAXMIN_NORM:
     CHECK(at_least_2d(op, s[0], "x", err));
     return same(op, s[0], "x", d[0], "y", err);
-  case ECS_OP_GAUSS_BLUR:
-    D4(s[0], "x");
-    return same(op, s[0], "x", d[0], "y", err);
-  default:
-    return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "%s: not an op of this backend", NAME(op));
+  case ECS_OP_GAUSS_BLUR: D4(s[0], "x"); return same(op, s[0], "x", d[0], "y", err);
+  default: return ecs_err_set(err, ECS_ERR_UNSUPPORTED, "%s: not an op of this backend", NAME(op));
   }
 }
 
@@ -346,9 +359,18 @@ static void required(const ecs_op *op, unsigned *src, unsigned *dst) {
   unsigned s = 0, d = 1;
   switch (op->type) {
   case ECS_OP_FILL: s = 0; break;
-  case ECS_OP_COPY: case ECS_OP_SCALE: case ECS_OP_RELU: case ECS_OP_GAP: case ECS_OP_GAP_BWD:
-  case ECS_OP_SLICE_C: case ECS_OP_RESIZE_BILINEAR: case ECS_OP_RESIZE_BILINEAR_BWD:
-  case ECS_OP_SOFTMAX: case ECS_OP_LOG_SOFTMAX: case ECS_OP_MAXMIN_NORM: case ECS_OP_GAUSS_BLUR:
+  case ECS_OP_COPY:
+  case ECS_OP_SCALE:
+  case ECS_OP_RELU:
+  case ECS_OP_GAP:
+  case ECS_OP_GAP_BWD:
+  case ECS_OP_SLICE_C:
+  case ECS_OP_RESIZE_BILINEAR:
+  case ECS_OP_RESIZE_BILINEAR_BWD:
+  case ECS_OP_SOFTMAX:
+  case ECS_OP_LOG_SOFTMAX:
+  case ECS_OP_MAXMIN_NORM:
+  case ECS_OP_GAUSS_BLUR:
   case ECS_OP_POOL2D: s = 1; break;
   case ECS_OP_DROPOUT: s = 1; break; /* the mask only when a backward pass will need it */
   case ECS_OP_CONCAT: s = (1u << op->p.concat.n) - 1; break;
@@ -374,13 +396,17 @@ ecs_status ecs_cuda_validate(ecs_device *dev, const ecs_op *op, ecs_err *err) {
   char role[16];
   for (int i = 0; i < ECS_OP_MAX_SRC; i++) {
     snprintf(role, sizeof role, "src%d", i);
-    if (op->src[i]) CHECK(on_device(dev, op, op->src[i], role, err));
-    else if (rs & (1u << i)) return need(dev, op, NULL, role, err);
+    if (op->src[i])
+      CHECK(on_device(dev, op, op->src[i], role, err));
+    else if (rs & (1u << i))
+      return need(dev, op, NULL, role, err);
   }
   for (int i = 0; i < ECS_OP_MAX_DST; i++) {
     snprintf(role, sizeof role, "dst%d", i);
-    if (op->dst[i]) CHECK(on_device(dev, op, op->dst[i], role, err));
-    else if (rd & (1u << i)) return need(dev, op, NULL, role, err);
+    if (op->dst[i])
+      CHECK(on_device(dev, op, op->dst[i], role, err));
+    else if (rd & (1u << i))
+      return need(dev, op, NULL, role, err);
   }
   return check_shapes(op, err);
 }

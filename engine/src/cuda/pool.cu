@@ -51,7 +51,8 @@ __global__ void k_pool_fwd(const ecs_cuk_pool p, const float *x, float *y, int32
     } else {
       float s = 0;
       for (int64_t h = r.h0; h < r.h1; h++)
-        for (int64_t w = r.w0; w < r.w1; w++) s += xp[h * p.w + w];
+        for (int64_t w = r.w0; w < r.w1; w++)
+          s += xp[h * p.w + w];
       y[i] = s / r.div;
     }
   }
@@ -71,7 +72,8 @@ __global__ void k_pool_bwd(const ecs_cuk_pool p, const float *x, const float *dy
     } else {
       float g = dy[i] / r.div;
       for (int64_t h = r.h0; h < r.h1; h++)
-        for (int64_t w = r.w0; w < r.w1; w++) atomicAdd(dxp + h * p.w + w, g);
+        for (int64_t w = r.w0; w < r.w1; w++)
+          atomicAdd(dxp + h * p.w + w, g);
     }
   }
 }
@@ -84,8 +86,8 @@ cudaError_t ecs_cuk_pool_fwd(cudaStream_t s, const ecs_cuk_pool *p, const float 
   return cudaGetLastError();
 }
 
-cudaError_t ecs_cuk_pool_bwd(cudaStream_t s, const ecs_cuk_pool *p, const float *x,
-                             const float *dy, const int32_t *argmax, float *dx) {
+cudaError_t ecs_cuk_pool_bwd(cudaStream_t s, const ecs_cuk_pool *p, const float *x, const float *dy,
+                             const int32_t *argmax, float *dx) {
   k_pool_bwd<<<cuk_blocks(p->nc * p->oh * p->ow), CUK_THREADS, 0, s>>>(*p, x, dy, argmax, dx);
   return cudaGetLastError();
 }

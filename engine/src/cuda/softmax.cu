@@ -31,8 +31,10 @@ __global__ void k_softmax(const float *x, const float *mask, float *y, int64_t n
     float lse = lse_pixel(x + off, mask, b, c, hw);
     for (int64_t k = 0; k < c; k++) {
       int64_t i = off + k * hw;
-      if (masked(mask, b, c, k)) y[i] = log ? -INFINITY : 0.0f;
-      else y[i] = log ? x[i] - lse : expf(x[i] - lse);
+      if (masked(mask, b, c, k))
+        y[i] = log ? -INFINITY : 0.0f;
+      else
+        y[i] = log ? x[i] - lse : expf(x[i] - lse);
     }
   }
 }
@@ -46,18 +48,24 @@ __global__ void k_softmax_bwd(const float *y, const float *dy, float *dx, int64_
     float s = 0;
     for (int64_t k = 0; k < c; k++) {
       int64_t i = off + k * hw;
-      if (log) s += y[i] == -INFINITY ? 0.0f : dy[i];
-      else s += dy[i] * y[i];
+      if (log)
+        s += y[i] == -INFINITY ? 0.0f : dy[i];
+      else
+        s += dy[i] * y[i];
     }
     for (int64_t k = 0; k < c; k++) {
       int64_t i = off + k * hw;
-      if (log) dx[i] = y[i] == -INFINITY ? 0.0f : dy[i] - expf(y[i]) * s;
-      else dx[i] = y[i] * (dy[i] - s);
+      if (log)
+        dx[i] = y[i] == -INFINITY ? 0.0f : dy[i] - expf(y[i]) * s;
+      else
+        dx[i] = y[i] * (dy[i] - s);
     }
   }
 }
 
-__device__ static inline float softplus(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))); }
+__device__ static inline float softplus(float z) {
+  return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));
+}
 
 __global__ void k_msm(const float *x, const float *t, int64_t n, double *acc) {
   double s = 0;
@@ -66,20 +74,22 @@ __global__ void k_msm(const float *x, const float *t, int64_t n, double *acc) {
   if (threadIdx.x == 0) atomicAdd(acc, s);
 }
 
-__global__ void k_msm_bwd(const float *x, const float *t, const float *dloss, float *dx, int64_t n) {
+__global__ void k_msm_bwd(const float *x, const float *t, const float *dloss, float *dx,
+                          int64_t n) {
   float g = dloss[0] / (float)n;
   CUK_LOOP(i, n) dx[i] = g * (1.0f / (1.0f + expf(-x[i])) - t[i]);
 }
 
 /* 0: ignored pixel, 1: takes part, 2: a label outside [0, C) or of a masked-out class */
-__device__ static inline int ce_class(int32_t lab, const float *mask, int64_t b, int64_t c, int ignore) {
+__device__ static inline int ce_class(int32_t lab, const float *mask, int64_t b, int64_t c,
+                                      int ignore) {
   if (lab == ignore) return 0;
   if (lab < 0 || lab >= c || masked(mask, b, c, lab)) return 2;
   return 1;
 }
 
-__global__ void k_ce(const float *x, const int32_t *labels, const float *mask, int64_t n,
-                     int64_t c, int64_t hw, int ignore, double *acc) {
+__global__ void k_ce(const float *x, const int32_t *labels, const float *mask, int64_t n, int64_t c,
+                     int64_t hw, int ignore, double *acc) {
   double s = 0, cnt = 0, bad = 0;
   CUK_LOOP(p, n * hw) {
     int32_t lab = labels[p];
@@ -119,7 +129,8 @@ __global__ void k_ce_bwd(const float *x, const int32_t *labels, const float *mas
     int32_t lab = labels[p];
     int64_t b = p / hw, off = b * c * hw + p % hw;
     if (ce_class(lab, mask, b, c, ignore) != 1) {
-      for (int64_t k = 0; k < c; k++) dx[off + k * hw] = 0.0f;
+      for (int64_t k = 0; k < c; k++)
+        dx[off + k * hw] = 0.0f;
       continue;
     }
     float lse = lse_pixel(x + off, mask, b, c, hw);
@@ -139,8 +150,8 @@ __global__ void k_finish(const double *acc, float *loss, float *count, double fi
 
 extern "C" {
 
-cudaError_t ecs_cuk_softmax(cudaStream_t s, const float *x, const float *mask, float *y,
-                            int64_t n, int64_t c, int64_t hw, int log) {
+cudaError_t ecs_cuk_softmax(cudaStream_t s, const float *x, const float *mask, float *y, int64_t n,
+                            int64_t c, int64_t hw, int log) {
   k_softmax<<<cuk_blocks(n * hw), CUK_THREADS, 0, s>>>(x, mask, y, n, c, hw, log);
   return cudaGetLastError();
 }
@@ -170,8 +181,8 @@ cudaError_t ecs_cuk_ml_soft_margin_bwd(cudaStream_t s, const float *x, const flo
  * copy and a wait per loss op) so that a bad label is an error, as on the CPU. */
 static cudaError_t fetch_bad(cudaStream_t s, const void *acc, double *bad) {
   cudaError_t e = cudaGetLastError();
-  if (e == cudaSuccess) e = cudaMemcpyAsync(bad, (const double *)acc + 2, sizeof *bad,
-                                            cudaMemcpyDeviceToHost, s);
+  if (e == cudaSuccess)
+    e = cudaMemcpyAsync(bad, (const double *)acc + 2, sizeof *bad, cudaMemcpyDeviceToHost, s);
   if (e == cudaSuccess) e = cudaStreamSynchronize(s);
   return e;
 }

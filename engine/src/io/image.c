@@ -98,7 +98,8 @@ ecs_status ecs_image_probe(const void *bytes, size_t n, int *width, int *height,
                            ecs_image_format *format, ecs_err *err) {
   const uint8_t *b = bytes;
   if (format) *format = ECS_IMAGE_UNKNOWN;
-  if (!b || !width || !height) return ecs_err_set(err, ECS_ERR_INVALID, "image: probe without data");
+  if (!b || !width || !height)
+    return ecs_err_set(err, ECS_ERR_INVALID, "image: probe without data");
   ecs_image_format f = sniff(b, n);
   ecs_status st;
   if (f == ECS_IMAGE_JPEG) {
@@ -135,8 +136,8 @@ ecs_status ecs_image_decode(const void *bytes, size_t n, size_t max_pixels, ecs_
   return ecs_image_decode_ex(bytes, n, max_pixels, 0, out, err);
 }
 
-ecs_status ecs_image_decode_indexed(const void *bytes, size_t n, size_t max_pixels,
-                                    ecs_image **out, ecs_err *err) {
+ecs_status ecs_image_decode_indexed(const void *bytes, size_t n, size_t max_pixels, ecs_image **out,
+                                    ecs_err *err) {
   if (!out) return ecs_err_set(err, ECS_ERR_INVALID, "image: decode without an output");
   *out = NULL;
   if (!bytes || sniff(bytes, n) != ECS_IMAGE_PNG)
@@ -272,7 +273,8 @@ void ecs_image_to_chw(const ecs_image *img, const float mean[3], const float std
     int sk = c == 3 ? k : 0;
     float m = mean[k], inv = 1.0f / std[k];
     float *o = chw + (size_t)k * hw;
-    for (size_t i = 0; i < hw; i++) o[i] = (img->data[i * c + sk] / 255.0f - m) * inv;
+    for (size_t i = 0; i < hw; i++)
+      o[i] = (img->data[i * c + sk] / 255.0f - m) * inv;
   }
 }
 
@@ -283,7 +285,8 @@ void ecs_image_to_chw_bgr(const ecs_image *img, const float mean_bgr[3], float *
     int sk = c == 3 ? 2 - k : 0; /* plane 0 is blue */
     float m = mean_bgr[k];
     float *o = chw + (size_t)k * hw;
-    for (size_t i = 0; i < hw; i++) o[i] = (float)img->data[i * c + sk] - m;
+    for (size_t i = 0; i < hw; i++)
+      o[i] = (float)img->data[i * c + sk] - m;
   }
 }
 
@@ -368,8 +371,10 @@ ecs_status ecs_file_write(const char *path, const void *bytes, size_t n, ecs_err
   while (ok && done < n) {
     ssize_t w = write(fd, p + done, n - done);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) ok = 0;
-    else done += (size_t)w;
+    if (w <= 0)
+      ok = 0;
+    else
+      done += (size_t)w;
   }
   int e = errno;
   if (ok && fsync(fd) != 0) ok = 0, e = errno;
@@ -409,8 +414,7 @@ static int has_suffix(const char *s, const char *suf) {
   return a >= b && strcasecmp(s + a - b, suf) == 0;
 }
 
-ecs_status ecs_image_write(const char *path, const ecs_image *img, int jpeg_quality,
-                           ecs_err *err) {
+ecs_status ecs_image_write(const char *path, const ecs_image *img, int jpeg_quality, ecs_err *err) {
   if (!path || !img) return ecs_err_set(err, ECS_ERR_INVALID, "image: write without path or image");
   uint8_t *buf = NULL;
   size_t n = 0;

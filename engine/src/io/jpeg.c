@@ -28,9 +28,12 @@ int ecs_io_exif_orientation(const uint8_t *p, size_t n) {
   p += 6;
   n -= 6;
   int le;
-  if (p[0] == 'I' && p[1] == 'I') le = 1;
-  else if (p[0] == 'M' && p[1] == 'M') le = 0;
-  else return 0;
+  if (p[0] == 'I' && p[1] == 'I')
+    le = 1;
+  else if (p[0] == 'M' && p[1] == 'M')
+    le = 0;
+  else
+    return 0;
   if (rd16(p + 2, le) != 42) return 0;
   uint32_t ifd = rd32(p + 4, le);
   if (ifd < 8 || (size_t)ifd + 2 > n) return 0;
@@ -42,9 +45,12 @@ int ecs_io_exif_orientation(const uint8_t *p, size_t n) {
     unsigned type = rd16(p + e + 2, le);
     uint32_t cnt = rd32(p + e + 4, le);
     unsigned v;
-    if (type == 3 && cnt >= 1) v = rd16(p + e + 8, le);      /* SHORT, the standard type */
-    else if (type == 4 && cnt >= 1) v = rd32(p + e + 8, le); /* LONG, seen from some writers */
-    else return 0;
+    if (type == 3 && cnt >= 1)
+      v = rd16(p + e + 8, le); /* SHORT, the standard type */
+    else if (type == 4 && cnt >= 1)
+      v = rd32(p + e + 8, le); /* LONG, seen from some writers */
+    else
+      return 0;
     return v >= 1 && v <= 8 ? (int)v : 0;
   }
   return 0;
@@ -64,12 +70,14 @@ ecs_status ecs_io_jpeg_scan(const uint8_t *b, size_t n, ecs_jpeg_info *info, ecs
   size_t i = 2;
   while (i < n) {
     /* Stray bytes between segments: libjpeg skips them with a warning, and so do we. */
-    while (i < n && b[i] != 0xFF) i++;
-    while (i < n && b[i] == 0xFF) i++; /* fill bytes */
+    while (i < n && b[i] != 0xFF)
+      i++;
+    while (i < n && b[i] == 0xFF)
+      i++; /* fill bytes */
     if (i >= n) break;
     int m = b[i++];
     if (m == 0x01 || (m >= 0xD0 && m <= 0xD8)) continue; /* markers without a length */
-    if (m == 0xD9 || m == 0x00) break;                    /* end of image, or garbage */
+    if (m == 0xD9 || m == 0x00) break;                   /* end of image, or garbage */
     if (i + 2 > n) break;
     size_t len = rd16(b + i, 0);
     if (len < 2) return ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: bad segment length at byte %zu", i);
@@ -122,8 +130,8 @@ static void cmyk_to_rgb(const uint8_t *src, ecs_image *img, int adobe) {
 static int benign_warning(tjhandle tj) {
   if (tjGetErrorCode(tj) != TJERR_WARNING) return 0;
   const char *msg = tjGetErrorStr2(tj);
-  static const char *const benign[] = {"extraneous bytes before marker",
-                                       "unknown JFIF revision", "bad ICC marker"};
+  static const char *const benign[] = {"extraneous bytes before marker", "unknown JFIF revision",
+                                       "bad ICC marker"};
   for (size_t i = 0; i < sizeof benign / sizeof benign[0]; i++)
     if (msg && strstr(msg, benign[i])) return 1;
   return 0;
@@ -193,10 +201,9 @@ ecs_status ecs_io_jpeg_decode(const uint8_t *b, size_t n, size_t max_pixels, uns
     }
     dst = cmyk;
   }
-  if (tjDecompress2(tj, b, (unsigned long)n, dst, w, 0, h, pf, 0) != 0 &&
-      !benign_warning(tj)) {
-    st = ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: corrupt or truncated data: %s",
-                     tjGetErrorStr2(tj));
+  if (tjDecompress2(tj, b, (unsigned long)n, dst, w, 0, h, pf, 0) != 0 && !benign_warning(tj)) {
+    st =
+        ecs_err_set(err, ECS_ERR_FORMAT, "JPEG: corrupt or truncated data: %s", tjGetErrorStr2(tj));
     goto done;
   }
   if (cmyk) cmyk_to_rgb(cmyk, img, info.adobe);
@@ -241,7 +248,8 @@ ecs_status ecs_image_encode_jpeg(const ecs_image *img, int quality, uint8_t **ou
   int rc = tjCompress2(tj, img->data, img->width, 0, img->height, grey ? TJPF_GRAY : TJPF_RGB, &jb,
                        &size, subsamp, quality, TJFLAG_NOREALLOC | TJFLAG_ACCURATEDCT);
   ecs_status st = ECS_OK;
-  if (rc != 0) st = ecs_err_set(err, ECS_ERR_BACKEND, "JPEG: encode failed: %s", tjGetErrorStr2(tj));
+  if (rc != 0)
+    st = ecs_err_set(err, ECS_ERR_BACKEND, "JPEG: encode failed: %s", tjGetErrorStr2(tj));
   tjDestroy(tj);
   if (st != ECS_OK) {
     free(buf);

@@ -20,7 +20,7 @@
 typedef struct png_state {
   const uint8_t *src; /* decode: the input */
   size_t n, pos;
-  uint8_t *out;       /* encode: the growing output */
+  uint8_t *out; /* encode: the growing output */
   size_t out_n, out_cap;
   ecs_image *img;
   png_bytep *rows;
@@ -83,7 +83,8 @@ static ecs_status read_body(png_structp png, png_infop info, png_state *s, size_
     } else if (!(ct == PNG_COLOR_TYPE_GRAY && depth == 8)) {
       return ecs_err_set(err, ECS_ERR_FORMAT,
                          "PNG: a mask must be a palette or 8-bit grey PNG (colour type %d, "
-                         "%d bits)", ct, depth);
+                         "%d bits)",
+                         ct, depth);
     }
   } else {
     png_set_expand(png);      /* palette to RGB, grey 1/2/4 to 8 bits, tRNS to alpha */
@@ -101,7 +102,8 @@ static ecs_status read_body(png_structp png, png_infop info, png_state *s, size_
   if (!s->img) return err ? err->status : ECS_ERR_NOMEM;
   s->rows = malloc(sizeof(png_bytep) * h);
   if (!s->rows) return ecs_err_set(err, ECS_ERR_NOMEM, "PNG: out of memory");
-  for (png_uint_32 y = 0; y < h; y++) s->rows[y] = s->img->data + (size_t)y * w * ch;
+  for (png_uint_32 y = 0; y < h; y++)
+    s->rows[y] = s->img->data + (size_t)y * w * ch;
   png_read_image(png, s->rows);
   png_read_end(png, NULL); /* reads to IEND, so a file cut after the pixel data is caught too */
   return ECS_OK;
@@ -133,8 +135,10 @@ ecs_status ecs_io_png_decode(const uint8_t *b, size_t n, size_t max_pixels, unsi
   }
   png_destroy_read_struct(&png, &info, NULL);
   free(s->rows);
-  if (st == ECS_OK) *out = s->img;
-  else ecs_image_free(s->img);
+  if (st == ECS_OK)
+    *out = s->img;
+  else
+    ecs_image_free(s->img);
   free(s);
   return st;
 }
@@ -145,7 +149,8 @@ static void write_fn(png_structp png, png_bytep data, size_t len) {
   png_state *s = png_get_io_ptr(png);
   if (len > s->out_cap - s->out_n) {
     size_t cap = s->out_cap ? s->out_cap : 4096;
-    while (cap - s->out_n < len) cap *= 2;
+    while (cap - s->out_n < len)
+      cap *= 2;
     uint8_t *p = realloc(s->out, cap);
     if (!p) png_error(png, "out of memory");
     s->out = p;
@@ -155,7 +160,9 @@ static void write_fn(png_structp png, png_bytep data, size_t len) {
   s->out_n += len;
 }
 
-static void flush_fn(png_structp png) { (void)png; }
+static void flush_fn(png_structp png) {
+  (void)png;
+}
 
 typedef struct png_src_desc {
   const uint8_t *px;
@@ -190,7 +197,8 @@ static void write_body(png_structp png, png_infop info, png_state *s, const png_
   const uint16_t one = 1;
   if (depth == 16 && *(const uint8_t *)&one == 1) png_set_swap(png); /* PNG is big-endian */
   size_t stride = (size_t)d->w * d->channels * (size_t)(depth / 8);
-  for (int y = 0; y < d->h; y++) png_write_row(png, d->px + (size_t)y * stride);
+  for (int y = 0; y < d->h; y++)
+    png_write_row(png, d->px + (size_t)y * stride);
   png_write_end(png, NULL);
 }
 
@@ -207,8 +215,10 @@ static ecs_status encode(const png_src_desc *d, uint8_t **out, size_t *out_n, ec
     return ecs_err_set(err, ECS_ERR_NOMEM, "PNG: cannot create an encoder");
   }
   ecs_status st = ECS_OK;
-  if (setjmp(png_jmpbuf(png))) st = ecs_err_set(err, ECS_ERR_BACKEND, "PNG: encode: %s", s->msg);
-  else write_body(png, info, s, d);
+  if (setjmp(png_jmpbuf(png)))
+    st = ecs_err_set(err, ECS_ERR_BACKEND, "PNG: encode: %s", s->msg);
+  else
+    write_body(png, info, s, d);
   png_destroy_write_struct(&png, &info);
   if (st == ECS_OK) {
     *out = s->out;
@@ -224,13 +234,16 @@ ecs_status ecs_image_encode_png(const ecs_image *img, uint8_t **out, size_t *out
   return ecs_image_encode_png_level(img, -1, out, out_n, err);
 }
 
-ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t **out,
-                                      size_t *out_n, ecs_err *err) {
+ecs_status ecs_image_encode_png_level(const ecs_image *img, int level, uint8_t **out, size_t *out_n,
+                                      ecs_err *err) {
   if (level < -1 || level > 9) return ecs_err_set(err, ECS_ERR_INVALID, "PNG: level %d", level);
   if (!img || !img->data || !out || !out_n || img->width < 1 || img->height < 1 ||
       (img->channels != 1 && img->channels != 3))
     return ecs_err_set(err, ECS_ERR_INVALID, "PNG: encode needs a grey or RGB image");
-  png_src_desc d = {.px = img->data, .w = img->width, .h = img->height, .channels = img->channels,
+  png_src_desc d = {.px = img->data,
+                    .w = img->width,
+                    .h = img->height,
+                    .channels = img->channels,
                     .color_type = img->channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
                     .level = level};
   return encode(&d, out, out_n, err);
@@ -255,11 +268,16 @@ ecs_status ecs_png_encode_palette_level(const uint8_t *indices, int width, int h
   for (size_t i = 0; i < px; i++)
     if (indices[i] >= n_colors)
       return ecs_err_set(err, ECS_ERR_INVALID,
-                         "PNG: index %d at pixel %zu is outside the %d-colour palette",
-                         indices[i], i, n_colors);
-  png_src_desc d = {.px = indices, .w = width, .h = height, .channels = 1,
-                    .color_type = PNG_COLOR_TYPE_PALETTE, .palette = palette,
-                    .n_colors = n_colors, .level = level};
+                         "PNG: index %d at pixel %zu is outside the %d-colour palette", indices[i],
+                         i, n_colors);
+  png_src_desc d = {.px = indices,
+                    .w = width,
+                    .h = height,
+                    .channels = 1,
+                    .color_type = PNG_COLOR_TYPE_PALETTE,
+                    .palette = palette,
+                    .n_colors = n_colors,
+                    .level = level};
   return encode(&d, out, out_n, err);
 }
 
@@ -268,7 +286,12 @@ ecs_status ecs_png_encode_grey16_level(const uint16_t *px, int width, int height
   if (level < -1 || level > 9) return ecs_err_set(err, ECS_ERR_INVALID, "PNG: level %d", level);
   if (!px || !out || !out_n || width < 1 || height < 1)
     return ecs_err_set(err, ECS_ERR_INVALID, "PNG: 16-bit encode: bad arguments");
-  png_src_desc d = {.px = (const uint8_t *)px, .w = width, .h = height, .channels = 1,
-                    .color_type = PNG_COLOR_TYPE_GRAY, .level = level, .depth = 16};
+  png_src_desc d = {.px = (const uint8_t *)px,
+                    .w = width,
+                    .h = height,
+                    .channels = 1,
+                    .color_type = PNG_COLOR_TYPE_GRAY,
+                    .level = level,
+                    .depth = 16};
   return encode(&d, out, out_n, err);
 }

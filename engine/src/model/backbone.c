@@ -314,8 +314,7 @@ static ecs_tensor *lite_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, i
 
 /* resnet38d's conv, then the block's next batch norm (frozen) and ReLU */
 static ecs_tensor *cv_bn_relu(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, const char *blk,
-                              const char *cname, const char *bnname, int stride, int pad,
-                              int dil) {
+                              const char *cname, const char *bnname, int stride, int pad, int dil) {
   char c[96], n[96];
   snprintf(c, sizeof c, "%s.%s", blk, cname);
   snprintf(n, sizeof n, "%s.%s", blk, bnname);

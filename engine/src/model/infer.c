@@ -35,8 +35,7 @@ void ecs_cam_result_free(ecs_cam_result *r) {
 /* Appends the groups' maps to heat maps hm (C, g): channel C + i is group i + 1's members'
  * maps weighted by gwt (aligned with cfg.group_member). Returns the grown array (hm is
  * consumed), or NULL out of memory. */
-static float *with_groups(const ecs_model *m, float *hm, size_t g, const float *gwt,
-                          ecs_err *err) {
+static float *with_groups(const ecs_model *m, float *hm, size_t g, const float *gwt, ecs_err *err) {
   const ecs_model_config *c = &m->cfg;
   if (c->n_groups == 0 || !gwt) return hm;
   size_t C = (size_t)ecs_model_channels(m);
@@ -266,8 +265,7 @@ static ecs_status erasing(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, 
   /* F' sees the erased image as returned (rounded to bytes), so its CAMs are those of the
    * picture the caller gets */
   ecs_model_normalise(m, r->erased_image, h, w, xe);
-  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, gwt,
-               err);
+  st = cams_of(m, ctx, xe, h, w, o, r->labels, r->n_labels, r->erased_cams, NULL, 0, 0, gwt, err);
   if (st == ECS_OK && refining(m, o))
     st = ecs_h_refine(r->erased_image, h, w, r->erased_cams, r->n_labels, hp->eps, err);
   if (st != ECS_OK) goto done;
@@ -377,7 +375,7 @@ static ecs_status scores_of(const ecs_model *m, const float *h1, size_t g, ecs_c
     z += exp(lg[k] - mx);
   for (int k = 0; k < K; k++)
     r->scores[k] = c->scores == ECS_SCORES_SOFTMAX ? (float)(exp(lg[k] - mx) / z)
-                                                  : (float)(1.0 / (1.0 + exp(-lg[k])));
+                                                   : (float)(1.0 / (1.0 + exp(-lg[k])));
   free(lg);
   for (int i = 0; i < c->n_groups; i++) {
     int a = c->group_start[i], b = c->group_start[i + 1];

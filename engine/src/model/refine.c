@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REFINE_SIDE 320
+#define REFINE_SIDE  320
 #define REFINE_ITERS 10
-#define N_DIL 6
-#define N_NB (8 * N_DIL)
+#define N_DIL        6
+#define N_NB         (8 * N_DIL)
 
 static const int k_dil[N_DIL] = {1, 2, 4, 8, 12, 24};
 
@@ -49,8 +49,8 @@ static void affinities(const float *im, int h, int w, float *aff) {
       for (int c = 0; c < 3; c++) { /* the standard deviation over the window and the pixel */
         double s = im[c * hw + i], s2 = s * s;
         for (int k = 0; k < N_NB; k++) {
-          double v = im[c * hw + (size_t)clampi(y + dy[k], 0, h - 1) * w +
-                        clampi(x + dx[k], 0, w - 1)];
+          double v =
+              im[c * hw + (size_t)clampi(y + dy[k], 0, h - 1) * w + clampi(x + dx[k], 0, w - 1)];
           s += v;
           s2 += v * v;
         }

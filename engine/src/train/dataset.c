@@ -14,12 +14,12 @@
 #include <sys/stat.h>
 
 #define MAX_SPLITS 8
-#define ID_MAX 128
+#define ID_MAX     128
 
 static const char *const g_voc_classes[20] = {
-    "aeroplane", "bicycle", "bird",  "boat",        "bottle", "bus",         "car",
-    "cat",       "chair",   "cow",   "diningtable", "dog",    "horse",       "motorbike",
-    "person",    "pottedplant", "sheep", "sofa",    "train",  "tvmonitor"};
+    "aeroplane", "bicycle",     "bird",  "boat",        "bottle", "bus",      "car",
+    "cat",       "chair",       "cow",   "diningtable", "dog",    "horse",    "motorbike",
+    "person",    "pottedplant", "sheep", "sofa",        "train",  "tvmonitor"};
 
 typedef struct entry {
   char *id;
@@ -46,7 +46,8 @@ struct ecs_dataset {
 
 static uint64_t hash_str(const char *s) {
   uint64_t h = 1469598103934665603ull;
-  while (*s) h = (h ^ (uint8_t)*s++) * 1099511628211ull;
+  while (*s)
+    h = (h ^ (uint8_t)*s++) * 1099511628211ull;
   return h;
 }
 
@@ -58,7 +59,8 @@ static entry *lookup(ecs_dataset *ds, const char *id, int insert) {
     for (size_t i = 0; i < ds->cap; i++) {
       if (!ds->table[i].id) continue;
       size_t j = hash_str(ds->table[i].id) & (ncap - 1);
-      while (nt[j].id) j = (j + 1) & (ncap - 1);
+      while (nt[j].id)
+        j = (j + 1) & (ncap - 1);
       nt[j] = ds->table[i];
     }
     free(ds->table);
@@ -116,9 +118,11 @@ static ecs_status each_line(const char *path, ecs_status (*fn)(void *, char *, i
       st = ecs_err_set(err, ECS_ERR_FORMAT, "%s:%d: line too long", path, no);
       break;
     }
-    while (len && isspace((unsigned char)line[len - 1])) line[--len] = '\0';
+    while (len && isspace((unsigned char)line[len - 1]))
+      line[--len] = '\0';
     char *s = line;
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s))
+      s++;
     if (!*s) continue;
     st = fn(user, s, no, err);
     if (st != ECS_OK) {
@@ -194,7 +198,8 @@ ecs_dataset *ecs_dataset_open(const char *dir, ecs_err *err) {
   char path[4200];
   join(path, sizeof path, ds, "JPEGImages", NULL, NULL);
   if (!path_exists(path, 1)) {
-    ecs_err_set(err, ECS_ERR_FORMAT, "dataset %s: no JPEGImages/ folder (VOC layout expected)", dir);
+    ecs_err_set(err, ECS_ERR_FORMAT, "dataset %s: no JPEGImages/ folder (VOC layout expected)",
+                dir);
     ecs_dataset_free(ds);
     return NULL;
   }
@@ -206,9 +211,11 @@ ecs_dataset *ecs_dataset_open(const char *dir, ecs_err *err) {
   join(path, sizeof path, ds, "classes.txt", NULL, NULL);
   if (path_exists(path, 0)) {
     st = each_line(path, add_class, ds, err);
-    if (st == ECS_OK && ds->K == 0) st = ecs_err_set(err, ECS_ERR_FORMAT, "%s lists no class", path);
+    if (st == ECS_OK && ds->K == 0)
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "%s lists no class", path);
   } else {
-    for (int k = 0; k < 20; k++) snprintf(ds->names[k], sizeof ds->names[k], "%s", g_voc_classes[k]);
+    for (int k = 0; k < 20; k++)
+      snprintf(ds->names[k], sizeof ds->names[k], "%s", g_voc_classes[k]);
     ds->K = 20;
   }
   join(path, sizeof path, ds, "labels.txt", NULL, NULL);
@@ -218,7 +225,8 @@ ecs_dataset *ecs_dataset_open(const char *dir, ecs_err *err) {
   } else if (st == ECS_OK && !ds->has_masks && !ds->has_annotations) {
     st = ecs_err_set(err, ECS_ERR_FORMAT,
                      "dataset %s: no labels.txt, SegmentationClass/ or Annotations/ to take "
-                     "image-level labels from", dir);
+                     "image-level labels from",
+                     dir);
   }
   if (st != ECS_OK) {
     ecs_dataset_free(ds);
@@ -229,19 +237,27 @@ ecs_dataset *ecs_dataset_open(const char *dir, ecs_err *err) {
 
 void ecs_dataset_free(ecs_dataset *ds) {
   if (!ds) return;
-  for (size_t i = 0; i < ds->cap; i++) free(ds->table[i].id), free(ds->table[i].labels);
+  for (size_t i = 0; i < ds->cap; i++)
+    free(ds->table[i].id), free(ds->table[i].labels);
   free(ds->table);
   for (int s = 0; s < ds->n_splits; s++) {
-    for (size_t i = 0; i < ds->splits[s].n; i++) free(ds->splits[s].ids[i]);
+    for (size_t i = 0; i < ds->splits[s].n; i++)
+      free(ds->splits[s].ids[i]);
     free(ds->splits[s].ids);
   }
   pthread_mutex_destroy(&ds->lock);
   free(ds);
 }
 
-const char *ecs_dataset_dir(const ecs_dataset *ds) { return ds->dir; }
-int ecs_dataset_n_classes(const ecs_dataset *ds) { return ds->K; }
-int ecs_dataset_has_masks(const ecs_dataset *ds) { return ds->has_masks; }
+const char *ecs_dataset_dir(const ecs_dataset *ds) {
+  return ds->dir;
+}
+int ecs_dataset_n_classes(const ecs_dataset *ds) {
+  return ds->K;
+}
+int ecs_dataset_has_masks(const ecs_dataset *ds) {
+  return ds->has_masks;
+}
 
 const char *ecs_dataset_class_name(const ecs_dataset *ds, int id) {
   return (id >= 1 && id <= ds->K) ? ds->names[id - 1] : NULL;
@@ -270,7 +286,8 @@ static ecs_status add_split_id(void *user, char *line, int no, ecs_err *err) {
     if (!ni) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
     r->sp->ids = ni, r->cap = ncap;
   }
-  if (!(r->sp->ids[r->sp->n] = strdup(line))) return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  if (!(r->sp->ids[r->sp->n] = strdup(line)))
+    return ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
   r->sp->n++;
   return ECS_OK;
 }
@@ -290,7 +307,8 @@ ecs_status ecs_dataset_split(ecs_dataset *ds, const char *name, const char *cons
     if (ds->n_splits == MAX_SPLITS) {
       st = ecs_err_set(err, ECS_ERR_LIMIT, "too many splits opened");
     } else if (!path_exists(path, 0)) {
-      st = ecs_err_set(err, ECS_ERR_IO, "dataset %s has no split '%s' (%s missing)", ds->dir, name, path);
+      st = ecs_err_set(err, ECS_ERR_IO, "dataset %s has no split '%s' (%s missing)", ds->dir, name,
+                       path);
     } else {
       split tmp = {0};
       snprintf(tmp.name, sizeof tmp.name, "%s", name);
@@ -300,7 +318,8 @@ ecs_status ecs_dataset_split(ecs_dataset *ds, const char *name, const char *cons
         ds->splits[ds->n_splits++] = tmp;
         sp = &ds->splits[ds->n_splits - 1];
       } else {
-        for (size_t i = 0; i < tmp.n; i++) free(tmp.ids[i]);
+        for (size_t i = 0; i < tmp.n; i++)
+          free(tmp.ids[i]);
         free(tmp.ids);
       }
     }
@@ -338,7 +357,8 @@ ecs_status ecs_dataset_mask(const ecs_dataset *ds, const char *id, ecs_image **o
       int v = m->data[i];
       ecs_image_free(*out);
       *out = NULL;
-      return ecs_err_set(err, ECS_ERR_FORMAT, "%s: class id %d is not in 0..%d or 255", path, v, ds->K);
+      return ecs_err_set(err, ECS_ERR_FORMAT, "%s: class id %d is not in 0..%d or 255", path, v,
+                         ds->K);
     }
   return ECS_OK;
 }
@@ -365,13 +385,16 @@ static ecs_status labels_from_xml(const ecs_dataset *ds, const char *id, uint8_t
       break;
     }
     name += 6;
-    while (name < end && isspace((unsigned char)*name)) name++;
-    while (end > name && isspace((unsigned char)end[-1])) end--;
+    while (name < end && isspace((unsigned char)*name))
+      name++;
+    while (end > name && isspace((unsigned char)end[-1]))
+      end--;
     char cls[64];
     snprintf(cls, sizeof cls, "%.*s", (int)(end - name), name);
     int k = ecs_dataset_class_id(ds, cls);
     if (!k) {
-      st = ecs_err_set(err, ECS_ERR_FORMAT, "%s: object class '%s' is not in the class list", path, cls);
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "%s: object class '%s' is not in the class list", path,
+                       cls);
       break;
     }
     labels[k - 1] = 1;
@@ -380,7 +403,8 @@ static ecs_status labels_from_xml(const ecs_dataset *ds, const char *id, uint8_t
   return st;
 }
 
-ecs_status ecs_dataset_labels(ecs_dataset *ds, const char *id, const uint8_t **labels, ecs_err *err) {
+ecs_status ecs_dataset_labels(ecs_dataset *ds, const char *id, const uint8_t **labels,
+                              ecs_err *err) {
   pthread_mutex_lock(&ds->lock);
   entry *e = lookup(ds, id, 0);
   ecs_status st = ECS_OK;
@@ -402,7 +426,8 @@ ecs_status ecs_dataset_labels(ecs_dataset *ds, const char *id, const uint8_t **l
     } else if (st == ECS_OK && ds->has_annotations) {
       st = labels_from_xml(ds, id, l, err);
     } else if (st == ECS_OK) {
-      st = ecs_err_set(err, ECS_ERR_IO, "image '%s': no mask or annotation to take labels from", id);
+      st =
+          ecs_err_set(err, ECS_ERR_IO, "image '%s': no mask or annotation to take labels from", id);
     }
     if (st == ECS_OK) e = lookup(ds, id, 1);
     if (st == ECS_OK && !e) st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
@@ -442,8 +467,10 @@ ecs_status ecs_dataset_check(ecs_dataset *ds, int check_files, ecs_dataset_summa
       if (e.status != ECS_ERR_IO || s == 0) problem(out, e.msg, "");
       continue;
     }
-    if (s == 0) out->n_train = n;
-    else out->n_val = n;
+    if (s == 0)
+      out->n_train = n;
+    else
+      out->n_val = n;
     for (size_t i = 0; i < n; i++) {
       const uint8_t *l;
       e = (ecs_err){0};
@@ -452,9 +479,12 @@ ecs_status ecs_dataset_check(ecs_dataset *ds, int check_files, ecs_dataset_summa
         continue;
       }
       int any = 0;
-      for (int k = 0; k < ds->K; k++) any |= l[k];
-      if (any) out->n_labelled++;
-      else problem(out, "image without labels: ", ids[i]);
+      for (int k = 0; k < ds->K; k++)
+        any |= l[k];
+      if (any)
+        out->n_labelled++;
+      else
+        problem(out, "image without labels: ", ids[i]);
       char path[4200];
       if (check_files) {
         join(path, sizeof path, ds, "JPEGImages/", ids[i], ".jpg");

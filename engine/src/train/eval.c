@@ -34,7 +34,10 @@ static double miou_of(const int64_t *cm, int C) {
   return n ? s / n : 0;
 }
 
-typedef struct score { float s; uint8_t pos; } score;
+typedef struct score {
+  float s;
+  uint8_t pos;
+} score;
 
 static int cmp_score(const void *a, const void *b) {
   float x = ((const score *)a)->s, y = ((const score *)b)->s;
@@ -51,7 +54,8 @@ static double average_precision(score *s, int n) {
       tp++;
       sum += (double)tp / (i + 1);
     }
-  for (int i = 0; i < n; i++) pos += s[i].pos;
+  for (int i = 0; i < n; i++)
+    pos += s[i].pos;
   return pos ? sum / pos : NAN;
 }
 
@@ -65,10 +69,12 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
                        ecs_dataset_n_classes(ds), K);
   for (int k = 1; k <= K; k++)
     if (strcmp(ecs_dataset_class_name(ds, k), cfg->class_names[k - 1]) != 0)
-      return ecs_err_set(err, ECS_ERR_INVALID, "class %d is '%s' in the dataset but '%s' in the model",
-                         k, ecs_dataset_class_name(ds, k), cfg->class_names[k - 1]);
+      return ecs_err_set(err, ECS_ERR_INVALID,
+                         "class %d is '%s' in the dataset but '%s' in the model", k,
+                         ecs_dataset_class_name(ds, k), cfg->class_names[k - 1]);
   if (!ecs_dataset_has_masks(ds))
-    return ecs_err_set(err, ECS_ERR_INVALID, "dataset %s has no SegmentationClass/ masks to score against",
+    return ecs_err_set(err, ECS_ERR_INVALID,
+                       "dataset %s has no SegmentationClass/ masks to score against",
                        ecs_dataset_dir(ds));
   const char *const *ids;
   size_t n_ids;
@@ -81,7 +87,8 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
   int na = o->n_alphas;
   if (na <= 0) {
     na = 20;
-    for (int i = 0; i < na; i++) out->alphas[i] = 0.05f * i;
+    for (int i = 0; i < na; i++)
+      out->alphas[i] = 0.05f * i;
   } else {
     if (na > ECS_EVAL_MAX_ALPHAS) return ecs_err_set(err, ECS_ERR_INVALID, "too many alphas");
     memcpy(out->alphas, o->alphas, sizeof(float) * na);
@@ -95,7 +102,8 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
   int64_t phi = 0, phi_right = 0, phi_fg = 0, phi_fg_right = 0, valid = 0;
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  if (!cm_cam || !cm_comb || !cm_head || !scores) st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
+  if (!cm_cam || !cm_comb || !cm_head || !scores)
+    st = ecs_err_set(err, ECS_ERR_NOMEM, "out of memory");
 
   for (int i = 0; st == ECS_OK && i < n; i++) {
     const uint8_t *lab;
@@ -110,7 +118,8 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
     int labels[ECS_MAX_CLASSES], nl = 0;
     for (int k = 0; st == ECS_OK && k < K; k++)
       if (lab[k]) labels[nl++] = k + 1;
-    if (st == ECS_OK && nl == 0) st = ecs_err_set(err, ECS_ERR_FORMAT, "image %s has no label", ids[i]);
+    if (st == ECS_OK && nl == 0)
+      st = ecs_err_set(err, ECS_ERR_FORMAT, "image %s has no label", ids[i]);
     if (st == ECS_OK) {
       ecs_infer_opts io = o->infer;
       io.labels = labels;
@@ -120,7 +129,8 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
     }
     if (st == ECS_OK) {
       size_t hw = (size_t)img->width * img->height;
-      for (int k = 0; k < K; k++) scores[(size_t)i * K + k] = (score){r->scores[k], lab[k]};
+      for (int k = 0; k < K; k++)
+        scores[(size_t)i * K + k] = (score){r->scores[k], lab[k]};
       for (size_t p = 0; p < hw; p++) {
         int g = gt->data[p];
         if (g == 255) continue;
@@ -180,13 +190,15 @@ ecs_status ecs_eval_run(const ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const
       out->classes[c].iou_cam = iou_of(bc, C, c);
       out->classes[c].iou_combined = iou_of(bm, C, c);
       out->classes[c].iou_head = iou_of(cm_head, C, c);
-      for (int p = 0; p < C; p++) out->classes[c].gt_pixels += bc[c * C + p];
+      for (int p = 0; p < C; p++)
+        out->classes[c].gt_pixels += bc[c * C + p];
     }
     score *col = malloc(sizeof *col * n);
     double s = 0;
     int nap = 0;
     for (int k = 0; col && k < K; k++) {
-      for (int i = 0; i < n; i++) col[i] = scores[(size_t)i * K + k];
+      for (int i = 0; i < n; i++)
+        col[i] = scores[(size_t)i * K + k];
       double ap = average_precision(col, n);
       if (!isnan(ap)) s += ap, nap++;
     }

@@ -17,14 +17,19 @@
 #endif
 
 #define MAX_OBJECTS 3
-#define MAX_SHAPES 12
+#define MAX_SHAPES  12
 
-static const char *const g_class_names[ECS_SYNTH_MAX_CLASSES] = {"cat", "dog", "bird",
+static const char *const g_class_names[ECS_SYNTH_MAX_CLASSES] = {"cat",  "dog",   "bird",
                                                                  "fish", "horse", "sheep"};
 
 void ecs_synth_defaults(ecs_synth_params *p) {
-  *p = (ecs_synth_params){.count = 1000, .seed = 1, .size = 128, .n_classes = 6,
-                          .val_fraction = 0.2f, .jpeg_quality = 90, .n_threads = 0};
+  *p = (ecs_synth_params){.count = 1000,
+                          .seed = 1,
+                          .size = 128,
+                          .n_classes = 6,
+                          .val_fraction = 0.2f,
+                          .jpeg_quality = 90,
+                          .n_threads = 0};
 }
 
 const char *ecs_synth_class_name(int index) {
@@ -33,7 +38,9 @@ const char *ecs_synth_class_name(int index) {
 
 /* ---- random numbers: splitmix64 seeding a xoshiro256** stream ------------------------------ */
 
-typedef struct rng { uint64_t s[4]; } rng;
+typedef struct rng {
+  uint64_t s[4];
+} rng;
 
 static uint64_t splitmix(uint64_t *x) {
   uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
@@ -44,10 +51,13 @@ static uint64_t splitmix(uint64_t *x) {
 
 static void rng_seed(rng *r, uint64_t seed, uint64_t stream) {
   uint64_t x = seed * 0xD1B54A32D192ED03ull + stream;
-  for (int i = 0; i < 4; i++) r->s[i] = splitmix(&x);
+  for (int i = 0; i < 4; i++)
+    r->s[i] = splitmix(&x);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
 
 static uint64_t rng_next(rng *r) {
   uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
@@ -55,9 +65,15 @@ static uint64_t rng_next(rng *r) {
   return out;
 }
 
-static double uni(rng *r) { return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
-static double unif(rng *r, double a, double b) { return a + (b - a) * uni(r); }
-static int irange(rng *r, int a, int b) { return a + (int)(uni(r) * (b - a + 1)); } /* [a, b] */
+static double uni(rng *r) {
+  return (double)(rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+static double unif(rng *r, double a, double b) {
+  return a + (b - a) * uni(r);
+}
+static int irange(rng *r, int a, int b) {
+  return a + (int)(uni(r) * (b - a + 1));
+} /* [a, b] */
 static double gauss(rng *r) {
   double u = uni(r) + 1e-12, v = uni(r);
   return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
@@ -70,13 +86,18 @@ static void hsv_to_rgb(double h, double s, double v, double rgb[3]) {
   int i = (int)h;
   double f = h - i, p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
   double c[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
-  for (int k = 0; k < 3; k++) rgb[k] = 255.0 * c[i % 6][k];
+  for (int k = 0; k < 3; k++)
+    rgb[k] = 255.0 * c[i % 6][k];
 }
 
-static uint8_t clamp8(double v) { return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)(v + 0.5); }
+static uint8_t clamp8(double v) {
+  return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)(v + 0.5);
+}
 
 /* Class hues are spread evenly; a body's hue is near its class's, so colour is a weak cue. */
-static double class_hue(int k, int n) { return 360.0 * k / n + 15.0; }
+static double class_hue(int k, int n) {
+  return 360.0 * k / n + 15.0;
+}
 
 /* ---- shapes ---------------------------------------------------------------------------------- */
 
@@ -103,26 +124,27 @@ static void body_color(const body *e, double x, double y, rng *r, double out[3])
     shade *= (ph - floor(ph)) < 0.5 ? 1.12 : 0.85;
   }
   double n = 6.0 * gauss(r);
-  for (int c = 0; c < 3; c++) out[c] = e->rgb[c] * shade + n;
+  for (int c = 0; c < 3; c++)
+    out[c] = e->rgb[c] * shade + n;
 }
 
 /* Emblems: small, axis-aligned, one shape per class. (u, v) in [-1, 1]^2 over the emblem. */
 static int in_emblem(int k, double u, double v) {
   double au = fabs(u), av = fabs(v);
   switch (k) {
-  case 0: return u * u + v * v <= 1.0 && u * u + v * v >= 0.3; /* ring */
-  case 1: return (au <= 0.3 && av <= 1.0) || (av <= 0.3 && au <= 1.0); /* plus */
-  case 2: return v <= 0.85 && v >= -0.95 && au <= (0.85 - v) * 0.55; /* triangle */
+  case 0: return u * u + v * v <= 1.0 && u * u + v * v >= 0.3;           /* ring */
+  case 1: return (au <= 0.3 && av <= 1.0) || (av <= 0.3 && au <= 1.0);   /* plus */
+  case 2: return v <= 0.85 && v >= -0.95 && au <= (0.85 - v) * 0.55;     /* triangle */
   case 3: return au <= 0.95 && av <= 0.95 && (au >= 0.55 || av >= 0.55); /* hollow square */
-  case 4: return au + av <= 1.0; /* diamond */
-  default: return fabs(au - av) <= 0.32 && au <= 1.0 && av <= 1.0; /* X */
+  case 4: return au + av <= 1.0;                                         /* diamond */
+  default: return fabs(au - av) <= 0.32 && au <= 1.0 && av <= 1.0;       /* X */
   }
 }
 
 typedef struct object {
   body body;
-  int cls;               /* 0-based */
-  double ex, ey, er;     /* emblem centre and half-size */
+  int cls;           /* 0-based */
+  double ex, ey, er; /* emblem centre and half-size */
   uint8_t emblem_rgb[3];
   long body_total, emblem_total; /* pixels on an unbounded canvas */
 } object;
@@ -147,7 +169,8 @@ static void fill_background(rng *r, int size, double *field) {
   /* a smooth colour field: a 4x4 grid of random colours, bilinearly interpolated */
   double grid[4][4][3];
   for (int i = 0; i < 4; i++)
-    for (int j = 0; j < 4; j++) hsv_to_rgb(unif(r, 0, 360), unif(r, 0.1, 0.5), unif(r, 0.3, 0.8), grid[i][j]);
+    for (int j = 0; j < 4; j++)
+      hsv_to_rgb(unif(r, 0, 360), unif(r, 0.1, 0.5), unif(r, 0.3, 0.8), grid[i][j]);
   for (int y = 0; y < size; y++)
     for (int x = 0; x < size; x++) {
       double gy = 3.0 * y / (size - 1), gx = 3.0 * x / (size - 1);
@@ -192,7 +215,8 @@ static long draw_emblem(const object *o, int size, double *img, int *owner, int 
       if (!in_emblem(o->cls, u, v)) continue;
       total++;
       if (x < 0 || y < 0 || x >= size || y >= size) continue;
-      for (int c = 0; c < 3; c++) img[(y * size + x) * 3 + c] = o->emblem_rgb[c];
+      for (int c = 0; c < 3; c++)
+        img[(y * size + x) * 3 + c] = o->emblem_rgb[c];
       owner[y * size + x] = id;
       emblem[y * size + x] = id;
     }
@@ -206,7 +230,8 @@ static void draw_blob(rng *r, int size, double scale, double *img, int *owner) {
     for (int x = (int)(cx - rad); x <= (int)(cx + rad); x++) {
       if (x < 0 || y < 0 || x >= size || y >= size) continue;
       if ((x + 0.5 - cx) * (x + 0.5 - cx) + (y + 0.5 - cy) * (y + 0.5 - cy) > rad * rad) continue;
-      for (int c = 0; c < 3; c++) img[(y * size + x) * 3 + c] = rgb[c];
+      for (int c = 0; c < 3; c++)
+        img[(y * size + x) * 3 + c] = rgb[c];
       owner[y * size + x] = -1;
     }
 }
@@ -230,7 +255,8 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
     rng r;
     rng_seed(&r, p->seed, ((uint64_t)index << 8) | (uint64_t)attempt);
     fill_background(&r, size, img);
-    for (int i = 0; i < n; i++) owner[i] = -1, emblem[i] = -1;
+    for (int i = 0; i < n; i++)
+      owner[i] = -1, emblem[i] = -1;
 
     /* distractors under the objects: bodies in class colours and textures, about as long as the
      * objects (45-90 px against 60-90), no emblem: neither colour, texture nor size tells an
@@ -241,9 +267,11 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
       random_body(&r, scale, size, irange(&r, 0, nc - 1), nc, 45, 90, &dis[i]);
       if (i >= n_dis - 1 && uni(&r) < 0.5) n_over = 1; /* sometimes one lies on top */
     }
-    for (int i = 0; i < n_dis - n_over; i++) draw_body(&dis[i], size, &r, img, owner, -1);
+    for (int i = 0; i < n_dis - n_over; i++)
+      draw_body(&dis[i], size, &r, img, owner, -1);
     int n_blobs = irange(&r, 8, 16);
-    for (int i = 0; i < n_blobs / 2; i++) draw_blob(&r, size, scale, img, owner);
+    for (int i = 0; i < n_blobs / 2; i++)
+      draw_blob(&r, size, scale, img, owner);
 
     int n_obj = irange(&r, 1, MAX_OBJECTS);
     object obj[MAX_OBJECTS];
@@ -262,8 +290,10 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
       draw_body(&o->body, size, &r, img, owner, k);
       o->emblem_total = draw_emblem(o, size, img, owner, emblem, k);
     }
-    for (int i = n_dis - n_over; i < n_dis; i++) draw_body(&dis[i], size, &r, img, owner, -1);
-    for (int i = n_blobs / 2; i < n_blobs; i++) draw_blob(&r, size, scale, img, owner);
+    for (int i = n_dis - n_over; i < n_dis; i++)
+      draw_body(&dis[i], size, &r, img, owner, -1);
+    for (int i = n_blobs / 2; i < n_blobs; i++)
+      draw_blob(&r, size, scale, img, owner);
 
     /* which labels survive occlusion and the frame */
     long vis_body[MAX_OBJECTS] = {0}, vis_emblem[MAX_OBJECTS] = {0};
@@ -275,14 +305,16 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
     int kept[MAX_OBJECTS], any = 0;
     memset(labels, 0, ECS_SYNTH_MAX_CLASSES);
     for (int k = 0; k < n_obj; k++) {
-      kept[k] = vis_emblem[k] >= 0.6 * obj[k].emblem_total && vis_body[k] >= 0.4 * obj[k].body_total;
+      kept[k] =
+          vis_emblem[k] >= 0.6 * obj[k].emblem_total && vis_body[k] >= 0.4 * obj[k].body_total;
       if (kept[k]) labels[obj[k].cls] = 1, any = 1;
     }
     if (!any) continue;
     for (int i = 0; i < n; i++) {
       int o = owner[i];
       mask[i] = o < 0 ? 0 : kept[o] ? (uint8_t)(obj[o].cls + 1) : 255;
-      for (int c = 0; c < 3; c++) rgb[i * 3 + c] = clamp8(img[i * 3 + c]);
+      for (int c = 0; c < 3; c++)
+        rgb[i * 3 + c] = clamp8(img[i * 3 + c]);
     }
     st = ECS_OK;
     break;
@@ -292,7 +324,8 @@ ecs_status ecs_synth_render(const ecs_synth_params *p, int index, uint8_t *rgb, 
   return ECS_OK;
 }
 
-/* ---- writing the dataset ---------------------------------------------------------------------- */
+/* ---- writing the dataset ----------------------------------------------------------------------
+ */
 
 static ecs_status make_dir(const char *path, ecs_err *err) {
   char buf[4096];
@@ -371,7 +404,8 @@ ecs_status ecs_synth_write(const ecs_synth_params *p, const char *out_dir, ecs_e
 #pragma omp parallel for schedule(dynamic, 8) num_threads(threads)
   for (int i = 0; i < p->count; i++) {
     ecs_err e = {0};
-    if (write_one(p, out_dir, i, (const uint8_t(*)[3])palette, labels + (size_t)i * ECS_SYNTH_MAX_CLASSES, &e) != ECS_OK) {
+    if (write_one(p, out_dir, i, (const uint8_t(*)[3])palette,
+                  labels + (size_t)i * ECS_SYNTH_MAX_CLASSES, &e) != ECS_OK) {
 #pragma omp critical
       if (i < first_bad) first_bad = i, bad_err = e;
     }
@@ -386,21 +420,26 @@ ecs_status ecs_synth_write(const ecs_synth_params *p, const char *out_dir, ecs_e
   int n_val = (int)(p->count * (double)p->val_fraction + 0.5), n_train = p->count - n_val;
   size_t cap = (size_t)p->count * 32 + 1024;
   char *train = malloc(cap), *val = malloc(cap), *lab = malloc(cap), info[1024], classes[256];
-  ecs_status st = (train && val && lab) ? ECS_OK : ecs_err_set(err, ECS_ERR_NOMEM, "synth: out of memory");
+  ecs_status st =
+      (train && val && lab) ? ECS_OK : ecs_err_set(err, ECS_ERR_NOMEM, "synth: out of memory");
   if (st == ECS_OK) {
     size_t nt = 0, nv = 0, nl = 0;
     train[0] = val[0] = lab[0] = '\0';
     for (int i = 0; i < p->count; i++) {
-      if (i < n_train) nt += (size_t)snprintf(train + nt, cap - nt, "%06d\n", i);
-      else nv += (size_t)snprintf(val + nv, cap - nv, "%06d\n", i);
+      if (i < n_train)
+        nt += (size_t)snprintf(train + nt, cap - nt, "%06d\n", i);
+      else
+        nv += (size_t)snprintf(val + nv, cap - nv, "%06d\n", i);
       nl += (size_t)snprintf(lab + nl, cap - nl, "%06d", i);
       for (int k = 0; k < p->n_classes; k++)
-        if (labels[(size_t)i * ECS_SYNTH_MAX_CLASSES + k]) nl += (size_t)snprintf(lab + nl, cap - nl, " %d", k + 1);
+        if (labels[(size_t)i * ECS_SYNTH_MAX_CLASSES + k])
+          nl += (size_t)snprintf(lab + nl, cap - nl, " %d", k + 1);
       nl += (size_t)snprintf(lab + nl, cap - nl, "\n");
     }
     size_t nc = 0;
     classes[0] = '\0';
-    for (int k = 0; k < p->n_classes; k++) nc += (size_t)snprintf(classes + nc, sizeof classes - nc, "%s\n", g_class_names[k]);
+    for (int k = 0; k < p->n_classes; k++)
+      nc += (size_t)snprintf(classes + nc, sizeof classes - nc, "%s\n", g_class_names[k]);
     snprintf(info, sizeof info,
              "generator=ecsnet synth\nseed=%llu\ncount=%d\nsize=%d\nclasses=%d\nval_fraction=%g\n"
              "jpeg_quality=%d\n",

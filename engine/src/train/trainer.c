@@ -161,11 +161,10 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
   if (st != ECS_OK) return st;
   st = ecs_params_alloc_grads(ps, err);
   if (st != ECS_OK) return st;
-  ecs_optim_params op = {
-      .kind = o.optimizer == ECS_OPTIM_ADAM ? ECS_OPTIM_ADAM : ECS_OPTIM_SGD,
-      .lr = o.lr,
-      .weight_decay = o.weight_decay,
-      .momentum = o.momentum};
+  ecs_optim_params op = {.kind = o.optimizer == ECS_OPTIM_ADAM ? ECS_OPTIM_ADAM : ECS_OPTIM_SGD,
+                         .lr = o.lr,
+                         .weight_decay = o.weight_decay,
+                         .momentum = o.momentum};
   ecs_optim *opt = ecs_optim_new(ps, &op, err);
   if (!opt) return err ? err->status : ECS_ERR_NOMEM;
   /* the classifier is new: 10x its rate, as SEAM and PSA train it */

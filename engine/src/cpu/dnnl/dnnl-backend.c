@@ -56,7 +56,7 @@
 #endif
 
 #define PRIM_CAPACITY 768
-#define OP_REORDER (ECS_OP_COUNT + 1)
+#define OP_REORDER    (ECS_OP_COUNT + 1)
 
 struct centry {
   dn_key key;
@@ -67,11 +67,21 @@ struct centry {
 };
 typedef struct centry centry;
 
-dw_engine *dn_engine(ecs_dnnl *d) { return d->eng; }
-int dn_threads(ecs_dnnl *d) { return d->team; }
-int dn_pack_width(ecs_dnnl *d) { return d->pack_w; }
-int dn_wino_tile(ecs_dnnl *d) { return d->wino; }
-int dn_wino_forced(ecs_dnnl *d) { return d->wino_forced; }
+dw_engine *dn_engine(ecs_dnnl *d) {
+  return d->eng;
+}
+int dn_threads(ecs_dnnl *d) {
+  return d->team;
+}
+int dn_pack_width(ecs_dnnl *d) {
+  return d->pack_w;
+}
+int dn_wino_tile(ecs_dnnl *d) {
+  return d->wino;
+}
+int dn_wino_forced(ecs_dnnl *d) {
+  return d->wino_forced;
+}
 
 /* Measured on AVX2 (tests/bench: bench_engine dilated): oneDNN 2.6 runs dilation 2 on its jit
  * kernel about as fast as the dense 3x3, but dilation 4 on its GEMM path, 1.2-1.5x slower in
@@ -183,8 +193,14 @@ static uint64_t key_hash(const dn_key *k, int team) {
 }
 
 static void lru_unlink(ecs_dnnl *d, centry *e) {
-  if (e->prev) e->prev->next = e->next; else d->lru_head = e->next;
-  if (e->next) e->next->prev = e->prev; else d->lru_tail = e->prev;
+  if (e->prev)
+    e->prev->next = e->next;
+  else
+    d->lru_head = e->next;
+  if (e->next)
+    e->next->prev = e->prev;
+  else
+    d->lru_tail = e->prev;
   e->prev = e->next = NULL;
 }
 
@@ -293,8 +309,8 @@ ecs_status dn_run(ecs_dnnl *d, dw_prim *p, void *const *ptrs, ecs_err *err) {
 static ecs_status reorder_in(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
                              void *dp, ecs_err *err);
 
-ecs_status dn_reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst,
-                          void *dp, ecs_err *err) {
+ecs_status dn_reorder(ecs_dnnl *d, const dw_md *src, const void *sp, const dw_md *dst, void *dp,
+                      ecs_err *err) {
   int team = d->team;
   if (team != 1 && dn_team_alone(dw_md_size(dst))) dn_set_team(d, 1);
   ecs_status st = reorder_in(d, src, sp, dst, dp, err);
@@ -423,7 +439,9 @@ static int plain_supported(const ecs_op *op) {
 
 int dn_can(const ecs_op *op);
 
-int ecs_dnnl_supports(const ecs_op *op) { return dn_can(op) || plain_supported(op); }
+int ecs_dnnl_supports(const ecs_op *op) {
+  return dn_can(op) || plain_supported(op);
+}
 
 ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *err) {
   ecs_dnnl *d = calloc(1, sizeof *d);
@@ -440,7 +458,8 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *e
   d->wino = p->winograd == 0 ? 4 : p->winograd == 2 || p->winograd == 4 ? p->winograd : 0;
   d->wino_forced = p->winograd > 0;
   if (!dn_wino_cpu()) d->wino = 0;
-  for (int i = 0; i < MD_BUCKETS; i++) d->md_bucket[i] = -1;
+  for (int i = 0; i < MD_BUCKETS; i++)
+    d->md_bucket[i] = -1;
   d->eng = dw_engine_create(err);
   if (!d->eng) {
     free(d);
@@ -451,17 +470,24 @@ ecs_dnnl *ecs_dnnl_create(int n_threads, const ecs_backend_params *p, ecs_err *e
 
 void ecs_dnnl_free(ecs_dnnl *d) {
   if (!d) return;
-  while (d->lru_tail) evict_oldest(d);
+  while (d->lru_tail)
+    evict_oldest(d);
   dn_weights_free(d);
-  for (int32_t i = 0; i < d->n_md; i++) dw_md_free(d->mds[i]);
+  for (int32_t i = 0; i < d->n_md; i++)
+    dw_md_free(d->mds[i]);
   free(d->mds);
   free(d->md_hash);
   free(d->md_chain);
-  for (int i = 0; i < N_TEMPS; i++) free(d->tmp[i]);
+  for (int i = 0; i < N_TEMPS; i++)
+    free(d->tmp[i]);
   free(d->scratch);
   dw_engine_free(d->eng);
   free(d);
 }
 
-void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out) { *out = d->stats; }
-void ecs_dnnl_reset_stats(ecs_dnnl *d) { d->stats = (ecs_backend_stats){0}; }
+void ecs_dnnl_get_stats(const ecs_dnnl *d, ecs_backend_stats *out) {
+  *out = d->stats;
+}
+void ecs_dnnl_reset_stats(ecs_dnnl *d) {
+  d->stats = (ecs_backend_stats){0};
+}

@@ -5,7 +5,9 @@
 
 #include "dnnl-impl.h"
 
-static inline int f32(const ecs_tensor *t) { return t && t->type == ECS_F32; }
+static inline int f32(const ecs_tensor *t) {
+  return t && t->type == ECS_F32;
+}
 
 static inline int plain_vec(const ecs_tensor *t, int64_t c) {
   return f32(t) && t->layout == ECS_LAYOUT_PLAIN && ecs_nelements(t) == c;
@@ -16,31 +18,33 @@ static inline void in(dn_plan *pl, dw_arg a, int kind, ecs_tensor *t, const dw_m
   pl->in[pl->n_in++] = (dn_bind){.arg = a, .kind = kind, .t = t, .view = view};
 }
 
-static inline void out(dn_plan *pl, dw_arg a, int kind, ecs_tensor *t, int keep_plain, const dw_md *view) {
+static inline void out(dn_plan *pl, dw_arg a, int kind, ecs_tensor *t, int keep_plain,
+                       const dw_md *view) {
   if (!t && kind != BK_TEMP) return;
-  pl->out[pl->n_out++] = (dn_bind){.arg = a, .kind = kind, .t = t, .view = view, .keep_plain = keep_plain};
+  pl->out[pl->n_out++] =
+      (dn_bind){.arg = a, .kind = kind, .t = t, .view = view, .keep_plain = keep_plain};
 }
 
 /* Looks the key up; on a miss builds the primitive with `make` (a failure is remembered). */
-#define LOOKUP(d, k, pl, make)                                                                \
-  do {                                                                                        \
-    int found_;                                                                               \
-    (pl)->prim = dn_cache_get((d), (k), &found_);                                             \
-    if (!found_) {                                                                            \
-      ecs_err e2_ = {0};                                                                      \
-      ecs_err *err_ = &e2_;                                                                   \
-      (void)err_;                                                                             \
-      dw_prim *p_ = (make);                                                                   \
-      ecs_status st_ = dn_cache_put((d), (k), p_, err);                                       \
-      if (st_ != ECS_OK) return st_;                                                          \
-      (pl)->prim = p_;                                                                        \
-    }                                                                                         \
-    if (!(pl)->prim) return ECS_ERR_UNSUPPORTED;                                              \
+#define LOOKUP(d, k, pl, make)                                                                     \
+  do {                                                                                             \
+    int found_;                                                                                    \
+    (pl)->prim = dn_cache_get((d), (k), &found_);                                                  \
+    if (!found_) {                                                                                 \
+      ecs_err e2_ = {0};                                                                           \
+      ecs_err *err_ = &e2_;                                                                        \
+      (void)err_;                                                                                  \
+      dw_prim *p_ = (make);                                                                        \
+      ecs_status st_ = dn_cache_put((d), (k), p_, err);                                            \
+      if (st_ != ECS_OK) return st_;                                                               \
+      (pl)->prim = p_;                                                                             \
+    }                                                                                              \
+    if (!(pl)->prim) return ECS_ERR_UNSUPPORTED;                                                   \
   } while (0)
 
-#define NEED(cond)                                                                            \
-  do {                                                                                        \
-    if (!(cond)) return ECS_ERR_UNSUPPORTED;                                                  \
+#define NEED(cond)                                                                                 \
+  do {                                                                                             \
+    if (!(cond)) return ECS_ERR_UNSUPPORTED;                                                       \
   } while (0)
 
 #define NOMEM() ecs_err_set(err, ECS_ERR_NOMEM, "cannot describe a tensor layout")

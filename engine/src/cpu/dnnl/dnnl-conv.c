@@ -165,12 +165,14 @@ static dw_prim *phase_prim(ecs_dnnl *d, int type, int relu, const dw_md *xs, con
 
 /* Fills pl for op as space-to-batch when that applies and oneDNN serves it on a jit kernel;
  * 0 otherwise. */
-static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *k0,
-                        ecs_tensor *x, ecs_tensor *w, ecs_tensor *y, ecs_tensor *bias,
-                        const conv_geo *g, const dw_md *wa, const dw_md *wview, const dw_md *bm,
-                        ecs_status *st, ecs_err *err) {
+static int build_phased(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *k0, ecs_tensor *x,
+                        ecs_tensor *w, ecs_tensor *y, ecs_tensor *bias, const conv_geo *g,
+                        const dw_md *wa, const dw_md *wview, const dw_md *bm, ecs_status *st,
+                        ecs_err *err) {
   phase_geo p = {0};
-  int kind = phase_geometry(d, op->type, x, y, g, &p) ? 1 : pack_geometry(d, op->type, x, y, g, &p) ? 2 : 0;
+  int kind = phase_geometry(d, op->type, x, y, g, &p)  ? 1
+             : pack_geometry(d, op->type, x, y, g, &p) ? 2
+                                                       : 0;
   if (!kind) return 0;
   dn_key k = *k0;
   dn_key_i(&k, kind);
@@ -286,22 +288,32 @@ static dw_prim *wino_prim(ecs_dnnl *d, const ecs_op *op, const ecs_tensor *x, co
  * cost more than the products save. The plan's primitive is oneDNN's own convolution with the
  * layouts it picks, for the executor's bindings; it does not run. 0: not Winograd. */
 static int build_wino(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *k0, ecs_tensor *x,
-                      ecs_tensor *w, ecs_tensor *y, ecs_tensor *b, const conv_geo *g, const dw_md *wa,
-                      const dw_md *bm, ecs_status *st, ecs_err *err) {
+                      ecs_tensor *w, ecs_tensor *y, ecs_tensor *b, const conv_geo *g,
+                      const dw_md *wa, const dw_md *bm, ecs_status *st, ecs_err *err) {
   int m = dn_wino_tile(d);
   if (!m || op->type != ECS_OP_CONV2D || g->groups != 1 || g->win.k[0] != 3 || g->win.k[1] != 3 ||
       g->win.stride[0] != 1 || g->win.stride[1] != 1 || g->win.dil[0] != g->win.dil[1])
     return 0;
   if (conv_relu(op) == DW_POST_RELU6) return 0; /* its output transform fuses ReLU only */
-  if (w->layout != ECS_LAYOUT_PLAIN || (w->requires_grad && !w->frozen) || x->ne[1] < 16 || w->ne[0] < 16)
+  if (w->layout != ECS_LAYOUT_PLAIN || (w->requires_grad && !w->frozen) || x->ne[1] < 16 ||
+      w->ne[0] < 16)
     return 0;
   dn_key k = *k0;
   dn_key_i(&k, 3); /* after build_phased's kinds 1 and 2 */
   int found;
   dw_prim *prim = dn_cache_get(d, &k, &found);
-  dn_wino wg = {.m = m, .relu = conv_relu(op), .n = x->ne[0], .ic = x->ne[1], .oc = y->ne[1],
-                .h = x->ne[2], .w = x->ne[3], .ho = y->ne[2], .wo = y->ne[3],
-                .pad_t = g->win.pad_l[0], .pad_l = g->win.pad_l[1], .dil = g->win.dil[0] + 1};
+  dn_wino wg = {.m = m,
+                .relu = conv_relu(op),
+                .n = x->ne[0],
+                .ic = x->ne[1],
+                .oc = y->ne[1],
+                .h = x->ne[2],
+                .w = x->ne[3],
+                .ho = y->ne[2],
+                .wo = y->ne[3],
+                .pad_t = g->win.pad_l[0],
+                .pad_l = g->win.pad_l[1],
+                .dil = g->win.dil[0] + 1};
   if (!found) {
     prim = wino_prim(d, op, x, y, g, wa, bm, &wg);
     if ((*st = dn_cache_put(d, &k, prim, err)) != ECS_OK) return 1;

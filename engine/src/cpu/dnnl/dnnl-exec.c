@@ -21,7 +21,8 @@ static ecs_status too_small(const ecs_tensor *t, size_t need, ecs_err *err) {
 }
 
 static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err) {
-  return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has a layout the cpu backend cannot read",
+  return ecs_err_set(err, ECS_ERR_INVALID,
+                     "%s: tensor '%s' has a layout the cpu backend cannot read",
                      ecs_op_name(op->type), t->name);
 }
 
@@ -30,25 +31,35 @@ static ecs_status unreadable(const ecs_tensor *t, const ecs_op *op, ecs_err *err
 const dw_md *dn_phase_full(ecs_dnnl *d, const dn_plan *pl, const ecs_tensor *t, const dw_md *pmd,
                            dn_phase *g) {
   int64_t blk = dw_md_cblock(pmd);
-  int64_t nsub = pl->slot ? (t->ne[0] + pl->per - 1) / pl->per : t->ne[0] * pl->phase[0] * pl->phase[1];
+  int64_t nsub =
+      pl->slot ? (t->ne[0] + pl->per - 1) / pl->per : t->ne[0] * pl->phase[0] * pl->phase[1];
   if (!blk || t->nd != 4 || dw_md_dim(pmd, 0) != nsub) return NULL;
   dw_md *like = dw_md_like(pmd, 4, t->ne);
   const dw_md *full = like ? dn_intern(d, like, NULL) : NULL;
   dw_md_free(like);
   if (!full) return NULL;
-  *g = (dn_phase){.n = t->ne[0], .h = t->ne[2], .w = t->ne[3], .block = blk,
-                  .dh = pl->slot ? 1 : pl->phase[0], .dw = pl->slot ? 1 : pl->phase[1],
-                  .hs = dw_md_dim(pmd, 2), .ws = dw_md_dim(pmd, 3), .slot = pl->slot, .per = pl->per};
+  *g = (dn_phase){.n = t->ne[0],
+                  .h = t->ne[2],
+                  .w = t->ne[3],
+                  .block = blk,
+                  .dh = pl->slot ? 1 : pl->phase[0],
+                  .dw = pl->slot ? 1 : pl->phase[1],
+                  .hs = dw_md_dim(pmd, 2),
+                  .ws = dw_md_dim(pmd, 3),
+                  .slot = pl->slot,
+                  .per = pl->per};
   g->cb = (int64_t)(dw_md_size(full) / sizeof(float)) / (g->n * g->h * g->w * blk);
   if (dw_md_size(pmd) != sizeof(float) * (size_t)(nsub * g->cb * g->hs * g->ws * blk)) return NULL;
-  if (g->slot ? g->hs != g->h || g->slot < g->w || g->per < 1 || g->ws != (g->per - 1) * g->slot + g->w
-              : g->hs * g->dh < g->h || g->ws * g->dw < g->w)
+  if (g->slot
+          ? g->hs != g->h || g->slot < g->w || g->per < 1 || g->ws != (g->per - 1) * g->slot + g->w
+          : g->hs * g->dh < g->h || g->ws * g->dw < g->w)
     return NULL;
   return full;
 }
 
 ecs_status dn_phase_unusable(const ecs_op *op, ecs_err *err) {
-  return ecs_err_set(err, ECS_ERR_BACKEND, "%s: the rearranged primitive has a layout it cannot split",
+  return ecs_err_set(err, ECS_ERR_BACKEND,
+                     "%s: the rearranged primitive has a layout it cannot split",
                      ecs_op_name(op->type));
 }
 
@@ -56,7 +67,8 @@ ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   for (int i = 0; i < pl->n_in + pl->n_out; i++) {
     const ecs_tensor *t = i < pl->n_in ? pl->in[i].t : pl->out[i - pl->n_in].t;
     if (t && !t->data)
-      return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has no memory", ecs_op_name(op->type), t->name);
+      return ecs_err_set(err, ECS_ERR_INVALID, "%s: tensor '%s' has no memory",
+                         ecs_op_name(op->type), t->name);
   }
   void *ptrs[DW_ARG_COUNT] = {0};
   struct {
@@ -76,7 +88,8 @@ ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
     const dw_md *pmd = dw_prim_md(pl->prim, b->arg);
     if (!pmd) continue;
     if (b->kind == BK_TEMP) {
-      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err)))
+        return err ? err->status : ECS_ERR_NOMEM;
       continue;
     }
     if (b->kind == BK_RAW) {
@@ -98,12 +111,15 @@ ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
         if ((st = dn_reorder(d, tmd, b->t->data, full, p, err)) != ECS_OK) return st;
         src = p;
       }
-      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err)))
+        return err ? err->status : ECS_ERR_NOMEM;
       dn_phase_split(&g, src, ptrs[b->arg], d->team);
     } else if (b->kind == BK_WINO) {
-      if (!(ptrs[b->arg] = dn_wino_weight(d, b->t, &pl->wino, err))) return err ? err->status : ECS_ERR_NOMEM;
+      if (!(ptrs[b->arg] = dn_wino_weight(d, b->t, &pl->wino, err)))
+        return err ? err->status : ECS_ERR_NOMEM;
     } else if (b->kind == BK_WEIGHT) {
-      if (!(ptrs[b->arg] = dn_weight(d, b->t, tmd, pmd, err))) return err ? err->status : ECS_ERR_BACKEND;
+      if (!(ptrs[b->arg] = dn_weight(d, b->t, tmd, pmd, err)))
+        return err ? err->status : ECS_ERR_BACKEND;
     } else if (dw_md_equal(tmd, pmd)) {
       ptrs[b->arg] = b->t->data;
     } else {
@@ -118,7 +134,8 @@ ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
     const dw_md *pmd = dw_prim_md(pl->prim, b->arg);
     if (!pmd) continue;
     if (b->kind == BK_TEMP) {
-      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err)))
+        return err ? err->status : ECS_ERR_NOMEM;
       continue;
     }
     if (b->kind == BK_RAW) {
@@ -133,7 +150,8 @@ ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
       if (n_merge == 4) return dn_phase_unusable(op, err);
       const dw_md *full = dn_phase_full(d, pl, b->t, pmd, &merge[n_merge].g);
       if (!full) return dn_phase_unusable(op, err);
-      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err))) return err ? err->status : ECS_ERR_NOMEM;
+      if (!(ptrs[b->arg] = dn_temp(d, dw_md_size(pmd), err)))
+        return err ? err->status : ECS_ERR_NOMEM;
       merge[n_merge].tmd = tmd;
       merge[n_merge].full = full;
       merge[n_merge].tp = b->t->data;
@@ -167,11 +185,13 @@ ecs_status dn_exec(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
     void *p = direct ? merge[i].tp : dn_temp(d, dw_md_size(merge[i].full), err);
     if (!p) return err ? err->status : ECS_ERR_NOMEM;
     dn_phase_merge(&merge[i].g, merge[i].sub, p, d->team);
-    if (!direct && (st = dn_reorder(d, merge[i].full, p, merge[i].tmd, merge[i].tp, err)) != ECS_OK) return st;
+    if (!direct && (st = dn_reorder(d, merge[i].full, p, merge[i].tmd, merge[i].tp, err)) != ECS_OK)
+      return st;
   }
   if (pl->phase[0] || pl->slot) d->stats.phased_ops++;
   for (int i = 0; i < n_back; i++)
-    if ((st = dn_reorder(d, back[i].pmd, back[i].pp, back[i].tmd, back[i].tp, err)) != ECS_OK) return st;
+    if ((st = dn_reorder(d, back[i].pmd, back[i].pp, back[i].tmd, back[i].tp, err)) != ECS_OK)
+      return st;
   return ECS_OK;
 }
 
@@ -202,7 +222,8 @@ ecs_status dn_fallback(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
     ecs_tensor *t = op->src[i];
     if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
     const dw_md *md;
-    if (!(o.src[i] = plain_twin(d, op, t, &sc[i], &md, err))) return err ? err->status : ECS_ERR_INVALID;
+    if (!(o.src[i] = plain_twin(d, op, t, &sc[i], &md, err)))
+      return err ? err->status : ECS_ERR_INVALID;
     const dw_md *pmd = dn_plain(d, t->nd, t->ne, NULL);
     if (!pmd) return ecs_err_set(err, ECS_ERR_NOMEM, "cannot describe a plain tensor");
     if ((st = dn_reorder(d, md, t->data, pmd, sc[i].data, err)) != ECS_OK) return st;
@@ -210,7 +231,8 @@ ecs_status dn_fallback(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
   for (int i = 0; i < ECS_OP_MAX_DST; i++) {
     ecs_tensor *t = op->dst[i];
     if (!t || t->layout == ECS_LAYOUT_PLAIN) continue;
-    if (!(o.dst[i] = plain_twin(d, op, t, &dc[i], &dmd[i], err))) return err ? err->status : ECS_ERR_INVALID;
+    if (!(o.dst[i] = plain_twin(d, op, t, &dc[i], &dmd[i], err)))
+      return err ? err->status : ECS_ERR_INVALID;
   }
   if ((st = ecs_ref_compute(&o, d->team, err)) != ECS_OK) return st;
   d->stats.ref_ops++;
@@ -239,4 +261,3 @@ ecs_status dn_copy(ecs_dnnl *d, const ecs_op *op, ecs_err *err) {
   }
   return dn_reorder(d, sm, s->data, tm, t->data, err);
 }
-

@@ -25,14 +25,14 @@ enum {
 typedef struct dn_bind {
   dw_arg arg;
   int kind;
-  ecs_tensor *t;       /* NULL for BK_TEMP */
-  const dw_md *view;   /* for plain tensors: read them as this description (other rank) */
-  int keep_plain;      /* outputs: prepare leaves the tensor plain */
-  int phased;          /* the primitive takes t split into the plan's phases (dnnl-phase.c) */
+  ecs_tensor *t;     /* NULL for BK_TEMP */
+  const dw_md *view; /* for plain tensors: read them as this description (other rank) */
+  int keep_plain;    /* outputs: prepare leaves the tensor plain */
+  int phased;        /* the primitive takes t split into the plan's phases (dnnl-phase.c) */
 } dn_bind;
 
 #define DN_MAX_BIND (DW_MAX_MSRC + 6)
-#define DN_KEY_MAX 64
+#define DN_KEY_MAX  64
 
 typedef struct dn_key {
   int n;
@@ -75,8 +75,8 @@ size_t dn_wino_weight_bytes(const dn_wino *g);
 /* w: the plain (OC, IC, 3, 3) weights; u: dn_wino_weight_bytes, 32-byte aligned */
 void dn_wino_weights(const dn_wino *g, const float *w, float *u);
 size_t dn_wino_scratch_bytes(const dn_wino *g, int n_threads);
-void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y, void *scratch,
-                 int n_threads);
+void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y,
+                 void *scratch, int n_threads);
 
 /* One tensor's rearrangement (dnnl-phase.c), [n][cb][h][w][block] in full. Space-to-batch
  * (slot 0): [n * dh * dw][cb][hs][ws][block]. Side by side (slot > 0, dh = dw = 1):
@@ -110,8 +110,8 @@ void dn_load_done(dn_load *l, int n_threads);
 /* ---- the backend's state ----------------------------------------------------------------
  * dnnl-backend.c: interning, the primitive cache, memory and the entry points; dnnl-exec.c:
  * plans run, the reference fallback, copies; dnnl-weights.c: the weight caches. */
-#define N_TEMPS 24
-#define MD_BUCKETS 4096
+#define N_TEMPS      24
+#define MD_BUCKETS   4096
 #define PRIM_BUCKETS 1024
 
 struct ecs_dnnl {

@@ -49,7 +49,8 @@ static ecs_status build_bn(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *
   ecs_tensor *beta = fwd ? op->src[2] : NULL;
   NEED(!gamma || plain_vec(gamma, c));
   NEED(!beta || plain_vec(beta, c));
-  for (int i = 3; i <= 4; i++) NEED(!op->src[i] || plain_vec(op->src[i], c));
+  for (int i = 3; i <= 4; i++)
+    NEED(!op->src[i] || plain_vec(op->src[i], c));
   if (fwd) {
     NEED(op->dst[0] && ecs_same_shape(x, op->dst[0]) && f32(op->dst[0]));
     if (training)
@@ -172,7 +173,8 @@ static ecs_status build_binary(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_e
 /* ---- pooling ---------------------------------------------------------------------------- */
 
 static int pool_window(const ecs_op *op, const ecs_tensor *x, const ecs_tensor *y, dw_window *w) {
-  if (!f32(x) || !f32(y) || x->nd != 4 || y->nd != 4 || x->ne[0] != y->ne[0] || x->ne[1] != y->ne[1])
+  if (!f32(x) || !f32(y) || x->nd != 4 || y->nd != 4 || x->ne[0] != y->ne[0] ||
+      x->ne[1] != y->ne[1])
     return 0;
   for (int i = 0; i < 2; i++) {
     int k = op->p.pool.k[i], s = op->p.pool.stride[i], p = op->p.pool.pad[i];
@@ -198,7 +200,9 @@ static ecs_status build_pool(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
   dw_window w;
   NEED(pool_window(op, x, y, &w));
   int max = op->p.pool.kind == ECS_POOL_MAX;
-  dw_alg alg = max ? DW_POOL_MAX : op->p.pool.count_include_pad ? DW_POOL_AVG_INCLUDE : DW_POOL_AVG_EXCLUDE;
+  dw_alg alg = max                            ? DW_POOL_MAX
+               : op->p.pool.count_include_pad ? DW_POOL_AVG_INCLUDE
+                                              : DW_POOL_AVG_EXCLUDE;
   int training = max && ws;
   if (bwd) {
     NEED(op->dst[0] && f32(op->dst[0]) && ecs_same_shape(x, op->dst[0]));
@@ -239,7 +243,8 @@ static ecs_status build_pool(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err
 static ecs_status build_gap(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   int bwd = op->type == ECS_OP_GAP_BWD;
   ecs_tensor *x = bwd ? op->dst[0] : op->src[0], *y = bwd ? op->src[0] : op->dst[0];
-  NEED(f32(x) && f32(y) && x->nd == 4 && y->nd == 2 && y->ne[0] == x->ne[0] && y->ne[1] == x->ne[1]);
+  NEED(f32(x) && f32(y) && x->nd == 4 && y->nd == 2 && y->ne[0] == x->ne[0] &&
+       y->ne[1] == x->ne[1]);
   int64_t y4[4] = {x->ne[0], x->ne[1], 1, 1};
   int32_t xid, yid;
   const dw_md *xm = bwd ? dn_plain(d, 4, x->ne, &xid) : dn_tensor_md(d, x, NULL, &xid);
@@ -273,7 +278,8 @@ static ecs_status build_gap(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err 
 
 static ecs_status build_resize(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_err *err) {
   ecs_tensor *s = op->src[0], *t = op->dst[0];
-  NEED(f32(s) && f32(t) && s->nd == 4 && t->nd == 4 && s->ne[0] == t->ne[0] && s->ne[1] == t->ne[1]);
+  NEED(f32(s) && f32(t) && s->nd == 4 && t->nd == 4 && s->ne[0] == t->ne[0] &&
+       s->ne[1] == t->ne[1]);
   int32_t sid;
   const dw_md *sm = dn_tensor_md(d, s, NULL, &sid);
   NEED(sm);
@@ -284,7 +290,8 @@ static ecs_status build_resize(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_e
   dn_key k;
   dn_key_init(&k, op->type, 0);
   dn_key_i(&k, sid);
-  for (int i = 0; i < 4; i++) dn_key_i(&k, t->ne[i]);
+  for (int i = 0; i < 4; i++)
+    dn_key_i(&k, t->ne[i]);
   dw_engine *e = dn_engine(d);
   if (op->type == ECS_OP_RESIZE_BILINEAR) {
     LOOKUP(d, &k, pl, dw_resample_fwd(e, sm, tm, err_));
@@ -348,7 +355,8 @@ static ecs_status build_concat(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_e
   for (int i = 0; i < n; i++) {
     ecs_tensor *s = op->src[i];
     NEED(f32(s) && s->nd == y->nd);
-    for (int j = 0; j < y->nd; j++) NEED(j == 1 || s->ne[j] == y->ne[j]);
+    for (int j = 0; j < y->nd; j++)
+      NEED(j == 1 || s->ne[j] == y->ne[j]);
     c += s->ne[1];
     int32_t id;
     NEED(mds[i] = dn_tensor_md(d, s, NULL, &id));
@@ -358,7 +366,8 @@ static ecs_status build_concat(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, ecs_e
   const dw_md *ya = dn_any(d, y->nd, y->ne, NULL);
   if (!ya) return NOMEM();
   LOOKUP(d, &k, pl, dw_concat(dn_engine(d), n, 1, mds, ya, err_));
-  for (int i = 0; i < n; i++) in(pl, (dw_arg)(DW_MSRC + i), BK_ACT, op->src[i], NULL);
+  for (int i = 0; i < n; i++)
+    in(pl, (dw_arg)(DW_MSRC + i), BK_ACT, op->src[i], NULL);
   out(pl, DW_DST, BK_ACT, y, 0, NULL);
   return ECS_OK;
 }
@@ -414,7 +423,8 @@ int dn_can(const ecs_op *op) {
     return f32(op->src[0]) && f32(op->dst[0]) && (op->p.bn.training || (op->src[3] && op->src[4]));
   case ECS_OP_POOL2D_BWD:
     return f32(op->src[0]) && f32(op->src[1]) && f32(op->dst[0]) &&
-           (op->p.pool.kind != ECS_POOL_MAX || (op->src[2] && op->src[2]->layout == ECS_LAYOUT_DNNL));
+           (op->p.pool.kind != ECS_POOL_MAX ||
+            (op->src[2] && op->src[2]->layout == ECS_LAYOUT_DNNL));
   case ECS_OP_SOFTMAX_BWD:
   case ECS_OP_LOG_SOFTMAX_BWD: return f32(op->src[0]) && f32(op->src[1]) && f32(op->dst[0]);
   case ECS_OP_SOFTMAX:

@@ -22,11 +22,14 @@
 
 static void copy_px(float *dst, const float *src, int64_t b) {
   if (b == 8) {
-    for (int k = 0; k < 8; k++) dst[k] = src[k];
+    for (int k = 0; k < 8; k++)
+      dst[k] = src[k];
   } else if (b == 16) {
-    for (int k = 0; k < 16; k++) dst[k] = src[k];
+    for (int k = 0; k < 16; k++)
+      dst[k] = src[k];
   } else {
-    for (int64_t k = 0; k < b; k++) dst[k] = src[k];
+    for (int64_t k = 0; k < b; k++)
+      dst[k] = src[k];
   }
 }
 
@@ -84,8 +87,10 @@ static void walk_planes(const dn_phase *g, const float *src, float *dst, int spl
       }
       int64_t frow = full + (h * g->w + pw) * b;
       for (int64_t j = 0; j < wvalid; j++) {
-        if (split) copy_px(prow + j * b, src + frow + j * g->dw * b, b);
-        else copy_px(dst + frow + j * g->dw * b, prow + j * b, b);
+        if (split)
+          copy_px(prow + j * b, src + frow + j * g->dw * b, b);
+        else
+          copy_px(dst + frow + j * g->dw * b, prow + j * b, b);
       }
       if (split && wvalid < g->ws)
         memset(prow + wvalid * b, 0, sizeof(float) * (size_t)((g->ws - wvalid) * b));
@@ -94,11 +99,15 @@ static void walk_planes(const dn_phase *g, const float *src, float *dst, int spl
 }
 
 void dn_phase_split(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  if (g->slot) walk_rows(g, src, dst, 1, n_threads);
-  else walk_planes(g, src, dst, 1, n_threads);
+  if (g->slot)
+    walk_rows(g, src, dst, 1, n_threads);
+  else
+    walk_planes(g, src, dst, 1, n_threads);
 }
 
 void dn_phase_merge(const dn_phase *g, const float *src, float *dst, int n_threads) {
-  if (g->slot) walk_rows(g, src, dst, 0, n_threads);
-  else walk_planes(g, src, dst, 0, n_threads);
+  if (g->slot)
+    walk_rows(g, src, dst, 0, n_threads);
+  else
+    walk_planes(g, src, dst, 0, n_threads);
 }

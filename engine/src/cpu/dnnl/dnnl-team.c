@@ -37,16 +37,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TEAM_CONV_FLOP 32e6
-#define TEAM_ELEMENTS ((int64_t)1 << 19)
-#define TEAM_LONG_FLOP 1e9
+#define TEAM_CONV_FLOP     32e6
+#define TEAM_ELEMENTS      ((int64_t)1 << 19)
+#define TEAM_LONG_FLOP     1e9
 #define TEAM_LONG_ELEMENTS ((int64_t)1 << 24)
-#define LOAD_WINDOW_MS 5.0
-#define LOAD_CONTENDED 0.10
-#define LOAD_HOLD_MIN 4
-#define LOAD_HOLD_MAX 128
+#define LOAD_WINDOW_MS     5.0
+#define LOAD_CONTENDED     0.10
+#define LOAD_HOLD_MIN      4
+#define LOAD_HOLD_MAX      128
 
-int dn_team_alone(size_t bytes) { return bytes < sizeof(float) * (size_t)TEAM_ELEMENTS; }
+int dn_team_alone(size_t bytes) {
+  return bytes < sizeof(float) * (size_t)TEAM_ELEMENTS;
+}
 
 int dn_team_of(int n_threads, const ecs_op *op, int *lasting) {
   *lasting = 0;
@@ -132,8 +134,10 @@ void dn_load_done(dn_load *l, int n_threads) {
     l->hold = l->hold_next;
     l->hold_next = l->hold_next * 2 > LOAD_HOLD_MAX ? LOAD_HOLD_MAX : l->hold_next * 2;
   } else if (!contended) {
-    if (l->cap) l->cap = more;
-    else l->hold_next = LOAD_HOLD_MIN;
+    if (l->cap)
+      l->cap = more;
+    else
+      l->hold_next = LOAD_HOLD_MIN;
   }
   window_start(l);
 }

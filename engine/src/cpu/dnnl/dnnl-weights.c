@@ -67,7 +67,8 @@ static void shared_release(shared_w *s) {
   pthread_mutex_lock(&g_shared_lock);
   if (--s->refs == 0) {
     shared_w **pp = &g_shared;
-    while (*pp != s) pp = &(*pp)->next;
+    while (*pp != s)
+      pp = &(*pp)->next;
     *pp = s->next;
     free(s->data);
     free(s);
@@ -76,8 +77,10 @@ static void shared_release(shared_w *s) {
 }
 
 static void wentry_free(wentry *e) {
-  if (e->sh) shared_release(e->sh);
-  else free(e->data);
+  if (e->sh)
+    shared_release(e->sh);
+  else
+    free(e->data);
   free(e);
 }
 
@@ -97,7 +100,8 @@ static wentry *wfind(ecs_dnnl *d, const ecs_tensor *t, int32_t id) {
 
 /* A new front entry for t as `id` of `size` bytes (data: a new buffer, or NULL to leave it to
  * the caller), evicting the least recently used beyond WEIGHT_CACHE_MAX. */
-static wentry *wpush(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, int own, ecs_err *err) {
+static wentry *wpush(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, int own,
+                     ecs_err *err) {
   wentry *e = calloc(1, sizeof *e);
   size = (size + 63) / 64 * 64;
   void *buf = own ? aligned_alloc(64, size) : NULL;
@@ -118,7 +122,8 @@ static wentry *wpush(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, 
   /* evict from the tail, never the entry just made */
   while (d->weight_bytes > WEIGHT_CACHE_MAX && e->next) {
     wentry **pp = &e->next;
-    while ((*pp)->next) pp = &(*pp)->next;
+    while ((*pp)->next)
+      pp = &(*pp)->next;
     d->weight_bytes -= (*pp)->size;
     wentry_free(*pp);
     *pp = NULL;
@@ -160,7 +165,8 @@ void *dn_wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err)
    * lock, so that concurrent workers transform once) */
   pthread_mutex_lock(&g_shared_lock);
   shared_w *s = g_shared;
-  while (s && !(s->ptr == t->data && s->tag == tag && s->fingerprint == fp && memcmp(s->ne, t->ne, sizeof s->ne) == 0))
+  while (s && !(s->ptr == t->data && s->tag == tag && s->fingerprint == fp &&
+                memcmp(s->ne, t->ne, sizeof s->ne) == 0))
     s = s->next;
   if (!s) {
     s = calloc(1, sizeof *s);
@@ -194,7 +200,8 @@ void *dn_wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err)
 void ecs_dnnl_shared_weights(int *entries, int *refs) {
   pthread_mutex_lock(&g_shared_lock);
   *entries = *refs = 0;
-  for (shared_w *s = g_shared; s; s = s->next) (*entries)++, *refs += s->refs;
+  for (shared_w *s = g_shared; s; s = s->next)
+    (*entries)++, *refs += s->refs;
   pthread_mutex_unlock(&g_shared_lock);
 }
 

@@ -56,17 +56,21 @@ typedef struct wgeo {
   int xtail, ytail;      /* nhwc with channels not a multiple of 8: the last group's lanes */
   int64_t per_image;     /* tiles per image, over all phases */
   int64_t tiles, tc, chunks;
-  int shared; /* one chunk of all tiles that the threads share, phase by phase */
+  int shared;   /* one chunk of all tiles that the threads share, phase by phase */
   int64_t nbuf; /* chunk buffers in the scratch */
 } wgeo;
 
-#define ROWS 6    /* tiles per register block */
-#define KC 256    /* input channels per pass of the register kernel */
+#define ROWS 6   /* tiles per register block */
+#define KC   256 /* input channels per pass of the register kernel */
 
-static int64_t up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+static int64_t up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
 
 /* Output rows (or columns) of phase p, and its tiles. */
-static int64_t phase_len(int64_t len, int64_t p, int64_t d) { return p < len ? (len - p + d - 1) / d : 0; }
+static int64_t phase_len(int64_t len, int64_t p, int64_t d) {
+  return p < len ? (len - p + d - 1) / d : 0;
+}
 
 static void geometry(const dn_wino *g, int n_threads, wgeo *o) {
   o->a = g->m + 2;
@@ -85,7 +89,8 @@ static void geometry(const dn_wino *g, int n_threads, wgeo *o) {
   int64_t per = 0;
   for (int64_t py = 0; py < g->dil; py++)
     for (int64_t px = 0; px < g->dil; px++)
-      per += ((phase_len(g->ho, py, g->dil) + g->m - 1) / g->m) * ((phase_len(g->wo, px, g->dil) + g->m - 1) / g->m);
+      per += ((phase_len(g->ho, py, g->dil) + g->m - 1) / g->m) *
+             ((phase_len(g->wo, px, g->dil) + g->m - 1) / g->m);
   o->per_image = per;
   o->tiles = per * g->n;
   /* Chunks (measured on AVX2, 1 MiB L2 per core, 32 MiB L3): where the transformed weights
@@ -114,7 +119,8 @@ static void geometry(const dn_wino *g, int n_threads, wgeo *o) {
 }
 
 /* Where tile t starts: its image and the first output pixel; its pixels are d apart. */
-static void tile_at(const dn_wino *g, const wgeo *o, int64_t t, int64_t *n, int64_t *oy, int64_t *ox) {
+static void tile_at(const dn_wino *g, const wgeo *o, int64_t t, int64_t *n, int64_t *oy,
+                    int64_t *ox) {
   *n = t / o->per_image;
   int64_t r = t % o->per_image, d = g->dil;
   for (int64_t py = 0; py < d; py++)
@@ -159,7 +165,8 @@ size_t dn_wino_scratch_bytes(const dn_wino *g, int n_threads) {
   wgeo o;
   geometry(g, n_threads, &o);
   /* the chunk buffers, then the bias padded to whole blocks */
-  return sizeof(float) * (size_t)(o.nbuf * o.e * o.tc * (o.icp + o.ocp) + o.ocp) + 64 * (size_t)(o.nbuf + 1);
+  return sizeof(float) * (size_t)(o.nbuf * o.e * o.tc * (o.icp + o.ocp) + o.ocp) +
+         64 * (size_t)(o.nbuf + 1);
 }
 
 /* G g G^T for one 3x3 filter, in double: F(2, 3) G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1],
@@ -176,9 +183,11 @@ static void filter_transform(int m, const float *k, double *u) {
   const double(*G)[3] = m == 2 ? g2 : g4;
   double t[6][3];
   for (int i = 0; i < a; i++)
-    for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * k[0 * 3 + j] + G[i][1] * k[1 * 3 + j] + G[i][2] * k[2 * 3 + j];
+    for (int j = 0; j < 3; j++)
+      t[i][j] = G[i][0] * k[0 * 3 + j] + G[i][1] * k[1 * 3 + j] + G[i][2] * k[2 * 3 + j];
   for (int i = 0; i < a; i++)
-    for (int j = 0; j < a; j++) u[i * a + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+    for (int j = 0; j < a; j++)
+      u[i * a + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
 }
 
 void dn_wino_weights(const dn_wino *g, const float *w, float *u) {
@@ -194,9 +203,12 @@ void dn_wino_weights(const dn_wino *g, const float *w, float *u) {
     for (int64_t ic = 0; ic < o.icp; ic++)
       for (int64_t j = 0; j < 16; j++) {
         int64_t oc = q * 16 + j;
-        if (oc < g->oc && ic < g->ic) filter_transform(g->m, w + (oc * g->ic + ic) * 9, tu);
-        else memset(tu, 0, sizeof tu);
-        for (int64_t e = 0; e < o.e; e++) u[((e * o.ocq + q) * o.icp + ic) * 16 + j] = (float)tu[e];
+        if (oc < g->oc && ic < g->ic)
+          filter_transform(g->m, w + (oc * g->ic + ic) * 9, tu);
+        else
+          memset(tu, 0, sizeof tu);
+        for (int64_t e = 0; e < o.e; e++)
+          u[((e * o.ocq + q) * o.icp + ic) * 16 + j] = (float)tu[e];
       }
   }
 }
@@ -217,9 +229,9 @@ TGT static inline void bt4(const v8 *x, int s, v8 *y) {
 TGT static inline void bt6(const v8 *x, int s, v8 *y) {
   const v8 c4 = _mm256_set1_ps(4.f), c5 = _mm256_set1_ps(5.f), c2 = _mm256_set1_ps(2.f);
   v8 d0 = x[0], d1 = x[s], d2 = x[2 * s], d3 = x[3 * s], d4 = x[4 * s], d5 = x[5 * s];
-  v8 p = _mm256_fnmadd_ps(c4, d2, d4);          /* d4 - 4 d2 */
-  v8 q = _mm256_fnmadd_ps(c4, d1, d3);          /* d3 - 4 d1 */
-  v8 r = _mm256_sub_ps(d4, d2);                 /* d4 - d2 */
+  v8 p = _mm256_fnmadd_ps(c4, d2, d4);              /* d4 - 4 d2 */
+  v8 q = _mm256_fnmadd_ps(c4, d1, d3);              /* d3 - 4 d1 */
+  v8 r = _mm256_sub_ps(d4, d2);                     /* d4 - d2 */
   v8 s2 = _mm256_mul_ps(c2, _mm256_sub_ps(d3, d1)); /* 2 (d3 - d1) */
   y[0] = _mm256_add_ps(_mm256_fnmadd_ps(c5, d2, _mm256_mul_ps(c4, d0)), d4);
   y[s] = _mm256_add_ps(p, q);
@@ -254,14 +266,15 @@ TGT static inline __m256i lanes(int n) {
 
 /* Rows k0 .. k1 - 1 of the chunk's input tiles (tiles t0 .. t0 + n - 1; rows from n on zero)
  * into v. */
-TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int64_t t0, int64_t n, float *v,
-                            int64_t k0, int64_t k1) {
+TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int64_t t0, int64_t n,
+                            float *v, int64_t k0, int64_t k1) {
   const int64_t a = o->a, d = g->dil;
   const __m256i xmask = lanes(o->xtail);
   v8 dt[36], tt[36];
   for (int64_t k = k0; k < k1; k++) {
     if (k >= n) {
-      for (int64_t e = 0; e < o->e; e++) memset(v + (e * o->tc + k) * o->icp, 0, sizeof(float) * (size_t)o->icp);
+      for (int64_t e = 0; e < o->e; e++)
+        memset(v + (e * o->tc + k) * o->icp, 0, sizeof(float) * (size_t)o->icp);
       continue;
     }
     int64_t img, oy, ox;
@@ -289,31 +302,37 @@ TGT static void input_chunk(const dn_wino *g, const wgeo *o, const float *x, int
         }
       }
       if (a == 6) {
-        for (int j = 0; j < 6; j++) bt6(dt + j, 6, tt + j);
-        for (int i = 0; i < 6; i++) bt6(tt + i * 6, 1, dt + i * 6);
+        for (int j = 0; j < 6; j++)
+          bt6(dt + j, 6, tt + j);
+        for (int i = 0; i < 6; i++)
+          bt6(tt + i * 6, 1, dt + i * 6);
       } else {
-        for (int j = 0; j < 4; j++) bt4(dt + j, 4, tt + j);
-        for (int i = 0; i < 4; i++) bt4(tt + i * 4, 1, dt + i * 4);
+        for (int j = 0; j < 4; j++)
+          bt4(dt + j, 4, tt + j);
+        for (int i = 0; i < 4; i++)
+          bt4(tt + i * 4, 1, dt + i * 4);
       }
       float *dst = v + k * o->icp + cb * 8;
-      for (int64_t e = 0; e < o->e; e++) _mm256_storeu_ps(dst + e * o->tc * o->icp, dt[e]);
+      for (int64_t e = 0; e < o->e; e++)
+        _mm256_storeu_ps(dst + e * o->tc * o->icp, dt[e]);
     }
   }
 }
 
 /* c[r] (+)= sum_i a[r * lda + i] * b[i * 16 .. + 16] for 6 rows r; row r of c is at c + r * rs,
  * its two halves of 8 hs apart. */
-TGT static void kernel6x16(const float *a, int64_t lda, const float *b, int64_t k, float *c, int64_t rs,
-                           int64_t hs, int acc) {
+TGT static void kernel6x16(const float *a, int64_t lda, const float *b, int64_t k, float *c,
+                           int64_t rs, int64_t hs, int acc) {
   v8 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   v8 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
+  const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda,
+              *a5 = a + 5 * lda;
   for (int64_t i = 0; i < k; i++) {
     v8 b0 = _mm256_load_ps(b + 16 * i), b1 = _mm256_load_ps(b + 16 * i + 8), x;
 /* row r's broadcast value times both halves of b's row, kept in named registers */
-#define ROW(r)                                                                                    \
-  x = _mm256_broadcast_ss(a##r + i);                                                              \
-  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                      \
+#define ROW(r)                                                                                     \
+  x = _mm256_broadcast_ss(a##r + i);                                                               \
+  c##r##0 = _mm256_fmadd_ps(x, b0, c##r##0);                                                       \
   c##r##1 = _mm256_fmadd_ps(x, b1, c##r##1);
     ROW(0) ROW(1) ROW(2) ROW(3) ROW(4) ROW(5)
 #undef ROW
@@ -330,7 +349,8 @@ TGT static void kernel6x16(const float *a, int64_t lda, const float *b, int64_t 
 
 /* M[t][ob][e][8] = sum over input channels of V[e][t][ic] U[e][ic][ob * 8 ..], for elements e0
  * .. e1 - 1. */
-TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, float *mm, int64_t e0, int64_t e1) {
+TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, float *mm, int64_t e0,
+                               int64_t e1) {
   const int64_t rs = o->ocp / 8 * o->e * 8, hs = o->e * 8;
   for (int64_t e = e0; e < e1; e++)
     for (int64_t k0 = 0; k0 < o->icp; k0 += KC) {
@@ -338,8 +358,8 @@ TGT static void multiply_chunk(const wgeo *o, const float *v, const float *u, fl
       for (int64_t q = 0; q < o->ocq; q++) {
         const float *b = u + ((e * o->ocq + q) * o->icp + k0) * 16;
         for (int64_t t = 0; t < o->tc; t += ROWS)
-          kernel6x16(v + (e * o->tc + t) * o->icp + k0, o->icp, b, kn, mm + (t * (o->ocp / 8) + 2 * q) * hs + e * 8,
-                     rs, hs, k0 > 0);
+          kernel6x16(v + (e * o->tc + t) * o->icp + k0, o->icp, b, kn,
+                     mm + (t * (o->ocp / 8) + 2 * q) * hs + e * 8, rs, hs, k0 > 0);
       }
     }
 }
@@ -361,13 +381,18 @@ TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, c
     if (cols > m) cols = m;
     for (int64_t ob = 0; ob < o->ocb; ob++) {
       const float *src = mm + ((k * (o->ocp / 8) + ob) * o->e) * 8;
-      for (int64_t e = 0; e < o->e; e++) mt[e] = _mm256_loadu_ps(src + e * 8);
+      for (int64_t e = 0; e < o->e; e++)
+        mt[e] = _mm256_loadu_ps(src + e * 8);
       if (a == 6) {
-        for (int j = 0; j < 6; j++) at6(mt + j, 6, tt + j);
-        for (int i = 0; i < 4; i++) at6(tt + i * 6, 1, ot + i * 4);
+        for (int j = 0; j < 6; j++)
+          at6(mt + j, 6, tt + j);
+        for (int i = 0; i < 4; i++)
+          at6(tt + i * 6, 1, ot + i * 4);
       } else {
-        for (int j = 0; j < 4; j++) at4(mt + j, 4, tt + j);
-        for (int i = 0; i < 2; i++) at4(tt + i * 4, 1, ot + i * 2);
+        for (int j = 0; j < 4; j++)
+          at4(mt + j, 4, tt + j);
+        for (int i = 0; i < 2; i++)
+          at4(tt + i * 4, 1, ot + i * 2);
       }
       v8 bv = bias ? _mm256_loadu_ps(bias + ob * 8) : zero;
       const int64_t c0 = ob * 8, bs = g->yb;
@@ -387,8 +412,8 @@ TGT static void output_chunk(const dn_wino *g, const wgeo *o, const float *mm, c
   }
 }
 
-void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y, void *scratch,
-                 int n_threads) {
+void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y,
+                 void *scratch, int n_threads) {
   wgeo o;
   geometry(g, n_threads, &o);
   int nt = n_threads > 0 ? n_threads : 1;
@@ -413,7 +438,8 @@ void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *
     if (o.shared) { /* one chunk, every phase split over the team */
       float *v = base, *mm = v + o.e * o.tc * o.icp;
       int64_t rows = o.tc / ROWS;
-      input_chunk(g, &o, x, 0, o.tiles, v, rows * tid / team * ROWS, rows * (tid + 1) / team * ROWS);
+      input_chunk(g, &o, x, 0, o.tiles, v, rows * tid / team * ROWS,
+                  rows * (tid + 1) / team * ROWS);
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -436,8 +462,8 @@ void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *
 
 #else
 
-void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y, void *scratch,
-                 int n_threads) {
+void dn_wino_run(const dn_wino *g, const float *x, const float *u, const float *bias, float *y,
+                 void *scratch, int n_threads) {
   (void)g, (void)x, (void)u, (void)bias, (void)y, (void)scratch, (void)n_threads;
 }
 

@@ -69,7 +69,8 @@ dw_engine *dw_engine_create(ecs_err *err) {
   dnnl_status_t s = dnnl_engine_create(&e->eng, dnnl_cpu, 0);
   if (s == dnnl_success) s = dnnl_stream_create(&e->stream, e->eng, dnnl_stream_default_flags);
   if (s == dnnl_success) s = dnnl_primitive_attr_create(&e->attr);
-  if (s == dnnl_success) s = dnnl_primitive_attr_set_scratchpad_mode(e->attr, dnnl_scratchpad_mode_user);
+  if (s == dnnl_success)
+    s = dnnl_primitive_attr_set_scratchpad_mode(e->attr, dnnl_scratchpad_mode_user);
   if (s != dnnl_success) {
     fail(err, s, "engine creation");
     dw_engine_free(e);
@@ -93,7 +94,8 @@ static dw_md *md_by_tag(int nd, const int64_t *dims, dnnl_format_tag_t tag) {
   dw_md *m = calloc(1, sizeof *m);
   if (!m) return NULL;
   dnnl_dims_t d;
-  for (int i = 0; i < nd; i++) d[i] = dims[i];
+  for (int i = 0; i < nd; i++)
+    d[i] = dims[i];
   if (dnnl_memory_desc_init_by_tag(&m->d, nd, d, dnnl_f32, tag) != dnnl_success) {
     free(m);
     return NULL;
@@ -102,12 +104,17 @@ static dw_md *md_by_tag(int nd, const int64_t *dims, dnnl_format_tag_t tag) {
 }
 
 static dnnl_format_tag_t plain_tag(int nd) {
-  static const dnnl_format_tag_t tags[] = {dnnl_a, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde};
+  static const dnnl_format_tag_t tags[] = {dnnl_a,   dnnl_a,    dnnl_ab,
+                                           dnnl_abc, dnnl_abcd, dnnl_abcde};
   return nd >= 1 && nd <= 5 ? tags[nd] : dnnl_format_tag_undef;
 }
 
-dw_md *dw_md_plain(int nd, const int64_t *dims) { return md_by_tag(nd, dims, plain_tag(nd)); }
-dw_md *dw_md_any(int nd, const int64_t *dims) { return md_by_tag(nd, dims, dnnl_format_tag_any); }
+dw_md *dw_md_plain(int nd, const int64_t *dims) {
+  return md_by_tag(nd, dims, plain_tag(nd));
+}
+dw_md *dw_md_any(int nd, const int64_t *dims) {
+  return md_by_tag(nd, dims, dnnl_format_tag_any);
+}
 
 /* The formats the backend may meet on activations, to name and to re-create them. */
 static const dnnl_format_tag_t g_tags4[] = {dnnl_abcd, dnnl_acdb, dnnl_aBcd8b, dnnl_aBcd16b,
@@ -145,9 +152,13 @@ dw_md *dw_md_dup(const dw_md *md) {
   return m;
 }
 
-void dw_md_free(dw_md *md) { free(md); }
+void dw_md_free(dw_md *md) {
+  free(md);
+}
 
-int dw_md_equal(const dw_md *a, const dw_md *b) { return dnnl_memory_desc_equal(&a->d, &b->d); }
+int dw_md_equal(const dw_md *a, const dw_md *b) {
+  return dnnl_memory_desc_equal(&a->d, &b->d);
+}
 
 static uint64_t mix(uint64_t h, uint64_t v) {
   h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
@@ -166,7 +177,8 @@ uint64_t dw_md_hash(const dw_md *md) {
   }
   if (d->format_kind == dnnl_blocked) {
     const dnnl_blocking_desc_t *b = &d->format_desc.blocking;
-    for (int i = 0; i < d->ndims; i++) h = mix(h, (uint64_t)b->strides[i]);
+    for (int i = 0; i < d->ndims; i++)
+      h = mix(h, (uint64_t)b->strides[i]);
     h = mix(h, (uint64_t)b->inner_nblks);
     for (int i = 0; i < b->inner_nblks; i++) {
       h = mix(h, (uint64_t)b->inner_blks[i]);
@@ -176,14 +188,22 @@ uint64_t dw_md_hash(const dw_md *md) {
   return h;
 }
 
-size_t dw_md_size(const dw_md *md) { return dnnl_memory_desc_get_size(&md->d); }
-int dw_md_ndims(const dw_md *md) { return md->d.ndims; }
-int64_t dw_md_dim(const dw_md *md, int i) { return i < md->d.ndims ? md->d.dims[i] : 1; }
-int dw_md_is_f32(const dw_md *md) { return md->d.data_type == dnnl_f32; }
+size_t dw_md_size(const dw_md *md) {
+  return dnnl_memory_desc_get_size(&md->d);
+}
+int dw_md_ndims(const dw_md *md) {
+  return md->d.ndims;
+}
+int64_t dw_md_dim(const dw_md *md, int i) {
+  return i < md->d.ndims ? md->d.dims[i] : 1;
+}
+int dw_md_is_f32(const dw_md *md) {
+  return md->d.data_type == dnnl_f32;
+}
 
 const char *dw_md_str(const dw_md *md, char *buf, size_t n) {
   int k = tag4_index(md);
-  const char *fmt = k >= 0 ? g_tag4_names[k]
+  const char *fmt = k >= 0                                      ? g_tag4_names[k]
                     : md->d.format_kind == dnnl_format_kind_any ? "any"
                                                                 : "blocked";
   int off = snprintf(buf, n, "%s ", fmt);
@@ -194,7 +214,9 @@ const char *dw_md_str(const dw_md *md, char *buf, size_t n) {
 
 /* ---- primitives ------------------------------------------------------------------------- */
 
-static const dnnl_memory_desc_t *raw(const dw_md *m) { return m ? &m->d : NULL; }
+static const dnnl_memory_desc_t *raw(const dw_md *m) {
+  return m ? &m->d : NULL;
+}
 
 static dw_prim *finish(dnnl_primitive_desc_t pd, ecs_err *err, const char *what) {
   dw_prim *p = calloc(1, sizeof *p);
@@ -211,8 +233,8 @@ static dw_prim *finish(dnnl_primitive_desc_t pd, ecs_err *err, const char *what)
     return NULL;
   }
   for (int a = 0; a < DW_ARG_COUNT; a++) {
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md,
-                                                                 dnnl_arg_of((dw_arg)a));
+    const dnnl_memory_desc_t *md =
+        dnnl_primitive_desc_query_md(pd, dnnl_query_exec_arg_md, dnnl_arg_of((dw_arg)a));
     if (!md || md->ndims == 0) continue;
     p->mds[a] = malloc(sizeof(dw_md));
     if (!p->mds[a]) {
@@ -238,8 +260,8 @@ static dw_prim *make_attr(dw_engine *e, const void *desc, const_dnnl_primitive_a
   return finish(pd, err, what);
 }
 
-static dw_prim *make(dw_engine *e, const void *desc, const_dnnl_primitive_desc_t hint,
-                     ecs_err *err, const char *what) {
+static dw_prim *make(dw_engine *e, const void *desc, const_dnnl_primitive_desc_t hint, ecs_err *err,
+                     const char *what) {
   return make_attr(e, desc, e->attr, hint, err, what);
 }
 
@@ -315,9 +337,8 @@ dw_prim *dw_conv_bwd_data(dw_engine *e, const dw_md *diff_src, const dw_md *w,
   window(win, st, dil, pl, pr);
   dnnl_status_t s = conv_fwd_desc(&f, 1, diff_src, w, NULL, diff_dst, win);
   if (s == dnnl_success)
-    s = dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct,
-                                                         raw(diff_src), raw(w), raw(diff_dst),
-                                                         st, dil, pl, pr);
+    s = dnnl_dilated_convolution_backward_data_desc_init(&d, dnnl_convolution_direct, raw(diff_src),
+                                                         raw(w), raw(diff_dst), st, dil, pl, pr);
   if (s != dnnl_success) return fail(err, s, "convolution backward-data descriptor"), NULL;
   return make_bwd(e, &d, &f, err, "convolution backward data");
 }
@@ -330,9 +351,9 @@ dw_prim *dw_conv_bwd_weights(dw_engine *e, const dw_md *src, const dw_md *diff_w
   window(win, st, dil, pl, pr);
   dnnl_status_t s = conv_fwd_desc(&f, 1, src, diff_w, diff_bias, diff_dst, win);
   if (s == dnnl_success)
-    s = dnnl_dilated_convolution_backward_weights_desc_init(
-        &d, dnnl_convolution_direct, raw(src), raw(diff_w), raw(diff_bias), raw(diff_dst), st,
-        dil, pl, pr);
+    s = dnnl_dilated_convolution_backward_weights_desc_init(&d, dnnl_convolution_direct, raw(src),
+                                                            raw(diff_w), raw(diff_bias),
+                                                            raw(diff_dst), st, dil, pl, pr);
   if (s != dnnl_success) return fail(err, s, "convolution backward-weights descriptor"), NULL;
   return make_bwd(e, &d, &f, err, "convolution backward weights");
 }
@@ -355,15 +376,15 @@ dw_prim *dw_bnorm_fwd(dw_engine *e, int training, const dw_md *data, float eps, 
   return make(e, &d, NULL, err, "batch norm");
 }
 
-dw_prim *dw_bnorm_bwd(dw_engine *e, const dw_md *diff, const dw_md *data, float eps,
-                      unsigned flags, ecs_err *err) {
+dw_prim *dw_bnorm_bwd(dw_engine *e, const dw_md *diff, const dw_md *data, float eps, unsigned flags,
+                      ecs_err *err) {
   dnnl_batch_normalization_desc_t f, d;
-  dnnl_status_t s = dnnl_batch_normalization_forward_desc_init(&f, dnnl_forward_training,
-                                                               raw(data), eps, bn_flags(flags));
+  dnnl_status_t s = dnnl_batch_normalization_forward_desc_init(&f, dnnl_forward_training, raw(data),
+                                                               eps, bn_flags(flags));
   if (s == dnnl_success)
     s = dnnl_batch_normalization_backward_desc_init(
-        &d, (flags & (DW_BN_SCALE | DW_BN_SHIFT)) ? dnnl_backward : dnnl_backward_data,
-        raw(diff), raw(data), eps, bn_flags(flags));
+        &d, (flags & (DW_BN_SCALE | DW_BN_SHIFT)) ? dnnl_backward : dnnl_backward_data, raw(diff),
+        raw(data), eps, bn_flags(flags));
   if (s != dnnl_success) return fail(err, s, "batch norm backward descriptor"), NULL;
   return make_bwd(e, &d, &f, err, "batch norm backward");
 }
@@ -391,8 +412,8 @@ dw_prim *dw_eltwise_fwd(dw_engine *e, dw_alg alg, const dw_md *data, float alpha
   return make(e, &d, NULL, err, "eltwise");
 }
 
-dw_prim *dw_eltwise_bwd(dw_engine *e, dw_alg alg, const dw_md *diff, const dw_md *data,
-                        float alpha, float beta, ecs_err *err) {
+dw_prim *dw_eltwise_bwd(dw_engine *e, dw_alg alg, const dw_md *diff, const dw_md *data, float alpha,
+                        float beta, ecs_err *err) {
   dnnl_eltwise_desc_t f, d;
   dnnl_status_t s = dnnl_eltwise_forward_desc_init(&f, dnnl_forward_training, alg_of(alg),
                                                    raw(data), alpha, beta);
@@ -407,8 +428,8 @@ static dnnl_status_t pool_fwd_desc(dnnl_pooling_v2_desc_t *d, int training, dw_a
   dnnl_dims_t st, dil, pl, pr, k = {win->k[0], win->k[1]};
   window(win, st, dil, pl, pr);
   return dnnl_pooling_v2_forward_desc_init(
-      d, training ? dnnl_forward_training : dnnl_forward_inference, alg_of(alg), raw(src),
-      raw(dst), st, k, dil, pl, pr);
+      d, training ? dnnl_forward_training : dnnl_forward_inference, alg_of(alg), raw(src), raw(dst),
+      st, k, dil, pl, pr);
 }
 
 dw_prim *dw_pool_fwd(dw_engine *e, int training, dw_alg alg, const dw_md *src, const dw_md *dst,
@@ -443,19 +464,16 @@ dw_prim *dw_pool_bwd(dw_engine *e, dw_alg alg, const dw_md *src, const dw_md *di
 
 dw_prim *dw_resample_fwd(dw_engine *e, const dw_md *src, const dw_md *dst, ecs_err *err) {
   dnnl_resampling_desc_t d;
-  dnnl_status_t s = dnnl_resampling_forward_desc_init(&d, dnnl_forward_training,
-                                                      dnnl_resampling_linear, NULL, raw(src),
-                                                      raw(dst));
+  dnnl_status_t s = dnnl_resampling_forward_desc_init(
+      &d, dnnl_forward_training, dnnl_resampling_linear, NULL, raw(src), raw(dst));
   if (s != dnnl_success) return fail(err, s, "resampling descriptor"), NULL;
   return make(e, &d, NULL, err, "resampling");
 }
 
-dw_prim *dw_resample_bwd(dw_engine *e, const dw_md *diff_src, const dw_md *diff_dst,
-                         ecs_err *err) {
+dw_prim *dw_resample_bwd(dw_engine *e, const dw_md *diff_src, const dw_md *diff_dst, ecs_err *err) {
   dnnl_resampling_desc_t f, d;
-  dnnl_status_t s = dnnl_resampling_forward_desc_init(&f, dnnl_forward_training,
-                                                      dnnl_resampling_linear, NULL,
-                                                      raw(diff_src), raw(diff_dst));
+  dnnl_status_t s = dnnl_resampling_forward_desc_init(
+      &f, dnnl_forward_training, dnnl_resampling_linear, NULL, raw(diff_src), raw(diff_dst));
   if (s == dnnl_success)
     s = dnnl_resampling_backward_desc_init(&d, dnnl_resampling_linear, NULL, raw(diff_src),
                                            raw(diff_dst));
@@ -484,8 +502,8 @@ dw_prim *dw_softmax_bwd(dw_engine *e, int log, const dw_md *diff, const dw_md *d
   return make_bwd(e, &d, &f, err, "softmax backward");
 }
 
-dw_prim *dw_binary(dw_engine *e, dw_alg alg, const dw_md *src0, const dw_md *src1,
-                   const dw_md *dst, ecs_err *err) {
+dw_prim *dw_binary(dw_engine *e, dw_alg alg, const dw_md *src0, const dw_md *src1, const dw_md *dst,
+                   ecs_err *err) {
   dnnl_binary_desc_t d;
   dnnl_status_t s = dnnl_binary_desc_init(&d, alg_of(alg), raw(src0), raw(src1), raw(dst));
   if (s != dnnl_success) return fail(err, s, "binary descriptor"), NULL;
@@ -498,13 +516,15 @@ static dnnl_memory_desc_t *gather(int n, const dw_md *const *srcs, ecs_err *err)
     ecs_err_set(err, ECS_ERR_NOMEM, "cannot allocate descriptors");
     return NULL;
   }
-  for (int i = 0; i < n; i++) v[i] = srcs[i]->d;
+  for (int i = 0; i < n; i++)
+    v[i] = srcs[i]->d;
   return v;
 }
 
 dw_prim *dw_sum(dw_engine *e, int n, const float *scales, const dw_md *const *srcs,
                 const dw_md *dst, ecs_err *err) {
-  if (n < 1 || n > DW_MAX_MSRC) return ecs_err_set(err, ECS_ERR_INVALID, "sum of %d sources", n), NULL;
+  if (n < 1 || n > DW_MAX_MSRC)
+    return ecs_err_set(err, ECS_ERR_INVALID, "sum of %d sources", n), NULL;
   dnnl_memory_desc_t *v = gather(n, srcs, err);
   if (!v) return NULL;
   dnnl_primitive_desc_t pd;
@@ -517,7 +537,8 @@ dw_prim *dw_sum(dw_engine *e, int n, const float *scales, const dw_md *const *sr
 dw_prim *dw_concat(dw_engine *e, int n, int axis, const dw_md *const *srcs, const dw_md *dst,
                    ecs_err *err) {
   if (n < 1 || n > DW_MAX_MSRC)
-    return ecs_err_set(err, ECS_ERR_INVALID, "concat of %d sources (at most %d)", n, DW_MAX_MSRC), NULL;
+    return ecs_err_set(err, ECS_ERR_INVALID, "concat of %d sources (at most %d)", n, DW_MAX_MSRC),
+           NULL;
   dnnl_memory_desc_t *v = gather(n, srcs, err);
   if (!v) return NULL;
   dnnl_primitive_desc_t pd;
@@ -529,8 +550,8 @@ dw_prim *dw_concat(dw_engine *e, int n, int axis, const dw_md *const *srcs, cons
 
 dw_prim *dw_reorder(dw_engine *e, const dw_md *src, const dw_md *dst, ecs_err *err) {
   dnnl_primitive_desc_t pd;
-  dnnl_status_t s = dnnl_reorder_primitive_desc_create(&pd, raw(src), e->eng, raw(dst), e->eng,
-                                                       e->attr);
+  dnnl_status_t s =
+      dnnl_reorder_primitive_desc_create(&pd, raw(src), e->eng, raw(dst), e->eng, e->attr);
   if (s != dnnl_success) return fail(err, s, "reorder"), NULL;
   return finish(pd, err, "reorder");
 }
@@ -551,7 +572,9 @@ const dw_md *dw_prim_md(const dw_prim *p, dw_arg arg) {
   return arg >= 0 && arg < DW_ARG_COUNT ? p->mds[arg] : NULL;
 }
 
-size_t dw_prim_scratchpad_size(const dw_prim *p) { return p->scratch_size; }
+size_t dw_prim_scratchpad_size(const dw_prim *p) {
+  return p->scratch_size;
+}
 
 const char *dw_prim_impl(const dw_prim *p) {
   const char *s = NULL;
@@ -578,8 +601,10 @@ ecs_status dw_exec(dw_engine *e, dw_prim *p, void *const ptrs[DW_ARG_COUNT], voi
     args[n++] = (dnnl_exec_arg_t){.arg = dnnl_arg_of((dw_arg)a), .memory = p->mem[a]};
   }
   if (p->scratch_size) {
-    if (!scratchpad) return ecs_err_set(err, ECS_ERR_INVALID, "oneDNN primitive needs a scratchpad");
-    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+    if (!scratchpad)
+      return ecs_err_set(err, ECS_ERR_INVALID, "oneDNN primitive needs a scratchpad");
+    const dnnl_memory_desc_t *smd =
+        dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
     if ((s = point(e, &p->scratch_mem, smd, scratchpad)) != dnnl_success)
       return fail(err, s, "scratchpad");
     args[n++] = (dnnl_exec_arg_t){.arg = DNNL_ARG_SCRATCHPAD, .memory = p->scratch_mem};

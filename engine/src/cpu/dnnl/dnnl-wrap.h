@@ -98,25 +98,24 @@ dw_prim *dw_conv_bwd_weights(dw_engine *e, const dw_md *src, const dw_md *diff_w
 enum { DW_BN_SCALE = 1, DW_BN_SHIFT = 2, DW_BN_GLOBAL = 4 };
 dw_prim *dw_bnorm_fwd(dw_engine *e, int training, const dw_md *data, float eps, unsigned flags,
                       ecs_err *err);
-dw_prim *dw_bnorm_bwd(dw_engine *e, const dw_md *diff, const dw_md *data, float eps,
-                      unsigned flags, ecs_err *err);
+dw_prim *dw_bnorm_bwd(dw_engine *e, const dw_md *diff, const dw_md *data, float eps, unsigned flags,
+                      ecs_err *err);
 dw_prim *dw_eltwise_fwd(dw_engine *e, dw_alg alg, const dw_md *data, float alpha, float beta,
                         ecs_err *err);
-dw_prim *dw_eltwise_bwd(dw_engine *e, dw_alg alg, const dw_md *diff, const dw_md *data,
-                        float alpha, float beta, ecs_err *err);
+dw_prim *dw_eltwise_bwd(dw_engine *e, dw_alg alg, const dw_md *diff, const dw_md *data, float alpha,
+                        float beta, ecs_err *err);
 dw_prim *dw_pool_fwd(dw_engine *e, int training, dw_alg alg, const dw_md *src, const dw_md *dst,
                      const dw_window *win, ecs_err *err);
 /* src is the forward source description, so that the workspace matches the forward's */
 dw_prim *dw_pool_bwd(dw_engine *e, dw_alg alg, const dw_md *src, const dw_md *diff_src,
                      const dw_md *diff_dst, const dw_window *win, ecs_err *err);
 dw_prim *dw_resample_fwd(dw_engine *e, const dw_md *src, const dw_md *dst, ecs_err *err);
-dw_prim *dw_resample_bwd(dw_engine *e, const dw_md *diff_src, const dw_md *diff_dst,
-                         ecs_err *err);
+dw_prim *dw_resample_bwd(dw_engine *e, const dw_md *diff_src, const dw_md *diff_dst, ecs_err *err);
 dw_prim *dw_softmax_fwd(dw_engine *e, int log, const dw_md *data, int axis, ecs_err *err);
 dw_prim *dw_softmax_bwd(dw_engine *e, int log, const dw_md *diff, const dw_md *dst, int axis,
                         ecs_err *err);
-dw_prim *dw_binary(dw_engine *e, dw_alg alg, const dw_md *src0, const dw_md *src1,
-                   const dw_md *dst, ecs_err *err);
+dw_prim *dw_binary(dw_engine *e, dw_alg alg, const dw_md *src0, const dw_md *src1, const dw_md *dst,
+                   ecs_err *err);
 dw_prim *dw_sum(dw_engine *e, int n, const float *scales, const dw_md *const *srcs,
                 const dw_md *dst, ecs_err *err);
 dw_prim *dw_concat(dw_engine *e, int n, int axis, const dw_md *const *srcs, const dw_md *dst,

@@ -288,7 +288,7 @@ static json_t *region(const api_ls_config *c, const api_ls_control *k, const cha
 static json_t *brush_region(const api_ls_config *c, const ecs_cam_result *res, int id,
                             const char *label, double score) {
   size_t n = 0;
-  uint8_t *rle = api_ls_brush_rle(res->mask, res->w, res->h, (uint8_t)id, &n);
+  uint8_t *rle = api_ls_brush_rle(res->mask, res->w, res->h, (uint16_t)id, &n);
   json_t *list = rle ? json_array() : NULL;
   for (size_t i = 0; list && i < n; i++)
     json_array_append_new(list, json_integer(rle[i]));
@@ -304,7 +304,7 @@ static json_t *brush_region(const api_ls_config *c, const ecs_cam_result *res, i
 static bool polygon_regions(const api_ls_config *c, const ecs_cam_result *res, int id,
                             const char *label, double score, json_t *out) {
   api_rings rings;
-  if (!api_mask_polygons(res->mask, res->w, res->h, (uint8_t)id, API_POLYGON_TOLERANCE, &rings))
+  if (!api_mask_polygons(res->mask, res->w, res->h, (uint16_t)id, API_POLYGON_TOLERANCE, &rings))
     return false;
   bool ok = true;
   for (int r = 0, n = 0; ok && r < rings.n; r++) {
@@ -327,15 +327,17 @@ static bool polygon_regions(const api_ls_config *c, const ecs_cam_result *res, i
 
 json_t *api_ls_prediction(const api_ls_config *c, const api_model_info *info,
                           const ecs_cam_result *res, const char *model_version) {
-  bool seen[256] = {false};
+  /* every label id present in the mask: classes 1..K, then groups K+1..K+G */
+  int n_ids = info->n_classes + info->n_groups;
+  bool *seen = calloc((size_t)n_ids + 1, sizeof *seen);
   size_t px = (size_t)res->w * (size_t)res->h;
-  for (size_t p = 0; p < px; p++)
-    seen[res->mask[p]] = true;
-  json_t *result = json_array();
+  for (size_t p = 0; seen && p < px; p++)
+    if (res->mask[p] >= 1 && res->mask[p] <= n_ids) seen[res->mask[p]] = true;
+  json_t *result = seen ? json_array() : NULL;
   double total = 0;
   int counted = 0;
   bool ok = result != NULL;
-  for (int k = 1; ok && k <= info->n_classes; k++) {
+  for (int k = 1; ok && k <= n_ids; k++) {
     if (!seen[k]) continue;
     double score = res->scores ? res->scores[k - 1] : 0;
     const char *bl = config_label(&c->brush, info, k), *pl = config_label(&c->polygon, info, k);
@@ -350,5 +352,6 @@ json_t *api_ls_prediction(const api_ls_config *c, const api_model_info *info,
                                counted ? total / counted : 0.0, "result", result)
                    : NULL;
   if (!ok) json_decref(result);
+  free(seen);
   return out;
 }

@@ -44,9 +44,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       int w = m[0] % 64 + 1, h = m[1] % 64 + 1;
       size_t px = (size_t)w * (size_t)h;
       if ((size_t)(end - m - 2) >= px) {
-        uint8_t *mask = malloc(px);
+        uint16_t *mask = malloc(sizeof *mask * px);
         for (size_t i = 0; i < px; i++)
-          mask[i] = m[2 + i] % 6 == 5 ? 255 : m[2 + i] % 6;
+          mask[i] = m[2 + i] % 6 == 5 ? ECS_MASK_IGNORE : m[2 + i] % 6;
         float scores[4] = {0.1f, 0.2f, 0.3f, 0.4f};
         ecs_cam_result res = {.w = w, .h = h, .n_classes = 4, .mask = mask, .scores = scores};
         json_t *p = api_ls_prediction(&cfg, &info, &res, "fuzz@1");

@@ -326,6 +326,9 @@ static bool render_json(const api_cam_request *req, const api_model_info *info,
   json_object_set_new(root, "timings",
                       json_pack("{s:f, s:f, s:f, s:f}", "decode_ms", t->decode_ms, "queue_ms",
                                 t->queue_ms, "infer_ms", t->infer_ms, "total_ms", t->total_ms));
+  if (t->input_w > 0)
+    json_object_set_new(root, "model_input",
+                        json_pack("{s:i, s:i}", "width", t->input_w, "height", t->input_h));
   return true;
 }
 

@@ -16,8 +16,11 @@
 #include "ecs/image.h"
 #include "model.h"
 
+/* What the answer reports of how it was made: the times of its stages and the size the model
+ * saw the image at (the input-size policy's canvas; 0 before the model ran). */
 typedef struct api_cam_timings {
   double decode_ms, queue_ms, infer_ms, total_ms;
+  int input_w, input_h;
 } api_cam_timings;
 
 /* Renders the outputs req asks for: on success out holds status 200, the media type and a

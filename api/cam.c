@@ -68,19 +68,19 @@ static bool infer_opts(const api_cam_request *req, const api_model_info *info, f
 }
 
 /* The image the model runs on under the input-size policy (input-size.h): *run stays NULL
- * when it is img itself. An upsampled image over --max-pixels is a 413 that says so. */
-static bool run_image(const api_cam_request *req, const ecs_image *img, ecs_image **run,
-                      api_error *err) {
-  int rw, rh;
+ * when it is img itself. A canvas over --max-pixels is a 413 that says so. */
+static bool run_image(const api_cam_request *req, const api_model_info *info, const ecs_image *img,
+                      ecs_image **run, api_input_plan *plan, api_error *err) {
   *run = NULL;
-  if (!api_input_size(img->width, img->height, &rw, &rh)) return true;
-  if (req->max_pixels && (uint64_t)rw * (uint64_t)rh > (uint64_t)req->max_pixels)
+  if (!api_input_size(img->width, img->height, &info->input, plan)) return true;
+  if (req->max_pixels &&
+      (uint64_t)plan->canvas_w * (uint64_t)plan->canvas_h > (uint64_t)req->max_pixels)
     return api_fail(err, 413, "too_many_pixels",
-                    "the image is %dx%d; at the model's smallest side of %d pixels it would be "
-                    "%dx%d, more than the limit of %zu pixels",
-                    img->width, img->height, ECS_MODEL_MIN_SIDE, rw, rh, req->max_pixels);
+                    "the image is %dx%d; the model would see it at %dx%d, more than the limit of "
+                    "%zu pixels",
+                    img->width, img->height, plan->canvas_w, plan->canvas_h, req->max_pixels);
   ecs_err e = {0};
-  *run = ecs_image_resize(img, rw, rh, &e);
+  *run = api_input_image(img, plan, &info->input, &e);
   return *run || api_fail(err, 503, "out_of_memory", "the server is short of memory: %s", e.msg);
 }
 
@@ -101,10 +101,14 @@ static bool compute(const api_cam_request *req, api_model *m, const api_cam_call
     return false;
   t0 = ecs_monotonic_ns();
   ecs_image *run = NULL;
-  if (!run_image(req, *img, &run, err)) return false;
+  api_input_plan plan;
+  if (!run_image(req, api_model_describe(m), *img, &run, &plan, err)) return false;
+  t->input_w = plan.canvas_w;
+  t->input_h = plan.canvas_h;
   st = api_model_infer(m, call->worker, call->cancel, run ? run : *img, &o, res, &e);
   ecs_image_free(run);
-  if (st == ECS_OK && run) st = api_cam_result_resize(*res, (*img)->width, (*img)->height, &e);
+  if (st == ECS_OK && run)
+    st = api_cam_result_resize(*res, &plan, (*img)->width, (*img)->height, &e);
   t->infer_ms = ms_since(t0);
   if (st != ECS_OK) return infer_failed(err, &e);
   return true;

@@ -155,22 +155,25 @@ ecs_status api_model_open(const api_model_opts *opts, api_model **out, ecs_err *
     api_model_free(m);
     return st;
   }
-  m->info = (api_model_info){.name = m->name,
-                             .version = m->version,
-                             .n_classes = c->n_classes,
-                             .class_names = m->class_ptrs,
-                             .backbone = ecs_backbone_name(c->backbone),
-                             .n_groups = c->n_groups,
-                             .group_names = m->group_ptrs,
-                             .group_start = c->group_start,
-                             .group_member = c->group_member,
-                             .n_synonyms = m->n_synonyms,
-                             .synonyms = (const char *const *)m->synonyms,
-                             .synonym_class = m->synonym_class,
-                             .scores = c->scores == ECS_SCORES_SOFTMAX ? "softmax" : "sigmoid",
-                             .label_threshold = c->label_threshold,
-                             .path = m->path,
-                             .device = m->device};
+  m->info =
+      (api_model_info){.name = m->name,
+                       .version = m->version,
+                       .n_classes = c->n_classes,
+                       .class_names = m->class_ptrs,
+                       .backbone = ecs_backbone_name(c->backbone),
+                       .n_groups = c->n_groups,
+                       .group_names = m->group_ptrs,
+                       .group_start = c->group_start,
+                       .group_member = c->group_member,
+                       .n_synonyms = m->n_synonyms,
+                       .synonyms = (const char *const *)m->synonyms,
+                       .synonym_class = m->synonym_class,
+                       .scores = c->scores == ECS_SCORES_SOFTMAX ? "softmax" : "sigmoid",
+                       .label_threshold = c->label_threshold,
+                       .path = m->path,
+                       .device = m->device,
+                       .input = {.side = c->hp.input_side, .max_aspect = c->hp.input_max_aspect}};
+  ecs_norm_zero_rgb(c->norm, m->info.input.pad);
   *out = m;
   return ECS_OK;
 }

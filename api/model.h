@@ -24,6 +24,7 @@
 #include "ecs/base.h"
 #include "ecs/ecsnet.h"
 #include "ecs/image.h"
+#include "input-size.h"
 
 typedef struct api_model_info {
   const char *name;               /* the model's registry name */
@@ -41,10 +42,11 @@ typedef struct api_model_info {
   int n_synonyms;
   const char *const *synonyms;
   const int *synonym_class;
-  const char *scores;    /* "sigmoid" or "softmax": how the classifier's scores are made */
-  float label_threshold; /* the model's own threshold for predicted labels */
-  const char *path;      /* the model file, or NULL */
-  const char *device;    /* where it runs ("cpu", "cuda:0"), or NULL */
+  const char *scores;     /* "sigmoid" or "softmax": how the classifier's scores are made */
+  float label_threshold;  /* the model's own threshold for predicted labels */
+  const char *path;       /* the model file, or NULL */
+  const char *device;     /* where it runs ("cpu", "cuda:0"), or NULL */
+  api_input_policy input; /* the size the model sees images at (input-size.h) */
 } api_model_info;
 
 typedef struct api_model api_model;

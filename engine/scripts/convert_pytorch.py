@@ -126,7 +126,8 @@ def default_hparams(backbone):
     return {"beta": 0.0, "delta": 0.6, "theta": 0.7, "sigma_factor": 0.08, "lambda": 1.0,
             "lambda_ramp": 0.5, "warmup": 0.6, "eps": 1e-5, "overlay_k": -1,
             "overlay_rates": [2, 3, 4, 0] if backbone == "small" else [8, 12, 16, 0],
-            "bg_in_phi": 1, "cls_on_erased": 1, "no_erase": 0, "no_overlay": 0, "no_phi_filter": 0}
+            "bg_in_phi": 1, "cls_on_erased": 1, "no_erase": 0, "no_overlay": 0, "no_phi_filter": 0,
+            "input_side": 0, "input_max_aspect": 4.0}
 
 
 class ConvertError(Exception):

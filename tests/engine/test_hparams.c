@@ -129,7 +129,9 @@ static void test_model_file_one_key_per_value(void **state) {
   char want[32][64], buf[64];
   for (size_t i = 0; i < n; i++) {
     if (tab[i].scope != ECS_HP_MODEL) continue;
-    const char *v = tab[i].kind == ECS_HP_INT ? "2" : other_value(&tab[i], buf, sizeof buf);
+    const char *v = tab[i].kind == ECS_HP_INT && tab[i].lo <= 2
+                        ? "2" /* K = 2 of the 2 rates */
+                        : other_value(&tab[i], buf, sizeof buf);
     assert_int_equal(ecs_hparam_set(&tab[i], ecs_hparam_ptr(&tab[i], hp, NULL), v, 0, NULL),
                      ECS_OK);
     ecs_hparam_format(&tab[i], ecs_hparam_cptr(&tab[i], hp, NULL), want[i], sizeof want[i]);

@@ -1,6 +1,7 @@
-/* fuzz_input_size.c - libFuzzer target for the input-size policy: any width and height give a
- * run size at least the model's minimum that keeps the image's orientation, and a result at
- * that size resized back has the image's size with every map inside its buffers. */
+/* fuzz_input_size.c - libFuzzer target for the input-size policy: any width, height, model side
+ * and aspect cap give a canvas at least the model's minimum, at most side x cap*side, holding
+ * the scaled image, and a result on that canvas brought back has the image's size with every
+ * map inside its buffers. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,19 @@ static void free_result(ecs_cam_result *r) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 5) return 0;
   int w = 1 + data[0] % 64 * (1 + data[2] % 4), h = 1 + data[1] % 64 * (1 + data[3] % 4);
-  int rw, rh;
-  bool resize = api_input_size(w, h, &rw, &rh);
+  api_input_policy pol = {.side = data[4] & 1 ? 0 : 8 + data[4] % 120,
+                          .max_aspect = 1 + (data[3] >> 4) % 8};
+  api_input_plan plan;
+  bool resize = api_input_size(w, h, &pol, &plan);
+  int rw = plan.canvas_w, rh = plan.canvas_h;
   if (rw < ECS_MODEL_MIN_SIDE || rh < ECS_MODEL_MIN_SIDE) abort();
-  if (!resize && (rw != w || rh != h)) abort();
-  if (resize && ((w < h) != (rw < rh) && w != h && rw != rh)) abort();
+  if (!resize && (rw != w || rh != h || plan.scaled_w != w || plan.scaled_h != h)) abort();
+  if (plan.scaled_w < 1 || plan.scaled_h < 1 || plan.x < 0 || plan.y < 0 ||
+      plan.x + plan.scaled_w > rw || plan.y + plan.scaled_h > rh)
+    abort();
+  int side = pol.side ? pol.side : (w < h ? w : h) < 8 ? 8 : (w < h ? w : h);
+  int sh = rw < rh ? rw : rh, lo = rw < rh ? rh : rw;
+  if (sh != side || lo > pol.max_aspect * side + 1) abort();
   if ((size_t)rw * rh > 1u << 20) return 0;
   ecs_cam_result r = {.w = rw, .h = rh, .n_labels = 1 + data[2] % 3};
   size_t hw = (size_t)rw * rh;
@@ -43,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t p = 0; p < hw * r.n_labels; p++)
     r.cams[p] = (float)data[p % size] / 255.0f;
   ecs_err e;
-  if (api_cam_result_resize(&r, w, h, &e) != ECS_OK) abort();
+  if (api_cam_result_resize(&r, &plan, w, h, &e) != ECS_OK) abort();
   if (r.w != w || r.h != h) abort();
   int64_t phi = 0;
   for (size_t p = 0; p < (size_t)w * h; p++) {

@@ -174,6 +174,31 @@ def test_resize_matches_torch_bilinear(tool, tmp_path, size):
     assert np.abs(got - ref).max() <= 1
 
 
+@pytest.mark.parametrize("src_size,size", [((400, 300), (40, 30)), ((400, 300), (57, 211)),
+                                           ((37, 23), (80, 50)), ((451, 300), (338, 225)),
+                                           ((1000, 7), (13, 1))])
+def test_resample_matches_pillow_bilinear(tool, tmp_path, src_size, size):
+    """The input-size policy's resampler: antialiased when shrinking, as Pillow's BILINEAR."""
+    src = tmp_path / "s.png"
+    g = np.random.default_rng(1)
+    # a smooth picture plus fine noise, so aliasing would show
+    yy, xx = np.mgrid[0:src_size[1], 0:src_size[0]]
+    a = 127 + 60 * np.sin(xx / 9.0)[..., None] * np.cos(yy / 7.0)[..., None] \
+        + g.integers(-60, 60, (src_size[1], src_size[0], 3))
+    im = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8), "RGB")
+    im.save(src)
+    tool("resample", src, tmp_path / "r.raw", *size)
+    got = read_raw(tmp_path / "r.raw").astype(int)
+    ref = np.asarray(im.resize(size, Image.BILINEAR)).astype(int)
+    assert got.shape == ref.shape
+    assert np.abs(got - ref).max() <= 1
+    if size[0] * 4 < src_size[0]:  # without antialiasing the noise would survive the shrink
+        plain = torch.from_numpy(np.asarray(im).astype(np.float32)).permute(2, 0, 1)[None]
+        plain = F.interpolate(plain, size=(size[1], size[0]), mode="bilinear", align_corners=False)
+        plain = plain[0].permute(1, 2, 0).numpy()
+        assert np.abs(plain - ref).mean() > 3 * np.abs(got - ref).mean() + 1
+
+
 def test_chw_normalisation(tool, tmp_path):
     src = tmp_path / "c.png"
     im = picture()

@@ -2,7 +2,8 @@
 them at test time; none is committed): chelsea and coffee (Debian python3-skimage),
 squirrel_cls.jpg (Debian opencv-doc), imgaug 0.4.0's quokka.jpg with its polygon.
 
-Through the server, each photo sent with its short side resized to 225 (the model's size):
+Through the server, each photo sent as it is: the model's input-size policy resizes it to its
+shorter side of 225 (api/input-size.h), and every output comes back at the photo's own size:
 - top-1 class in the expected ImageNet sets (ecsnet id = index + 1);
 - the pointing game: the CAM's peak of the top class lies inside the object (a hand box,
   tests/photos/boxes.json, or the quokka's polygon);
@@ -52,14 +53,11 @@ def photos():
     return d
 
 
-def resized(path):
-    """The photo with its short side at 225 (bilinear), as PNG bytes, and the scale used."""
-    im = Image.open(path).convert("RGB")
-    s = 225 / min(im.size)
-    im2 = im.resize((round(im.width * s), round(im.height * s)), Image.BILINEAR)
-    b = io.BytesIO()
-    im2.save(b, "PNG")
-    return b.getvalue(), s, im2.size
+def original(path):
+    """The photo's own bytes, its media type, and its size."""
+    with Image.open(path) as im:
+        size = im.size
+    return path.read_bytes(), "image/png" if path.suffix == ".png" else "image/jpeg", size
 
 
 def decode(b64):
@@ -84,10 +82,15 @@ def object_mask(photos, name, s, size):
 
 
 def cam_of(srv, photos, name, **fields):
-    png, s, size = resized(photos / name)
-    r = srv.post("/cam", files={"image": (name, png, "image/png")}, data=fields, timeout=120)
+    body, ctype, size = original(photos / name)
+    r = srv.post("/cam", files={"image": (name, body, ctype)}, data=fields, timeout=120)
     assert r.status_code == 200, r.text
-    return r.json(), s, size
+    j = r.json()
+    # outputs at the photo's size, the model's input at its own (shorter side 225)
+    assert (j["width"], j["height"]) == size
+    mi = j["model_input"]
+    assert min(mi["width"], mi["height"]) == 225, mi
+    return j, 1.0, size
 
 
 def evaluate(srv, photos):
@@ -173,8 +176,9 @@ def test_a_random_model_fails(photos, tmp_path):
 
 
 def test_labels_by_group_and_synonym(served, photos):
-    png, s, size = resized(photos / "chelsea.png")
-    img = {"image": ("chelsea.png", png, "image/png")}
+    body, ctype, size = original(photos / "chelsea.png")
+    s = 1.0
+    img = {"image": ("chelsea.png", body, ctype)}
     obj = object_mask(photos, "chelsea.png", s, size)
     r = served.post("/cam", files=img, data={"labels": "cat", "outputs": "cam,scores"})
     assert r.status_code == 200, r.text
@@ -198,3 +202,28 @@ def test_labels_by_group_and_synonym(served, photos):
     r = served.post("/cam", files=img, data={"labels": "tabbby", "outputs": "cam"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_label"
     assert "'tabby'" in r.json()["error"]["message"]
+
+
+def test_a_large_photo_is_seen_at_the_models_size(served, photos):
+    # chelsea at 4x (1804 x 1200, as a camera would send it): the model still sees 338 x 225,
+    # so the top class and the mask are those of the photo at its own size, at 4x
+    body, ctype, (w, h) = original(photos / "chelsea.png")
+    big = Image.open(io.BytesIO(body)).convert("RGB").resize((w * 4, h * 4), Image.BICUBIC)
+    b = io.BytesIO()
+    big.save(b, "JPEG", quality=95)
+    fields = {"labels": "cat", "outputs": "mask,scores"}
+    r = served.post("/cam", files={"image": ("big.jpg", b.getvalue(), "image/jpeg")}, data=fields,
+                    timeout=120)
+    assert r.status_code == 200, r.text
+    jb = r.json()
+    assert (jb["width"], jb["height"]) == (w * 4, h * 4)
+    assert jb["model_input"] == {"width": round(w * 225 / h), "height": 225}
+    j = served.post("/cam", files={"image": ("c.png", body, ctype)}, data=fields).json()
+    top = lambda js: int(np.argmax([sc["score"] for sc in js["scores"][:1000]]))
+    assert top(jb) == top(j)
+    small = np.asarray(Image.fromarray(decode(jb["mask"])).resize((w, h), Image.NEAREST)) != 0
+    own = decode(j["mask"]) != 0
+    assert own.sum() > 0.05 * own.size
+    iou = float((small & own).sum() / (small | own).sum())
+    print("chelsea 4x against 1x: mask IoU", iou)
+    assert iou >= 0.9, iou

@@ -76,7 +76,7 @@ static void test_json(void **state) {
   ecs_cam_result res;
   make_result(&res);
   api_cam_request req = {.outputs = API_OUT_DEFAULT, .format = API_FORMAT_JSON};
-  api_cam_timings t = {1, 2, 3, 6};
+  api_cam_timings t = {1, 2, 3, 6, 0, 0};
   api_response a;
   api_error e;
   req.outputs &= ~(unsigned)API_OUT_ERASED_CAM;

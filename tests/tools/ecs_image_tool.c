@@ -5,6 +5,7 @@
  *   ecs_image_tool decode IN OUT [grey]        decodes (keeping grey when asked) to a raw file
  *   ecs_image_tool indexed IN OUT              palette indices of a PNG mask, raw
  *   ecs_image_tool resize IN OUT W H           decode, bilinear resize, raw
+ *   ecs_image_tool resample IN OUT W H         decode, antialiased resample, raw
  *   ecs_image_tool encode IN OUT [QUALITY]     decode, then write OUT (.png or .jpg)
  *   ecs_image_tool vocmask W H OUT             a palette PNG with index (x + W*y) % 22, and 255
  *                                              on the last row, in the VOC palette
@@ -42,7 +43,8 @@ static int write_raw(const char *path, const ecs_image *img) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s probe|decode|indexed|resize|encode|vocmask|chw ...\n", argv[0]);
+    fprintf(stderr, "usage: %s probe|decode|indexed|resize|resample|encode|vocmask|chw ...\n",
+            argv[0]);
     return 1;
   }
   const char *cmd = argv[1];
@@ -96,8 +98,10 @@ int main(int argc, char **argv) {
   if (ecs_image_read(argv[2], 0, flags, &img, &err) != ECS_OK) return fail(&err);
   if (strcmp(cmd, "decode") == 0) {
     rc = write_raw(argv[3], img);
-  } else if (strcmp(cmd, "resize") == 0 && argc == 6) {
-    ecs_image *r = ecs_image_resize(img, atoi(argv[4]), atoi(argv[5]), &err);
+  } else if ((strcmp(cmd, "resize") == 0 || strcmp(cmd, "resample") == 0) && argc == 6) {
+    ecs_image *r = strcmp(cmd, "resize") == 0
+                       ? ecs_image_resize(img, atoi(argv[4]), atoi(argv[5]), &err)
+                       : ecs_image_resample(img, atoi(argv[4]), atoi(argv[5]), &err);
     rc = r ? write_raw(argv[3], r) : fail(&err);
     ecs_image_free(r);
   } else if (strcmp(cmd, "encode") == 0) {

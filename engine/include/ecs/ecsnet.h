@@ -73,6 +73,9 @@ typedef struct ecs_hparams {
   int no_erase;      /* plain CAM baseline: the erasing branch and L_seg never run */
   int no_overlay;    /* never add dilation branches, whatever overlay_k says */
   int no_phi_filter; /* Phi = every cell (still excluding nothing) */
+  /* the input-size policy of /cam and `ecsnet cam` (api/input-size.h) */
+  int input_side;         /* the shorter side the model sees; <= 0: auto (the image's own) */
+  float input_max_aspect; /* the longer side at most this times the shorter; beyond, padded (4) */
 } ecs_hparams;
 
 /* Up to ECS_MAX_CLASSES - 1 object classes (ImageNet's 1000 fit) and ECS_MAX_GROUPS named
@@ -114,6 +117,9 @@ typedef struct ecs_model ecs_model;
 const char *ecs_backbone_name(ecs_backbone b);
 ecs_status ecs_backbone_parse(const char *name, ecs_backbone *out, ecs_err *err);
 const char *ecs_norm_name(ecs_norm_kind n);
+/* The colour that normalisation n maps to (nearly) zero: what padding the image with looks like
+ * to the network as its convolutions' own zero padding does. */
+void ecs_norm_zero_rgb(ecs_norm_kind n, uint8_t rgb[3]);
 /* The table's defaults (ecs/hparams.h; the overlay rates are those of the big backbones). */
 void ecs_hparams_default(ecs_hparams *hp);
 /* ECS_ERR_INVALID naming the first value outside its row's bounds, or K more than the model's
@@ -247,8 +253,8 @@ typedef struct ecs_cam_result {
   int64_t phi;           /* pixels in Phi */
 } ecs_cam_result;
 
-/* The smallest image side ecs_model_infer takes (the backbone's stride); the api upsamples
- * smaller images to it (api/input-size.h). */
+/* The smallest image side ecs_model_infer takes; the api's input-size policy never gives it a
+ * smaller one (api/input-size.h). */
 #define ECS_MODEL_MIN_SIDE 8
 
 ecs_status ecs_model_infer(const ecs_model *m, ecs_ctx *ctx, const uint8_t *rgb, int h, int w,

@@ -134,6 +134,11 @@ ecs_status ecs_image_write(const char *path, const ecs_image *img, int jpeg_qual
  * interpolate(mode="bilinear", align_corners=False) without antialiasing), rounded to the
  * nearest integer. Works for 1 and 3 channels. */
 ecs_image *ecs_image_resize(const ecs_image *src, int width, int height, ecs_err *err);
+/* Antialiased resize to width x height (>= 1) for the network's input: a triangle filter over
+ * one source pixel when enlarging and over scale source pixels when shrinking, so a large
+ * photo made small keeps every pixel's share (Pillow's BILINEAR resize does the same, within
+ * one grey level). Works for 1 and 3 channels. */
+ecs_image *ecs_image_resample(const ecs_image *src, int width, int height, ecs_err *err);
 /* Mirrors left-right in place. */
 void ecs_image_flip_h(ecs_image *img);
 /* Copies the rectangle [x, x+w) x [y, y+h); parts outside src are filled with fill (per

@@ -56,6 +56,13 @@ static const ecs_hparam k_table[] = {
      NULL, "ablation: never add dilation branches"},
     {"no_phi_filter", "no_phi_filter", "no-phi-filter", ECS_HP_BOOL, HP(no_phi_filter), "false", 0,
      1, NULL, NULL, "ablation: Phi is every cell of the grid"},
+    {"input_side", "input_side", "input-side", ECS_HP_INT, HP(input_side), "0", 8, 4096,
+     "auto: the image's own shorter side (at least 8 px)", NULL,
+     "/cam: the shorter side of the image the model sees (images are resized to it)"},
+    {"input_max_aspect", "input_max_aspect", "input-max-aspect", ECS_HP_FLOAT, HP(input_max_aspect),
+     "4", 1, 64, NULL, NULL,
+     "/cam: the longer side at most this times the shorter; a longer image is scaled to fit and "
+     "padded"},
     /* the run's */
     {"steps", "steps", "steps", ECS_HP_I64, RUN(max_steps), "0", 1, 1e8, "auto: from epochs", NULL,
      "training steps (give steps or epochs)"},

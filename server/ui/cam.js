@@ -104,7 +104,7 @@
     });
   }
 
-  // ---- labels: type-ahead over the model's classes ---------------------------------------
+  // ---- labels: type-ahead over the model's classes, their synonyms and its groups ------
 
   const matches = (q) => ecs.matchNames(st.folded, q, new Set(st.chosen.map((c) =>
     st.index.get(c)).filter((i) => i !== undefined)), 50);
@@ -118,7 +118,8 @@
     const notes = [];
     if (m.via > 0) notes.push(l.synonyms.find((s) => ecs.fold(s) === st.folded[m.i][m.via]));
     if (l.kind === "group") notes.push(`group of ${(l.members || []).length}`);
-    if (notes.length) li.appendChild(ecs.el("span", { class: "muted" }, ` · ${notes.join(" · ")}`));
+    if (notes.length)
+      li.appendChild(ecs.el("span", { class: "muted" }, ` · ${notes.join(" · ")}`));
     return li;
   }
 

@@ -1,6 +1,7 @@
 // common.js - what the page's two views share: DOM helpers, the type-ahead's matcher, the
 // error shape, PNG planes (masks 8- or 16-bit), the VOC colours, and the view switch. Plain
-// JavaScript, no build step, no external asset. Text from the server is only ever set with textContent, never parsed as HTML.
+// JavaScript, no build step, no external asset. Text from the server is only ever set with
+// textContent, never parsed as HTML.
 "use strict";
 
 const ecs = {};

@@ -50,14 +50,14 @@ static json_t *summary_json(const api_model_summary *s) {
   struct tm tm;
   gmtime_r(&t, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_pack("{s:s, s:f, s:o, s:o, s:s, s:s, s:I}", "backbone", s->backbone, "alpha_bg",
-                   s->alpha_bg, "classes", classes, "labels", labels_json(s), "provenance",
-                   s->provenance, "created", when, "bytes", (json_int_t)s->bytes);
+  return json_pack("{s:s, s:f, s:b, s:o, s:o, s:s, s:s, s:I}", "backbone", s->backbone, "alpha_bg",
+                   s->alpha_bg, "refine", s->refine, "classes", classes, "labels", labels_json(s),
+                   "provenance", s->provenance, "created", when, "bytes", (json_int_t)s->bytes);
 }
 
 /* Copies the summary fields of a version into the name's entry. */
 static void adopt(json_t *entry, json_t *ver) {
-  static const char *const keys[] = {"backbone", "alpha_bg",   "classes",
+  static const char *const keys[] = {"backbone", "alpha_bg",   "refine", "classes",
                                      "labels",   "provenance", "created"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
     json_object_set(entry, keys[i], json_object_get(ver, keys[i]));

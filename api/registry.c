@@ -306,6 +306,7 @@ ecs_status api_model_summarise(const char *path, api_model_summary *out, ecs_err
     snprintf(b, sizeof b, "%.6g", (double)strtof(v, NULL));
     out->alpha_bg = strtod(b, NULL);
   }
+  out->refine = (v = ecs_st_meta(f, "refine")) && atoi(v) > 0; /* as the engine reads it */
   v = ecs_st_meta(f, "provenance");
   snprintf(out->provenance, sizeof out->provenance, "%s", v ? v : "");
   if ((v = ecs_st_meta(f, "class_synonyms")) && !(out->synonyms = strdup(v)))

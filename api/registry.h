@@ -68,6 +68,7 @@ ecs_status api_reg_versions(const api_reg *r, const char *name, int **versions, 
 typedef struct api_model_summary {
   char backbone[32];
   double alpha_bg;
+  bool refine; /* metadata "refine": /cam refines the CAMs unless a request says otherwise */
   int n_classes;
   char (*classes)[64]; /* n_classes names, malloc'd */
   char provenance[256];

@@ -1,16 +1,19 @@
 // cam.js - the Masks view: one image, its labels and options to POST /cam, and the answer as
 // pictures (CAM overlays, erase region, erased image and its CAMs, masks over the image),
-// class scores as bars, downloads of the server's own bytes, and the equivalent curl command.
-// The background threshold previews client side from the CAMs and Φ; releasing the slider
-// asks the server again with alpha_bg, so what is downloaded is always what /cam answers.
+// class scores as bars, downloads of the server's own bytes (COCO RLE included), and the
+// equivalent curl command. The background threshold previews client side from the CAMs and Φ;
+// releasing the slider asks the server again with alpha_bg, and the refinement switch asks
+// again with refine, so what is downloaded is always what /cam answers. Masks come as 8-bit
+// palette or 16-bit grey PNGs (the answer's mask_bits); the page reads the ids of either.
 "use strict";
 
 (() => {
   const $ = ecs.$;
-  const OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,scores,erased_image,erase_region";
+  const OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,scores,erased_image,erase_region,coco";
   const st = {
-    classes: [], // names, id k at index k-1
-    lower: [],
+    labels: [], // the model's classes then groups: {id, name, kind, synonyms, members}
+    folded: [], // per label its folded names, the name first (the type-ahead's entries)
+    index: new Map(), // a label's name -> its index in labels
     alphaModel: 0.26,
     file: null,
     image: null, // ImageData of the picture as the browser decoded it
@@ -21,6 +24,7 @@
     options: [],
     busy: false,
     last: null, // the last request's fields (for retry and curl)
+    shown: null, // the fields of the answer shown
     pending: null, // fields to send once the request in flight has ended
   };
 
@@ -32,14 +36,24 @@
       const j = await r.json();
       const m = (j.models || []).find((x) => x.served) || (j.models || [])[0];
       if (!m) throw new Error("no model is served yet");
-      st.classes = (m.classes || []).slice();
-      for (const g of m.groups || []) if (g && g.name) st.classes.push(g.name);
-      st.lower = st.classes.map((c) => c.toLowerCase());
+      // labels (classes with their synonyms, then groups); only classes from an older server
+      st.labels = Array.isArray(m.labels) && m.labels.length
+        ? m.labels.filter((l) => l && typeof l.name === "string")
+        : (m.classes || []).map((name, k) => ({ id: k + 1, name, kind: "class" }));
+      st.folded = st.labels.map((l) => {
+        const names = [ecs.fold(l.name)];
+        for (const s of l.synonyms || []) if (!names.includes(ecs.fold(s))) names.push(ecs.fold(s));
+        return names;
+      });
+      st.index = new Map(st.labels.map((l, i) => [l.name, i]));
       if (typeof m.alpha_bg === "number") st.alphaModel = m.alpha_bg;
       $("alpha").value = st.alphaModel.toFixed(2);
       $("alpha-out").textContent = st.alphaModel.toFixed(2);
-      $("model-line").textContent =
-        `model ${m.name} v${m.version} · ${m.backbone || "?"} · ${st.classes.length} classes`;
+      $("refine").checked = m.refine === true;
+      $("refine-default").textContent = `the model's default: ${m.refine ? "on" : "off"}`;
+      const groups = st.labels.filter((l) => l.kind === "group").length;
+      $("model-line").textContent = `model ${m.name} v${m.version} · ${m.backbone || "?"} · ` +
+        `${st.labels.length - groups} classes` + (groups ? ` and ${groups} groups` : "");
     } catch (e) {
       $("model-line").textContent = `no model: ${e.message}`;
     }
@@ -90,22 +104,34 @@
     });
   }
 
-  // ---- labels: type-ahead over the model's classes ---------------------------------------
+  // ---- labels: type-ahead over the model's classes, their synonyms and its groups ------
 
-  const matches = (q) => ecs.matchNames(st.lower, q, new Set(st.chosen.map((c) =>
-    st.classes.indexOf(c))), 50);
+  const matches = (q) => ecs.matchNames(st.folded, q, new Set(st.chosen.map((c) =>
+    st.index.get(c)).filter((i) => i !== undefined)), 50);
+
+  // An option: the label's name, then (muted) the synonym that matched and what a group holds.
+  function optionItem(m, n) {
+    const l = st.labels[m.i];
+    const li = ecs.el("li", { id: `opt-${n}`, role: "option",
+                              "aria-selected": n === st.active ? "true" : "false" }, null);
+    li.appendChild(ecs.el("span", {}, l.name));
+    const notes = [];
+    if (m.via > 0) notes.push(l.synonyms.find((s) => ecs.fold(s) === st.folded[m.i][m.via]));
+    if (l.kind === "group") notes.push(`group of ${(l.members || []).length}`);
+    if (notes.length)
+      li.appendChild(ecs.el("span", { class: "muted" }, ` · ${notes.join(" · ")}`));
+    return li;
+  }
 
   function renderOptions() {
     const list = $("label-list"), input = $("label-input");
     ecs.clear(list);
     st.options = matches(input.value);
-    st.options.forEach((k, n) => {
-      const li = ecs.el("li", { id: `opt-${n}`, role: "option",
-                                "aria-selected": n === st.active ? "true" : "false" },
-                        st.classes[k]);
+    st.options.forEach((m, n) => {
+      const li = optionItem(m, n);
       li.addEventListener("mousedown", (e) => {
         e.preventDefault();
-        addLabel(st.classes[k]);
+        addLabel(st.labels[m.i].name);
       });
       list.appendChild(li);
     });
@@ -172,7 +198,7 @@
         e.preventDefault();
       } else if (e.key === "Enter") {
         e.preventDefault(); // Enter picks a label; it never submits the form from here
-        if (st.active >= 0 && st.active < n) addLabel(st.classes[st.options[st.active]]);
+        if (st.active >= 0 && st.active < n) addLabel(st.labels[st.options[st.active].i].name);
         else if (input.value.trim()) addLabel(input.value); // the server judges unknown names
       } else if (e.key === "Escape") {
         st.active = -1;
@@ -192,6 +218,7 @@
     if (!f.labels) delete f.labels;
     if (f.scales === "1") delete f.scales;
     if ($("flip").checked) f.flip = "true";
+    f.refine = $("refine").checked ? "true" : "false"; // always said, so curl asks the same
     const a = Number($("alpha").value);
     if (alphaChanged || Math.abs(a - st.alphaModel) > 1e-6) f.alpha_bg = a.toFixed(2);
     return f;
@@ -294,8 +321,13 @@
   // ---- the answer -------------------------------------------------------------------------
 
   async function decodeAll(j) {
-    const grey = async (b64) => ecs.greyPlane(await ecs.decodePng(ecs.b64ToBytes(b64)));
-    const mask = async (b64) => ecs.maskPlane(await ecs.decodePng(ecs.b64ToBytes(b64)));
+    const size = (m) => {
+      if (m.width !== j.width || m.height !== j.height)
+        throw new Error(`a ${m.width}×${m.height} picture in a ${j.width}×${j.height} answer`);
+      return m.samples;
+    };
+    const grey = async (b64) => size(await ecs.pngSamples(ecs.b64ToBytes(b64)));
+    const mask = async (b64) => size(await ecs.maskPlane(ecs.b64ToBytes(b64), j.mask_bits));
     const p = { w: j.width, h: j.height, cams: [], erased: [] };
     for (const c of j.cams || []) p.cams.push(await grey(c.png));
     for (const c of j.erased_cams || []) p.erased.push(await grey(c.png));
@@ -311,7 +343,7 @@
   // The CAM mask and the combined mask at threshold a, from the 8-bit CAMs and Φ.
   function previewMasks(a) {
     const p = st.planes, n = p.w * p.h, ids = st.result.labels.map((l) => l.id);
-    const cam = new Uint8Array(n), comb = new Uint8Array(n);
+    const cam = new Uint16Array(n), comb = new Uint16Array(n);
     const thr = a * 255;
     for (let q = 0; q < n; q++) {
       let best = thr, l = 0;
@@ -321,7 +353,7 @@
           l = ids[i];
         }
       cam[q] = l;
-      comb[q] = p.ecsMask[q] !== 255 ? p.ecsMask[q] : l;
+      comb[q] = p.ecsMask[q] !== ecs.IGNORE ? p.ecsMask[q] : l;
     }
     p.preview = { cam, comb };
   }
@@ -350,11 +382,13 @@
     g.putImageData(out, 0, 0);
   }
 
-  const maskColour = (plane) => (q) => {
-    const id = plane[q];
-    if (id === 0) return null;
-    return [ecs.palette[id * 3], ecs.palette[id * 3 + 1], ecs.palette[id * 3 + 2]];
+  // A mask's pixel in its id's VOC colour; background (0) shows the image, ignore white.
+  const colours = new Map([[ecs.IGNORE, [255, 255, 255]]]);
+  const colourOf = (id) => {
+    if (!colours.has(id)) colours.set(id, ecs.vocColour(id));
+    return colours.get(id);
   };
+  const maskColour = (plane) => (q) => (plane[q] === 0 ? null : colourOf(plane[q]));
 
   function figure(id, caption) {
     const fig = ecs.el("figure", { id }, null);
@@ -370,7 +404,6 @@
     if (!j) return;
     ecs.clear($("figures"));
     const base = baseImage();
-    const refine = $("refine").checked;
     const prev = p.preview;
     paint(figure("fig-image", `image ${p.w}×${p.h}`), base, null);
     j.labels.forEach((l, i) => {
@@ -383,12 +416,30 @@
             (q) => ecs.jet(p.erased[i][q] / 255));
     });
     const tag = prev ? " (preview)" : "";
-    const main = refine ? (prev ? prev.comb : p.mask) : prev ? prev.cam : p.camMask;
-    paint(figure("fig-mask", refine ? `combined mask${tag}` : `mask without refinement${tag}`),
-          base, maskColour(main));
-    paint(figure("fig-cam-mask", `CAM mask${tag}`), base, maskColour(prev ? prev.cam : p.camMask));
-    paint(figure("fig-ecs-mask", "ECS mask (Φ; white: outside)"), base, (q) =>
-      p.ecsMask[q] === 255 ? [255, 255, 255] : maskColour(p.ecsMask)(q));
+    const refined = st.shown && st.shown.refine === "true" ? ", refined" : "";
+    paint(figure("fig-mask", `combined mask${refined}${tag}`), base,
+          maskColour(prev ? prev.comb : p.mask));
+    paint(figure("fig-cam-mask", `CAM mask${refined}${tag}`), base,
+          maskColour(prev ? prev.cam : p.camMask));
+    paint(figure("fig-ecs-mask", "ECS mask (Φ; white: outside)"), base, maskColour(p.ecsMask));
+  }
+
+  // The masks' ids with their colours and names (mask_ids), ignore included.
+  function renderLegend(j) {
+    const ul = $("legend");
+    ecs.clear(ul);
+    for (const m of j.mask_ids || []) {
+      const id = m.id === (j.mask_bits === 16 ? 65535 : 255) ? ecs.IGNORE : m.id;
+      const li = ecs.el("li", { "data-id": m.id }, null);
+      const sw = ecs.el("span", { class: "swatch", "aria-hidden": "true" }, null);
+      sw.style.background = id === 0 ? "transparent" : `rgb(${colourOf(id).join(",")})`;
+      li.appendChild(sw);
+      li.appendChild(ecs.el("span", {}, `${m.id} ${m.name}`));
+      ul.appendChild(li);
+    }
+    $("legend-bits").textContent = j.mask_bits
+      ? `Mask PNGs: ${j.mask_bits === 16 ? "16-bit grey (65535 = ignore)"
+                                          : "8-bit VOC palette (255 = ignore)"}.` : "";
   }
 
   function renderScores(j) {
@@ -425,25 +476,21 @@
       add(`erased_cam_${c.name}.png`, ecs.b64ToBytes(c.png), "image/png");
     for (const k of ["mask", "cam_mask", "ecs_mask", "erase_region", "erased_image"])
       if (j[k]) add(`${k}.png`, ecs.b64ToBytes(j[k]), "image/png");
-    const p = st.planes, anns = [];
-    for (const l of j.labels) {
-      const bits = new Uint8Array(p.w * p.h);
-      let area = 0;
-      for (let q = 0; q < bits.length; q++) if (p.mask[q] === l.id) (bits[q] = 1), area++;
-      if (!area) continue;
-      anns.push({ category_id: l.id, category_name: l.name, area,
-                  segmentation: { size: [p.h, p.w], counts: ecs.cocoRle(bits, p.w, p.h) } });
-    }
-    const coco = { image: { width: p.w, height: p.h }, model: j.model, annotations: anns };
-    add("mask.coco.json", new TextEncoder().encode(JSON.stringify(coco)), "application/json");
+    // the server's outputs=coco as it answered it (the CLI's coco.json): one COCO compressed
+    // RLE per class of the combined mask
+    if (Array.isArray(j.coco))
+      add("coco.json", new TextEncoder().encode(JSON.stringify(j.coco)), "application/json");
   }
 
   async function show(j, f) {
+    const planes = await decodeAll(j); // nothing changes when the answer cannot be shown
     st.result = j;
-    st.planes = await decodeAll(j);
+    st.planes = planes;
+    st.shown = f;
     $("results").hidden = false;
     renderScores(j);
     render();
+    renderLegend(j);
     renderDownloads(j);
     $("curl").value = curlOf(f);
   }
@@ -460,7 +507,8 @@
       $("opacity-out").textContent = `${$("opacity").value}%`;
       render();
     });
-    $("refine").addEventListener("change", render);
+    // refinement is the server's (along the image's colours): a new request
+    $("refine").addEventListener("change", () => st.result && st.file && send(fields(false)));
     $("alpha").addEventListener("input", () => {
       $("alpha-out").textContent = Number($("alpha").value).toFixed(2);
       if (!st.planes) return;

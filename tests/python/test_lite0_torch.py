@@ -180,6 +180,7 @@ def test_served_with_1000_classes(state, tmp_path):
         assert s.wait_line(r"serving model ecsnet-imagenet-lite0 version 1 on cpu") is not None
         [m] = s.get("/v1/models").json()["models"]
         assert m["name"] == "ecsnet-imagenet-lite0" and m["backbone"] == "efficientnet_lite0"
+        assert m["refine"] is True and m["versions"][0]["refine"] is True  # its default
         assert len(m["classes"]) == 1000 and m["classes"][282] == "tiger cat"
         groups = {g["name"]: g for g in m["labels"] if g["kind"] == "group"}
         assert len(groups) == 20 and groups["cat"]["id"] == 1008

@@ -326,6 +326,7 @@ def test_models_routes_list_the_served_model(served, model_file):
     assert m["name"] == "tiny" and m["version"] == 1 and m["served"] is True
     assert m["classes"] == CLASSES and m["backbone"] == "small"
     assert abs(m["alpha_bg"] - 0.26) < 1e-6
+    assert m["refine"] is False  # no metadata "refine": /cam does not refine unless asked
     assert "trained by ecsnet" in m["provenance"]
     assert served.get("/v1/models/tiny").json()["name"] == "tiny"
     assert served.get("/v1/models/other").status_code == 404

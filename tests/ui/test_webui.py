@@ -1,14 +1,18 @@
-"""The web page in a real browser: Debian's chromium driven by Playwright against a live
-ecsnet-server (the shipped model, a synthetic dataset, an admin token).
+"""The web page in a real browser: Debian's chromium driven by Playwright against live
+ecsnet-servers (the synthetic model with a synthetic dataset and an admin token; the ImageNet
+model ecsnet-imagenet-lite0 on a real photo).
 
 What a user does, checked on what the page shows: an image uploaded, labels chosen by
-type-ahead, overlays of the image's size, the sliders changing the rendered mask pixels (on
-screenshots), every download equal to the bytes POST /cam answers (and the COCO RLE to the
-mask), the curl command giving the same answer, error messages (a bad file, an unknown label,
-a full queue with its retry), a training job started from the admin view and followed to its
-end, cancel, resume, activate and delete; the same flow by keyboard alone at a 375-px
-viewport in the dark scheme. Every test fails on a console error, a page error, a failed
-request or an HTTP error status the test did not expect.
+type-ahead (among 1,020 names by prefix, synonym and group with the ImageNet model), overlays
+of the image's size, the masks drawn in their ids' colours whether the server sent an 8-bit
+palette or a 16-bit mask (ids above 254), the sliders changing the rendered mask pixels (on
+screenshots), the refinement switch sending refine, every download equal to the bytes POST
+/cam answers (the COCO RLE being the server's coco output), the curl command giving the same
+answer, error messages (a bad file, an unknown label, a full queue with its retry), a training
+job started from the admin view and followed to its end, cancel, resume, activate and delete;
+the same flow by keyboard alone at a 375-px viewport in the dark scheme. Every test fails on a
+console error, a page error, a failed request or an HTTP error status the test did not
+expect.
 
 Run by tests/ui/run.sh (which installs chromium and playwright); ECSNET_UI_SCREENSHOTS=DIR
 also writes the README's screenshots there.
@@ -35,7 +39,10 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("ECSNET_BUILD_DIR", REPO / "build")).resolve()
 CHROMIUM = os.environ.get("ECSNET_CHROMIUM", "/usr/bin/chromium")
 TOKEN = "ui-test-token-0123456789"
-OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,scores,erased_image,erase_region"
+OUTPUTS = "cam,erased_cam,mask,cam_mask,ecs_mask,scores,erased_image,erase_region,coco"
+LITE0 = REPO / "models" / "ecsnet-imagenet-lite0.safetensors"
+PHOTOS = pathlib.Path(os.environ.get("ECSNET_PHOTOS",
+                                     REPO / ".venv" / "share" / "ecsnet" / "photos"))
 SHOTS = os.environ.get("ECSNET_UI_SCREENSHOTS")
 # The shared 2-core machine can be slow to answer: assertions wait up to 20 s for the page
 expect.set_options(timeout=20_000)
@@ -50,12 +57,12 @@ def binary(name):
 class Server:
     """ecsnet-server on a free port, its output collected (to check that no token is logged)."""
 
-    def __init__(self, data_dir, *args):
+    def __init__(self, data_dir, *args, model=REPO / "models" / "ecsnet-synth-small.safetensors"):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ECSNET_")}
         env["ECSNET_ADMIN_TOKEN"] = TOKEN
         cmd = [str(binary("ecsnet-server")), "--listen", "127.0.0.1:0", "--data-dir",
                str(data_dir), "--device", "cpu", "--threads", "2",
-               "--shipped-model", str(REPO / "models" / "ecsnet-synth-small.safetensors"), *args]
+               "--shipped-model", str(model), *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env=env, text=True)
         self.lines = []
@@ -174,10 +181,47 @@ def page(browser, server):
 
 
 def cam(server, photo, **fields):
-    r = requests.post(server.url + "/cam", files={"image": (photo.name, photo.read_bytes(),
-                                                            "image/jpeg")}, data=fields)
+    kind = "image/png" if photo.suffix == ".png" else "image/jpeg"
+    r = requests.post(server.url + "/cam", files={"image": (photo.name, photo.read_bytes(), kind)},
+                      data=fields)
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def voc_colour(i):
+    """The VOC colour map's colour of id i (its bits spread over R, G and B), for any id."""
+    r = g = b = 0
+    for j in range(8):
+        r |= ((i >> 0) & 1) << (7 - j)
+        g |= ((i >> 1) & 1) << (7 - j)
+        b |= ((i >> 2) & 1) << (7 - j)
+        i >>= 3
+    return r, g, b
+
+
+def mask_ids(png_b64, bits):
+    """A mask PNG of the server as its ids, checked to be encoded as mask_bits says."""
+    img = Image.open(io.BytesIO(base64.b64decode(png_b64)))
+    if bits == 16:
+        assert img.mode in ("I;16", "I;16B", "I"), img.mode  # 16-bit grey
+    else:
+        assert img.mode == "P", img.mode  # the VOC palette
+    return np.asarray(img).astype(np.int64)
+
+
+def assert_mask_drawn(pg, fig_id, ids, ignore):
+    """At 100 % opacity a mask's picture is the image where the id is 0, white where it is
+    ignore, else the id's VOC colour."""
+    drawn, image = canvas_pixels(pg, fig_id), canvas_pixels(pg, "fig-image")
+    assert drawn.shape[:2] == ids.shape
+    want = image.copy()
+    for i in np.unique(ids):
+        if i != 0:
+            want[ids == i] = (255, 255, 255) if i == ignore else voc_colour(int(i))
+    bad = np.argwhere((drawn != want).any(axis=2))
+    assert not len(bad), f"{fig_id}: {len(bad)} pixels wrong, e.g. {bad[0]} id {ids[tuple(bad[0])]}"
+
+
 
 
 def choose_labels(pg, *prefixes):
@@ -216,6 +260,20 @@ def downloads(pg):
     return got
 
 
+def cam_request_fields(req):
+    """The form fields of a POST /cam the page sent (multipart), the image left out."""
+    body = req.post_data_buffer
+    ctype = req.headers["content-type"]
+    boundary = re.search(r"boundary=(.+)", ctype).group(1).encode()
+    out = {}
+    for part in body.split(b"--" + boundary)[1:-1]:
+        head, _, value = part.partition(b"\r\n\r\n")
+        name = re.search(rb'name="([^"]+)"', head).group(1).decode()
+        if name != "image":
+            out[name] = value[:-2].decode()  # the part ends with CRLF
+    return out
+
+
 def rle_decode(counts, h, w):
     """COCO's compressed RLE string back to a column-major binary mask."""
     vals, i = [], 0
@@ -247,6 +305,9 @@ def test_upload_labels_overlays_sliders_downloads_and_curl(page, server, photo, 
     pg.goto(server.url + "/")
     expect(pg.locator("#model-line")).to_contain_text("ecsnet-synth-small")
     assert contrast(pg) >= 7  # the light scheme (the dark one: the keyboard test)
+    # the synthetic model does not refine by default: the switch starts off
+    expect(pg.locator("#refine-default")).to_have_text("the model's default: off")
+    assert not pg.locator("#refine").is_checked()
     pg.set_input_files("#file", str(photo))
     choose_labels(pg, ("bi", "bird"), ("fi", "fish"))
     pg.click("#run")
@@ -277,26 +338,18 @@ def test_upload_labels_overlays_sliders_downloads_and_curl(page, server, photo, 
     pg.keyboard.press("End")
     expect(pg.locator("#opacity-out")).to_have_text("100%")
 
-    # the downloads are the bytes POST /cam answers for the same request
-    srv = cam(server, photo, labels="bird,fish", outputs=OUTPUTS)
-    got = downloads(pg)
-    want = {f"cam_{c['name']}.png": c["png"] for c in srv["cams"]}
-    want.update({f"erased_cam_{c['name']}.png": c["png"] for c in srv["erased_cams"]})
-    want.update({f"{k}.png": srv[k] for k in ("mask", "cam_mask", "ecs_mask", "erase_region",
-                                              "erased_image")})
-    assert set(got) == set(want) | {"mask.coco.json"}, sorted(got)
-    for name, b64 in want.items():
-        assert got[name] == base64.b64decode(b64), name
-    mask = np.asarray(Image.open(io.BytesIO(got["mask.png"])))
-    coco = json.loads(got["mask.coco.json"])
-    assert coco["image"] == {"width": 128, "height": 128}
-    assert {a["category_name"] for a in coco["annotations"]} <= {"bird", "fish"}
-    assert coco["annotations"]
-    for a in coco["annotations"]:
-        assert a["segmentation"]["size"] == [128, 128]
-        bits = rle_decode(a["segmentation"]["counts"], 128, 128)
-        assert np.array_equal(bits, (mask == a["category_id"]).astype(np.uint8)), a["category_name"]
-        assert a["area"] == int(bits.sum())
+    # the downloads are the bytes POST /cam answers for the same request (the page says
+    # refine=false, the model's default, so that curl asks the same whatever the model)
+    srv = cam(server, photo, labels="bird,fish", outputs=OUTPUTS, refine="false")
+    assert srv["mask_bits"] == 8  # ids 0..6: the VOC palette PNG
+    expect(pg.locator("#legend-bits")).to_contain_text("8-bit VOC palette")
+    expect(pg.locator("#legend li")).to_have_text(
+        [f"{m['id']} {m['name']}" for m in srv["mask_ids"]])
+    # the masks drawn in their ids' colours
+    for fig, key in (("fig-mask", "mask"), ("fig-cam-mask", "cam_mask"),
+                     ("fig-ecs-mask", "ecs_mask")):
+        assert_mask_drawn(pg, fig, mask_ids(srv[key], 8), 255)
+    assert_downloads_are_the_answer(pg, srv, 128, 128)
 
     # the curl command asks the same thing
     cmd = pg.locator("#curl").input_value()
@@ -328,37 +381,294 @@ def test_upload_labels_overlays_sliders_downloads_and_curl(page, server, photo, 
     low = canvas_pixels(pg, "fig-cam-mask")
     assert not np.array_equal(low, canvas_pixels(pg, "fig-image"))
 
-    # the refinement switch: the main mask is the CAM mask without it
-    pg.locator("#refine").uncheck()
-    expect(pg.locator("#fig-mask figcaption")).to_contain_text("without refinement")
-    assert np.array_equal(canvas_pixels(pg, "fig-mask"), canvas_pixels(pg, "fig-cam-mask"))
+
+def assert_downloads_are_the_answer(pg, srv, w, h):
+    """Every download is the bytes of the server's answer srv: CAMs, masks, pictures, and
+    coco.json its coco output, whose RLE is in turn the mask's classes."""
+    got = downloads(pg)
+    want = {f"cam_{c['name']}.png": c["png"] for c in srv["cams"]}
+    want.update({f"erased_cam_{c['name']}.png": c["png"] for c in srv["erased_cams"]})
+    want.update({f"{k}.png": srv[k] for k in ("mask", "cam_mask", "ecs_mask", "erase_region",
+                                              "erased_image")})
+    assert set(got) == set(want) | {"coco.json"}, sorted(got)
+    for name, b64 in want.items():
+        assert got[name] == base64.b64decode(b64), name
+    assert json.loads(got["coco.json"]) == srv["coco"]
+    mask = mask_ids(srv["mask"], srv["mask_bits"])
+    assert srv["coco"] and [c["id"] for c in srv["coco"]] == sorted(
+        set(np.unique(mask).tolist()) - {0, 255, 65535})
+    for c in srv["coco"]:
+        assert c["segmentation"]["size"] == [h, w]
+        bits = rle_decode(c["segmentation"]["counts"], h, w)
+        assert np.array_equal(bits, (mask == c["id"]).astype(np.uint8)), c["name"]
+        assert c["area"] == int(bits.sum())
+    return got
 
 
 def test_type_ahead_stays_fast_on_thousands_of_names(page, server):
-    """The page's own matcher on 20,000 names (an ImageNet model with its groups has ~1,100):
-    prefix matches first, then substring ones, 50 at most, and each keystroke well under a
-    frame."""
+    """The page's own matcher on 20,000 labels with two synonyms each (the ImageNet model has
+    1,020 labels): the ranks (equal, name prefix, synonym prefix, word start, anywhere), 50 at
+    most, each keystroke well under a frame."""
     pg = page
     pg.goto(server.url + "/")
     r = pg.evaluate("""() => {
         const names = [];
         const kinds = ['tabby cat', 'dog', 'bird'];
-        for (let i = 0; i < 20000; i++) names.push(`class ${i} ` + kinds[i % 3]);
-        names.push('Cat');
-        const lower = names.map(n => n.toLowerCase());
-        const first = ecs.matchNames(lower, 'ca', new Set(), 50).map(i => names[i]);
-        const none = ecs.matchNames(lower, 'zebra', new Set(), 50).length;
-        const skip = ecs.matchNames(lower, 'cat', new Set([20000]), 50).map(i => names[i]);
-        const qs = ['c', 'cl', 'cla', 'class 1', 'class 19', 'tab', 'dog', 'bird', 'x', ''];
+        for (let i = 0; i < 20000; i++)
+          names.push([`class ${i} ` + kinds[i % 3], `syn ${i}`, `Other_Name ${i}`]);
+        names.push(['Cat']);
+        names.push(['catamount', 'x']);
+        names.push(['wild thing', 'Cat_Like']);
+        const entries = names.map(ns => ns.map(ecs.fold));
+        const pick = (q, ex) => ecs.matchNames(entries, q, ex || new Set(), 50)
+          .map(m => names[m.i][m.via]);
+        const qs = ['c', 'cl', 'cla', 'class 1', 'class 19', 'tab', 'dog', 'bird', 'x', '',
+                    'syn 1', 'other name'];
         const t0 = performance.now();
-        for (let k = 0; k < 20; k++) for (const q of qs) ecs.matchNames(lower, q, new Set(), 50);
-        return {first, none, skip, ms: (performance.now() - t0) / (20 * qs.length)};
+        for (let k = 0; k < 20; k++) for (const q of qs) ecs.matchNames(entries, q, new Set(), 50);
+        return {cat: pick('CAT'), none: pick('zebra').length, skip: pick('cat', new Set([20000])),
+                syn: pick('syn 12'), fold: pick('other name 7'),
+                ms: (performance.now() - t0) / (20 * qs.length)};
     }""")
-    assert r["first"][0] == "Cat" and len(r["first"]) == 50  # the prefix match leads
-    assert all("ca" in n.lower() for n in r["first"])
+    # equal first, then the name prefix, the synonym prefix, then word starts
+    assert r["cat"][:3] == ["Cat", "catamount", "Cat_Like"], r["cat"][:5]
+    assert len(r["cat"]) == 50 and r["cat"][3] == "class 0 tabby cat"
     assert r["none"] == 0
-    assert "Cat" not in r["skip"] and len(r["skip"]) == 50
+    assert "Cat" not in r["skip"] and r["skip"][0] == "catamount"
+    assert r["syn"][0] == "syn 12" and all(n.startswith("syn 12") for n in r["syn"])
+    assert r["fold"][0] == "Other_Name 7"  # '_' and space alike, any case
     assert r["ms"] < 16, f"{r['ms']:.2f} ms per keystroke"  # a frame at 60 Hz
+
+
+def png_bytes(samples, bits, palette, filters):
+    """A PNG written by hand: grey (8 or 16 bits) or palette samples, each row with the given
+    filter (0 none, 1 sub, 2 up, 3 average, 4 Paeth), so the page's reader meets every one."""
+    import struct
+    import zlib
+    h, w = samples.shape
+    bpp = bits // 8
+    rows = samples.astype(">u2").view(np.uint8).reshape(h, w * 2) if bits == 16 else \
+        samples.astype(np.uint8)
+    raw, prev = bytearray(), np.zeros(w * bpp, np.int64)
+    for y in range(h):
+        cur, f = rows[y].astype(np.int64), filters[y % len(filters)]
+        out = np.zeros_like(cur)
+        for i in range(len(cur)):
+            a = cur[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            pred = [0, a, b, (a + b) // 2,
+                    a if pa <= pb and pa <= pc else b if pb <= pc else c][f]
+            out[i] = (cur[i] - pred) & 255
+        raw += bytes([f]) + bytes(out.astype(np.uint8))
+        prev = cur
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bits,
+                                                                3 if palette else 0, 0, 0, 0))
+    if palette:
+        png += chunk(b"PLTE", bytes(range(256)) * 3)
+    z = zlib.compress(bytes(raw))
+    return png + chunk(b"IDAT", z[:len(z) // 2]) + chunk(b"IDAT", z[len(z) // 2:]) + \
+        chunk(b"IEND", b"")
+
+
+def test_the_png_reader_reads_every_filter_and_encoding(page, server):
+    """The page's own PNG reader (ecs.pngSamples, ecs.maskPlane) on 16-bit grey, 8-bit grey and
+    8-bit palette PNGs using every row filter and two IDAT chunks: the exact samples, ignore
+    as 65535 either way, and a clear error for an encoding the answer did not announce."""
+    pg = page
+    pg.goto(server.url + "/")
+    rng = np.random.default_rng(7)
+    cases = []
+    for bits, palette in ((16, False), (8, False), (8, True)):
+        top = 65535 if bits == 16 else 255
+        s = rng.integers(0, top + 1, (9, 13))
+        s[0, 0], s[1, 1] = top, 0
+        cases.append((s, png_bytes(s, bits, palette, [0, 1, 2, 3, 4]), bits, palette))
+    for s, png, bits, palette in cases:
+        got = pg.evaluate("""async ([b64, bits, palette]) => {
+            const bytes = ecs.b64ToBytes(b64);
+            const m = await ecs.pngSamples(bytes);
+            let mask = null, err = null;
+            try { mask = Array.from((await ecs.maskPlane(bytes, bits)).samples); }
+            catch (e) { err = e.message; }
+            return {w: m.width, h: m.height, bits: m.bits, palette: m.palette,
+                    samples: Array.from(m.samples), mask, err};
+        }""", [base64.b64encode(png).decode(), bits, palette])
+        assert (got["w"], got["h"], got["bits"], got["palette"]) == (13, 9, bits, palette)
+        assert got["samples"] == s.reshape(-1).tolist()
+        if bits == 16 or palette:  # the two encodings of a mask
+            want = s.copy()
+            want[want == (65535 if bits == 16 else 255)] = 65535
+            assert got["err"] is None and got["mask"] == want.reshape(-1).tolist()
+        else:  # an 8-bit grey PNG is no mask encoding
+            assert "8-bit palette" in got["err"], got["err"]
+    # a 16-bit mask where mask_bits says 8, and the reverse
+    err = pg.evaluate("""async ([a, b]) => {
+        const out = [];
+        for (const [b64, bits] of [[a, 8], [b, 16]])
+          try { await ecs.maskPlane(ecs.b64ToBytes(b64), bits); out.push(null); }
+          catch (e) { out.push(e.message); }
+        return out;
+    }""", [base64.b64encode(cases[0][1]).decode(), base64.b64encode(cases[2][1]).decode()])
+    assert "8-bit palette" in err[0] and "16-bit grey" in err[1], err
+
+
+def missing(what):
+    """Without the ImageNet model or the photos (an install that could not reach a package
+    registry) the test skips saying so; CI requires them."""
+    if os.environ.get("CI") or os.environ.get("ECSNET_CI"):
+        pytest.fail(f"{what}: CI requires it")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="module")
+def lite0(work):
+    """ecsnet-server serving ecsnet-imagenet-lite0 (1,000 classes, 20 groups, refine on)."""
+    if not LITE0.exists():
+        missing(f"{LITE0} is missing (make build makes it)")
+    s = Server(work / "data-lite0", "--workers", "1", model=LITE0)
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def chelsea(work):
+    """skimage's chelsea.png (a tabby cat) at 225 px on its short side, as the server's own
+    tests of the model use it: 338x225."""
+    src = PHOTOS / "chelsea.png"
+    if not src.exists():
+        subprocess.run(["bash", str(REPO / "tests" / "photos" / "fetch.sh")], capture_output=True)
+    if not src.exists():
+        missing(f"{src} is missing (tests/photos/fetch.sh fetches it)")
+    img = Image.open(src).convert("RGB")
+    k = 225 / min(img.size)
+    out = work / "chelsea.png"
+    img.resize((round(img.width * k), round(img.height * k)), Image.BILINEAR).save(out)
+    return out
+
+
+def options(pg, query):
+    box = pg.locator("#label-input")
+    box.fill(query)
+    expect(pg.locator("#label-list")).to_be_visible()
+    return pg.locator("#label-list li")
+
+
+def test_imagenet_model_groups_synonyms_16bit_masks_and_refine(browser, lite0, chelsea,
+                                                               tmp_path):
+    """The real 1,000-class model on a real photo: the type-ahead finds a group, a class by a
+    synonym and by a prefix among 1,020 labels, fast; the group "cat" (id 1008) makes 16-bit
+    masks, drawn in their ids' colours; the refinement switch asks again with refine, and the
+    downloads are the server's answer each time."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    pg = ctx.new_page()
+    pg.watch = Watch(pg, lite0.url)
+    sent = []  # the fields of every POST /cam the page sends (a route sees the whole body)
+
+    def record(route):
+        if route.request.method == "POST":
+            sent.append(cam_request_fields(route.request))
+        route.continue_()
+
+    pg.route("**/cam", record)
+    try:
+        pg.goto(lite0.url + "/")
+        expect(pg.locator("#model-line")).to_contain_text(
+            re.compile(r"ecsnet-imagenet-lite0 v1 .* 1000 classes and 20 groups"))
+        # the model refines by default: the switch starts on
+        expect(pg.locator("#refine-default")).to_have_text("the model's default: on")
+        assert pg.locator("#refine").is_checked()
+
+        # a group by its name, a class by a synonym, a class by a prefix
+        pg.locator("#label-input").click()
+        opts = options(pg, "cat")
+        expect(opts.first).to_have_text("cat · group of 5")
+        expect(opts.nth(1)).to_contain_text("cat")
+        opts = options(pg, "tabby c")  # "tabby, tabby cat": the synonym matches
+        expect(opts.first).to_have_text("tabby · tabby cat")
+        opts = options(pg, "mountain li")  # cougar's synonym "mountain lion"
+        expect(opts.first).to_have_text("cougar · mountain lion")
+        opts = options(pg, "Egyptian_C")  # '_' and space alike, any case
+        expect(opts.first).to_have_text("Egyptian cat")
+        opts = options(pg, "tab")
+        expect(opts.first).to_have_text("tabby")
+        # each keystroke, matching and drawing the list, well under a frame on 1,020 labels
+        ms = pg.evaluate("""() => {
+            const box = document.getElementById('label-input');
+            const qs = ['c', 'ca', 'cat', 't', 'ta', 'tab', 'tabb', 'd', 'do', 'dog', 'golden r',
+                        'e', 'ele', 'x', 'mountain', ''];
+            const t0 = performance.now();
+            for (let k = 0; k < 5; k++)
+              for (const q of qs) { box.value = q; box.dispatchEvent(new Event('input')); }
+            return (performance.now() - t0) / (5 * qs.length);
+        }""")
+        print(f"type-ahead on 1,020 labels: {ms:.2f} ms a keystroke")
+        assert ms < 16, f"{ms:.2f} ms a keystroke"
+        pg.locator("#label-input").fill("")
+        pg.locator("#label-input").press_sequentially("cat")
+        expect(pg.locator("#label-list li").first).to_have_text("cat · group of 5")
+        pg.locator("#label-input").press("Enter")
+        expect(pg.locator("#chips li span")).to_have_text(["cat"])
+
+        pg.set_input_files("#file", str(chelsea))
+        pg.click("#run")
+        expect(pg.locator("#status")).to_contain_text("done in", timeout=30000)
+        assert sent == [{"labels": "cat", "outputs": OUTPUTS, "refine": "true"}], sent
+        sizes = pg.evaluate("""() => [...document.querySelectorAll('#figures canvas')]
+            .map(c => [c.closest('figure').id, c.width, c.height])""")
+        assert [s[0] for s in sizes] == ["fig-image", "fig-cam-1008", "fig-region", "fig-erased",
+                                         "fig-erased-cam-1008", "fig-mask", "fig-cam-mask",
+                                         "fig-ecs-mask"], sizes
+        assert all((w, h) == (338, 225) for _, w, h in sizes), sizes
+        expect(pg.locator("#fig-mask figcaption")).to_have_text("combined mask, refined")
+        expect(pg.locator("#scores li.used")).to_contain_text(["cat"])
+
+        srv = cam(lite0, chelsea, **sent[0])
+        assert srv["mask_bits"] == 16  # id 1008: a 16-bit grey PNG, 65535 = ignore
+        expect(pg.locator("#legend-bits")).to_contain_text("16-bit grey")
+        expect(pg.locator("#legend li")).to_have_text(
+            [f"{m['id']} {m['name']}" for m in srv["mask_ids"]])
+        assert [m["id"] for m in srv["mask_ids"]] == [0, 1008, 65535]
+        pg.locator("#opacity").focus()
+        pg.keyboard.press("End")
+        expect(pg.locator("#opacity-out")).to_have_text("100%")
+        drawn = {}
+        for fig, key in (("fig-mask", "mask"), ("fig-cam-mask", "cam_mask"),
+                         ("fig-ecs-mask", "ecs_mask")):
+            ids = mask_ids(srv[key], 16)
+            assert_mask_drawn(pg, fig, ids, 65535)
+            drawn[key] = ids
+        assert (drawn["mask"] == 1008).sum() > 1000  # the cat covers much of the photo
+        assert (drawn["ecs_mask"] == 65535).any()
+        on = assert_downloads_are_the_answer(pg, srv, 338, 225)
+        if SHOTS:
+            pg.screenshot(path=os.path.join(SHOTS, "ui-imagenet.png"), full_page=True)
+
+        # the refinement switch: a new request with refine=false, its answer shown and
+        # downloaded, and the curl command says so too
+        pg.locator("#refine").uncheck()
+        expect(pg.locator("#fig-mask figcaption")).to_have_text("combined mask", timeout=30000)
+        expect(pg.locator("#status")).to_contain_text("done in", timeout=30000)
+        assert len(sent) == 2 and sent[1] == dict(sent[0], refine="false"), sent
+        off_fields = sent[1]
+        expect(pg.locator("#curl")).to_have_value(re.compile("-F 'refine=false'"))
+        srv_off = cam(lite0, chelsea, **off_fields)
+        off = assert_downloads_are_the_answer(pg, srv_off, 338, 225)
+        assert off["mask.png"] != on["mask.png"]  # refinement moved the mask's edges
+        assert_mask_drawn(pg, "fig-mask", mask_ids(srv_off["mask"], 16), 65535)
+        shutil.copy(chelsea, tmp_path / chelsea.name)
+        out = subprocess.run(["bash", "-c", pg.locator("#curl").input_value()], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+        assert json.loads(out)["mask"] == srv_off["mask"]
+        pg.watch.check()
+    finally:
+        ctx.close()
 
 
 def test_errors_are_shown(page, server, photo, tmp_path):

@@ -205,12 +205,11 @@ static void add_task_label(api_ls_task *t, const api_model_info *info, const cha
     len--;
   int k = class_id(info, s, len);
   if (!k || t->n_labels >= API_LABELS_HARD_MAX) return;
-  const char *name = api_label_name(info, k);
   for (int i = 0; i < t->n_labels; i++)
-    if (strcmp(t->labels[i].name, name) == 0) return;
+    if (t->labels[i].id == k) return;
   api_label *l = &t->labels[t->n_labels++];
-  l->id = -1;
-  snprintf(l->name, sizeof l->name, "%s", name);
+  l->id = k;
+  snprintf(l->name, sizeof l->name, "%s", api_label_name(info, k));
 }
 
 /* The choices of the newest annotation that holds the Choices control. */
@@ -267,14 +266,31 @@ void api_ls_model_version(const api_model_info *info, char *out, size_t n) {
   snprintf(out, n, "%s@%d", info->name, info->version);
 }
 
-/* The config's label for class k (its own spelling), or NULL. */
-static const char *config_label(const api_ls_control *k, const api_model_info *info, int id) {
-  if (!k->present) return NULL;
+/* The config's label naming label id exactly (its own spelling), or NULL. */
+static const char *config_label_of(const api_ls_control *k, const api_model_info *info, int id) {
   for (int i = 0; i < k->n_labels; i++) {
     int cid = class_id(info, k->labels[i], strlen(k->labels[i]));
     if (cid == id) return k->labels[i];
   }
   return NULL;
+}
+
+/* The config's label for mask id k: the one naming k (a class, by its name or a synonym, or a
+ * group), else, for a class, the one naming a group the class belongs to (a "tabby" given
+ * as the task's label is a "cat" region in a config of VOC names); NULL when none. */
+static const char *config_label(const api_ls_control *k, const api_model_info *info, int id) {
+  if (!k->present) return NULL;
+  const char *l = config_label_of(k, info, id);
+  for (int g = 0; !l && id <= info->n_classes && g < info->n_groups; g++) {
+    int n;
+    const uint16_t *m = api_label_members(info, info->n_classes + 1 + g, &n);
+    for (int i = 0; i < n; i++)
+      if (m[i] == id) {
+        l = config_label_of(k, info, info->n_classes + 1 + g);
+        break;
+      }
+  }
+  return l;
 }
 
 static json_t *region(const api_ls_config *c, const api_ls_control *k, const char *type,

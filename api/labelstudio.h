@@ -7,8 +7,10 @@
  *
  * The labeling config: an <Image name=N value="$KEY"/> (the task's data[KEY] is the image)
  * and <BrushLabels> and/or <PolygonLabels> (toName=N) whose <Label value=V/> children name
- * the classes to emit, matched to the model's class names without regard to case; config
- * labels the model lacks are ignored, classes the config lacks are not emitted. An optional
+ * the classes to emit, matched to the model's labels by the api's resolver (labels.h: class
+ * names, synonyms and group names, without regard to case); a class the config does not name
+ * is emitted under the config's label of its group where the config names one. Config labels
+ * the model lacks are ignored, classes the config lacks are not emitted. An optional
  * <Choices> control (toName=N) holds image-level labels in annotations. */
 #ifndef API_LABELSTUDIO_H
 #define API_LABELSTUDIO_H

@@ -220,10 +220,9 @@ static bool add_task(srv *s, const char *dir, const api_ls_config *cfg, const ap
   if (ok && !(jpg = as_jpeg(s, img, n, &jn, &e))) ok = false;
   snprintf(id, sizeof id, "ls-%lld-%lld", (long long)project, (long long)tid);
   int o = snprintf(line, sizeof line, "%s", id);
-  for (int i = 0; ok && i < t.n_labels; i++)
-    for (int k = 1; k <= info->n_classes; k++)
-      if (strcmp(info->class_names[k - 1], t.labels[i].name) == 0)
-        o += snprintf(line + o, sizeof line - (size_t)o, " %d", k);
+  for (int i = 0; ok && i < t.n_labels; i++) /* classes only: a group is no training label */
+    if (t.labels[i].id >= 1 && t.labels[i].id <= info->n_classes)
+      o += snprintf(line + o, sizeof line - (size_t)o, " %d", t.labels[i].id);
   if (ok) {
     ok = PATHF(path, "%s/JPEGImages/%s.jpg", dir, id) && put_file(path, jpg, jn);
     ok = ok && PATHF(path, "%s/labels.txt", dir) && set_line(path, id, line);

@@ -170,11 +170,13 @@ static void end_one(struct srv_ls_state *st) {
   if (atomic_fetch_sub(&st->left, 1) == 1) finish(st);
 }
 
-/* Builds the /cam request of a task: its labels (or none: predicted), the mask and scores. */
+/* Builds the /cam request of a task: its labels by id (or none: predicted), the mask and
+ * scores. Ids, not names: a class's own name can be another class's synonym too (ImageNet's
+ * "crane"), and names would be resolved a second time. */
 static bool task_request(const srv *s, const api_ls_task *t, api_cam_request *req, api_error *err) {
-  char labels[API_LABELS_HARD_MAX * API_LABEL_MAX] = "";
+  char labels[API_LABELS_HARD_MAX * 8] = "";
   for (int i = 0, o = 0; i < t->n_labels; i++)
-    o += snprintf(labels + o, sizeof labels - (size_t)o, "%s%s", i ? "," : "", t->labels[i].name);
+    o += snprintf(labels + o, sizeof labels - (size_t)o, "%s%d", i ? "," : "", t->labels[i].id);
   api_kv kv[2] = {{"outputs", "mask,scores"}, {"labels", labels}};
   api_cam_limits lim = {.max_labels = API_LABELS_HARD_MAX,
                         .max_image = (size_t)s->cfg.max_body,
@@ -200,6 +202,7 @@ static json_t *run_task(ls_job *lj, int worker) {
   api_cam_call call = {.worker = worker,
                        .cancel = &st->cancel,
                        .label_threshold = (float)s->cfg.label_threshold,
+                       .label_topk = s->cfg.label_topk,
                        .t0_ns = st->r->t0_ns};
   ecs_image *img = NULL;
   ecs_cam_result *res = NULL;

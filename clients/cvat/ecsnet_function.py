@@ -5,9 +5,11 @@
 
 cvat-cli downloads the task's frames, calls detect() on each and uploads the shapes. The
 function asks ecsnet for each frame's combined mask (labels predicted by ecsnet's classifier;
---conf-threshold drops classes scoring under it) and returns one mask shape per class, or its
-outer polygons with --conv-mask-to-poly. Its labels are the served model's classes, read from
-/v1/models when the function is created."""
+--conf-threshold drops labels scoring under it) and returns one mask shape per label, or its
+outer polygons with --conv-mask-to-poly. Its labels are read from /v1/models when the function
+is created: the served model's label groups where it has them (ecsnet-imagenet-lite0: the 20
+PASCAL VOC names, cat, dog, ...), else its classes; `-p labels=str:all` offers every class and
+group instead (each label's id is ecsnet's own: 1..K classes, K+1.. groups)."""
 import io
 import os
 import sys
@@ -20,12 +22,12 @@ import ecsnet_common as ec  # noqa: E402
 
 
 class EcsnetFunction:
-    def __init__(self, url):
+    def __init__(self, url, labels="auto"):
         self.url = url
-        classes, self.model_version = ec.served_classes(url)
+        spec, self.model_version = ec.served_labels(url, labels)
+        self.ids = {k for k, _ in spec}
         self.spec = cvataa.DetectionFunctionSpec(
-            labels=[cvataa.label_spec(name, k, type="mask") for k, name in
-                    enumerate(classes, start=1)])
+            labels=[cvataa.label_spec(name, k, type="mask") for k, name in spec])
 
     def detect(self, context, image):
         buf = io.BytesIO()
@@ -34,7 +36,7 @@ class EcsnetFunction:
         answer = ec.cam(self.url, buf.getvalue(),
                         "mask,scores,polygons" if poly else "mask,scores")
         shapes = []
-        for k, _name, _score, bitmap in ec.regions(answer, context.conf_threshold):
+        for k, _name, _score, bitmap in ec.regions(answer, context.conf_threshold, self.ids):
             if poly:
                 shapes += [cvataa.polygon(k, ring) for ring in ec.outer_rings(answer, k)]
             else:
@@ -42,6 +44,7 @@ class EcsnetFunction:
         return shapes
 
 
-def create(url=None):
-    """The function factory cvat-cli calls with -p url=str:http://... (default $ECSNET_URL)."""
-    return EcsnetFunction(url or os.environ.get("ECSNET_URL", "http://127.0.0.1:8080"))
+def create(url=None, labels="auto"):
+    """The function factory cvat-cli calls with -p url=str:http://... (default $ECSNET_URL) and
+    -p labels=str:groups|all (default: groups where the model has them, else its classes)."""
+    return EcsnetFunction(url or os.environ.get("ECSNET_URL", "http://127.0.0.1:8080"), labels)

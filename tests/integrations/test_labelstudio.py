@@ -16,10 +16,11 @@ import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
 
-from conftest import MODEL, Server, cam, combined_mask
+from conftest import LS_PASSWORD as PASSWORD
+from conftest import LS_USER as USER
+from conftest import Server, cam, combined_mask
 
 CLASSES = ["cat", "dog", "bird", "fish", "horse", "sheep"]
-USER, PASSWORD = "labelstudio", "a-long-password"
 ADMIN = "labelstudio-loop-admin-token-0123"
 
 

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,8 @@ static void task_labels(void **state) {
   assert_int_equal(task.n_labels, 2); /* zebra dropped, dog once, the model's spelling */
   assert_string_equal(task.labels[0].name, "dog");
   assert_string_equal(task.labels[1].name, "cat");
+  assert_int_equal(task.labels[0].id, 2); /* resolved once, passed on by id */
+  assert_int_equal(task.labels[1].id, 1);
   json_decref(t);
   /* From the newest annotation with the Choices; a cancelled one does not count. */
   t = json_loads("{\"id\": 8, \"data\": {\"photo\": \"x\"}, \"annotations\": ["
@@ -132,6 +135,71 @@ static void prediction_regions(void **state) {
   json_decref(p);
 }
 
+/* A model of 300 classes and one group (the ImageNet model's shape): 16-bit mask ids, config
+ * labels naming a synonym and a group, a member class emitted under its group's label. */
+static void prediction_regions_by_synonym_and_group(void **state) {
+  (void)state;
+  enum { K = 300, W = 5, H = 2 };
+  static char names[K][16];
+  static const char *name_ptrs[K];
+  for (int k = 0; k < K; k++) {
+    snprintf(names[k], sizeof names[k], "class %d", k + 1);
+    name_ptrs[k] = names[k];
+  }
+  name_ptrs[281] = "tabby";
+  name_ptrs[282] = "tiger cat";
+  static const char *groups[1] = {"cat"};
+  static const uint16_t start[2] = {0, 2}, member[2] = {282, 283};
+  static const char *syn[2] = {"tabby", "tabby cat"};
+  static const int syn_class[2] = {282, 282};
+  const api_model_info info = {.name = "big",
+                               .version = 1,
+                               .n_classes = K,
+                               .class_names = name_ptrs,
+                               .n_groups = 1,
+                               .group_names = groups,
+                               .group_start = start,
+                               .group_member = member,
+                               .n_synonyms = 2,
+                               .synonyms = syn,
+                               .synonym_class = syn_class};
+  api_ls_config c;
+  api_error e;
+  assert_true(api_ls_parse_config("<View><Image name='i' value='$image'/>"
+                                  "<BrushLabels name='b' toName='i'><Label value='Tabby Cat'/>"
+                                  "<Label value='unicorn'/><Label value='CAT'/></BrushLabels>"
+                                  "</View>",
+                                  &c, &e));
+  /* tabby (282), tiger cat (283), the group cat (301), class 7 (not in the config), ignore */
+  uint16_t mask[W * H] = {282, 282, 0, 283, 301, 7, 7, 65535, 301, 0};
+  float scores[K + 1] = {0};
+  ecs_cam_result res = {.w = W, .h = H, .n_classes = K, .mask = mask, .scores = scores};
+  json_t *p = api_ls_prediction(&c, &info, &res, "big@1");
+  assert_non_null(p);
+  json_t *r = json_object_get(p, "result");
+  assert_int_equal(json_array_size(r), 3);
+  const char *want_label[3] = {"Tabby Cat", "CAT", "CAT"};
+  const char *want_id[3] = {"ecsnet-brush-282", "ecsnet-brush-283", "ecsnet-brush-301"};
+  for (int i = 0; i < 3; i++) {
+    json_t *reg = json_array_get(r, (size_t)i);
+    assert_string_equal(json_string_value(json_object_get(reg, "id")), want_id[i]);
+    assert_string_equal(json_string_value(json_array_get(
+                            json_object_get(json_object_get(reg, "value"), "brushlabels"), 0)),
+                        want_label[i]);
+  }
+  json_decref(p);
+  /* The task's labels by synonym and group name, as ids above 254. */
+  json_t *t = json_loads("{\"id\": 1, \"data\": {\"image\": \"x\", \"labels\":"
+                         " \"tabby cat, Cat, unicorn\"}}",
+                         0, NULL);
+  api_ls_task task;
+  assert_true(api_ls_read_task(t, &c, &info, &task, &e));
+  assert_int_equal(task.n_labels, 2);
+  assert_int_equal(task.labels[0].id, 282);
+  assert_int_equal(task.labels[1].id, 301);
+  json_decref(t);
+}
+
 static void fetch_rules(void **state) {
   (void)state;
   srv_fetch *f = NULL;
@@ -181,6 +249,7 @@ int main(void) {
       cmocka_unit_test(config_is_read),
       cmocka_unit_test(task_labels),
       cmocka_unit_test(prediction_regions),
+      cmocka_unit_test(prediction_regions_by_synonym_and_group),
       cmocka_unit_test(fetch_rules),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
     result: null, // the last JSON answer
     planes: null, // its decoded planes
     chosen: [],
+    modelKey: null, // NAME@VERSION of the model the labels are from
     active: -1, // the highlighted option of the label list
     options: [],
     busy: false,
@@ -30,12 +31,17 @@
 
   // ---- the served model -----------------------------------------------------------------
 
+  // Read when the Masks view is shown, so a model activated in the Admin view is the one
+  // offered here; labels the new model lacks leave the chosen ones.
   async function loadModel() {
     try {
       const r = await fetch("/v1/models", { headers: { Accept: "application/json" } });
       const j = await r.json();
       const m = (j.models || []).find((x) => x.served) || (j.models || [])[0];
       if (!m) throw new Error("no model is served yet");
+      const key = `${m.name}@${m.version}`;
+      if (key === st.modelKey) return;
+      st.modelKey = key;
       // labels (classes with their synonyms, then groups); only classes from an older server
       st.labels = Array.isArray(m.labels) && m.labels.length
         ? m.labels.filter((l) => l && typeof l.name === "string")
@@ -46,6 +52,8 @@
         return names;
       });
       st.index = new Map(st.labels.map((l, i) => [l.name, i]));
+      st.chosen = st.chosen.filter((name) => st.index.has(name));
+      renderChips();
       if (typeof m.alpha_bg === "number") st.alphaModel = m.alpha_bg;
       $("alpha").value = st.alphaModel.toFixed(2);
       $("alpha-out").textContent = st.alphaModel.toFixed(2);
@@ -539,6 +547,6 @@
     wireLabels();
     wireOptions();
     renderChips();
-    loadModel();
+    ecs.views.masks.push(loadModel);
   });
 })();

@@ -802,6 +802,11 @@ def test_admin_trains_a_job_to_its_end(page, server):
     expect(pg.locator("#versions tbody tr", has_text="ecsnet-synth-small")).to_have_count(0)
     models = requests.get(server.url + "/v1/models").json()["models"]
     assert [m["name"] for m in models] == ["ui-syn"]
+    # the Masks view now offers the activated model's labels, without a reload
+    pg.click("#tab-masks")
+    expect(pg.locator("#model-line")).to_contain_text("model ui-syn v1")
+    pg.click("#tab-admin")
+    expect(pg.locator("#view-admin")).to_be_visible()
 
     # an evaluation job of the served model, its figures shown
     pg.select_option("#job-kind", "eval")

@@ -209,6 +209,25 @@ static ecs_status bad_field(const char **field, const char *name, ecs_err *err, 
   return why ? ecs_err_set(err, ECS_ERR_INVALID, "%s", why) : err->status;
 }
 
+/* The hyper-parameters of a new model (the backbone's defaults and the request's values) as
+ * the engine will check them when the job builds it: what no single field's range can say,
+ * that the first `overlay` dilation branches have rates, is a 422 now rather than a failed job.
+ * (A fine-tuned model starts from its base model's values, known once the job loads it.) */
+static ecs_status check_new_model(const json_t *b, ecs_backbone backbone, const char **field,
+                                  ecs_err *err) {
+  ecs_model_config *cfg = malloc(sizeof *cfg);
+  if (!cfg) return ecs_err_set(err, ECS_ERR_NOMEM, "the server is short of memory");
+  ecs_model_config_default(cfg, backbone, 1);
+  const char *bad = NULL;
+  ecs_status st = srv_train_hparams(b, &cfg->hp, NULL, &bad, err); /* check_fields passed it */
+  if (st == ECS_OK && (st = ecs_hparams_check(&cfg->hp, err)) != ECS_OK)
+    bad = json_object_get(b, "overlay") || !json_object_get(b, "overlay_rates") ? "overlay"
+                                                                                : "overlay_rates";
+  free(cfg);
+  *field = bad;
+  return st;
+}
+
 /* POST /admin/train's fields beyond their types; dir and base receive the resolved paths. */
 static ecs_status check_train(const srv *s, const json_t *b, char dir[PATH_MAX],
                               char base[PATH_MAX], const char **field, ecs_err *err) {
@@ -228,6 +247,8 @@ static ecs_status check_train(const srv *s, const json_t *b, char dir[PATH_MAX],
     return bad_field(field, "backbone", err, "one of small, resnet38d, vgg16d, efficientnet_lite0");
   if (bm && resolve_model(s, bm, base, PATH_MAX, err) != ECS_OK)
     return bad_field(field, "base_model", err, NULL);
+  if (!bm && check_new_model(b, bb ? backbone : ECS_BACKBONE_SMALL, field, err) != ECS_OK)
+    return err->status;
   if (!mn && !api_reg_name_valid(ds))
     return bad_field(field, "model_name", err,
                      "required when the dataset's name is not a valid model name");
@@ -319,7 +340,9 @@ enum MHD_Result srv_admin_train(srv_req *r) {
   const char *bad = NULL;
   ecs_err e = {0};
   if (check_train(r->s, b, dir, base, &bad, &e) != ECS_OK) {
-    ret = invalid(r, bad, e.msg);
+    ret = e.status == ECS_ERR_NOMEM
+              ? srv_fail(r, 503, "out_of_memory", "the server is short of memory")
+              : invalid(r, bad, e.msg);
     json_decref(b);
     return ret;
   }

@@ -1,7 +1,8 @@
 """The live server against its own /openapi.json with schemathesis: every documented route,
 generated valid and invalid inputs, checking statuses, content types, headers and response
-schemas. A 503 is expected (no model yet), so instead of schemathesis's "no 5xx" check the test
-reads the server's own metrics afterwards: not one 500 may have been answered."""
+schemas, one call at a time (test_server_stateful.py follows the links). A 503 is expected (no
+model yet), so instead of schemathesis's "no 5xx" check the test reads the server's own metrics
+afterwards: not one 500 may have been answered."""
 import re
 import subprocess
 import sys
@@ -17,7 +18,7 @@ def test_schemathesis_against_live_server(server):
            "--checks", "all", "--exclude-checks", "not_a_server_error",
            "--hypothesis-max-examples", "25", "--hypothesis-seed", "20261129",
            "--hypothesis-deadline", "5000", "-w", "1", "--no-color",
-           "--max-response-time", "5000"]
+           "--max-response-time", "5000", "--stateful", "none"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=280)
     tail = r.stdout[-6000:] + r.stderr[-2000:]
     assert r.returncode == 0, tail
@@ -80,5 +81,51 @@ def test_model_responses_match_the_schema(tmp_path, bin_path):
             r = case.call()
             assert r.status_code == 200, r.text
             case.validate_response(r)
+    finally:
+        assert s.stop() == 0
+
+
+# ---- the engine's refusals never reach the client as a 500 ---------------------------------------
+
+def test_values_the_engine_refuses_are_4xx(tmp_path, repo_root):
+    """api/cam.c answers an engine error it has no mapping for as 500 inference_failed; each
+    value the engine refuses (engine/src/model/infer.c: a label outside 1..K, alpha_bg outside
+    0..1, more than 8 scales or one outside 0.25..2, an image under 8x8) must be stopped
+    before it, as a 4xx that says why, or be served (docs/reliability/5xx-audit.md)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from test_server_fixture import Server
+
+    def png(w, h):
+        buf = io.BytesIO()
+        rng = np.random.default_rng(w * 31 + h)
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+        return buf.getvalue()
+
+    s = Server("--model", str(repo_root / "models" / "ecsnet-synth-small.safetensors"),
+               "--device", "cpu", data_dir=tmp_path / "data")
+    try:
+        k = len(s.get("/v1/models").json()["models"][0]["classes"])
+        refused = [f"labels={k + 1}", "labels=4294967297", "labels=-1", "alpha_bg=1.5",
+                   "alpha_bg=nan", "alpha_bg=-inf", "scales=" + ",".join(["1"] * 9),
+                   "scales=0.2", "scales=2.5", "scales=nan", "scales=,", "label_topk=0",
+                   "label_topk=21", f"labels=1&label={k}&format=png&outputs=cam"]
+        for q in refused:
+            r = s.post("/cam?" + q, data=png(20, 20), headers={"Content-Type": "image/png"})
+            assert 400 <= r.status_code < 500, (q, r.status_code, r.text)
+            assert r.json()["error"]["message"], (q, r.text)
+        # at the edges of what is accepted, and under the engine's 8 px (upsampled)
+        for (w, h), q in (((20, 20), "alpha_bg=0&scales=0.25,2&flip=true"),
+                          ((20, 20), f"labels=0,{k}"), ((1, 1), "scales=0.25"),
+                          ((8, 8), "scales=0.25,0.25,0.25,0.25,0.25,0.25,0.25,0.25"),
+                          ((3, 600), "scales=0.25&refine=true")):
+            r = s.post("/cam?" + q, data=png(w, h), headers={"Content-Type": "image/png"})
+            assert r.status_code == 200, (w, h, q, r.text)
+            assert (r.json()["width"], r.json()["height"]) == (w, h)
+        m = s.get("/metrics").text
+        assert not re.search(r'status="5\d\d"\} [1-9]', m), m
     finally:
         assert s.stop() == 0

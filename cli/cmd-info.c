@@ -102,6 +102,9 @@ int cmd_info(int argc, char **argv) {
   printf("backbone:       %s (output stride %d)\n", ecs_backbone_name(c->backbone),
          ecs_model_output_stride(m));
   printf("normalisation:  %s\n", ecs_norm_name(c->norm));
+  if (c->backbone == ECS_BACKBONE_EFFICIENTNET_LITE0)
+    printf("batch norm:     %s\n",
+           c->bn_train ? "trains (no pretrained statistics)" : "frozen at the file's statistics");
   printf("classes:        %d:", c->n_classes);
   for (int k = 0; k < c->n_classes; k++)
     printf(" %s", c->class_names[k]);

@@ -386,6 +386,17 @@ int cmd_train(int argc, char **argv) {
     m = ecs_model_load(o.resume ? o.resume : t.init, ecs_device_buffer_type(dev), &e);
   else
     m = ecs_model_for_dataset(ds, b, NULL, ecs_device_buffer_type(dev), o.seed, &e);
+  if (m && t.init && !ecs_model_has_classes_of(m, ds)) {
+    /* fine-tuning onto the dataset's classes: the base's weights, a new classifier */
+    ecs_model *base = m;
+    m = ecs_model_for_dataset(ds, ecs_model_get_config(base)->backbone, base,
+                              ecs_device_buffer_type(dev), o.seed, &e);
+    if (m && !t.quiet)
+      printf("the dataset's %d classes differ from %s's %d: the classifier (fc8) starts afresh, "
+             "the other weights come from %s\n",
+             ecs_dataset_n_classes(ds), t.init, ecs_model_get_config(base)->n_classes, t.init);
+    ecs_model_free(base);
+  }
   if (!m) {
     ecs_dataset_free(ds);
     return failure(&e);

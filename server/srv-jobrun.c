@@ -142,13 +142,6 @@ ecs_status srv_train_hparams(const json_t *req, ecs_hparams *hp, ecs_train_opts 
   return ECS_OK;
 }
 
-static bool same_classes(const ecs_model_config *c, ecs_dataset *ds) {
-  if (c->n_classes != ecs_dataset_n_classes(ds)) return false;
-  for (int k = 1; k <= c->n_classes; k++)
-    if (strcmp(c->class_names[k - 1], ecs_dataset_class_name(ds, k)) != 0) return false;
-  return true;
-}
-
 static void class_list(char *out, size_t n, int k, const char *(*name)(const void *, int),
                        const void *src) {
   size_t len = 0;
@@ -174,7 +167,7 @@ static ecs_model *start_model(run_state *r, const json_t *req, ecs_dataset *ds,
     ecs_model *base = ecs_model_load(base_path, buft, e);
     if (!base) return NULL;
     const ecs_model_config *bc = ecs_model_get_config(base);
-    if (same_classes(bc, ds)) {
+    if (ecs_model_has_classes_of(base, ds)) {
       m = base;
     } else {
       char was[1024], now[1024], note[2400];
@@ -333,8 +326,7 @@ static void run_eval(run_state *r, const json_t *req, ecs_dataset *ds, ecs_devic
   ecs_model *m = ecs_model_load(f_str(req, "model_path"), ecs_device_buffer_type(dev), e);
   if (m && ecs_model_fold_bn(m, e) != ECS_OK) ecs_model_free(m), m = NULL;
   if (!m) return;
-  const ecs_model_config *c = ecs_model_get_config(m);
-  if (!same_classes(c, ds)) {
+  if (!ecs_model_has_classes_of(m, ds)) {
     ecs_err_set(e, ECS_ERR_INVALID, "the model's classes differ from the dataset's");
   } else {
     const char *split = f_str(req, "split") ? f_str(req, "split") : "val";

@@ -126,14 +126,20 @@ def test_bad_datasets_name_the_file(bin_path, dataset, tmp_path):
     assert p.returncode == 1 and "labels.txt" in p.stderr, p.stderr
 
 
-def test_model_from_another_dataset_is_refused(bin_path, dataset, tmp_path):
+def test_model_from_another_dataset_fine_tunes_onto_its_classes(bin_path, dataset, tmp_path):
+    """--init from a model of other classes keeps its backbone and starts a new classifier for
+    the dataset's (tests/python/test_fine_tune.py checks the weights); eval still refuses a
+    model whose classes are not the dataset's."""
     d = tmp_path / "ds"
     shutil.copytree(dataset, d)
     (d / "classes.txt").write_text("a\nb\nc\n")
     model = tmp_path / "m.safetensors"
     run(bin_path, "train", "--data", dataset, "--out", model, "--steps", "1", *SMALL)
-    p = run(bin_path, "train", "--data", d, "--init", model, "--out", tmp_path / "x.safetensors", "--steps", "1",
-            *SMALL, ok=False)
+    out = tmp_path / "x.safetensors"
+    p = run(bin_path, "train", "--data", d, "--init", model, "--out", out, "--steps", "1", *SMALL)
+    assert "classifier (fc8) starts afresh" in p.stdout
+    assert st_io.load(out)[1]["classes"] == '["a","b","c"]'
+    p = run(bin_path, "eval", "--data", d, "--model", model, ok=False)
     assert p.returncode == 1 and "class 1" in p.stderr
 
 

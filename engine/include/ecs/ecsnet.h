@@ -105,7 +105,12 @@ typedef struct ecs_model_config {
   char provenance[256];
   ecs_score_kind scores; /* metadata "scores": "sigmoid" (default) or "softmax" */
   int refine;            /* metadata "refine": inference refines the CAMs by default (0) */
-  int n_groups;          /* G named groups, ids K+1..K+G (metadata "groups") */
+  /* efficientnet_lite0's batch norm: 0 frozen at the file's running statistics (a pretrained
+   * model and what fine-tunes from it), 1 trained (batch statistics, running ones updated,
+   * gamma and beta learnt: a model made from scratch, whose statistics are still 0 and 1);
+   * metadata "bn_train" */
+  int bn_train;
+  int n_groups; /* G named groups, ids K+1..K+G (metadata "groups") */
   char group_names[ECS_MAX_GROUPS][ECS_CLASS_NAME_MAX];
   uint16_t
       group_start[ECS_MAX_GROUPS + 1]; /* group g's members: group_member[start[g-1]..start[g]) */

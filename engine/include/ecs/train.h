@@ -104,6 +104,9 @@ ecs_status ecs_train(ecs_model *m, ecs_ctx *ctx, ecs_dataset *ds, const ecs_trai
  * `ecsnet train` and the server's training jobs. */
 ecs_model *ecs_model_for_dataset(const ecs_dataset *ds, ecs_backbone b, const ecs_model *base,
                                  ecs_buffer_type *buft, uint64_t seed, ecs_err *err);
+/* 1 when m's classes are ds's (the same names, ids 1..K in order): a base model that trains on
+ * as it is, without a new classifier; else 0. */
+int ecs_model_has_classes_of(const ecs_model *m, const ecs_dataset *ds);
 
 #ifdef __cplusplus
 }

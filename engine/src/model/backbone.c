@@ -4,8 +4,8 @@
  * load unchanged. Every forward is split at block B, the 3x3 convolution that step 12 runs at
  * extra dilation rates in F': the trunk runs once and the head (B at one dilation, then the
  * rest up to fc8) once per branch. Frozen parts (resnet38d's batch norm, conv1a and b2; vgg16d's
- * conv1-conv2; efficientnet_lite0's batch norm) are declared non-trainable, so no gradient is
- * ever recorded for them. */
+ * conv1-conv2; efficientnet_lite0's batch norm unless cfg.bn_train) are declared non-trainable, so
+ * no gradient is ever recorded for them. */
 #include "model-impl.h"
 
 #include <stdio.h>
@@ -145,8 +145,9 @@ static const lblock g_lite[] = {
 
 static ecs_status declare_lite(ecs_model *m, ecs_err *err) {
   char c[64], n[64];
+  int tb = m->cfg.bn_train; /* batch norm trained or frozen (ecs_model_config) */
   ecs_status st = conv(m, "_conv_stem", LITE_STEM, 3, 3, 0, 1, err);
-  if (st == ECS_OK) st = bn(m, "_bn0", LITE_STEM, 0, err);
+  if (st == ECS_OK) st = bn(m, "_bn0", LITE_STEM, tb, err);
   for (int i = 0; i < N_LITE && st == ECS_OK; i++) {
     const lblock *b = &g_lite[i];
     int mid = b->in * b->e;
@@ -154,19 +155,19 @@ static ecs_status declare_lite(ecs_model *m, ecs_err *err) {
       snprintf(c, sizeof c, "_blocks.%d._expand_conv", i);
       snprintf(n, sizeof n, "_blocks.%d._bn0", i);
       st = conv(m, c, mid, b->in, 1, 0, 1, err);
-      if (st == ECS_OK) st = bn(m, n, mid, 0, err);
+      if (st == ECS_OK) st = bn(m, n, mid, tb, err);
     }
     snprintf(c, sizeof c, "_blocks.%d._depthwise_conv", i);
     snprintf(n, sizeof n, "_blocks.%d._bn1", i);
     if (st == ECS_OK) st = conv(m, c, mid, 1, b->k, 0, 1, err);
-    if (st == ECS_OK) st = bn(m, n, mid, 0, err);
+    if (st == ECS_OK) st = bn(m, n, mid, tb, err);
     snprintf(c, sizeof c, "_blocks.%d._project_conv", i);
     snprintf(n, sizeof n, "_blocks.%d._bn2", i);
     if (st == ECS_OK) st = conv(m, c, b->out, mid, 1, 0, 1, err);
-    if (st == ECS_OK) st = bn(m, n, b->out, 0, err);
+    if (st == ECS_OK) st = bn(m, n, b->out, tb, err);
   }
   if (st == ECS_OK) st = conv(m, "_conv_head", LITE_HEAD, g_lite[N_LITE - 1].out, 1, 0, 1, err);
-  if (st == ECS_OK) st = bn(m, "_bn1", LITE_HEAD, 0, err);
+  if (st == ECS_OK) st = bn(m, "_bn1", LITE_HEAD, tb, err);
   if (st == ECS_OK) st = conv(m, "fc8", 1 + m->cfg.n_classes, LITE_HEAD, 1, 1, 1, err);
   return st;
 }
@@ -291,9 +292,17 @@ static ecs_tensor *conv_bn_relu_f(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *
   return conv_bn_act_f(m, ctx, x, cname, bnname, stride, pad, dil, 1, ECS_ACT_RELU, training);
 }
 
-/* One MBConv block of efficientnet_lite0, its depthwise convolution at dilation dil. The batch
- * norm is frozen (running statistics), as resnet38d's. */
-static ecs_tensor *lite_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int i, int dil) {
+/* Whether efficientnet_lite0's batch norm runs in training mode in this pass: when training a
+ * model whose batch norm trains (cfg.bn_train); frozen at the running statistics otherwise, as
+ * resnet38d's, which is how the pretrained model fine-tunes. */
+static int lite_bn_training(const ecs_model *m, int training) {
+  return training && m->cfg.bn_train;
+}
+
+/* One MBConv block of efficientnet_lite0, its depthwise convolution at dilation dil. */
+static ecs_tensor *lite_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int i, int dil,
+                              int training) {
+  int bt = lite_bn_training(m, training);
   const lblock *b = &g_lite[i];
   int mid = b->in * b->e;
   char c[64], n[64];
@@ -301,14 +310,14 @@ static ecs_tensor *lite_block(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, i
   if (b->e != 1) {
     snprintf(c, sizeof c, "_blocks.%d._expand_conv", i);
     snprintf(n, sizeof n, "_blocks.%d._bn0", i);
-    y = conv_bn_act_f(m, ctx, y, c, n, 1, 0, 1, 1, ECS_ACT_RELU6, 0);
+    y = conv_bn_act_f(m, ctx, y, c, n, 1, 0, 1, 1, ECS_ACT_RELU6, bt);
   }
   snprintf(c, sizeof c, "_blocks.%d._depthwise_conv", i);
   snprintf(n, sizeof n, "_blocks.%d._bn1", i);
-  y = conv_bn_act_f(m, ctx, y, c, n, b->s, dil * (b->k / 2), dil, mid, ECS_ACT_RELU6, 0);
+  y = conv_bn_act_f(m, ctx, y, c, n, b->s, dil * (b->k / 2), dil, mid, ECS_ACT_RELU6, bt);
   snprintf(c, sizeof c, "_blocks.%d._project_conv", i);
   snprintf(n, sizeof n, "_blocks.%d._bn2", i);
-  y = conv_bn_act_f(m, ctx, y, c, n, 1, 0, 1, 1, ECS_ACT_NONE, 0);
+  y = conv_bn_act_f(m, ctx, y, c, n, 1, 0, 1, 1, ECS_ACT_NONE, bt);
   return b->s == 1 && b->in == b->out ? ecs_add(ctx, x, y) : y;
 }
 
@@ -388,9 +397,10 @@ ecs_trunk ecs_model_trunk(const ecs_model *m, ecs_ctx *ctx, ecs_tensor *x, int t
     t.x = x;
     return t;
   case ECS_BACKBONE_EFFICIENTNET_LITE0:
-    x = conv_bn_act_f(m, ctx, x, "_conv_stem", "_bn0", 2, 1, 1, 1, ECS_ACT_RELU6, 0);
+    x = conv_bn_act_f(m, ctx, x, "_conv_stem", "_bn0", 2, 1, 1, 1, ECS_ACT_RELU6,
+                      lite_bn_training(m, training));
     for (int i = 0; i < N_LITE - 1; i++)
-      x = lite_block(m, ctx, x, i, 1);
+      x = lite_block(m, ctx, x, i, 1, training);
     t.x = x;
     return t;
   default: return t;
@@ -467,8 +477,9 @@ ecs_tensor *ecs_model_head(const ecs_model *m, ecs_ctx *ctx, const ecs_trunk *t,
     x = conv_bn_relu_f(m, ctx, t->x, "conv4", "bn4", 1, dil, dil, training);
     break;
   case ECS_BACKBONE_EFFICIENTNET_LITE0:
-    x = lite_block(m, ctx, t->x, N_LITE - 1, dil);
-    x = conv_bn_act_f(m, ctx, x, "_conv_head", "_bn1", 1, 0, 1, 1, ECS_ACT_RELU6, 0);
+    x = lite_block(m, ctx, t->x, N_LITE - 1, dil, training);
+    x = conv_bn_act_f(m, ctx, x, "_conv_head", "_bn1", 1, 0, 1, 1, ECS_ACT_RELU6,
+                      lite_bn_training(m, training));
     x = ecs_dropout(ctx, x, 0.2f); /* TF's EfficientNet-Lite0 dropout rate before the classifier */
     break;
   default: return NULL;

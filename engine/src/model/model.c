@@ -57,6 +57,7 @@ void ecs_model_config_default(ecs_model_config *cfg, ecs_backbone b, int n_class
     snprintf(cfg->class_names[i], ECS_CLASS_NAME_MAX, "c%d", i + 1);
   cfg->alpha_bg = 0.26f; /* SEAM's value until an evaluation sweep stores a better one */
   cfg->label_threshold = 0.5f;
+  cfg->bn_train = b == ECS_BACKBONE_EFFICIENTNET_LITE0; /* a new model has no statistics yet */
   ecs_hparams_default(&cfg->hp);
   if (b == ECS_BACKBONE_SMALL) {
     /* the small network's maps are 16x16 at 128 px: the prototype's {2, 3} x rates */
@@ -427,6 +428,7 @@ ecs_status ecs_model_add_to_writer(const ecs_model *m, struct ecs_st_writer *w, 
     const char *sk = m->cfg.scores == ECS_SCORES_SOFTMAX ? "softmax" : "sigmoid";
     if (st == ECS_OK) st = ecs_st_writer_meta(w, "scores", sk, err);
     if (st == ECS_OK && m->cfg.refine) st = ecs_st_writer_meta(w, "refine", "1", err);
+    if (st == ECS_OK && m->cfg.bn_train) st = ecs_st_writer_meta(w, "bn_train", "1", err);
     char *gt = m->cfg.n_groups > 0 ? groups_text(&m->cfg) : NULL;
     if (st == ECS_OK && m->cfg.n_groups > 0)
       st = gt ? ecs_st_writer_meta(w, "groups", gt, err)
@@ -596,6 +598,8 @@ static ecs_model *load_from(const ecs_st_file *f, const char *path, ecs_buffer_t
     cfg->scores = ECS_SCORES_SOFTMAX;
   }
   if ((v = ecs_st_meta(f, "refine"))) cfg->refine = atoi(v) > 0;
+  /* a file without the key has its statistics (the converted ImageNet model): frozen */
+  cfg->bn_train = (v = ecs_st_meta(f, "bn_train")) && atoi(v) > 0;
   if ((v = ecs_st_meta(f, "groups")) && ecs_model_groups_parse(cfg, v) < 0) {
     ecs_err_set(err, ECS_ERR_FORMAT,
                 "%s: metadata groups is not \"name:id,id,...;...\" with ids 1..%d (at most %d "

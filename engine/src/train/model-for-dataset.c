@@ -26,6 +26,14 @@ static ecs_status copy_weights(ecs_model *dst_m, const ecs_model *base, ecs_err 
   return ECS_OK;
 }
 
+int ecs_model_has_classes_of(const ecs_model *m, const ecs_dataset *ds) {
+  const ecs_model_config *c = ecs_model_get_config(m);
+  if (c->n_classes != ecs_dataset_n_classes(ds)) return 0;
+  for (int k = 1; k <= c->n_classes; k++)
+    if (strcmp(c->class_names[k - 1], ecs_dataset_class_name(ds, k)) != 0) return 0;
+  return 1;
+}
+
 ecs_model *ecs_model_for_dataset(const ecs_dataset *ds, ecs_backbone b, const ecs_model *base,
                                  ecs_buffer_type *buft, uint64_t seed, ecs_err *err) {
   ecs_model_config *cfg = malloc(sizeof *cfg);
@@ -39,9 +47,13 @@ ecs_model *ecs_model_for_dataset(const ecs_dataset *ds, ecs_backbone b, const ec
   else
     ecs_model_config_default(cfg, b, k_classes);
   cfg->n_classes = k_classes;
-  /* a new classifier: trained with ECS-Net's sigmoid loss, and the base's groups named the
-   * base's classes */
+  /* a new classifier: trained with ECS-Net's sigmoid loss, so the sigmoid's label threshold
+   * (a softmax base such as ecsnet-imagenet-lite0 records 0.1), a freshly initialised channel
+   * 0, and no groups (the base's named the base's classes). The backbone, its input
+   * normalisation (cfg->norm) and batch-norm epsilon (the backbone's) stay the base's. */
   cfg->scores = ECS_SCORES_SIGMOID;
+  cfg->label_threshold = 0.5f;
+  cfg->bg_channel_added = 0;
   cfg->n_groups = 0;
   cfg->refine = 0;
   for (int k = 1; k <= k_classes && k <= ECS_MAX_CLASSES; k++)

@@ -871,6 +871,10 @@ def test_keyboard_only_narrow_dark(browser, work, photo):
                               accept_downloads=True)
     pg = ctx.new_page()
     pg.watch = Watch(pg, server.url)
+    # Arm Playwright's file-chooser interception now, before any round trip to the browser: an
+    # expect_file_chooser() alone arms it with a message nobody waits for, so a key press sent
+    # right after can open the (headless, invisible) chooser before interception is on.
+    pg.on("filechooser", lambda chooser: None)
     try:
         pg.goto(server.url + "/")
         expect(pg.locator("#model-line")).to_contain_text("classes")

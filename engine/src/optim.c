@@ -181,6 +181,7 @@ ecs_status ecs_optim_step(ecs_optim *o, ecs_err *err) {
   for (size_t i = 0; i < o->n; i++) {
     slot *s = &o->s[i];
     if (s->p->frozen) continue; /* frozen after the optimiser was made */
+    s->p->fixed = 0;            /* its values change: backends must not keep copies */
     size_t n = (size_t)ecs_nelements(s->p), bytes = n * sizeof(float);
     float *p = s->p->data, *g = s->p->grad->data;
     if (!o->host) {

@@ -1301,7 +1301,7 @@ static void test_team_sizes(void **state) {
   stats(&s1);
   assert_true(s1.ops > s0.ops);
   assert_int_equal(s1.solo_ops - s0.solo_ops, s1.ops - s0.ops);
-  /* 589824 elements (over 2^19) and 340 MFLOP (over 32) */
+  /* 589824 elements (over 2^19) and 340 MFLOP (over 2) */
   ecs_tensor *xb = rnd(4, 4, 32, 64, 72, -1, 1), *wb = rnd(4, 32, 32, 3, 3, -0.1f, 0.1f);
   ecs_tensor *g = rnd(1, 32, 1, 1, 1, 0.5f, 1.5f), *b = rnd(1, 32, 1, 1, 1, -1, 1);
   ecs_op bn = {.type = ECS_OP_BATCHNORM,

@@ -328,14 +328,39 @@ static void check_fold(ecs_backbone bb, int h, int w, int n_fused) {
   for (int j = 0; j < 2 * 3 * h * w; j++)
     x[j] = (float)((j * 7919) % 29) / 14.5f - 1.0f;
   int64_t n0, n1, n2;
+  ecs_backend_stats r0, r1, g0, g1;
+  ecs_backend_get_stats(p.be_off, &r0);
   float *ref = forward_host(m, p.ctx_off, x, 2, h, w, 0, &n0);
+  ecs_backend_get_stats(p.be_off, &r1);
   assert_false(ecs_model_is_folded(m));
   check_fused(m, &p, x, h, w, 0); /* batch norm between conv and relu: nothing to fuse */
   assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK);
   assert_true(ecs_model_is_folded(m));
   check_fused(m, &p, x, h, w, n_fused);
+  ecs_backend_stats f0, f1, u0, u1;
+  ecs_backend_get_stats(p.be, &f0);
   float *fold = forward_host(m, p.ctx, x, 2, h, w, 0, &n1);
-  float *grad = forward_host(m, p.ctx, x, 2, h, w, 1, &n2);
+  ecs_backend_get_stats(p.be, &f1);
+  /* the fold fixed every weight, the classifier's too, so the backend keeps their reordered
+   * copies: with the mark taken off the trainable ones, each forward reorders them again */
+  ecs_params *ps = ecs_model_params(m);
+  for (size_t i = 0; i < ecs_params_count(ps); i++)
+    assert_true(ecs_params_at(ps, i)->fixed);
+  for (size_t i = 0; i < ecs_params_count(ps); i++)
+    ecs_params_at(ps, i)->fixed = 0;
+  ecs_backend_get_stats(p.be, &u0);
+  free(forward_host(m, p.ctx, x, 2, h, w, 0, &n1));
+  ecs_backend_get_stats(p.be, &u1);
+  if (!(f1.reorders - f0.reorders < u1.reorders - u0.reorders))
+    fail_msg("a folded forward ran %llu reorders, one with its weights not fixed %llu",
+             (unsigned long long)(f1.reorders - f0.reorders),
+             (unsigned long long)(u1.reorders - u0.reorders));
+  assert_int_equal(ecs_model_fold_bn(m, &e), ECS_OK); /* fixed again */
+  ecs_backend_get_stats(p.be_off, &g0);
+  float *grad = forward_host(m, p.ctx_off, x, 2, h, w, 1, &n2);
+  ecs_backend_get_stats(p.be_off, &g1);
+  /* the pass that records gradients runs the unfolded network, op for op */
+  assert_int_equal(g1.ops - g0.ops, r1.ops - r0.ops);
   assert_int_equal(n0, n1);
   assert_int_equal(n0, n2);
   double scale = 0, diff = 0, diff_grad = 0;
@@ -346,7 +371,9 @@ static void check_fold(ecs_backbone bb, int h, int w, int n_fused) {
   }
   assert_true(scale > 0);
   assert_true(diff <= 1e-4 * scale);
-  assert_true(diff_grad <= 1e-6 * scale); /* the unfolded path: the same ops as ref */
+  /* the same ops as ref; the fold fixed the weights, so a 3x3 convolution may now run as
+   * Winograd (dnnl-wino.c), which rounds differently */
+  assert_true(diff_grad <= 1e-4 * scale);
   free(ref), free(fold), free(grad), free(x);
   fuse_pair_free(&p);
   ecs_model_free(m);

@@ -154,7 +154,10 @@ void ecs_model_free(ecs_model *m); /* accepts NULL */
  * convolution and a batch norm. Forward passes that neither train nor record gradients use the
  * folded weights from then on; training, saving and ecs_model_params still see the original
  * parameters. The fold is a snapshot: call it after the weights are final, never on a model
- * that still trains. A second call refreshes it. vgg16d has no batch norm: nothing to fold. */
+ * that still trains. It marks every parameter fixed (ecs_tensor.fixed), so that backends keep
+ * their reordered or transformed copies of all of them; code that then rewrites weights in place
+ * calls it again (a second call refreshes it) and frees the backends that ran the model.
+ * vgg16d has no batch norm: nothing to fold. */
 ecs_status ecs_model_fold_bn(ecs_model *m, ecs_err *err);
 int ecs_model_is_folded(const ecs_model *m);
 ecs_params *ecs_model_params(ecs_model *m);

@@ -42,7 +42,10 @@ typedef struct ecs_tensor {
   struct ecs_node *node;   /* the tape node that produced this tensor, NULL for leaves */
   uint8_t requires_grad;   /* leaves: parameters that train; others: depends on a leaf */
   uint8_t frozen;          /* parameters excluded from training */
-  char name[96];           /* PyTorch state_dict key for parameters, else optional */
+  uint8_t fixed; /* parameters whose values stay as they are until this is cleared, trainable or
+                  * not: backends may keep reordered or transformed copies of them across calls.
+                  * ecs_model_fold_bn sets it on a model's parameters, ecs_optim_step clears it */
+  char name[96]; /* PyTorch state_dict key for parameters, else optional */
 } ecs_tensor;
 
 size_t ecs_dtype_size(ecs_dtype t);

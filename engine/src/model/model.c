@@ -234,6 +234,13 @@ static ecs_status fold_compute(ecs_model *m, const char *conv, const char *bn, v
   return st;
 }
 
+/* Marks every parameter of ps fixed (ecs_tensor.fixed): the inference model's weights are final,
+ * so backends keep their reordered copies of the trainable ones too (the classifier). */
+static void mark_fixed(ecs_params *ps) {
+  for (size_t i = 0; ps && i < ecs_params_count(ps); i++)
+    ecs_params_at(ps, i)->fixed = 1;
+}
+
 ecs_status ecs_model_fold_bn(ecs_model *m, ecs_err *err) {
   ecs_params_free(m->folded);
   m->folded = NULL;
@@ -244,6 +251,7 @@ ecs_status ecs_model_fold_bn(ecs_model *m, ecs_err *err) {
   if (st == ECS_OK && ecs_params_count(f) == 0) { /* nothing to fold (vgg16d) */
     ecs_params_free(f);
     m->folded = NULL;
+    mark_fixed(m->ps);
     return ECS_OK;
   }
   if (st == ECS_OK) st = ecs_params_alloc(f, ecs_params_buffer_type(m->ps), err);
@@ -251,8 +259,11 @@ ecs_status ecs_model_fold_bn(ecs_model *m, ecs_err *err) {
   if (st != ECS_OK) {
     ecs_params_free(m->folded);
     m->folded = NULL;
+    return st;
   }
-  return st;
+  mark_fixed(m->ps);
+  mark_fixed(f);
+  return ECS_OK;
 }
 
 int ecs_model_is_folded(const ecs_model *m) {

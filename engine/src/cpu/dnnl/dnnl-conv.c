@@ -295,8 +295,7 @@ static int build_wino(ecs_dnnl *d, const ecs_op *op, dn_plan *pl, const dn_key *
       g->win.stride[0] != 1 || g->win.stride[1] != 1 || g->win.dil[0] != g->win.dil[1])
     return 0;
   if (conv_relu(op) == DW_POST_RELU6) return 0; /* its output transform fuses ReLU only */
-  if (w->layout != ECS_LAYOUT_PLAIN || (w->requires_grad && !w->frozen) || x->ne[1] < 16 ||
-      w->ne[0] < 16)
+  if (w->layout != ECS_LAYOUT_PLAIN || dn_weight_changes(w) || x->ne[1] < 16 || w->ne[0] < 16)
     return 0;
   dn_key k = *k0;
   dn_key_i(&k, 3); /* after build_phased's kinds 1 and 2 */

@@ -170,6 +170,11 @@ ecs_status dn_phase_unusable(const ecs_op *op, ecs_err *err);
  * unless it trains; its Winograd transform for the plan's tile, shared by the backends of the
  * process; every entry of the backend let go. */
 void *dn_weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *want, ecs_err *err);
+/* Whether t's values may change between calls (a parameter that trains and is not fixed): then
+ * no derived copy of it is kept. */
+static inline int dn_weight_changes(const ecs_tensor *t) {
+  return t->requires_grad && !t->frozen && !t->fixed;
+}
 void *dn_wino_weight(ecs_dnnl *d, ecs_tensor *t, const dn_wino *g, ecs_err *err);
 void dn_weights_free(ecs_dnnl *d);
 

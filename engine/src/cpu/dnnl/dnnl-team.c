@@ -13,18 +13,22 @@
  *
  * Two rules follow. By size (dn_team_of): a convolution under TEAM_CONV_FLOP of direct work or
  * any other op on fewer than TEAM_ELEMENTS elements takes about as long alone as its team needs
- * to meet, so it runs on one thread. By load (dn_load_*): the calling thread's run-queue delay
- * (the time it was ready to run but waited for a core, the kernel's schedstat) over the time the
- * backend computed, measured over windows of LOAD_WINDOW_MS of computing. Above LOAD_CONTENDED
- * the cores are contended and the team of every op that lasts less than a scheduler slice or so
- * is halved (on 2 cores: such ops on one thread), for a number of windows that doubles each time
- * a trial with the larger team finds them still contended (LOAD_HOLD_MIN to LOAD_HOLD_MAX); then
- * the team is doubled again for a trial window.
- * Ops of at least TEAM_LONG_FLOP or TEAM_LONG_ELEMENTS keep their team under load: a thread held
- * back for a slice costs such an op a fraction of its time, and the team still has the cores'
- * shares that one thread would not (measured beside other processes' builds: oneDNN's 3x3
- * convolutions of 1.85 GFLOP took 10-15 ms on 2 threads, 12-24 ms halved). Where the kernel
- * keeps no schedstat, only the size rule applies.
+ * to meet, so it runs on one thread. TEAM_CONV_FLOP is about 10-20 us of one core's work: a
+ * 1x1 convolution of 28 MFLOP on an 8x8 map (efficientnet_lite0's last blocks) ran at 85 GFLOP/s
+ * alone and 172 on 2 threads (2-core AMD EPYC, AVX2), and with the limit lowered from 32 to 2
+ * MFLOP lite0's 225-px forward went from 11.6 to 8.4 ms, the small network's inference and
+ * training step unchanged (4.3 and 14.5 ms; bench_engine small, train). By load (dn_load_*): the
+ * calling thread's run-queue delay (the time it was ready to run but waited for a core, the
+ * kernel's schedstat) over the time the backend computed, measured over windows of LOAD_WINDOW_MS
+ * of computing. Above LOAD_CONTENDED the cores are contended and the team of every op that lasts
+ * less than a scheduler slice or so is halved (on 2 cores: such ops on one thread), for a number of
+ * windows that doubles each time a trial with the larger team finds them still contended
+ * (LOAD_HOLD_MIN to LOAD_HOLD_MAX); then the team is doubled again for a trial window. Ops of at
+ * least TEAM_LONG_FLOP or TEAM_LONG_ELEMENTS keep their team under load: a thread held back for a
+ * slice costs such an op a fraction of its time, and the team still has the cores' shares that one
+ * thread would not (measured beside other processes' builds: oneDNN's 3x3 convolutions of 1.85
+ * GFLOP took 10-15 ms on 2 threads, 12-24 ms halved). Where the kernel keeps no schedstat, only the
+ * size rule applies.
  *
  * The team is part of every primitive's cache key (dnnl-backend.c), so a primitive always runs
  * with the team it was built for: oneDNN sizes some scratchpads and work splits by it. */
@@ -37,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TEAM_CONV_FLOP     32e6
+#define TEAM_CONV_FLOP     2e6
 #define TEAM_ELEMENTS      ((int64_t)1 << 19)
 #define TEAM_LONG_FLOP     1e9
 #define TEAM_LONG_ELEMENTS ((int64_t)1 << 24)

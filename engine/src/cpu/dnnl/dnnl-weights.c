@@ -4,8 +4,9 @@
  * them blocked gets a reordered copy from this backend's weight cache, keyed by (data pointer,
  * shape, target format) and validated by a fingerprint of sampled values, so a store freed and
  * reallocated at the same address with other values is re-reordered. Parameters that train
- * (requires_grad and not frozen) change every step: they are reordered on every call and never
- * cached, because an update may leave the sampled values unchanged (dead units, zero gradient).
+ * (requires_grad, not frozen and not fixed) change every step: they are reordered on every call
+ * and never cached, because an update may leave the sampled values unchanged (dead units, zero
+ * gradient). A folded inference model's parameters are fixed (ecs_model_fold_bn): cached.
  * The sample therefore guards against a different store, not against partial in-place edits of
  * a frozen one: code that rewrites frozen weights in place must free the backend or mark them
  * trainable.
@@ -133,7 +134,7 @@ static wentry *wpush(ecs_dnnl *d, const ecs_tensor *t, int32_t id, size_t size, 
 
 void *dn_weight(ecs_dnnl *d, ecs_tensor *t, const dw_md *tmd, const dw_md *want, ecs_err *err) {
   if (dw_md_equal(tmd, want)) return t->data;
-  if (t->requires_grad && !t->frozen) {
+  if (dn_weight_changes(t)) {
     void *p = dn_temp(d, dw_md_size(want), err);
     if (!p || dn_reorder(d, tmd, t->data, want, p, err) != ECS_OK) return NULL;
     return p;

@@ -473,6 +473,8 @@
 
   function renderDownloads(j) {
     const ul = $("downloads");
+    // the last answer's Blob URLs go with their links (each holds its bytes until revoked)
+    for (const a of ul.querySelectorAll("a")) URL.revokeObjectURL(a.href);
     ecs.clear(ul);
     const add = (name, bytes, type) => {
       const li = ecs.el("li", {}, null);

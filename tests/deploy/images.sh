@@ -9,7 +9,7 @@ base_images() {
     stamp "base image debian:12-slim by debootstrap (once; cached in $CACHE/docker)"
     local mirror rootfs=$w/rootfs
     mirror=$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' |
-      grep -v security | sort -u | head -1)
+      grep -v security | sort -u | sed -n 1p)
     [ -n "$mirror" ] || fail "no Debian mirror in the host's apt sources"
     debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$w/debootstrap.log" 2>&1 ||
       { tail -20 "$w/debootstrap.log"; fail "debootstrap from $mirror"; }
@@ -48,7 +48,10 @@ check_image() {
   done
   docker image inspect -f '{{json .Config.Healthcheck.Test}}' "$img" | grep -q health/live ||
     fail "no HEALTHCHECK on /health/live"
-  docker run --rm --read-only "$img" --help | head -1 | grep -q . || fail "ecsnet-server --help"
+  # the whole output first: a reader that stops early (head) breaks docker's pipe, and
+  # pipefail then fails a good image
+  local help
+  help=$(docker run --rm --read-only "$img" --help) && [ -n "$help" ] || fail "ecsnet-server --help"
   docker run -d --name ecsnet-test-single --read-only --tmpfs /tmp --cap-drop ALL \
     --security-opt no-new-privileges:true -p "127.0.0.1:$((PORT + 1)):8080" \
     --health-interval 2s "$img" --workers 1 >/dev/null

@@ -11,7 +11,7 @@ served_by() { # NAME/VERSION that replica $1 serves, from its own /health/ready
 }
 cam_200s() { # /cam answers with 200 the replica's server has counted since it started
   in_ctr "$1" curl -fsS --max-time 2 http://127.0.0.1:8080/metrics 2>/dev/null |
-    sed -n 's/^ecsnet_requests_total{route="\/cam",status="200"} \([0-9]*\)$/\1/p' | head -1
+    sed -n 's/^ecsnet_requests_total{route="\/cam",status="200"} \([0-9]*\)$/\1/p' | sed -n 1p
 }
 
 load_start() { # closed loop of $CLIENTS clients through nginx; load_stop writes $1

@@ -152,11 +152,62 @@ static void test_labels_from_annotation_xml(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* ImageNet's 1000 classes: image-level labels from labels.txt up to the model's limit; with
+ * SegmentationClass/ (8-bit masks) more than 254 classes is refused, saying why. */
+static void test_a_thousand_classes(void **state) {
+  (void)state;
+  char dir[64];
+  snprintf(dir, sizeof dir, "/tmp/ecs-1k-XXXXXX");
+  assert_non_null(mkdtemp(dir));
+  char path[256], cmd[300];
+  snprintf(cmd, sizeof cmd, "mkdir -p %s/JPEGImages %s/ImageSets/Segmentation", dir, dir);
+  assert_int_equal(system(cmd), 0);
+  for (int K = 1000; K <= 1025; K += 25) {
+    snprintf(path, sizeof path, "%s/classes.txt", dir);
+    FILE *f = fopen(path, "w");
+    for (int k = 1; k <= K; k++)
+      fprintf(f, "class %d\n", k);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/labels.txt", dir);
+    f = fopen(path, "w");
+    fputs("a 1 282 1000\nb 999\n", f);
+    fclose(f);
+    ecs_err err = {0};
+    ecs_dataset *ds = ecs_dataset_open(dir, &err);
+    if (K > ECS_DATASET_MAX_CLASSES) { /* 1025: one more than a model may have */
+      assert_null(ds);
+      assert_non_null(strstr(err.msg, "more than 1024 classes"));
+      continue;
+    }
+    assert_non_null(ds);
+    assert_int_equal(ecs_dataset_n_classes(ds), 1000);
+    assert_string_equal(ecs_dataset_class_name(ds, 1000), "class 1000");
+    const uint8_t *l;
+    assert_int_equal(ecs_dataset_labels(ds, "a", &l, &err), ECS_OK);
+    int on = 0;
+    for (int k = 0; k < 1000; k++)
+      on += l[k];
+    assert_int_equal(on, 3);
+    assert_true(l[0] && l[281] && l[999]);
+    ecs_dataset_free(ds);
+    /* with masks: refused, and the message says what to do */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/SegmentationClass", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_null(ecs_dataset_open(dir, &err));
+    assert_non_null(strstr(err.msg, "1000 classes, but SegmentationClass/ masks are 8-bit"));
+    snprintf(cmd, sizeof cmd, "rmdir %s/SegmentationClass", dir);
+    assert_int_equal(system(cmd), 0);
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_labels_file_and_masks_agree),
       cmocka_unit_test(test_errors_name_the_file),
       cmocka_unit_test(test_labels_from_annotation_xml),
+      cmocka_unit_test(test_a_thousand_classes),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,11 +1,12 @@
 /* ecs/dataset.h - a VOC-layout dataset: its classes, splits, image-level labels and files.
  *
  * Layout (under one folder): JPEGImages/ID.jpg; optional SegmentationClass/ID.png (palette
- * indices = class ids, 255 ignore); ImageSets/Segmentation/{train,val,...}.txt (one ID a line);
- * classes.txt (object class names, one a line, ids 1..K in order; background is implicit; when
- * absent, the 20 PASCAL VOC classes); labels.txt ("ID id id ...": the image-level labels).
- * Where labels.txt is absent, an image's labels come from its SegmentationClass mask (the ids
- * present other than 0 and 255) or else from VOC's Annotations/ID.xml (<object><name>).
+ * indices = class ids, 255 ignore; at most ECS_DATASET_MAX_MASK_CLASSES classes);
+ * ImageSets/Segmentation/{train,val,...}.txt (one ID a line); classes.txt (object class names, one
+ * a line, ids 1..K in order; background is implicit; when absent, the 20 PASCAL VOC classes);
+ * labels.txt ("ID id id ...": the image-level labels). Where labels.txt is absent, an image's
+ * labels come from its SegmentationClass mask (the ids present other than 0 and 255) or else from
+ * VOC's Annotations/ID.xml (<object><name>).
  *
  * Opening reads only the small text files; images and masks are read on demand, so a loader
  * can decode them on its own threads. Every error names the file and line. */
@@ -18,7 +19,12 @@
 extern "C" {
 #endif
 
-#define ECS_DATASET_MAX_CLASSES 255
+/* As many classes as a model may have (ECS_MAX_CLASSES - 1: ImageNet's 1000 fit). Masks are
+ * 8-bit palette PNGs, so a dataset with SegmentationClass/ has at most 254 classes; one with
+ * more takes its image-level labels from labels.txt or Annotations/ and trains, without the
+ * masks that evaluation needs. */
+#define ECS_DATASET_MAX_CLASSES      1024
+#define ECS_DATASET_MAX_MASK_CLASSES 254
 
 typedef struct ecs_dataset ecs_dataset;
 

@@ -218,6 +218,12 @@ ecs_dataset *ecs_dataset_open(const char *dir, ecs_err *err) {
       snprintf(ds->names[k], sizeof ds->names[k], "%s", g_voc_classes[k]);
     ds->K = 20;
   }
+  if (st == ECS_OK && ds->has_masks && ds->K > ECS_DATASET_MAX_MASK_CLASSES)
+    st = ecs_err_set(err, ECS_ERR_FORMAT,
+                     "dataset %s: %d classes, but SegmentationClass/ masks are 8-bit (ids 1..%d, "
+                     "255 ignore): with more classes, leave the masks out and give image-level "
+                     "labels (labels.txt or Annotations/)",
+                     dir, ds->K, ECS_DATASET_MAX_MASK_CLASSES);
   join(path, sizeof path, ds, "labels.txt", NULL, NULL);
   if (st == ECS_OK && path_exists(path, 0)) {
     ds->has_labels_file = 1;

@@ -10,6 +10,9 @@
 #include "ecs/nn.h"
 #include "ecs/train.h"
 
+_Static_assert(ECS_DATASET_MAX_CLASSES == ECS_MAX_CLASSES - 1,
+               "a dataset holds as many classes as a model");
+
 static ecs_status copy_weights(ecs_model *dst_m, const ecs_model *base, ecs_err *e) {
   ecs_params *dst = ecs_model_params(dst_m), *src = ecs_model_params((ecs_model *)base);
   for (size_t i = 0; i < ecs_params_count(dst); i++) {

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "labels.h"
 #include "labelstudio.h"
 #include "srv-fetch.h"
 #include "srv-impl.h"
@@ -196,10 +197,42 @@ static uint8_t *as_jpeg(srv *s, uint8_t *bytes, size_t n, size_t *out_n, ecs_err
   return jpg;
 }
 
+/* The image's line of labels.txt: its id, then the class ids its tags name, ascending, each
+ * once. A tag naming a group (ecsnet-imagenet-lite0's "cat") stands for every member class of
+ * the group: the image shows one of them and the tag does not say which, so each is trained as
+ * present, as the group's score and CAM are made from all of them. NULL when no tag names a
+ * class or a group (the image is left out: it would train as showing none of them) or when
+ * out of memory. */
+static char *label_line(const char *id, const api_ls_task *t, const api_model_info *info) {
+  bool *on = calloc((size_t)info->n_classes + 1, sizeof *on);
+  if (!on) return NULL;
+  int n = 0;
+  for (int i = 0; i < t->n_labels; i++) {
+    int c = t->labels[i].id, k = 0;
+    const uint16_t *members = api_label_members(info, c, &k); /* NULL: not a group */
+    for (int j = 0; j < (members ? k : 1); j++) {
+      int m = members ? members[j] : c;
+      if (m >= 1 && m <= info->n_classes && !on[m]) {
+        on[m] = true;
+        n++;
+      }
+    }
+  }
+  size_t cap = strlen(id) + 8 * (size_t)n + 1, o = 0;
+  char *line = n > 0 ? malloc(cap) : NULL;
+  if (line) {
+    o += (size_t)snprintf(line, cap, "%s", id);
+    for (int c = 1; c <= info->n_classes; c++)
+      if (on[c]) o += (size_t)snprintf(line + o, cap - o, " %d", c);
+  }
+  free(on);
+  return line;
+}
+
 /* Adds one task to the dataset; true when it was added (or updated). */
 static bool add_task(srv *s, const char *dir, const api_ls_config *cfg, const api_model_info *info,
                      json_int_t project, json_int_t tid) {
-  char path[LOOP_PATH], id[64], line[1200];
+  char path[LOOP_PATH], id[64];
   snprintf(path, sizeof path, "/api/tasks/%lld", (long long)tid);
   json_t *task = NULL;
   api_error ae;
@@ -219,15 +252,14 @@ static bool add_task(srv *s, const char *dir, const api_ls_config *cfg, const ap
   }
   if (ok && !(jpg = as_jpeg(s, img, n, &jn, &e))) ok = false;
   snprintf(id, sizeof id, "ls-%lld-%lld", (long long)project, (long long)tid);
-  int o = snprintf(line, sizeof line, "%s", id);
-  for (int i = 0; ok && i < t.n_labels; i++) /* classes only: a group is no training label */
-    if (t.labels[i].id >= 1 && t.labels[i].id <= info->n_classes)
-      o += snprintf(line + o, sizeof line - (size_t)o, " %d", t.labels[i].id);
+  char *line = ok ? label_line(id, &t, info) : NULL;
+  ok = ok && line;
   if (ok) {
     ok = PATHF(path, "%s/JPEGImages/%s.jpg", dir, id) && put_file(path, jpg, jn);
     ok = ok && PATHF(path, "%s/labels.txt", dir) && set_line(path, id, line);
     ok = ok && PATHF(path, "%s/ImageSets/Segmentation/train.txt", dir) && set_line(path, id, id);
   }
+  free(line);
   free(jpg);
   json_decref(task);
   return ok;

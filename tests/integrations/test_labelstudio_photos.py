@@ -9,13 +9,15 @@ to ecsnet, and data: URI tasks with image-level labels) and every stored brush R
 label-studio-sdk's converter, must equal the same server's /cam mask for that image and
 label id; stored polygons must be /cam's outer rings of that id in percent."""
 import base64
+import time
 
 import numpy as np
 import pytest
+import requests
 from label_studio_sdk.converter.brush import decode_rle
 
-from conftest import cam, combined_mask, present_ids
-from test_labelstudio import predictions, register, retrieve, tasks_of
+from conftest import LITE0, LS_PASSWORD, LS_USER, Server, cam, combined_mask, present_ids
+from test_labelstudio import ADMIN, predictions, register, retrieve, tasks_of
 
 BRUSH = ["cat", "Tabby Cat", "espresso", "Fox_Squirrel", "unicorn", "crane"]
 POLYGON = ["cat", "unicorn"]
@@ -102,7 +104,6 @@ def test_brush_predictions_on_photos_equal_ecsnets_16bit_masks(label_studio, lit
 
 
 def test_an_unknown_label_is_a_422_for_cam_but_ignored_by_the_backend(lite0, photos):
-    import requests
     r = requests.post(lite0.url + "/cam", files={"image": photos["chelsea.png"].read_bytes()},
                       data={"labels": "tabby cat,unicorn", "outputs": "scores"}, timeout=60)
     assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_label"
@@ -143,3 +144,59 @@ def test_polygons_on_photos_are_ecsnets_rings(label_studio, lite0, photos):
             assert r["type"] == "polygonlabels" and r["value"]["polygonlabels"] == ["cat"]
             want = [[100.0 * x / j["width"], 100.0 * y / j["height"]] for x, y in ring]
             assert np.allclose(r["value"]["points"], want, atol=1e-6)
+
+
+def test_the_loop_trains_a_group_tag_as_its_members(label_studio, photos, tmp_path):
+    """Choices that name a VOC group, a class by a synonym and a label the model lacks reach
+    the fine-tuning dataset as class ids: the group "cat" as its five member classes (tabby,
+    which a second tag names too, once), "unicorn" not at all; the job fine-tunes
+    ecsnet-imagenet-lite0 to its end and Label Studio is served the new version."""
+    ls = label_studio
+    s = Server("--ls-url", ls.url, "--train-threads", "1", model=LITE0,
+               env={"ECSNET_LS_TOKEN": ls.token, "ECSNET_LS_AUTH": f"{LS_USER}:{LS_PASSWORD}",
+                    "ECSNET_ADMIN_TOKEN": ADMIN}, data_dir=tmp_path / "data")
+    try:
+        [m] = requests.get(s.url + "/v1/models", timeout=10).json()["models"]
+        members = {g["name"]: g["members"] for g in m["labels"] if g["kind"] == "group"}
+        assert TABBY in members["cat"] and len(members["cat"]) == 5
+        tags = {"chelsea.png": ["cat", "Tabby Cat"], "coffee.png": ["espresso", "unicorn"]}
+        choices = "".join(f'<Choice value="{c}"/>' for c in ["cat", "Tabby Cat", "espresso",
+                                                             "unicorn"])
+        cfg = config("BrushLabels", ["cat", "espresso"]).replace(
+            "</View>", f'<Choices name="tags" toName="image" choice="multiple">{choices}'
+            "</Choices></View>")
+        desc = "ecsnet-dataset: photoloop\necsnet-train-every: 2\necsnet-train-steps: 2"
+        pid = ls.api("POST", "/api/projects", json={"title": "ecsnet photos loop",
+                                                    "description": desc,
+                                                    "label_config": cfg}).json()["id"]
+        for name in tags:
+            with open(photos[name], "rb") as f:
+                ls.api("POST", f"/api/projects/{pid}/import", files={"file": (name, f)})
+        assert register(ls, s, pid)["model_version"] == "ecsnet-imagenet-lite0@1"
+        want = []
+        for t in tasks_of(ls, pid):
+            path, _ = source(t, photos)
+            ls.api("POST", f"/api/tasks/{t['id']}/annotations", json={"result": [{
+                "from_name": "tags", "to_name": "image", "type": "choices",
+                "value": {"choices": tags[path.name]}}]})
+            ids = sorted(members["cat"]) if path.name == "chelsea.png" else [ESPRESSO]
+            want.append(f"ls-{pid}-{t['id']} " + " ".join(map(str, ids)))
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        job, end = None, time.monotonic() + 240
+        while time.monotonic() < end:
+            jobs = requests.get(s.url + "/admin/jobs", headers=admin, timeout=5).json()["jobs"]
+            if jobs and jobs[0]["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+                job = jobs[0]
+                break
+            time.sleep(0.5)
+        assert job is not None and job["status"] == "succeeded", (job, s.lines[-20:])
+        ds = s.data_dir / "datasets" / "photoloop"
+        assert sorted((ds / "labels.txt").read_text().split("\n")[:-1]) == sorted(want)
+        assert job["request"]["base_model"] == "ecsnet-imagenet-lite0/1"
+        assert job["result"]["activated"] is True
+        setup = requests.post(s.url + "/labelstudio/setup", auth=(LS_USER, LS_PASSWORD),
+                              json={}, timeout=5).json()
+        assert setup["model_version"] == "ecsnet-imagenet-lite0@%d" % job["result"]["model"][
+            "version"]
+    finally:
+        s.stop()

@@ -100,6 +100,19 @@ def register(ls, backend, pid):
     return j
 
 
+def first_job_ended(server, timeout):
+    """The server's newest admin job once it has ended (the loop's first job); fails with the
+    server's last log lines if none ends within timeout seconds."""
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        jobs = requests.get(server.url + "/admin/jobs", headers=admin, timeout=5).json()["jobs"]
+        if jobs and jobs[0]["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+            return jobs[0]
+        time.sleep(0.5)
+    raise AssertionError("no job ended: " + "\n".join(server.lines[-20:]))
+
+
 def retrieve(ls, pid):
     r = ls.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={pid}",
                json={"selectedItems": {"all": True, "excluded": []}})
@@ -269,16 +282,7 @@ def test_webhook_loop_fine_tunes_on_choices(label_studio, backend, images):
         ls.api("POST", f"/api/tasks/{t['id']}/annotations", json={"result": [{
             "from_name": "tags", "to_name": "image", "type": "choices",
             "value": {"choices": labels}}]})
-    admin = {"Authorization": f"Bearer {ADMIN}"}
-    job = None
-    end = time.monotonic() + 180
-    while time.monotonic() < end:
-        jobs = requests.get(backend.url + "/admin/jobs", headers=admin, timeout=5).json()["jobs"]
-        if jobs and jobs[0]["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
-            job = jobs[0]
-            break
-        time.sleep(0.5)
-    assert job is not None, backend.lines[-20:]
+    job = first_job_ended(backend, 180)
     assert job["status"] == "succeeded", job
     assert job["request"]["dataset"] == "lsloop" and job["request"]["steps"] == 3
     ds = backend.data_dir / "datasets" / "lsloop"

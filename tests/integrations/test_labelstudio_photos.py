@@ -9,7 +9,6 @@ to ecsnet, and data: URI tasks with image-level labels) and every stored brush R
 label-studio-sdk's converter, must equal the same server's /cam mask for that image and
 label id; stored polygons must be /cam's outer rings of that id in percent."""
 import base64
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ import requests
 from label_studio_sdk.converter.brush import decode_rle
 
 from conftest import LITE0, LS_PASSWORD, LS_USER, Server, cam, combined_mask, present_ids
-from test_labelstudio import ADMIN, predictions, register, retrieve, tasks_of
+from test_labelstudio import ADMIN, first_job_ended, predictions, register, retrieve, tasks_of
 
 BRUSH = ["cat", "Tabby Cat", "espresso", "Fox_Squirrel", "unicorn", "crane"]
 POLYGON = ["cat", "unicorn"]
@@ -181,15 +180,8 @@ def test_the_loop_trains_a_group_tag_as_its_members(label_studio, photos, tmp_pa
                 "value": {"choices": tags[path.name]}}]})
             ids = sorted(members["cat"]) if path.name == "chelsea.png" else [ESPRESSO]
             want.append(f"ls-{pid}-{t['id']} " + " ".join(map(str, ids)))
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        job, end = None, time.monotonic() + 240
-        while time.monotonic() < end:
-            jobs = requests.get(s.url + "/admin/jobs", headers=admin, timeout=5).json()["jobs"]
-            if jobs and jobs[0]["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
-                job = jobs[0]
-                break
-            time.sleep(0.5)
-        assert job is not None and job["status"] == "succeeded", (job, s.lines[-20:])
+        job = first_job_ended(s, 240)
+        assert job["status"] == "succeeded", (job, s.lines[-20:])
         ds = s.data_dir / "datasets" / "photoloop"
         assert sorted((ds / "labels.txt").read_text().split("\n")[:-1]) == sorted(want)
         assert job["request"]["base_model"] == "ecsnet-imagenet-lite0/1"
